@@ -1,0 +1,109 @@
+"""Batches for training: crop a window of codes, build delay-pattern labels, pad, tokenize captions.
+
+MusicGen predicts K codebooks per step with the *delay pattern*: codebook k is shifted k steps to the right, so the
+model predicts codebook k of frame t at step t + k, after it has seen codebooks < k of that frame. transformers'
+``forward(labels=...)`` shifts labels right by one (prepending the start token) but does NOT apply this delay, so the
+labels built here are already delayed. For K = 4 codebooks and T = 5 frames (c<k><t> = code of codebook k, frame t;
+``-`` = ignored, -100):
+
+    step:        0    1    2    3    4    5    6    7
+    codebook 0:  c00  c01  c02  c03  c04  -    -    -
+    codebook 1:  -    c10  c11  c12  c13  c14  -    -
+    codebook 2:  -    -    c20  c21  c22  c23  c24  -
+    codebook 3:  -    -    -    c30  c31  c32  c33  c34
+
+The sequence has T + K - 1 steps. The model's input at step s is the label at step s - 1 (the start token, which is
+also the pad token ``vocab_size``, at step 0) with ignored positions replaced by the pad token — exactly the
+sequence ``generate()`` builds with ``build_delay_pattern_mask``, so training and inference see the same inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+
+
+def delay_pattern_labels(codes: torch.Tensor) -> torch.Tensor:
+    """Delay-pattern labels of one clip.
+
+    Args:
+        codes: (num_codebooks, frames) integer codes.
+
+    Returns:
+        (frames + num_codebooks - 1, num_codebooks) labels, ``IGNORE_INDEX`` where the delay leaves no target.
+    """
+    num_codebooks, frames = codes.shape
+    labels = torch.full((frames + num_codebooks - 1, num_codebooks), IGNORE_INDEX, dtype=torch.long)
+    for k in range(num_codebooks):
+        labels[k : k + frames, k] = codes[k]
+    return labels
+
+
+def shift_right(labels: torch.Tensor, start_token_id: int, pad_token_id: int) -> torch.Tensor:
+    """Decoder inputs from labels: prepend the start token, drop the last step, ignored positions become pad.
+
+    Args:
+        labels: (bsz, steps, num_codebooks).
+
+    Returns:
+        (bsz * num_codebooks, steps), the layout MusicGen's decoder takes.
+    """
+    bsz, steps, num_codebooks = labels.shape
+    inputs = torch.full_like(labels, start_token_id)
+    inputs[:, 1:] = labels[:, :-1]
+    inputs = inputs.masked_fill(inputs == IGNORE_INDEX, pad_token_id)
+    return inputs.permute(0, 2, 1).reshape(bsz * num_codebooks, steps)
+
+
+@dataclass
+class MusicgenCollator:
+    """Turns dataset rows ``{"codes": (K, T) ints, "text": str}`` into a training batch.
+
+    Args:
+        tokenizer: the text encoder's tokenizer.
+        pad_token_id: the decoder's pad token (``vocab_size`` for MusicGen), used for delayed positions.
+        decoder_start_token_id: the decoder's start token (equal to the pad token for MusicGen).
+        max_frames: longest window of frames per clip; longer clips are cropped.
+        random_crop: crop at a random frame (training) or at the start (evaluation, reproducible).
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    pad_token_id: int
+    decoder_start_token_id: int
+    max_frames: int
+    random_crop: bool = True
+    codes_column: str = "codes"
+    text_column: str = "text"
+
+    def crop(self, codes: torch.Tensor) -> torch.Tensor:
+        """A window of at most ``max_frames`` frames of (K, T) codes."""
+        frames = codes.shape[1]
+        if frames <= self.max_frames:
+            return codes
+        start = int(torch.randint(0, frames - self.max_frames + 1, ())) if self.random_crop else 0
+        return codes[:, start : start + self.max_frames]
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        labels = [delay_pattern_labels(self.crop(torch.as_tensor(f[self.codes_column], dtype=torch.long))) for f in features]
+        steps = max(label.shape[0] for label in labels)
+        num_codebooks = labels[0].shape[1]
+        batch_labels = torch.full((len(labels), steps, num_codebooks), IGNORE_INDEX, dtype=torch.long)
+        decoder_attention_mask = torch.zeros((len(labels), steps), dtype=torch.long)
+        for i, label in enumerate(labels):
+            batch_labels[i, : label.shape[0]] = label  # (steps_i, K), padded at the end with IGNORE_INDEX
+            decoder_attention_mask[i, : label.shape[0]] = 1
+        text = self.tokenizer(
+            [f[self.text_column] for f in features], padding=True, return_tensors="pt"
+        )  # input_ids / attention_mask: (bsz, text_len)
+        return {
+            "input_ids": text["input_ids"],
+            "attention_mask": text["attention_mask"],
+            "decoder_input_ids": shift_right(batch_labels, self.decoder_start_token_id, self.pad_token_id),
+            "decoder_attention_mask": decoder_attention_mask,  # (bsz, steps)
+            "labels": batch_labels,  # (bsz, steps, K)
+        }

@@ -1,0 +1,394 @@
+"""Configuration: dataclasses with help text, JSON + command-line parsing, and validation with clear errors.
+
+A run is described by two dataclasses parsed together by :class:`transformers.HfArgumentParser`:
+:class:`FinetuneArguments` (model, data, LoRA, samples) and :class:`MusicgenTrainingArguments`, which is
+``transformers.TrainingArguments`` with a few defaults changed for this task, so every standard Trainer option
+works from the JSON file. Values come from, in increasing priority: the field defaults, the JSON file, command-line
+flags. ``HfArgumentParser`` does not type-check JSON values, so :func:`parse_config` checks types and ranges itself
+and raises :class:`~musicgen_lora.errors.UserError` with the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import logging
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from .errors import UserError, one_line
+
+# MusicGen's decoder was trained on 30 s windows (1500 frames at 50 Hz); longer windows leave the trained range.
+MODEL_MAX_SECONDS = 30.0
+
+# Default LoRA targets, as in the popular MusicGen LoRA script: attention and feed-forward projections of the
+# decoder, the text-to-decoder projection, and the per-codebook embeddings and output heads (on small models,
+# adapters without the heads barely learn).
+DEFAULT_LORA_TARGETS = [
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "enc_to_dec_proj", "lm_heads", "embed_tokens",
+]  # fmt: skip
+
+RESOLVED_CONFIG_NAME = "finetune_config.json"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneArguments:
+    """Options of this project (model, data, LoRA, samples); Trainer options live in MusicgenTrainingArguments."""
+
+    # --- model ---
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Base MusicGen model: a Hub id such as 'facebook/musicgen-small' or a local folder."},
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where downloaded models and Hub datasets are cached (Hugging Face default)."}
+    )
+    # --- data ---
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training audio: a Hub dataset id, or a local folder of audio files with metadata.jsonl / "
+            "metadata.csv (columns file_name and a caption), or audio files with same-named .txt captions."
+        },
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Configuration name of a Hub dataset (None: its default)."}
+    )
+    train_split_name: str = field(
+        default="train",
+        metadata={"help": "Split used for training (for a local folder: the whole folder, or its subfolder of that name)."},
+    )
+    eval_split_name: str | None = field(
+        default=None,
+        metadata={"help": "Split used for evaluation, e.g. 'validation' (None: no evaluation data)."},
+    )
+    audio_column_name: str = field(default="audio", metadata={"help": "Column holding the audio."})
+    text_column_name: str = field(default="text", metadata={"help": "Column holding each clip's caption."})
+    instance_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "Caption for every clip when the data has no captions, or a prefix (e.g. a trigger word) "
+            "put before each clip's own caption."
+        },
+    )
+    max_duration_in_seconds: float = field(
+        default=MODEL_MAX_SECONDS,
+        metadata={"help": "Longest window trained on; longer clips are cropped at a random place each time."},
+    )
+    min_duration_in_seconds: float = field(
+        default=1.0, metadata={"help": "Clips shorter than this are left out of training."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training clips (quick experiments, debugging)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N evaluation clips."}
+    )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where the EnCodec codes of each dataset are cached, so a second run does not encode again "
+            "(default: $HF_HOME/musicgen_lora, i.e. ~/.cache/huggingface/musicgen_lora)."
+        },
+    )
+    # --- LoRA ---
+    use_lora: bool = field(
+        default=True, metadata={"help": "Train LoRA adapters (true) or fine-tune the whole decoder (false)."}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=32.0, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input, in [0, 1)."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LORA_TARGETS),
+        metadata={
+            "help": "Decoder modules that get adapters, by name: q_proj k_proj v_proj out_proj (self and cross "
+            "attention), fc1 fc2, enc_to_dec_proj, lm_heads (all output heads), embed_tokens (all codebook "
+            "embeddings), or lm_heads.N / embed_tokens.N for one codebook."
+        },
+    )
+    lora_target_regex: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of lora_target_modules: a regular expression that must match a module's full name "
+            "(e.g. 'decoder\\.model\\.decoder\\.layers\\.\\d+\\.self_attn\\.(q|v)_proj')."
+        },
+    )
+    # --- samples ---
+    sample_prompts: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Prompts rendered to WAV files in output_dir/samples/ after training (none: no samples)."},
+    )
+    sample_duration_in_seconds: float = field(default=8.0, metadata={"help": "Length of each sample."})
+    guidance_scale: float = field(
+        default=3.0, metadata={"help": "Classifier-free guidance scale used for samples (1: no guidance)."}
+    )
+
+
+@dataclass
+class MusicgenTrainingArguments(TrainingArguments):
+    """``transformers.TrainingArguments`` with defaults suited to MusicGen LoRA fine-tuning."""
+
+    learning_rate: float = field(
+        default=2e-4, metadata={"help": "Peak learning rate (2e-4 works well for LoRA on small datasets)."}
+    )
+    # The collator needs the caption text, which Trainer would drop as an 'unused' column.
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay false: the collator reads the caption column."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
+
+
+ALL_ARGUMENT_CLASSES = (FinetuneArguments, MusicgenTrainingArguments)
+
+
+@dataclass
+class ParsedConfig:
+    """The two argument objects of a run, and the values the user requested (saved as RESOLVED_CONFIG_NAME)."""
+
+    args: FinetuneArguments
+    training: MusicgenTrainingArguments
+    requested: dict[str, Any]
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors become one-line UserErrors instead of usage dumps."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(f"{one_line(message)}; run with --help to list every option")
+
+
+def build_parser() -> HfArgumentParser:
+    parser = _Parser(
+        ALL_ARGUMENT_CLASSES,
+        prog="finetune_musicgen.py",
+        description="Fine-tune MusicGen with LoRA adapters. Usage: finetune_musicgen.py [CONFIG.json] [--key value ...]; "
+        "command-line flags override keys of the JSON file; with no JSON file the offline demo runs. "
+        "--debug (or LOGLEVEL=DEBUG) shows full tracebacks instead of one-line errors.",
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    return parser
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for cls in ALL_ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
+
+
+def _type_hints() -> dict[str, Any]:
+    hints: dict[str, Any] = {}
+    for cls in ALL_ARGUMENT_CLASSES:
+        hints.update(typing.get_type_hints(cls))
+    return hints
+
+
+def _nearest(name: str, choices: typing.Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else "; run with --help to list every option"
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _value_matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a dataclass field's type hint (JSON numbers may be ints where floats are expected)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_value_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list or hint is list:
+        args = typing.get_args(hint)
+        return isinstance(value, list) and (not args or all(_value_matches(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, str):  # str-valued enums such as IntervalStrategy
+        return isinstance(value, str)
+    return True  # exotic types: leave the check to the library
+
+
+def load_json_config(path: str | Path) -> dict[str, Any]:
+    """Read a JSON config file, turning every problem into a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' not found; check the path (see example_configs/ for examples)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"config file '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}; fix the "
+            "JSON there (keys and strings in double quotes, no trailing commas)"
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file '{path}' is not UTF-8 text; save it as UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file '{path}' must hold a JSON object {{\"key\": value, ...}}, not {type(data).__name__}")
+    return data
+
+
+def check_json_values(values: dict[str, Any], source: str) -> None:
+    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type."""
+    known = _fields()
+    hints = _type_hints()
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"unknown option '{key}' in {source}{_nearest(key, known)}")
+        hint = hints.get(key, Any)
+        if not _value_matches(value, hint):
+            raise UserError(
+                f"option '{key}' in {source} must be of type {_describe(hint)}, got {json.dumps(value)}; "
+                f"fix its value (see --help)"
+            )
+
+
+def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise UserError(message)
+
+    require(training["learning_rate"] > 0, f"learning_rate must be > 0, got {training['learning_rate']}")
+    require(
+        training["per_device_train_batch_size"] >= 1,
+        f"per_device_train_batch_size must be >= 1, got {training['per_device_train_batch_size']}",
+    )
+    require(
+        training["gradient_accumulation_steps"] >= 1,
+        f"gradient_accumulation_steps must be >= 1, got {training['gradient_accumulation_steps']}",
+    )
+    require(args.lora_r >= 1, f"lora_r must be a positive integer, got {args.lora_r}")
+    require(args.lora_alpha > 0, f"lora_alpha must be > 0, got {args.lora_alpha}")
+    require(0 <= args.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {args.lora_dropout}")
+    require(
+        args.use_lora is False or args.lora_target_regex is not None or len(args.lora_target_modules) > 0,
+        "lora_target_modules is empty; name at least one module (e.g. q_proj v_proj) or set lora_target_regex",
+    )
+    require(
+        args.min_duration_in_seconds >= 0,
+        f"min_duration_in_seconds must be >= 0, got {args.min_duration_in_seconds}",
+    )
+    require(
+        0 < args.max_duration_in_seconds <= MODEL_MAX_SECONDS,
+        f"max_duration_in_seconds must be in (0, {MODEL_MAX_SECONDS:g}] (MusicGen's window), "
+        f"got {args.max_duration_in_seconds}",
+    )
+    require(
+        args.min_duration_in_seconds <= args.max_duration_in_seconds,
+        f"min_duration_in_seconds ({args.min_duration_in_seconds}) is larger than max_duration_in_seconds "
+        f"({args.max_duration_in_seconds}); lower the minimum or raise the maximum",
+    )
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(args, name)
+        require(value is None or value >= 1, f"{name} must be >= 1 (or null for all), got {value}")
+    require(
+        args.sample_duration_in_seconds > 0,
+        f"sample_duration_in_seconds must be > 0, got {args.sample_duration_in_seconds}",
+    )
+    require(args.guidance_scale >= 1, f"guidance_scale must be >= 1 (1 disables guidance), got {args.guidance_scale}")
+    require(
+        training["remove_unused_columns"] is False,
+        "remove_unused_columns must be false: the collator needs the caption column; remove the option",
+    )
+
+
+def _adapt_to_hardware(training: dict[str, Any]) -> None:
+    """Let GPU configs run on a machine without a GPU instead of failing in TrainingArguments."""
+    import torch
+
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    has_accelerator = has_accelerator or torch.backends.mps.is_available()
+    if has_accelerator:
+        return
+    if not training.get("use_cpu"):
+        training["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless use_cpu is set
+    if training.get("fp16"):
+        # fp16 autocast needs a CUDA GPU; Trainer would otherwise train in fp32 without saying so.
+        logger.warning("fp16 needs a CUDA GPU: on this CPU training runs in fp32 (set bf16 for mixed precision on CPU)")
+        training["fp16"] = False
+
+
+def parse_config(
+    argv: list[str] | None, defaults: dict[str, Any] | None = None
+) -> ParsedConfig:
+    """Parse ``[CONFIG.json] [--key value ...]`` into the two argument dataclasses.
+
+    Args:
+        argv: command-line words without the program name. If the first word ends in ``.json`` it is read as the
+            config file; the remaining words override its keys.
+        defaults: values used when no JSON file is given (the embedded demo config).
+
+    Returns:
+        A :class:`ParsedConfig`: both argument objects and the requested values to save beside the adapter.
+
+    Raises:
+        UserError: missing or malformed file, unknown key, wrong type, value out of range, or missing required key.
+    """
+    argv = [word for word in (argv or []) if word != "--debug"]  # the traceback switch is not a config key
+    if argv and argv[0].endswith(".json"):
+        source = f"'{argv[0]}'"
+        values = load_json_config(argv.pop(0))
+    else:
+        source = "the built-in demo config"
+        values = dict(defaults or {})
+    check_json_values(values, source)
+
+    parser = build_parser()
+    parser.set_defaults(**values)
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = next((word for word in unknown if word.startswith("-")), unknown[0])
+        name = flag.lstrip("-").split("=")[0]
+        raise UserError(f"unknown option '{flag}'{_nearest(name, _fields())}")
+
+    merged = vars(namespace)
+    own = FinetuneArguments(**{f.name: merged[f.name] for f in dataclasses.fields(FinetuneArguments) if f.init})
+    training_values = {
+        f.name: merged[f.name] for f in dataclasses.fields(MusicgenTrainingArguments) if f.init and f.name in merged
+    }
+    _check_ranges(own, training_values)
+    if own.model_name_or_path is None:
+        raise UserError("model_name_or_path is not set; set it to e.g. 'facebook/musicgen-small' or a local model folder")
+    if own.dataset_name is None:
+        raise UserError("dataset_name is not set; set it to a Hub dataset id or a local folder of audio files")
+    if training_values.get("output_dir") is None:
+        raise UserError("output_dir is not set; set it to the folder where the adapter and checkpoints should go")
+    requested = _requested_values(own, training_values)
+    _adapt_to_hardware(training_values)
+    try:
+        training = MusicgenTrainingArguments(**training_values)
+    except (ValueError, TypeError, ImportError) as err:  # TrainingArguments' own consistency checks
+        raise UserError(f"invalid training options: {one_line(err)}") from None
+    return ParsedConfig(own, training, requested)
+
+
+def _requested_values(own: FinetuneArguments, training: dict[str, Any]) -> dict[str, Any]:
+    """What the user asked for, as JSON-ready values that parse_config reads back; no tokens, no derived fields.
+
+    Taken before hardware adaptation, so a config saved on a laptop still runs on a GPU as written.
+    """
+    values: dict[str, Any] = dataclasses.asdict(own)
+    defaults = vars(build_parser().parse_known_args([])[0])  # the values argparse would use with no config
+    for name, value in training.items():
+        if "token" in name:
+            continue
+        if value != defaults.get(name) or name == "output_dir":
+            values[name] = value.value if hasattr(value, "value") else value
+    return json.loads(json.dumps(values, default=str))

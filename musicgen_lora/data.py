@@ -1,0 +1,345 @@
+"""Training data: load a source into one schema, attach captions, and encode every clip once with EnCodec.
+
+Sources, all turned into a ``datasets.Dataset`` with columns ``audio`` (path or ``{"path", "bytes"}``) and ``text``:
+
+* a Hub dataset id (with ``dataset_config_name`` and split names), loaded with ``Audio(decode=False)`` so decoding
+  goes through libsndfile here instead of torchcodec + FFmpeg;
+* a local folder with ``metadata.jsonl`` or ``metadata.csv`` (a ``file_name`` column relative to the folder, as in
+  ``datasets``' audiofolder, and a caption column);
+* a local folder of audio files with same-named ``.txt`` captions (as musicgen_trainer users have).
+
+A local folder is the train split, unless it has subfolders named after the splits (``train/``, ``validation/``).
+
+Encoding is the expensive step, so its result — the codes of each whole clip — is cached on disk under a key made
+of the audio files' identity (path, size, modification time; or a Hub dataset's fingerprint) and the EnCodec weights.
+Captions and duration limits are applied after the cache, so changing them never re-encodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from .audio import AUDIO_EXTENSIONS, describe_source, load_audio
+from .config import FinetuneArguments
+from .errors import UserError, one_line
+
+logger = logging.getLogger(__name__)
+
+CODES_FEATURES = datasets.Features(
+    {
+        "codes": datasets.List(datasets.List(datasets.Value("int16"))),  # (num_codebooks, frames)
+        "seconds": datasets.Value("float32"),
+    }
+)
+
+
+@dataclass
+class AudioSpec:
+    """What the model expects of its audio."""
+
+    sampling_rate: int
+    channels: int
+    frame_rate: float
+
+    @classmethod
+    def of(cls, model: PreTrainedModel) -> AudioSpec:
+        audio_config = model.config.audio_encoder
+        return cls(int(audio_config.sampling_rate), int(audio_config.audio_channels), float(audio_config.frame_rate))
+
+
+# --------------------------------------------------------------------------------------------------- sources
+
+
+def _read_metadata(folder: Path) -> list[dict[str, Any]] | None:
+    jsonl, csv_path = folder / "metadata.jsonl", folder / "metadata.csv"
+    if jsonl.is_file():
+        rows = []
+        for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{jsonl} line {number} is not valid JSON ({err.msg}); fix that line") from None
+        return rows
+    if csv_path.is_file():
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    return None
+
+
+def _load_local_folder(folder: Path, args: FinetuneArguments) -> datasets.Dataset:
+    rows = _read_metadata(folder)
+    if rows is not None:
+        if not rows:
+            raise UserError(f"the metadata file in '{folder}' has no rows; add one row per audio file")
+        columns = sorted(rows[0])
+        path_column = "file_name" if "file_name" in rows[0] else args.audio_column_name
+        if path_column not in rows[0]:
+            raise UserError(
+                f"the metadata in '{folder}' has no 'file_name' or '{args.audio_column_name}' column (columns: "
+                f"{', '.join(columns)}); add file_name with each audio file's path relative to the folder"
+            )
+        paths = [str(folder / row[path_column]) for row in rows]
+        texts = [row.get(args.text_column_name) for row in rows]
+        if all(t is None for t in texts) and args.instance_prompt is None:
+            raise UserError(
+                f"caption column '{args.text_column_name}' not found in the metadata of '{folder}' (columns: "
+                f"{', '.join(columns)}); set text_column_name to the caption column, or set instance_prompt"
+            )
+    else:
+        paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        if not paths:
+            raise UserError(
+                f"dataset folder '{folder}' holds no audio files ({', '.join(AUDIO_EXTENSIONS)}); point dataset_name "
+                "at your music folder"
+            )
+        texts = []
+        for path in paths:
+            caption_file = Path(path).with_suffix(".txt")
+            texts.append(caption_file.read_text(encoding="utf-8").strip() if caption_file.is_file() else None)
+    return datasets.Dataset.from_dict({"audio": paths, "text": [t if t is None else str(t) for t in texts]})
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def _load_hub_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
+    try:
+        dataset = datasets.load_dataset(
+            args.dataset_name, args.dataset_config_name, split=split, cache_dir=args.cache_dir
+        )
+    except Exception as err:  # noqa: BLE001 - datasets raises many kinds (connection, missing split, bad config)
+        raise UserError(
+            f"cannot load dataset '{args.dataset_name}' split '{split}' from the Hub: {one_line(err)[:300]}; check the "
+            "id, dataset_config_name and split names (or point dataset_name at an existing local folder)"
+        ) from None
+    columns = dataset.column_names
+    if args.audio_column_name not in columns:
+        raise UserError(
+            f"audio column '{args.audio_column_name}' not found in '{args.dataset_name}'; columns are: "
+            f"{', '.join(columns)}; set audio_column_name"
+        )
+    if args.text_column_name not in columns and args.instance_prompt is None:
+        raise UserError(
+            f"caption column '{args.text_column_name}' not found in '{args.dataset_name}'; columns are: "
+            f"{', '.join(columns)}; set text_column_name, or set instance_prompt to caption every clip"
+        )
+    dataset = dataset.cast_column(args.audio_column_name, datasets.Audio(decode=False))
+    texts = dataset[args.text_column_name] if args.text_column_name in columns else [None] * len(dataset)
+    keep = [c for c in columns if c != args.audio_column_name]
+    dataset = dataset.remove_columns(keep)
+    if args.audio_column_name != "audio":
+        dataset = dataset.rename_column(args.audio_column_name, "audio")
+    return dataset.add_column("text", [t if t is None else str(t) for t in texts])
+
+
+def load_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
+    """Load one split as a Dataset with columns ``audio`` and ``text`` (``text`` may hold None).
+
+    Raises:
+        UserError: missing path, empty folder, missing columns, or a dataset the Hub cannot give.
+    """
+    name = args.dataset_name
+    local = Path(name).expanduser()
+    if local.is_dir():
+        folder = local / split if (local / split).is_dir() else local
+        if folder == local and split != args.train_split_name:
+            raise UserError(
+                f"split '{split}' requested but '{local}' has no subfolder '{split}'; create it with the evaluation "
+                "audio, or unset eval_split_name"
+            )
+        return _load_local_folder(folder, args)
+    if local.exists():
+        raise UserError(f"dataset_name '{name}' is a file, not a folder; put the audio in a folder and point to it")
+    if _looks_like_path(name):
+        raise UserError(f"dataset path '{name}' not found; check the path (or use a Hub dataset id like 'user/name')")
+    return _load_hub_split(args, split)
+
+
+def attach_captions(dataset: datasets.Dataset, instance_prompt: str | None) -> list[str]:
+    """Final captions: the clip's own caption, prefixed by ``instance_prompt`` when set, or it alone.
+
+    Raises:
+        UserError: a clip has no caption and no instance_prompt is set.
+    """
+    captions = []
+    missing = []
+    for index, text in enumerate(dataset["text"]):
+        text = (text or "").strip()
+        if instance_prompt:
+            captions.append(f"{instance_prompt}, {text}" if text else instance_prompt)
+        elif text:
+            captions.append(text)
+        else:
+            missing.append(index)
+            captions.append("")
+    if missing:
+        first = describe_source(dataset[missing[0]]["audio"])
+        raise UserError(
+            f"{len(missing)} clip(s) have no caption (first: '{first}'); add captions (metadata text column or .txt "
+            "files) or set instance_prompt to caption every clip"
+        )
+    return captions
+
+
+# --------------------------------------------------------------------------------------------------- encoding
+
+
+def _file_identity(source: Any) -> Any:
+    path = source.get("path") if isinstance(source, dict) and not source.get("bytes") else source
+    if isinstance(path, str) and os.path.exists(path):
+        stat = os.stat(path)
+        return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+    return describe_source(source)
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of a module's weights and buffers (the cache must change when the codec changes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def encoding_fingerprint(dataset: datasets.Dataset, codec_fingerprint: str, spec: AudioSpec) -> str:
+    """Cache key of a dataset's codes: its audio's identity, the codec's weights and the audio format."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([codec_fingerprint, spec.sampling_rate, spec.channels]).encode())
+    if all(isinstance(a, str) or (isinstance(a, dict) and not a.get("bytes")) for a in dataset["audio"]):
+        digest.update(json.dumps([_file_identity(a) for a in dataset["audio"]]).encode())
+    else:  # audio bytes from a Hub dataset: the dataset's own fingerprint identifies its content
+        digest.update(dataset._fingerprint.encode())
+    return digest.hexdigest()[:24]
+
+
+@torch.no_grad()
+def encode_clip(audio_encoder: torch.nn.Module, source: Any, spec: AudioSpec) -> tuple[np.ndarray, float]:
+    """Decode one clip and encode it with the frozen EnCodec.
+
+    Returns:
+        ``(codes, seconds)``: codes of shape (num_codebooks, frames) as int16, and the clip's duration.
+    """
+    audio = load_audio(source, spec.sampling_rate, spec.channels)  # (channels, samples)
+    seconds = audio.shape[-1] / spec.sampling_rate
+    input_values = torch.from_numpy(audio)[None]  # (1, channels, samples)
+    codes = audio_encoder.encode(input_values).audio_codes  # (chunks=1, bsz=1, num_codebooks, frames)
+    return codes[0, 0].to(torch.int16).numpy(), seconds
+
+
+def default_cache_root() -> Path:
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "musicgen_lora"
+
+
+def encode_dataset(
+    dataset: datasets.Dataset, model: PreTrainedModel, cache_root: Path, codec_fingerprint: str | None = None
+) -> datasets.Dataset:
+    """Codes of every clip (columns ``codes``, ``seconds``), from the cache or by encoding once.
+
+    Args:
+        dataset: rows with an ``audio`` column.
+        model: the MusicGen model whose ``audio_encoder`` encodes.
+        cache_root: folder holding one sub-folder of codes per (audio, codec) fingerprint.
+        codec_fingerprint: precomputed :func:`module_fingerprint` of the codec (computed when None).
+    """
+    spec = AudioSpec.of(model)
+    codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
+    key = encoding_fingerprint(dataset, codec_fingerprint, spec)
+    target = cache_root / f"codes-{key}"
+    if (target / "dataset_info.json").is_file():
+        logger.info("Using cached EnCodec codes from %s (no encoding needed)", target)
+        return datasets.load_from_disk(str(target))
+
+    audio_encoder = model.audio_encoder.eval()
+
+    def encode_row(row: dict[str, Any]) -> dict[str, Any]:
+        codes, seconds = encode_clip(audio_encoder, row["audio"], spec)
+        return {"codes": codes.tolist(), "seconds": seconds}
+
+    encoded = dataset.select_columns(["audio"]).map(
+        encode_row,
+        remove_columns=["audio"],
+        features=CODES_FEATURES,
+        new_fingerprint=key,  # skip hashing the function (it would pickle the whole codec)
+        desc="Encoding audio with EnCodec",
+    )
+    cache_root.mkdir(parents=True, exist_ok=True)
+    # Write next to the target and rename, so an interrupted run never leaves a half-written cache entry.
+    staging = Path(tempfile.mkdtemp(prefix=f".codes-{key}-", dir=cache_root))
+    try:
+        encoded.save_to_disk(str(staging))
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "dataset_info.json").is_file():
+            raise
+    return datasets.load_from_disk(str(target))
+
+
+def fixed_windows(dataset: datasets.Dataset, max_frames: int, min_frames: int) -> datasets.Dataset:
+    """Split clips into consecutive windows of ``max_frames`` (evaluation must not depend on random crops)."""
+
+    def split_rows(batch: dict[str, list]) -> dict[str, list]:
+        out: dict[str, list] = {"codes": [], "text": []}
+        for codes, text in zip(batch["codes"], batch["text"]):
+            frames = len(codes[0])
+            for start in range(0, frames, max_frames):
+                if min(max_frames, frames - start) >= min_frames:
+                    out["codes"].append([row[start : start + max_frames] for row in codes])
+                    out["text"].append(text)
+        return out
+
+    return dataset.map(split_rows, batched=True, remove_columns=dataset.column_names, desc="Cutting evaluation windows")
+
+
+def prepare_split(
+    args: FinetuneArguments, split: str, model: PreTrainedModel, codec_fingerprint: str, is_eval: bool
+) -> datasets.Dataset:
+    """One split ready for the collator: columns ``codes`` (K, frames) and ``text``.
+
+    Raises:
+        UserError: on bad input, or when no clip is long enough.
+    """
+    raw = load_split(args, split)
+    limit = args.max_eval_samples if is_eval else args.max_train_samples
+    if limit is not None:
+        raw = raw.select(range(min(limit, len(raw))))
+    captions = attach_captions(raw, args.instance_prompt)
+    cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
+    encoded = encode_dataset(raw, model, cache_root, codec_fingerprint).add_column("text", captions)
+    long_enough = [i for i, s in enumerate(encoded["seconds"]) if s >= args.min_duration_in_seconds]
+    if len(long_enough) < len(encoded):
+        logger.warning(
+            "%d of %d %s clips are shorter than min_duration_in_seconds=%g and are left out",
+            len(encoded) - len(long_enough), len(encoded), split, args.min_duration_in_seconds,
+        )  # fmt: skip
+    if not long_enough:
+        raise UserError(
+            f"no {split} clip is at least min_duration_in_seconds={args.min_duration_in_seconds:g} s long; lower "
+            "min_duration_in_seconds or add longer audio"
+        )
+    encoded = encoded.select(long_enough).remove_columns(["seconds"])
+    if is_eval:
+        spec = AudioSpec.of(model)
+        max_frames = int(args.max_duration_in_seconds * spec.frame_rate)
+        min_frames = max(1, int(args.min_duration_in_seconds * spec.frame_rate))
+        encoded = fixed_windows(encoded, max_frames, min_frames)
+    logger.info("%s split: %d examples", split, len(encoded))
+    return encoded

@@ -1,0 +1,84 @@
+"""Inference: render prompts to audio with a (possibly LoRA-wrapped) MusicGen and write WAV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import ProcessorMixin
+
+from .audio import write_wav
+
+
+def new_tokens_for(seconds: float, frame_rate: float, num_codebooks: int) -> int:
+    """``max_new_tokens`` that yields ``seconds`` of audio.
+
+    With the delay pattern, the last codebook lags the first by ``num_codebooks - 1`` steps, so ``generate()`` returns
+    ``max_new_tokens - num_codebooks + 1`` complete frames.
+    """
+    return max(1, round(seconds * frame_rate)) + num_codebooks - 1
+
+
+@torch.no_grad()
+def generate_audio(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    prompts: list[str],
+    seconds: float,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+    do_sample: bool = True,
+) -> np.ndarray:
+    """Generate one clip per prompt.
+
+    Args:
+        model: ``MusicgenForConditionalGeneration`` or a ``PeftModel`` around it.
+        processor: the model's ``MusicgenProcessor``.
+        prompts: text prompts.
+        seconds: length of each clip.
+        guidance_scale: classifier-free guidance (1 disables it).
+        seed: seeds the sampler, so the same seed gives the same audio for the same weights.
+        do_sample: sample (True) or greedy decoding.
+
+    Returns:
+        float32 audio of shape (len(prompts), channels, samples).
+    """
+    config = model.config
+    inputs = processor(text=prompts, padding=True, return_tensors="pt")
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    max_new_tokens = new_tokens_for(seconds, config.audio_encoder.frame_rate, config.decoder.num_codebooks)
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    try:
+        audio = model.generate(
+            **inputs, do_sample=do_sample, guidance_scale=guidance_scale, max_new_tokens=max_new_tokens
+        )  # (bsz, channels, samples)
+    finally:
+        model.train(was_training)
+    return audio.float().cpu().numpy()
+
+
+def write_samples(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    prompts: list[str],
+    out_dir: str | Path,
+    seconds: float,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+) -> list[Path]:
+    """Render ``prompts`` and write ``out_dir/<index>.wav`` plus ``out_dir/prompts.txt``; returns the WAV paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    audio = generate_audio(model, processor, prompts, seconds, guidance_scale=guidance_scale, seed=seed)
+    rate = model.config.audio_encoder.sampling_rate
+    paths = []
+    for index, clip in enumerate(audio):
+        path = out_dir / f"{index}.wav"
+        write_wav(path, clip, rate)
+        paths.append(path)
+    (out_dir / "prompts.txt").write_text("".join(f"{i}.wav\t{p}\n" for i, p in enumerate(prompts)), encoding="utf-8")
+    return paths

@@ -1,0 +1,133 @@
+"""Load the base MusicGen, fix its configs for training, freeze it, and add LoRA adapters (or unfreeze the decoder)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForTextToWaveform, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from .config import FinetuneArguments
+from .errors import UserError, one_line
+
+logger = logging.getLogger(__name__)
+
+# Module-name patterns (full names inside MusicgenForConditionalGeneration) for each LoRA target name.
+_LAYER = r"decoder\.model\.decoder\.layers\.\d+"
+_TARGET_PATTERNS = {
+    "q_proj": rf"{_LAYER}\.(self_attn|encoder_attn)\.q_proj",
+    "k_proj": rf"{_LAYER}\.(self_attn|encoder_attn)\.k_proj",
+    "v_proj": rf"{_LAYER}\.(self_attn|encoder_attn)\.v_proj",
+    "out_proj": rf"{_LAYER}\.(self_attn|encoder_attn)\.out_proj",
+    "fc1": rf"{_LAYER}\.fc1",
+    "fc2": rf"{_LAYER}\.fc2",
+    "enc_to_dec_proj": r"enc_to_dec_proj",
+    "lm_heads": r"decoder\.lm_heads\.\d+",
+    "embed_tokens": r"decoder\.model\.decoder\.embed_tokens\.\d+",
+}
+_INDEXED_TARGET = re.compile(r"^(lm_heads|embed_tokens)\.(\d+)$")
+
+
+def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load a MusicGen model and its processor, ready for training.
+
+    Raises:
+        UserError: the path/id cannot be loaded, or it is not a (mono, text-conditioned) MusicGen model.
+    """
+    name = args.model_name_or_path
+    try:
+        model = AutoModelForTextToWaveform.from_pretrained(name, cache_dir=args.cache_dir)
+        processor = AutoProcessor.from_pretrained(name, cache_dir=args.cache_dir)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(
+            f"cannot load model '{name}': {one_line(err)[:300]}; give a MusicGen Hub id (e.g. facebook/musicgen-small, "
+            "needs network) or a local model folder"
+        ) from None
+    model_type = getattr(model.config, "model_type", None)
+    if model_type != "musicgen":
+        raise UserError(
+            f"model '{name}' is a '{model_type}' model, not MusicGen; use facebook/musicgen-small/-medium/-large "
+            "or a folder made by `python -m musicgen_lora.tiny`"
+        )
+    if model.config.decoder.audio_channels != 1:
+        raise UserError(f"model '{name}' is a stereo MusicGen, which this version cannot train yet; use a mono model")
+    prepare_for_training(model)
+    return model, processor
+
+
+def prepare_for_training(model: PreTrainedModel) -> None:
+    """Fix configs that ``forward(labels=...)`` and Trainer need, and freeze everything."""
+    generation = model.generation_config
+    decoder = model.config.decoder
+    # forward() raises without decoder.decoder_start_token_id; the checkpoints keep it in the generation config.
+    start = generation.decoder_start_token_id if generation.decoder_start_token_id is not None else decoder.bos_token_id
+    decoder.decoder_start_token_id = start
+    if decoder.pad_token_id is None:
+        decoder.pad_token_id = generation.pad_token_id if generation.pad_token_id is not None else decoder.vocab_size
+    # MusicGen's forward takes **kwargs, so Trainer would pass num_items_in_batch into it and skip its own loss
+    # scaling; the loss is computed by training.codebook_loss instead, which uses num_items_in_batch itself.
+    model.accepts_loss_kwargs = False
+    model.requires_grad_(False)
+
+
+def lora_target_regex(names: list[str]) -> str:
+    """A regex (full match on module names) selecting the decoder modules named in ``lora_target_modules``.
+
+    Raises:
+        UserError: an unknown name.
+    """
+    patterns = []
+    for name in names:
+        indexed = _INDEXED_TARGET.match(name)
+        if indexed:
+            base = _TARGET_PATTERNS[indexed.group(1)]
+            patterns.append(base.replace(r"\d+", indexed.group(2)))
+        elif name in _TARGET_PATTERNS:
+            patterns.append(_TARGET_PATTERNS[name])
+        else:
+            valid = ", ".join([*_TARGET_PATTERNS, "lm_heads.N", "embed_tokens.N"])
+            raise UserError(f"unknown LoRA target '{name}' in lora_target_modules; valid names: {valid}")
+    return "(" + "|".join(patterns) + ")"
+
+
+def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torch.nn.Module:
+    """Wrap the frozen model with LoRA adapters, or unfreeze the decoder for full fine-tuning.
+
+    Returns:
+        The model to train: a ``PeftModel`` with LoRA, else the model itself.
+
+    Raises:
+        UserError: the targets match no module of this model.
+    """
+    if not args.use_lora:
+        model.decoder.requires_grad_(True)
+        if hasattr(model, "enc_to_dec_proj"):
+            model.enc_to_dec_proj.requires_grad_(True)
+        return model
+    regex = args.lora_target_regex or lora_target_regex(args.lora_target_modules)
+    try:
+        compiled = re.compile(regex)
+    except re.error as err:
+        raise UserError(f"lora_target_regex is not a valid regular expression ({err}); fix it") from None
+    matched = [name for name, _ in model.named_modules() if compiled.fullmatch(name)]
+    if not matched:
+        raise UserError(
+            f"LoRA targets match no module of this model (regex {regex!r}); check lora_target_modules or lora_target_regex"
+        )
+    if not args.lora_target_regex:
+        missing = [n for n in args.lora_target_modules if not any(re.fullmatch(lora_target_regex([n]), m) for m in matched)]
+        if missing:  # e.g. enc_to_dec_proj only exists when text and decoder widths differ
+            logger.warning("LoRA targets not present in this model, skipped: %s", ", ".join(missing))
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=regex,
+        init_lora_weights=True,
+    )
+    peft_model = get_peft_model(model, config)
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    logger.info("LoRA on %d modules: %d trainable parameters (%.2f%% of %d)", len(matched), trainable, 100 * trainable / total, total)
+    return peft_model

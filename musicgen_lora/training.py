@@ -1,0 +1,141 @@
+"""Training: the loss, the Trainer, and the run that ties config, data, model and outputs together."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
+
+from .collator import IGNORE_INDEX, MusicgenCollator
+from .config import RESOLVED_CONFIG_NAME, ParsedConfig
+from .data import module_fingerprint, prepare_split
+from .errors import UserError, one_line
+from .generation import write_samples
+from .modeling import add_trainable_parts, load_model_and_processor
+
+logger = logging.getLogger(__name__)
+
+
+def codebook_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
+    """Cross-entropy summed over every (step, codebook) target, divided by the number of targets in the batch.
+
+    Trainer counts ``num_items_in_batch`` over all micro-batches of an optimizer step (and all processes), so the
+    gradient equals that of the mean loss over the whole global batch, whatever the batch size, accumulation steps
+    and number of processes. MusicGen's own loss averages each micro-batch separately, which over-weights short ones.
+
+    Args:
+        outputs: model outputs; ``logits`` of shape (bsz * num_codebooks, steps, vocab).
+        labels: (bsz, steps, num_codebooks), ``IGNORE_INDEX`` where there is no target.
+        num_items_in_batch: targets in the whole optimizer step; None: those of this batch.
+    """
+    bsz, steps, num_codebooks = labels.shape
+    logits = outputs.logits
+    logits = logits.reshape(bsz, num_codebooks, logits.shape[-2], logits.shape[-1])[:, :, -steps:]  # (bsz, K, steps, V)
+    targets = labels.permute(0, 2, 1)  # (bsz, K, steps)
+    loss_sum = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    denominator = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
+    if torch.is_tensor(denominator):
+        denominator = denominator.to(loss_sum.device)
+    return loss_sum / denominator
+
+
+def build_trainer(
+    parsed: ParsedConfig,
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset | None,
+) -> Trainer:
+    """A ``transformers.Trainer`` wired with the delay-pattern collator and the correctly scaled loss."""
+    args, training = parsed.args, parsed.training
+    decoder_config = model.config.decoder
+    collator = MusicgenCollator(
+        tokenizer=processor.tokenizer,
+        pad_token_id=decoder_config.pad_token_id,
+        decoder_start_token_id=decoder_config.decoder_start_token_id,
+        max_frames=int(args.max_duration_in_seconds * model.config.audio_encoder.frame_rate),
+        random_crop=True,
+    )
+    try:
+        return Trainer(
+            model=model,
+            args=training,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            # No processing_class: Trainer would copy the *text* tokenizer's pad/eos ids into the config and
+            # generation config of the *audio* decoder (align_special_tokens). The processor is saved by run_training.
+            compute_loss_func=codebook_loss,
+        )
+    except ValueError as err:  # e.g. eval_strategy without eval data
+        raise UserError(f"cannot set up training: {one_line(err)}; check eval_split_name and the *_strategy options") from None
+
+
+def prepare_datasets(
+    parsed: ParsedConfig, model: PreTrainedModel
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """Encoded train (and eval) splits; with several processes the main one encodes first, the others reuse its cache."""
+    args = parsed.args
+    with parsed.training.main_process_first(desc="encoding the dataset"):
+        codec_fingerprint = module_fingerprint(model.audio_encoder)
+        train = prepare_split(args, args.train_split_name, model, codec_fingerprint, is_eval=False)
+        evaluation = (
+            prepare_split(args, args.eval_split_name, model, codec_fingerprint, is_eval=True)
+            if args.eval_split_name
+            else None
+        )
+    return train, evaluation
+
+
+def run_training(parsed: ParsedConfig) -> dict[str, Any]:
+    """Load, encode, train, save and render samples.
+
+    Returns:
+        ``{"output_dir", "train": metrics, "eval": metrics or None, "samples": [paths]}``.
+    """
+    args, training = parsed.args, parsed.training
+    set_seed(training.seed)
+    model, processor = load_model_and_processor(args)
+    train_dataset, eval_dataset = prepare_datasets(parsed, model)
+    model = add_trainable_parts(model, args)
+    trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
+
+    output_dir = Path(training.output_dir)
+    train_result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    eval_metrics = None
+    if eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    samples: list[str] = []
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        (output_dir / RESOLVED_CONFIG_NAME).write_text(json.dumps(parsed.requested, indent=2) + "\n", encoding="utf-8")
+        if args.sample_prompts:
+            paths = write_samples(
+                trainer.model, processor, args.sample_prompts, output_dir / "samples" / "final",
+                seconds=args.sample_duration_in_seconds, guidance_scale=args.guidance_scale, seed=training.seed,
+            )  # fmt: skip
+            samples = [str(p) for p in paths]
+            logger.info("Wrote %d samples to %s", len(paths), output_dir / "samples" / "final")
+    if training.push_to_hub:
+        trainer.push_to_hub()
+    return {
+        "output_dir": str(output_dir),
+        "train": train_result.metrics,
+        "eval": eval_metrics,
+        "samples": samples,
+    }
