@@ -333,7 +333,7 @@ def parse_config(
     Args:
         argv: command-line words without the program name. If the first word ends in ``.json`` it is read as the
             config file; the remaining words override its keys.
-        defaults: values used when no JSON file is given (the embedded demo config).
+        defaults: values used when neither a JSON file nor a model or dataset is given (the embedded demo config).
 
     Returns:
         A :class:`ParsedConfig`: both argument objects and the requested values to save beside the adapter.
@@ -345,9 +345,12 @@ def parse_config(
     if argv and argv[0].endswith(".json"):
         source = f"'{argv[0]}'"
         values = load_json_config(argv.pop(0))
-    else:
+    elif defaults and not any(word.split("=")[0] in ("--model_name_or_path", "--dataset_name") for word in argv):
         source = "the built-in demo config"
-        values = dict(defaults or {})
+        values = dict(defaults)
+    else:
+        source = "the command line"
+        values = {}
     check_json_values(values, source)
 
     parser = build_parser()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import types
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -70,6 +71,20 @@ def prepare_for_training(model: PreTrainedModel) -> None:
     # scaling; the loss is computed by training.codebook_loss instead, which uses num_items_in_batch itself.
     model.accepts_loss_kwargs = False
     model.requires_grad_(False)
+    # The frozen text encoder and codec run in inference mode even while the decoder trains: Trainer calls
+    # model.train() every step, which would otherwise switch on T5's dropout and make the conditioning noisy.
+    keep_in_eval_mode(model.text_encoder)
+    keep_in_eval_mode(model.audio_encoder)
+
+
+def keep_in_eval_mode(module: torch.nn.Module) -> None:
+    """Make ``module.train()`` (called by its parent's ``train()``) leave it, and its children, in eval mode."""
+
+    def train(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+        return torch.nn.Module.train(self, False)
+
+    module.train = types.MethodType(train, module)
+    module.eval()
 
 
 def lora_target_regex(names: list[str]) -> str:

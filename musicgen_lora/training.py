@@ -99,7 +99,8 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     """Load, encode, train, save and render samples.
 
     Returns:
-        ``{"output_dir", "train": metrics, "eval": metrics or None, "samples": [paths]}``.
+        ``{"output_dir", "train": metrics, "eval": metrics or None, "samples": [paths], "model": trained model,
+        "log_history": Trainer's logged records}``.
     """
     args, training = parsed.args, parsed.training
     set_seed(training.seed)
@@ -138,4 +139,6 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
         "train": train_result.metrics,
         "eval": eval_metrics,
         "samples": samples,
+        "model": trainer.model,
+        "log_history": trainer.state.log_history,
     }

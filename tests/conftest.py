@@ -1,0 +1,71 @@
+"""Session-scoped fixtures: a tiny MusicGen, a small synthetic corpus, and one short training run shared by tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from musicgen_lora.tiny import save_tiny_musicgen
+
+    return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory) -> Path:
+    """8 clips of 3 s with metadata.jsonl captions."""
+    from musicgen_lora.synth import synthesize_corpus
+
+    folder = tmp_path_factory.mktemp("data") / "corpus"
+    synthesize_corpus(folder, clips=8, seconds=3.0, seed=0)
+    return folder
+
+
+def base_argv(model_dir: Path, dataset_dir: Path, output_dir: Path, cache_dir: Path) -> list[str]:
+    """Command-line words for a quick run on the tiny model (no JSON file: every key given explicitly)."""
+    return [
+        "--model_name_or_path", str(model_dir),
+        "--dataset_name", str(dataset_dir),
+        "--output_dir", str(output_dir),
+        "--data_cache_dir", str(cache_dir),
+        "--report_to", "none",
+        "--save_strategy", "no",
+        "--disable_tqdm", "true",
+        "--seed", "0",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def data_cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("codes-cache")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> dict:
+    """One short LoRA run of the real script, in-process, on an overfit set of 4 clips."""
+    from finetune_musicgen import main
+
+    output_dir = tmp_path_factory.mktemp("runs") / "lora"
+    argv = base_argv(tiny_model_dir, corpus_dir, output_dir, data_cache_dir) + [
+        "--max_train_samples", "4",
+        "--per_device_train_batch_size", "4",
+        "--max_steps", "40",
+        "--learning_rate", "3e-3",
+        "--lora_dropout", "0",
+        "--logging_steps", "5",
+        "--sample_prompts", "lofi hip hop, piano", "techno, 128 bpm",
+        "--sample_duration_in_seconds", "1.5",
+    ]  # fmt: skip
+    result = main(argv)
+    result["argv"] = argv
+    return result
