@@ -190,7 +190,19 @@ def _type_hints() -> dict[str, Any]:
     return hints
 
 
+# Names other MusicGen training scripts use (musicgen_trainer, audiocraft, home-made LoRA scripts) -> ours.
+_FOREIGN_NAMES = {
+    "lora_rank": "lora_r", "rank": "lora_r", "lr": "learning_rate", "batch_size": "per_device_train_batch_size",
+    "epochs": "num_train_epochs", "num_epochs": "num_train_epochs", "grad_acc": "gradient_accumulation_steps",
+    "dataset_path": "dataset_name", "data_dir": "dataset_name", "model_id": "model_name_or_path",
+    "model_path": "model_name_or_path", "max_duration": "max_duration_in_seconds", "save_step": "save_steps",
+    "warmup_ratio": "warmup_steps",
+}  # fmt: skip
+
+
 def _nearest(name: str, choices: typing.Iterable[str]) -> str:
+    if name in _FOREIGN_NAMES:
+        return f"; did you mean '{_FOREIGN_NAMES[name]}'?"
     match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else "; run with --help to list every option"
 

@@ -1,0 +1,138 @@
+"""Config parsing: shipped configs validate, CLI overrides JSON, and every bad input gets a one-line fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune_musicgen import main
+from musicgen_lora.config import DEFAULT_LORA_TARGETS, parse_config
+from musicgen_lora.demo import DEMO_CONFIG
+
+from .conftest import ROOT
+
+EXAMPLES = sorted((ROOT / "example_configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_shipped_config_parses_and_validates(path):
+    parsed = parse_config([str(path)])
+    written = json.loads(path.read_text())
+    assert parsed.args.model_name_or_path == written["model_name_or_path"]
+    assert parsed.training.learning_rate == pytest.approx(written["learning_rate"])
+    assert parsed.training.remove_unused_columns is False
+
+
+def test_examples_exist():
+    assert len(EXAMPLES) >= 3
+
+
+def write_config(tmp_path: Path, values: dict) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+MINIMAL = {"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o"}
+
+
+def test_command_line_overrides_the_json_file(tmp_path):
+    config = write_config(tmp_path, {**MINIMAL, "lora_r": 4, "learning_rate": 1e-4})
+    parsed = parse_config([config, "--lora_r", "32", "--lora_target_modules", "q_proj", "v_proj"])
+    assert parsed.args.lora_r == 32
+    assert parsed.args.lora_target_modules == ["q_proj", "v_proj"]
+    assert parsed.training.learning_rate == pytest.approx(1e-4)
+    assert parse_config([config]).args.lora_target_modules == DEFAULT_LORA_TARGETS
+
+
+def test_demo_defaults_apply_only_without_a_model_or_dataset(tmp_path):
+    demo = parse_config(["--max_steps", "3"], defaults=DEMO_CONFIG)
+    assert demo.args.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.training.max_steps == 3
+    own = parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", "o"], defaults=DEMO_CONFIG)
+    assert own.args.lora_r == 16 and own.args.sample_prompts == []  # the field defaults, not the demo's
+
+
+def test_requested_values_leave_out_tokens_and_hardware_adaptations(tmp_path):
+    config = write_config(tmp_path, {**MINIMAL, "fp16": True, "hub_token": "hf_secret_value"})
+    parsed = parse_config([config])
+    assert parsed.requested["fp16"] is True  # what the user asked for, even where this CPU runs fp32
+    assert "hub_token" not in parsed.requested and "use_cpu" not in parsed.requested
+    assert "hf_secret_value" not in json.dumps(parsed.requested)
+
+
+def run_main_expecting_error(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1
+    message = err[-1]
+    assert message.startswith("error: ") and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("values", "extra", "expected"),
+    [
+        ({**MINIMAL, "learnig_rate": 1e-4}, [], "unknown option 'learnig_rate'.*did you mean 'learning_rate'"),
+        ({**MINIMAL, "lora_r": "8"}, [], "'lora_r'.*must be of type int"),
+        ({**MINIMAL, "use_lora": "yes"}, [], "'use_lora'.*must be of type bool"),
+        ({**MINIMAL, "lora_target_modules": "q_proj"}, [], "'lora_target_modules'.*list"),
+        ({**MINIMAL, "learning_rate": 0}, [], "learning_rate must be > 0"),
+        ({**MINIMAL, "lora_r": 0}, [], "lora_r must be a positive integer"),
+        ({**MINIMAL, "lora_dropout": 1.0}, [], r"lora_dropout must be in \[0, 1\)"),
+        ({**MINIMAL, "min_duration_in_seconds": 20, "max_duration_in_seconds": 10}, [], "larger than max_duration"),
+        ({**MINIMAL, "max_duration_in_seconds": 45}, [], r"max_duration_in_seconds must be in \(0, 30\]"),
+        ({**MINIMAL}, ["--lora_rank", "8"], "unknown option '--lora_rank'.*did you mean 'lora_r'"),
+        ({**MINIMAL}, ["--per_device_train_batch_size", "two"], "invalid int value: 'two'"),
+        ({"dataset_name": "d", "output_dir": "o"}, [], "model_name_or_path is not set"),
+        ({**MINIMAL, "remove_unused_columns": True}, [], "remove_unused_columns must be false"),
+    ],
+)
+def test_bad_values_get_one_line_errors(tmp_path, capsys, values, extra, expected):
+    import re
+
+    message = run_main_expecting_error([write_config(tmp_path, values), *extra], capsys)
+    assert re.search(expected, message), message
+
+
+def test_missing_config_file(tmp_path, capsys):
+    message = run_main_expecting_error([str(tmp_path / "nope.json")], capsys)
+    assert "not found" in message and "nope.json" in message
+
+
+def test_invalid_json_names_line_and_column(tmp_path, capsys):
+    path = tmp_path / "broken.json"
+    path.write_text('{\n  "model_name_or_path": "m",\n  "lora_r": 8,\n}\n')
+    message = run_main_expecting_error([str(path)], capsys)
+    assert "not valid JSON" in message and "line 4" in message and "column 1" in message
+
+
+def test_config_must_be_an_object(tmp_path, capsys):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    assert "JSON object" in run_main_expecting_error([str(path)], capsys)
+
+
+def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
+    config = write_config(tmp_path, {**MINIMAL, "lora_r": -1})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "finetune_musicgen.py"), config], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: lora_r must be a positive integer, got -1"
+    debug = subprocess.run(
+        [sys.executable, str(ROOT / "finetune_musicgen.py"), config, "--debug"], capture_output=True, text=True
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it happened
+    helped = subprocess.run([sys.executable, str(ROOT / "finetune_musicgen.py"), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0
+    for option in ("--model_name_or_path", "--lora_target_modules", "--instance_prompt", "--gradient_accumulation_steps",
+                   "--text_column_name", "--sample_prompts"):  # fmt: skip
+        assert option in helped.stdout
+    assert "LoRA rank" in helped.stdout  # help texts, not just names
