@@ -136,3 +136,15 @@ def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
                    "--text_column_name", "--sample_prompts"):  # fmt: skip
         assert option in helped.stdout
     assert "LoRA rank" in helped.stdout  # help texts, not just names
+
+
+def test_readme_documents_every_option():
+    import dataclasses
+
+    from musicgen_lora.config import FinetuneArguments
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(FinetuneArguments) if f"`{f.name}`" not in readme]
+    assert not missing, f"README does not document: {missing}"
+    for path in EXAMPLES:
+        assert path.name in readme

@@ -172,3 +172,39 @@ def test_full_fine_tuning_trains_the_decoder_only(tiny_model_dir, corpus_dir, da
     assert any(k.startswith("decoder.") for k in changed)
     assert not any(k.startswith(("text_encoder.", "audio_encoder.")) for k in changed)
     assert json.loads((out / RESOLVED_CONFIG_NAME).read_text())["use_lora"] is False
+
+
+def split_corpus(corpus_dir: Path, target: Path) -> Path:
+    """The corpus as train/ (6 clips) and validation/ (2 clips) subfolders."""
+    rows = [json.loads(line) for line in (corpus_dir / "metadata.jsonl").read_text().splitlines()]
+    for split, part in (("train", rows[:6]), ("validation", rows[6:])):
+        folder = target / split
+        folder.mkdir(parents=True)
+        for row in part:
+            (folder / row["file_name"]).write_bytes((corpus_dir / row["file_name"]).read_bytes())
+        (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return target
+
+
+def test_evaluation_during_and_after_training(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
+    from finetune_musicgen import main
+
+    dataset = split_corpus(corpus_dir, tmp_path / "split")
+    out = tmp_path / "run"
+    result = main(base_argv(tiny_model_dir, dataset, out, data_cache_dir) + [
+        "--eval_split_name", "validation", "--eval_strategy", "steps", "--eval_steps", "2", "--max_steps", "4",
+        "--per_device_train_batch_size", "3", "--per_device_eval_batch_size", "2",
+    ])  # fmt: skip
+    evaluations = [r for r in result["log_history"] if "eval_loss" in r]
+    assert [r["step"] for r in evaluations] == [2, 4, 4]  # every eval_steps, then the final evaluation
+    assert 0 < result["eval"]["eval_loss"] < 10
+    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] == pytest.approx(result["eval"]["eval_loss"])
+
+
+def test_periodic_evaluation_without_eval_data_is_refused(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, capsys):
+    from finetune_musicgen import main
+
+    with pytest.raises(SystemExit):
+        main(base_argv(tiny_model_dir, corpus_dir, tmp_path / "o", data_cache_dir) + ["--eval_strategy", "steps"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "eval_split_name" in message
