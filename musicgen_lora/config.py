@@ -144,6 +144,10 @@ class MusicgenTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay false: the collator reads the caption column."}
     )
+    # Evaluation needs only the loss; gathering MusicGen's logits (batch x 4 x steps x 2048) would waste memory.
+    prediction_loss_only: bool = field(
+        default=True, metadata={"help": "Evaluation computes losses only (keep true: logits are huge)."}
+    )
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
 
 

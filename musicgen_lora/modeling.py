@@ -68,7 +68,7 @@ def prepare_for_training(model: PreTrainedModel) -> None:
     if decoder.pad_token_id is None:
         decoder.pad_token_id = generation.pad_token_id if generation.pad_token_id is not None else decoder.vocab_size
     # MusicGen's forward takes **kwargs, so Trainer would pass num_items_in_batch into it and skip its own loss
-    # scaling; the loss is computed by training.codebook_loss instead, which uses num_items_in_batch itself.
+    # scaling; training.MusicgenTrainer computes the loss itself, from num_items_in_batch.
     model.accepts_loss_kwargs = False
     model.requires_grad_(False)
     # The frozen text encoder and codec run in inference mode even while the decoder trains: Trainer calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +23,91 @@ from .modeling import add_trainable_parts, load_model_and_processor
 logger = logging.getLogger(__name__)
 
 
-def codebook_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None) -> torch.Tensor:
-    """Cross-entropy summed over every (step, codebook) target, divided by the number of targets in the batch.
-
-    Trainer counts ``num_items_in_batch`` over all micro-batches of an optimizer step (and all processes), so the
-    gradient equals that of the mean loss over the whole global batch, whatever the batch size, accumulation steps
-    and number of processes. MusicGen's own loss averages each micro-batch separately, which over-weights short ones.
+def codebook_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and number of targets, per codebook.
 
     Args:
-        outputs: model outputs; ``logits`` of shape (bsz * num_codebooks, steps, vocab).
+        logits: (bsz * num_codebooks, steps, vocab), as MusicGen returns them.
         labels: (bsz, steps, num_codebooks), ``IGNORE_INDEX`` where there is no target.
-        num_items_in_batch: targets in the whole optimizer step; None: those of this batch.
+
+    Returns:
+        ``(sums, counts)``, each of shape (num_codebooks,).
     """
     bsz, steps, num_codebooks = labels.shape
-    logits = outputs.logits
     logits = logits.reshape(bsz, num_codebooks, logits.shape[-2], logits.shape[-1])[:, :, -steps:]  # (bsz, K, steps, V)
     targets = labels.permute(0, 2, 1)  # (bsz, K, steps)
-    loss_sum = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    denominator = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE_INDEX).sum()
-    if torch.is_tensor(denominator):
-        denominator = denominator.to(loss_sum.device)
-    return loss_sum / denominator
+    per_target = F.cross_entropy(
+        logits.float().permute(0, 3, 1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )  # (bsz, K, steps), 0 where ignored
+    return per_target.sum(dim=(0, 2)), (targets != IGNORE_INDEX).sum(dim=(0, 2))
+
+
+class CodebookStats:
+    """Running per-codebook cross-entropy sums and target counts between two reports."""
+
+    def __init__(self) -> None:
+        self.sums: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+
+    def add(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        sums, counts = sums.detach().double(), counts.detach().double()
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def report(self, reduce: Any, prefix: str = "") -> dict[str, float]:
+        """``ce_q1..ce_qK``, their mean ``ce`` and perplexity ``ppl`` over all processes (``reduce`` sums), then reset."""
+        if self.sums is None:
+            return {}
+        sums, counts = reduce(self.sums), reduce(self.counts)
+        self.sums = self.counts = None
+        per_codebook = sums / counts.clamp(min=1)
+        mean = float(sums.sum() / counts.sum().clamp(min=1))
+        metrics = {f"{prefix}ce_q{k + 1}": float(v) for k, v in enumerate(per_codebook)}
+        metrics.update({f"{prefix}ce": mean, f"{prefix}ppl": math.exp(min(mean, 50.0))})
+        return metrics
+
+
+class MusicgenTrainer(Trainer):
+    """Trainer with MusicGen's loss: exact token-weighted mean over the whole optimizer step, per-codebook metrics.
+
+    Trainer counts ``num_items_in_batch`` over all micro-batches of an optimizer step (and all processes) when a
+    ``compute_loss_func`` is set, and then neither divides by the accumulation steps nor averages per micro-batch; so
+    the gradient equals that of the mean loss over the whole global batch, whatever the batch size, accumulation steps
+    and number of processes. MusicGen's own loss averages each micro-batch separately, over-weighting short clips.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, compute_loss_func=self._codebook_loss, **kwargs)
+        self._train_stats = CodebookStats()
+        self._eval_stats = CodebookStats()
+
+    def _codebook_loss(
+        self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        sums, counts = codebook_cross_entropy(outputs.logits, labels)
+        (self._train_stats if self.model.training else self._eval_stats).add(sums, counts)
+        denominator = num_items_in_batch if num_items_in_batch is not None else counts.sum()
+        if torch.is_tensor(denominator):
+            denominator = denominator.to(sums.device)
+        return sums.sum() / denominator
+
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add the codebooks' cross-entropy since the last one
+            logs.update(self._train_stats.report(self._sum_over_processes))
+        super().log(logs, start_time)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._eval_stats = CodebookStats()
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        metrics = self._eval_stats.report(self._sum_over_processes, prefix=f"{metric_key_prefix}_")
+        if metrics:
+            # Trainer's eval loss averages per-batch means; the true mean weights every target equally.
+            metrics[f"{metric_key_prefix}_loss"] = metrics.pop(f"{metric_key_prefix}_ce")
+        output.metrics.update(metrics)
+        return output
 
 
 def build_trainer(
@@ -65,7 +128,7 @@ def build_trainer(
         random_crop=True,
     )
     try:
-        return Trainer(
+        return MusicgenTrainer(
             model=model,
             args=training,
             train_dataset=train_dataset,
@@ -73,7 +136,6 @@ def build_trainer(
             data_collator=collator,
             # No processing_class: Trainer would copy the *text* tokenizer's pad/eos ids into the config and
             # generation config of the *audio* decoder (align_special_tokens). The processor is saved by run_training.
-            compute_loss_func=codebook_loss,
         )
     except ValueError as err:  # e.g. eval_strategy without eval data
         raise UserError(f"cannot set up training: {one_line(err)}; check eval_split_name and the *_strategy options") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import datasets
@@ -17,7 +18,7 @@ from musicgen_lora.collator import MusicgenCollator
 from musicgen_lora.config import RESOLVED_CONFIG_NAME, parse_config
 from musicgen_lora.generation import generate_audio
 from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
-from musicgen_lora.training import build_trainer
+from musicgen_lora.training import build_trainer, codebook_cross_entropy
 
 from .conftest import base_argv
 
@@ -208,3 +209,38 @@ def test_periodic_evaluation_without_eval_data_is_refused(tiny_model_dir, corpus
         main(base_argv(tiny_model_dir, corpus_dir, tmp_path / "o", data_cache_dir) + ["--eval_strategy", "steps"])
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: ") and "eval_split_name" in message
+
+
+def test_training_logs_per_codebook_cross_entropy(trained_run):
+    records = [r for r in trained_run["log_history"] if "loss" in r]
+    for record in records:
+        per_codebook = [record[f"ce_q{k}"] for k in range(1, 5)]
+        assert record["ce"] == pytest.approx(sum(per_codebook) / 4, rel=1e-6)  # every codebook has as many targets
+        assert record["ppl"] == pytest.approx(math.exp(record["ce"]), rel=1e-6)
+    assert records[-1]["ce"] < records[0]["ce"]
+
+
+def test_eval_loss_is_the_true_mean_over_clips_of_different_lengths(tiny_model_dir, uneven_dataset, tmp_path):
+    argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + [
+        "--per_device_eval_batch_size", "1",
+    ]  # fmt: skip
+    parsed = parse_config(argv)
+    model, processor = load_model_and_processor(parsed.args)
+    trainer = build_trainer(parsed, model, processor, uneven_dataset, uneven_dataset)
+    metrics = trainer.evaluate()
+    # by hand: every target of every clip weighs the same
+    collator = trainer.data_collator
+    sums, counts = torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    per_clip_means = []
+    with torch.no_grad():
+        for row in uneven_dataset:
+            batch = collator([row])
+            labels = batch.pop("labels")
+            s, c = codebook_cross_entropy(model.eval()(**batch).logits, labels)
+            sums, counts = sums + s.double(), counts + c.double()
+            per_clip_means.append(float(s.sum() / c.sum()))
+    assert metrics["eval_loss"] == pytest.approx(float(sums.sum() / counts.sum()), rel=1e-5)
+    for k in range(4):
+        assert metrics[f"eval_ce_q{k + 1}"] == pytest.approx(float(sums[k] / counts[k]), rel=1e-5)
+    # the naive average of per-batch means is measurably different here, so the test can tell them apart
+    assert abs(sum(per_clip_means) / 4 - metrics["eval_loss"]) > 1e-4
