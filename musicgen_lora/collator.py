@@ -15,10 +15,16 @@ labels built here are already delayed. For K = 4 codebooks and T = 5 frames (c<k
 The sequence has T + K - 1 steps. The model's input at step s is the label at step s - 1 (the start token, which is
 also the pad token ``vocab_size``, at step 0) with ignored positions replaced by the pad token — exactly the
 sequence ``generate()`` builds with ``build_delay_pattern_mask``, so training and inference see the same inputs.
+
+Conditioning dropout (classifier-free guidance training): with probability ``text_dropout_prob`` a clip's text
+attention mask is zeroed. MusicGen multiplies the text encoder's output by that mask and masks cross-attention with
+it, so the decoder then sees all-zero conditioning under a fully masked cross-attention — exactly the "null" input
+``generate()`` builds for the unconditional branch when ``guidance_scale > 1``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +76,7 @@ class MusicgenCollator:
         decoder_start_token_id: the decoder's start token (equal to the pad token for MusicGen).
         max_frames: longest window of frames per clip; longer clips are cropped.
         random_crop: crop at a random frame (training) or at the start (evaluation, reproducible).
+        text_dropout_prob: probability that a clip is trained unconditionally (its caption masked out).
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -77,8 +84,13 @@ class MusicgenCollator:
     decoder_start_token_id: int
     max_frames: int
     random_crop: bool = True
+    text_dropout_prob: float = 0.0
     codes_column: str = "codes"
     text_column: str = "text"
+
+    def for_evaluation(self) -> MusicgenCollator:
+        """The same collator without randomness: fixed windows, every caption kept."""
+        return dataclasses.replace(self, random_crop=False, text_dropout_prob=0.0)
 
     def crop(self, codes: torch.Tensor) -> torch.Tensor:
         """A window of at most ``max_frames`` frames of (K, T) codes."""
@@ -100,6 +112,9 @@ class MusicgenCollator:
         text = self.tokenizer(
             [f[self.text_column] for f in features], padding=True, return_tensors="pt"
         )  # input_ids / attention_mask: (bsz, text_len)
+        if self.text_dropout_prob > 0:
+            dropped = torch.rand(len(features)) < self.text_dropout_prob  # (bsz,)
+            text["attention_mask"][dropped] = 0
         return {
             "input_ids": text["input_ids"],
             "attention_mask": text["attention_mask"],

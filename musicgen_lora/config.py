@@ -100,6 +100,13 @@ class FinetuneArguments:
             "(default: $HF_HOME/musicgen_lora, i.e. ~/.cache/huggingface/musicgen_lora)."
         },
     )
+    text_dropout_prob: float = field(
+        default=0.1,
+        metadata={
+            "help": "Fraction of training clips whose caption is replaced by the empty (unconditional) input, as "
+            "MusicGen was trained, so classifier-free guidance keeps working (0 disables)."
+        },
+    )
     # --- LoRA ---
     use_lora: bool = field(
         default=True, metadata={"help": "Train LoRA adapters (true) or fine-tune the whole decoder (false)."}
@@ -293,6 +300,7 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
     require(args.lora_r >= 1, f"lora_r must be a positive integer, got {args.lora_r}")
     require(args.lora_alpha > 0, f"lora_alpha must be > 0, got {args.lora_alpha}")
     require(0 <= args.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {args.lora_dropout}")
+    require(0 <= args.text_dropout_prob < 1, f"text_dropout_prob must be in [0, 1), got {args.text_dropout_prob}")
     require(
         args.use_lora is False or args.lora_target_regex is not None or len(args.lora_target_modules) > 0,
         "lora_target_modules is empty; name at least one module (e.g. q_proj v_proj) or set lora_target_regex",

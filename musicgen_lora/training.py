@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,24 @@ class MusicgenTrainer(Trainer):
             denominator = denominator.to(sums.device)
         return sums.sum() / denominator
 
+    @contextlib.contextmanager
+    def _deterministic_collator(self) -> Iterator[None]:
+        """Evaluation batches use fixed windows and keep every caption (no conditioning dropout)."""
+        training_collator = self.data_collator
+        self.data_collator = training_collator.for_evaluation()
+        try:
+            yield
+        finally:
+            self.data_collator = training_collator
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        with self._deterministic_collator():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset: Any) -> Any:
+        with self._deterministic_collator():
+            return super().get_test_dataloader(test_dataset)
+
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()
 
@@ -126,6 +146,7 @@ def build_trainer(
         decoder_start_token_id=decoder_config.decoder_start_token_id,
         max_frames=int(args.max_duration_in_seconds * model.config.audio_encoder.frame_rate),
         random_crop=True,
+        text_dropout_prob=args.text_dropout_prob,
     )
     try:
         return MusicgenTrainer(
