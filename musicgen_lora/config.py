@@ -107,6 +107,13 @@ class FinetuneArguments:
             "MusicGen was trained, so classifier-free guidance keeps working (0 disables)."
         },
     )
+    skip_nonfinite_batches: bool = field(
+        default=False,
+        metadata={
+            "help": "When a batch gives a NaN/infinite loss or gradient: skip its update (true) or stop training "
+            "with a message naming the step (false)."
+        },
+    )
     # --- LoRA ---
     use_lora: bool = field(
         default=True, metadata={"help": "Train LoRA adapters (true) or fine-tune the whole decoder (false)."}

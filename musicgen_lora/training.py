@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
+from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard
 from .collator import IGNORE_INDEX, MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
 from .data import module_fingerprint, prepare_split
@@ -78,8 +79,12 @@ class MusicgenTrainer(Trainer):
     and number of processes. MusicGen's own loss averages each micro-batch separately, over-weighting short clips.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, compute_loss_func=self._codebook_loss, **kwargs)
+    def __init__(self, *args: Any, skip_nonfinite_batches: bool = False, **kwargs: Any) -> None:
+        self.skip_nonfinite_batches = skip_nonfinite_batches
+        self.skipped_batches = 0
+        self.gradient_guard = NonFiniteGradientGuard(skip=skip_nonfinite_batches)
+        callbacks = [*(kwargs.pop("callbacks", None) or []), self.gradient_guard]
+        super().__init__(*args, compute_loss_func=self._codebook_loss, callbacks=callbacks, **kwargs)
         self._train_stats = CodebookStats()
         self._eval_stats = CodebookStats()
 
@@ -87,11 +92,20 @@ class MusicgenTrainer(Trainer):
         self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
     ) -> torch.Tensor:
         sums, counts = codebook_cross_entropy(outputs.logits, labels)
-        (self._train_stats if self.model.training else self._eval_stats).add(sums, counts)
         denominator = num_items_in_batch if num_items_in_batch is not None else counts.sum()
         if torch.is_tensor(denominator):
             denominator = denominator.to(sums.device)
-        return sums.sum() / denominator
+        loss = sums.sum() / denominator
+        if self.model.training and not torch.isfinite(loss):
+            step = self.state.global_step + 1
+            if not self.skip_nonfinite_batches:
+                raise NonFiniteError(f"training stopped: the loss became NaN or infinite at step {step}; {NONFINITE_FIX}")
+            logger.warning("Non-finite loss at step %d: batch skipped (skip_nonfinite_batches)", step)
+            self.skipped_batches += 1
+            # No gradient at all (NaN * 0 would still be NaN); not a leaf, since Trainer rescales the loss in place.
+            return torch.zeros((), device=loss.device, requires_grad=True).clone()
+        (self._train_stats if self.model.training else self._eval_stats).add(sums, counts)
+        return loss
 
     @contextlib.contextmanager
     def _deterministic_collator(self) -> Iterator[None]:
@@ -155,6 +169,7 @@ def build_trainer(
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             data_collator=collator,
+            skip_nonfinite_batches=args.skip_nonfinite_batches,
             # No processing_class: Trainer would copy the *text* tokenizer's pad/eos ids into the config and
             # generation config of the *audio* decoder (align_special_tokens). The processor is saved by run_training.
         )
