@@ -129,6 +129,19 @@ class FinetuneArguments:
             "embeddings), or lm_heads.N / embed_tokens.N for one codebook."
         },
     )
+    use_rslora: bool = field(
+        default=False, metadata={"help": "Rank-stabilised LoRA: scale alpha / sqrt(r) instead of alpha / r (PEFT)."}
+    )
+    use_dora: bool = field(
+        default=False, metadata={"help": "DoRA: weight-decomposed LoRA (PEFT); slower, sometimes better at low rank."}
+    )
+    train_text_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "Also adapt the T5 text encoder: LoRA on its attention (q, k, v, o) with use_lora, else full "
+            "fine-tuning of it. Off by default: the text encoder is frozen, as in MusicGen's own training."
+        },
+    )
     lora_target_regex: str | None = field(
         default=None,
         metadata={

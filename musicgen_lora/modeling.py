@@ -28,6 +28,8 @@ _TARGET_PATTERNS = {
     "lm_heads": r"decoder\.lm_heads\.\d+",
     "embed_tokens": r"decoder\.model\.decoder\.embed_tokens\.\d+",
 }
+# T5 attention projections of the text encoder, adapted only with train_text_encoder.
+TEXT_ENCODER_PATTERN = r"text_encoder\.encoder\.block\.\d+\.layer\.0\.SelfAttention\.(q|k|v|o)"
 _INDEXED_TARGET = re.compile(r"^(lm_heads|embed_tokens)\.(\d+)$")
 
 
@@ -54,11 +56,11 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
         )
     if model.config.decoder.audio_channels != 1:
         raise UserError(f"model '{name}' is a stereo MusicGen, which this version cannot train yet; use a mono model")
-    prepare_for_training(model)
+    prepare_for_training(model, train_text_encoder=args.train_text_encoder)
     return model, processor
 
 
-def prepare_for_training(model: PreTrainedModel) -> None:
+def prepare_for_training(model: PreTrainedModel, train_text_encoder: bool = False) -> None:
     """Fix configs that ``forward(labels=...)`` and Trainer need, and freeze everything."""
     generation = model.generation_config
     decoder = model.config.decoder
@@ -73,7 +75,8 @@ def prepare_for_training(model: PreTrainedModel) -> None:
     model.requires_grad_(False)
     # The frozen text encoder and codec run in inference mode even while the decoder trains: Trainer calls
     # model.train() every step, which would otherwise switch on T5's dropout and make the conditioning noisy.
-    keep_in_eval_mode(model.text_encoder)
+    if not train_text_encoder:
+        keep_in_eval_mode(model.text_encoder)
     keep_in_eval_mode(model.audio_encoder)
 
 
@@ -120,8 +123,12 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
         model.decoder.requires_grad_(True)
         if hasattr(model, "enc_to_dec_proj"):
             model.enc_to_dec_proj.requires_grad_(True)
+        if args.train_text_encoder:
+            model.text_encoder.requires_grad_(True)
         return model
     regex = args.lora_target_regex or lora_target_regex(args.lora_target_modules)
+    if args.train_text_encoder:
+        regex = f"({regex}|{TEXT_ENCODER_PATTERN})"
     try:
         compiled = re.compile(regex)
     except re.error as err:
@@ -139,6 +146,8 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
+        use_rslora=args.use_rslora,
+        use_dora=args.use_dora,
         target_modules=regex,
         init_lora_weights=True,
     )
