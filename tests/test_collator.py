@@ -79,3 +79,21 @@ def test_crop_is_random_for_training_and_fixed_for_evaluation(tiny_model_dir):
     assert all(train.crop(codes).shape == (4, 50) for _ in range(5))
     fixed = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=50, random_crop=False)
     assert int(fixed.crop(codes)[0, 0]) == 0
+
+
+def test_a_three_minute_track_gives_full_windows_from_all_over_it(tiny_model_dir):
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    frames, window = 3 * 60 * 50, 30 * 50  # 3 min and 30 s at 50 Hz
+    track = {"codes": torch.arange(frames).remainder(64).repeat(4, 1).tolist(), "text": "a long song"}
+    collator = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=window, random_crop=True)
+    torch.manual_seed(0)
+    starts = []
+    for _ in range(60):  # 60 epochs over a one-song dataset
+        labels = collator([track])["labels"][0]  # (window + 3, 4)
+        assert int((labels != X).sum()) == window * 4  # every window is all real audio, never padding
+        starts.append(int(labels[0, 0]))  # code = frame index mod 64 ...
+    # ... so recover the start through the crop itself for the spread check
+    spread = [int(collator.crop(torch.arange(frames)[None])[0, 0]) for _ in range(200)]
+    assert min(spread) < 0.1 * (frames - window) and max(spread) > 0.9 * (frames - window)
+    assert len(set(spread)) > 150  # a different window (almost) every epoch
+    assert len(set(starts)) > 1
