@@ -47,3 +47,16 @@ class NonFiniteGradientGuard(TrainerCallback):
         self.skipped_steps.append(step)
         logger.warning("Non-finite gradient at step %d: update skipped (skip_nonfinite_batches)", step)
         optimizer.zero_grad(set_to_none=True)
+
+
+class SeedPerProcess(TrainerCallback):
+    """Give each process its own random stream when training starts.
+
+    Trainer seeds every process with the same ``seed``, so with several processes each rank would draw the same
+    window crops, conditioning-dropout decisions and dropout masks for its (different) clips. Offsetting the seed by
+    the process index keeps runs reproducible while making those draws independent across ranks.
+    """
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if args.world_size > 1:
+            torch.manual_seed(args.seed + args.process_index)

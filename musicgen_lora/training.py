@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
-from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard
+from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
 from .collator import IGNORE_INDEX, MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
 from .data import module_fingerprint, prepare_split
 from .errors import UserError, one_line
-from .generation import write_samples
 from .modeling import add_trainable_parts, load_model_and_processor
+from .samples import SampleCallback
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class MusicgenTrainer(Trainer):
         self.skip_nonfinite_batches = skip_nonfinite_batches
         self.skipped_batches = 0
         self.gradient_guard = NonFiniteGradientGuard(skip=skip_nonfinite_batches)
-        callbacks = [*(kwargs.pop("callbacks", None) or []), self.gradient_guard]
+        callbacks = [*(kwargs.pop("callbacks", None) or []), self.gradient_guard, SeedPerProcess()]
         super().__init__(*args, compute_loss_func=self._codebook_loss, callbacks=callbacks, **kwargs)
         self._train_stats = CodebookStats()
         self._eval_stats = CodebookStats()
@@ -151,7 +151,7 @@ def build_trainer(
     train_dataset: datasets.Dataset,
     eval_dataset: datasets.Dataset | None,
 ) -> Trainer:
-    """A ``transformers.Trainer`` wired with the delay-pattern collator and the correctly scaled loss."""
+    """A ``transformers.Trainer`` wired with the delay-pattern collator, the correctly scaled loss and the samples."""
     args, training = parsed.args, parsed.training
     decoder_config = model.config.decoder
     collator = MusicgenCollator(
@@ -162,19 +162,31 @@ def build_trainer(
         random_crop=True,
         text_dropout_prob=args.text_dropout_prob,
     )
+    callbacks: list[SampleCallback] = []
+    if args.sample_prompts:
+        callbacks.append(
+            SampleCallback(
+                processor, args.sample_prompts, seconds=args.sample_duration_in_seconds,
+                guidance_scale=args.guidance_scale, seed=training.seed, every_steps=args.sample_every_steps,
+            )  # fmt: skip
+        )
     try:
-        return MusicgenTrainer(
+        trainer = MusicgenTrainer(
             model=model,
             args=training,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             data_collator=collator,
             skip_nonfinite_batches=args.skip_nonfinite_batches,
+            callbacks=callbacks,
             # No processing_class: Trainer would copy the *text* tokenizer's pad/eos ids into the config and
             # generation config of the *audio* decoder (align_special_tokens). The processor is saved by run_training.
         )
     except ValueError as err:  # e.g. eval_strategy without eval data
         raise UserError(f"cannot set up training: {one_line(err)}; check eval_split_name and the *_strategy options") from None
+    for callback in callbacks:
+        callback.attach(trainer)  # before the reporting integrations, so it can still log at the end of training
+    return trainer
 
 
 def prepare_datasets(
@@ -194,7 +206,7 @@ def prepare_datasets(
 
 
 def run_training(parsed: ParsedConfig) -> dict[str, Any]:
-    """Load, encode, train, save and render samples.
+    """Load, encode, train (rendering samples before, during and after), save.
 
     Returns:
         ``{"output_dir", "train": metrics, "eval": metrics or None, "samples": [paths], "model": trained model,
@@ -219,17 +231,12 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
 
-    samples: list[str] = []
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
         (output_dir / RESOLVED_CONFIG_NAME).write_text(json.dumps(parsed.requested, indent=2) + "\n", encoding="utf-8")
-        if args.sample_prompts:
-            paths = write_samples(
-                trainer.model, processor, args.sample_prompts, output_dir / "samples" / "final",
-                seconds=args.sample_duration_in_seconds, guidance_scale=args.guidance_scale, seed=training.seed,
-            )  # fmt: skip
-            samples = [str(p) for p in paths]
-            logger.info("Wrote %d samples to %s", len(paths), output_dir / "samples" / "final")
+    # samples/final/ was written by SampleCallback at the end of training (main process only)
+    sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
+    samples = [str(p) for p in sampler.final_paths] if sampler is not None else []
     if training.push_to_hub:
         trainer.push_to_hub()
     return {

@@ -1,0 +1,68 @@
+"""Several processes through torch.distributed (gloo on the CPU) give the same result as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finetune_musicgen import main
+from musicgen_lora.callbacks import SeedPerProcess
+
+from .conftest import ROOT, base_argv
+
+
+@pytest.fixture(scope="module")
+def deterministic_model(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with its dropout switched off: random masks would differ between 1 and 2 processes."""
+    folder = tmp_path_factory.mktemp("models") / "no-dropout"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["decoder"]["dropout"] = 0.0
+    config["text_encoder"]["dropout_rate"] = 0.0
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(deterministic_model, corpus_dir, data_cache_dir, tmp_path):
+    common = [
+        "--max_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-2",
+        "--text_dropout_prob", "0", "--lora_dropout", "0",
+    ]  # fmt: skip
+    single = main(base_argv(deterministic_model, corpus_dir, tmp_path / "one", data_cache_dir) + common
+                  + ["--per_device_train_batch_size", "4"])  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        str(ROOT / "finetune_musicgen.py"),
+        *base_argv(deterministic_model, corpus_dir, tmp_path / "two", data_cache_dir), *common,
+        "--per_device_train_batch_size", "2",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    two_state = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
+    assert two_state["train_batch_size"] == 2 and two_state["log_history"][0]["epoch"] == 0.5  # 2 x 2 of 8 clips
+    one_losses = [r["loss"] for r in single["log_history"] if "loss" in r]
+    two_losses = [r["loss"] for r in two_state["log_history"] if "loss" in r]
+    assert two_losses == pytest.approx(one_losses, rel=1e-5)
+    one = load_file(tmp_path / "one" / "adapter_model.safetensors")
+    two = load_file(tmp_path / "two" / "adapter_model.safetensors")
+    assert one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5)
+
+
+def test_each_process_gets_its_own_random_stream():
+    args = SimpleNamespace(world_size=2, process_index=1, seed=7)
+    SeedPerProcess().on_train_begin(args, None, None)
+    assert torch.initial_seed() == 8
+    SeedPerProcess().on_train_begin(SimpleNamespace(world_size=1, process_index=0, seed=3), None, None)
+    assert torch.initial_seed() == 8  # a single process keeps Trainer's seeding untouched
