@@ -152,7 +152,15 @@ class FinetuneArguments:
     # --- samples ---
     sample_prompts: list[str] = field(
         default_factory=list,
-        metadata={"help": "Prompts rendered to WAV files in output_dir/samples/ after training (none: no samples)."},
+        metadata={
+            "help": "Prompts rendered with a fixed seed to WAV files in output_dir/samples/: base/ (the base model, "
+            "before training), step-N/ (every sample_every_steps steps) and final/ (after training), and logged as "
+            "audio to tensorboard, wandb or trackio when report_to names them (none: no samples)."
+        },
+    )
+    sample_every_steps: int = field(
+        default=0,
+        metadata={"help": "Render the sample_prompts every N optimizer steps too (0: only before and after training)."},
     )
     sample_duration_in_seconds: float = field(default=8.0, metadata={"help": "Length of each sample."})
     guidance_scale: float = field(
@@ -345,6 +353,10 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
     require(
         args.sample_duration_in_seconds > 0,
         f"sample_duration_in_seconds must be > 0, got {args.sample_duration_in_seconds}",
+    )
+    require(
+        args.sample_every_steps >= 0,
+        f"sample_every_steps must be >= 0 (0 renders samples only before and after training), got {args.sample_every_steps}",
     )
     require(args.guidance_scale >= 1, f"guidance_scale must be >= 1 (1 disables guidance), got {args.guidance_scale}")
     require(
