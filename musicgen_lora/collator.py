@@ -12,7 +12,11 @@ labels built here are already delayed. For K = 4 codebooks and T = 5 frames (c<k
     codebook 2:  -    -    c20  c21  c22  c23  c24  -
     codebook 3:  -    -    -    c30  c31  c32  c33  c34
 
-The sequence has T + K - 1 steps. The model's input at step s is the label at step s - 1 (the start token, which is
+Stereo models interleave the codebooks of the two channels (L0, R0, L1, R1, ...) and delay each left/right pair
+together: codebook j is delayed by j // 2, so the sequence has T + K/2 - 1 steps. In general codebook j is delayed
+by j // audio_channels.
+
+The sequence has T + K - 1 steps (mono). The model's input at step s is the label at step s - 1 (the start token, which is
 also the pad token ``vocab_size``, at step 0) with ignored positions replaced by the pad token — exactly the
 sequence ``generate()`` builds with ``build_delay_pattern_mask``, so training and inference see the same inputs.
 
@@ -34,19 +38,23 @@ from transformers import PreTrainedTokenizerBase
 IGNORE_INDEX = -100
 
 
-def delay_pattern_labels(codes: torch.Tensor) -> torch.Tensor:
+def delay_pattern_labels(codes: torch.Tensor, audio_channels: int = 1) -> torch.Tensor:
     """Delay-pattern labels of one clip.
 
     Args:
-        codes: (num_codebooks, frames) integer codes.
+        codes: (num_codebooks, frames) integer codes; for stereo, channels interleaved (L0, R0, L1, R1, ...).
+        audio_channels: 1 (mono) or 2 (stereo: each left/right pair of codebooks shares its delay).
 
     Returns:
-        (frames + num_codebooks - 1, num_codebooks) labels, ``IGNORE_INDEX`` where the delay leaves no target.
+        (frames + num_codebooks // audio_channels - 1, num_codebooks) labels, ``IGNORE_INDEX`` where the delay leaves
+        no target.
     """
     num_codebooks, frames = codes.shape
-    labels = torch.full((frames + num_codebooks - 1, num_codebooks), IGNORE_INDEX, dtype=torch.long)
+    delays = num_codebooks // audio_channels
+    labels = torch.full((frames + delays - 1, num_codebooks), IGNORE_INDEX, dtype=torch.long)
     for k in range(num_codebooks):
-        labels[k : k + frames, k] = codes[k]
+        delay = k // audio_channels
+        labels[delay : delay + frames, k] = codes[k]
     return labels
 
 
@@ -77,6 +85,7 @@ class MusicgenCollator:
         max_frames: longest window of frames per clip; longer clips are cropped.
         random_crop: crop at a random frame (training) or at the start (evaluation, reproducible).
         text_dropout_prob: probability that a clip is trained unconditionally (its caption masked out).
+        audio_channels: 2 for stereo models (see ``delay_pattern_labels``).
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -85,6 +94,7 @@ class MusicgenCollator:
     max_frames: int
     random_crop: bool = True
     text_dropout_prob: float = 0.0
+    audio_channels: int = 1
     codes_column: str = "codes"
     text_column: str = "text"
 
@@ -101,7 +111,10 @@ class MusicgenCollator:
         return codes[:, start : start + self.max_frames]
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        labels = [delay_pattern_labels(self.crop(torch.as_tensor(f[self.codes_column], dtype=torch.long))) for f in features]
+        labels = [
+            delay_pattern_labels(self.crop(torch.as_tensor(f[self.codes_column], dtype=torch.long)), self.audio_channels)
+            for f in features
+        ]
         steps = max(label.shape[0] for label in labels)
         num_codebooks = labels[0].shape[1]
         batch_labels = torch.full((len(labels), steps, num_codebooks), IGNORE_INDEX, dtype=torch.long)

@@ -58,7 +58,9 @@ class AudioSpec:
     @classmethod
     def of(cls, model: PreTrainedModel) -> AudioSpec:
         audio_config = model.config.audio_encoder
-        return cls(int(audio_config.sampling_rate), int(audio_config.audio_channels), float(audio_config.frame_rate))
+        # The decoder's channel count is the model's; stereo MusicGen encodes each channel with a mono EnCodec.
+        channels = int(model.config.decoder.audio_channels)
+        return cls(int(audio_config.sampling_rate), channels, float(audio_config.frame_rate))
 
 
 # --------------------------------------------------------------------------------------------------- sources
@@ -238,9 +240,11 @@ def encode_clip(audio_encoder: torch.nn.Module, source: Any, spec: AudioSpec) ->
     """
     audio = load_audio(source, spec.sampling_rate, spec.channels)  # (channels, samples)
     seconds = audio.shape[-1] / spec.sampling_rate
-    input_values = torch.from_numpy(audio)[None]  # (1, channels, samples)
-    codes = audio_encoder.encode(input_values).audio_codes  # (chunks=1, bsz=1, num_codebooks, frames)
-    return codes[0, 0].to(torch.int16).numpy(), seconds
+    # Each channel is one item of the batch: (channels, 1, samples) -> codes (chunks=1, channels, K_per_channel, frames)
+    codes = audio_encoder.encode(torch.from_numpy(audio)[:, None]).audio_codes[0]
+    # Interleave the channels' codebooks as stereo MusicGen expects: (K_per_channel, channels, frames) -> L0, R0, L1, ...
+    codes = codes.transpose(0, 1).reshape(-1, codes.shape[-1])
+    return codes.to(torch.int16).numpy(), seconds
 
 
 def default_cache_root() -> Path:

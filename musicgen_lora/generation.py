@@ -11,13 +11,13 @@ from transformers import ProcessorMixin
 from .audio import write_wav
 
 
-def new_tokens_for(seconds: float, frame_rate: float, num_codebooks: int) -> int:
+def new_tokens_for(seconds: float, frame_rate: float, num_delays: int) -> int:
     """``max_new_tokens`` that yields ``seconds`` of audio.
 
-    With the delay pattern, the last codebook lags the first by ``num_codebooks - 1`` steps, so ``generate()`` returns
-    ``max_new_tokens - num_codebooks + 1`` complete frames.
+    With the delay pattern, the last codebook lags the first by ``num_delays - 1`` steps (``num_delays`` is the number
+    of codebooks per channel), so ``generate()`` returns ``max_new_tokens - num_delays + 1`` complete frames.
     """
-    return max(1, round(seconds * frame_rate)) + num_codebooks - 1
+    return max(1, round(seconds * frame_rate)) + num_delays - 1
 
 
 @torch.no_grad()
@@ -48,7 +48,8 @@ def generate_audio(
     inputs = processor(text=prompts, padding=True, return_tensors="pt")
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
-    max_new_tokens = new_tokens_for(seconds, config.audio_encoder.frame_rate, config.decoder.num_codebooks)
+    num_delays = config.decoder.num_codebooks // config.decoder.audio_channels
+    max_new_tokens = new_tokens_for(seconds, config.audio_encoder.frame_rate, num_delays)
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)

@@ -54,8 +54,6 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
             f"model '{name}' is a '{model_type}' model, not MusicGen; use facebook/musicgen-small/-medium/-large "
             "or a folder made by `python -m musicgen_lora.tiny`"
         )
-    if model.config.decoder.audio_channels != 1:
-        raise UserError(f"model '{name}' is a stereo MusicGen, which this version cannot train yet; use a mono model")
     prepare_for_training(model, train_text_encoder=args.train_text_encoder)
     return model, processor
 

@@ -161,6 +161,7 @@ def build_trainer(
         max_frames=int(args.max_duration_in_seconds * model.config.audio_encoder.frame_rate),
         random_crop=True,
         text_dropout_prob=args.text_dropout_prob,
+        audio_channels=decoder_config.audio_channels,
     )
     callbacks: list[SampleCallback] = []
     if args.sample_prompts:
