@@ -5,11 +5,17 @@ The folder mirrors the layout of ``facebook/musicgen-small`` (32 kHz mono EnCode
 but every component is shrunk to a few hundred thousand parameters, so that tests and smoke runs work on
 a small CPU without any access to the Hugging Face Hub::
 
-    python -m musicgen_lora.tiny OUT_DIR [--seed 0] [--force]
+    python -m musicgen_lora.tiny OUT_DIR [--variant mono|stereo|melody] [--seed 0] [--force]
 
     from transformers import AutoModelForTextToWaveform, AutoProcessor
     model = AutoModelForTextToWaveform.from_pretrained(OUT_DIR)   # MusicgenForConditionalGeneration
     processor = AutoProcessor.from_pretrained(OUT_DIR)            # MusicgenProcessor
+
+``--variant stereo`` mirrors ``facebook/musicgen-stereo-small`` (same classes, decoder with 2 audio channels
+and 8 interleaved codebooks over the same mono EnCodec) and ``--variant melody`` mirrors
+``facebook/musicgen-melody`` (``MusicgenMelodyForConditionalGeneration`` + ``MusicgenMelodyProcessor``, text
+and 12-bin chroma conditioning). The melody processor needs torchaudio in transformers; without it use
+:func:`load_processor`, which builds the same processor with a pure-torch STFT.
 
 Nothing is downloaded: the tokenizer is trained here on an embedded list of music-caption words and the
 weights are random (seeded, hence reproducible). A freshly initialised EnCodec has all-zero codebooks, so
@@ -20,6 +26,7 @@ iterations) to latents of synthetic audio so that real audio encodes to varied c
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -33,7 +40,10 @@ __all__ = [
     "build_tiny_musicgen",
     "save_tiny_musicgen",
     "build_tiny_tokenizer",
+    "load_processor",
+    "melody_feature_extractor",
     "main",
+    "VARIANTS",
     "TINY_FRAME_RATE",
     "TINY_HOP_LENGTH",
 ]
@@ -162,16 +172,11 @@ def _canonical_pieces(pieces: list[tuple[str, float]]) -> list[tuple[str, float]
     return head + req
 
 
-def build_tiny_tokenizer(vocab_size: int = 800):
-    """Train a small T5-style (SentencePiece Unigram) tokenizer on the embedded caption corpus.
-
-    Returns a ``transformers.T5Tokenizer`` (in transformers 5 this is the ``tokenizers``-backed class;
-    ``T5TokenizerFast`` is an alias of it) with ``<pad>``=0, ``</s>``=1, ``<unk>``=2 like T5 and no
-    sentinel (``<extra_id_*>``) tokens.
-    """
+@functools.lru_cache(maxsize=4)
+def _trained_vocab(vocab_size: int) -> tuple[tuple[str, float], ...]:
+    """The (piece, score) list of the tiny tokenizer; trained once per process and vocabulary size."""
     from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers.models import Unigram
-    from transformers import T5Tokenizer
 
     specials = ["<pad>", "</s>", "<unk>"]
     backend = Tokenizer(Unigram())
@@ -192,8 +197,19 @@ def build_tiny_tokenizer(vocab_size: int = 800):
     vocab = [(piece, float(score)) for piece, score in json.loads(backend.to_str())["model"]["vocab"]]
     if [p for p, _ in vocab[:3]] != specials:
         raise RuntimeError(f"unexpected special token layout: {vocab[:3]}")
-    vocab = [(p, 0.0) for p in specials] + _canonical_pieces(vocab[3:])
-    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+    return tuple([(p, 0.0) for p in specials] + _canonical_pieces(vocab[3:]))
+
+
+def build_tiny_tokenizer(vocab_size: int = 800):
+    """Train a small T5-style (SentencePiece Unigram) tokenizer on the embedded caption corpus.
+
+    Returns a ``transformers.T5Tokenizer`` (in transformers 5 this is the ``tokenizers``-backed class;
+    ``T5TokenizerFast`` is an alias of it) with ``<pad>``=0, ``</s>``=1, ``<unk>``=2 like T5 and no
+    sentinel (``<extra_id_*>``) tokens. The training runs once per process; every call returns a new object.
+    """
+    from transformers import T5Tokenizer
+
+    return T5Tokenizer(vocab=list(_trained_vocab(vocab_size)), extra_ids=0, model_max_length=512)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -297,30 +313,32 @@ def init_codebooks(
 # model
 # --------------------------------------------------------------------------------------------------------
 
+#: The variants and the Hub checkpoints whose structure each mirrors.
+VARIANTS = ("mono", "stereo", "melody")
+_MIRRORS = {
+    "mono": "facebook/musicgen-small",
+    "stereo": "facebook/musicgen-stereo-small",
+    "melody": "facebook/musicgen-melody",
+}
 
-def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: int = 4, sampling_rate: int = 32000):
-    """Build a tiny random MusicGen model and its processor (in memory).
+#: Chroma conditioning of facebook/musicgen-melody: 12 pitch classes, computed by MusicgenMelodyFeatureExtractor
+#: with a 4096-sample hop (16384-point FFT) over at most 30 s, i.e. 1 + 30 * 32000 // 4096 = 235 frames.
+MELODY_NUM_CHROMA = 12
+MELODY_CHROMA_HOP = 4096
+MELODY_CHUNK_SECONDS = 30
 
-    Returns ``(MusicgenForConditionalGeneration, MusicgenProcessor)``. Same ``seed`` -> identical weights.
-    """
-    from transformers import (
-        EncodecConfig,
-        EncodecFeatureExtractor,
-        GenerationConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenProcessor,
-        T5Config,
-    )
 
-    if codebook_size & (codebook_size - 1):
-        raise ValueError(f"codebook_size must be a power of two (EnCodec requirement), got {codebook_size}")
-    tokenizer = build_tiny_tokenizer()
-    text_vocab = int(math.ceil(len(tokenizer) / 64) * 64)
+def _check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
+    return variant
 
-    text_config = T5Config(
-        vocab_size=text_vocab,
+
+def _text_encoder_config(tokenizer):
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=int(math.ceil(len(tokenizer) / 64) * 64),
         d_model=32,
         d_kv=16,
         d_ff=64,
@@ -336,6 +354,14 @@ def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: i
         decoder_start_token_id=0,
         tie_word_embeddings=True,
     )
+
+
+def _codec_config(sampling_rate: int, codebook_size: int, num_codebooks: int):
+    """A tiny mono EnCodec like facebook/encodec_32khz (which every MusicGen variant uses, stereo included)."""
+    from transformers import EncodecConfig
+
+    if codebook_size & (codebook_size - 1):
+        raise ValueError(f"codebook_size must be a power of two (EnCodec requirement), got {codebook_size}")
     hop = TINY_HOP_LENGTH
     if sampling_rate % hop:
         raise ValueError(f"sampling_rate must be a multiple of {hop}, got {sampling_rate}")
@@ -343,7 +369,7 @@ def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: i
     # EnCodec derives num_quantizers = 1000 * max(target_bandwidths) // (frame_rate * log2(codebook_size))
     bits = int(math.log2(codebook_size))
     bandwidth = num_codebooks * frame_rate * bits / 1000.0
-    audio_config = EncodecConfig(
+    config = EncodecConfig(
         sampling_rate=sampling_rate,
         audio_channels=1,
         target_bandwidths=[bandwidth],
@@ -368,10 +394,15 @@ def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: i
         codebook_dim=32,
         use_conv_shortcut=False,  # as in facebook/encodec_32khz
     )
-    if audio_config.num_quantizers != num_codebooks:
-        raise RuntimeError(f"EnCodec would use {audio_config.num_quantizers} quantizers, wanted {num_codebooks}")
+    if config.num_quantizers != num_codebooks:
+        raise RuntimeError(f"EnCodec would use {config.num_quantizers} quantizers, wanted {num_codebooks}")
+    return config
+
+
+def _decoder_kwargs(codebook_size: int, num_codebooks: int, audio_channels: int) -> dict:
+    """Shared fields of MusicgenDecoderConfig and MusicgenMelodyDecoderConfig."""
     special = codebook_size  # like the real checkpoints: pad = bos = start = 2048 with 2048 codes
-    decoder_config = MusicgenDecoderConfig(
+    return dict(
         vocab_size=codebook_size,
         max_position_embeddings=2048,
         num_hidden_layers=2,
@@ -379,7 +410,7 @@ def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: i
         num_attention_heads=4,
         hidden_size=64,
         num_codebooks=num_codebooks,
-        audio_channels=1,
+        audio_channels=audio_channels,
         dropout=0.1,
         attention_dropout=0.0,
         activation_dropout=0.0,
@@ -388,25 +419,15 @@ def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: i
         scale_embedding=False,
         pad_token_id=special,
         bos_token_id=special,
-        # not a declared field of MusicgenDecoderConfig, but MusicgenForConditionalGeneration.forward(labels=...)
-        # shifts the labels with config.decoder.decoder_start_token_id (ValueError if it is missing)
-        decoder_start_token_id=special,
         tie_word_embeddings=False,
     )
-    config = MusicgenConfig(
-        text_encoder=text_config,
-        audio_encoder=audio_config,
-        decoder=decoder_config,
-        decoder_start_token_id=special,  # top-level ids as in facebook/musicgen-small's config.json
-        pad_token_id=special,
-    )
 
-    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's global RNG
-        torch.manual_seed(seed)
-        model = MusicgenForConditionalGeneration(config)
-    model.eval()
-    init_codebooks(model.audio_encoder, seed=seed)
-    model.generation_config = GenerationConfig(
+
+def _generation_config(special: int):
+    """generation_config.json of the real checkpoints (all variants): 30 s of sampling with guidance 3."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
         decoder_start_token_id=special,
         pad_token_id=special,
         bos_token_id=special,
@@ -415,13 +436,221 @@ def build_tiny_musicgen(seed: int = 0, codebook_size: int = 64, num_codebooks: i
         max_length=1500,
     )
 
-    feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate, padding_value=0.0)
-    processor = MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
-    return model, processor
+
+class _PowerSpectrogram(torch.nn.Module):
+    """Pure-torch twin of the ``torchaudio.transforms.Spectrogram`` that MusicgenMelodyFeatureExtractor builds.
+
+    (``n_fft`` Hann window, ``win_length = n_fft``, centred with reflect padding, ``normalized=True`` i.e.
+    divided by the window's L2 norm, ``power=2``.)
+    """
+
+    def __init__(self, n_fft: int, hop_length: int):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        shape = waveform.shape
+        spec = torch.stft(
+            waveform.reshape(-1, shape[-1]),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.n_fft,
+            window=self.window.to(waveform.device),
+            center=True,
+            pad_mode="reflect",
+            onesided=True,
+            return_complex=True,
+        )
+        spec = spec.reshape(shape[:-1] + spec.shape[-2:]) / self.window.pow(2).sum().sqrt()
+        return spec.abs().pow(2)
+
+
+def melody_feature_extractor(**kwargs):
+    """A ``MusicgenMelodyFeatureExtractor`` (defaults = facebook/musicgen-melody's), with or without torchaudio.
+
+    transformers' class needs torchaudio, whose newest release pins an older torch than this project's (so
+    ``AutoProcessor.from_pretrained`` of any melody checkpoint raises ImportError here). Without torchaudio this
+    returns an instance of the same class whose STFT is :class:`_PowerSpectrogram`: same ``input_features``
+    (one-hot chroma, (batch, frames, 12)), same saved config. Only resampling (``sampling_rate`` other than
+    the extractor's) and Demucs-stem inputs still need torchaudio.
+    """
+    from transformers.models.musicgen_melody.feature_extraction_musicgen_melody import MusicgenMelodyFeatureExtractor
+    from transformers.utils import is_torchaudio_available
+
+    kwargs.pop("feature_extractor_type", None)
+    if is_torchaudio_available():
+        return MusicgenMelodyFeatureExtractor(**kwargs)
+
+    from transformers.audio_utils import chroma_filter_bank
+    from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+
+    opts = dict(  # MusicgenMelodyFeatureExtractor.__init__'s defaults
+        feature_size=12,
+        sampling_rate=32000,
+        hop_length=MELODY_CHROMA_HOP,
+        chunk_length=MELODY_CHUNK_SECONDS,
+        n_fft=16384,
+        num_chroma=MELODY_NUM_CHROMA,
+        padding_value=0.0,
+        return_attention_mask=False,
+        stem_indices=[3, 2],
+    )
+    unknown = {k: kwargs.pop(k) for k in list(kwargs) if k not in opts}
+    opts.update(kwargs)
+    fe = MusicgenMelodyFeatureExtractor.__new__(MusicgenMelodyFeatureExtractor)
+    SequenceFeatureExtractor.__init__(
+        fe,
+        feature_size=opts["feature_size"],
+        sampling_rate=opts["sampling_rate"],
+        padding_value=opts["padding_value"],
+        return_attention_mask=opts["return_attention_mask"],
+        **unknown,
+    )
+    # the attributes MusicgenMelodyFeatureExtractor.__init__ sets (num_chroma only shapes the filter bank)
+    fe.n_fft, fe.hop_length, fe.chunk_length = opts["n_fft"], opts["hop_length"], opts["chunk_length"]
+    fe.sampling_rate = opts["sampling_rate"]
+    fe.n_samples = opts["chunk_length"] * opts["sampling_rate"]
+    filters = chroma_filter_bank(
+        sampling_rate=fe.sampling_rate, num_frequency_bins=fe.n_fft, tuning=0, num_chroma=opts["num_chroma"]
+    )
+    fe.chroma_filters = torch.from_numpy(filters).float()
+    fe.spectrogram = _PowerSpectrogram(fe.n_fft, fe.hop_length)
+    fe.stem_indices = list(opts["stem_indices"])
+    return fe
+
+
+def load_processor(path):
+    """``AutoProcessor.from_pretrained(path)``, except for MusicGen Melody folders when torchaudio is missing.
+
+    Those get the same ``MusicgenMelodyProcessor`` built from the folder's tokenizer and feature-extractor
+    config with :func:`melody_feature_extractor`. Works for real checkpoint folders too.
+    """
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchaudio_available
+
+    folder = pathlib.Path(path)
+    if not is_torchaudio_available() and folder.is_dir():
+        fe_config = None
+        if (folder / "processor_config.json").is_file():  # transformers 5 layout
+            fe_config = json.loads((folder / "processor_config.json").read_text()).get("feature_extractor")
+        if fe_config is None and (folder / "preprocessor_config.json").is_file():  # Hub layout
+            fe_config = json.loads((folder / "preprocessor_config.json").read_text())
+        if fe_config and fe_config.get("feature_extractor_type") == "MusicgenMelodyFeatureExtractor":
+            from transformers import AutoTokenizer
+            from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
+
+            fe_config = {k: v for k, v in fe_config.items() if k not in ("processor_class", "n_samples")}
+            return MusicgenMelodyProcessor(
+                feature_extractor=melody_feature_extractor(**fe_config), tokenizer=AutoTokenizer.from_pretrained(folder)
+            )
+    return AutoProcessor.from_pretrained(path)
+
+
+def build_tiny_musicgen(
+    seed: int = 0, codebook_size: int = 64, num_codebooks: int = 4, sampling_rate: int = 32000, variant: str = "mono"
+):
+    """Build a tiny random MusicGen model and its processor (in memory).
+
+    ``variant`` picks the checkpoint structure to mirror (``num_codebooks`` is per audio channel, i.e. the
+    EnCodec's quantizer count):
+
+    - ``"mono"`` (facebook/musicgen-small): ``(MusicgenForConditionalGeneration, MusicgenProcessor)``.
+    - ``"stereo"`` (facebook/musicgen-stereo-small): same classes; the decoder has ``audio_channels=2`` and
+      ``2 * num_codebooks`` codebooks interleaved ``[L0, R0, L1, R1, ...]``; the EnCodec stays mono (each
+      channel is encoded on its own) and the feature extractor takes ``(2, samples)`` audio.
+    - ``"melody"`` (facebook/musicgen-melody): ``(MusicgenMelodyForConditionalGeneration,
+      MusicgenMelodyProcessor)`` with 12-bin chroma conditioning (see :func:`melody_feature_extractor`).
+
+    Same ``seed`` -> identical weights.
+    """
+    from transformers import (
+        EncodecFeatureExtractor,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+        MusicgenProcessor,
+    )
+
+    _check_variant(variant)
+    audio_config = _codec_config(sampling_rate, codebook_size, num_codebooks)
+    tokenizer = build_tiny_tokenizer()
+    text_config = _text_encoder_config(tokenizer)
+    channels = 2 if variant == "stereo" else 1
+    decoder = _decoder_kwargs(codebook_size, num_codebooks * channels, channels)
+    special = codebook_size
+    if variant == "melody":
+        # like facebook/musicgen-melody's decoder config: no decoder_start_token_id there, because
+        # MusicgenMelodyForConditionalGeneration.forward(labels=...) shifts the labels with decoder.bos_token_id
+        model_class = MusicgenMelodyForConditionalGeneration
+        config = MusicgenMelodyConfig(
+            text_encoder=text_config,
+            audio_encoder=audio_config,
+            decoder=MusicgenMelodyDecoderConfig(**decoder),
+            num_chroma=MELODY_NUM_CHROMA,
+            chroma_length=1 + MELODY_CHUNK_SECONDS * sampling_rate // MELODY_CHROMA_HOP,  # 235 at 32 kHz
+            decoder_start_token_id=special,
+            pad_token_id=special,
+        )
+    else:
+        model_class = MusicgenForConditionalGeneration
+        config = MusicgenConfig(
+            text_encoder=text_config,
+            audio_encoder=audio_config,
+            decoder=MusicgenDecoderConfig(
+                **decoder,
+                # not a declared field of MusicgenDecoderConfig, but MusicgenForConditionalGeneration.forward(
+                # labels=...) shifts the labels with config.decoder.decoder_start_token_id (ValueError if missing)
+                decoder_start_token_id=special,
+            ),
+            decoder_start_token_id=special,  # top-level ids as in facebook/musicgen-small's config.json
+            pad_token_id=special,
+        )
+
+    with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's global RNG
+        torch.manual_seed(seed)
+        model = model_class(config)
+    model.eval()
+    init_codebooks(model.audio_encoder, seed=seed)
+    model.generation_config = _generation_config(special)
+
+    if variant == "melody":
+        from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
+
+        feature_extractor = melody_feature_extractor(sampling_rate=sampling_rate)
+        return model, MusicgenMelodyProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+    if variant == "stereo":
+        # facebook/musicgen-stereo-*: feature_size 2 (input (2, samples) per clip), left padding
+        feature_extractor = EncodecFeatureExtractor(
+            feature_size=2, sampling_rate=sampling_rate, padding_value=0.0, padding_side="left"
+        )
+    else:
+        feature_extractor = EncodecFeatureExtractor(feature_size=1, sampling_rate=sampling_rate, padding_value=0.0)
+    return model, MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
 
 def _holds_model(path: pathlib.Path) -> bool:
     return (path / "config.json").is_file()
+
+
+def _built_variant(path: pathlib.Path) -> str | None:
+    """The variant recorded in a folder built here (``tiny_musicgen.json``; "mono" if unrecorded), else None."""
+    try:
+        record = json.loads((path / "tiny_musicgen.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("variant", "mono") if isinstance(record, dict) else None
+
+
+def _check_existing(out: pathlib.Path, variant: str) -> None:
+    built = _built_variant(out)
+    if built is not None and built != variant:
+        raise FileExistsError(
+            f"{out} holds a tiny MusicGen of variant {built!r}, not {variant!r}; use force=True / --force to replace it"
+        )
 
 
 def _fresh_sibling(path: pathlib.Path, tag: str) -> pathlib.Path:
@@ -436,32 +665,37 @@ def _fresh_sibling(path: pathlib.Path, tag: str) -> pathlib.Path:
     raise FileExistsError(f"could not create a temporary directory next to {path}")
 
 
-def save_tiny_musicgen(out_dir, seed: int = 0, force: bool = False) -> pathlib.Path:
+def save_tiny_musicgen(out_dir, seed: int = 0, force: bool = False, variant: str = "mono") -> pathlib.Path:
     """Build the tiny model and save model + processor + generation config to ``out_dir``; return its path.
 
-    If ``out_dir`` already holds a model (``config.json``) and ``force`` is false, nothing is touched.
+    ``variant`` is ``"mono"``, ``"stereo"`` or ``"melody"`` (see :func:`build_tiny_musicgen`).
+    If ``out_dir`` already holds a model (``config.json``) and ``force`` is false, nothing is touched (but a
+    folder built here for another variant raises FileExistsError).
     The folder is written to a temporary sibling directory and renamed into place, so an interrupted build
     never leaves a half-written ``out_dir``. An existing ``out_dir`` that is not a model folder is replaced
     only if it is empty or ``force`` is set.
     """
+    _check_variant(variant)
     out = pathlib.Path(out_dir).expanduser().absolute()
     if out.exists() and not force:
         if _holds_model(out):
+            _check_existing(out, variant)
             print(f"tiny MusicGen already exists at {out} (use --force to rebuild)")
             return out
         if not out.is_dir() or any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not a model folder; use force=True / --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    model, processor = build_tiny_musicgen(seed=seed)
+    model, processor = build_tiny_musicgen(seed=seed, variant=variant)
     tmp = _fresh_sibling(out, "tmp")
     old = None
     try:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        (tmp / "tiny_musicgen.json").write_text(
-            json.dumps({"builder": "musicgen_lora.tiny", "seed": seed}, indent=2) + "\n"
-        )
+        record = {"builder": "musicgen_lora.tiny", "seed": seed}
+        if variant != "mono":  # mono folders stay byte-identical to those built before variants existed
+            record.update(variant=variant, mirrors=_MIRRORS[variant])
+        (tmp / "tiny_musicgen.json").write_text(json.dumps(record, indent=2) + "\n")
         # transformers writes model.safetensors with mode 0600; give every file the umask-derived mode
         mode = (tmp / "tiny_musicgen.json").stat().st_mode & 0o777
         for path in tmp.iterdir():
@@ -478,6 +712,7 @@ def save_tiny_musicgen(out_dir, seed: int = 0, force: bool = False) -> pathlib.P
             # lost a race with a concurrent build of the same folder: keep theirs unless forced
             if _holds_model(out) and not force:
                 shutil.rmtree(tmp, ignore_errors=True)
+                _check_existing(out, variant)
                 print(f"tiny MusicGen already exists at {out} (built concurrently)")
                 return out
             raise
@@ -489,7 +724,8 @@ def save_tiny_musicgen(out_dir, seed: int = 0, force: bool = False) -> pathlib.P
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    print(f"wrote tiny MusicGen (seed {seed}) to {out}")
+    kind = "" if variant == "mono" else f" {variant} (like {_MIRRORS[variant]})"
+    print(f"wrote tiny MusicGen{kind} (seed {seed}) to {out}")
     return out
 
 
@@ -497,9 +733,10 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     parser = argparse.ArgumentParser(
         prog="python -m musicgen_lora.tiny",
         description=(
-            "Build a tiny, randomly initialised but fully working MusicGen model folder (32 kHz, 4 codebooks, "
-            "50 Hz, mono) locally, without the Hugging Face Hub. Load it with "
-            "AutoModelForTextToWaveform.from_pretrained(OUT_DIR) and AutoProcessor.from_pretrained(OUT_DIR)."
+            "Build a tiny, randomly initialised but fully working MusicGen model folder (32 kHz, 4 codebooks "
+            "per channel, 50 Hz) locally, without the Hugging Face Hub. Load it with "
+            "AutoModelForTextToWaveform.from_pretrained(OUT_DIR) and AutoProcessor.from_pretrained(OUT_DIR) "
+            "(melody without torchaudio: musicgen_lora.tiny.load_processor(OUT_DIR))."
         ),
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the model to")
@@ -507,8 +744,15 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if OUT_DIR already holds a model (config.json)"
     )
+    parser.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="mono",
+        help="checkpoint structure to mirror: mono = facebook/musicgen-small, stereo = facebook/musicgen-stereo-small "
+        "(8 interleaved codebooks), melody = facebook/musicgen-melody (chroma conditioning) (default mono)",
+    )
     args = parser.parse_args(argv)
-    return save_tiny_musicgen(args.out_dir, seed=args.seed, force=args.force)
+    return save_tiny_musicgen(args.out_dir, seed=args.seed, force=args.force, variant=args.variant)
 
 
 if __name__ == "__main__":
