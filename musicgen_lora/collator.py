@@ -24,11 +24,17 @@ Conditioning dropout (classifier-free guidance training): with probability ``tex
 attention mask is zeroed. MusicGen multiplies the text encoder's output by that mask and masks cross-attention with
 it, so the decoder then sees all-zero conditioning under a fully masked cross-attention — exactly the "null" input
 ``generate()`` builds for the unconditional branch when ``guidance_scale > 1``.
+
+Melody models also take each clip's chroma (``input_features``, (bsz, chroma_frames, 12)), cropped to the same
+stretch of audio as the codes. Clips of different lengths are padded by repeating their chroma, which is what the
+model does itself up to its ``chroma_length``. With probability ``chroma_dropout_prob`` the chroma is replaced by the
+null melody ``generate()`` uses when no audio is given: a one-hot on the first chroma bin.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +92,8 @@ class MusicgenCollator:
         random_crop: crop at a random frame (training) or at the start (evaluation, reproducible).
         text_dropout_prob: probability that a clip is trained unconditionally (its caption masked out).
         audio_channels: 2 for stereo models (see ``delay_pattern_labels``).
+        chroma_per_frame: melody models: chroma frames per codec frame (None: no chroma in the batch).
+        chroma_dropout_prob: melody models: probability that a clip's chroma is replaced by the null melody.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -95,26 +103,46 @@ class MusicgenCollator:
     random_crop: bool = True
     text_dropout_prob: float = 0.0
     audio_channels: int = 1
+    chroma_per_frame: float | None = None
+    chroma_dropout_prob: float = 0.0
     codes_column: str = "codes"
     text_column: str = "text"
 
     def for_evaluation(self) -> MusicgenCollator:
         """The same collator without randomness: fixed windows, every caption kept."""
-        return dataclasses.replace(self, random_crop=False, text_dropout_prob=0.0)
+        return dataclasses.replace(self, random_crop=False, text_dropout_prob=0.0, chroma_dropout_prob=0.0)
+
+    def window_start(self, frames: int) -> int:
+        """First frame of the window taken from a clip of ``frames`` frames."""
+        if frames <= self.max_frames or not self.random_crop:
+            return 0
+        return int(torch.randint(0, frames - self.max_frames + 1, ()))
 
     def crop(self, codes: torch.Tensor) -> torch.Tensor:
         """A window of at most ``max_frames`` frames of (K, T) codes."""
-        frames = codes.shape[1]
-        if frames <= self.max_frames:
-            return codes
-        start = int(torch.randint(0, frames - self.max_frames + 1, ())) if self.random_crop else 0
+        start = self.window_start(codes.shape[1])
         return codes[:, start : start + self.max_frames]
 
+    def chroma_batch(self, features: list[dict[str, Any]], starts: list[int], frames: list[int]) -> torch.Tensor:
+        """(bsz, chroma_frames, num_chroma) chroma of each clip's window, padded by repetition; some dropped."""
+        windows = []
+        for feature, start, length in zip(features, starts, frames):
+            chroma = torch.as_tensor(feature["chroma"], dtype=torch.float32)  # (clip_chroma_frames, num_chroma)
+            first = min(int(start * self.chroma_per_frame), chroma.shape[0] - 1)
+            windows.append(chroma[first : first + max(1, math.ceil(length * self.chroma_per_frame))])
+        longest = max(w.shape[0] for w in windows)
+        batch = torch.stack([w.repeat(math.ceil(longest / w.shape[0]), 1)[:longest] for w in windows])
+        if self.chroma_dropout_prob > 0:
+            dropped = torch.rand(len(features)) < self.chroma_dropout_prob
+            batch[dropped] = 0.0
+            batch[dropped, :, 0] = 1.0  # the null melody of generate()
+        return batch
+
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        labels = [
-            delay_pattern_labels(self.crop(torch.as_tensor(f[self.codes_column], dtype=torch.long)), self.audio_channels)
-            for f in features
-        ]
+        all_codes = [torch.as_tensor(f[self.codes_column], dtype=torch.long) for f in features]
+        starts = [self.window_start(codes.shape[1]) for codes in all_codes]
+        windows = [codes[:, start : start + self.max_frames] for codes, start in zip(all_codes, starts)]
+        labels = [delay_pattern_labels(window, self.audio_channels) for window in windows]
         steps = max(label.shape[0] for label in labels)
         num_codebooks = labels[0].shape[1]
         batch_labels = torch.full((len(labels), steps, num_codebooks), IGNORE_INDEX, dtype=torch.long)
@@ -128,10 +156,13 @@ class MusicgenCollator:
         if self.text_dropout_prob > 0:
             dropped = torch.rand(len(features)) < self.text_dropout_prob  # (bsz,)
             text["attention_mask"][dropped] = 0
-        return {
+        batch = {
             "input_ids": text["input_ids"],
             "attention_mask": text["attention_mask"],
             "decoder_input_ids": shift_right(batch_labels, self.decoder_start_token_id, self.pad_token_id),
             "decoder_attention_mask": decoder_attention_mask,  # (bsz, steps)
             "labels": batch_labels,  # (bsz, steps, K)
         }
+        if self.chroma_per_frame is not None:
+            batch["input_features"] = self.chroma_batch(features, starts, [w.shape[1] for w in windows])
+        return batch

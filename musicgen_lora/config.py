@@ -32,7 +32,8 @@ MODEL_MAX_SECONDS = 30.0
 # decoder, the text-to-decoder projection, and the per-codebook embeddings and output heads (on small models,
 # adapters without the heads barely learn).
 DEFAULT_LORA_TARGETS = [
-    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "enc_to_dec_proj", "lm_heads", "embed_tokens",
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "enc_to_dec_proj", "audio_enc_to_dec_proj", "lm_heads",
+    "embed_tokens",
 ]  # fmt: skip
 
 RESOLVED_CONFIG_NAME = "finetune_config.json"
@@ -100,6 +101,20 @@ class FinetuneArguments:
             "(default: $HF_HOME/musicgen_lora, i.e. ~/.cache/huggingface/musicgen_lora)."
         },
     )
+    conditional_audio_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Melody models: column with the audio whose chroma (melody) conditions each clip, e.g. a "
+            "stem or a hummed version. None: the chroma of the clip itself, as MusicGen-Melody was trained."
+        },
+    )
+    chroma_dropout_prob: float = field(
+        default=0.5,
+        metadata={
+            "help": "Melody models: fraction of training clips whose chroma is replaced by the null melody that "
+            "generate() uses without audio, so the adapter keeps working from text alone (0 disables)."
+        },
+    )
     text_dropout_prob: float = field(
         default=0.1,
         metadata={
@@ -126,7 +141,8 @@ class FinetuneArguments:
         metadata={
             "help": "Decoder modules that get adapters, by name: q_proj k_proj v_proj out_proj (self and cross "
             "attention), fc1 fc2, enc_to_dec_proj, lm_heads (all output heads), embed_tokens (all codebook "
-            "embeddings), or lm_heads.N / embed_tokens.N for one codebook."
+            "embeddings), audio_enc_to_dec_proj (melody models' chroma projection), or lm_heads.N / embed_tokens.N for one "
+            "codebook."
         },
     )
     use_rslora: bool = field(
@@ -329,6 +345,7 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
     require(args.lora_alpha > 0, f"lora_alpha must be > 0, got {args.lora_alpha}")
     require(0 <= args.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {args.lora_dropout}")
     require(0 <= args.text_dropout_prob < 1, f"text_dropout_prob must be in [0, 1), got {args.text_dropout_prob}")
+    require(0 <= args.chroma_dropout_prob < 1, f"chroma_dropout_prob must be in [0, 1), got {args.chroma_dropout_prob}")
     require(
         args.use_lora is False or args.lora_target_regex is not None or len(args.lora_target_modules) > 0,
         "lora_target_modules is empty; name at least one module (e.g. q_proj v_proj) or set lora_target_regex",

@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from .audio import AUDIO_EXTENSIONS, describe_source, load_audio
+from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
 from .config import FinetuneArguments
 from .errors import UserError, one_line
 
@@ -45,6 +46,8 @@ CODES_FEATURES = datasets.Features(
         "seconds": datasets.Value("float32"),
     }
 )
+# Melody models also store each clip's chroma, (chroma_frames, 12), to crop it with the codes.
+CHROMA_FEATURES = datasets.Features({**CODES_FEATURES, "chroma": datasets.List(datasets.List(datasets.Value("float16")))})
 
 
 @dataclass
@@ -97,6 +100,16 @@ def _load_local_folder(folder: Path, args: FinetuneArguments) -> datasets.Datase
             )
         paths = [str(folder / row[path_column]) for row in rows]
         texts = [row.get(args.text_column_name) for row in rows]
+        conditional = args.conditional_audio_column_name
+        if conditional is not None:
+            if conditional not in rows[0]:
+                raise UserError(
+                    f"conditional audio column '{conditional}' not found in the metadata of '{folder}' (columns: "
+                    f"{', '.join(columns)}); set conditional_audio_column_name to a column of audio paths, or unset it"
+                )
+            return datasets.Dataset.from_dict(
+                {"audio": paths, "text": _as_text(texts), "conditional_audio": [str(folder / r[conditional]) for r in rows]}
+            )
         if all(t is None for t in texts) and args.instance_prompt is None:
             raise UserError(
                 f"caption column '{args.text_column_name}' not found in the metadata of '{folder}' (columns: "
@@ -113,7 +126,15 @@ def _load_local_folder(folder: Path, args: FinetuneArguments) -> datasets.Datase
         for path in paths:
             caption_file = Path(path).with_suffix(".txt")
             texts.append(caption_file.read_text(encoding="utf-8").strip() if caption_file.is_file() else None)
-    return datasets.Dataset.from_dict({"audio": paths, "text": [t if t is None else str(t) for t in texts]})
+    if args.conditional_audio_column_name is not None:
+        raise UserError(
+            f"conditional_audio_column_name needs a metadata.jsonl/.csv in '{folder}' with that column; add one or unset it"
+        )
+    return datasets.Dataset.from_dict({"audio": paths, "text": _as_text(texts)})
+
+
+def _as_text(values: list[Any]) -> list[str | None]:
+    return [v if v is None else str(v) for v in values]
 
 
 def _looks_like_path(name: str) -> bool:
@@ -141,13 +162,21 @@ def _load_hub_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
             f"caption column '{args.text_column_name}' not found in '{args.dataset_name}'; columns are: "
             f"{', '.join(columns)}; set text_column_name, or set instance_prompt to caption every clip"
         )
-    dataset = dataset.cast_column(args.audio_column_name, datasets.Audio(decode=False))
+    conditional = args.conditional_audio_column_name
+    if conditional is not None and conditional not in columns:
+        raise UserError(
+            f"conditional audio column '{conditional}' not found in '{args.dataset_name}'; columns are: "
+            f"{', '.join(columns)}; set conditional_audio_column_name, or unset it"
+        )
+    audio_columns = {args.audio_column_name: "audio", **({conditional: "conditional_audio"} if conditional else {})}
+    for column in audio_columns:
+        dataset = dataset.cast_column(column, datasets.Audio(decode=False))
     texts = dataset[args.text_column_name] if args.text_column_name in columns else [None] * len(dataset)
-    keep = [c for c in columns if c != args.audio_column_name]
-    dataset = dataset.remove_columns(keep)
-    if args.audio_column_name != "audio":
-        dataset = dataset.rename_column(args.audio_column_name, "audio")
-    return dataset.add_column("text", [t if t is None else str(t) for t in texts])
+    dataset = dataset.select_columns(list(audio_columns))
+    for column, name in audio_columns.items():
+        if column != name:
+            dataset = dataset.rename_column(column, name)
+    return dataset.add_column("text", _as_text(texts))
 
 
 def load_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
@@ -220,31 +249,58 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def encoding_fingerprint(dataset: datasets.Dataset, codec_fingerprint: str, spec: AudioSpec) -> str:
-    """Cache key of a dataset's codes: its audio's identity, the codec's weights and the audio format."""
+def _chroma_settings(extractor: Any) -> dict[str, Any]:
+    return {k: getattr(extractor, k) for k in ("sampling_rate", "hop_length", "n_fft", "feature_size")}
+
+
+def encoding_fingerprint(
+    dataset: datasets.Dataset, codec_fingerprint: str, spec: AudioSpec, chroma_extractor: Any = None
+) -> str:
+    """Cache key of a dataset's codes: its audio's identity, the codec's weights, the audio format (and chroma)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([codec_fingerprint, spec.sampling_rate, spec.channels]).encode())
-    if all(isinstance(a, str) or (isinstance(a, dict) and not a.get("bytes")) for a in dataset["audio"]):
-        digest.update(json.dumps([_file_identity(a) for a in dataset["audio"]]).encode())
-    else:  # audio bytes from a Hub dataset: the dataset's own fingerprint identifies its content
-        digest.update(dataset._fingerprint.encode())
+    chroma = _chroma_settings(chroma_extractor) if chroma_extractor is not None else None
+    digest.update(json.dumps([codec_fingerprint, spec.sampling_rate, spec.channels, chroma]).encode())
+    for column in [c for c in ("audio", "conditional_audio") if c in dataset.column_names]:
+        if all(isinstance(a, str) or (isinstance(a, dict) and not a.get("bytes")) for a in dataset[column]):
+            digest.update(json.dumps([_file_identity(a) for a in dataset[column]]).encode())
+        else:  # audio bytes from a Hub dataset: the dataset's own fingerprint identifies its content
+            digest.update(dataset._fingerprint.encode())
     return digest.hexdigest()[:24]
 
 
 @torch.no_grad()
-def encode_clip(audio_encoder: torch.nn.Module, source: Any, spec: AudioSpec) -> tuple[np.ndarray, float]:
-    """Decode one clip and encode it with the frozen EnCodec.
+def encode_clip(audio_encoder: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
+    """Encode one decoded clip with the frozen EnCodec.
+
+    Args:
+        audio: (channels, samples) float32 at the codec's rate.
 
     Returns:
-        ``(codes, seconds)``: codes of shape (num_codebooks, frames) as int16, and the clip's duration.
+        int16 codes of shape (num_codebooks, frames); for stereo, channels interleaved (L0, R0, L1, R1, ...).
     """
-    audio = load_audio(source, spec.sampling_rate, spec.channels)  # (channels, samples)
-    seconds = audio.shape[-1] / spec.sampling_rate
     # Each channel is one item of the batch: (channels, 1, samples) -> codes (chunks=1, channels, K_per_channel, frames)
     codes = audio_encoder.encode(torch.from_numpy(audio)[:, None]).audio_codes[0]
     # Interleave the channels' codebooks as stereo MusicGen expects: (K_per_channel, channels, frames) -> L0, R0, L1, ...
     codes = codes.transpose(0, 1).reshape(-1, codes.shape[-1])
-    return codes.to(torch.int16).numpy(), seconds
+    return codes.to(torch.int16).numpy()
+
+
+def chroma_of(extractor: Any, mono: np.ndarray) -> np.ndarray:
+    """Chroma of a whole mono clip, (chroma_frames, num_chroma), as MusicGen-Melody's processor computes it.
+
+    The feature extractor pads or cuts audio to 30 s unless told the length; long clips keep all their chroma here,
+    and the collator crops it together with the codes.
+    """
+    features = extractor(
+        mono, sampling_rate=extractor.sampling_rate, max_length=len(mono), truncation=False, padding=False,
+        return_tensors="pt",
+    ).input_features  # fmt: skip
+    return features[0].numpy().astype(np.float16)
+
+
+def chroma_frames_per_code_frame(extractor: Any, spec: AudioSpec) -> float:
+    """How many chroma frames span one codec frame (e.g. 7.8125 Hz / 50 Hz for MusicGen-Melody)."""
+    return extractor.sampling_rate / extractor.hop_length / spec.frame_rate
 
 
 def default_cache_root() -> Path:
@@ -253,19 +309,25 @@ def default_cache_root() -> Path:
 
 
 def encode_dataset(
-    dataset: datasets.Dataset, model: PreTrainedModel, cache_root: Path, codec_fingerprint: str | None = None
+    dataset: datasets.Dataset,
+    model: PreTrainedModel,
+    cache_root: Path,
+    codec_fingerprint: str | None = None,
+    chroma_extractor: Any = None,
 ) -> datasets.Dataset:
-    """Codes of every clip (columns ``codes``, ``seconds``), from the cache or by encoding once.
+    """Codes of every clip (columns ``codes``, ``seconds``, and ``chroma`` for melody), from the cache or encoded once.
 
     Args:
-        dataset: rows with an ``audio`` column.
+        dataset: rows with an ``audio`` column (and ``conditional_audio`` for a separate melody source).
         model: the MusicGen model whose ``audio_encoder`` encodes.
         cache_root: folder holding one sub-folder of codes per (audio, codec) fingerprint.
         codec_fingerprint: precomputed :func:`module_fingerprint` of the codec (computed when None).
+        chroma_extractor: melody models' feature extractor; its chroma of each clip (or of its conditional audio)
+            is stored too.
     """
     spec = AudioSpec.of(model)
     codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
-    key = encoding_fingerprint(dataset, codec_fingerprint, spec)
+    key = encoding_fingerprint(dataset, codec_fingerprint, spec, chroma_extractor)
     target = cache_root / f"codes-{key}"
     if (target / "dataset_info.json").is_file():
         logger.info("Using cached EnCodec codes from %s (no encoding needed)", target)
@@ -274,13 +336,23 @@ def encode_dataset(
     audio_encoder = model.audio_encoder.eval()
 
     def encode_row(row: dict[str, Any]) -> dict[str, Any]:
-        codes, seconds = encode_clip(audio_encoder, row["audio"], spec)
-        return {"codes": codes.tolist(), "seconds": seconds}
+        audio = load_audio(row["audio"], spec.sampling_rate, spec.channels)  # (channels, samples)
+        encoded = {"codes": encode_clip(audio_encoder, audio).tolist(), "seconds": audio.shape[-1] / spec.sampling_rate}
+        if chroma_extractor is not None:
+            rate = chroma_extractor.sampling_rate
+            source = row.get("conditional_audio")
+            if source is not None:
+                mono = load_audio(source, rate, 1)[0]
+            else:  # the clip's own melody
+                mono = resample(audio.mean(0, keepdims=True), spec.sampling_rate, rate)[0]
+            encoded["chroma"] = chroma_of(chroma_extractor, mono).tolist()
+        return encoded
 
-    encoded = dataset.select_columns(["audio"]).map(
+    audio_columns = [c for c in ("audio", "conditional_audio") if c in dataset.column_names]
+    encoded = dataset.select_columns(audio_columns).map(
         encode_row,
-        remove_columns=["audio"],
-        features=CODES_FEATURES,
+        remove_columns=audio_columns,
+        features=CHROMA_FEATURES if chroma_extractor is not None else CODES_FEATURES,
         new_fingerprint=key,  # skip hashing the function (it would pickle the whole codec)
         desc="Encoding audio with EnCodec",
     )
@@ -297,26 +369,41 @@ def encode_dataset(
     return datasets.load_from_disk(str(target))
 
 
-def fixed_windows(dataset: datasets.Dataset, max_frames: int, min_frames: int) -> datasets.Dataset:
+def chroma_window(chroma: list, start: int, frames: int, ratio: float) -> list:
+    """The chroma frames that span code frames [start, start + frames) (at least one)."""
+    first = min(int(start * ratio), len(chroma) - 1)
+    return chroma[first : first + max(1, math.ceil(frames * ratio))]
+
+
+def fixed_windows(
+    dataset: datasets.Dataset, max_frames: int, min_frames: int, chroma_ratio: float | None = None
+) -> datasets.Dataset:
     """Split clips into consecutive windows of ``max_frames`` (evaluation must not depend on random crops)."""
 
     def split_rows(batch: dict[str, list]) -> dict[str, list]:
-        out: dict[str, list] = {"codes": [], "text": []}
-        for codes, text in zip(batch["codes"], batch["text"]):
+        out: dict[str, list] = {name: [] for name in batch}
+        for index, (codes, text) in enumerate(zip(batch["codes"], batch["text"])):
             frames = len(codes[0])
             for start in range(0, frames, max_frames):
                 if min(max_frames, frames - start) >= min_frames:
                     out["codes"].append([row[start : start + max_frames] for row in codes])
                     out["text"].append(text)
+                    if "chroma" in batch:
+                        out["chroma"].append(chroma_window(batch["chroma"][index], start, max_frames, chroma_ratio))
         return out
 
     return dataset.map(split_rows, batched=True, remove_columns=dataset.column_names, desc="Cutting evaluation windows")
 
 
 def prepare_split(
-    args: FinetuneArguments, split: str, model: PreTrainedModel, codec_fingerprint: str, is_eval: bool
+    args: FinetuneArguments,
+    split: str,
+    model: PreTrainedModel,
+    codec_fingerprint: str,
+    is_eval: bool,
+    chroma_extractor: Any = None,
 ) -> datasets.Dataset:
-    """One split ready for the collator: columns ``codes`` (K, frames) and ``text``.
+    """One split ready for the collator: columns ``codes`` (K, frames), ``text`` (and ``chroma`` for melody).
 
     Raises:
         UserError: on bad input, or when no clip is long enough.
@@ -327,7 +414,7 @@ def prepare_split(
         raw = raw.select(range(min(limit, len(raw))))
     captions = attach_captions(raw, args.instance_prompt)
     cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
-    encoded = encode_dataset(raw, model, cache_root, codec_fingerprint).add_column("text", captions)
+    encoded = encode_dataset(raw, model, cache_root, codec_fingerprint, chroma_extractor).add_column("text", captions)
     long_enough = [i for i, s in enumerate(encoded["seconds"]) if s >= args.min_duration_in_seconds]
     if len(long_enough) < len(encoded):
         logger.warning(
@@ -344,6 +431,7 @@ def prepare_split(
         spec = AudioSpec.of(model)
         max_frames = int(args.max_duration_in_seconds * spec.frame_rate)
         min_frames = max(1, int(args.min_duration_in_seconds * spec.frame_rate))
-        encoded = fixed_windows(encoded, max_frames, min_frames)
+        ratio = chroma_frames_per_code_frame(chroma_extractor, spec) if chroma_extractor is not None else None
+        encoded = fixed_windows(encoded, max_frames, min_frames, ratio)
     logger.info("%s split: %d examples", split, len(encoded))
     return encoded

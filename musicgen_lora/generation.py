@@ -29,6 +29,7 @@ def generate_audio(
     guidance_scale: float = 3.0,
     seed: int = 0,
     do_sample: bool = True,
+    melody: np.ndarray | None = None,
 ) -> np.ndarray:
     """Generate one clip per prompt.
 
@@ -40,12 +41,19 @@ def generate_audio(
         guidance_scale: classifier-free guidance (1 disables it).
         seed: seeds the sampler, so the same seed gives the same audio for the same weights.
         do_sample: sample (True) or greedy decoding.
+        melody: melody models only: mono audio at the feature extractor's rate whose chroma conditions every clip.
 
     Returns:
         float32 audio of shape (len(prompts), channels, samples).
     """
     config = model.config
-    inputs = processor(text=prompts, padding=True, return_tensors="pt")
+    if melody is None:
+        inputs = processor(text=prompts, padding=True, return_tensors="pt")
+    else:
+        rate = processor.feature_extractor.sampling_rate
+        inputs = processor(
+            text=prompts, audio=[melody] * len(prompts), sampling_rate=rate, padding=True, return_tensors="pt"
+        )
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
     num_delays = config.decoder.num_codebooks // config.decoder.audio_channels

@@ -8,10 +8,11 @@ import types
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForTextToWaveform, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import AutoModelForTextToWaveform, PreTrainedModel, ProcessorMixin
 
-from .config import FinetuneArguments
+from .config import DEFAULT_LORA_TARGETS, FinetuneArguments
 from .errors import UserError, one_line
+from .processors import load_processor
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ _TARGET_PATTERNS = {
     "fc1": rf"{_LAYER}\.fc1",
     "fc2": rf"{_LAYER}\.fc2",
     "enc_to_dec_proj": r"enc_to_dec_proj",
+    "audio_enc_to_dec_proj": r"audio_enc_to_dec_proj",
     "lm_heads": r"decoder\.lm_heads\.\d+",
     "embed_tokens": r"decoder\.model\.decoder\.embed_tokens\.\d+",
 }
@@ -42,20 +44,31 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
     name = args.model_name_or_path
     try:
         model = AutoModelForTextToWaveform.from_pretrained(name, cache_dir=args.cache_dir)
-        processor = AutoProcessor.from_pretrained(name, cache_dir=args.cache_dir)
+        processor = load_processor(name, cache_dir=args.cache_dir)
+    except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
+        raise UserError(
+            f"cannot load the processor of '{name}': {one_line(err)[:200]}; install torchaudio matching your torch, "
+            "or download the model to a local folder (hf download ... --local-dir DIR) and point to it"
+        ) from None
     except (OSError, ValueError, KeyError) as err:
         raise UserError(
             f"cannot load model '{name}': {one_line(err)[:300]}; give a MusicGen Hub id (e.g. facebook/musicgen-small, "
             "needs network) or a local model folder"
         ) from None
     model_type = getattr(model.config, "model_type", None)
-    if model_type != "musicgen":
+    if model_type not in ("musicgen", "musicgen_melody"):
         raise UserError(
-            f"model '{name}' is a '{model_type}' model, not MusicGen; use facebook/musicgen-small/-medium/-large "
-            "or a folder made by `python -m musicgen_lora.tiny`"
+            f"model '{name}' is a '{model_type}' model, not MusicGen; use facebook/musicgen-small/-medium/-large, "
+            "-stereo-*, -melody, or a folder made by `python -m musicgen_lora.tiny`"
         )
     prepare_for_training(model, train_text_encoder=args.train_text_encoder)
     return model, processor
+
+
+def is_melody_model(model: torch.nn.Module) -> bool:
+    """MusicGen-Melody conditions on chroma as well as text (prepended to the decoder's input)."""
+    config = model.config
+    return getattr(config, "model_type", None) == "musicgen_melody"
 
 
 def prepare_for_training(model: PreTrainedModel, train_text_encoder: bool = False) -> None:
@@ -119,8 +132,9 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
     """
     if not args.use_lora:
         model.decoder.requires_grad_(True)
-        if hasattr(model, "enc_to_dec_proj"):
-            model.enc_to_dec_proj.requires_grad_(True)
+        for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):
+            if hasattr(model, projection):
+                getattr(model, projection).requires_grad_(True)
         if args.train_text_encoder:
             model.text_encoder.requires_grad_(True)
         return model
@@ -136,9 +150,9 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
         raise UserError(
             f"LoRA targets match no module of this model (regex {regex!r}); check lora_target_modules or lora_target_regex"
         )
-    if not args.lora_target_regex:
+    if not args.lora_target_regex and args.lora_target_modules != DEFAULT_LORA_TARGETS:
         missing = [n for n in args.lora_target_modules if not any(re.fullmatch(lora_target_regex([n]), m) for m in matched)]
-        if missing:  # e.g. enc_to_dec_proj only exists when text and decoder widths differ
+        if missing:  # e.g. audio_enc_to_dec_proj only exists in melody models
             logger.warning("LoRA targets not present in this model, skipped: %s", ", ".join(missing))
     config = LoraConfig(
         r=args.lora_r,

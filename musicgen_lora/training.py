@@ -18,9 +18,9 @@ from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
 from .collator import IGNORE_INDEX, MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
-from .data import module_fingerprint, prepare_split
+from .data import AudioSpec, chroma_frames_per_code_frame, module_fingerprint, prepare_split
 from .errors import UserError, one_line
-from .modeling import add_trainable_parts, load_model_and_processor
+from .modeling import add_trainable_parts, is_melody_model, load_model_and_processor
 from .samples import SampleCallback
 
 logger = logging.getLogger(__name__)
@@ -162,6 +162,10 @@ def build_trainer(
         random_crop=True,
         text_dropout_prob=args.text_dropout_prob,
         audio_channels=decoder_config.audio_channels,
+        chroma_per_frame=(
+            chroma_frames_per_code_frame(processor.feature_extractor, AudioSpec.of(model)) if is_melody_model(model) else None
+        ),
+        chroma_dropout_prob=args.chroma_dropout_prob,
     )
     callbacks: list[SampleCallback] = []
     if args.sample_prompts:
@@ -191,15 +195,16 @@ def build_trainer(
 
 
 def prepare_datasets(
-    parsed: ParsedConfig, model: PreTrainedModel
+    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encoded train (and eval) splits; with several processes the main one encodes first, the others reuse its cache."""
     args = parsed.args
+    chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     with parsed.training.main_process_first(desc="encoding the dataset"):
         codec_fingerprint = module_fingerprint(model.audio_encoder)
-        train = prepare_split(args, args.train_split_name, model, codec_fingerprint, is_eval=False)
+        train = prepare_split(args, args.train_split_name, model, codec_fingerprint, False, chroma_extractor)
         evaluation = (
-            prepare_split(args, args.eval_split_name, model, codec_fingerprint, is_eval=True)
+            prepare_split(args, args.eval_split_name, model, codec_fingerprint, True, chroma_extractor)
             if args.eval_split_name
             else None
         )
@@ -216,7 +221,7 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     args, training = parsed.args, parsed.training
     set_seed(training.seed)
     model, processor = load_model_and_processor(args)
-    train_dataset, eval_dataset = prepare_datasets(parsed, model)
+    train_dataset, eval_dataset = prepare_datasets(parsed, model, processor)
     model = add_trainable_parts(model, args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
 

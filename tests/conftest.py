@@ -69,3 +69,17 @@ def trained_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) ->
     result = main(argv)
     result["argv"] = argv
     return result
+
+
+@pytest.fixture(scope="session")
+def stereo_model_dir(tmp_path_factory) -> Path:
+    from musicgen_lora.tiny import save_tiny_musicgen
+
+    return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-stereo", seed=0, variant="stereo")
+
+
+@pytest.fixture(scope="session")
+def melody_model_dir(tmp_path_factory) -> Path:
+    from musicgen_lora.tiny import save_tiny_musicgen
+
+    return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-melody", seed=0, variant="melody")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from musicgen_lora import tiny
+from musicgen_lora.processors import load_processor
 
 NUM_CODEBOOKS = 4
 CODEBOOK_SIZE = 64
@@ -469,8 +470,8 @@ def melody_dir(tmp_path_factory):
 def melody(melody_dir):
     from transformers import AutoModelForTextToWaveform
 
-    # tiny.load_processor == AutoProcessor.from_pretrained, which needs torchaudio for melody processors
-    return AutoModelForTextToWaveform.from_pretrained(melody_dir).eval(), tiny.load_processor(melody_dir)
+    # load_processor == AutoProcessor.from_pretrained, which needs torchaudio for melody processors
+    return AutoModelForTextToWaveform.from_pretrained(melody_dir).eval(), load_processor(melody_dir)
 
 
 def _tone(freq, seconds=2.0, sr=32000):
@@ -530,9 +531,9 @@ def test_load_processor_reads_the_hub_layout_too(melody_dir, tmp_path):
     (hub / "preprocessor_config.json").write_text(
         json.dumps({**saved["feature_extractor"], "processor_class": saved["processor_class"]})
     )
-    processor = tiny.load_processor(hub)
+    processor = load_processor(hub)
     assert type(processor).__name__ == "MusicgenMelodyProcessor"
-    assert processor.feature_extractor.to_dict() == tiny.load_processor(melody_dir).feature_extractor.to_dict()
+    assert processor.feature_extractor.to_dict() == load_processor(melody_dir).feature_extractor.to_dict()
 
 
 def test_melody_chroma_features(melody):
