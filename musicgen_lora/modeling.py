@@ -81,7 +81,7 @@ def prepare_for_training(model: PreTrainedModel, train_text_encoder: bool = Fals
     if decoder.pad_token_id is None:
         decoder.pad_token_id = generation.pad_token_id if generation.pad_token_id is not None else decoder.vocab_size
     # MusicGen's forward takes **kwargs, so Trainer would pass num_items_in_batch into it and skip its own loss
-    # scaling; training.MusicgenTrainer computes the loss itself, from num_items_in_batch.
+    # scaling; trainer.MusicgenTrainer computes the loss itself, from num_items_in_batch.
     model.accepts_loss_kwargs = False
     model.requires_grad_(False)
     # The frozen text encoder and codec run in inference mode even while the decoder trains: Trainer calls

@@ -11,7 +11,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from musicgen_lora.collator import MusicgenCollator
 from musicgen_lora.config import parse_config
 from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
-from musicgen_lora.training import build_trainer, codebook_cross_entropy
+from musicgen_lora.trainer import codebook_cross_entropy
+from musicgen_lora.training import build_trainer
 
 from .conftest import base_argv
 

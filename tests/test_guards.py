@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback, set_seed
 
+import musicgen_lora.trainer as trainer_module
 import musicgen_lora.training as training
 from musicgen_lora.callbacks import NonFiniteError
 from musicgen_lora.config import parse_config
@@ -36,7 +37,7 @@ def make_trainer(model_dir: Path, tmp_path: Path, *extra: str):
 
 @pytest.fixture
 def nan_loss_at_step_3(monkeypatch):
-    original = training.codebook_cross_entropy
+    original = trainer_module.codebook_cross_entropy
     calls = []
 
     def poisoned(logits, labels):
@@ -44,7 +45,7 @@ def nan_loss_at_step_3(monkeypatch):
         calls.append(1)
         return (sums * float("nan"), counts) if len(calls) == 3 else (sums, counts)
 
-    monkeypatch.setattr(training, "codebook_cross_entropy", poisoned)
+    monkeypatch.setattr(trainer_module, "codebook_cross_entropy", poisoned)
 
 
 def lora_weights(model) -> dict[str, torch.Tensor]:

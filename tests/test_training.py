@@ -14,11 +14,11 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForTextToWaveform, AutoProcessor, set_seed
 
-from musicgen_lora.collator import MusicgenCollator
 from musicgen_lora.config import RESOLVED_CONFIG_NAME, parse_config
 from musicgen_lora.generation import generate_audio
 from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
-from musicgen_lora.training import build_trainer, codebook_cross_entropy
+from musicgen_lora.trainer import codebook_cross_entropy
+from musicgen_lora.training import build_trainer
 
 from .conftest import base_argv
 

@@ -1,0 +1,136 @@
+"""The Trainer for MusicGen: its loss (exact over the whole optimizer step), per-codebook metrics and guards."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+
+from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
+from .collator import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
+
+
+def codebook_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and number of targets, per codebook.
+
+    Args:
+        logits: (bsz * num_codebooks, steps, vocab), as MusicGen returns them.
+        labels: (bsz, steps, num_codebooks), ``IGNORE_INDEX`` where there is no target.
+
+    Returns:
+        ``(sums, counts)``, each of shape (num_codebooks,).
+    """
+    bsz, steps, num_codebooks = labels.shape
+    logits = logits.reshape(bsz, num_codebooks, logits.shape[-2], logits.shape[-1])[:, :, -steps:]  # (bsz, K, steps, V)
+    targets = labels.permute(0, 2, 1)  # (bsz, K, steps)
+    per_target = F.cross_entropy(
+        logits.float().permute(0, 3, 1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
+    )  # (bsz, K, steps), 0 where ignored
+    return per_target.sum(dim=(0, 2)), (targets != IGNORE_INDEX).sum(dim=(0, 2))
+
+
+class CodebookStats:
+    """Running per-codebook cross-entropy sums and target counts between two reports."""
+
+    def __init__(self) -> None:
+        self.sums: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+
+    def add(self, sums: torch.Tensor, counts: torch.Tensor) -> None:
+        sums, counts = sums.detach().double(), counts.detach().double()
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.counts = counts if self.counts is None else self.counts + counts
+
+    def report(self, reduce: Any, prefix: str = "") -> dict[str, float]:
+        """``ce_q1..ce_qK``, their mean ``ce`` and perplexity ``ppl`` over all processes (``reduce`` sums), then reset."""
+        if self.sums is None:
+            return {}
+        sums, counts = reduce(self.sums), reduce(self.counts)
+        self.sums = self.counts = None
+        per_codebook = sums / counts.clamp(min=1)
+        mean = float(sums.sum() / counts.sum().clamp(min=1))
+        metrics = {f"{prefix}ce_q{k + 1}": float(v) for k, v in enumerate(per_codebook)}
+        metrics.update({f"{prefix}ce": mean, f"{prefix}ppl": math.exp(min(mean, 50.0))})
+        return metrics
+
+
+class MusicgenTrainer(Trainer):
+    """Trainer with MusicGen's loss: exact token-weighted mean over the whole optimizer step, per-codebook metrics.
+
+    Trainer counts ``num_items_in_batch`` over all micro-batches of an optimizer step (and all processes) when a
+    ``compute_loss_func`` is set, and then neither divides by the accumulation steps nor averages per micro-batch; so
+    the gradient equals that of the mean loss over the whole global batch, whatever the batch size, accumulation steps
+    and number of processes. MusicGen's own loss averages each micro-batch separately, over-weighting short clips.
+    """
+
+    def __init__(self, *args: Any, skip_nonfinite_batches: bool = False, **kwargs: Any) -> None:
+        self.skip_nonfinite_batches = skip_nonfinite_batches
+        self.skipped_batches = 0
+        self.gradient_guard = NonFiniteGradientGuard(skip=skip_nonfinite_batches)
+        callbacks = [*(kwargs.pop("callbacks", None) or []), self.gradient_guard, SeedPerProcess()]
+        super().__init__(*args, compute_loss_func=self._codebook_loss, callbacks=callbacks, **kwargs)
+        self._train_stats = CodebookStats()
+        self._eval_stats = CodebookStats()
+
+    def _codebook_loss(
+        self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        sums, counts = codebook_cross_entropy(outputs.logits, labels)
+        denominator = num_items_in_batch if num_items_in_batch is not None else counts.sum()
+        if torch.is_tensor(denominator):
+            denominator = denominator.to(sums.device)
+        loss = sums.sum() / denominator
+        if self.model.training and not torch.isfinite(loss):
+            step = self.state.global_step + 1
+            if not self.skip_nonfinite_batches:
+                raise NonFiniteError(f"training stopped: the loss became NaN or infinite at step {step}; {NONFINITE_FIX}")
+            logger.warning("Non-finite loss at step %d: batch skipped (skip_nonfinite_batches)", step)
+            self.skipped_batches += 1
+            # No gradient at all (NaN * 0 would still be NaN); not a leaf, since Trainer rescales the loss in place.
+            return torch.zeros((), device=loss.device, requires_grad=True).clone()
+        (self._train_stats if self.model.training else self._eval_stats).add(sums, counts)
+        return loss
+
+    @contextlib.contextmanager
+    def _deterministic_collator(self) -> Iterator[None]:
+        """Evaluation batches use fixed windows and keep every caption (no conditioning dropout)."""
+        training_collator = self.data_collator
+        self.data_collator = training_collator.for_evaluation()
+        try:
+            yield
+        finally:
+            self.data_collator = training_collator
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        with self._deterministic_collator():
+            return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset: Any) -> Any:
+        with self._deterministic_collator():
+            return super().get_test_dataloader(test_dataset)
+
+    def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add the codebooks' cross-entropy since the last one
+            logs.update(self._train_stats.report(self._sum_over_processes))
+        super().log(logs, start_time)
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        self._eval_stats = CodebookStats()
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        metrics = self._eval_stats.report(self._sum_over_processes, prefix=f"{metric_key_prefix}_")
+        if metrics:
+            # Trainer's eval loss averages per-batch means; the true mean weights every target equally.
+            metrics[f"{metric_key_prefix}_loss"] = metrics.pop(f"{metric_key_prefix}_ce")
+        output.metrics.update(metrics)
+        return output
