@@ -76,6 +76,8 @@ def decode_audio(source: Any) -> tuple[np.ndarray, int]:
         audio = np.ascontiguousarray(data.T)
     if audio.shape[-1] == 0:
         raise UserError(f"audio file '{name}' is empty; remove it from the dataset")
+    if audio.shape[-1] == 1:
+        raise UserError(f"audio file '{name}' holds a single sample; re-export it or remove it from the dataset")
     if not np.isfinite(audio).all():
         raise UserError(f"audio file '{name}' contains NaN or infinite samples; re-export it or remove it")
     return audio, rate

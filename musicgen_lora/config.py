@@ -50,6 +50,17 @@ class FinetuneArguments:
         default=None,
         metadata={"help": "Base MusicGen model: a Hub id such as 'facebook/musicgen-small' or a local folder."},
     )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run code shipped with the model repository (only for repositories you trust)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds a previous run (its checkpoints are deleted). Without "
+            "it, such a run is refused unless resume_from_checkpoint is set."
+        },
+    )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Where downloaded models and Hub datasets are cached (Hugging Face default)."}
     )

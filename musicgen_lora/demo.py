@@ -29,6 +29,7 @@ DEMO_CONFIG: dict[str, Any] = {
     "dataset_name": DEMO_CORPUS,
     "data_cache_dir": f"{DEMO_ROOT}/cache",
     "output_dir": f"{DEMO_ROOT}/lora",
+    "overwrite_output_dir": True,  # running the demo again replaces its previous result
     "max_duration_in_seconds": 6.0,  # random 6 s windows of the 8 s clips
     "min_duration_in_seconds": 2.0,
     "lora_r": 8,

@@ -43,8 +43,10 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
     """
     name = args.model_name_or_path
     try:
-        model = AutoModelForTextToWaveform.from_pretrained(name, cache_dir=args.cache_dir)
-        processor = load_processor(name, cache_dir=args.cache_dir)
+        model = AutoModelForTextToWaveform.from_pretrained(
+            name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code
+        )
+        processor = load_processor(name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
     except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
         raise UserError(
             f"cannot load the processor of '{name}': {one_line(err)[:200]}; install torchaudio matching your torch, "

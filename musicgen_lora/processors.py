@@ -102,7 +102,7 @@ def melody_feature_extractor(**kwargs):
     return fe
 
 
-def load_processor(path, cache_dir: str | None = None):
+def load_processor(path, cache_dir: str | None = None, trust_remote_code: bool = False):
     """``AutoProcessor.from_pretrained(path)``, except for MusicGen Melody folders when torchaudio is missing.
 
     Those get the same ``MusicgenMelodyProcessor`` built from the folder's tokenizer and feature-extractor
@@ -126,4 +126,4 @@ def load_processor(path, cache_dir: str | None = None):
             return MusicgenMelodyProcessor(
                 feature_extractor=melody_feature_extractor(**fe_config), tokenizer=AutoTokenizer.from_pretrained(folder)
             )
-    return AutoProcessor.from_pretrained(path, cache_dir=cache_dir)
+    return AutoProcessor.from_pretrained(path, cache_dir=cache_dir, trust_remote_code=trust_remote_code)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -116,6 +118,15 @@ class MusicgenTrainer(Trainer):
     def get_test_dataloader(self, test_dataset: Any) -> Any:
         with self._deterministic_collator():
             return super().get_test_dataloader(test_dataset)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # A save that fails (disk full, ...) must not leave a half-written checkpoint-N behind.
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError:
+            partial = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from pathlib import Path
@@ -11,6 +12,7 @@ import datasets
 import torch
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
+from .checkpoints import keep_best, newest_complete_checkpoint, prepare_output_dir, resolve_resume
 from .collator import MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
 from .data import AudioSpec, chroma_frames_per_code_frame, module_fingerprint, prepare_split
@@ -89,6 +91,28 @@ def prepare_datasets(
     return train, evaluation
 
 
+def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
+    """``trainer.train``, with a full disk or a checkpoint from another model reported as one-line errors."""
+    try:
+        return trainer.train(resume_from_checkpoint=resume)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        last = newest_complete_checkpoint(trainer.args.output_dir)
+        raise UserError(
+            f"disk full while saving to '{trainer.args.output_dir}'; free some space (or lower save_total_limit), then "
+            f"continue with resume_from_checkpoint true (last complete checkpoint: {last or 'none'})"
+        ) from None
+    except RuntimeError as err:
+        if resume is None or "size mismatch" not in str(err):
+            raise
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), "")
+        raise UserError(
+            f"checkpoint '{resume}' was trained on another base model ({detail[:200]}); resume with the "
+            "model_name_or_path it was trained on, or start a new run"
+        ) from None
+
+
 def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     """Load, encode, train (rendering samples before, during and after), save.
 
@@ -97,6 +121,10 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
         "log_history": Trainer's logged records}``.
     """
     args, training = parsed.args, parsed.training
+    resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    prepare_output_dir(
+        training.output_dir, overwrite=args.overwrite_output_dir and training.process_index == 0, resuming=bool(resume)
+    )
     set_seed(training.seed)
     model, processor = load_model_and_processor(args)
     train_dataset, eval_dataset = prepare_datasets(parsed, model, processor)
@@ -104,7 +132,7 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
 
     output_dir = Path(training.output_dir)
-    train_result = trainer.train(resume_from_checkpoint=training.resume_from_checkpoint)
+    train_result = train_with_clear_errors(trainer, resume)
     trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
@@ -117,6 +145,10 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
 
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
+        best = keep_best(trainer.state.best_model_checkpoint, output_dir)
+        if best is not None:
+            processor.save_pretrained(best)
+            logger.info("Best checkpoint (%s) kept as %s", trainer.state.best_model_checkpoint, best)
         (output_dir / RESOLVED_CONFIG_NAME).write_text(json.dumps(parsed.requested, indent=2) + "\n", encoding="utf-8")
     # samples/final/ was written by SampleCallback at the end of training (main process only)
     sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
