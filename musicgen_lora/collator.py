@@ -105,6 +105,13 @@ class MusicgenCollator:
     audio_channels: int = 1
     chroma_per_frame: float | None = None
     chroma_dropout_prob: float = 0.0
+    seed: int = 0
+    process_index: int = 0
+    # Batches collated so far. Random windows and dropout are drawn from a generator seeded by (seed, process,
+    # batch number) instead of the global stream: the dataloader collates one batch ahead of training, so on resume
+    # the global stream would be restored after that batch was drawn. A resumed run sets this to the batches already
+    # consumed, and draws exactly what the uninterrupted run drew.
+    batches_collated: int = 0
     codes_column: str = "codes"
     text_column: str = "text"
 
@@ -112,18 +119,25 @@ class MusicgenCollator:
         """The same collator without randomness: fixed windows, every caption kept."""
         return dataclasses.replace(self, random_crop=False, text_dropout_prob=0.0, chroma_dropout_prob=0.0)
 
-    def window_start(self, frames: int) -> int:
+    def next_generator(self) -> torch.Generator:
+        """The generator of the next batch, a pure function of (seed, process, batch number)."""
+        self.batches_collated += 1
+        return torch.Generator().manual_seed(hash((self.seed, self.process_index, self.batches_collated)) & (2**63 - 1))
+
+    def window_start(self, frames: int, generator: torch.Generator | None = None) -> int:
         """First frame of the window taken from a clip of ``frames`` frames."""
         if frames <= self.max_frames or not self.random_crop:
             return 0
-        return int(torch.randint(0, frames - self.max_frames + 1, ()))
+        return int(torch.randint(0, frames - self.max_frames + 1, (), generator=generator))
 
     def crop(self, codes: torch.Tensor) -> torch.Tensor:
         """A window of at most ``max_frames`` frames of (K, T) codes."""
         start = self.window_start(codes.shape[1])
         return codes[:, start : start + self.max_frames]
 
-    def chroma_batch(self, features: list[dict[str, Any]], starts: list[int], frames: list[int]) -> torch.Tensor:
+    def chroma_batch(
+        self, features: list[dict[str, Any]], starts: list[int], frames: list[int], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """(bsz, chroma_frames, num_chroma) chroma of each clip's window, padded by repetition; some dropped."""
         windows = []
         for feature, start, length in zip(features, starts, frames):
@@ -133,14 +147,15 @@ class MusicgenCollator:
         longest = max(w.shape[0] for w in windows)
         batch = torch.stack([w.repeat(math.ceil(longest / w.shape[0]), 1)[:longest] for w in windows])
         if self.chroma_dropout_prob > 0:
-            dropped = torch.rand(len(features)) < self.chroma_dropout_prob
+            dropped = torch.rand(len(features), generator=generator) < self.chroma_dropout_prob
             batch[dropped] = 0.0
             batch[dropped, :, 0] = 1.0  # the null melody of generate()
         return batch
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        generator = self.next_generator()
         all_codes = [torch.as_tensor(f[self.codes_column], dtype=torch.long) for f in features]
-        starts = [self.window_start(codes.shape[1]) for codes in all_codes]
+        starts = [self.window_start(codes.shape[1], generator) for codes in all_codes]
         windows = [codes[:, start : start + self.max_frames] for codes, start in zip(all_codes, starts)]
         labels = [delay_pattern_labels(window, self.audio_channels) for window in windows]
         steps = max(label.shape[0] for label in labels)
@@ -154,7 +169,7 @@ class MusicgenCollator:
             [f[self.text_column] for f in features], padding=True, return_tensors="pt"
         )  # input_ids / attention_mask: (bsz, text_len)
         if self.text_dropout_prob > 0:
-            dropped = torch.rand(len(features)) < self.text_dropout_prob  # (bsz,)
+            dropped = torch.rand(len(features), generator=generator) < self.text_dropout_prob  # (bsz,)
             text["attention_mask"][dropped] = 0
         batch = {
             "input_ids": text["input_ids"],
@@ -164,5 +179,5 @@ class MusicgenCollator:
             "labels": batch_labels,  # (bsz, steps, K)
         }
         if self.chroma_per_frame is not None:
-            batch["input_features"] = self.chroma_batch(features, starts, [w.shape[1] for w in windows])
+            batch["input_features"] = self.chroma_batch(features, starts, [w.shape[1] for w in windows], generator)
         return batch

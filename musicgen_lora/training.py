@@ -46,6 +46,8 @@ def build_trainer(
             chroma_frames_per_code_frame(processor.feature_extractor, AudioSpec.of(model)) if is_melody_model(model) else None
         ),
         chroma_dropout_prob=args.chroma_dropout_prob,
+        seed=training.seed,
+        process_index=training.process_index,
     )
     callbacks: list[SampleCallback] = []
     if args.sample_prompts:
@@ -93,6 +95,9 @@ def prepare_datasets(
 
 def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
     """``trainer.train``, with a full disk or a checkpoint from another model reported as one-line errors."""
+    if resume is not None:  # continue the collator's random draws where the checkpoint's batches ended
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        trainer.data_collator.batches_collated = state["global_step"] * trainer.args.gradient_accumulation_steps
     try:
         return trainer.train(resume_from_checkpoint=resume)
     except OSError as err:
