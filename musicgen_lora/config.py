@@ -23,6 +23,7 @@ from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from .compat import translate_foreign_keys
 from .errors import UserError, one_line
 
 # MusicGen's decoder was trained on 30 s windows (1500 frames at 50 Hz); longer windows leave the trained range.
@@ -59,6 +60,13 @@ class FinetuneArguments:
         metadata={
             "help": "Start over in an output_dir that holds a previous run (its checkpoints are deleted). Without "
             "it, such a run is refused unless resume_from_checkpoint is set."
+        },
+    )
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id of the base model, written to the model card and adapter_config.json when "
+            "model_name_or_path is a local folder (a Hub id or a Hub cache folder is recognised by itself)."
         },
     )
     cache_dir: str | None = field(
@@ -429,6 +437,7 @@ def parse_config(
     if argv and argv[0].endswith(".json"):
         source = f"'{argv[0]}'"
         values = load_json_config(argv.pop(0))
+        values = translate_foreign_keys(values, source, set(_fields()))  # the popular LoRA script's keys
     elif defaults and not any(word.split("=")[0] in ("--model_name_or_path", "--dataset_name") for word in argv):
         source = "the built-in demo config"
         values = dict(defaults)

@@ -17,6 +17,7 @@ from .collator import MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
 from .data import AudioSpec, chroma_frames_per_code_frame, module_fingerprint, prepare_split
 from .errors import UserError, one_line
+from .hub import finish_run, take_push_request
 from .modeling import add_trainable_parts, is_melody_model, load_model_and_processor
 from .samples import SampleCallback
 from .trainer import MusicgenTrainer
@@ -126,6 +127,7 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
         "log_history": Trainer's logged records}``.
     """
     args, training = parsed.args, parsed.training
+    push = take_push_request(parsed)  # checked before training; the token leaves the arguments the Trainer saves
     resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
     prepare_output_dir(
         training.output_dir, overwrite=args.overwrite_output_dir and training.process_index == 0, resuming=bool(resume)
@@ -158,8 +160,9 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     # samples/final/ was written by SampleCallback at the end of training (main process only)
     sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
     samples = [str(p) for p in sampler.final_paths] if sampler is not None else []
-    if training.push_to_hub:
-        trainer.push_to_hub()
+    hub_url = None
+    if trainer.is_world_process_zero():  # Hub id in adapter_config.json, loss_curves.png, README.md card, push
+        hub_url = finish_run(output_dir, args.model_name_or_path, args.base_model_id, trainer.state.log_history, push)["hub_url"]
     return {
         "output_dir": str(output_dir),
         "train": train_result.metrics,
@@ -167,4 +170,5 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
         "samples": samples,
         "model": trainer.model,
         "log_history": trainer.state.log_history,
+        "hub_url": hub_url,
     }
