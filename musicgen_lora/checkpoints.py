@@ -79,22 +79,19 @@ def resolve_resume(resume_from_checkpoint: str | bool | None, output_dir: str | 
     return str(checkpoint)
 
 
-def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> None:
-    """Refuse to mix a new run into an old one, and check the folder is writable.
+def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> None:
+    """Refuse to mix a new run into an old one, and check the folder is writable (changes nothing in it).
 
     Raises:
         UserError: the folder holds a previous run (and neither overwrite nor resume was asked), or is not writable.
     """
     folder = Path(output_dir)
     previous = [p.name for p in checkpoint_folders(folder)] + [n for n in RUN_MARKERS if (folder / n).exists()]
-    if previous and not resuming:
-        if not overwrite:
-            raise UserError(
-                f"output_dir '{folder}' already holds a previous run ({', '.join(previous[:3])}); continue it with "
-                "resume_from_checkpoint true, start over with overwrite_output_dir true, or choose another output_dir"
-            )
-        for checkpoint in checkpoint_folders(folder):  # the new run's checkpoints must not mix with the old ones
-            shutil.rmtree(checkpoint)
+    if previous and not resuming and not overwrite:
+        raise UserError(
+            f"output_dir '{folder}' already holds a previous run ({', '.join(previous[:3])}); continue it with "
+            "resume_from_checkpoint true, start over with overwrite_output_dir true, or choose another output_dir"
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write-test"
@@ -104,6 +101,15 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) 
         raise UserError(
             f"output_dir '{folder}' is not writable ({err.strerror}); choose a folder you can write to"
         ) from None
+
+
+def clear_previous_checkpoints(output_dir: str | Path) -> None:
+    """Delete an old run's checkpoints (overwrite_output_dir), so the new run's never mix with them.
+
+    Called only once the new run is ready to train, so bad data or a bad model never cost the old run.
+    """
+    for checkpoint in checkpoint_folders(output_dir):
+        shutil.rmtree(checkpoint)
 
 
 def keep_best(best_checkpoint: str | None, output_dir: str | Path) -> Path | None:

@@ -349,6 +349,9 @@ def check_json_values(values: dict[str, Any], source: str) -> None:
 def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
     def require(ok: bool, message: str) -> None:
         if not ok:
+            if ";" not in message:  # name where to fix it: messages start with the option's name
+                option = message.split()[0]
+                message += f"; change '{option}' in the config file or with --{option}"
             raise UserError(message)
 
     require(training["learning_rate"] > 0, f"learning_rate must be > 0, got {training['learning_rate']}")

@@ -12,7 +12,13 @@ import datasets
 import torch
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
-from .checkpoints import keep_best, newest_complete_checkpoint, prepare_output_dir, resolve_resume
+from .checkpoints import (
+    check_output_dir,
+    clear_previous_checkpoints,
+    keep_best,
+    newest_complete_checkpoint,
+    resolve_resume,
+)
 from .collator import MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
 from .data import AudioSpec, chroma_frames_per_code_frame, module_fingerprint, prepare_split
@@ -129,14 +135,14 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     args, training = parsed.args, parsed.training
     push = take_push_request(parsed)  # checked before training; the token leaves the arguments the Trainer saves
     resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
-    prepare_output_dir(
-        training.output_dir, overwrite=args.overwrite_output_dir and training.process_index == 0, resuming=bool(resume)
-    )
+    check_output_dir(training.output_dir, overwrite=args.overwrite_output_dir, resuming=bool(resume))
     set_seed(training.seed)
     model, processor = load_model_and_processor(args)
     train_dataset, eval_dataset = prepare_datasets(parsed, model, processor)
     model = add_trainable_parts(model, args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
+    if args.overwrite_output_dir and not resume and trainer.is_world_process_zero():
+        clear_previous_checkpoints(training.output_dir)
 
     output_dir = Path(training.output_dir)
     train_result = train_with_clear_errors(trainer, resume)

@@ -125,7 +125,9 @@ def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "error: lora_r must be a positive integer, got -1"
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: lora_r must be a positive integer, got -1; change 'lora_r' in the config file or with --lora_r"
+    )
     debug = subprocess.run(
         [sys.executable, str(ROOT / "finetune_musicgen.py"), config, "--debug"], capture_output=True, text=True
     )
