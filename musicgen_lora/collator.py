@@ -119,8 +119,15 @@ class MusicgenCollator:
         """The same collator without randomness: fixed windows, every caption kept."""
         return dataclasses.replace(self, random_crop=False, text_dropout_prob=0.0, chroma_dropout_prob=0.0)
 
-    def next_generator(self) -> torch.Generator:
-        """The generator of the next batch, a pure function of (seed, process, batch number)."""
+    def next_generator(self) -> torch.Generator | None:
+        """The generator of the next batch, a pure function of (seed, process, batch number).
+
+        In DataLoader worker processes (dataloader_num_workers > 0) each worker holds a copy of this collator whose
+        counter restarts every epoch, so there the worker's own random stream is used (None), which DataLoader seeds
+        differently for every worker and epoch: random as it should be, but not bit-exact on resume.
+        """
+        if torch.utils.data.get_worker_info() is not None:
+            return None
         self.batches_collated += 1
         return torch.Generator().manual_seed(hash((self.seed, self.process_index, self.batches_collated)) & (2**63 - 1))
 

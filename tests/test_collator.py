@@ -97,3 +97,14 @@ def test_a_three_minute_track_gives_full_windows_from_all_over_it(tiny_model_dir
     assert min(spread) < 0.1 * (frames - window) and max(spread) > 0.9 * (frames - window)
     assert len(set(spread)) > 150  # a different window (almost) every epoch
     assert len(set(starts)) > 1
+
+
+def test_dataloader_workers_draw_different_windows(tiny_model_dir):
+    """Worker copies of the collator must not repeat each other's (or the previous epoch's) random windows."""
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    track = {"codes": torch.arange(3000).remainder(64).repeat(4, 1).tolist(), "text": "x"}
+    collator = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=50, random_crop=True)
+    loader = torch.utils.data.DataLoader([track] * 8, batch_size=1, num_workers=2, collate_fn=collator)
+    torch.manual_seed(0)
+    firsts = [int(batch["labels"][0, 0, 0]) for _ in range(2) for batch in loader]  # two epochs, 16 windows
+    assert len(set(firsts)) > 8
