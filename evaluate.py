@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--config", help=f"a training {RESOLVED_CONFIG_NAME} (or its output folder): base model, adapter "
-        "(as 'final', plus 'best' when trainer_state.json names one), data and prompts are read from it")  # fmt: skip
+        "(as 'final', plus OUTPUT_DIR/best/ as 'best' when there is one), data and prompts are read from it")  # fmt: skip
     add("--base_model", help="base MusicGen: Hub id or local folder (always evaluated, as 'base')")
     add("--model", action="append", default=[], metavar="NAME=DIR",
         help="a fine-tuned model to compare: a LoRA output_dir, a checkpoint-N folder, or a fully fine-tuned model "
@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval_split", help="split of --eval_dataset (default: a local folder's validation/ or test/ subfolder if "
         "it has one, else the whole folder)")  # fmt: skip
     add("--train_dataset", help="training data for the memorisation check (default with --config: its dataset)")
+    add("--max_train_samples", type=int, help="use only the first N clips of --train_dataset, as training did "
+        "(default: config's max_train_samples)")  # fmt: skip
     add("--output_dir", help="where to write everything (default with --config: OUTPUT_DIR/evaluation)")
     add("--clap_model", help="a local CLAP checkpoint folder (transformers format, e.g. laion/clap-htsat-unfused "
         "downloaded with hf download) for text-audio similarity; off by default")  # fmt: skip
@@ -112,11 +114,14 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     if args.config:
         run_dir, config = _read_config(args.config)
         models.append(classify_model_dir("final", str(run_dir)))
-        state = run_dir / "trainer_state.json"
-        if state.is_file():
-            best = json.loads(state.read_text(encoding="utf-8")).get("best_model_checkpoint")
-            if best and Path(best).is_dir() and Path(best).resolve() != run_dir.resolve():
-                models.append(classify_model_dir("best", best))
+        # the best checkpoint: OUTPUT_DIR/best/ (kept by training with load_best_model_at_end), else the one
+        # trainer_state.json names, if it still exists
+        best = run_dir / "best"
+        if not best.is_dir() and (run_dir / "trainer_state.json").is_file():
+            named = json.loads((run_dir / "trainer_state.json").read_text(encoding="utf-8")).get("best_model_checkpoint")
+            best = Path(named) if named else best
+        if best.is_dir() and best.resolve() != run_dir.resolve():
+            models.append(classify_model_dir("best", str(best)))
     base_model = args.base_model or config.get("model_name_or_path")
     if not base_model:
         raise UserError("no base model; give --base_model (e.g. facebook/musicgen-small) or --config OUTPUT_DIR/finetune_config.json")
@@ -124,11 +129,10 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise UserError(f"--model {item!r} must be NAME=DIR, e.g. --model final=outputs/my-run")
-        models.append(classify_model_dir(name, path))
-    names = [m.name for m in models]
-    for name in names:
         if not _NAME.match(name) or name == BASE:
             raise UserError(f"model name {name!r} is not allowed; use letters, digits, '_', '-', '.' (and not '{BASE}')")
+        models.append(classify_model_dir(name, path))
+    names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise UserError(f"model name(s) {', '.join(duplicates)} given twice; give each --model a different NAME")
@@ -147,8 +151,13 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         raise UserError(f"--num_samples must be >= 1, got {args.num_samples}")
     if args.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.max_eval_samples is not None and args.max_eval_samples < 1:
-        raise UserError(f"--max_eval_samples must be >= 1, got {args.max_eval_samples}")
+    for option in ("max_eval_samples", "max_train_samples"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option} must be >= 1, got {value}")
+    max_train_samples = args.max_train_samples if args.max_train_samples is not None else (
+        config.get("max_train_samples") if not args.train_dataset else None
+    )
     guidance = args.guidance_scale if args.guidance_scale is not None else config.get("guidance_scale", 3.0)
     if guidance < 1:
         raise UserError(f"--guidance_scale must be >= 1 (1 disables guidance), got {guidance:g}")
@@ -192,6 +201,7 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         clap_model=args.clap_model,
         batch_size=args.batch_size,
         max_eval_samples=args.max_eval_samples,
+        max_train_samples=max_train_samples,
         max_duration_in_seconds=float(window),
         min_duration_in_seconds=float(config.get("min_duration_in_seconds", 1.0)),
         instance_prompt=args.instance_prompt if args.instance_prompt is not None else config.get("instance_prompt"),

@@ -129,6 +129,7 @@ class EvalSettings:
     clap_model: str | None = None
     batch_size: int = 4
     max_eval_samples: int | None = None
+    max_train_samples: int | None = None
     max_duration_in_seconds: float = 30.0
     min_duration_in_seconds: float = 1.0
     instance_prompt: str | None = None
@@ -536,10 +537,13 @@ def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fi
         return None
     if is_prepared_dataset(spec.source):
         dataset = datasets.load_from_disk(str(Path(spec.source).expanduser()))
+        if settings.max_train_samples is not None:
+            dataset = dataset.select(range(min(settings.max_train_samples, len(dataset))))
     else:
         args = _data_args(settings, spec)
-        args.max_train_samples = None
         raw = load_split(args, args.train_split_name)
+        if settings.max_train_samples is not None:  # as in training: the first N clips
+            raw = raw.select(range(min(settings.max_train_samples, len(raw))))
         cache_root = Path(settings.data_cache_dir).expanduser() if settings.data_cache_dir else default_cache_root()
         dataset = encode_dataset(raw, model, cache_root, codec_fingerprint)
     return [np.asarray(codes, dtype=np.int16).T.copy() for codes in dataset["codes"]]

@@ -24,11 +24,12 @@ _SCRIPT = """
   // resource errors do not bubble: listen in the capture phase, before any element exists
   window.addEventListener('error', function (event) {
     var t = event.target;
-    if (t && t !== window && (t.src || t.currentSrc)) {
-      missing.push(t.getAttribute('src') || t.currentSrc);
-      root.setAttribute('data-missing', missing.join(' '));
-    }
+    if (t && t !== window && (t.src || t.currentSrc)) note(t.getAttribute('src') || t.currentSrc);
   }, true);
+  function note(src) {
+    if (missing.indexOf(src) < 0) missing.push(src);
+    root.setAttribute('data-missing', missing.join(' '));
+  }
   document.addEventListener('DOMContentLoaded', function () {
     var audios = document.querySelectorAll('audio'), ready = 0;
     root.setAttribute('data-audio-ready', '0/' + audios.length);
@@ -44,8 +45,7 @@ _SCRIPT = """
       audio.addEventListener('canplay', ok);
       audio.addEventListener('error', function () {
         audio.dataset.error = '1';
-        missing.push(audio.getAttribute('src'));
-        root.setAttribute('data-missing', missing.join(' '));
+        note(audio.getAttribute('src'));
       });
       if (audio.readyState >= 1) ok();
     });

@@ -1,0 +1,168 @@
+"""Tempo, key and loudness estimation (musicgen_lora.analysis): analytic signals and the synthetic corpus' ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from musicgen_lora import analysis
+
+SR = 32000
+
+
+def _sine(freq: float, seconds: float, amplitude: float = 1.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return amplitude * np.sin(2 * np.pi * freq * t)
+
+
+# ------------------------------------------------------------------------------------------------- loudness
+
+
+@pytest.mark.parametrize("sr", [32000, 44100, 48000])
+def test_full_scale_1khz_sine_reads_minus_3_01_lufs(sr):
+    # BS.1770 / EBU Tech 3341 calibration: a 0 dBFS 997 Hz sine in one channel measures -3.01 LUFS
+    assert analysis.integrated_loudness(_sine(997, 5.0, sr=sr), sr) == pytest.approx(-3.01, abs=0.02)
+    # 20 dB quieter reads 20 LU lower
+    assert analysis.integrated_loudness(_sine(997, 5.0, 0.1, sr=sr), sr) == pytest.approx(-23.01, abs=0.02)
+
+
+def test_k_weighting_matches_the_standard_48k_coefficients():
+    (shelf_b, shelf_a), (high_b, high_a) = analysis._k_weighting(48000)
+    np.testing.assert_allclose(shelf_b, [1.53512485958697, -2.69169618940638, 1.19839281085285], atol=1e-12)
+    np.testing.assert_allclose(shelf_a, [1.0, -1.69065929318241, 0.73248077421585], atol=1e-12)
+    np.testing.assert_allclose(high_b, [1.0, -2.0, 1.0])
+    np.testing.assert_allclose(high_a, [1.0, -1.99004745483398, 0.99007225036621], atol=1e-12)
+
+
+def test_loudness_sums_channels_gates_silence_and_weights_frequencies():
+    tone = _sine(997, 4.0, 0.5)
+    mono = analysis.integrated_loudness(tone, SR)
+    assert analysis.integrated_loudness(np.stack([tone, tone]), SR) == pytest.approx(mono + 10 * math.log10(2), abs=0.01)
+    # the absolute gate (-70 LUFS) leaves silence out of the mean
+    padded = np.concatenate([tone, np.zeros(4 * SR)])
+    assert analysis.integrated_loudness(padded, SR) == pytest.approx(mono, abs=0.3)
+    assert analysis.integrated_loudness(np.zeros(SR), SR) == -math.inf
+    assert analysis.integrated_loudness(tone[: SR // 4], SR) == -math.inf  # shorter than one 400 ms block
+    # K-weighting: 30 Hz counts much less than 1 kHz; 8 kHz gets the +4 dB shelf, of which 1 kHz already has 0.7 dB
+    assert analysis.integrated_loudness(_sine(30, 4.0, 0.5), SR) < mono - 5
+    assert analysis.integrated_loudness(_sine(8000, 4.0, 0.5), SR) == pytest.approx(mono + 3.3, abs=0.2)
+
+
+def test_loudness_agrees_with_pyloudnorm():
+    pyln = pytest.importorskip("pyloudnorm")
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((2, 6 * SR)) * np.linspace(0.01, 0.3, 6 * SR)
+    ours = analysis.integrated_loudness(noise, SR)
+    theirs = pyln.Meter(SR).integrated_loudness(noise.T)
+    assert ours == pytest.approx(theirs, abs=0.1)
+
+
+# ------------------------------------------------------------------------------------------------- tempo
+
+
+def _click_track(bpm: float, seconds: float, sr: int = SR) -> np.ndarray:
+    x = np.zeros(int(seconds * sr))
+    click = np.sin(2 * np.pi * 1500 * np.arange(int(0.02 * sr)) / sr) * np.exp(-np.arange(int(0.02 * sr)) / (0.004 * sr))
+    beat = 60.0 / bpm
+    for i in range(int(seconds / beat) + 1):
+        start = int(i * beat * sr)
+        accent = 1.0 if i % 4 == 0 else 0.6
+        x[start : start + len(click)] += accent * click[: len(x) - start]
+    return x
+
+
+@pytest.mark.parametrize("bpm", [72, 97.5, 128, 150])
+def test_tempo_of_a_click_track(bpm):
+    estimate = analysis.estimate_tempo(_click_track(bpm, 8.0), SR)
+    assert estimate is not None
+    assert estimate.bpm == pytest.approx(bpm, rel=0.01)
+
+
+def test_no_tempo_for_silence_or_a_steady_tone():
+    assert analysis.estimate_tempo(np.zeros(4 * SR), SR) is None
+    assert analysis.estimate_tempo(np.zeros(SR // 2), SR) is None  # too short to hold a beat
+
+
+def test_tempo_error_counts_octave_errors_separately():
+    error = analysis.tempo_error(160.0, 80.0)
+    assert error["rel_error"] == pytest.approx(1.0) and error["rel_error_any_octave"] == pytest.approx(0.0)
+    assert analysis.tempo_error(82.0, 80.0)["abs_error_bpm"] == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------------------------------------- key
+
+
+def _chord_progression(tonic_midi: int, mode: str, seconds_per_chord: float = 1.0) -> np.ndarray:
+    scale = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10)
+    pieces = []
+    for degree in (0, 3, 4, 0, 5, 3, 4, 0):  # I IV V I vi IV V I
+        notes = [tonic_midi + 12 * ((degree + d) // 7) + scale[(degree + d) % 7] for d in (0, 2, 4)]
+        notes.append(tonic_midi - 12 + scale[degree])  # bass on the root
+        chord = sum(_sine(440 * 2 ** ((m - 69) / 12), seconds_per_chord, 0.2) for m in notes)
+        pieces.append(chord * np.hanning(len(chord)) ** 0.2)
+    return np.concatenate(pieces)
+
+
+@pytest.mark.parametrize("tonic,mode", [(62, "major"), (57, "minor"), (66, "major"), (65, "minor")])
+def test_key_of_a_chord_progression(tonic, mode):
+    estimate = analysis.estimate_key(_chord_progression(tonic, mode), SR)
+    assert estimate is not None
+    assert (estimate.tonic, estimate.mode) == (tonic % 12, mode), estimate
+
+
+def test_key_parsing_and_scores():
+    assert analysis.parse_key("F# minor") == (6, "minor")
+    assert analysis.parse_key("bb maj") == (10, "major")
+    assert analysis.parse_key("H minor") is None and analysis.parse_key("A") is None
+    a_minor = analysis.parse_key("A minor")
+    assert analysis.key_score(a_minor, a_minor) == (1.0, "same")
+    assert analysis.key_score(analysis.parse_key("E minor"), a_minor) == (0.5, "fifth")
+    assert analysis.key_score(analysis.parse_key("C major"), a_minor) == (0.3, "relative")
+    assert analysis.key_score(analysis.parse_key("A major"), a_minor) == (0.2, "parallel")
+    assert analysis.key_score(analysis.parse_key("F# major"), a_minor) == (0.0, "other")
+    assert analysis.estimate_key(np.zeros(SR), SR) is None
+
+
+# ---------------------------------------------------------------------------------- the synthetic corpus
+
+
+@pytest.fixture(scope="module")
+def ground_truth_corpus(tmp_path_factory):
+    """20 clips of 6 s (every genre 4 times), with a seed the estimators were not tuned on."""
+    from musicgen_lora.synth import synthesize_corpus
+
+    folder = tmp_path_factory.mktemp("analysis") / "corpus"
+    synthesize_corpus(folder, clips=20, seconds=6.0, seed=11)
+    return folder
+
+
+def test_tempo_and_key_recover_the_synthetic_corpus_ground_truth(ground_truth_corpus):
+    rows = [json.loads(line) for line in (ground_truth_corpus / "metadata.jsonl").read_text().splitlines()]
+    tempo_hits, key_scores, misses = 0, [], []
+    for row in rows:
+        audio, sr = sf.read(ground_truth_corpus / row["file_name"], dtype="float32")
+        tempo = analysis.estimate_tempo(audio, sr)
+        key = analysis.estimate_key(audio, sr)
+        hit = tempo is not None and analysis.tempo_error(tempo.bpm, row["bpm"])["rel_error"] <= 0.04
+        tempo_hits += hit
+        score, relation = analysis.key_score((key.tonic, key.mode), analysis.parse_key(row["key"]))
+        key_scores.append(score)
+        if not hit or score < 1:
+            misses.append((row["genre"], row["bpm"], tempo and tempo.bpm, row["key"], key.key, relation))
+    # tempo: exact octave, within 4 %, on (almost) every clip
+    assert tempo_hits >= 0.9 * len(rows), misses
+    # key: most clips exactly, and the MIREX weighted score (fifth/relative/parallel partial credit) well above chance
+    assert np.mean([s == 1.0 for s in key_scores]) >= 0.6, misses
+    assert np.mean(key_scores) >= 0.7, misses
+
+
+def test_frame_descriptors_shape_and_finiteness(ground_truth_corpus):
+    audio, sr = sf.read(ground_truth_corpus / "clip_000.wav", dtype="float32")
+    frames = analysis.frame_descriptors(audio, sr)
+    assert frames.shape[1] == 32 and 6.0 * 20 < frames.shape[0] < 6.0 * 30
+    assert np.isfinite(frames).all()
+    np.testing.assert_allclose(frames[:, 20:].sum(axis=1), 1.0, atol=1e-6)  # chroma part normalised per frame

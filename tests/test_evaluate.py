@@ -1,0 +1,421 @@
+"""evaluate.py end to end on the tiny model with two adapters, its metrics' analytic checks, and the report in Chromium."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+
+from musicgen_lora import analysis
+from musicgen_lora.evaluation import (
+    Prompt,
+    audio_health,
+    frechet_distance,
+    frechet_distance_from_stats,
+    longest_common_run,
+    read_prompts,
+    spectrogram_image,
+    write_png,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
+MODELS = ("base", "final", "half")
+NUM_SAMPLES = 2
+DURATION = 1.5
+
+
+# ------------------------------------------------------------------------------------------------ Fréchet
+
+
+def _random_covariance(rng: np.random.Generator, dim: int) -> np.ndarray:
+    a = rng.standard_normal((dim, dim))
+    return a @ a.T / dim + 0.1 * np.eye(dim)
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_symmetric():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 8)) @ rng.standard_normal((8, 8))
+    assert frechet_distance(x, x) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(x, x[::-1].copy()) == pytest.approx(0.0, abs=1e-9)  # order does not matter
+    y = rng.standard_normal((400, 8)) + 0.5
+    assert frechet_distance(x, y) == pytest.approx(frechet_distance(y, x), rel=1e-9)
+
+
+def test_frechet_distance_matches_the_closed_form_for_gaussians():
+    rng = np.random.default_rng(1)
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2
+    assert frechet_distance_from_stats([1.0], [[4.0]], [-2.0], [[9.0]]) == pytest.approx(9.0 + 1.0)
+    # commuting (diagonal) covariances: |m1 - m2|^2 + sum (sqrt(a) - sqrt(b))^2
+    a, b = rng.uniform(0.1, 3, 6), rng.uniform(0.1, 3, 6)
+    mu1, mu2 = rng.standard_normal(6), rng.standard_normal(6)
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance_from_stats(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
+    # general covariances: the textbook form with a matrix square root of S1 S2
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    s1, s2 = _random_covariance(rng, 10), _random_covariance(rng, 10)
+    m1, m2 = rng.standard_normal(10), rng.standard_normal(10)
+    textbook = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy_linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance_from_stats(m1, s1, m2, s2) == pytest.approx(textbook, rel=1e-8)
+    # samples of two Gaussians: the sample estimate converges to the closed form
+    x = rng.multivariate_normal(m1, s1, size=100_000)
+    y = rng.multivariate_normal(m2, s2, size=100_000)
+    closed = frechet_distance_from_stats(m1, s1, m2, s2)
+    assert frechet_distance(x, y) == pytest.approx(closed, rel=0.02)
+
+
+def test_frechet_distance_grows_with_distortion(corpus_dir):
+    clips = [sf.read(p, dtype="float32")[0] for p in sorted(corpus_dir.glob("clip_*.wav"))[:6]]
+    reference = np.concatenate([analysis.frame_descriptors(c, 32000) for c in clips])
+    rng = np.random.default_rng(0)
+    distances = []
+    for noise in (0.0, 0.01, 0.03, 0.1, 0.3):
+        distorted = [np.clip(c + noise * rng.standard_normal(c.shape), -1, 1) for c in clips]
+        distances.append(frechet_distance(np.concatenate([analysis.frame_descriptors(c, 32000) for c in distorted]), reference))
+    assert distances[0] == pytest.approx(0.0, abs=1e-6)
+    assert all(later > earlier for earlier, later in zip(distances, distances[1:])), distances
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def test_longest_common_run_finds_a_planted_copy():
+    rng = np.random.default_rng(0)
+    training = [rng.integers(0, 2048, (300, 4)) for _ in range(3)]
+    generated = rng.integers(0, 2048, (100, 4))
+    assert longest_common_run(generated, training) == 0
+    generated[40:57] = training[1][200:217]  # 17 frames copied verbatim
+    assert longest_common_run(generated, training) == 17
+    generated[60:65, 3] = training[2][10:15, 3]  # one codebook alone is no copy of the frames
+    assert longest_common_run(generated, training) == 17
+    assert longest_common_run(generated[:, :1], [t[:, :1] for t in training]) >= 17
+
+
+def test_audio_health_counts_silence_clipping_and_nonfinite_samples():
+    sr = 32000
+    audio = np.concatenate([0.5 * np.sin(np.arange(sr) / 5.0), np.zeros(sr)])[None].copy()
+    audio[0, :100] = 1.0
+    audio[0, 500] = np.nan
+    audio[0, 501] = np.inf
+    health = audio_health(audio, sr, requested_seconds=2.5)
+    assert health["duration"] == pytest.approx(2.0) and health["duration_ratio"] == pytest.approx(0.8)
+    assert health["silent_fraction"] == pytest.approx(0.5)
+    assert health["clipping_fraction"] == pytest.approx(100 / (2 * sr))
+    assert health["nan_samples"] == 1 and health["inf_samples"] == 1
+    assert -20 < health["loudness_lufs"] < 0
+    assert audio_health(np.zeros((1, sr)), sr, 1.0)["loudness_lufs"] is None  # silent: no loudness, not -inf
+
+
+def test_prompts_are_parsed_for_tempo_and_key(tmp_path):
+    prompt = Prompt.parse("Techno, 128 BPM, f# min, saw synth")
+    assert (prompt.bpm, prompt.key) == (128.0, "F# minor")
+    assert Prompt.parse("ambient pads").bpm is None
+    path = tmp_path / "prompts.json"
+    path.write_text(json.dumps(["jazz, 90 bpm", {"text": "rock", "bpm": 140, "key": "E minor"}]))
+    prompts = read_prompts(path)
+    assert [(p.text, p.bpm, p.key) for p in prompts] == [("jazz, 90 bpm", 90.0, None), ("rock", 140, "E minor")]
+    (tmp_path / "p.txt").write_text("one\n\ntwo, C major\n")
+    assert [p.key for p in read_prompts(tmp_path / "p.txt")] == [None, "C major"]
+
+
+def test_spectrogram_png_is_a_valid_image(tmp_path):
+    image = spectrogram_image(np.sin(np.arange(32000) * 2 * np.pi * 440 / 32000), 32000)
+    assert image.shape[0] == 128 and image.dtype == np.uint8
+    write_png(tmp_path / "s.png", image)
+    pil = pytest.importorskip("PIL.Image")
+    with pil.open(tmp_path / "s.png") as png:
+        assert png.size == (image.shape[1], image.shape[0]) and png.mode == "RGB"
+        assert np.array_equal(np.asarray(png), image)
+
+
+# ------------------------------------------------------------------------------------------------ the script
+
+
+@pytest.fixture(scope="module")
+def half_adapter(trained_run, tmp_path_factory) -> Path:
+    """A second adapter: the trained one with its LoRA update halved (lora_B scaled by 0.5)."""
+    folder = tmp_path_factory.mktemp("adapters") / "half"
+    source = Path(trained_run["output_dir"])
+    folder.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(source / name, folder / name)
+    weights = load_file(folder / "adapter_model.safetensors")
+    save_file({k: v * 0.5 if "lora_B" in k else v for k, v in weights.items()}, folder / "adapter_model.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def evaluation(trained_run, half_adapter, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> dict:
+    from evaluate import main
+
+    out = tmp_path_factory.mktemp("evaluation") / "eval"
+    prompts = out.parent / "prompts.json"
+    prompts.write_text(json.dumps(PROMPTS))
+    argv = [
+        "--base_model", str(tiny_model_dir),
+        "--model", f"final={trained_run['output_dir']}",
+        "--model", f"half={half_adapter}",
+        "--prompts", str(prompts), "--duration", str(DURATION), "--num_samples", str(NUM_SAMPLES), "--seed", "0",
+        # the 4 clips the adapter was trained on: their codes are cached by the training run (fast)
+        "--eval_dataset", str(corpus_dir), "--max_eval_samples", "4",
+        "--train_dataset", str(corpus_dir), "--max_train_samples", "4",
+        "--data_cache_dir", str(data_cache_dir), "--output_dir", str(out),
+    ]  # fmt: skip
+    result = main(argv)
+    result["out"] = out
+    return result
+
+
+def _numbers(value, path=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+def test_every_output_exists_and_parses(evaluation):
+    out = evaluation["out"]
+    for model in MODELS:
+        for index in range(len(PROMPTS)):
+            for sample in range(NUM_SAMPLES):
+                audio, sr = sf.read(out / model / f"{index}-{sample}.wav", dtype="float32", always_2d=True)
+                assert sr == 32000 and audio.shape == (int(DURATION * sr), 1)
+                assert (out / model / f"{index}-{sample}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = [json.loads(line) for line in (out / "comparison_results.jsonl").read_text().splitlines()]
+    assert len(lines) == len(MODELS) * len(PROMPTS) * NUM_SAMPLES
+    assert {(r["model"], r["prompt_index"], r["sample"]) for r in lines} == {
+        (m, i, s) for m in MODELS for i in range(len(PROMPTS)) for s in range(NUM_SAMPLES)
+    }
+    for record in lines:
+        assert (out / record["path"]).is_file() and (out / record["spectrogram"]).is_file()
+        assert record["prompt"] == PROMPTS[record["prompt_index"]] and record["seed"] == record["prompt_index"]
+        assert record["duration"] == pytest.approx(DURATION) and record["duration_ratio"] == pytest.approx(1.0)
+        assert record["target_bpm"] == [84.0, 128.0][record["prompt_index"]]
+        assert record["nan_samples"] == 0 and record["inf_samples"] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["models"]) == list(MODELS)
+    numbers = list(_numbers(metrics))
+    assert len(numbers) > 100 and all(math.isfinite(v) for _, v in numbers)
+    html = (out / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html  # nothing from the network
+    for record in lines:
+        assert f'src="{record["path"]}"' in html and f'src="{record["spectrogram"]}"' in html
+
+
+def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evaluation):
+    models = evaluation["metrics"]["models"]
+    base = models["base"]["cross_entropy"]["eval"]
+    for name in ("final", "half"):
+        disabled = models[name]["cross_entropy_adapter_disabled"]["eval"]
+        for key in ("ce_q1", "ce_q2", "ce_q3", "ce_q4", "ce", "targets"):
+            assert disabled[key] == pytest.approx(base[key], abs=1e-6), (name, key)
+        assert models[name]["cross_entropy"]["eval"]["targets"] == base["targets"]
+    assert evaluation["metrics"]["checks"]["adapter_disabled_ce_max_abs_diff_from_base"]["final"] < 1e-6
+    # the adapter was trained on these 4 clips: it must predict their codes better than the base model
+    final, half = models["final"]["cross_entropy"]["eval"], models["half"]["cross_entropy"]["eval"]
+    assert final["ce"] < half["ce"] < base["ce"]
+    assert final["ppl"] == pytest.approx(math.exp(final["ce"]))
+    ce_mean = np.mean([base[f"ce_q{k}"] for k in range(1, 5)])
+    assert base["ce"] == pytest.approx(ce_mean, rel=1e-6)  # equal-length windows: equal targets per codebook
+
+
+def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(evaluation, tiny_model_dir, corpus_dir, data_cache_dir):
+    """MusicGen's forward(labels=...) averages each codebook's mean; with windows of equal length that is our ce."""
+    from musicgen_lora.collator import MusicgenCollator
+    from musicgen_lora.config import FinetuneArguments
+    from musicgen_lora.data import module_fingerprint, prepare_split
+    from musicgen_lora.modeling import load_model_and_processor
+
+    model, processor = load_model_and_processor(FinetuneArguments(model_name_or_path=str(tiny_model_dir)))
+    args = FinetuneArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_eval_samples=4)
+    windows = prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), True)
+    collator = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=1500, random_crop=False)
+    batch = collator([windows[i] for i in range(len(windows))])
+    with torch.no_grad():
+        loss = model.eval()(**batch).loss
+    assert float(loss) == pytest.approx(evaluation["metrics"]["models"]["base"]["cross_entropy"]["eval"]["ce"], rel=1e-5)
+
+
+def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation):
+    out = evaluation["out"]
+    base = sf.read(out / "base" / "0-0.wav")[0]
+    assert not np.array_equal(base, sf.read(out / "base" / "0-1.wav")[0])  # two samples of one prompt differ
+    assert not np.array_equal(base, sf.read(out / "final" / "0-0.wav")[0])  # the adapter changes the output
+    records = [json.loads(line) for line in (out / "comparison_results.jsonl").read_text().splitlines()]
+    seeds = {(r["prompt_index"], r["sample"]): set() for r in records}
+    for record in records:
+        seeds[(record["prompt_index"], record["sample"])].add(record["seed"])
+    assert all(len(s) == 1 for s in seeds.values())  # every model rendered each prompt with the same seed
+
+
+def test_metric_blocks_are_complete(evaluation):
+    for name, block in evaluation["metrics"]["models"].items():
+        frechet = block["frechet"]["eval"]
+        for kind, dim in (("encodec_latent", 32), ("descriptor", 32)):
+            assert frechet[kind]["value"] >= 0 and frechet[kind]["dim"] == dim
+            assert frechet[kind]["generated_clips"] == len(PROMPTS) * NUM_SAMPLES and frechet[kind]["reference_clips"] == 4
+        assert block["adherence"]["files_with_target_bpm"] == len(PROMPTS) * NUM_SAMPLES
+        assert block["adherence"]["files_with_target_key"] == len(PROMPTS) * NUM_SAMPLES
+        assert 0 <= block["adherence"]["key_score_mean"] <= 1
+        assert block["health"]["files"] == len(PROMPTS) * NUM_SAMPLES and block["health"]["duration_ratio_min"] == 1.0
+        assert len(block["diversity"]["per_prompt"]) == len(PROMPTS) and block["diversity"]["pairwise_descriptor_distance_mean"] > 0
+        memorisation = block["memorisation"]
+        assert memorisation["training_clips"] == 4
+        generated_frames = int(DURATION * 50)
+        assert 0 <= memorisation["longest_copied_run_frames"] <= memorisation["longest_copied_run_frames_q1"] <= generated_frames
+    assert "not the literature's VGGish FAD" in evaluation["metrics"]["notes"]["frechet"].replace("Not", "not")
+
+
+def test_config_mode_reads_everything_back_from_the_training_run(trained_run, half_adapter, tmp_path):
+    from evaluate import main
+
+    run = tmp_path / "run"  # the training output, with a best/ checkpoint as load_best_model_at_end keeps it
+    shutil.copytree(trained_run["output_dir"], run, ignore=shutil.ignore_patterns("samples", "checkpoint-*"))
+    shutil.copytree(half_adapter, run / "best")
+    result = main(["--config", str(run / "finetune_config.json"), "--duration", "1", "--num_samples", "1",
+                   "--max_eval_samples", "2"])  # fmt: skip
+    assert Path(result["output_dir"]) == run / "evaluation"
+    metrics = result["metrics"]
+    assert list(metrics["models"]) == ["base", "final", "best"]
+    assert metrics["settings"]["base_model"] == trained_run["argv"][1]
+    assert [p["text"] for p in metrics["settings"]["prompts"]] == ["lofi hip hop, piano", "techno, 128 bpm"]
+    # the run had no eval split: its training data is used, and labelled as such
+    ce = metrics["models"]["final"]["cross_entropy"]["train"]
+    assert ce["held_out"] is False and ce["ce"] < metrics["models"]["base"]["cross_entropy"]["train"]["ce"]
+    assert metrics["models"]["final"]["memorisation"]["training_clips"] == 4  # the run's max_train_samples
+    assert len((run / "evaluation" / "comparison_results.jsonl").read_text().splitlines()) == 6
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def _error(capsys, argv) -> str:
+    from evaluate import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and err[-1].startswith("error: ")
+    return err[-1]
+
+
+def test_clap_without_a_local_checkpoint_is_a_one_line_error(capsys, tiny_model_dir, tmp_path):
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["jazz"]')
+    message = _error(capsys, ["--base_model", str(tiny_model_dir), "--prompts", str(prompts),
+                              "--output_dir", str(tmp_path / "o"), "--clap_model", "laion/clap-htsat-unfused"])  # fmt: skip
+    assert "--clap_model 'laion/clap-htsat-unfused' is not a local CLAP checkpoint folder" in message
+    assert "hf download" in message
+
+
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        (["--model", "final"], "must be NAME=DIR"),
+        (["--model", "final=/nonexistent/run"], "folder '/nonexistent/run' not found"),
+        (["--model", "base=."], "is not allowed"),
+        (["--duration", "0"], "--duration must be in (0, 30]"),
+        (["--num_samples", "0"], "--num_samples must be >= 1"),
+        (["--guidance_scale", "0.5"], "--guidance_scale must be >= 1"),
+        (["--lora_r", "4"], "unrecognized arguments: --lora_r 4"),
+    ],
+)
+def test_bad_options_give_one_line_errors(capsys, tiny_model_dir, tmp_path, extra, expected):
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["jazz"]')
+    base = ["--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--output_dir", str(tmp_path / "o")]
+    assert expected in _error(capsys, base + extra)
+
+
+def test_bad_prompt_files_give_one_line_errors(capsys, tiny_model_dir, tmp_path):
+    base = ["--base_model", str(tiny_model_dir), "--output_dir", str(tmp_path / "o"), "--prompts"]
+    assert "not found" in _error(capsys, base + [str(tmp_path / "missing.json")])
+    (tmp_path / "bad.json").write_text("[1, 2")
+    assert "is not valid JSON" in _error(capsys, base + [str(tmp_path / "bad.json")])
+    (tmp_path / "num.json").write_text("[3]")
+    assert "must be a non-empty string" in _error(capsys, base + [str(tmp_path / "num.json")])
+    assert "no prompts" in _error(capsys, base[:-1])
+
+
+# ------------------------------------------------------------------------------------------------ browser
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _chromium_run(page: Path, profile: Path, *args: str) -> str:
+    binary = _chromium()
+    command = [
+        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio",
+        f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args, page.resolve().as_uri(),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(profile)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+needs_chromium = pytest.mark.skipif(
+    _chromium() is None, reason="chromium not found (bash .ci/run installs Debian's chromium with apt-get)"
+)
+
+
+@needs_chromium
+def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp_path):
+    page = Path(evaluation["report"])
+    dom = _chromium_run(page, tmp_path / "profile", "--dump-dom")
+    root = re.search(r"<html[^>]*>", dom).group(0)
+    files = len(MODELS) * len(PROMPTS) * NUM_SAMPLES
+    assert f'data-audio-ready="{files}/{files}"' in root, root
+    assert f'data-images-ready="{files}/{files}"' in root, root
+    assert "data-missing" not in root, root
+    audio_tags = re.findall(r"<audio[^>]*>", dom)
+    assert len(audio_tags) == files
+    for tag in audio_tags:
+        assert 'data-ready="1"' in tag and "data-error" not in tag, tag
+        assert float(re.search(r'data-duration="([^"]+)"', tag).group(1)) == pytest.approx(DURATION, abs=0.01)
+    # a screenshot of the page, kept as a test artefact
+    shot = tmp_path / "report.png"
+    _chromium_run(page, tmp_path / "profile-shot", "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    artifacts = ROOT / "tests" / "artifacts"
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(artifacts / "report.png")], cwd=ROOT).returncode == 0
+    if ignored:
+        artifacts.mkdir(exist_ok=True)
+        shutil.copy(shot, artifacts / "report.png")
+
+
+@needs_chromium
+def test_the_browser_check_notices_a_missing_file(evaluation, tmp_path):
+    """The same check on a copy of the page with one WAV and one PNG deleted must report both."""
+    copy = tmp_path / "eval"
+    shutil.copytree(evaluation["out"], copy)
+    (copy / "half" / "1-1.wav").unlink()
+    (copy / "base" / "0-0.png").unlink()
+    dom = _chromium_run(copy / "report.html", tmp_path / "profile", "--dump-dom")
+    root = re.search(r"<html[^>]*>", dom).group(0)
+    files = len(MODELS) * len(PROMPTS) * NUM_SAMPLES
+    assert f'data-audio-ready="{files - 1}/{files}"' in root, root
+    assert f'data-images-ready="{files - 1}/{files}"' in root, root
+    missing = re.search(r'data-missing="([^"]*)"', root).group(1).split()
+    assert sorted(missing) == ["base/0-0.png", "half/1-1.wav"], root
