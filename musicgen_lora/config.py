@@ -107,6 +107,31 @@ class FinetuneArguments:
     min_duration_in_seconds: float = field(
         default=1.0, metadata={"help": "Clips shorter than this are left out of training."}
     )
+    chunk_long_tracks: bool = field(
+        default=False,
+        metadata={
+            "help": "Cut tracks longer than max_duration_in_seconds into consecutive chunks, each seen once per "
+            "epoch, with the last piece handled by tail_policy (false: a long track stays one example and each "
+            "training step takes a random window of it)."
+        },
+    )
+    tail_policy: str = field(
+        default="merge",
+        metadata={
+            "help": "With chunk_long_tracks, what happens to the last piece of a track shorter than "
+            "max_duration_in_seconds: 'merge' (the last chunk is moved back to end at the track's end, full length, "
+            "overlapping the previous one: no audio lost), 'drop' (a piece shorter than min_duration_in_seconds "
+            "is dropped, a longer one kept as a shorter chunk), 'pad' (padded to full length with the codes of "
+            "silence; a piece shorter than min_duration_in_seconds is dropped)."
+        },
+    )
+    eval_split_percentage: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this percentage of the training tracks (whole tracks, all their chunks) for "
+            "evaluation, chosen deterministically by seed (0: none). Instead of eval_split_name."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training clips (quick experiments, debugging)."}
     )
@@ -385,6 +410,19 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
         args.min_duration_in_seconds <= args.max_duration_in_seconds,
         f"min_duration_in_seconds ({args.min_duration_in_seconds}) is larger than max_duration_in_seconds "
         f"({args.max_duration_in_seconds}); lower the minimum or raise the maximum",
+    )
+    require(
+        args.tail_policy in ("merge", "drop", "pad"),
+        f"tail_policy must be 'merge', 'drop' or 'pad', got {args.tail_policy!r}",
+    )
+    require(
+        0 <= args.eval_split_percentage < 100,
+        f"eval_split_percentage must be in [0, 100) (0: no held-out tracks), got {args.eval_split_percentage}",
+    )
+    require(
+        not (args.eval_split_percentage > 0 and args.eval_split_name),
+        f"eval_split_percentage ({args.eval_split_percentage:g}) and eval_split_name ('{args.eval_split_name}') "
+        "are both set; keep one of them",
     )
     for name in ("max_train_samples", "max_eval_samples"):
         value = getattr(args, name)

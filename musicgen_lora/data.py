@@ -35,6 +35,7 @@ import torch
 from transformers import PreTrainedModel
 
 from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
+from .chunking import chunk_dataset, split_tracks
 from .config import FinetuneArguments
 from .errors import UserError, one_line
 
@@ -390,6 +391,8 @@ def fixed_windows(
                     out["text"].append(text)
                     if "chroma" in batch:
                         out["chroma"].append(chroma_window(batch["chroma"][index], start, max_frames, chroma_ratio))
+                    for name in batch.keys() - {"codes", "text", "chroma"}:  # e.g. a chunk's source and offset
+                        out[name].append(batch[name][index])
         return out
 
     return dataset.map(split_rows, batched=True, remove_columns=dataset.column_names, desc="Cutting evaluation windows")
@@ -402,13 +405,25 @@ def prepare_split(
     codec_fingerprint: str,
     is_eval: bool,
     chroma_extractor: Any = None,
+    seed: int = 42,
 ) -> datasets.Dataset:
     """One split ready for the collator: columns ``codes`` (K, frames), ``text`` (and ``chroma`` for melody).
 
     Raises:
         UserError: on bad input, or when no clip is long enough.
     """
-    raw = load_split(args, split)
+    if args.eval_split_percentage > 0:  # both sides come from the training split, whole tracks on one side
+        raw = load_split(args, args.train_split_name)
+        if len(raw) < 2:
+            raise UserError(
+                f"eval_split_percentage needs at least 2 tracks, '{args.dataset_name}' has {len(raw)}; add audio or "
+                "set eval_split_percentage to 0"
+            )
+        train_tracks, eval_tracks = split_tracks(len(raw), args.eval_split_percentage, seed)
+        raw = raw.select(eval_tracks if is_eval else train_tracks)
+        split = "eval" if is_eval else "train"
+    else:
+        raw = load_split(args, split)
     limit = args.max_eval_samples if is_eval else args.max_train_samples
     if limit is not None:
         raw = raw.select(range(min(limit, len(raw))))
@@ -427,11 +442,22 @@ def prepare_split(
             "min_duration_in_seconds or add longer audio"
         )
     encoded = encoded.select(long_enough).remove_columns(["seconds"])
+    spec = AudioSpec.of(model)
+    max_frames = int(args.max_duration_in_seconds * spec.frame_rate)
+    min_frames = max(1, int(args.min_duration_in_seconds * spec.frame_rate))
+    ratio = chroma_frames_per_code_frame(chroma_extractor, spec) if chroma_extractor is not None else None
+    if args.chunk_long_tracks:
+        silence = None
+        if args.tail_policy == "pad":
+            silence = encode_clip(
+                model.audio_encoder.eval(),
+                np.zeros((spec.channels, int((max_frames + 2) * spec.sampling_rate / spec.frame_rate)), np.float32),
+            )
+        sources = [describe_source(raw[i]["audio"]) for i in long_enough]
+        tracks = len(encoded)
+        encoded = chunk_dataset(encoded, max_frames, min_frames, args.tail_policy, sources, spec.frame_rate, silence, ratio)
+        logger.info("%s split: %d tracks cut into %d chunks (tail_policy=%s)", split, tracks, len(encoded), args.tail_policy)
     if is_eval:
-        spec = AudioSpec.of(model)
-        max_frames = int(args.max_duration_in_seconds * spec.frame_rate)
-        min_frames = max(1, int(args.min_duration_in_seconds * spec.frame_rate))
-        ratio = chroma_frames_per_code_frame(chroma_extractor, spec) if chroma_extractor is not None else None
         encoded = fixed_windows(encoded, max_frames, min_frames, ratio)
     logger.info("%s split: %d examples", split, len(encoded))
     return encoded

@@ -91,10 +91,11 @@ def prepare_datasets(
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     with parsed.training.main_process_first(desc="encoding the dataset"):
         codec_fingerprint = module_fingerprint(model.audio_encoder)
-        train = prepare_split(args, args.train_split_name, model, codec_fingerprint, False, chroma_extractor)
+        seed = parsed.training.seed  # eval_split_percentage: which tracks are held out
+        train = prepare_split(args, args.train_split_name, model, codec_fingerprint, False, chroma_extractor, seed)
         evaluation = (
-            prepare_split(args, args.eval_split_name, model, codec_fingerprint, True, chroma_extractor)
-            if args.eval_split_name
+            prepare_split(args, args.eval_split_name, model, codec_fingerprint, True, chroma_extractor, seed)
+            if args.eval_split_name or args.eval_split_percentage > 0
             else None
         )
     return train, evaluation
