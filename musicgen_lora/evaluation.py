@@ -639,9 +639,13 @@ class ClapScorer:
     @torch.no_grad()
     def score(self, text: str, audios: list[np.ndarray], sr: int) -> list[float]:
         mono = [resample(analysis.to_mono(a)[None].astype(np.float32), sr, self.sampling_rate)[0] for a in audios]
-        inputs = self.processor(
-            text=[text], audio=mono, sampling_rate=self.sampling_rate, return_tensors="pt", padding=True
-        )
+        from .samples import preserved_rng
+
+        with preserved_rng():  # clips over CLAP's 10 s window are cropped at a random place: make it reproducible
+            np.random.seed(0)
+            inputs = self.processor(
+                text=[text], audio=mono, sampling_rate=self.sampling_rate, return_tensors="pt", padding=True
+            )
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         text_embeds = self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         audio_kwargs = {k: v for k, v in inputs.items() if k in ("input_features", "is_longer")}

@@ -300,6 +300,77 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
     assert len((run / "evaluation" / "comparison_results.jsonl").read_text().splitlines()) == 6
 
 
+def _tiny_clap(folder: Path) -> Path:
+    """A random CLAP (text + HTSAT audio towers, 31k parameters) with a locally trained RoBERTa tokenizer."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
+    from transformers import RobertaTokenizerFast
+
+    folder.mkdir(parents=True)
+    bpe = ByteLevelBPETokenizer()
+    words = ["lofi hip hop piano techno saw synth rock jazz bpm minor major"] * 10
+    bpe.train_from_iterator(words, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    tokenizer = RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+    text = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=37, max_position_embeddings=64, projection_dim=16,
+                          pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    audio = ClapAudioConfig(hidden_size=32, patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
+                            window_size=8, projection_dim=16, enable_fusion=False)  # fmt: skip
+    torch.manual_seed(0)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    # like laion/clap-htsat-unfused: one random 10 s crop (no fusion), 48 kHz
+    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tmp_path):
+    from transformers import ClapModel, ClapProcessor
+
+    from evaluate import main
+    from musicgen_lora.audio import resample
+
+    clap = _tiny_clap(tmp_path / "clap")
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["techno, 128 bpm"]')
+    result = main(["--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1",
+                   "--num_samples", "2", "--output_dir", str(tmp_path / "o"), "--clap_model", str(clap)])  # fmt: skip
+    records = result["records"]
+    assert all(-1 <= r["clap_score"] <= 1 for r in records)
+    assert result["metrics"]["models"]["base"]["clap_score_mean"] == pytest.approx(np.mean([r["clap_score"] for r in records]))
+    assert "text-audio similarity" in Path(result["report"]).read_text()
+    # the same number by hand: the WAV resampled to CLAP's 48 kHz, cosine of the projected embeddings
+    model, processor = ClapModel.from_pretrained(clap).eval(), ClapProcessor.from_pretrained(clap)
+    audio, sr = sf.read(tmp_path / "o" / records[0]["path"], dtype="float32")
+    inputs = processor(text=["techno, 128 bpm"], audio=[resample(audio[None], sr, 48000)[0]], sampling_rate=48000,
+                       return_tensors="pt", padding=True)  # fmt: skip
+    with torch.no_grad():
+        out = model(**inputs)
+    expected = torch.nn.functional.cosine_similarity(out.audio_embeds, out.text_embeds).item()
+    assert records[0]["clap_score"] == pytest.approx(expected, abs=2e-3)  # the WAV is 16-bit
+
+
+@pytest.mark.parametrize("variant", ["stereo", "melody"])
+def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_path):
+    from evaluate import main
+
+    model_dir = request.getfixturevalue(f"{variant}_model_dir")
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["techno, 128 bpm"]')
+    result = main(["--base_model", str(model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples", "1",
+                   "--eval_dataset", str(corpus_dir), "--max_eval_samples", "2", "--train_dataset", str(corpus_dir),
+                   "--max_train_samples", "2", "--data_cache_dir", str(tmp_path / "cache"),
+                   "--output_dir", str(tmp_path / "o")])  # fmt: skip
+    channels = 2 if variant == "stereo" else 1
+    assert sf.info(tmp_path / "o" / "base" / "0-0.wav").channels == channels
+    block = result["metrics"]["models"]["base"]
+    assert math.isfinite(block["cross_entropy"]["eval"]["ce"]) and block["cross_entropy"]["eval"]["targets"] > 0
+    assert block["frechet"]["eval"]["encodec_latent"]["generated_frames"] == 50 * channels
+    assert result["records"][0]["generated_frames"] == 50 and block["memorisation"]["training_clips"] == 2
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
