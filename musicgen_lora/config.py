@@ -77,7 +77,8 @@ class FinetuneArguments:
         default=None,
         metadata={
             "help": "Training audio: a Hub dataset id, or a local folder of audio files with metadata.jsonl / "
-            "metadata.csv (columns file_name and a caption), or audio files with same-named .txt captions."
+            "metadata.csv (columns file_name and a caption), or audio files with same-named .txt captions; or one "
+            "file: a .csv of paths and captions, an audiocraft .jsonl manifest, or a single audio file."
         },
     )
     dataset_config_name: str | None = field(

@@ -6,7 +6,9 @@ Sources, all turned into a ``datasets.Dataset`` with columns ``audio`` (path or 
   goes through libsndfile here instead of torchcodec + FFmpeg;
 * a local folder with ``metadata.jsonl`` or ``metadata.csv`` (a ``file_name`` column relative to the folder, as in
   ``datasets``' audiofolder, and a caption column);
-* a local folder of audio files with same-named ``.txt`` captions (as musicgen_trainer users have).
+* a local folder of audio files with same-named ``.txt`` captions (as musicgen_trainer users have);
+* a single file: a CSV of paths and captions, an audiocraft jsonl manifest, or one audio file
+  (:mod:`musicgen_lora.sources`).
 
 A local folder is the train split, unless it has subfolders named after the splits (``train/``, ``validation/``).
 
@@ -36,6 +38,7 @@ from transformers import PreTrainedModel
 
 from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
 from .chunking import chunk_dataset, split_tracks
+from .sources import load_file_source
 from .config import FinetuneArguments
 from .errors import UserError, one_line
 
@@ -196,8 +199,8 @@ def load_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
                 "audio, or unset eval_split_name"
             )
         return _load_local_folder(folder, args)
-    if local.exists():
-        raise UserError(f"dataset_name '{name}' is a file, not a folder; put the audio in a folder and point to it")
+    if local.is_file():  # a CSV, a jsonl manifest or one audio file
+        return load_file_source(local, args, split)
     if _looks_like_path(name):
         raise UserError(f"dataset path '{name}' not found; check the path (or use a Hub dataset id like 'user/name')")
     return _load_hub_split(args, split)

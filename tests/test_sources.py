@@ -1,0 +1,122 @@
+"""Single-file sources: a CSV of paths and captions, audiocraft jsonl manifests with sidecar .json, one long file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from transformers import AutoModelForTextToWaveform
+
+from musicgen_lora.config import parse_config
+from musicgen_lora.data import load_split, module_fingerprint, prepare_split
+from musicgen_lora.errors import UserError
+
+from .conftest import base_argv
+
+RATE = 32000
+
+
+def write_tone(path: Path, seconds: float, freq: float = 330.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * RATE)) / RATE
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), RATE)
+    return path
+
+
+def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):
+    return parse_config(base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + list(extra)).args
+
+
+def test_csv_of_paths_and_captions(tmp_path, tiny_model_dir):
+    write_tone(tmp_path / "audio" / "a.wav", 1.0)
+    write_tone(tmp_path / "elsewhere" / "b.flac", 1.0)
+    table = tmp_path / "lists" / "songs.csv"
+    table.parent.mkdir()
+    table.write_text(
+        f"path,caption,melody\n../audio/a.wav,\"lofi, piano\",../audio/a.wav\n{tmp_path / 'elsewhere' / 'b.flac'},jazz,"
+        "../audio/a.wav\n"
+    )
+    split = load_split(args_for(tmp_path, tiny_model_dir, table), "train")
+    assert split["text"] == ["lofi, piano", "jazz"]  # 'caption' is accepted when there is no 'text' column
+    assert [Path(p).resolve() for p in split["audio"]] == [tmp_path / "audio" / "a.wav", tmp_path / "elsewhere" / "b.flac"]
+    melody = load_split(args_for(tmp_path, tiny_model_dir, table, "--conditional_audio_column_name", "melody"), "train")
+    assert Path(melody["conditional_audio"][1]).resolve() == tmp_path / "audio" / "a.wav"
+    tsv = tmp_path / "songs.tsv"
+    tsv.write_text("file_name\tdescr\naudio/a.wav\tslow\n")
+    assert load_split(args_for(tmp_path, tiny_model_dir, tsv, "--text_column_name", "descr"), "train")["text"] == ["slow"]
+
+
+def test_audiocraft_manifest_with_sidecar_metadata(tmp_path, tiny_model_dir):
+    songs = tmp_path / "songs"
+    write_tone(songs / "described.wav", 1.0)
+    (songs / "described.json").write_text(json.dumps({"description": "dreamy synthwave", "genre": "synthwave"}))
+    write_tone(songs / "tagged.wav", 1.0)
+    (songs / "tagged.json").write_text(
+        json.dumps({"genre": "rock", "moods": ["energetic", "dark"], "bpm": 128, "key": "E minor", "title": "x"})
+    )
+    write_tone(songs / "bare.wav", 1.0)
+    write_tone(songs / "own.wav", 1.0)
+    (songs / "own.json").write_text(json.dumps({"description": "ignored"}))
+    lines = [
+        {"path": str(songs / "described.wav"), "duration": 1.0, "sample_rate": RATE},
+        {"path": "songs/tagged.wav", "duration": 1.0},
+        {"path": "songs/bare.wav"},
+        {"path": "songs/own.wav", "text": "from the manifest"},
+    ]
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    split = load_split(args_for(tmp_path, tiny_model_dir, manifest, "--instance_prompt", "sks"), "train")
+    assert split["text"] == ["dreamy synthwave", "rock, energetic, dark, 128 bpm, E minor", None, "from the manifest"]
+    assert [Path(p).name for p in split["audio"]] == ["described.wav", "tagged.wav", "bare.wav", "own.wav"]
+    packed = tmp_path / "data.jsonl.gz"
+    with gzip.open(packed, "wt", encoding="utf-8") as handle:
+        handle.write(manifest.read_text())
+    assert load_split(args_for(tmp_path, tiny_model_dir, packed), "train")["text"] == split["text"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("x.csv", "", "has no rows"),
+        ("x.csv", "song,text\na.wav,x\n", "has no path column .*columns: song, text"),
+        ("x.csv", "path,genre\na.wav,x\n", "caption column 'text' not found"),
+        ("x.jsonl", '{"path": "a.wav"}\n{"file": "b.wav"}\n', "line 2 has no 'path' field"),
+        ("x.jsonl", '{"path": "a.wav"}\n{oops\n', "line 2 is not valid JSON"),
+        ("x.jsonl", "\n", "has no entries"),
+        ("x.parquet", "PAR1", "is a file of unknown kind"),
+    ],
+)
+def test_bad_file_sources_get_clear_errors(tmp_path, tiny_model_dir, name, content, expected):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(UserError, match=expected):
+        load_split(args_for(tmp_path, tiny_model_dir, path), "train")
+
+
+def test_a_file_source_has_no_named_eval_split(tmp_path, tiny_model_dir):
+    table = tmp_path / "x.csv"
+    table.write_text("path,text\na.wav,x\n")
+    args = args_for(tmp_path, tiny_model_dir, table, "--eval_split_name", "validation")
+    with pytest.raises(UserError, match="is a single file .*set eval_split_percentage"):
+        load_split(args, "validation")
+
+
+def test_a_single_long_file_is_chunked(tmp_path, tiny_model_dir):
+    track = write_tone(tmp_path / "live" / "concert.ogg", 7.0)
+    (tmp_path / "live" / "concert.txt").write_text("live jazz")
+    model = AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
+    fingerprint = module_fingerprint(model.audio_encoder)
+    args = args_for(
+        tmp_path, tiny_model_dir, track, "--chunk_long_tracks", "true", "--max_duration_in_seconds", "3",
+        "--instance_prompt", "sks",
+    )  # fmt: skip
+    chunks = prepare_split(args, "train", model, fingerprint, False)
+    assert [len(c[0]) for c in chunks["codes"]] == [150, 150, 150]  # 0-3, 3-6, 4-7 s (merge)
+    assert chunks["offset_seconds"] == [0.0, 3.0, 4.0]
+    assert set(chunks["text"]) == {"sks, live jazz"} and set(chunks["source"]) == {str(track)}
+    whole = prepare_split(args_for(tmp_path, tiny_model_dir, track, "--instance_prompt", "sks"), "train", model, fingerprint, False)
+    assert [len(c[0]) for c in whole["codes"]] == [350]  # without chunking: one track, random windows in training
