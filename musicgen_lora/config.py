@@ -101,6 +101,14 @@ class FinetuneArguments:
             "put before each clip's own caption."
         },
     )
+    add_metadata: bool = field(
+        default=False,
+        metadata={
+            "help": "Add each track's estimated tempo and key to its caption ('lofi, piano, 84 bpm, A minor'), after "
+            "instance_prompt and the track's own caption; a tempo or key the caption already states is kept. "
+            "Tracks without captions get these alone. Estimates are cached in data_cache_dir."
+        },
+    )
     max_duration_in_seconds: float = field(
         default=MODEL_MAX_SECONDS,
         metadata={"help": "Longest window trained on; longer clips are cropped at a random place each time."},

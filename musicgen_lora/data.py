@@ -37,6 +37,7 @@ import torch
 from transformers import PreTrainedModel
 
 from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
+from .captioning import add_metadata
 from .chunking import chunk_dataset, split_tracks
 from .sources import load_file_source
 from .config import FinetuneArguments
@@ -430,8 +431,11 @@ def prepare_split(
     limit = args.max_eval_samples if is_eval else args.max_train_samples
     if limit is not None:
         raw = raw.select(range(min(limit, len(raw))))
-    captions = attach_captions(raw, args.instance_prompt)
     cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
+    if args.add_metadata:  # estimated tempo and key added to each caption (cached apart from the codes)
+        texts = add_metadata(raw["audio"], raw["text"], cache_root)
+        raw = raw.remove_columns(["text"]).add_column("text", texts)
+    captions = attach_captions(raw, args.instance_prompt)
     encoded = encode_dataset(raw, model, cache_root, codec_fingerprint, chroma_extractor).add_column("text", captions)
     long_enough = [i for i, s in enumerate(encoded["seconds"]) if s >= args.min_duration_in_seconds]
     if len(long_enough) < len(encoded):
