@@ -19,6 +19,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,19 +55,25 @@ def measure(audio: np.ndarray, sr: int) -> dict[str, Any]:
     return {"bpm": None if tempo is None else int(round(tempo.bpm)), "key": None if key is None else key.key}
 
 
-def track_metadata(source: Any, cache_root: Path) -> dict[str, Any]:
-    """The cached (or newly measured) tempo and key of one audio source (path or datasets audio dict)."""
-    digest = hashlib.sha256(_identity(source).encode()).hexdigest()[:24]
-    path = cache_root / "analysis" / f"{digest}.json"
+def cached_measure(source: Any, cache_root: Path, kind: str, compute: Callable[[np.ndarray, int], Any]) -> Any:
+    """``compute(audio, sr)`` of one audio source, cached as JSON under ``cache_root/analysis`` by the source's
+    identity and ``kind`` (which must name everything ``compute`` depends on)."""
+    digest = hashlib.sha256(f"{kind}|{_identity(source)}".encode()).hexdigest()[:24]
+    path = cache_root / "analysis" / f"{kind.split('|')[0]}-{digest}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     audio, sr = decode_audio(source)
-    result = measure(audio, sr)
+    result = compute(audio, sr)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(f".{os.getpid()}.tmp")
     staging.write_text(json.dumps(result), encoding="utf-8")
     os.replace(staging, path)  # never a half-written estimate
     return result
+
+
+def track_metadata(source: Any, cache_root: Path) -> dict[str, Any]:
+    """The cached (or newly measured) tempo and key of one audio source (path or datasets audio dict)."""
+    return cached_measure(source, cache_root, "metadata", lambda audio, sr: measure(audio, sr))
 
 
 def _states_key(caption: str) -> bool:

@@ -19,6 +19,7 @@ from (``source``) and where it starts in it (``offset_seconds``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 import datasets
 import numpy as np
@@ -75,6 +76,8 @@ def chunk_dataset(
     frame_rate: float,
     silence_codes: np.ndarray | None = None,
     chroma_ratio: float | None = None,
+    levels: list[list[float]] | None = None,
+    silence_threshold_db: float | None = None,
 ) -> datasets.Dataset:
     """Replace each track (row with ``codes``, ``text``, maybe ``chroma``) by its chunks.
 
@@ -82,6 +85,8 @@ def chunk_dataset(
         sources: a name of each row's track (its path), kept in the ``source`` column of its chunks.
         silence_codes: (K, >= max_frames) codes of silence, needed by the ``pad`` policy.
         chroma_ratio: chroma frames per code frame (melody models).
+        levels, silence_threshold_db: each track's :func:`frame_levels`; chunks whose :func:`level_db` is below
+            the threshold are left out.
 
     Returns:
         A dataset with the same columns plus ``source`` (str) and ``offset_seconds`` (float).
@@ -96,6 +101,9 @@ def chunk_dataset(
         for row, index in enumerate(indices):
             codes = batch["codes"][row]
             for chunk in plan_chunks(len(codes[0]), max_frames, min_frames, policy):
+                if levels is not None and silence_threshold_db is not None:
+                    if level_db(levels[index], chunk.start, chunk.length) < silence_threshold_db:
+                        continue
                 piece = [list(c[chunk.start : chunk.start + chunk.length]) for c in codes]
                 if chunk.pad:
                     piece = [p + silence_codes[k, : chunk.pad].tolist() for k, p in enumerate(piece)]
@@ -128,3 +136,21 @@ def split_tracks(count: int, percentage: float, seed: int) -> tuple[list[int], l
     n_eval = min(count - 1, max(1, round(count * percentage / 100)))
     return sorted(int(i) for i in order[n_eval:]), sorted(int(i) for i in order[:n_eval])
 
+
+
+def frame_levels(audio: np.ndarray, sr: int, frame_rate: float) -> list[float]:
+    """Mean square of the (mono) audio in each codec frame (``frame_rate`` per second), for finding silence."""
+    mono = np.asarray(audio, dtype=np.float64)
+    mono = mono.mean(axis=0) if mono.ndim == 2 else mono
+    hop = sr / frame_rate
+    count = max(1, math.ceil(len(mono) / hop))
+    edges = np.minimum(np.round(np.arange(count + 1) * hop).astype(int), len(mono))
+    squares = np.concatenate([[0.0], np.cumsum(mono**2)])
+    sizes = np.maximum(edges[1:] - edges[:-1], 1)
+    return [float(f"{v:.6g}") for v in (squares[edges[1:]] - squares[edges[:-1]]) / sizes]
+
+
+def level_db(levels: list[float], start: int, length: int) -> float:
+    """RMS level in dBFS (a full-scale sine: -3 dB) of frames [start, start + length) of a track's frame levels."""
+    window = levels[start : start + length] or levels[-1:]
+    return 10.0 * math.log10(max(float(np.mean(window)), 1e-20))

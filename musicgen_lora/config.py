@@ -141,6 +141,20 @@ class FinetuneArguments:
             "evaluation, chosen deterministically by seed (0: none). Instead of eval_split_name."
         },
     )
+    loudness_target_lufs: float | None = field(
+        default=None,
+        metadata={
+            "help": "Normalise every track to this integrated loudness (ITU-R BS.1770, e.g. -14) before encoding, "
+            "with the gain lowered where the peak would exceed full scale (None: keep the recorded level)."
+        },
+    )
+    silence_threshold_db: float | None = field(
+        default=None,
+        metadata={
+            "help": "Leave out tracks (or, with chunk_long_tracks, chunks) whose RMS level is below this many dBFS, "
+            "e.g. -50 for near-silence, measured before loudness normalisation (None: keep everything)."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training clips (quick experiments, debugging)."}
     )
@@ -432,6 +446,14 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
         not (args.eval_split_percentage > 0 and args.eval_split_name),
         f"eval_split_percentage ({args.eval_split_percentage:g}) and eval_split_name ('{args.eval_split_name}') "
         "are both set; keep one of them",
+    )
+    require(
+        args.loudness_target_lufs is None or -70 < args.loudness_target_lufs < 0,
+        f"loudness_target_lufs must be between -70 and 0 LUFS (e.g. -14), or null, got {args.loudness_target_lufs}",
+    )
+    require(
+        args.silence_threshold_db is None or args.silence_threshold_db < 0,
+        f"silence_threshold_db must be below 0 dBFS (e.g. -50), or null, got {args.silence_threshold_db}",
     )
     for name in ("max_train_samples", "max_eval_samples"):
         value = getattr(args, name)

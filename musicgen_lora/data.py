@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ import torch
 from transformers import PreTrainedModel
 
 from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
-from .captioning import add_metadata
-from .chunking import chunk_dataset, split_tracks
+from .analysis import integrated_loudness
+from .captioning import add_metadata, cached_measure
+from .chunking import chunk_dataset, frame_levels, level_db, split_tracks
 from .sources import load_file_source
 from .config import FinetuneArguments
 from .errors import UserError, one_line
@@ -259,12 +261,20 @@ def _chroma_settings(extractor: Any) -> dict[str, Any]:
 
 
 def encoding_fingerprint(
-    dataset: datasets.Dataset, codec_fingerprint: str, spec: AudioSpec, chroma_extractor: Any = None
+    dataset: datasets.Dataset,
+    codec_fingerprint: str,
+    spec: AudioSpec,
+    chroma_extractor: Any = None,
+    loudness_lufs: float | None = None,
 ) -> str:
-    """Cache key of a dataset's codes: its audio's identity, the codec's weights, the audio format (and chroma)."""
+    """Cache key of a dataset's codes: its audio's identity, the codec's weights, the audio format (and chroma,
+    and the loudness target)."""
     digest = hashlib.sha256()
     chroma = _chroma_settings(chroma_extractor) if chroma_extractor is not None else None
-    digest.update(json.dumps([codec_fingerprint, spec.sampling_rate, spec.channels, chroma]).encode())
+    settings = [codec_fingerprint, spec.sampling_rate, spec.channels, chroma]
+    if loudness_lufs is not None:  # appended only when set, so caches made without it stay valid
+        settings.append(["loudness", loudness_lufs])
+    digest.update(json.dumps(settings).encode())
     for column in [c for c in ("audio", "conditional_audio") if c in dataset.column_names]:
         if all(isinstance(a, str) or (isinstance(a, dict) and not a.get("bytes")) for a in dataset[column]):
             digest.update(json.dumps([_file_identity(a) for a in dataset[column]]).encode())
@@ -313,12 +323,26 @@ def default_cache_root() -> Path:
     return Path(hf_home) / "musicgen_lora"
 
 
+def normalize_loudness(audio: np.ndarray, sr: int, target_lufs: float) -> np.ndarray:
+    """Audio scaled to ``target_lufs`` integrated loudness (BS.1770), with the gain lowered so that the peak stays at
+    or below full scale; silent audio (no block above the -70 LUFS gate) is returned unchanged."""
+    loudness = integrated_loudness(audio, sr)
+    if not math.isfinite(loudness):
+        return audio
+    gain = 10.0 ** ((target_lufs - loudness) / 20.0)
+    peak = float(np.abs(audio).max())
+    if peak * gain > 1.0:
+        gain = 1.0 / peak
+    return (audio * gain).astype(np.float32)
+
+
 def encode_dataset(
     dataset: datasets.Dataset,
     model: PreTrainedModel,
     cache_root: Path,
     codec_fingerprint: str | None = None,
     chroma_extractor: Any = None,
+    loudness_lufs: float | None = None,
 ) -> datasets.Dataset:
     """Codes of every clip (columns ``codes``, ``seconds``, and ``chroma`` for melody), from the cache or encoded once.
 
@@ -329,10 +353,11 @@ def encode_dataset(
         codec_fingerprint: precomputed :func:`module_fingerprint` of the codec (computed when None).
         chroma_extractor: melody models' feature extractor; its chroma of each clip (or of its conditional audio)
             is stored too.
+        loudness_lufs: when set, each clip is normalised to this integrated loudness before encoding.
     """
     spec = AudioSpec.of(model)
     codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
-    key = encoding_fingerprint(dataset, codec_fingerprint, spec, chroma_extractor)
+    key = encoding_fingerprint(dataset, codec_fingerprint, spec, chroma_extractor, loudness_lufs)
     target = cache_root / f"codes-{key}"
     if (target / "dataset_info.json").is_file():
         logger.info("Using cached EnCodec codes from %s (no encoding needed)", target)
@@ -342,6 +367,8 @@ def encode_dataset(
 
     def encode_row(row: dict[str, Any]) -> dict[str, Any]:
         audio = load_audio(row["audio"], spec.sampling_rate, spec.channels)  # (channels, samples)
+        if loudness_lufs is not None:
+            audio = normalize_loudness(audio, spec.sampling_rate, loudness_lufs)
         encoded = {"codes": encode_clip(audio_encoder, audio).tolist(), "seconds": audio.shape[-1] / spec.sampling_rate}
         if chroma_extractor is not None:
             rate = chroma_extractor.sampling_rate
@@ -436,7 +463,8 @@ def prepare_split(
         texts = add_metadata(raw["audio"], raw["text"], cache_root)
         raw = raw.remove_columns(["text"]).add_column("text", texts)
     captions = attach_captions(raw, args.instance_prompt)
-    encoded = encode_dataset(raw, model, cache_root, codec_fingerprint, chroma_extractor).add_column("text", captions)
+    encoded = encode_dataset(raw, model, cache_root, codec_fingerprint, chroma_extractor, args.loudness_target_lufs)
+    encoded = encoded.add_column("text", captions)
     long_enough = [i for i, s in enumerate(encoded["seconds"]) if s >= args.min_duration_in_seconds]
     if len(long_enough) < len(encoded):
         logger.warning(
@@ -453,6 +481,26 @@ def prepare_split(
     max_frames = int(args.max_duration_in_seconds * spec.frame_rate)
     min_frames = max(1, int(args.min_duration_in_seconds * spec.frame_rate))
     ratio = chroma_frames_per_code_frame(chroma_extractor, spec) if chroma_extractor is not None else None
+    levels = None
+    if args.silence_threshold_db is not None:  # each track's level per codec frame, measured once and cached
+        frame_rate = spec.frame_rate
+        levels = [
+            cached_measure(raw[i]["audio"], cache_root, f"levels|{frame_rate}", partial(frame_levels, frame_rate=frame_rate))
+            for i in long_enough
+        ]
+    if args.silence_threshold_db is not None and not args.chunk_long_tracks:
+        loud = [i for i, track in enumerate(levels) if level_db(track, 0, len(track)) >= args.silence_threshold_db]
+        if len(loud) < len(encoded):
+            logger.warning(
+                "%d of %d %s tracks are quieter than silence_threshold_db=%g dBFS and are left out",
+                len(encoded) - len(loud), len(encoded), split, args.silence_threshold_db,
+            )  # fmt: skip
+        encoded = encoded.select(loud)
+        if not loud:
+            raise UserError(
+                f"every {split} track is quieter than silence_threshold_db={args.silence_threshold_db:g} dBFS; lower "
+                "the threshold (or unset it) or check the audio"
+            )
     if args.chunk_long_tracks:
         silence = None
         if args.tail_policy == "pad":
@@ -462,7 +510,15 @@ def prepare_split(
             )
         sources = [describe_source(raw[i]["audio"]) for i in long_enough]
         tracks = len(encoded)
-        encoded = chunk_dataset(encoded, max_frames, min_frames, args.tail_policy, sources, spec.frame_rate, silence, ratio)
+        encoded = chunk_dataset(
+            encoded, max_frames, min_frames, args.tail_policy, sources, spec.frame_rate, silence, ratio, levels,
+            args.silence_threshold_db,
+        )  # fmt: skip
+        if not len(encoded) and args.silence_threshold_db is not None:
+            raise UserError(
+                f"every {split} chunk is quieter than silence_threshold_db={args.silence_threshold_db:g} dBFS; lower "
+                "the threshold (or unset it) or check the audio"
+            )
         logger.info("%s split: %d tracks cut into %d chunks (tail_policy=%s)", split, tracks, len(encoded), args.tail_policy)
     if is_eval:
         encoded = fixed_windows(encoded, max_frames, min_frames, ratio)
