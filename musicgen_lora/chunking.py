@@ -127,6 +127,31 @@ def chunk_dataset(
     )  # fmt: skip
 
 
+def plan_summary(
+    track_frames: list[int],
+    max_frames: int,
+    min_frames: int,
+    policy: str,
+    levels: list[list[float]] | None = None,
+    silence_threshold_db: float | None = None,
+) -> dict[str, int]:
+    """What :func:`chunk_dataset` does to tracks of these lengths, in counts and frames (for the data report)."""
+    summary = {"chunks": 0, "silent_chunks": 0, "dropped_tail_frames": 0, "padded_frames": 0, "overlap_frames": 0}
+    for index, frames in enumerate(track_frames):
+        chunks = plan_chunks(frames, max_frames, min_frames, policy)
+        covered = len({f for c in chunks for f in range(c.start, c.start + c.length)}) if chunks else 0
+        summary["dropped_tail_frames"] += frames - covered
+        summary["overlap_frames"] += sum(c.length for c in chunks) - covered
+        for chunk in chunks:
+            if levels is not None and silence_threshold_db is not None:
+                if level_db(levels[index], chunk.start, chunk.length) < silence_threshold_db:
+                    summary["silent_chunks"] += 1
+                    continue
+            summary["chunks"] += 1
+            summary["padded_frames"] += chunk.pad
+    return summary
+
+
 def split_tracks(count: int, percentage: float, seed: int) -> tuple[list[int], list[int]]:
     """Deterministic (by ``seed``) split of ``count`` tracks: (train indices, eval indices), both sorted.
 

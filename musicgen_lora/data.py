@@ -40,7 +40,7 @@ from transformers import PreTrainedModel
 from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
 from .analysis import integrated_loudness
 from .captioning import add_metadata, cached_measure
-from .chunking import chunk_dataset, frame_levels, level_db, split_tracks
+from .chunking import chunk_dataset, frame_levels, level_db, plan_summary, split_tracks
 from .sources import load_file_source
 from .config import FinetuneArguments
 from .errors import UserError, one_line
@@ -437,8 +437,13 @@ def prepare_split(
     is_eval: bool,
     chroma_extractor: Any = None,
     seed: int = 42,
+    stats: dict[str, Any] | None = None,
 ) -> datasets.Dataset:
     """One split ready for the collator: columns ``codes`` (K, frames), ``text`` (and ``chroma`` for melody).
+
+    Args:
+        seed: which tracks eval_split_percentage holds out.
+        stats: when given, filled with what preparation found and left out (for the data report).
 
     Raises:
         UserError: on bad input, or when no clip is long enough.
@@ -458,14 +463,22 @@ def prepare_split(
     limit = args.max_eval_samples if is_eval else args.max_train_samples
     if limit is not None:
         raw = raw.select(range(min(limit, len(raw))))
+    stats = {} if stats is None else stats
+    stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
     cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
     if args.add_metadata:  # estimated tempo and key added to each caption (cached apart from the codes)
         texts = add_metadata(raw["audio"], raw["text"], cache_root)
+        stats["auto_captioned"] = sum((old or "").strip() != new for old, new in zip(raw["text"], texts))
         raw = raw.remove_columns(["text"]).add_column("text", texts)
     captions = attach_captions(raw, args.instance_prompt)
     encoded = encode_dataset(raw, model, cache_root, codec_fingerprint, chroma_extractor, args.loudness_target_lufs)
     encoded = encoded.add_column("text", captions)
-    long_enough = [i for i, s in enumerate(encoded["seconds"]) if s >= args.min_duration_in_seconds]
+    seconds = encoded["seconds"]
+    long_enough = [i for i, s in enumerate(seconds) if s >= args.min_duration_in_seconds]
+    stats.update(
+        seconds_found=float(sum(seconds)), too_short=len(encoded) - len(long_enough),
+        seconds_too_short=float(sum(seconds) - sum(seconds[i] for i in long_enough)), silent_tracks=0,
+    )  # fmt: skip
     if len(long_enough) < len(encoded):
         logger.warning(
             "%d of %d %s clips are shorter than min_duration_in_seconds=%g and are left out",
@@ -495,6 +508,7 @@ def prepare_split(
                 "%d of %d %s tracks are quieter than silence_threshold_db=%g dBFS and are left out",
                 len(encoded) - len(loud), len(encoded), split, args.silence_threshold_db,
             )  # fmt: skip
+        stats["silent_tracks"] = len(encoded) - len(loud)
         encoded = encoded.select(loud)
         if not loud:
             raise UserError(
@@ -510,6 +524,8 @@ def prepare_split(
             )
         sources = [describe_source(raw[i]["audio"]) for i in long_enough]
         tracks = len(encoded)
+        track_frames = [len(codes[0]) for codes in encoded["codes"]]
+        stats.update(plan_summary(track_frames, max_frames, min_frames, args.tail_policy, levels, args.silence_threshold_db))
         encoded = chunk_dataset(
             encoded, max_frames, min_frames, args.tail_policy, sources, spec.frame_rate, silence, ratio, levels,
             args.silence_threshold_db,
