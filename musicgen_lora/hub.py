@@ -185,7 +185,7 @@ def _usage(base_ref: str, adapter_ref: str, prompt: str, max_new_tokens: int, se
         "from transformers import AutoModelForTextToWaveform, AutoProcessor\n\n"
         f"{load}"
         f"{melody_note}"
-        f'processor = AutoProcessor.from_pretrained("{adapter_ref}")\n\n'
+        f'processor = AutoProcessor.from_pretrained("{base_ref if lora else adapter_ref}")\n\n'
         f"inputs = processor(text=[{json.dumps(prompt)}], padding=True, return_tensors=\"pt\")\n"
         "torch.manual_seed(0)\n"
         f"audio = model.generate(**inputs, do_sample=True, guidance_scale=3.0, max_new_tokens={max_new_tokens})"
