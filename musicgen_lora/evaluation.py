@@ -522,7 +522,7 @@ def load_eval_data(
 def decode_codes(model: PreTrainedModel, codes: np.ndarray) -> np.ndarray:
     """Audio (channels, samples) of (K, frames) codes, through the model's EnCodec (stereo: interleaved codebooks)."""
     channels = int(model.config.decoder.audio_channels)
-    codes_t = torch.as_tensor(codes, dtype=torch.long)
+    codes_t = torch.as_tensor(codes, dtype=torch.long, device=next(model.audio_encoder.parameters()).device)
     outs = []
     for channel in range(channels):
         part = codes_t[channel::channels][None, None]  # (1, 1, K_per_channel, frames)
@@ -859,7 +859,30 @@ def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
             handle.write(json.dumps(_jsonable(record)) + "\n")
     report = write_report(out, metrics, records)
     logger.info("Wrote %d files, metrics.json and %s in %.1f s", len(records), report, time.perf_counter() - started)
+    for line in summary_lines(metrics):
+        logger.info(line)
     return {"output_dir": str(out), "metrics": metrics, "records": records, "report": str(report)}
+
+
+def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """One line per model with the headline numbers (first evaluation dataset), for the log."""
+    lines = []
+    for name, block in metrics["models"].items():
+        parts = [f"{name}:"]
+        for dataset, ce in list(block.get("cross_entropy", {}).items())[:1]:
+            parts.append(f"ce[{dataset}]={ce['ce']:.4f}")
+        for dataset, frechet in list(block.get("frechet", {}).items())[:1]:
+            value = frechet["encodec_latent"]["value"]
+            parts.append(f"fd_latent[{dataset}]=" + ("n/a" if value is None else f"{value:.4g}"))
+        adherence_block = block["adherence"]
+        if adherence_block["files_with_target_bpm"]:
+            parts.append(f"tempo_ok={adherence_block['tempo_within_4pct']:.0%}")
+        if adherence_block["files_with_target_key"]:
+            parts.append(f"key_score={adherence_block['key_score_mean']:.2f}")
+        loudness = block["health"]["loudness_lufs_mean"]
+        parts.append("loudness=" + ("silent" if loudness is None else f"{loudness:.1f} LUFS"))
+        lines.append(" ".join(parts))
+    return lines
 
 
 def _jsonable(value: Any) -> Any:

@@ -30,7 +30,7 @@ from musicgen_lora.evaluation import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
-MODELS = ("base", "final", "half")
+MODELS = ("base", "final", "half", "same")  # same: a "fully fine-tuned" folder holding the base weights unchanged
 NUM_SAMPLES = 2
 DURATION = 1.5
 
@@ -159,12 +159,14 @@ def evaluation(trained_run, half_adapter, tiny_model_dir, corpus_dir, data_cache
     from evaluate import main
 
     out = tmp_path_factory.mktemp("evaluation") / "eval"
+    same = shutil.copytree(tiny_model_dir, out.parent / "same")
     prompts = out.parent / "prompts.json"
     prompts.write_text(json.dumps(PROMPTS))
     argv = [
         "--base_model", str(tiny_model_dir),
         "--model", f"final={trained_run['output_dir']}",
         "--model", f"half={half_adapter}",
+        "--model", f"same={same}",
         "--prompts", str(prompts), "--duration", str(DURATION), "--num_samples", str(NUM_SAMPLES), "--seed", "0",
         # the 4 clips the adapter was trained on: their codes are cached by the training run (fast)
         "--eval_dataset", str(corpus_dir), "--max_eval_samples", "4",
@@ -185,6 +187,17 @@ def _numbers(value, path=""):
             yield from _numbers(v, f"{path}[{i}]")
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         yield path, value
+
+
+def _nulls(value, path=""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nulls(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nulls(v, f"{path}[{i}]")
+    elif value is None:
+        yield path
 
 
 def test_every_output_exists_and_parses(evaluation):
@@ -210,6 +223,9 @@ def test_every_output_exists_and_parses(evaluation):
     assert list(metrics["models"]) == list(MODELS)
     numbers = list(_numbers(metrics))
     assert len(numbers) > 100 and all(math.isfinite(v) for _, v in numbers)
+    # non-finite values would have become null: only these may be null (no tempo found in the tiny model's noise)
+    nulls = [p for p in _nulls(metrics) if not p.startswith(".settings") and not p.endswith((".path", "tempo_rel_error_mean"))]
+    assert nulls == [], nulls
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
     for record in lines:
@@ -220,6 +236,7 @@ def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evalua
     models = evaluation["metrics"]["models"]
     base = models["base"]["cross_entropy"]["eval"]
     for name in ("final", "half"):
+        assert models[name]["kind"] == "lora"
         disabled = models[name]["cross_entropy_adapter_disabled"]["eval"]
         for key in ("ce_q1", "ce_q2", "ce_q3", "ce_q4", "ce", "targets"):
             assert disabled[key] == pytest.approx(base[key], abs=1e-6), (name, key)
@@ -252,6 +269,14 @@ def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(evaluati
 
 def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation):
     out = evaluation["out"]
+    # a model folder with the base weights renders byte-identical files and scores the same cross-entropy
+    for index in range(len(PROMPTS)):
+        for sample in range(NUM_SAMPLES):
+            name = f"{index}-{sample}.wav"
+            assert (out / "same" / name).read_bytes() == (out / "base" / name).read_bytes()
+    models = evaluation["metrics"]["models"]
+    assert models["same"]["kind"] == "full" and "cross_entropy_adapter_disabled" not in models["same"]
+    assert models["same"]["cross_entropy"]["eval"]["ce"] == pytest.approx(models["base"]["cross_entropy"]["eval"]["ce"], abs=1e-6)
     base = sf.read(out / "base" / "0-0.wav")[0]
     assert not np.array_equal(base, sf.read(out / "base" / "0-1.wav")[0])  # two samples of one prompt differ
     assert not np.array_equal(base, sf.read(out / "final" / "0-0.wav")[0])  # the adapter changes the output
@@ -369,6 +394,28 @@ def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_pat
     assert math.isfinite(block["cross_entropy"]["eval"]["ce"]) and block["cross_entropy"]["eval"]["targets"] > 0
     assert block["frechet"]["eval"]["encodec_latent"]["generated_frames"] == 50 * channels
     assert result["records"][0]["generated_frames"] == 50 and block["memorisation"]["training_clips"] == 2
+
+
+def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(evaluation, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
+    """--eval_dataset can be a save_to_disk folder of codes + captions; its reference audio is decoded from the codes."""
+    from evaluate import main
+    from musicgen_lora.config import FinetuneArguments
+    from musicgen_lora.data import module_fingerprint, prepare_split
+    from musicgen_lora.modeling import load_model_and_processor
+
+    model, _ = load_model_and_processor(FinetuneArguments(model_name_or_path=str(tiny_model_dir)))
+    args = FinetuneArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_train_samples=4)
+    prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False).save_to_disk(tmp_path / "prepared")
+    prompts = tmp_path / "p.json"
+    prompts.write_text('["jazz"]')
+    result = main(["--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples",
+                   "1", "--eval_dataset", f"prepared={tmp_path / 'prepared'}", "--output_dir", str(tmp_path / "o")])  # fmt: skip
+    block = result["metrics"]["models"]["base"]
+    assert block["cross_entropy"]["prepared"]["ce"] == pytest.approx(
+        evaluation["metrics"]["models"]["base"]["cross_entropy"]["eval"]["ce"], abs=1e-6
+    )
+    frechet = block["frechet"]["prepared"]["encodec_latent"]
+    assert frechet["reference_clips"] == 4 and frechet["reference_frames"] == 4 * 150
 
 
 # ------------------------------------------------------------------------------------------------ errors
