@@ -35,7 +35,6 @@ ACCEPTED: dict[str, str] = {
     "add_audio_samples_to_wandb": "sample_prompts are rendered before and after training and logged to every "
     "report_to backend (wandb, tensorboard, trackio)",
     "num_samples_to_generate": "the samples rendered here are the sample_prompts",
-    "add_metadata": "there is no automatic captioning: clips use their caption column, else instance_prompt",
     "preprocessing_num_workers": "each clip is encoded once, by the main process, and cached",
     "overwrite_cache": "the codes cache is keyed on each file and the codec, so it is never stale",
     "predict_with_generate": "evaluation computes the loss per codebook; listen to samples/ for generations",
@@ -58,7 +57,7 @@ REJECTED: dict[str, tuple[str, tuple[Any, ...]]] = {
     ),
     "token": ("tokens do not belong in config files; set HF_TOKEN or run `hf auth login`", (None,)),
     "use_auth_token": ("tokens do not belong in config files; set HF_TOKEN or run `hf auth login`", (None, False)),
-    "push_metadata_repo_id": ("there is no automatic captioning whose dataset could be pushed", (None,)),
+    "push_metadata_repo_id": ("captions are cached with the codes here, not pushed as a dataset", (None,)),
 }
 
 
