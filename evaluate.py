@@ -12,13 +12,14 @@ and ``report.html``; see ``python evaluate.py --help`` and :mod:`musicgen_lora.e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from musicgen_lora.config import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME, load_json_config
+from musicgen_lora.config import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME, load_json_config, parse_config
 from musicgen_lora.errors import UserError, exit_on_user_error
 from musicgen_lora.evaluation import (
     BASE,
@@ -65,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--guidance_scale", type=float, help="classifier-free guidance (1: none); default: config's, else 3")
     add("--eval_dataset", action="append", default=[], metavar="[NAME=]PATH",
         help="held-out data for the cross-entropy and the Fréchet reference: a local audio folder (as for training), "
-        "a prepared dataset folder (datasets.save_to_disk with codes and text), or a Hub id; repeatable, e.g. "
-        "in_domain=... out_of_domain=... to measure forgetting. Default with --config: its eval split, else its "
+        "a prepared dataset folder (datasets.save_to_disk with codes and text, e.g. a run's prepared_data/), or a "
+        "Hub id; repeatable, e.g. in_domain=... out_of_domain=... to measure forgetting. Default with --config: its eval split, else its "
         "training data (labelled not held out)")  # fmt: skip
-    add("--eval_split", help="split of --eval_dataset (default: a local folder's validation/ or test/ subfolder if "
-        "it has one, else the whole folder)")  # fmt: skip
+    add("--eval_split", help="split of --eval_dataset (default: a local folder's validation/, test/ or eval/ "
+        "subfolder if it has one, else the whole folder)")  # fmt: skip
     add("--train_dataset", help="training data for the memorisation check (default with --config: its dataset)")
     add("--max_train_samples", type=int, help="use only the first N clips of --train_dataset, as training did "
         "(default: config's max_train_samples)")  # fmt: skip
@@ -169,20 +170,24 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     for number, item in enumerate(args.eval_dataset):
         name, source = _split_name(item, "eval" if number == 0 else f"eval{number + 1}")
         eval_datasets.append(DatasetSpec(name, source, resolve_split(source, args.eval_split)))
-    if not eval_datasets and config.get("dataset_name"):
-        if config.get("eval_split_name"):
-            eval_datasets.append(DatasetSpec("eval", config["dataset_name"], config["eval_split_name"]))
-        else:
-            split = config.get("train_split_name", "train")
-            eval_datasets.append(DatasetSpec("train", config["dataset_name"], split, held_out=False))
+    run = None
+    if args.config:  # the run's data options, so its data is prepared exactly as training prepared it
+        parsed = parse_config([str(_read_config(args.config)[0] / RESOLVED_CONFIG_NAME)])
+        run = dataclasses.replace(parsed.args, data_cache_dir=args.data_cache_dir or parsed.args.data_cache_dir)
+        seed = parsed.training.seed
+    if not eval_datasets and run is not None:
+        if run.eval_split_name or getattr(run, "eval_split_percentage", 0) > 0:
+            eval_datasets.append(DatasetSpec("eval", run.dataset_name, run.eval_split_name, True, run, seed))
+        else:  # no held-out data in the run: its training data, labelled as such
+            eval_datasets.append(DatasetSpec("train", run.dataset_name, run.train_split_name, False, run, seed))
     names = [d.name for d in eval_datasets]
     if len(set(names)) < len(names):
         raise UserError(f"evaluation dataset names {names} repeat; name them, e.g. --eval_dataset in_domain=PATH")
     train_dataset = None
     if args.train_dataset:
         train_dataset = DatasetSpec("train", args.train_dataset, None)
-    elif config.get("dataset_name"):
-        train_dataset = DatasetSpec("train", config["dataset_name"], config.get("train_split_name", "train"))
+    elif run is not None:
+        train_dataset = DatasetSpec("train", run.dataset_name, run.train_split_name, True, run, seed)
 
     output_dir = args.output_dir or (str(_read_config(args.config)[0] / "evaluation") if args.config else None)
     if not output_dir:

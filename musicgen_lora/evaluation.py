@@ -24,6 +24,7 @@ Outputs (under ``output_dir``): ``<model>/<prompt>-<sample>.wav`` and ``.png`` (
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
 from . import analysis
-from .audio import load_audio, resample, write_wav
+from .audio import resample, write_wav
 from .collator import MusicgenCollator
 from .config import FinetuneArguments
 from .data import (
@@ -65,7 +66,8 @@ SILENCE_DBFS = -60.0  # a 50 ms window quieter than this (RMS) counts as silent
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (the WAV files are 16-bit PCM in [-1, 1])
 FRECHET_NOTE = (
     "Frame-level Fréchet distance (float64, symmetric eigendecomposition form) between generated and reference "
-    "audio: 'encodec_latent' on the evaluated model's own EnCodec encoder output (50 frames/s), 'descriptor' on "
+    "audio (the evaluation windows' codes decoded by the same EnCodec, so both sides carry its artefacts): "
+    "'encodec_latent' on the evaluated model's own EnCodec encoder output (50 frames/s), 'descriptor' on "
     "weight-free MFCC(20)+chroma(12) frames. Not the literature's VGGish FAD: compare models within this evaluation "
     "only. Lower is closer to the reference; with few frames (see the counts) the estimate is biased upwards."
 )
@@ -110,6 +112,10 @@ class DatasetSpec:
     source: str  # a local folder (raw audio or a prepared dataset) or a Hub id
     split: str | None = None
     held_out: bool = True
+    # --config: the training run's own data options (chunking, held-out share, loudness, captions...), so the data is
+    # prepared exactly as training prepared it; None: prepared from the evaluation options
+    run_args: FinetuneArguments | None = None
+    run_seed: int = 42
 
 
 @dataclass
@@ -461,14 +467,23 @@ def _data_args(settings: EvalSettings, spec: DatasetSpec) -> FinetuneArguments:
     )
 
 
-def is_prepared_dataset(path: str) -> bool:
+def is_prepared_dataset(path: str | Path) -> bool:
     """A folder written by ``datasets.Dataset.save_to_disk`` (codes already computed)."""
     folder = Path(path).expanduser()
     return folder.is_dir() and (folder / "dataset_info.json").is_file() and (folder / "state.json").is_file()
 
 
+def prepared_folder(source: str, split: str | None) -> Path | None:
+    """The prepared dataset at ``source`` or ``source/split`` (e.g. a run's ``prepared_data/eval``), else None."""
+    folder = Path(source).expanduser()
+    for candidate in ([folder / split] if split else []) + [folder]:
+        if is_prepared_dataset(candidate):
+            return candidate
+    return None
+
+
 def resolve_split(source: str, split: str | None) -> str | None:
-    """For a local folder without an explicit split: its ``validation/`` or ``test/`` subfolder if it has one."""
+    """For a local folder without an explicit split: its ``validation/``, ``test/`` or ``eval/`` subfolder if any."""
     folder = Path(source).expanduser()
     if split is None and folder.is_dir():
         for candidate in ("validation", "valid", "test", "eval"):
@@ -477,44 +492,51 @@ def resolve_split(source: str, split: str | None) -> str | None:
     return split
 
 
+def _load_prepared(folder: Path, limit: int | None) -> datasets.Dataset:
+    prepared = datasets.load_from_disk(str(folder))
+    if "codes" not in prepared.column_names or "text" not in prepared.column_names:
+        raise UserError(
+            f"prepared dataset '{folder}' has columns {', '.join(prepared.column_names)}; it needs 'codes' and 'text' "
+            "(or point --eval_dataset at the raw audio folder)"
+        )
+    return prepared.select(range(min(limit, len(prepared)))) if limit is not None else prepared
+
+
 @dataclass
 class EvalData:
     """One evaluation dataset: fixed windows for the cross-entropy, and reference audio for the Fréchet distance."""
 
     spec: DatasetSpec
     windows: datasets.Dataset  # columns codes (K, frames), text (and chroma for melody models)
-    reference_audio: list[np.ndarray]  # (channels, samples) at the model's rate
+    reference_audio: list[np.ndarray]  # each window's codes decoded by the model's EnCodec, (channels, samples)
 
 
 def load_eval_data(
     settings: EvalSettings, spec: DatasetSpec, model: PreTrainedModel, processor: ProcessorMixin, codec_fingerprint: str
 ) -> EvalData:
-    """Encode (or read from the cache) one evaluation dataset and decode its reference audio."""
+    """Fixed windows of one evaluation dataset (encoded once, cached) and their audio for the Fréchet reference.
+
+    The reference audio is each window's codes decoded by the evaluated model's own EnCodec, so that reference and
+    generated audio both carry the codec's artefacts and the distance measures the language model alone.
+    """
     audio_spec = AudioSpec.of(model)
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
-    max_frames = int(settings.max_duration_in_seconds * audio_spec.frame_rate)
-    if is_prepared_dataset(spec.source):
-        prepared = datasets.load_from_disk(str(Path(spec.source).expanduser()))
-        if "codes" not in prepared.column_names or "text" not in prepared.column_names:
-            raise UserError(
-                f"prepared dataset '{spec.source}' has columns {', '.join(prepared.column_names)}; it needs 'codes' "
-                "and 'text' (or point --eval_dataset at the raw audio folder)"
-            )
-        if settings.max_eval_samples is not None:
-            prepared = prepared.select(range(min(settings.max_eval_samples, len(prepared))))
+    prepared = prepared_folder(spec.source, spec.split) if spec.run_args is None else None
+    if spec.run_args is not None:  # exactly as the training run prepared it
+        args = dataclasses.replace(spec.run_args, max_eval_samples=settings.max_eval_samples or spec.run_args.max_eval_samples)
+        split = spec.split or args.train_split_name
+        windows = prepare_split(args, split, model, codec_fingerprint, True, chroma_extractor, spec.run_seed)
+    elif prepared is not None:
+        dataset = _load_prepared(prepared, settings.max_eval_samples)
+        max_frames = int(settings.max_duration_in_seconds * audio_spec.frame_rate)
         min_frames = max(1, int(settings.min_duration_in_seconds * audio_spec.frame_rate))
         ratio = chroma_frames_per_code_frame(chroma_extractor, audio_spec) if chroma_extractor is not None else None
-        columns = [c for c in ("codes", "text", "chroma") if c in prepared.column_names]
-        windows = fixed_windows(prepared.select_columns(columns), max_frames, min_frames, ratio)
-        reference = [decode_codes(model, np.asarray(row["codes"])) for row in prepared]
-        return EvalData(spec, windows, reference)
-    args = _data_args(settings, spec)
-    split = args.train_split_name
-    windows = prepare_split(args, split, model, codec_fingerprint, True, chroma_extractor)
-    raw = load_split(args, split)
-    if settings.max_eval_samples is not None:
-        raw = raw.select(range(min(settings.max_eval_samples, len(raw))))
-    reference = [load_audio(row, audio_spec.sampling_rate, audio_spec.channels) for row in raw["audio"]]
+        columns = [c for c in ("codes", "text", "chroma") if c in dataset.column_names]
+        windows = fixed_windows(dataset.select_columns(columns), max_frames, min_frames, ratio)
+    else:
+        args = _data_args(settings, spec)
+        windows = prepare_split(args, args.train_split_name, model, codec_fingerprint, True, chroma_extractor)
+    reference = [decode_codes(model, np.asarray(codes)) for codes in windows["codes"]]
     return EvalData(spec, windows, reference)
 
 
@@ -535,18 +557,20 @@ def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fi
     spec = settings.train_dataset
     if spec is None:
         return None
-    if is_prepared_dataset(spec.source):
-        dataset = datasets.load_from_disk(str(Path(spec.source).expanduser()))
-        if settings.max_train_samples is not None:
-            dataset = dataset.select(range(min(settings.max_train_samples, len(dataset))))
+    prepared = prepared_folder(spec.source, spec.split or "train") if spec.run_args is None else None
+    if spec.run_args is not None:  # the clips (or chunks) the run trained on
+        args = spec.run_args
+        codes = prepare_split(args, args.train_split_name, model, codec_fingerprint, False, None, spec.run_seed)["codes"]
+    elif prepared is not None:
+        codes = _load_prepared(prepared, settings.max_train_samples)["codes"]
     else:
         args = _data_args(settings, spec)
         raw = load_split(args, args.train_split_name)
         if settings.max_train_samples is not None:  # as in training: the first N clips
             raw = raw.select(range(min(settings.max_train_samples, len(raw))))
         cache_root = Path(settings.data_cache_dir).expanduser() if settings.data_cache_dir else default_cache_root()
-        dataset = encode_dataset(raw, model, cache_root, codec_fingerprint)
-    return [np.asarray(codes, dtype=np.int16).T.copy() for codes in dataset["codes"]]
+        codes = encode_dataset(raw, model, cache_root, codec_fingerprint)["codes"]
+    return [np.asarray(c, dtype=np.int16).T.copy() for c in codes]
 
 
 # ------------------------------------------------------------------------------------------------- metrics
@@ -844,8 +868,8 @@ def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
             "prompts": [p.__dict__ for p in settings.prompts],
             "duration": settings.duration, "num_samples": settings.num_samples, "seed": settings.seed,
             "guidance_scale": settings.guidance_scale, "sampling_rate": sr,
-            "eval_datasets": [d.__dict__ for d in settings.eval_datasets],
-            "train_dataset": settings.train_dataset.__dict__ if settings.train_dataset else None,
+            "eval_datasets": [_describe_dataset(d) for d in settings.eval_datasets],
+            "train_dataset": _describe_dataset(settings.train_dataset) if settings.train_dataset else None,
             "clap_model": settings.clap_model, "device": str(device),
         },  # fmt: skip
         "models": blocks,
@@ -862,6 +886,13 @@ def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
     for line in summary_lines(metrics):
         logger.info(line)
     return {"output_dir": str(out), "metrics": metrics, "records": records, "report": str(report)}
+
+
+def _describe_dataset(spec: DatasetSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name, "source": spec.source, "split": spec.split, "held_out": spec.held_out,
+        "prepared_as_in_training": spec.run_args is not None,
+    }  # fmt: skip
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:

@@ -405,12 +405,17 @@ def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(eva
 
     model, _ = load_model_and_processor(FinetuneArguments(model_name_or_path=str(tiny_model_dir)))
     args = FinetuneArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_train_samples=4)
-    prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False).save_to_disk(tmp_path / "prepared")
+    # the layout `python -m musicgen_lora.prepare` writes: OUTPUT_DIR/prepared_data/{train,eval}/
+    prepared = prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
+    prepared.save_to_disk(tmp_path / "prepared_data" / "eval")
+    prepared.select(range(2)).save_to_disk(tmp_path / "prepared_data" / "train")
     prompts = tmp_path / "p.json"
     prompts.write_text('["jazz"]')
     result = main(["--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples",
-                   "1", "--eval_dataset", f"prepared={tmp_path / 'prepared'}", "--output_dir", str(tmp_path / "o")])  # fmt: skip
+                   "1", "--eval_dataset", f"prepared={tmp_path / 'prepared_data'}",
+                   "--train_dataset", str(tmp_path / "prepared_data"), "--output_dir", str(tmp_path / "o")])  # fmt: skip
     block = result["metrics"]["models"]["base"]
+    assert block["memorisation"]["training_clips"] == 2
     assert block["cross_entropy"]["prepared"]["ce"] == pytest.approx(
         evaluation["metrics"]["models"]["base"]["cross_entropy"]["eval"]["ce"], abs=1e-6
     )
