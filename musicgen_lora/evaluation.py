@@ -330,10 +330,10 @@ _PALETTE = np.array(
 def spectrogram_image(audio: np.ndarray, sr: int, height: int = 128, max_width: int = 640) -> np.ndarray:
     """A log-mel spectrogram as an RGB image (height, width, 3) uint8, low frequencies at the bottom, 80 dB range."""
     x = analysis.to_mono(np.nan_to_num(np.asarray(audio, dtype=np.float64)))
-    n_fft = 2048
+    n_fft = 4096  # 7.8 Hz bins at 32 kHz: the lowest mel bands are not empty
     hop = max(256, int(math.ceil(len(x) / max_width)))
     mag = analysis.stft_magnitude(x, n_fft, hop)
-    mel = analysis._mel_filterbank(sr, n_fft, height, fmin=20.0) @ (mag.T**2)  # (height, frames)
+    mel = analysis._mel_filterbank(sr, n_fft, height, fmin=30.0) @ (mag.T**2)  # (height, frames)
     db = 10 * np.log10(np.maximum(mel, 1e-10))
     level = np.clip((db - (db.max() - 80.0)) / 80.0, 0.0, 1.0)[::-1]  # (height, frames), 0..1
     position = level * (len(_PALETTE) - 1)
