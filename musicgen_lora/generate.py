@@ -167,11 +167,17 @@ def merge_and_save(model: torch.nn.Module, processor: Any, out_dir: str | Path, 
 
 
 def _encode_prompt(audio_encoder: torch.nn.Module, audio: np.ndarray) -> torch.Tensor:
-    """EnCodec codes of (bsz, channels, samples) audio as decoder input ids: (bsz * num_codebooks, frames)."""
-    from .data import encode_clip  # (channels, samples) -> (num_codebooks, frames), stereo interleaved L0, R0, ...
+    """EnCodec codes of (bsz, channels, samples) audio as decoder input ids: (bsz * num_codebooks, frames).
 
-    codes = [torch.from_numpy(encode_clip(audio_encoder, np.ascontiguousarray(item)).astype(np.int64)) for item in audio]
-    return torch.cat(codes, dim=0)
+    As in training (``data.encode_clip``): each channel is encoded by the mono codec, and a stereo item's codebooks are
+    interleaved L0, R0, L1, R1, ... as stereo MusicGen expects.
+    """
+    device = next(audio_encoder.parameters()).device
+    codes = []
+    for item in audio:  # (channels, samples) -> (chunks=1, channels, K_per_channel, frames)
+        item_codes = audio_encoder.encode(torch.from_numpy(np.ascontiguousarray(item)).to(device)[:, None]).audio_codes[0]
+        codes.append(item_codes.transpose(0, 1).reshape(-1, item_codes.shape[-1]))  # (K_per_channel * channels, frames)
+    return torch.cat(codes, dim=0).long()
 
 
 @torch.no_grad()

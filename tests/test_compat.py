@@ -121,6 +121,7 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
             result = main([config, "--sample_duration_in_seconds", "1"])  # the config's 8 s samples: slow on a CPU
         finally:
             wandb.finish()
+            wandb.teardown()  # wandb keeps its settings (WANDB_DIR) per process; later tests need fresh ones
     # one notice per translated key, naming ours
     notices = [r.getMessage() for r in caplog.records if r.name == "musicgen_lora.compat"]
     for theirs, ours in RENAMED.items():
