@@ -41,7 +41,8 @@ import torch
 from transformers import PreTrainedModel, ProcessorMixin
 
 from . import analysis
-from .audio import resample, write_wav
+from .audio import write_wav
+from .clap import Clap
 from .collator import MusicgenCollator
 from .config import FinetuneArguments
 from .data import (
@@ -640,45 +641,13 @@ class ClapScorer:
     """Cosine similarity between CLAP's text and audio embeddings (laion CLAP checkpoints in transformers' format)."""
 
     def __init__(self, path: str, device: torch.device):
-        folder = Path(path).expanduser()
-        if not folder.is_dir() or not (folder / "config.json").is_file():
-            raise UserError(
-                f"--clap_model '{path}' is not a local CLAP checkpoint folder (no config.json there); download one "
-                "elsewhere (hf download laion/clap-htsat-unfused --local-dir clap) and pass the folder, or leave "
-                "--clap_model out"
-            )
-        from transformers import AutoProcessor, ClapModel
+        self.clap = Clap(path, "--clap_model", device)
 
-        try:
-            self.model = ClapModel.from_pretrained(folder).to(device).eval()
-            self.processor = AutoProcessor.from_pretrained(folder)
-        except Exception as err:  # noqa: BLE001 - any loading problem is the user's checkpoint
-            raise UserError(
-                f"cannot load the CLAP checkpoint '{path}': {one_line(err)[:200]}; pass a folder holding a transformers "
-                "ClapModel (config.json, weights, processor files)"
-            ) from None
-        self.device = device
-        self.sampling_rate = int(self.processor.feature_extractor.sampling_rate)  # 48 kHz for LAION CLAP
-
-    @torch.no_grad()
     def score(self, text: str, audios: list[np.ndarray], sr: int) -> list[float]:
-        mono = [resample(analysis.to_mono(a)[None].astype(np.float32), sr, self.sampling_rate)[0] for a in audios]
-        from .samples import preserved_rng
-
-        with preserved_rng():  # clips over CLAP's 10 s window are cropped at a random place: make it reproducible
-            np.random.seed(0)
-            inputs = self.processor(
-                text=[text], audio=mono, sampling_rate=self.sampling_rate, return_tensors="pt", padding=True
-            )
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        text_embeds = self.model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-        audio_kwargs = {k: v for k, v in inputs.items() if k in ("input_features", "is_longer")}
-        audio_embeds = self.model.get_audio_features(**audio_kwargs)
-        text_embeds = getattr(text_embeds, "pooler_output", text_embeds)
-        audio_embeds = getattr(audio_embeds, "pooler_output", audio_embeds)
-        text_embeds = torch.nn.functional.normalize(text_embeds.float(), dim=-1)
-        audio_embeds = torch.nn.functional.normalize(audio_embeds.float(), dim=-1)
-        return [float(v) for v in (audio_embeds @ text_embeds.T)[:, 0].cpu()]
+        # clips over CLAP's 10 s window are cropped at a random place: seed 0 makes it reproducible
+        audio_embeds = self.clap.audio_embeddings(audios, sr, seed=0)
+        text_embeds = self.clap.text_embeddings([text])
+        return [float(v) for v in (audio_embeds @ text_embeds.T)[:, 0]]
 
 
 # ------------------------------------------------------------------------------------------------- the run
