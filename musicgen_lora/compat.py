@@ -35,7 +35,6 @@ ACCEPTED: dict[str, str] = {
     "add_audio_samples_to_wandb": "sample_prompts are rendered before and after training and logged to every "
     "report_to backend (wandb, tensorboard, trackio)",
     "num_samples_to_generate": "the samples rendered here are the sample_prompts",
-    "preprocessing_num_workers": "each clip is encoded once, by the main process, and cached",
     "overwrite_cache": "the codes cache is keyed on each file and the codec, so it is never stale",
     "predict_with_generate": "evaluation computes the loss per codebook; listen to samples/ for generations",
     "generation_max_length": "sample_duration_in_seconds sets the length of the samples",

@@ -168,6 +168,22 @@ class FinetuneArguments:
             "(default: $HF_HOME/musicgen_lora, i.e. ~/.cache/huggingface/musicgen_lora)."
         },
     )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Decode and encode the audio in this many processes, each with its own copy of EnCodec and "
+            "an equal share of the CPU threads (None or 1: in the main process). The codes are the same either way."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read a Hub dataset as a stream (datasets streaming=True) instead of downloading it: each clip is "
+            "decoded and encoded on the fly and only its codes are kept, for corpora larger than the disk. Not "
+            "combinable with eval_split_percentage, add_metadata, silence_threshold_db or "
+            "conditional_audio_column_name."
+        },
+    )
     conditional_audio_column_name: str | None = field(
         default=None,
         metadata={
@@ -455,6 +471,23 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
         args.silence_threshold_db is None or args.silence_threshold_db < 0,
         f"silence_threshold_db must be below 0 dBFS (e.g. -50), or null, got {args.silence_threshold_db}",
     )
+    require(
+        args.preprocessing_num_workers is None or args.preprocessing_num_workers >= 1,
+        f"preprocessing_num_workers must be >= 1 (or null: in the main process), got {args.preprocessing_num_workers}",
+    )
+    if args.streaming:
+        needs_audio = [
+            name for name, value in (
+                ("eval_split_percentage", args.eval_split_percentage > 0), ("add_metadata", args.add_metadata),
+                ("silence_threshold_db", args.silence_threshold_db is not None),
+                ("conditional_audio_column_name", args.conditional_audio_column_name is not None),
+            ) if value
+        ]  # fmt: skip
+        require(
+            not needs_audio,
+            f"streaming reads each clip once and keeps only its codes, so it cannot be combined with "
+            f"{', '.join(needs_audio)}; unset {'it' if len(needs_audio) == 1 else 'them'} or set streaming false",
+        )
     for name in ("max_train_samples", "max_eval_samples"):
         value = getattr(args, name)
         require(value is None or value >= 1, f"{name} must be >= 1 (or null for all), got {value}")

@@ -19,14 +19,19 @@ Captions and duration limits are applied after the cache, so changing them never
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import itertools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -260,6 +265,33 @@ def _chroma_settings(extractor: Any) -> dict[str, Any]:
     return {k: getattr(extractor, k) for k in ("sampling_rate", "hop_length", "n_fft", "feature_size")}
 
 
+def _encoding_settings(
+    codec_fingerprint: str, spec: AudioSpec, chroma_extractor: Any = None, loudness_lufs: float | None = None
+) -> str:
+    """Everything besides the audio that shapes the codes: the codec's weights, the audio format, chroma, loudness."""
+    chroma = _chroma_settings(chroma_extractor) if chroma_extractor is not None else None
+    settings = [codec_fingerprint, spec.sampling_rate, spec.channels, chroma]
+    if loudness_lufs is not None:  # appended only when set, so caches made without it stay valid
+        settings.append(["loudness", loudness_lufs])
+    return json.dumps(settings)
+
+
+def _codes_key(settings: str, columns: dict[str, list], content_fingerprint: str) -> str:
+    """Cache key of the codes of some rows: the settings and, per audio column, the files' identities (or, for
+    audio bytes, the fingerprint of the dataset content they come from)."""
+    digest = hashlib.sha256(settings.encode())
+    for values in columns.values():
+        if all(isinstance(a, str) or (isinstance(a, dict) and not a.get("bytes")) for a in values):
+            digest.update(json.dumps([_file_identity(a) for a in values]).encode())
+        else:  # audio bytes from a Hub dataset: the dataset's own fingerprint identifies its content
+            digest.update(content_fingerprint.encode())
+    return digest.hexdigest()[:24]
+
+
+def _audio_columns(dataset: datasets.Dataset) -> list[str]:
+    return [c for c in ("audio", "conditional_audio") if c in dataset.column_names]
+
+
 def encoding_fingerprint(
     dataset: datasets.Dataset,
     codec_fingerprint: str,
@@ -269,18 +301,8 @@ def encoding_fingerprint(
 ) -> str:
     """Cache key of a dataset's codes: its audio's identity, the codec's weights, the audio format (and chroma,
     and the loudness target)."""
-    digest = hashlib.sha256()
-    chroma = _chroma_settings(chroma_extractor) if chroma_extractor is not None else None
-    settings = [codec_fingerprint, spec.sampling_rate, spec.channels, chroma]
-    if loudness_lufs is not None:  # appended only when set, so caches made without it stay valid
-        settings.append(["loudness", loudness_lufs])
-    digest.update(json.dumps(settings).encode())
-    for column in [c for c in ("audio", "conditional_audio") if c in dataset.column_names]:
-        if all(isinstance(a, str) or (isinstance(a, dict) and not a.get("bytes")) for a in dataset[column]):
-            digest.update(json.dumps([_file_identity(a) for a in dataset[column]]).encode())
-        else:  # audio bytes from a Hub dataset: the dataset's own fingerprint identifies its content
-            digest.update(dataset._fingerprint.encode())
-    return digest.hexdigest()[:24]
+    settings = _encoding_settings(codec_fingerprint, spec, chroma_extractor, loudness_lufs)
+    return _codes_key(settings, {c: dataset[c] for c in _audio_columns(dataset)}, dataset._fingerprint)
 
 
 @torch.no_grad()
@@ -336,6 +358,148 @@ def normalize_loudness(audio: np.ndarray, sr: int, target_lufs: float) -> np.nda
     return (audio * gain).astype(np.float32)
 
 
+# Clips encoded and saved together as one cache entry: an interrupted run loses at most one shard per process, and
+# the shards are what worker processes share out.
+CLIPS_PER_SHARD = 32
+
+
+def save_atomically(dataset: datasets.Dataset, target: Path) -> None:
+    """``save_to_disk`` next to ``target`` and rename, so an interruption never leaves a half-written folder; a
+    complete ``target`` written meanwhile by another process is kept."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(staging))
+        if target.exists() and not _is_saved(target):  # a leftover without its dataset_info.json
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError:
+        if not _is_saved(target):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_saved(folder: Path) -> bool:
+    return (folder / "dataset_info.json").is_file()
+
+
+class ClipEncoder:
+    """Decodes, normalises and encodes clips (and computes melody chroma): all that one process needs.
+
+    Pickled once per worker process: the codec travels as its class, config and weights and is rebuilt there, so it
+    is never re-pickled per clip (and parametrised modules, which refuse to pickle, are no problem).
+    """
+
+    def __init__(self, codec: torch.nn.Module, spec: AudioSpec, chroma_extractor: Any = None,
+                 loudness_lufs: float | None = None) -> None:  # fmt: skip
+        self.codec = codec.eval()
+        self.spec = spec
+        self.chroma_extractor = chroma_extractor
+        self.loudness_lufs = loudness_lufs
+        self.features = CHROMA_FEATURES if chroma_extractor is not None else CODES_FEATURES
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        codec = state.pop("codec")
+        state["codec_parts"] = (type(codec), codec.config, {k: v.cpu() for k, v in codec.state_dict().items()})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        cls, config, weights = state.pop("codec_parts")
+        codec = cls(config)
+        codec.load_state_dict(weights)
+        self.__dict__.update(state, codec=codec.eval())
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Codes (and chroma) of one row's ``audio`` (melody from ``conditional_audio`` when given); the row's
+        ``text`` and ``source`` are passed through when present (streamed rows keep nothing else)."""
+        spec = self.spec
+        audio = load_audio(row["audio"], spec.sampling_rate, spec.channels)  # (channels, samples)
+        if self.loudness_lufs is not None:
+            audio = normalize_loudness(audio, spec.sampling_rate, self.loudness_lufs)
+        encoded = {"codes": encode_clip(self.codec, audio).tolist(), "seconds": audio.shape[-1] / spec.sampling_rate}
+        if self.chroma_extractor is not None:
+            rate = self.chroma_extractor.sampling_rate
+            source = row.get("conditional_audio")
+            if source is not None:
+                mono = load_audio(source, rate, 1)[0]
+            else:  # the clip's own melody
+                mono = resample(audio.mean(0, keepdims=True), spec.sampling_rate, rate)[0]
+            encoded["chroma"] = chroma_of(self.chroma_extractor, mono).tolist()
+        encoded.update({k: row[k] for k in ("text", "source") if k in row})
+        return encoded
+
+    def encode_shard(self, rows: list[dict[str, Any]], target: Path, on_clip: Any = None) -> int:
+        """Encode ``rows`` and save their codes as one cache entry at ``target``; returns the number of clips."""
+        encoded = []
+        for row in rows:
+            encoded.append(self(row))
+            if on_clip is not None:
+                on_clip()
+        features = self.features
+        if encoded and "text" in encoded[0]:
+            features = datasets.Features({**features, "text": datasets.Value("string"), "source": datasets.Value("string")})
+        save_atomically(datasets.Dataset.from_list(encoded, features=features), target)
+        return len(rows)
+
+
+_WORKER_ENCODER: ClipEncoder | None = None  # the encoder of a worker process, set once by _start_worker
+
+
+def _start_worker(encoder: ClipEncoder, threads: int) -> None:
+    global _WORKER_ENCODER
+    torch.set_num_threads(threads)  # the workers share the cores instead of each using all of them
+    _WORKER_ENCODER = encoder
+
+
+def _encode_shard_in_worker(rows: list[dict[str, Any]], target: Path) -> int:
+    return _WORKER_ENCODER.encode_shard(rows, target)
+
+
+def encode_shards(
+    encoder: ClipEncoder, jobs: Iterable[tuple[list[dict[str, Any]], Path]], clips: int | None,
+    num_workers: int | None, shards: int | None,
+) -> None:  # fmt: skip
+    """Encode each ``(rows, target)`` job into its cache entry, in this process or in ``num_workers`` processes.
+
+    Args:
+        jobs: the shards to encode (an iterator is consumed lazily, at most two shards per worker ahead).
+        clips: how many clips the jobs hold (for the progress bar; None when unknown, e.g. streaming).
+        shards: how many jobs there are, if known (workers beyond that would idle).
+    """
+    workers = num_workers or 1 if shards is None else min(num_workers or 1, shards)
+    with progress(total=clips, desc="Encoding audio with EnCodec", unit="clip") as bar:
+        if workers <= 1:
+            for rows, target in jobs:
+                encoder.encode_shard(rows, target, on_clip=lambda: bar.update(1))
+            return
+        logger.info("Encoding with %d worker processes", workers)
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start can deadlock
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(encoder, threads)) as pool:
+            pending: set = set()
+            try:
+                for rows, target in jobs:
+                    pending.add(pool.submit(_encode_shard_in_worker, rows, target))
+                    while len(pending) >= 2 * workers:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            bar.update(future.result())
+                for future in as_completed(pending):
+                    bar.update(future.result())
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+
+
+def progress(**kwargs: Any) -> Any:
+    """A ``datasets`` progress bar (hidden when datasets' bars are disabled, e.g. by disable_tqdm, or without a
+    terminal)."""
+    return datasets.utils.tqdm(disable=None if datasets.utils.is_progress_bar_enabled() else True, **kwargs)
+
+
 def encode_dataset(
     dataset: datasets.Dataset,
     model: PreTrainedModel,
@@ -343,62 +507,143 @@ def encode_dataset(
     codec_fingerprint: str | None = None,
     chroma_extractor: Any = None,
     loudness_lufs: float | None = None,
+    num_workers: int | None = None,
 ) -> datasets.Dataset:
     """Codes of every clip (columns ``codes``, ``seconds``, and ``chroma`` for melody), from the cache or encoded once.
+
+    The clips are encoded in shards of :data:`CLIPS_PER_SHARD`, each saved as its own cache entry as soon as it is
+    done (keyed by its files' identities and the codec), so an interrupted run continues with the shards it had not
+    finished, and a changed file re-encodes only its shard.
 
     Args:
         dataset: rows with an ``audio`` column (and ``conditional_audio`` for a separate melody source).
         model: the MusicGen model whose ``audio_encoder`` encodes.
-        cache_root: folder holding one sub-folder of codes per (audio, codec) fingerprint.
+        cache_root: folder holding the cache entries (``codes-<key>``).
         codec_fingerprint: precomputed :func:`module_fingerprint` of the codec (computed when None).
         chroma_extractor: melody models' feature extractor; its chroma of each clip (or of its conditional audio)
             is stored too.
         loudness_lufs: when set, each clip is normalised to this integrated loudness before encoding.
+        num_workers: encode in this many processes (None or 1: in this one); the codes are the same.
     """
     spec = AudioSpec.of(model)
     codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
-    key = encoding_fingerprint(dataset, codec_fingerprint, spec, chroma_extractor, loudness_lufs)
-    target = cache_root / f"codes-{key}"
-    if (target / "dataset_info.json").is_file():
-        logger.info("Using cached EnCodec codes from %s (no encoding needed)", target)
-        return datasets.load_from_disk(str(target))
+    settings = _encoding_settings(codec_fingerprint, spec, chroma_extractor, loudness_lufs)
+    encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, loudness_lufs)
+    columns = {c: dataset[c] for c in _audio_columns(dataset)}
+    shards = []
+    for start in range(0, len(dataset), CLIPS_PER_SHARD):
+        stop = min(start + CLIPS_PER_SHARD, len(dataset))
+        whole = start == 0 and stop == len(dataset)  # one shard: the same key as the whole dataset's
+        content = dataset._fingerprint if whole else f"{dataset._fingerprint}[{start}:{stop}]"
+        key = _codes_key(settings, {c: values[start:stop] for c, values in columns.items()}, content)
+        shards.append((range(start, stop), cache_root / f"codes-{key}"))
+    todo = [(rows, target) for rows, target in shards if not _is_saved(target)]
+    if todo:
+        clips = sum(len(rows) for rows, _ in todo)
+        logger.info(
+            "Encoding %d of %d clips with EnCodec (%d of %d shards already cached in %s)",
+            clips, len(dataset), len(shards) - len(todo), len(shards), cache_root,
+        )  # fmt: skip
+        jobs = (([{c: columns[c][i] for c in columns} for i in rows], target) for rows, target in todo)
+        encode_shards(encoder, jobs, clips, num_workers, len(todo))
+    else:
+        logger.info("Using cached EnCodec codes from %s (no encoding needed)", cache_root)
+    if not shards:
+        return datasets.Dataset.from_list([], features=encoder.features)
+    parts = [datasets.load_from_disk(str(target)) for _, target in shards]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
-    audio_encoder = model.audio_encoder.eval()
 
-    def encode_row(row: dict[str, Any]) -> dict[str, Any]:
-        audio = load_audio(row["audio"], spec.sampling_rate, spec.channels)  # (channels, samples)
-        if loudness_lufs is not None:
-            audio = normalize_loudness(audio, spec.sampling_rate, loudness_lufs)
-        encoded = {"codes": encode_clip(audio_encoder, audio).tolist(), "seconds": audio.shape[-1] / spec.sampling_rate}
-        if chroma_extractor is not None:
-            rate = chroma_extractor.sampling_rate
-            source = row.get("conditional_audio")
-            if source is not None:
-                mono = load_audio(source, rate, 1)[0]
-            else:  # the clip's own melody
-                mono = resample(audio.mean(0, keepdims=True), spec.sampling_rate, rate)[0]
-            encoded["chroma"] = chroma_of(chroma_extractor, mono).tolist()
-        return encoded
-
-    audio_columns = [c for c in ("audio", "conditional_audio") if c in dataset.column_names]
-    encoded = dataset.select_columns(audio_columns).map(
-        encode_row,
-        remove_columns=audio_columns,
-        features=CHROMA_FEATURES if chroma_extractor is not None else CODES_FEATURES,
-        new_fingerprint=key,  # skip hashing the function (it would pickle the whole codec)
-        desc="Encoding audio with EnCodec",
-    )
-    cache_root.mkdir(parents=True, exist_ok=True)
-    # Write next to the target and rename, so an interrupted run never leaves a half-written cache entry.
-    staging = Path(tempfile.mkdtemp(prefix=f".codes-{key}-", dir=cache_root))
+def _open_stream(args: FinetuneArguments, split: str) -> datasets.IterableDataset:
+    """One split of ``dataset_name`` as a ``datasets`` stream with columns ``audio`` (undecoded) and ``text``."""
+    name = args.dataset_name
     try:
-        encoded.save_to_disk(str(staging))
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "dataset_info.json").is_file():
-            raise
-    return datasets.load_from_disk(str(target))
+        stream = datasets.load_dataset(name, args.dataset_config_name, split=split, streaming=True, cache_dir=args.cache_dir)
+    except Exception as err:  # noqa: BLE001 - datasets raises many kinds (connection, missing split, bad config)
+        raise UserError(
+            f"cannot stream dataset '{name}' split '{split}': {one_line(err)[:300]}; check the id, "
+            "dataset_config_name and split names (or set streaming false)"
+        ) from None
+    columns = list(stream.features or {}) or stream.column_names or []
+    if args.audio_column_name not in columns:
+        raise UserError(
+            f"audio column '{args.audio_column_name}' not found in '{name}'; columns are: {', '.join(columns)}; set "
+            "audio_column_name"
+        )
+    if args.text_column_name not in columns and args.instance_prompt is None:
+        raise UserError(
+            f"caption column '{args.text_column_name}' not found in '{name}'; columns are: {', '.join(columns)}; set "
+            "text_column_name, or set instance_prompt to caption every clip"
+        )
+    stream = stream.cast_column(args.audio_column_name, datasets.Audio(decode=False))  # decoded here, no torchcodec
+    keep = [args.audio_column_name] + ([args.text_column_name] if args.text_column_name in columns else [])
+    return stream.select_columns(keep)
+
+
+def _stream_rows(stream: datasets.IterableDataset, args: FinetuneArguments) -> Iterator[dict[str, Any]]:
+    """Rows ``{"audio", "text", "source"}`` of a stream (closed properly when not read to the end)."""
+    with contextlib.closing(iter(stream)) as rows:
+        try:
+            for index, row in enumerate(rows):
+                audio = row[args.audio_column_name]
+                source = audio.get("path") if isinstance(audio, dict) and audio.get("path") else f"row {index}"
+                text = row.get(args.text_column_name)
+                yield {"audio": audio, "text": None if text is None else str(text), "source": str(source)}
+        except ImportError as err:  # datasets' folder builders encode audio files through torchcodec
+            raise UserError(
+                f"streaming '{args.dataset_name}' needs {one_line(err)}; streaming is for Hub datasets (Parquet): set "
+                "streaming false to read a local folder directly"
+            ) from None
+
+
+def encode_stream(
+    args: FinetuneArguments,
+    split: str,
+    model: PreTrainedModel,
+    cache_root: Path,
+    codec_fingerprint: str,
+    chroma_extractor: Any = None,
+    limit: int | None = None,
+) -> datasets.Dataset:
+    """Codes of a streamed split (``streaming``): each clip is decoded and encoded as it arrives and only its codes,
+    caption and source name are kept (columns ``codes``, ``seconds``, ``text``, ``source``, and ``chroma``).
+
+    The stream is identified by its name, config and split (its content cannot be known without reading it), and
+    encoded in shards of :data:`CLIPS_PER_SHARD` saved as they finish: an interrupted run reads the finished shards'
+    clips again without encoding them, and once all are done, a manifest lets later runs skip the stream.
+    """
+    spec = AudioSpec.of(model)
+    settings = _encoding_settings(codec_fingerprint, spec, chroma_extractor, args.loudness_target_lufs)
+    identity = json.dumps([settings, "stream", args.dataset_name, args.dataset_config_name, split, limit, CLIPS_PER_SHARD])
+    key = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    manifest = cache_root / f"stream-{key}.json"
+    if not manifest.is_file():
+        stream = _open_stream(args, split)
+        if limit is not None:
+            stream = stream.take(limit)
+        targets: list[Path] = []
+
+        def jobs() -> Iterator[tuple[list[dict[str, Any]], Path]]:
+            rows = _stream_rows(stream, args)
+            while shard := list(itertools.islice(rows, CLIPS_PER_SHARD)):
+                target = cache_root / f"codes-{key}-{len(targets):05d}"
+                targets.append(target)
+                if not _is_saved(target):
+                    yield shard, target
+
+        logger.info("Streaming '%s' split '%s': clips are encoded as they arrive, only their codes are kept", args.dataset_name, split)
+        encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, args.loudness_target_lufs)
+        encode_shards(encoder, jobs(), None, args.preprocessing_num_workers, shards=None)
+        if not targets:
+            raise UserError(f"streamed dataset '{args.dataset_name}' split '{split}' has no rows; check the split name")
+        cache_root.mkdir(parents=True, exist_ok=True)
+        staging = manifest.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps([t.name for t in targets]), encoding="utf-8")
+        os.replace(staging, manifest)
+    else:
+        logger.info("Using cached EnCodec codes of streamed '%s' split '%s' (%s)", args.dataset_name, split, manifest)
+    names = json.loads(manifest.read_text(encoding="utf-8"))
+    return datasets.concatenate_datasets([datasets.load_from_disk(str(cache_root / name)) for name in names])
 
 
 def chroma_window(chroma: list, start: int, frames: int, ratio: float) -> list:
@@ -448,7 +693,14 @@ def prepare_split(
     Raises:
         UserError: on bad input, or when no clip is long enough.
     """
-    if args.eval_split_percentage > 0:  # both sides come from the training split, whole tracks on one side
+    cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
+    limit = args.max_eval_samples if is_eval else args.max_train_samples
+    encoded = None
+    if args.streaming:  # audio never stored: codes, captions and source names come from the stream
+        encoded = encode_stream(args, split, model, cache_root, codec_fingerprint, chroma_extractor, limit)
+        raw = encoded.select_columns(["source", "text"]).rename_column("source", "audio")
+        encoded = encoded.remove_columns(["source", "text"])
+    elif args.eval_split_percentage > 0:  # both sides come from the training split, whole tracks on one side
         raw = load_split(args, args.train_split_name)
         if len(raw) < 2:
             raise UserError(
@@ -460,18 +712,20 @@ def prepare_split(
         split = "eval" if is_eval else "train"
     else:
         raw = load_split(args, split)
-    limit = args.max_eval_samples if is_eval else args.max_train_samples
-    if limit is not None:
+    if limit is not None and not args.streaming:
         raw = raw.select(range(min(limit, len(raw))))
     stats = {} if stats is None else stats
     stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
-    cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
     if args.add_metadata:  # estimated tempo and key added to each caption (cached apart from the codes)
-        texts = add_metadata(raw["audio"], raw["text"], cache_root)
+        texts = add_metadata(progress(iterable=raw["audio"], desc="Estimating tempo and key", unit="track"), raw["text"], cache_root)
         stats["auto_captioned"] = sum((old or "").strip() != new for old, new in zip(raw["text"], texts))
         raw = raw.remove_columns(["text"]).add_column("text", texts)
     captions = attach_captions(raw, args.instance_prompt)
-    encoded = encode_dataset(raw, model, cache_root, codec_fingerprint, chroma_extractor, args.loudness_target_lufs)
+    if encoded is None:
+        encoded = encode_dataset(
+            raw, model, cache_root, codec_fingerprint, chroma_extractor, args.loudness_target_lufs,
+            args.preprocessing_num_workers,
+        )  # fmt: skip
     encoded = encoded.add_column("text", captions)
     seconds = encoded["seconds"]
     long_enough = [i for i, s in enumerate(seconds) if s >= args.min_duration_in_seconds]
@@ -499,7 +753,7 @@ def prepare_split(
         frame_rate = spec.frame_rate
         levels = [
             cached_measure(raw[i]["audio"], cache_root, f"levels|{frame_rate}", partial(frame_levels, frame_rate=frame_rate))
-            for i in long_enough
+            for i in progress(iterable=long_enough, desc="Measuring levels", unit="track")
         ]
     if args.silence_threshold_db is not None and not args.chunk_long_tracks:
         loud = [i for i, track in enumerate(levels) if level_db(track, 0, len(track)) >= args.silence_threshold_db]

@@ -70,7 +70,7 @@ RENAMED = {
     "full_generation_sample_text": "sample_prompts",
 }
 IGNORED = [
-    "preprocessing_num_workers", "pad_token_id", "decoder_start_token_id", "predict_with_generate",
+    "pad_token_id", "decoder_start_token_id", "predict_with_generate",
     "include_inputs_for_metrics", "generation_max_length", "add_audio_samples_to_wandb",
 ]  # fmt: skip
 
