@@ -261,7 +261,7 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _chroma_settings(extractor: Any) -> dict[str, Any]:
+def chroma_settings(extractor: Any) -> dict[str, Any]:
     return {k: getattr(extractor, k) for k in ("sampling_rate", "hop_length", "n_fft", "feature_size")}
 
 
@@ -269,7 +269,7 @@ def _encoding_settings(
     codec_fingerprint: str, spec: AudioSpec, chroma_extractor: Any = None, loudness_lufs: float | None = None
 ) -> str:
     """Everything besides the audio that shapes the codes: the codec's weights, the audio format, chroma, loudness."""
-    chroma = _chroma_settings(chroma_extractor) if chroma_extractor is not None else None
+    chroma = chroma_settings(chroma_extractor) if chroma_extractor is not None else None
     settings = [codec_fingerprint, spec.sampling_rate, spec.channels, chroma]
     if loudness_lufs is not None:  # appended only when set, so caches made without it stay valid
         settings.append(["loudness", loudness_lufs])
@@ -290,6 +290,15 @@ def _codes_key(settings: str, columns: dict[str, list], content_fingerprint: str
 
 def _audio_columns(dataset: datasets.Dataset) -> list[str]:
     return [c for c in ("audio", "conditional_audio") if c in dataset.column_names]
+
+
+def source_fingerprint(dataset: datasets.Dataset) -> str:
+    """Identity of a loaded split's content: its audio files' identities (path, size, modification time) and its
+    captions, or, for audio bytes, the dataset's own fingerprint."""
+    columns = {c: list(dataset[c]) for c in _audio_columns(dataset)}
+    digest = hashlib.sha256(_codes_key("", columns, dataset._fingerprint).encode())
+    digest.update(json.dumps(list(dataset["text"]) if "text" in dataset.column_names else None).encode())
+    return digest.hexdigest()[:24]
 
 
 def encoding_fingerprint(
@@ -363,14 +372,17 @@ def normalize_loudness(audio: np.ndarray, sr: int, target_lufs: float) -> np.nda
 CLIPS_PER_SHARD = 32
 
 
-def save_atomically(dataset: datasets.Dataset, target: Path) -> None:
-    """``save_to_disk`` next to ``target`` and rename, so an interruption never leaves a half-written folder; a
-    complete ``target`` written meanwhile by another process is kept."""
+def save_atomically(dataset: datasets.Dataset, target: Path, replace: bool = False) -> None:
+    """``save_to_disk`` next to ``target`` and rename, so an interruption never leaves a half-written folder.
+
+    Args:
+        replace: replace a complete ``target`` (else it is kept: another process wrote the same cache entry).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         dataset.save_to_disk(str(staging))
-        if target.exists() and not _is_saved(target):  # a leftover without its dataset_info.json
+        if target.exists() and (replace or not _is_saved(target)):
             shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     except OSError:
@@ -529,7 +541,7 @@ def encode_dataset(
     codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
     settings = _encoding_settings(codec_fingerprint, spec, chroma_extractor, loudness_lufs)
     encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, loudness_lufs)
-    columns = {c: dataset[c] for c in _audio_columns(dataset)}
+    columns = {c: list(dataset[c]) for c in _audio_columns(dataset)}
     shards = []
     for start in range(0, len(dataset), CLIPS_PER_SHARD):
         stop = min(start + CLIPS_PER_SHARD, len(dataset))

@@ -14,25 +14,54 @@ where it stopped: files already analysed and splits already encoded are not redo
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import collections
 import json
+import logging
 import os
 import shutil
+import statistics
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
+from transformers import PreTrainedModel, ProcessorMixin
 
-from .config import ParsedConfig, parse_config
-from .data import AudioSpec, module_fingerprint, prepare_split
+from .config import FinetuneArguments, ParsedConfig, parse_config
+from .data import (
+    AudioSpec,
+    chroma_settings,
+    load_split,
+    module_fingerprint,
+    prepare_split,
+    save_atomically,
+    source_fingerprint,
+)
 from .errors import exit_on_user_error
+from .screening import counts_text, reason_counts
 from .logs import setup_logging
 from .modeling import is_melody_model, load_model_and_processor
 
+logger = logging.getLogger(__name__)
+
 PREPARED_DIR_NAME = "prepared_data"
 REPORT_NAME = "data_report.json"
+FINGERPRINT_NAME = "fingerprint.json"  # written last: its presence means the prepared splits are complete
+PREPARED_FORMAT = 1  # bump when what the prepared splits hold changes, so older prepared folders are redone
 HISTOGRAM_BINS = 6
+BPM_BIN = 10  # width of the tempo histogram's bins
+# Options that never change the prepared data (model, LoRA, samples, where caches live, how many processes).
+# Every other option of FinetuneArguments is part of the prepared data's fingerprint, so a data option added later
+# makes older prepared folders stale by default instead of being missed.
+NOT_DATA_OPTIONS = frozenset({
+    "model_name_or_path", "trust_remote_code", "overwrite_output_dir", "base_model_id", "cache_dir", "data_cache_dir",
+    "preprocessing_num_workers", "chroma_dropout_prob", "text_dropout_prob", "skip_nonfinite_batches", "use_lora",
+    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora", "train_text_encoder",
+    "lora_target_regex", "sample_prompts", "sample_every_steps", "sample_duration_in_seconds", "guidance_scale",
+})  # fmt: skip
 
 
 def _histogram(seconds: list[float], maximum: float) -> dict[str, int]:
@@ -42,6 +71,32 @@ def _histogram(seconds: list[float], maximum: float) -> dict[str, int]:
     for value in seconds:
         counts[min(HISTOGRAM_BINS - 1, int(value / width))] += 1
     return {f"{i * width:g}-{(i + 1) * width:g} s": n for i, n in enumerate(counts)}
+
+
+def files_report(stats: dict[str, Any]) -> dict[str, Any]:
+    """Files found, read (decodable) and left out, with each left-out file and its reason, and the reason counts."""
+    skipped = stats.get("skipped_files", [])
+    found = stats.get("files_found", stats["tracks"])  # streamed data is not checked apart: every row was read
+    return {
+        "found": found, "read": stats.get("files_read", found), "skipped": len(skipped),
+        "reasons": reason_counts(skipped), "skipped_files": skipped,
+    }  # fmt: skip
+
+
+def tempo_key_report(estimates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The distribution of the estimated tempi (histogram in BPM_BIN-wide bins, median) and keys (counts, most
+    common first) over the analysed tracks."""
+    bpms = sorted(e["bpm"] for e in estimates if e.get("bpm") is not None)
+    bins = collections.Counter(int(bpm // BPM_BIN) * BPM_BIN for bpm in bpms)
+    keys = collections.Counter(e["key"] for e in estimates if e.get("key"))
+    return {
+        "tracks_analysed": len(estimates),
+        "bpm_histogram": {f"{low}-{low + BPM_BIN} bpm": bins[low] for low in sorted(bins)},
+        "bpm_median": float(statistics.median(bpms)) if bpms else None,
+        "keys": dict(keys.most_common()),
+        "tracks_without_tempo": len(estimates) - len(bpms),
+        "tracks_without_key": len(estimates) - sum(keys.values()),
+    }
 
 
 def split_report(dataset: datasets.Dataset, stats: dict[str, Any], frame_rate: float, maximum: float) -> dict[str, Any]:
@@ -68,48 +123,141 @@ def split_report(dataset: datasets.Dataset, stats: dict[str, Any], frame_rate: f
             "silent_chunks": stats.get("silent_chunks", 0),
             "dropped_tail_seconds": stats.get("dropped_tail_frames", 0) / frame_rate,
         },
+        "files": files_report(stats),
+        **({"tempo_key": tempo_key_report(stats["track_metadata"])} if "track_metadata" in stats else {}),
     }
 
 
-def _save(dataset: datasets.Dataset, target: Path) -> None:
-    """Write a split next to its place and swap it in, so an interruption never leaves half a split."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        dataset.save_to_disk(str(staging))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def prepare_data(parsed: ParsedConfig) -> dict[str, Any]:
-    """Prepare every split of a run; returns the data report (also written as OUTPUT_DIR/prepared_data/...)."""
-    args, training = parsed.args, parsed.training
-    model, processor = load_model_and_processor(args)
-    chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
-    codec_fingerprint = module_fingerprint(model.audio_encoder)
-    frame_rate = AudioSpec.of(model).frame_rate
-    out = Path(training.output_dir) / PREPARED_DIR_NAME
+def split_plan(args: FinetuneArguments) -> dict[str, tuple[str | None, bool]]:
+    """The prepared splits of a run: ``{"train": (split name, False), "eval": (split name, True)}``."""
     splits = {"train": (args.train_split_name, False)}
     if args.eval_split_name or args.eval_split_percentage > 0:
         splits["eval"] = (args.eval_split_name, True)
+    return splits
+
+
+def prepared_fingerprint(
+    parsed: ParsedConfig, codec_fingerprint: str, spec: AudioSpec, chroma_extractor: Any = None
+) -> dict[str, Any]:
+    """Everything that shapes the prepared data: the data options, the codec and audio format, and the sources'
+    identities (each file's path, size and modification time and the captions; a Hub dataset's fingerprint; a
+    streamed dataset's name, config and split)."""
+    args = parsed.args
+    options = {k: v for k, v in dataclasses.asdict(args).items() if k not in NOT_DATA_OPTIONS}
+    if args.eval_split_percentage > 0:
+        options["seed"] = parsed.training.seed  # which tracks are held out
+    sources: dict[str, Any] = {}
+    for split, is_eval in split_plan(args).values():
+        split = args.train_split_name if args.eval_split_percentage > 0 or split is None else split
+        if split not in sources:
+            sources[split] = (
+                ["stream", args.dataset_name, args.dataset_config_name, split] if args.streaming
+                else source_fingerprint(load_split(args, split))
+            )  # fmt: skip
+    codec = {"fingerprint": codec_fingerprint, "sampling_rate": spec.sampling_rate, "channels": spec.channels,
+             "chroma": chroma_settings(chroma_extractor) if chroma_extractor is not None else None}  # fmt: skip
+    return json.loads(json.dumps({"format": PREPARED_FORMAT, "options": options, "codec": codec, "sources": sources}))
+
+
+def stale_reason(folder: Path, current: dict[str, Any]) -> str | None:
+    """Why the prepared data in ``folder`` cannot be used for ``current`` (None: it can)."""
+    try:
+        stored = json.loads((folder / FINGERPRINT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"no complete prepared data in {folder}"
+    if stored == current:
+        return None
+    if stored.get("format") != current["format"]:
+        return "it was prepared by another version of this project"
+    changed = sorted(k for k in {*stored.get("options", {}), *current["options"]}
+                     if stored.get("options", {}).get(k, "-") != current["options"].get(k, "-"))  # fmt: skip
+    if changed:
+        return f"{', '.join(changed)} changed since it was prepared"
+    if stored.get("codec") != current["codec"]:
+        return "the model's audio codec (EnCodec weights or audio format) is another"
+    return "the source files or captions changed since it was prepared"
+
+
+def load_prepared(folder: Path, names: list[str]) -> dict[str, datasets.Dataset]:
+    return {name: datasets.load_from_disk(str(folder / name)) for name in names}
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """``datasets`` progress bars (and ours, which follow them) on or off for a block (``disable_tqdm``)."""
+    was_enabled = datasets.utils.is_progress_bar_enabled()
+    if was_enabled and not enabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            datasets.enable_progress_bars()
+
+
+def prepare_data(
+    parsed: ParsedConfig, model: PreTrainedModel | None = None, processor: ProcessorMixin | None = None
+) -> dict[str, Any]:
+    """Prepare every split of a run; returns the data report (also written as OUTPUT_DIR/prepared_data/...).
+
+    The splits, ``data_report.json`` and, last, ``fingerprint.json`` (see :func:`prepared_fingerprint`) are written
+    to ``OUTPUT_DIR/prepared_data``; training reuses them while the fingerprint matches.
+    """
+    args, training = parsed.args, parsed.training
+    if model is None or processor is None:
+        model, processor = load_model_and_processor(args)
+    chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
+    codec_fingerprint = module_fingerprint(model.audio_encoder)
+    spec = AudioSpec.of(model)
+    out = Path(training.output_dir) / PREPARED_DIR_NAME
+    fingerprint = prepared_fingerprint(parsed, codec_fingerprint, spec, chroma_extractor)  # before: files may change
+    (out / FINGERPRINT_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new one is written
     report: dict[str, Any] = {"dataset_name": args.dataset_name, "output": str(out), "splits": {}}
-    for name, (split, is_eval) in splits.items():
-        stats: dict[str, Any] = {}
-        dataset = prepare_split(args, split, model, codec_fingerprint, is_eval, chroma_extractor, training.seed, stats)
-        _save(dataset, out / name)
-        report["splits"][name] = split_report(dataset, stats, frame_rate, args.max_duration_in_seconds)
+    splits = split_plan(args)
+    with progress_bars(not training.disable_tqdm):
+        for name, (split, is_eval) in splits.items():
+            stats: dict[str, Any] = {}
+            dataset = prepare_split(args, split, model, codec_fingerprint, is_eval, chroma_extractor, training.seed, stats)
+            save_atomically(dataset, out / name, replace=True)
+            report["splits"][name] = split_report(dataset, stats, spec.frame_rate, args.max_duration_in_seconds)
+    if "eval" not in splits:
+        shutil.rmtree(out / "eval", ignore_errors=True)  # from an earlier preparation with evaluation
     report["options"] = {
         key: getattr(args, key)
         for key in (
             "chunk_long_tracks", "tail_policy", "eval_split_percentage", "add_metadata", "loudness_target_lufs",
             "silence_threshold_db", "max_duration_in_seconds", "min_duration_in_seconds", "instance_prompt",
+            "streaming",
         )
     }  # fmt: skip
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    staging = out / f".{FINGERPRINT_NAME}.{os.getpid()}"
+    staging.write_text(json.dumps(fingerprint, indent=2) + "\n", encoding="utf-8")
+    os.replace(staging, out / FINGERPRINT_NAME)
     return report
+
+
+def load_or_prepare(
+    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """The run's train (and eval) split from ``OUTPUT_DIR/prepared_data`` when it was prepared with the same data
+    options, codec and source files; otherwise prepared now (written there, as ``prepare`` does) and then loaded.
+
+    Returns:
+        ``(train, eval or None)``.
+    """
+    folder = Path(parsed.training.output_dir) / PREPARED_DIR_NAME
+    chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
+    current = prepared_fingerprint(parsed, module_fingerprint(model.audio_encoder), AudioSpec.of(model), chroma_extractor)
+    reason = stale_reason(folder, current)
+    if reason is None:
+        logger.info("Using the prepared data in %s (same data options, codec and source files)", folder)
+    else:
+        log = logger.info if reason.startswith("no complete") else logger.warning
+        log("Preparing the data into %s (%s), as python -m musicgen_lora.prepare does", folder, reason)
+        prepare_data(parsed, model, processor)
+    splits = load_prepared(folder, list(split_plan(parsed.args)))
+    return splits["train"], splits.get("eval")
 
 
 def summary(report: dict[str, Any]) -> str:
@@ -127,6 +275,17 @@ def summary(report: dict[str, Any]) -> str:
             f"  left out: {left['too_short_tracks']} too short, {left['silent_tracks']} silent tracks, "
             f"{left['silent_chunks']} silent chunks, {left['dropped_tail_seconds']:.1f} s of tails",
         ]
+        files = part["files"]
+        lines.append(
+            f"  files: {files['found']} found, {files['read']} read, {files['skipped']} left out"
+            + (f" ({counts_text(files['skipped_files'])}; each listed in {REPORT_NAME})" if files["skipped"] else "")
+        )
+        if "tempo_key" in part:
+            tempo_key = part["tempo_key"]
+            lines.append(
+                "  tempo: " + (", ".join(f"{k}: {v}" for k, v in tempo_key["bpm_histogram"].items()) or "none found")
+                + "; keys: " + (", ".join(f"{k}: {v}" for k, v in tempo_key["keys"].items()) or "none found")
+            )  # fmt: skip
     lines.append(f"written to {report['output']} ({REPORT_NAME})")
     return "\n".join(lines)
 

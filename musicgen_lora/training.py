@@ -21,10 +21,11 @@ from .checkpoints import (
 )
 from .collator import MusicgenCollator
 from .config import RESOLVED_CONFIG_NAME, ParsedConfig
-from .data import AudioSpec, chroma_frames_per_code_frame, module_fingerprint, prepare_split
+from .data import AudioSpec, chroma_frames_per_code_frame
 from .errors import UserError, one_line
 from .hub import finish_run, take_push_request
 from .modeling import add_trainable_parts, is_melody_model, load_model_and_processor
+from .prepare import PREPARED_DIR_NAME, load_or_prepare, load_prepared, split_plan
 from .samples import SampleCallback
 from .trainer import MusicgenTrainer
 
@@ -86,19 +87,14 @@ def build_trainer(
 def prepare_datasets(
     parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
-    """Encoded train (and eval) splits; with several processes the main one encodes first, the others reuse its cache."""
-    args = parsed.args
-    chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
-    with parsed.training.main_process_first(desc="encoding the dataset"):
-        codec_fingerprint = module_fingerprint(model.audio_encoder)
-        seed = parsed.training.seed  # eval_split_percentage: which tracks are held out
-        train = prepare_split(args, args.train_split_name, model, codec_fingerprint, False, chroma_extractor, seed)
-        evaluation = (
-            prepare_split(args, args.eval_split_name, model, codec_fingerprint, True, chroma_extractor, seed)
-            if args.eval_split_name or args.eval_split_percentage > 0
-            else None
-        )
-    return train, evaluation
+    """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
+    :func:`musicgen_lora.prepare.load_or_prepare`); with several processes the main one prepares, the others load."""
+    with parsed.training.main_process_first(desc="preparing the dataset"):
+        if parsed.training.local_process_index == 0:
+            return load_or_prepare(parsed, model, processor)
+        # the main process has just prepared (or checked) OUTPUT_DIR/prepared_data
+        splits = load_prepared(Path(parsed.training.output_dir) / PREPARED_DIR_NAME, list(split_plan(parsed.args)))
+        return splits["train"], splits.get("eval")
 
 
 def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
