@@ -13,6 +13,7 @@ health, the weight-free Fréchet descriptor) and meant for captioning a corpus (
   magnitude spectrum between 50 Hz and 2.1 kHz, correlated with the 24 rotated Albrecht-Shanahan key profiles.
 * **Loudness** (:func:`integrated_loudness`): ITU-R BS.1770-4 integrated loudness in LUFS (K-weighting, 400 ms
   blocks with 75 % overlap, -70 LUFS absolute and -10 LU relative gates), for any sample rate.
+* **Brightness** (:func:`spectral_centroid`): the centroid of the long-term average magnitude spectrum, in Hz.
 * **Descriptors** (:func:`frame_descriptors`): per-frame MFCCs (20) and chroma (12), the weight-free embedding of
   the evaluation's Fréchet distance.
 
@@ -277,6 +278,31 @@ def integrated_loudness(audio: np.ndarray, sr: int) -> float:
     relative_gate = -0.691 + 10 * math.log10(gated.mean()) - 10.0
     gated = power[(loudness > SILENCE_LUFS) & (loudness > relative_gate)]
     return float(-0.691 + 10 * math.log10(gated.mean()))
+
+
+# ------------------------------------------------------------------------------------------------ brightness
+
+CENTROID_MAX_HZ = 16000.0  # the band MusicGen's 32 kHz EnCodec keeps; higher content of 44.1/48 kHz files is ignored
+
+
+def spectral_centroid(audio: np.ndarray, sr: int, n_fft: int = 4096) -> float | None:
+    """Spectral centroid in Hz of the long-term average magnitude spectrum, between 20 Hz and 16 kHz (or Nyquist).
+
+    Averaging the spectrum over the whole excerpt first weights every frame by its level, so quiet passages and
+    silence barely count. A sine gives its own frequency; white noise sampled at 32 kHz gives about 8 kHz. None for
+    silence (or audio shorter than a few samples).
+    """
+    x = to_mono(audio)
+    if len(x) < 16 or not np.any(x):
+        return None
+    n_fft = min(n_fft, 1 << int(math.log2(len(x))))
+    spectrum = stft_magnitude(x, n_fft, n_fft // 2).mean(axis=0)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    band = (freqs >= 20.0) & (freqs <= min(CENTROID_MAX_HZ, sr / 2))
+    total = spectrum[band].sum()
+    if total <= 0:
+        return None
+    return float((freqs[band] * spectrum[band]).sum() / total)
 
 
 # ----------------------------------------------------------------------------------------------- descriptors

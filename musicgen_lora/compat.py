@@ -4,7 +4,8 @@ That script's keys that have another name here are renamed, each with a one-line
 job is done another way here (or that only tuned that script's own machinery) are accepted with a one-line notice
 of what happens instead; keys asking for something this project does not do are rejected with the reason. Only keys
 that are not options of ours are translated (``dataset_name``, ``instance_prompt``, ``use_lora``,
-``max_duration_in_seconds``, ``guidance_scale``, ... mean the same here and pass through as they are).
+``max_duration_in_seconds``, ``guidance_scale``, ``add_metadata``, ``push_metadata_repo_id``, ... mean the same here
+and pass through as they are; ``clap_model_name_or_path`` is ours too: a local CLAP folder for caption tags).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ ACCEPTED: dict[str, str] = {
     "generation_num_beams": "samples are drawn by sampling",
     "include_inputs_for_metrics": "evaluation computes the loss per codebook",
     "use_fast_tokenizer": "the fast tokenizer is always used",
-    "clap_model_name_or_path": "no CLAP scoring runs during training",
     "sortish_sampler": "clips are cropped to random windows instead",
 }
 
@@ -56,7 +56,6 @@ REJECTED: dict[str, tuple[str, tuple[Any, ...]]] = {
     ),
     "token": ("tokens do not belong in config files; set HF_TOKEN or run `hf auth login`", (None,)),
     "use_auth_token": ("tokens do not belong in config files; set HF_TOKEN or run `hf auth login`", (None, False)),
-    "push_metadata_repo_id": ("captions are cached with the codes here, not pushed as a dataset", (None,)),
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from transformers import HfArgumentParser, TrainingArguments
 
 from .compat import translate_foreign_keys
+from .captioning import DEFAULT_LABELS as _CLAP_LABELS, check_caption_options
 from .errors import UserError, one_line
 
 # MusicGen's decoder was trained on 30 s windows (1500 frames at 50 Hz); longer windows leave the trained range.
@@ -107,6 +108,50 @@ class FinetuneArguments:
             "help": "Add each track's estimated tempo and key to its caption ('lofi, piano, 84 bpm, A minor'), after "
             "instance_prompt and the track's own caption; a tempo or key the caption already states is kept. "
             "Tracks without captions get these alone. Estimates are cached in data_cache_dir."
+        },
+    )
+    caption_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "How each caption is composed, e.g. '{prompt}, {caption}, {genre}, {brightness}, {bpm} bpm, {key}'. "
+            "Fields: {prompt} (instance_prompt), {caption} (the track's own), {bpm}, {key}, {lufs}, {loudness}, "
+            "{brightness} (measured with add_metadata), {tags}, {genre}, {mood}, {instrument} (CLAP tags). Cut at "
+            "commas/semicolons: a part with an empty field vanishes with its separator. None: '{prompt}, {caption}, "
+            "{tags}, {bpm} bpm, {key}'."
+        },
+    )
+    clap_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local folder of a transformers ClapModel (e.g. laion/clap-htsat-unfused downloaded elsewhere) "
+            "for zero-shot genre/mood/instrument tags in the captions; tags are cached per file and checkpoint."
+        },
+    )
+    clap_genre_labels: list[str] = field(
+        default_factory=lambda: list(_CLAP_LABELS["genre"]),
+        metadata={"help": "Genres CLAP chooses from ({genre}); an empty list turns genre tags off."},
+    )
+    clap_mood_labels: list[str] = field(
+        default_factory=lambda: list(_CLAP_LABELS["mood"]),
+        metadata={"help": "Moods CLAP chooses from ({mood}); an empty list turns mood tags off."},
+    )
+    clap_instrument_labels: list[str] = field(
+        default_factory=lambda: list(_CLAP_LABELS["instrument"]),
+        metadata={"help": "Instruments CLAP chooses from ({instrument}); an empty list turns instrument tags off."},
+    )
+    clap_tag_threshold: float = field(
+        default=0.2,
+        metadata={
+            "help": "A set's best label becomes a tag when its probability among the set's labels (softmax of CLAP's "
+            "scaled similarities) reaches this; higher: fewer, surer tags."
+        },
+    )
+    push_metadata_repo_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Push the captioned tracks (audio files + metadata.jsonl with the final captions and what was "
+            "measured) to this Hub dataset repository (created private if missing), so captioning runs once; train "
+            "from it later with dataset_name set to it. Token from HF_TOKEN or `hf auth login`."
         },
     )
     max_duration_in_seconds: float = field(
@@ -488,6 +533,7 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
             f"streaming reads each clip once and keeps only its codes, so it cannot be combined with "
             f"{', '.join(needs_audio)}; unset {'it' if len(needs_audio) == 1 else 'them'} or set streaming false",
         )
+    check_caption_options(args)  # caption_template fields, CLAP folder, labels and threshold
     for name in ("max_train_samples", "max_eval_samples"):
         value = getattr(args, name)
         require(value is None or value >= 1, f"{name} must be >= 1 (or null for all), got {value}")

@@ -44,7 +44,7 @@ from transformers import PreTrainedModel
 
 from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
 from .analysis import integrated_loudness
-from .captioning import add_metadata, cached_measure
+from .captioning import cached_measure, caption_tracks, push_captioned_split
 from .chunking import chunk_dataset, frame_levels, level_db, plan_summary, split_tracks
 from .sources import load_file_source
 from .config import FinetuneArguments
@@ -212,32 +212,6 @@ def load_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
     if _looks_like_path(name):
         raise UserError(f"dataset path '{name}' not found; check the path (or use a Hub dataset id like 'user/name')")
     return _load_hub_split(args, split)
-
-
-def attach_captions(dataset: datasets.Dataset, instance_prompt: str | None) -> list[str]:
-    """Final captions: the clip's own caption, prefixed by ``instance_prompt`` when set, or it alone.
-
-    Raises:
-        UserError: a clip has no caption and no instance_prompt is set.
-    """
-    captions = []
-    missing = []
-    for index, text in enumerate(dataset["text"]):
-        text = (text or "").strip()
-        if instance_prompt:
-            captions.append(f"{instance_prompt}, {text}" if text else instance_prompt)
-        elif text:
-            captions.append(text)
-        else:
-            missing.append(index)
-            captions.append("")
-    if missing:
-        first = describe_source(dataset[missing[0]]["audio"])
-        raise UserError(
-            f"{len(missing)} clip(s) have no caption (first: '{first}'); add captions (metadata text column or .txt "
-            "files) or set instance_prompt to caption every clip"
-        )
-    return captions
 
 
 # --------------------------------------------------------------------------------------------------- encoding
@@ -728,16 +702,16 @@ def prepare_split(
         raw = raw.select(range(min(limit, len(raw))))
     stats = {} if stats is None else stats
     stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
-    if args.add_metadata:  # estimated tempo and key added to each caption (cached apart from the codes)
-        texts = add_metadata(progress(iterable=raw["audio"], desc="Estimating tempo and key", unit="track"), raw["text"], cache_root)
-        stats["auto_captioned"] = sum((old or "").strip() != new for old, new in zip(raw["text"], texts))
-        raw = raw.remove_columns(["text"]).add_column("text", texts)
-    captions = attach_captions(raw, args.instance_prompt)
+    # caption_template filled with instance_prompt, own caption, measured tempo/key/level words and CLAP tags (each
+    # measurement cached per file apart from the codes, so a caption option never re-encodes)
+    captions, measured = caption_tracks(raw, args, cache_root, stats, progress)
     if encoded is None:
         encoded = encode_dataset(
             raw, model, cache_root, codec_fingerprint, chroma_extractor, args.loudness_target_lufs,
             args.preprocessing_num_workers,
         )  # fmt: skip
+    if args.push_metadata_repo_id:  # audio + final captions to a Hub dataset, after the (cached) encoding
+        push_captioned_split(raw, captions, measured, args, "eval" if is_eval else "train", cache_root)
     encoded = encoded.add_column("text", captions)
     seconds = encoded["seconds"]
     long_enough = [i for i, s in enumerate(seconds) if s >= args.min_duration_in_seconds]

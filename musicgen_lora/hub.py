@@ -27,9 +27,12 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .errors import UserError, one_line
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -446,6 +449,29 @@ def _hub_safe_json(path: Path, name: str, base_id: str | None) -> bytes | None:
     return None
 
 
+def call_with_retries(action: Callable[[], T], what: str, advice: str, attempts: int = 4, wait_seconds: float = 2.0) -> T:
+    """``action()``, retried with back-off (``wait_seconds``, doubled each time) on transient Hub errors (HTTP 408,
+    429, 5xx, dropped connections), ``attempts`` tries in all.
+
+    Raises:
+        UserError: one line, ``"<what> failed (<why>); <advice>"``, for a permanent error or the last transient one.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - every failure of the client becomes the one-line error below
+            if not _is_transient(err):
+                raise UserError(f"{what} failed ({_describe(err)}); {advice}") from None
+            if attempt == attempts:
+                raise UserError(f"{what} failed {attempts} times ({_describe(err)}); {advice}") from None
+            delay = wait_seconds * 2 ** (attempt - 1)
+            logger.warning("Push attempt %d/%d failed (%s); retrying in %.1f s", attempt, attempts, _describe(err), delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def push_folder(
     output_dir: str | Path,
     repo_id: str,
@@ -490,36 +516,24 @@ def push_folder(
         base_id = adapter_base
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
     retry = f"the local files are untouched; retry with: {PUSH_COMMAND} {output_dir} --repo_id {repo_id}"
-    card_text = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-            card_text = str(build_model_card(output_dir, repo_url.repo_id))
-            operations = [CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card_text.encode("utf-8"))]
-            for name in files_to_push(output_dir):
-                content = _hub_safe_json(output_dir / name, name, base_id) if name.endswith(".json") else None
-                operations.append(
-                    CommitOperationAdd(path_in_repo=name, path_or_fileobj=content if content is not None else str(output_dir / name))
-                )
-            api.create_commit(repo_url.repo_id, operations, commit_message=commit_message)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 - every failure of the client becomes the one-line error below
-            if not _is_transient(err):
-                raise UserError(f"pushing '{output_dir}' to '{repo_id}' failed ({_describe(err)}); {retry}") from None
-            if attempt == attempts:
-                raise UserError(
-                    f"pushing '{output_dir}' to '{repo_id}' failed {attempts} times ({_describe(err)}); {retry}"
-                ) from None
-            delay = wait_seconds * 2 ** (attempt - 1)
-            logger.warning("Push attempt %d/%d failed (%s); retrying in %.1f s", attempt, attempts, _describe(err), delay)
-            time.sleep(delay)
-            continue
-        # the folder now mirrors the repository: its card names the repository in the usage snippet
-        (output_dir / CARD_NAME).write_text(card_text, encoding="utf-8")
-        logger.info("Pushed %s to %s", output_dir, repo_url)
-        return str(repo_url)
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def push_once() -> tuple[Any, str]:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+        card_text = str(build_model_card(output_dir, repo_url.repo_id))
+        operations = [CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card_text.encode("utf-8"))]
+        for name in files_to_push(output_dir):
+            content = _hub_safe_json(output_dir / name, name, base_id) if name.endswith(".json") else None
+            operations.append(
+                CommitOperationAdd(path_in_repo=name, path_or_fileobj=content if content is not None else str(output_dir / name))
+            )
+        api.create_commit(repo_url.repo_id, operations, commit_message=commit_message)
+        return repo_url, card_text
+
+    repo_url, card_text = call_with_retries(push_once, f"pushing '{output_dir}' to '{repo_id}'", retry, attempts, wait_seconds)
+    # the folder now mirrors the repository: its card names the repository in the usage snippet
+    (output_dir / CARD_NAME).write_text(card_text, encoding="utf-8")
+    logger.info("Pushed %s to %s", output_dir, repo_url)
+    return str(repo_url)
 
 
 # ------------------------------------------------------------------------------------------------ end of a run

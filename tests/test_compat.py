@@ -150,7 +150,6 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
         ("token", "hf_secret", "tokens do not belong in config files"),
         ("config_name", "other/config", "the model config always comes from model_name_or_path"),
         ("processor_name", "other/processor", "the processor always comes from model_name_or_path"),
-        ("push_metadata_repo_id", "me/enriched", "captions are cached with the codes here"),
     ],
 )
 def test_keys_that_cannot_be_honoured_are_rejected_with_the_reason(tmp_path, key, value, reason):
@@ -172,7 +171,12 @@ def test_renamed_values_are_converted_and_conflicts_refused(tmp_path):
 
 
 def test_our_own_names_and_unknown_keys_are_untouched(tmp_path):
-    parsed = parse_config([write_config(tmp_path, minimal(tmp_path, guidance_scale=4.0, audio_column_name="song"))])
+    parsed = parse_config([write_config(tmp_path, minimal(tmp_path, guidance_scale=4.0, audio_column_name="song",
+                                                          push_metadata_repo_id="me/enriched"))])  # fmt: skip
     assert (parsed.args.guidance_scale, parsed.args.audio_column_name) == (4.0, "song")
+    assert parsed.args.push_metadata_repo_id == "me/enriched"  # their key, our option: the captioned data is pushed
+    with pytest.raises(UserError, match="clap_model_name_or_path 'laion/clap-htsat-unfused' is not a local CLAP"):
+        parse_config([write_config(tmp_path, minimal(tmp_path, clap_model_name_or_path="laion/clap-htsat-unfused",
+                                                     add_metadata=True))])  # fmt: skip
     with pytest.raises(UserError, match="unknown option 'lora_rank' .*did you mean 'lora_r'"):
         parse_config([write_config(tmp_path, minimal(tmp_path, lora_rank=8))])
