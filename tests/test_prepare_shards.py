@@ -1,0 +1,134 @@
+"""Preparation in resumable shards, worker processes, reuse of prepared_data by training, and streaming."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import datasets
+import pytest
+
+from musicgen_lora import data
+from musicgen_lora.checkpoints import check_output_dir
+from musicgen_lora.config import parse_config
+from musicgen_lora.errors import UserError
+from musicgen_lora.modeling import load_model_and_processor
+from musicgen_lora.prepare import FINGERPRINT_NAME, PREPARED_DIR_NAME, load_or_prepare
+from musicgen_lora.prepare import main as prepare_main
+
+from .conftest import base_argv
+
+
+def prepared_train(output_dir: Path) -> datasets.Dataset:
+    return datasets.load_from_disk(str(output_dir / PREPARED_DIR_NAME / "train"))
+
+
+def count_encoder_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
+    calls: list[int] = []
+    original = data.encode_clip
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise RuntimeError("power cut")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "encode_clip", counting)
+    return calls
+
+
+def test_interrupted_prepare_resumes_its_shards_and_workers_give_the_same_data(
+    tiny_model_dir, corpus_dir, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(data, "CLIPS_PER_SHARD", 3)  # 8 clips: shards of 3, 3 and 2
+    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + ["--max_duration_in_seconds", "2"]
+    calls = count_encoder_calls(monkeypatch, fail_at=5)  # dies in the second shard
+    with pytest.raises(RuntimeError, match="power cut"):
+        prepare_main(argv)
+    assert len(list((tmp_path / "cache").glob("codes-*"))) == 1  # the first shard landed, nothing half-written
+    assert not (tmp_path / "out" / PREPARED_DIR_NAME / FINGERPRINT_NAME).exists()
+    calls = count_encoder_calls(monkeypatch)
+    prepare_main(argv)
+    assert len(calls) == 8 - 3  # the finished shard is not encoded again
+    prepare_main(argv)
+    assert len(calls) == 8 - 3  # and a third run encodes nothing
+    resumed = prepared_train(tmp_path / "out")
+
+    monkeypatch.undo()  # worker processes encode with the real encoder anyway
+    monkeypatch.setattr(data, "CLIPS_PER_SHARD", 3)
+    caplog.set_level(logging.INFO, logger="musicgen_lora")
+    reference = base_argv(tiny_model_dir, corpus_dir, tmp_path / "ref", tmp_path / "cache-ref")
+    prepare_main(reference + ["--max_duration_in_seconds", "2", "--preprocessing_num_workers", "2"])
+    assert "Encoding with 2 worker processes" in caplog.text
+    assert len(list((tmp_path / "cache-ref").glob("codes-*"))) == 3
+    uninterrupted = prepared_train(tmp_path / "ref")
+    assert len(resumed) == len(uninterrupted) == 8
+    assert resumed["text"] == uninterrupted["text"] and resumed["codes"] == uninterrupted["codes"]
+
+
+def test_training_reuses_prepared_data_until_an_option_or_a_caption_changes(
+    tiny_model_dir, corpus_dir, tmp_path, monkeypatch, caplog
+):
+    songs = tmp_path / "songs"
+    shutil.copytree(corpus_dir, songs)
+    out = tmp_path / "out"
+    argv = base_argv(tiny_model_dir, songs, out, tmp_path / "cache") + ["--max_train_samples", "3"]
+    prepare_main(argv)
+    check_output_dir(out, overwrite=False, resuming=False)  # prepared_data alone is not a previous run
+    parsed = parse_config(argv)
+    model, processor = load_model_and_processor(parsed.args)
+    caplog.set_level(logging.INFO, logger="musicgen_lora")
+
+    def prepare_split_spy(*args, **kwargs):
+        prepared.append(1)
+        return original(*args, **kwargs)
+
+    prepared: list[int] = []
+    original = data.prepare_split
+    monkeypatch.setattr("musicgen_lora.prepare.prepare_split", prepare_split_spy)
+    train, evaluation = load_or_prepare(parsed, model, processor)
+    assert not prepared and evaluation is None and "Using the prepared data" in caplog.text
+    assert train["codes"] == prepared_train(out)["codes"] and len(train) == 3
+
+    caplog.clear()
+    train, _ = load_or_prepare(parse_config(argv + ["--instance_prompt", "sks"]), model, processor)
+    assert prepared == [1] and "instance_prompt changed since it was prepared" in caplog.text
+    assert all(text.startswith("sks, ") for text in train["text"]) and prepared_train(out)["text"] == train["text"]
+
+    caplog.clear()
+    rows = [json.loads(line) for line in (songs / "metadata.jsonl").read_text().splitlines()]
+    rows[0]["text"] = "a new caption"
+    (songs / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    train, _ = load_or_prepare(parse_config(argv + ["--instance_prompt", "sks"]), model, processor)
+    assert prepared == [1, 1] and "source files or captions changed" in caplog.text
+    assert train["text"][0] == "sks, a new caption"
+
+
+def test_streaming_keeps_only_codes_and_matches_the_folder(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
+    # a local folder in the layout of a Hub dataset (Parquet with audio bytes), read through the same
+    # load_dataset(..., streaming=True) call as a Hub id
+    rows = [json.loads(line) for line in (corpus_dir / "metadata.jsonl").read_text().splitlines()][:4]
+    hub = tmp_path / "hub-layout"
+    (hub / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({
+        "audio": [{"path": row["file_name"], "bytes": (corpus_dir / row["file_name"]).read_bytes()} for row in rows],
+        "text": [row["text"] for row in rows],
+    }).cast_column("audio", datasets.Audio()).to_parquet(str(hub / "data" / "train-00000-of-00001.parquet"))  # fmt: skip
+    common = ["--max_train_samples", "3", "--max_duration_in_seconds", "2", "--cache_dir", str(tmp_path / "hf-cache")]
+    streamed_argv = base_argv(tiny_model_dir, hub, tmp_path / "streamed", tmp_path / "cache") + common + ["--streaming", "true"]
+    prepare_main(streamed_argv)
+    prepare_main(base_argv(tiny_model_dir, corpus_dir, tmp_path / "folder", tmp_path / "cache") + common)
+    streamed, folder = prepared_train(tmp_path / "streamed"), prepared_train(tmp_path / "folder")
+    assert len(streamed) == 3 and streamed["codes"] == folder["codes"] and streamed["text"] == folder["text"]
+    assert not list((tmp_path / "hf-cache").rglob("*.arrow"))  # the audio was never stored
+
+    def no_stream(*args, **kwargs):
+        raise AssertionError("streamed again")
+
+    monkeypatch.setattr(data, "_open_stream", no_stream)  # a finished stream is read from its cached codes
+    assert prepare_main(streamed_argv)["splits"]["train"]["examples"] == 3
+    with pytest.raises(UserError, match="streaming .* cannot be combined with eval_split_percentage; unset it"):
+        parse_config(streamed_argv + ["--eval_split_percentage", "20"])
