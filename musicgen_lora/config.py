@@ -200,6 +200,14 @@ class FinetuneArguments:
             "e.g. -50 for near-silence, measured before loudness normalisation (None: keep everything)."
         },
     )
+    strict: bool = field(
+        default=False,
+        metadata={
+            "help": "Stop at the first bad audio file (missing, unreadable or corrupt, empty, NaN/Inf samples, a "
+            "single sample, a format that needs FFmpeg when torchcodec is not available) with an error naming it and "
+            "the fix. Off: such files are skipped with a warning and listed with their reason in data_report.json."
+        },
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training clips (quick experiments, debugging)."}
     )

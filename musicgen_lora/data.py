@@ -42,10 +42,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from .audio import AUDIO_EXTENSIONS, describe_source, load_audio, resample
+from .audio import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS, describe_source, load_audio, resample
 from .analysis import integrated_loudness
 from .captioning import cached_measure, caption_tracks, push_captioned_split
 from .chunking import chunk_dataset, frame_levels, level_db, plan_summary, split_tracks
+from .screening import screen_split, skipped_entry
 from .sources import load_file_source
 from .config import FinetuneArguments
 from .errors import UserError, one_line
@@ -128,10 +129,12 @@ def _load_local_folder(folder: Path, args: FinetuneArguments) -> datasets.Datase
                 f"{', '.join(columns)}); set text_column_name to the caption column, or set instance_prompt"
             )
     else:
-        paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        # formats that need FFmpeg are picked up too: without it they are skipped and reported, not ignored
+        extensions = AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
+        paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
         if not paths:
             raise UserError(
-                f"dataset folder '{folder}' holds no audio files ({', '.join(AUDIO_EXTENSIONS)}); point dataset_name "
+                f"dataset folder '{folder}' holds no audio files ({', '.join(extensions)}); point dataset_name "
                 "at your music folder"
             )
         texts = []
@@ -149,8 +152,15 @@ def _as_text(values: list[Any]) -> list[str | None]:
     return [v if v is None else str(v) for v in values]
 
 
+# Endings that make a dataset_name a file, never a Hub id (Hub ids are 'user/name' and have no file extension).
+FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".jsonl.gz", ".json", ".parquet", ".txt") + AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
+
+
 def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    return (
+        name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+        or name.lower().endswith(FILE_SUFFIXES)
+    )  # fmt: skip
 
 
 def _load_hub_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
@@ -210,7 +220,10 @@ def load_split(args: FinetuneArguments, split: str) -> datasets.Dataset:
     if local.is_file():  # a CSV, a jsonl manifest or one audio file
         return load_file_source(local, args, split)
     if _looks_like_path(name):
-        raise UserError(f"dataset path '{name}' not found; check the path (or use a Hub dataset id like 'user/name')")
+        raise UserError(
+            f"dataset path '{name}' not found (looked in '{Path.cwd()}'); check the path (or use a Hub dataset id like "
+            "'user/name')"
+        )
     return _load_hub_split(args, split)
 
 
@@ -701,10 +714,14 @@ def prepare_split(
     if limit is not None and not args.streaming:
         raw = raw.select(range(min(limit, len(raw))))
     stats = {} if stats is None else stats
+    if not args.streaming:  # every file checked once (cached): bad ones skipped and listed, or an error with strict
+        raw = screen_split(raw, args.dataset_name, split, cache_root, args.strict, stats)
     stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
     # caption_template filled with instance_prompt, own caption, measured tempo/key/level words and CLAP tags (each
     # measurement cached per file apart from the codes, so a caption option never re-encodes)
     captions, measured = caption_tracks(raw, args, cache_root, stats, progress)
+    if args.add_metadata:  # each track's estimated tempo and key, for the data report's distribution
+        stats["track_metadata"] = [found.get("metadata") or {} for found in measured]
     if encoded is None:
         encoded = encode_dataset(
             raw, model, cache_root, codec_fingerprint, chroma_extractor, args.loudness_target_lufs,
@@ -718,6 +735,10 @@ def prepare_split(
     stats.update(
         seconds_found=float(sum(seconds)), too_short=len(encoded) - len(long_enough),
         seconds_too_short=float(sum(seconds) - sum(seconds[i] for i in long_enough)), silent_tracks=0,
+    )  # fmt: skip
+    stats.setdefault("skipped_files", []).extend(
+        skipped_entry(describe_source(raw[i]["audio"]), f"too short: {s:.2f} s < min_duration_in_seconds")
+        for i, s in enumerate(seconds) if s < args.min_duration_in_seconds
     )  # fmt: skip
     if len(long_enough) < len(encoded):
         logger.warning(
@@ -749,6 +770,10 @@ def prepare_split(
                 len(encoded) - len(loud), len(encoded), split, args.silence_threshold_db,
             )  # fmt: skip
         stats["silent_tracks"] = len(encoded) - len(loud)
+        stats.setdefault("skipped_files", []).extend(
+            skipped_entry(describe_source(raw[long_enough[j]]["audio"]), f"silent: {db:.1f} dBFS")
+            for j, track in enumerate(levels) if (db := level_db(track, 0, len(track))) < args.silence_threshold_db
+        )  # fmt: skip
         encoded = encoded.select(loud)
         if not loud:
             raise UserError(
@@ -770,6 +795,12 @@ def prepare_split(
             encoded, max_frames, min_frames, args.tail_policy, sources, spec.frame_rate, silence, ratio, levels,
             args.silence_threshold_db,
         )  # fmt: skip
+        if args.silence_threshold_db is not None:  # a track none of whose chunks is loud enough is left out whole
+            kept = set(encoded["source"])
+            stats.setdefault("skipped_files", []).extend(
+                skipped_entry(source, "silent: every chunk below silence_threshold_db") for source in sources
+                if source not in kept
+            )  # fmt: skip
         if not len(encoded) and args.silence_threshold_db is not None:
             raise UserError(
                 f"every {split} chunk is quieter than silence_threshold_db={args.silence_threshold_db:g} dBFS; lower "

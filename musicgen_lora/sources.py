@@ -27,7 +27,7 @@ from typing import Any
 
 import datasets
 
-from .audio import AUDIO_EXTENSIONS
+from .audio import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from .config import FinetuneArguments
 from .errors import UserError
 
@@ -171,9 +171,9 @@ def load_file_source(path: Path, args: FinetuneArguments, split: str) -> dataset
         return load_csv(path, args)
     if name.endswith((".jsonl", ".jsonl.gz")):
         return load_manifest(path, args)
-    if path.suffix.lower() in AUDIO_EXTENSIONS:
+    if path.suffix.lower() in AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS:  # the latter decoded through torchcodec/FFmpeg
         return load_audio_file(path, args)
     raise UserError(
         f"dataset_name '{path}' is a file of unknown kind; point it at a folder, a .csv of paths and captions, a "
-        f".jsonl manifest, or an audio file ({', '.join(AUDIO_EXTENSIONS)})"
+        f".jsonl manifest, or an audio file ({', '.join(AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS)})"
     )
