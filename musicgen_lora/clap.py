@@ -79,7 +79,7 @@ class Clap:
     @property
     def logit_scale(self) -> float:
         """The audio-to-text logit scale ClapModel applies (``logits_per_audio = scale * cosine``)."""
-        return float(self.model.logit_scale_a.exp())
+        return float(self.model.logit_scale_a.detach().exp())
 
     def to_clap_rate(self, audio: np.ndarray, sr: int) -> np.ndarray:
         """Mono float32 at the checkpoint's rate, ``(samples,)``."""

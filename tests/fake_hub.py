@@ -1,8 +1,8 @@
 """A small Hub-compatible HTTP server on 127.0.0.1, enough for ``huggingface_hub``'s repo creation and commits.
 
 It speaks the endpoints the real client calls for ``HfApi.create_repo`` + ``HfApi.create_commit`` (``/api/repos/create``,
-``/api/validate-yaml``, ``/api/models/<repo>/preupload/<rev>``, ``/api/models/<repo>/commit/<rev>``, every file
-uploaded inline), checks the bearer token, records every request and the files that arrived, and can fail on
+``/api/validate-yaml``, ``/api/models/<repo>/preupload/<rev>``, ``/api/models/<repo>/commit/<rev>``, the same under
+``/api/datasets/`` for dataset repositories, every file uploaded inline), checks the bearer token, records every request and the files that arrived, and can fail on
 purpose: ``server.fail["commit"] = [500, 500]`` answers the next two commits with HTTP 500; ``server.fail_always
 ["commit"] = 503`` answers every one. Loopback only; the server thread stops when the fixture ends.
 """
@@ -25,6 +25,7 @@ USER = "test-user"
 @dataclass
 class FakeRepo:
     private: bool | None
+    repo_type: str = "model"
     files: dict[str, bytes] = field(default_factory=dict)
     commits: list[str] = field(default_factory=list)
 
@@ -61,7 +62,7 @@ class FakeHub:
 def _kind(path: str) -> str:
     if path.startswith("/api/repos/create"):
         return "create"
-    match = re.match(r"^/api/models/[^/]+/[^/]+/(preupload|commit)/", path)
+    match = re.match(r"^/api/(?:models|datasets|spaces)/[^/]+/[^/]+/(preupload|commit)/", path)
     if match:
         return match.group(1)
     if path.startswith("/api/validate-yaml"):
@@ -114,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
             private = {"private": True, "public": False}.get(request.get("visibility"), request.get("private"))
             with hub.lock:
                 exists = repo_id in hub.repos
-                hub.repos.setdefault(repo_id, FakeRepo(private=private))
+                hub.repos.setdefault(repo_id, FakeRepo(private=private, repo_type=request.get("type") or "model"))
             if exists:
                 return self._reply(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"})
             return self._reply(200, {"url": f"{hub.url}/{repo_id}", "name": repo_id})

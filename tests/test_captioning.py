@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
 import musicgen_lora.captioning as captioning
@@ -101,3 +104,138 @@ def test_unmeasurable_track_without_caption_still_needs_one(tmp_path, tiny_model
     assert captioning.measure(np.zeros((1, 32000 * 2), np.float32), 32000) == {"bpm": None, "key": None}
     with pytest.raises(UserError, match="1 clip.* have no caption"):
         prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true")
+
+
+# ----------------------------------------------------------------------------------------------- caption_template
+
+
+def test_template_parts_with_an_empty_field_vanish_with_their_separator():
+    template = captioning.CaptionTemplate("{prompt} style; {caption}, {bpm} bpm, {key}")
+    full = {"prompt": "sks", "caption": "lofi, dusty drums", "bpm": "85", "key": "A minor"}
+    assert template.render(full) == "sks style; lofi, dusty drums, 85 bpm, A minor"
+    assert template.render({**full, "prompt": ""}) == "lofi, dusty drums, 85 bpm, A minor"  # no leading separator
+    assert template.render({**full, "caption": "", "key": ""}) == "sks style, 85 bpm"  # "{bpm} bpm" kept whole
+    assert template.render({**full, "bpm": ""}) == "sks style; lofi, dusty drums, A minor"  # no dangling " bpm"
+    assert template.render({}) == ""
+    assert template.fields == {"prompt", "caption", "bpm", "key"}
+
+
+def _parse(tmp_path, *extra):
+    return parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path), *extra])
+
+
+def test_template_errors_are_one_line_and_list_the_fields(tmp_path):
+    with pytest.raises(UserError) as error:
+        _parse(tmp_path, "--caption_template", "{prompt}, {genra}")
+    message = str(error.value)
+    assert "\n" not in message and "unknown field {genra}" in message
+    assert all("{" + name + "}" in message for name in captioning.FIELDS)
+    with pytest.raises(UserError, match=r"names \{loudness\}, which add_metadata measures; set add_metadata true"):
+        _parse(tmp_path, "--caption_template", "{caption}, {loudness}")
+    with pytest.raises(UserError, match=r"names \{tags\}, which CLAP tagging fills; set clap_model_name_or_path"):
+        _parse(tmp_path, "--caption_template", "{caption}, {tags}")
+    with pytest.raises(UserError, match="not a valid template"):
+        _parse(tmp_path, "--caption_template", "{caption")
+    assert _parse(tmp_path, "--caption_template", "{caption}; {lufs}", "--add_metadata", "true").args.caption_template
+
+
+def test_heard_loudness_follows_the_normalisation():
+    assert captioning.heard_loudness(-30.0, 0.1, None) == -30.0  # no target: the recording's level
+    assert captioning.heard_loudness(-30.0, 0.1, -14.0) == -14.0  # room to reach the target
+    # a peak of 0.9 allows only +0.9 dB from -20 LUFS: normalisation stops at full scale, and so does the word
+    assert captioning.heard_loudness(-20.0, 0.9, -14.0) == pytest.approx(-20.0 - 20 * math.log10(0.9))
+
+
+def test_loudness_and_brightness_words(tmp_path, tiny_model_dir, model, cache, monkeypatch):
+    sr = 32000
+    t = np.arange(3 * sr) / sr
+    folder = tmp_path / "levels"
+    folder.mkdir()
+    sf.write(folder / "a_quiet_low.wav", 0.01 * np.sin(2 * np.pi * 220 * t), sr, subtype="FLOAT")  # -44 LUFS, 225 Hz
+    noise = 0.2 * np.random.default_rng(0).standard_normal(3 * sr)  # -11 LUFS, centroid 8 kHz
+    sf.write(folder / "b_loud_noise.wav", noise, sr, subtype="FLOAT")
+    template = ["--add_metadata", "true", "--caption_template", "{loudness}, {brightness}, {lufs}"]
+    split = prepare(tmp_path, tiny_model_dir, model, folder, cache, *template)
+    assert split["text"] == ["very quiet, dark, -44 LUFS", "loud, very bright, -11 LUFS"]
+    # normalised to -14 LUFS, both tracks sound "moderately loud" to the model; the levels are not measured again
+    monkeypatch.setattr(captioning, "decode_audio", _boom)
+    split = prepare(tmp_path, tiny_model_dir, model, folder, cache, *template, "--loudness_target_lufs", "-14")
+    assert split["text"] == ["moderately loud, dark, -14 LUFS", "moderately loud, very bright, -14 LUFS"]
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("audio decoded again")
+
+
+# ----------------------------------------------------------------------------------------------------- CLAP tags
+
+
+@pytest.fixture(scope="module")
+def clap_dir(tmp_path_factory) -> Path:
+    from .test_evaluate import _tiny_clap  # the tiny local CLAP evaluation is tested with
+
+    return _tiny_clap(tmp_path_factory.mktemp("clap") / "clap")
+
+
+GENRES = ["rock", "jazz", "techno", "lofi hip hop"]
+INSTRUMENTS = ["piano", "saw synth"]
+
+
+def prepare_with_clap(tmp_path, model_dir, model, dataset, cache, clap, **options):
+    """prepare_split with CLAP tags; ``options`` go to a JSON config (lists may be empty there)."""
+    values = {"clap_model_name_or_path": str(clap), "clap_genre_labels": GENRES, "clap_mood_labels": [],
+              "clap_instrument_labels": INSTRUMENTS, **options}  # fmt: skip
+    config = tmp_path / "clap.json"
+    config.write_text(json.dumps(values))
+    args = parse_config([str(config)] + base_argv(model_dir, dataset, tmp_path / "out", cache)).args
+    return prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
+
+
+def test_clap_excerpts_sit_at_fixed_evenly_spread_places():
+    mono = np.arange(2500, dtype=np.float32)  # 25 s at 100 Hz, CLAP window 10 s: three windows
+    starts = [int(e[0]) for e in captioning.clap_excerpts(mono, 100, 10.0)]
+    assert starts == [375, 750, 1125] and all(len(e) == 1000 for e in captioning.clap_excerpts(mono, 100, 10.0))
+    assert [len(e) for e in captioning.clap_excerpts(mono[:800], 100, 10.0)] == [800]  # shorter: the whole clip
+
+
+def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_dir, model, truth_corpus, cache,
+                                                           clap_dir, monkeypatch):  # fmt: skip
+    from transformers import pipeline
+
+    from musicgen_lora.audio import decode_audio, resample
+    from musicgen_lora.clap import Clap
+
+    source, _ = truth_corpus
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for name in ("clip_000.wav", "clip_001.wav", "clip_002.wav"):  # 6 s each: one CLAP window
+        shutil.copy(source / name, folder / name)
+    split = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=0.0,
+                              instance_prompt="sks")  # fmt: skip
+    # the same probabilities as transformers' zero-shot pipeline on the clip resampled to CLAP's 48 kHz
+    classify = pipeline("zero-shot-audio-classification", model=str(clap_dir))
+    args = parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path),
+                         "--clap_model_name_or_path", str(clap_dir), "--clap_genre_labels", *GENRES,
+                         "--clap_instrument_labels", *INSTRUMENTS]).args  # fmt: skip
+    tagger = captioning.ClapTagger(args, cache)
+    for caption, path in zip(split["text"], sorted(folder.glob("*.wav"))):
+        audio, sr = decode_audio(str(path))
+        embedding = captioning.cached_measure(str(path), cache, tagger.kind, _boom)  # cached by the first run
+        ours = tagger.probabilities(embedding)
+        for name, labels, template in (("genre", GENRES, "This is {} music."), ("instrument", INSTRUMENTS, "This is a sound of {}.")):
+            theirs = classify(resample(audio, sr, 48000)[0], candidate_labels=labels, hypothesis_template=template)
+            assert ours[name] == pytest.approx({r["label"]: r["score"] for r in theirs}, abs=1e-4)
+        words = caption.split(", ")
+        genre = max(ours["genre"], key=ours["genre"].get)
+        instrument = max(ours["instrument"], key=ours["instrument"].get)
+        assert words == ["sks", *genre.split(", "), instrument], caption  # threshold 0: the best label of each set
+    # a higher threshold, other labels and another template: no audio decoded or embedded again, tags follow
+    monkeypatch.setattr(captioning, "decode_audio", _boom)
+    monkeypatch.setattr(Clap, "audio_embeddings", _boom)
+    strict = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=1.0,
+                               instance_prompt="sks")  # fmt: skip
+    assert strict["text"] == ["sks"] * 3  # no label is certain: the tags vanish, separators too
+    relabelled = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=0.0,
+                                   clap_genre_labels=["ambient", "metal"], clap_instrument_labels=[],
+                                   caption_template="{genre} music")  # fmt: skip
+    assert set(relabelled["text"]) <= {"ambient music", "metal music"}

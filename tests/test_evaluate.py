@@ -336,7 +336,8 @@ def _tiny_clap(folder: Path) -> Path:
     words = ["lofi hip hop piano techno saw synth rock jazz bpm minor major"] * 10
     bpe.train_from_iterator(words, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.save_model(str(folder))
-    tokenizer = RobertaTokenizerFast(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+    # transformers 5 takes vocab= / merges= (vocab_file= is ignored and leaves a 5-token vocabulary: all text unknown)
+    tokenizer = RobertaTokenizerFast(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
     text = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=37, max_position_embeddings=64, projection_dim=16,
                           pad_token_id=tokenizer.pad_token_id)  # fmt: skip
