@@ -40,6 +40,10 @@ DEFAULT_LORA_TARGETS = [
 
 RESOLVED_CONFIG_NAME = "finetune_config.json"
 
+# base_model_dtype values ('auto': the training precision) and the attention kernels transformers offers MusicGen.
+BASE_MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+
 logger = logging.getLogger(__name__)
 
 
@@ -301,6 +305,23 @@ class FinetuneArguments:
             "(e.g. 'decoder\\.model\\.decoder\\.layers\\.\\d+\\.self_attn\\.(q|v)_proj')."
         },
     )
+    # --- speed and memory ---
+    base_model_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Dtype of the frozen base weights (text encoder, and with LoRA the decoder) while training: "
+            "'auto' keeps them in bf16 with bf16=true and in fp16 with fp16=true (on a GPU), else fp32; or "
+            "'float32', 'bfloat16', 'float16'. Trainable weights (LoRA, or the decoder in full fine-tuning) and the "
+            "EnCodec stay fp32. Halves the memory of the frozen weights and saves autocast's per-step weight copies."
+        },
+    )
+    attn_implementation: str = field(
+        default="sdpa",
+        metadata={
+            "help": "Attention kernel of the decoder and text encoder: 'sdpa' (torch scaled_dot_product_attention, "
+            "fused, less memory), 'eager' (plain matmuls), or 'flash_attention_2' / 'flex_attention' where installed."
+        },
+    )
     # --- samples ---
     sample_prompts: list[str] = field(
         default_factory=list,
@@ -479,6 +500,14 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
     require(
         training["gradient_accumulation_steps"] >= 1,
         f"gradient_accumulation_steps must be >= 1, got {training['gradient_accumulation_steps']}",
+    )
+    require(
+        args.base_model_dtype in BASE_MODEL_DTYPES,
+        f"base_model_dtype must be one of {', '.join(BASE_MODEL_DTYPES)}, got {args.base_model_dtype!r}",
+    )
+    require(
+        args.attn_implementation in ATTN_IMPLEMENTATIONS,
+        f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {args.attn_implementation!r}",
     )
     require(args.lora_r >= 1, f"lora_r must be a positive integer, got {args.lora_r}")
     require(args.lora_alpha > 0, f"lora_alpha must be > 0, got {args.lora_alpha}")

@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForTextToWaveform, PreTrainedModel, ProcessorMixin
 
-from .config import DEFAULT_LORA_TARGETS, FinetuneArguments
+from .config import DEFAULT_LORA_TARGETS, FinetuneArguments, MusicgenTrainingArguments
 from .errors import UserError, one_line
 from .processors import load_processor
 
@@ -44,8 +44,10 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
     name = args.model_name_or_path
     try:
         model = AutoModelForTextToWaveform.from_pretrained(
-            name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code
-        )
+            name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code,
+            # the decoder's and text encoder's kernel; EnCodec has no attention to choose
+            attn_implementation={"decoder": args.attn_implementation, "text_encoder": args.attn_implementation},
+        )  # fmt: skip
         processor = load_processor(name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
     except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
         raise UserError(
@@ -53,6 +55,11 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
             "or download the model to a local folder (hf download ... --local-dir DIR) and point to it"
         ) from None
     except (OSError, ValueError, KeyError) as err:
+        if args.attn_implementation != "sdpa" and "attn" in str(err).lower():
+            raise UserError(
+                f"attn_implementation '{args.attn_implementation}' is not available here ({one_line(err)[:200]}); "
+                "use 'sdpa' (the default) or 'eager', or install the kernel's package"
+            ) from None
         raise UserError(
             f"cannot load model '{name}': {one_line(err)[:300]}; give a MusicGen Hub id (e.g. facebook/musicgen-small, "
             "needs network) or a local model folder"
@@ -101,6 +108,44 @@ def keep_in_eval_mode(module: torch.nn.Module) -> None:
 
     module.train = types.MethodType(train, module)
     module.eval()
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def frozen_base_dtype(args: FinetuneArguments, training: MusicgenTrainingArguments) -> torch.dtype:
+    """The dtype the frozen base weights train in: ``base_model_dtype``, where 'auto' follows bf16/fp16 (autocast)."""
+    if args.base_model_dtype != "auto":
+        return _DTYPES[args.base_model_dtype]
+    if training.bf16:
+        return torch.bfloat16
+    if training.fp16:  # only ever set on a GPU (config turns fp16 off on a CPU)
+        return torch.float16
+    return torch.float32
+
+
+def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, args: FinetuneArguments) -> list[str]:
+    """Keep the frozen parts of the base model in ``dtype`` (before LoRA is added, so adapters stay fp32).
+
+    Under bf16/fp16 autocast a frozen fp32 weight is cast again at every matmul and its half-precision copy kept for
+    the backward pass: casting the frozen weights once halves their memory and saves that work. Trainable weights
+    (the decoder in full fine-tuning, a fully trained text encoder) stay fp32 for the optimizer; EnCodec stays fp32
+    so that encoding (done before this) and decoding the samples are unchanged.
+
+    Returns:
+        The names of the parts cast (empty for fp32).
+    """
+    if dtype == torch.float32:
+        return []
+    parts = []
+    if not (args.train_text_encoder and not args.use_lora):
+        parts.append("text_encoder")
+    if args.use_lora:
+        parts += [name for name in ("decoder", "enc_to_dec_proj", "audio_enc_to_dec_proj") if hasattr(model, name)]
+    for name in parts:
+        getattr(model, name).to(dtype)
+    logger.info("Frozen base weights kept in %s: %s", str(dtype).removeprefix("torch."), ", ".join(parts))
+    return parts
 
 
 def lora_target_regex(names: list[str]) -> str:

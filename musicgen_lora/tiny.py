@@ -43,6 +43,7 @@ __all__ = [
     "save_tiny_musicgen",
     "build_tiny_tokenizer",
     "main",
+    "ARCHITECTURES",
     "VARIANTS",
     "TINY_FRAME_RATE",
     "TINY_HOP_LENGTH",
@@ -331,17 +332,44 @@ def _check_variant(variant: str) -> str:
     return variant
 
 
-def _text_encoder_config(tokenizer):
+#: Layer sizes of each architecture. "tiny" is this module's test model; the others are those of the real
+#: checkpoints' config.json files (decoder of facebook/musicgen-small/-medium/-large/-melody, the T5-base text
+#: encoder and facebook/encodec_32khz), for benchmarks on random models of the real size (see musicgen_lora.bench).
+_T5_BASE = dict(d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12, vocab_size=32128)
+_ENCODEC_32KHZ = dict(hidden_size=128, num_filters=64, codebook_dim=128, num_lstm_layers=2, codebook_size=2048)
+ARCHITECTURES: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "decoder": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=128),
+        "text_encoder": dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2),
+        "codec": dict(hidden_size=32, num_filters=4, codebook_dim=32, num_lstm_layers=1, codebook_size=64),
+    },
+    "small": {
+        "decoder": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096),
+        "text_encoder": _T5_BASE,
+        "codec": _ENCODEC_32KHZ,
+    },
+    "medium": {  # facebook/musicgen-melody (1.5 B) has the same decoder sizes
+        "decoder": dict(hidden_size=1536, num_hidden_layers=48, num_attention_heads=24, ffn_dim=6144),
+        "text_encoder": _T5_BASE,
+        "codec": _ENCODEC_32KHZ,
+    },
+    "large": {
+        "decoder": dict(hidden_size=2048, num_hidden_layers=48, num_attention_heads=32, ffn_dim=8192),
+        "text_encoder": _T5_BASE,
+        "codec": _ENCODEC_32KHZ,
+    },
+}
+
+
+def _text_encoder_config(tokenizer, sizes: dict | None = None):
     from transformers import T5Config
 
+    sizes = dict(sizes or ARCHITECTURES["tiny"]["text_encoder"])
+    vocab_size = sizes.pop("vocab_size", int(math.ceil(len(tokenizer) / 64) * 64))
     return T5Config(
-        vocab_size=int(math.ceil(len(tokenizer) / 64) * 64),
-        d_model=32,
-        d_kv=16,
-        d_ff=64,
-        num_layers=2,
-        num_decoder_layers=2,
-        num_heads=2,
+        vocab_size=vocab_size,
+        **sizes,
+        num_decoder_layers=sizes["num_layers"],
         relative_attention_num_buckets=32,
         relative_attention_max_distance=128,
         dropout_rate=0.1,
@@ -353,8 +381,10 @@ def _text_encoder_config(tokenizer):
     )
 
 
-def _codec_config(sampling_rate: int, codebook_size: int, num_codebooks: int):
-    """A tiny mono EnCodec like facebook/encodec_32khz (which every MusicGen variant uses, stereo included)."""
+def _codec_config(sampling_rate: int, codebook_size: int, num_codebooks: int, sizes: dict | None = None):
+    """A mono EnCodec like facebook/encodec_32khz (which every MusicGen variant uses, stereo included), tiny unless
+    ``sizes`` (an ARCHITECTURES entry's "codec") says otherwise."""
+    sizes = sizes or ARCHITECTURES["tiny"]["codec"]
     from transformers import EncodecConfig
 
     if codebook_size & (codebook_size - 1):
@@ -373,8 +403,8 @@ def _codec_config(sampling_rate: int, codebook_size: int, num_codebooks: int):
         normalize=False,
         chunk_length_s=None,
         overlap=None,
-        hidden_size=32,
-        num_filters=4,
+        hidden_size=sizes["hidden_size"],
+        num_filters=sizes["num_filters"],
         num_residual_layers=1,
         upsampling_ratios=list(UPSAMPLING_RATIOS),
         norm_type="weight_norm",
@@ -385,10 +415,10 @@ def _codec_config(sampling_rate: int, codebook_size: int, num_codebooks: int):
         use_causal_conv=False,  # as in facebook/encodec_32khz
         pad_mode="reflect",
         compress=2,
-        num_lstm_layers=1,
+        num_lstm_layers=sizes["num_lstm_layers"],
         trim_right_ratio=1.0,
         codebook_size=codebook_size,
-        codebook_dim=32,
+        codebook_dim=sizes["codebook_dim"],
         use_conv_shortcut=False,  # as in facebook/encodec_32khz
     )
     if config.num_quantizers != num_codebooks:
@@ -396,16 +426,13 @@ def _codec_config(sampling_rate: int, codebook_size: int, num_codebooks: int):
     return config
 
 
-def _decoder_kwargs(codebook_size: int, num_codebooks: int, audio_channels: int) -> dict:
-    """Shared fields of MusicgenDecoderConfig and MusicgenMelodyDecoderConfig."""
+def _decoder_kwargs(codebook_size: int, num_codebooks: int, audio_channels: int, sizes: dict | None = None) -> dict:
+    """Shared fields of MusicgenDecoderConfig and MusicgenMelodyDecoderConfig (tiny unless ``sizes`` says otherwise)."""
     special = codebook_size  # like the real checkpoints: pad = bos = start = 2048 with 2048 codes
     return dict(
         vocab_size=codebook_size,
         max_position_embeddings=2048,
-        num_hidden_layers=2,
-        ffn_dim=128,
-        num_attention_heads=4,
-        hidden_size=64,
+        **(sizes or ARCHITECTURES["tiny"]["decoder"]),
         num_codebooks=num_codebooks,
         audio_channels=audio_channels,
         dropout=0.1,
@@ -435,9 +462,21 @@ def _generation_config(special: int):
 
 
 def build_tiny_musicgen(
-    seed: int = 0, codebook_size: int = 64, num_codebooks: int = 4, sampling_rate: int = 32000, variant: str = "mono"
+    seed: int = 0,
+    codebook_size: int | None = None,
+    num_codebooks: int = 4,
+    sampling_rate: int = 32000,
+    variant: str = "mono",
+    architecture: str = "tiny",
+    fit_codebooks: bool = True,
 ):
     """Build a tiny random MusicGen model and its processor (in memory).
+
+    ``architecture`` (a key of ``ARCHITECTURES``) gives the layer sizes: "tiny" by default, or "small", "medium",
+    "large" for a random model of a real checkpoint's size (benchmarks: real speed and memory, no download; the
+    tokenizer stays the tiny one, whose ids fit any vocabulary). ``codebook_size`` defaults to the architecture's
+    (64 tiny, 2048 real). ``fit_codebooks=False`` skips fitting the codec's codebooks (every frame then encodes to
+    code 0; encoding costs the same), which takes minutes at the real size.
 
     ``variant`` picks the checkpoint structure to mirror (``num_codebooks`` is per audio channel, i.e. the
     EnCodec's quantizer count):
@@ -463,11 +502,15 @@ def build_tiny_musicgen(
     )
 
     _check_variant(variant)
-    audio_config = _codec_config(sampling_rate, codebook_size, num_codebooks)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}")
+    sizes = ARCHITECTURES[architecture]
+    codebook_size = codebook_size or sizes["codec"]["codebook_size"]
+    audio_config = _codec_config(sampling_rate, codebook_size, num_codebooks, sizes["codec"])
     tokenizer = build_tiny_tokenizer()
-    text_config = _text_encoder_config(tokenizer)
+    text_config = _text_encoder_config(tokenizer, sizes["text_encoder"])
     channels = 2 if variant == "stereo" else 1
-    decoder = _decoder_kwargs(codebook_size, num_codebooks * channels, channels)
+    decoder = _decoder_kwargs(codebook_size, num_codebooks * channels, channels, sizes["decoder"])
     special = codebook_size
     if variant == "melody":
         # like facebook/musicgen-melody's decoder config: no decoder_start_token_id there, because
@@ -501,7 +544,8 @@ def build_tiny_musicgen(
         torch.manual_seed(seed)
         model = model_class(config)
     model.eval()
-    init_codebooks(model.audio_encoder, seed=seed)
+    if fit_codebooks:
+        init_codebooks(model.audio_encoder, seed=seed)
     model.generation_config = _generation_config(special)
 
     if variant == "melody":

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
 from .collator import IGNORE_INDEX
@@ -64,6 +66,27 @@ class CodebookStats:
         return metrics
 
 
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Trainer's length grouping (``train_sampling_strategy: group_by_length``: batches of clips of similar length,
+    in random order) with an order that is a pure function of (seed, epoch), so a resumed run sees the same batches.
+
+    transformers' sampler draws from the global random stream when iterated, which a resumed run restores to the
+    checkpoint's state, not the epoch's start: its batches would differ from the uninterrupted run's.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by Trainer at the start of every epoch
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 class MusicgenTrainer(Trainer):
     """Trainer with MusicGen's loss: exact token-weighted mean over the whole optimizer step, per-codebook metrics.
 
@@ -110,6 +133,19 @@ class MusicgenTrainer(Trainer):
             yield
         finally:
             self.data_collator = training_collator
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        column = self.args.length_column_name
+        if (
+            self.args.train_sampling_strategy == "group_by_length"
+            and isinstance(dataset, datasets.Dataset)
+            and column in dataset.column_names
+        ):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return SeededLengthGroupedSampler(batch, list(dataset[column]), seed)
+        return super()._get_train_sampler(train_dataset)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
         with self._deterministic_collator():

@@ -24,7 +24,13 @@ from .config import RESOLVED_CONFIG_NAME, ParsedConfig
 from .data import AudioSpec, chroma_frames_per_code_frame
 from .errors import UserError, one_line
 from .hub import finish_run, take_push_request
-from .modeling import add_trainable_parts, is_melody_model, load_model_and_processor
+from .modeling import (
+    add_trainable_parts,
+    cast_frozen_base,
+    frozen_base_dtype,
+    is_melody_model,
+    load_model_and_processor,
+)
 from .prepare import PREPARED_DIR_NAME, load_or_prepare, load_prepared, split_plan
 from .samples import SampleCallback
 from .trainer import MusicgenTrainer
@@ -57,6 +63,10 @@ def build_trainer(
         seed=training.seed,
         process_index=training.process_index,
     )
+    if training.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
+        train_dataset = with_window_lengths(train_dataset, collator.max_frames, training.length_column_name)
+        if eval_dataset is not None:  # Trainer groups evaluation batches by length too
+            eval_dataset = with_window_lengths(eval_dataset, collator.max_frames, training.length_column_name)
     callbacks: list[SampleCallback] = []
     if args.sample_prompts:
         callbacks.append(
@@ -82,6 +92,18 @@ def build_trainer(
     for callback in callbacks:
         callback.attach(trainer)  # before the reporting integrations, so it can still log at the end of training
     return trainer
+
+
+def with_window_lengths(dataset: datasets.Dataset, max_frames: int, column: str) -> datasets.Dataset:
+    """The dataset with a ``column`` of each clip's training window length in frames, which Trainer's
+    ``train_sampling_strategy: group_by_length`` reads to batch clips of similar length (less padding)."""
+    if column in dataset.column_names:
+        return dataset
+
+    def lengths(codes: list) -> dict[str, list]:
+        return {column: [min(len(clip[0]), max_frames) for clip in codes]}  # each clip's codes: (K, frames)
+
+    return dataset.map(lengths, batched=True, input_columns=["codes"], desc="Measuring clip lengths")
 
 
 def prepare_datasets(
@@ -136,6 +158,7 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     set_seed(training.seed)
     model, processor = load_model_and_processor(args)
     train_dataset, eval_dataset = prepare_datasets(parsed, model, processor)
+    cast_frozen_base(model, frozen_base_dtype(args, training), args)  # after encoding: EnCodec stays fp32
     model = add_trainable_parts(model, args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
     if args.overwrite_output_dir and not resume and trainer.is_world_process_zero():
