@@ -239,3 +239,105 @@ def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_d
                                    clap_genre_labels=["ambient", "metal"], clap_instrument_labels=[],
                                    caption_template="{genre} music")  # fmt: skip
     assert set(relabelled["text"]) <= {"ambient music", "metal music"}
+
+
+# ------------------------------------------------------------------------------- caption options never re-encode
+
+
+def count_encoder_calls(monkeypatch, model) -> list:
+    calls: list = []
+    encode = model.audio_encoder.encode
+    monkeypatch.setattr(model.audio_encoder, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    return calls
+
+
+def test_changing_a_caption_option_redoes_only_captioning(tmp_path, tiny_model_dir, model, truth_corpus, monkeypatch):
+    calls = count_encoder_calls(monkeypatch, model)
+    cache = tmp_path / "fresh-cache"  # the first run encodes and measures everything
+    folder, rows = truth_corpus
+    first = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "a",
+                    "--caption_template", "{prompt}, {caption}, {bpm} bpm, {key}, {brightness}")  # fmt: skip
+    entries = sorted(p.name for p in cache.rglob("*") if "analysis" not in p.parts)
+    encoded = len(calls)
+    assert encoded >= len(rows) and all(
+        len(list((cache / "analysis").glob(f"{kind}-*.json"))) == len(rows) for kind in ("metadata", "level")
+    )  # fmt: skip
+    monkeypatch.setattr(captioning, "decode_audio", _boom)  # no audio is read for captions again
+    again = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "b",
+                    "--caption_template", "{key}; {prompt} ({bpm} bpm)")  # fmt: skip
+    assert len(calls) == encoded  # no EnCodec call: the codes come from the cache
+    assert sorted(p.name for p in cache.rglob("*") if "analysis" not in p.parts) == entries  # no new cache entry
+    for old, new in zip(first["text"], again["text"]):
+        words = old.split(", ")
+        assert new == f"{words[2]}; b ({words[1]})"  # same measurements, new template and trigger word
+    assert again["codes"] == first["codes"]
+
+
+# --------------------------------------------------------------------------------------- push_metadata_repo_id
+
+TOKEN = "hf_testSecretToken123"
+
+
+@pytest.fixture()
+def fake_hub(monkeypatch):
+    from huggingface_hub import constants
+
+    from .fake_hub import FakeHub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with FakeHub(TOKEN) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(tmp_path, tiny_model_dir, model, truth_corpus,
+                                                                        cache, fake_hub):  # fmt: skip
+    from .fake_hub import USER
+
+    source, _ = truth_corpus
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for name in ("clip_000.wav", "clip_001.wav", "clip_002.wav"):
+        shutil.copy(source / name, folder / name)
+    (folder / "clip_001.txt").write_text("techno, driving")
+    repo = f"{USER}/songs-captioned"
+    options = ["--add_metadata", "true", "--instance_prompt", "sks", "--push_metadata_repo_id", repo]
+    split = prepare(tmp_path, tiny_model_dir, model, folder, cache, *options)
+    pushed = fake_hub.repos[repo]
+    assert pushed.repo_type == "dataset" and pushed.private is True and len(pushed.commits) == 1
+    names = ["00000-clip_000.wav", "00001-clip_001.wav", "00002-clip_002.wav"]
+    assert set(pushed.files) == {"README.md", "data/train/metadata.jsonl", *(f"data/train/{n}" for n in names)}
+    for name in names:  # the audio as it was
+        assert pushed.files[f"data/train/{name}"] == (folder / name[6:]).read_bytes()
+    rows = [json.loads(line) for line in pushed.files["data/train/metadata.jsonl"].decode().splitlines()]
+    assert [r["file_name"] for r in rows] == names and [r["text"] for r in rows] == split["text"]  # final captions
+    assert rows[1]["own_caption"] == "techno, driving" and rows[0]["own_caption"] is None
+    assert all(f"{r['bpm']} bpm" in r["text"] and r["key"] in r["text"] for r in rows)
+    assert "path: data/train/*" in pushed.files["README.md"].decode()
+    # the same data again: nothing new is pushed
+    prepare(tmp_path, tiny_model_dir, model, folder, cache, *options)
+    assert len(pushed.commits) == 1
+    # the pushed layout trains as it is, with the captions final (no captioning options)
+    download = tmp_path / "download"
+    for path, content in pushed.files.items():
+        (download / path).parent.mkdir(parents=True, exist_ok=True)
+        (download / path).write_bytes(content)
+    assert prepare(tmp_path, tiny_model_dir, model, download / "data", cache)["text"] == split["text"]
+
+
+def test_a_failed_metadata_push_is_one_line_and_keeps_local_results(tmp_path, tiny_model_dir, model, truth_corpus,
+                                                                     cache, fake_hub, monkeypatch):  # fmt: skip
+    folder, _ = truth_corpus
+    fake_hub.fail_always["commit"] = 403  # permanent: no retry
+    options = ["--add_metadata", "true", "--max_train_samples", "2"]
+    with pytest.raises(UserError) as error:
+        prepare(tmp_path, tiny_model_dir, model, folder, cache, *options, "--push_metadata_repo_id", "me/songs")
+    message = str(error.value)
+    assert "\n" not in message and "pushing the captioned train split to dataset 'me/songs' failed (HTTP 403" in message
+    assert "local caches are intact" in message and fake_hub.calls("commit") == [403]
+    # what was measured and encoded stays: the same run without the push reads it all back
+    calls = count_encoder_calls(monkeypatch, model)
+    monkeypatch.setattr(captioning, "decode_audio", _boom)
+    assert len(prepare(tmp_path, tiny_model_dir, model, folder, cache, *options)) == 2 and not calls
