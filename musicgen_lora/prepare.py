@@ -61,6 +61,7 @@ NOT_DATA_OPTIONS = frozenset({
     "preprocessing_num_workers", "chroma_dropout_prob", "text_dropout_prob", "skip_nonfinite_batches", "use_lora",
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora", "train_text_encoder",
     "lora_target_regex", "sample_prompts", "sample_every_steps", "sample_duration_in_seconds", "guidance_scale",
+    "strict",  # stops the run or not; the data is the same
 })  # fmt: skip
 
 
@@ -211,15 +212,19 @@ def prepare_data(
     spec = AudioSpec.of(model)
     out = Path(training.output_dir) / PREPARED_DIR_NAME
     fingerprint = prepared_fingerprint(parsed, codec_fingerprint, spec, chroma_extractor)  # before: files may change
-    (out / FINGERPRINT_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new one is written
     report: dict[str, Any] = {"dataset_name": args.dataset_name, "output": str(out), "splits": {}}
     splits = split_plan(args)
+    prepared = {}
     with progress_bars(not training.disable_tqdm):
+        # every split is prepared before the folder is touched, so bad data never spoils an earlier run's
         for name, (split, is_eval) in splits.items():
             stats: dict[str, Any] = {}
             dataset = prepare_split(args, split, model, codec_fingerprint, is_eval, chroma_extractor, training.seed, stats)
-            save_atomically(dataset, out / name, replace=True)
+            prepared[name] = dataset
             report["splits"][name] = split_report(dataset, stats, spec.frame_rate, args.max_duration_in_seconds)
+    (out / FINGERPRINT_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new one is written
+    for name, dataset in prepared.items():
+        save_atomically(dataset, out / name, replace=True)
     if "eval" not in splits:
         shutil.rmtree(out / "eval", ignore_errors=True)  # from an earlier preparation with evaluation
     report["options"] = {

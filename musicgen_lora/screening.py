@@ -98,10 +98,10 @@ def screen_split(
     sources = {c: raw[c] for c in columns}
     keep, problems = [], []
     for index in range(len(raw)):
-        problem = next(
-            (p for c in columns if sources[c][index] is not None and (p := cached_probe(sources[c][index], cache_root))),
-            None,
-        )
+        problem = None
+        for column in columns:  # a row is only as good as its worst file (the melody audio too)
+            if problem is None and sources[column][index] is not None:
+                problem = cached_probe(sources[column][index], cache_root)
         if problem is None:
             keep.append(index)
             continue

@@ -81,14 +81,22 @@ CASES = {
                              r"holds no audio files"),
     "audio column missing": (lambda t, m, c, k: ["--dataset_name", str(_metadata_without_file_name(t))],
                              r"no 'file_name' or 'audio' column \(columns: path, text\)"),
+    # a corpus of only a bad file: it is skipped, and nothing usable remains
     "corrupt audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: p.write_bytes(b"RIFFjunk")))],
-                      r"cannot read audio file .*a.wav"),
+                      r"all 1 audio file\(s\) of .*songs' \(train split\) were skipped \(1 unreadable; .*"
+                      r"because cannot read audio file .*a.wav'"),
     "empty audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: sf.write(p, np.zeros(0), 32000)))],
-                    r"audio file .*a.wav' is empty"),
+                    r"were skipped \(1 empty; .*because audio file .*a.wav' is empty \(0 samples\)"),
+    "0-byte audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: p.write_bytes(b"")))],
+                     r"were skipped \(1 empty; .*because audio file .*a.wav' is empty \(0 bytes\)"),
     "NaN audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(
-        t, lambda p: sf.write(p, np.full(3200, np.nan, np.float32), 32000, subtype="FLOAT")))], r"a.wav' contains NaN"),
+        t, lambda p: sf.write(p, np.full(3200, np.nan, np.float32), 32000, subtype="FLOAT")))],
+        r"were skipped \(1 not finite; .*because audio file .*a.wav' contains NaN"),
     "one-sample audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: sf.write(p, np.zeros(1), 32000)))],
-                         r"a.wav' holds a single sample"),
+                         r"were skipped \(1 too short; .*because audio file .*a.wav' holds a single sample"),
+    # strict: a good file and a bad one; the bad one stops the run
+    "bad audio with strict": (lambda t, m, c, k: ["--dataset_name", str(_good_and_corrupt(t)), "--strict", "true"],
+                              r"cannot read audio file .*b.wav' .*\(strict is on: .*set strict false to skip them\)"),
     "model is not MusicGen": (lambda t, m, c, k: ["--model_name_or_path", str(_t5_folder(t))],
                               r"cannot load model .*give a MusicGen Hub id"),
     "adapter of another base": (lambda t, m, c, k: ["--resume_from_checkpoint", str(k)],
@@ -96,6 +104,12 @@ CASES = {
     "output_dir not writable": (lambda t, m, c, k: ["--output_dir", str(_file(t / "a-file") / "out")],
                                 r"output_dir .*a-file/out' is not writable"),
 }  # fmt: skip
+
+
+def _good_and_corrupt(root: Path) -> Path:
+    folder = folder_with_audio(root, lambda p: sf.write(p, 0.3 * np.sin(np.arange(64000) / 10.0), 32000))
+    (folder / "b.wav").write_bytes(b"RIFFjunk")
+    return folder
 
 
 def _metadata_without_file_name(root: Path) -> Path:
