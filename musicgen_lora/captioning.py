@@ -194,17 +194,20 @@ def check_caption_options(args: FinetuneArguments) -> None:
         if not looks_like_hub_id(args.push_metadata_repo_id):
             raise UserError(f"push_metadata_repo_id '{args.push_metadata_repo_id}' is not a Hub repository id; set it "
                             "like 'your-name/my-songs-captioned'")  # fmt: skip
-    if getattr(args, "streaming", False):
-        asked = [name for name in ("clap_model_name_or_path", "push_metadata_repo_id") if getattr(args, name)]
-        if asked:
-            raise UserError(f"streaming keeps only each clip's codes, so it cannot be combined with {', '.join(asked)}; "
-                            "unset it or set streaming false")  # fmt: skip
+    if args.demucs_model_path:
+        from .vocals import check_demucs_path
+
+        check_demucs_path(args.demucs_model_path)
+    if args.demucs_model_path and getattr(args, "streaming", False):  # (CLAP and the push: checked with streaming)
+        raise UserError("streaming keeps only each clip's codes, so it cannot be combined with demucs_model_path; "
+                        "unset it or set streaming false")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- measurements
 
 
-def _identity(source: Any) -> str:
+def source_identity(source: Any) -> str:
+    """What identifies an audio source's content: a hash of its bytes, or its path, size and modification time."""
     if isinstance(source, dict) and source.get("bytes"):
         return "bytes:" + hashlib.sha256(source["bytes"]).hexdigest()
     path = source.get("path") if isinstance(source, dict) else source
@@ -256,7 +259,7 @@ def cached_measures(source: Any, cache_root: Path, computes: dict[str, Callable[
     """``{kind: compute(audio, sr)}`` of one audio source, each cached as JSON under ``cache_root/analysis`` by the
     source's identity and its ``kind`` (which must name everything its ``compute`` depends on). The audio is decoded
     once, and only when some kind is not cached yet."""
-    identity = _identity(source)
+    identity = source_identity(source)
     results: dict[str, Any] = {}
     audio = None
     for kind, compute in computes.items():
@@ -311,11 +314,11 @@ class ClapTagger:
     """Zero-shot tags from a local CLAP checkpoint, loaded only when something is not cached yet."""
 
     def __init__(self, args: FinetuneArguments, cache_root: Path):
-        from .clap import clap_fingerprint
+        from .clap import local_fingerprint
 
         self.path = args.clap_model_name_or_path
         self.cache_root = cache_root
-        self.fingerprint = clap_fingerprint(self.path)
+        self.fingerprint = local_fingerprint(self.path)
         self.threshold = args.clap_tag_threshold
         self.labels = {name: list(getattr(args, f"clap_{name}_labels")) for name in TAG_SETS}
         self._clap: Clap | None = None
@@ -567,7 +570,7 @@ def push_captioned_split(
         rows.append({"file_name": name, "text": caption, "own_caption": (own or "").strip() or None, **_measured_columns(found)})
         content = source["bytes"] if isinstance(source, dict) and source.get("bytes") else source
         content = content.get("path") if isinstance(content, dict) else content
-        files.append((f"data/{split}/{name}", content, _identity(source)))
+        files.append((f"data/{split}/{name}", content, source_identity(source)))
     metadata = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
     splits = ["train", "eval"] if (args.eval_split_name or args.eval_split_percentage > 0) else ["train"]
     card = dataset_card(repo_id, splits).encode()

@@ -36,16 +36,16 @@ def check_clap_folder(path: str, option: str) -> Path:
     return folder
 
 
-def clap_fingerprint(path: str) -> str:
-    """A cheap identity of a CLAP checkpoint folder: its files' names, sizes and modification times (a new or
-    re-downloaded checkpoint gets a new fingerprint, without reading hundreds of MB of weights)."""
-    folder = Path(path).expanduser().resolve()
+def local_fingerprint(path: str) -> str:
+    """A cheap identity of local weights (a file, or a folder's files): names, sizes and modification times, so a new
+    or re-downloaded checkpoint gets a new fingerprint without reading hundreds of MB of weights."""
+    target = Path(path).expanduser().resolve()
     entries = []
-    for file in sorted(folder.iterdir()):
+    for file in sorted(target.iterdir()) if target.is_dir() else [target]:
         if file.is_file():
             stat = file.stat()
             entries.append([file.name, stat.st_size, stat.st_mtime_ns])
-    return hashlib.sha256(json.dumps([os.fspath(folder), entries]).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([os.fspath(target), entries]).encode()).hexdigest()[:16]
 
 
 class Clap:

@@ -158,6 +158,14 @@ class FinetuneArguments:
             "from it later with dataset_name set to it. Token from HF_TOKEN or `hf auth login`."
         },
     )
+    demucs_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Remove vocals before captioning and encoding: a local Demucs checkpoint (a .th file, e.g. "
+            "htdemucs', or a folder with a bag NAME.yaml and its .th files); each track is replaced by the sum of its "
+            "non-vocal stems, cached in data_cache_dir. Needs `pip install demucs==4.1.0`."
+        },
+    )
     max_duration_in_seconds: float = field(
         default=MODEL_MAX_SECONDS,
         metadata={"help": "Longest window trained on; longer clips are cropped at a random place each time."},

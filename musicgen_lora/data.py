@@ -45,6 +45,7 @@ from transformers import PreTrainedModel
 from .audio import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS, describe_source, load_audio, resample
 from .analysis import integrated_loudness
 from .captioning import cached_measure, caption_tracks, push_captioned_split
+from .vocals import remove_vocals
 from .chunking import chunk_dataset, frame_levels, level_db, plan_summary, split_tracks
 from .screening import screen_split, skipped_entry
 from .sources import load_file_source
@@ -717,6 +718,8 @@ def prepare_split(
     if not args.streaming:  # every file checked once (cached): bad ones skipped and listed, or an error with strict
         raw = screen_split(raw, args.dataset_name, split, cache_root, args.strict, stats)
     stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
+    if args.demucs_model_path:  # each track's instrumental (cached) is what gets captioned and encoded
+        raw = remove_vocals(raw, args.demucs_model_path, cache_root, progress)
     # caption_template filled with instance_prompt, own caption, measured tempo/key/level words and CLAP tags (each
     # measurement cached per file apart from the codes, so a caption option never re-encodes)
     captions, measured = caption_tracks(raw, args, cache_root, stats, progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import shutil
 from pathlib import Path
 
@@ -341,3 +342,67 @@ def test_a_failed_metadata_push_is_one_line_and_keeps_local_results(tmp_path, ti
     calls = count_encoder_calls(monkeypatch, model)
     monkeypatch.setattr(captioning, "decode_audio", _boom)
     assert len(prepare(tmp_path, tiny_model_dir, model, folder, cache, *options)) == 2 and not calls
+
+
+# ---------------------------------------------------------------------------------------------- vocal removal
+
+
+@pytest.fixture(scope="module")
+def tiny_demucs(tmp_path_factory) -> Path:
+    """A random 4-stem HDemucs (demucs' own unit-test model, 0.6 M parameters) saved as a local .th checkpoint."""
+    pytest.importorskip("demucs", reason="demucs is an optional dependency (pip install demucs==4.1.0)")
+    import torch
+    from demucs.pretrained import demucs_unittest
+
+    torch.manual_seed(0)
+    model = demucs_unittest()
+    args, kwargs = model._init_args_kwargs
+    path = tmp_path_factory.mktemp("demucs") / "tiny-demucs.th"
+    torch.save({"klass": type(model), "args": args, "kwargs": kwargs, "state": model.state_dict()}, path)
+    return path
+
+
+def test_vocals_are_removed_before_captioning_and_encoding(tmp_path, tiny_model_dir, model, truth_corpus, cache,
+                                                           tiny_demucs, monkeypatch):  # fmt: skip
+    import torch
+    from demucs.apply import apply_model
+    from demucs.states import load_model
+
+    from musicgen_lora.audio import decode_audio, resample
+    from musicgen_lora.data import encode_clip
+
+    source, _ = truth_corpus
+    folder = tmp_path / "song"
+    folder.mkdir()
+    audio, sr = decode_audio(str(source / "clip_003.wav"))
+    sf.write(folder / "song.wav", audio[:, : 2 * sr].T, sr)  # 2 s
+    (folder / "song.txt").write_text("rock")
+    split = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--demucs_model_path", str(tiny_demucs))
+    # by hand: standardise, separate at 44.1 kHz stereo without random shifts, sum every stem but the vocals
+    separator = load_model(tiny_demucs).eval()
+    wav = torch.from_numpy(resample(np.repeat(audio[:, : 2 * sr], 2, axis=0), sr, 44100))
+    mean, std = wav.mean(0).mean(), wav.mean(0).std()
+    with torch.no_grad():
+        stems = apply_model(separator, ((wav - mean) / std)[None], shifts=0, split=True, overlap=0.25)[0]
+    expected = (stems[[0, 1, 2]].sum(0) * std + mean).numpy()  # drums, bass, other
+    (instrumental,) = (cache / "instrumental").glob("song-*.flac")
+    stored, rate = sf.read(instrumental, dtype="float32", always_2d=True)
+    assert rate == 44100 and np.abs(stored.T - np.clip(expected, -1, 1)).max() < 1e-5  # 24-bit FLAC
+    assert not np.allclose(stored.T, wav.numpy(), atol=1e-2)  # something was taken out
+    # EnCodec encoded the instrumental (mono at the codec's rate), and the caption is the track's own
+    codec_audio = resample(stored.T.mean(axis=0, keepdims=True), 44100, 32000)
+    assert split["codes"][0] == encode_clip(model.audio_encoder.eval(), codec_audio).tolist()
+    assert split["text"] == ["rock"]
+    # a second run separates nothing: the instrumental comes from the cache
+    monkeypatch.setattr("musicgen_lora.vocals.VocalRemover.separate", _boom)
+    assert prepare(tmp_path, tiny_model_dir, model, folder, cache, "--demucs_model_path", str(tiny_demucs))["codes"] == split["codes"]
+
+
+def test_demucs_errors_are_one_line(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="demucs_model_path '.*missing.th' is not a Demucs checkpoint"):
+        _parse(tmp_path, "--demucs_model_path", str(tmp_path / "missing.th"))
+    checkpoint = tmp_path / "model.th"
+    checkpoint.write_bytes(b"weights")
+    monkeypatch.setitem(sys.modules, "demucs.apply", None)  # as if demucs were not installed
+    with pytest.raises(UserError, match=r"needs the demucs package.*pip install demucs==4\.1\.0"):
+        _parse(tmp_path, "--demucs_model_path", str(checkpoint))
