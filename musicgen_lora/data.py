@@ -495,9 +495,9 @@ def encode_shards(
 
 
 def progress(**kwargs: Any) -> Any:
-    """A ``datasets`` progress bar (hidden when datasets' bars are disabled, e.g. by disable_tqdm, or without a
-    terminal)."""
-    return datasets.utils.tqdm(disable=None if datasets.utils.is_progress_bar_enabled() else True, **kwargs)
+    """A ``datasets`` progress bar: hidden when datasets' bars are disabled (``disable_tqdm``, see
+    :func:`musicgen_lora.prepare.progress_bars`) or when the output is not a terminal."""
+    return datasets.utils.tqdm(disable=None, **kwargs)
 
 
 def encode_dataset(
