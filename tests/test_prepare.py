@@ -49,7 +49,7 @@ def prepared(songs, tiny_model_dir, tmp_path_factory):
     return {"argv": argv, "report": report, "root": root}
 
 
-def test_report_counts_what_was_kept_and_left_out(prepared):
+def test_report_counts_what_was_kept_and_left_out(prepared, songs):
     report = prepared["report"]
     written = json.loads((prepared["root"] / "out" / "prepared_data" / "data_report.json").read_text())
     assert written == json.loads(json.dumps(report))
@@ -67,6 +67,11 @@ def test_report_counts_what_was_kept_and_left_out(prepared):
         "1.66667-2 s": 5,
     }  # fmt: skip
     assert train["captions"]["tracks_with_own_caption"] == 3 and train["captions"]["coverage"] == pytest.approx(0.6)
+    assert train["files"] == {  # the silent chunk of long2 is no file: only counted above
+        "found": 5, "read": 5, "skipped": 1, "reasons": {"too short": 1},
+        "skipped_files": [{"path": str(songs / "tiny.wav"), "reason": "too short: 0.30 s < min_duration_in_seconds"}],
+    }  # fmt: skip
+    assert "tempo_key" not in train  # only with add_metadata
     assert "eval" not in report["splits"] and report["options"]["tail_policy"] == "drop"
 
 
@@ -102,6 +107,7 @@ def test_summary_is_printed_and_errors_are_one_line(prepared, tmp_path):
     text = summary(prepared["report"])
     assert text.splitlines()[0].startswith("train: 9 examples from 5 tracks")
     assert "left out: 1 too short, 0 silent tracks, 1 silent chunks, 0.0 s of tails" in text
+    assert "files: 5 found, 5 read, 1 left out (1 too short; each listed in data_report.json)" in text
     missing = subprocess.run(
         [sys.executable, "-m", "musicgen_lora.prepare", str(tmp_path / "nope.json")], cwd=ROOT, capture_output=True,
         text=True, timeout=120,
