@@ -57,6 +57,7 @@ from .data import (
 )
 from .errors import UserError, one_line
 from .generation import generate_audio
+from .screening import screen_split
 from .modeling import is_melody_model, load_model_and_processor
 from .trainer import CodebookStats, codebook_cross_entropy
 
@@ -570,6 +571,7 @@ def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fi
         if settings.max_train_samples is not None:  # as in training: the first N clips
             raw = raw.select(range(min(settings.max_train_samples, len(raw))))
         cache_root = Path(settings.data_cache_dir).expanduser() if settings.data_cache_dir else default_cache_root()
+        raw = screen_split(raw, args.dataset_name, args.train_split_name, cache_root, args.strict, {})  # as training
         codes = encode_dataset(raw, model, cache_root, codec_fingerprint)["codes"]
     return [np.asarray(c, dtype=np.int16).T.copy() for c in codes]
 
