@@ -226,3 +226,18 @@ def test_a_missing_file_name_is_not_taken_for_a_hub_id(tmp_path, tiny_model_dir,
     expected = re.escape(f"dataset path '{name}' not found (looked in '{tmp_path}'); check the path")
     with pytest.raises(UserError, match=expected):
         load_split(args, "train")
+
+
+def test_a_file_missing_from_the_metadata_is_skipped_and_not_cached(tmp_path):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    sf.write(folder / "here.wav", tone(1.0, 8000, 1, 300), 8000)
+    rows = [{"file_name": "here.wav", "text": "a"}, {"file_name": "gone.wav", "text": "b"}]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).args
+    stats: dict = {}
+    kept = screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, stats)
+    assert kept["text"] == ["a"]
+    assert stats["skipped_files"] == [{"path": str(folder / "gone.wav"), "reason": "missing: file not found"}]
+    sf.write(folder / "gone.wav", tone(1.0, 8000, 1, 300), 8000)  # restored: used on the next run
+    assert len(screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, {})) == 2
