@@ -256,8 +256,10 @@ def test_changing_a_caption_option_redoes_only_captioning(tmp_path, tiny_model_d
     calls = count_encoder_calls(monkeypatch, model)
     cache = tmp_path / "fresh-cache"  # the first run encodes and measures everything
     folder, rows = truth_corpus
+    rows = rows[:4]
     first = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "a",
-                    "--caption_template", "{prompt}, {caption}, {bpm} bpm, {key}, {brightness}")  # fmt: skip
+                    "--caption_template", "{prompt}, {caption}, {bpm} bpm, {key}, {brightness}", "--max_train_samples",
+                    "4")  # fmt: skip
     entries = sorted(p.name for p in cache.rglob("*") if "analysis" not in p.parts)
     encoded = len(calls)
     assert encoded >= len(rows) and all(
@@ -265,7 +267,7 @@ def test_changing_a_caption_option_redoes_only_captioning(tmp_path, tiny_model_d
     )  # fmt: skip
     monkeypatch.setattr(captioning, "decode_audio", _boom)  # no audio is read for captions again
     again = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "b",
-                    "--caption_template", "{key}; {prompt} ({bpm} bpm)")  # fmt: skip
+                    "--caption_template", "{key}; {prompt} ({bpm} bpm)", "--max_train_samples", "4")  # fmt: skip
     assert len(calls) == encoded  # no EnCodec call: the codes come from the cache
     assert sorted(p.name for p in cache.rglob("*") if "analysis" not in p.parts) == entries  # no new cache entry
     for old, new in zip(first["text"], again["text"]):
@@ -300,8 +302,9 @@ def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(tmp_path,
     source, _ = truth_corpus
     folder = tmp_path / "songs"
     folder.mkdir()
-    for name in ("clip_000.wav", "clip_001.wav", "clip_002.wav"):
-        shutil.copy(source / name, folder / name)
+    for name in ("clip_000.wav", "clip_001.wav", "clip_002.wav"):  # their first 3 s
+        audio, sr = sf.read(source / name)
+        sf.write(folder / name, audio[: 3 * sr], sr)
     (folder / "clip_001.txt").write_text("techno, driving")
     repo = f"{USER}/songs-captioned"
     options = ["--add_metadata", "true", "--instance_prompt", "sks", "--push_metadata_repo_id", repo]
