@@ -232,7 +232,7 @@ def prepare_data(
         for key in (
             "chunk_long_tracks", "tail_policy", "eval_split_percentage", "add_metadata", "loudness_target_lufs",
             "silence_threshold_db", "max_duration_in_seconds", "min_duration_in_seconds", "instance_prompt",
-            "streaming",
+            "streaming", "caption_template", "clap_model_name_or_path", "clap_tag_threshold", "demucs_model_path",
         )
     }  # fmt: skip
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
