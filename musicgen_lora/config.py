@@ -246,7 +246,7 @@ class FinetuneArguments:
             "help": "Read a Hub dataset as a stream (datasets streaming=True) instead of downloading it: each clip is "
             "decoded and encoded on the fly and only its codes are kept, for corpora larger than the disk. Not "
             "combinable with eval_split_percentage, add_metadata, silence_threshold_db, "
-            "conditional_audio_column_name, clap_model_name_or_path or push_metadata_repo_id."
+            "conditional_audio_column_name, clap_model_name_or_path, push_metadata_repo_id or demucs_model_path."
         },
     )
     conditional_audio_column_name: str | None = field(
@@ -573,6 +573,7 @@ def _check_ranges(args: FinetuneArguments, training: dict[str, Any]) -> None:
                 ("conditional_audio_column_name", args.conditional_audio_column_name is not None),
                 ("clap_model_name_or_path", args.clap_model_name_or_path is not None),
                 ("push_metadata_repo_id", args.push_metadata_repo_id is not None),
+                ("demucs_model_path", args.demucs_model_path is not None),
             ) if value
         ]  # fmt: skip
         require(

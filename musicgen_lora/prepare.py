@@ -62,6 +62,7 @@ NOT_DATA_OPTIONS = frozenset({
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora", "train_text_encoder",
     "lora_target_regex", "sample_prompts", "sample_every_steps", "sample_duration_in_seconds", "guidance_scale",
     "strict",  # stops the run or not; the data is the same
+    "push_metadata_repo_id", "base_model_dtype", "attn_implementation",  # EnCodec stays fp32
 })  # fmt: skip
 
 
