@@ -12,9 +12,12 @@ Sources, all turned into a ``datasets.Dataset`` with columns ``audio`` (path or 
 
 A local folder is the train split, unless it has subfolders named after the splits (``train/``, ``validation/``).
 
-Encoding is the expensive step, so its result — the codes of each whole clip — is cached on disk under a key made
-of the audio files' identity (path, size, modification time; or a Hub dataset's fingerprint) and the EnCodec weights.
-Captions and duration limits are applied after the cache, so changing them never re-encodes.
+Encoding is the expensive step, so its result — the codes of each whole clip — is cached on disk in shards of
+:data:`CLIPS_PER_SHARD` clips, each under a key made of its audio files' identity (path, size, modification time; or
+a Hub dataset's fingerprint) and the EnCodec weights, saved as soon as it is done (an interrupted run redoes only the
+unfinished shards), optionally in ``preprocessing_num_workers`` processes. With ``streaming`` the clips come from a
+``datasets`` stream and only their codes are kept. Captions and duration limits are applied after the cache, so
+changing them never re-encodes.
 """
 
 from __future__ import annotations
