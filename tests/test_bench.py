@@ -1,0 +1,84 @@
+"""The benchmark suite runs end to end and fills its whole table (no timing is asserted: CI machines vary)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from musicgen_lora import bench
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> dict:
+    """--quick's plan (tiny model, every measurement) in one process, as CI can afford."""
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    results = bench.run_suite("smoke", "cpu", out)
+    results["out"] = out
+    return results
+
+
+def test_every_measurement_is_in_the_table_and_finite(smoke):
+    assert not [c for c in smoke["cases"] if "error" in c]
+    rows = smoke["rows"]
+    assert rows and all(math.isfinite(r["value"]) and r["value"] >= 0 for r in rows), [r for r in rows if not math.isfinite(r["value"])]
+    sections = {r["section"] for r in rows}
+    assert {"peak", "speed", "overhead", "MFU", "memory", "lever", "padding", "preparation"} <= sections
+    names = {c["case"]["name"] for c in smoke["cases"]}
+    for case in smoke["cases"]:  # each case: its speed, memory and floor
+        metrics = {r["metric"] for r in rows if r["config"] == case["case"]["name"]}
+        assert {"step (Trainer)", "peak RSS, training steps", "floor (weights + adapter state + activations)"} <= metrics
+    assert {"fp32", "bf16 autocast, fp32 base", "bf16 autocast, bf16 base", "bf16 base, checkpointing"} <= names
+    mfu = [r for r in rows if r["section"] == "MFU"]
+    assert len(mfu) >= 3 and all(0 < r["value"] for r in mfu)
+    assert len([r for r in rows if r["section"] == "preparation"]) == 3 + 3 + 1  # 3 sizes, 3 reruns, scaling
+    levers = {r["config"] for r in rows if r["section"] == "lever"}
+    assert any(label.startswith("cast frozen base") for label in levers) and any("SDPA" in label for label in levers)
+
+
+def test_the_table_and_json_agree(smoke):
+    saved = json.loads(smoke["out"].read_text())
+    assert saved["table"] == smoke["table"]
+    assert len(saved["rows"]) == len(smoke["rows"])
+    assert len(smoke["table"].splitlines()) == len(smoke["rows"]) + 3  # title, header, rule
+
+
+def test_cast_base_case_really_trains_with_bf16_frozen_weights_and_fp32_adapters(smoke):
+    cases = {c["case"]["name"]: c for c in smoke["cases"]}
+    assert cases["bf16 autocast, bf16 base"]["weight_dtypes"] == ["bfloat16", "float32"]
+    assert cases["bf16 autocast, fp32 base"]["weight_dtypes"] == ["float32"]
+    assert cases["bf16 autocast, bf16 base"]["weight_bytes"] < cases["bf16 autocast, fp32 base"]["weight_bytes"]
+
+
+def test_counted_flops_of_a_lora_step_are_about_twice_the_forward(tiny_model_dir):
+    """The counter sees the forward and the input-gradient backward of the frozen layers (not their weight gradients)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from musicgen_lora.collator import MusicgenCollator
+    from musicgen_lora.config import FinetuneArguments
+    from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
+
+    args = FinetuneArguments(model_name_or_path=str(tiny_model_dir), dataset_name="x")
+    model, processor = load_model_and_processor(args)
+    model = add_trainable_parts(model, args)
+    collator = MusicgenCollator(processor.tokenizer, pad_token_id=64, decoder_start_token_id=64, max_frames=200)
+    batch = collator([{"codes": torch.randint(0, 64, (4, 150)).tolist(), "text": "lofi piano"}] * 2)
+    step = bench.count_step_flops(model, batch)
+    assert model.get_base_model().config.decoder._attn_implementation == "sdpa"  # restored after counting
+    assert all(p.grad is None for p in model.parameters())
+    model.get_base_model().set_attn_implementation({"decoder": "eager", "text_encoder": "eager"})
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**{k: v for k, v in batch.items() if k != "labels"})
+    forward = counter.get_total_flops()
+    assert 1.8 * forward < step < 2.6 * forward
+
+
+def test_peak_rss_can_be_reset_between_measurements():
+    before = bench.peak_rss_bytes()
+    block = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, touched
+    assert bench.peak_rss_bytes() >= before
+    del block
+    if bench.reset_peak_rss():
+        assert bench.peak_rss_bytes() < before + 64 * 2**20
