@@ -467,12 +467,12 @@ def build_tiny_musicgen(
     num_codebooks: int = 4,
     sampling_rate: int = 32000,
     variant: str = "mono",
-    architecture: str = "tiny",
+    architecture: str | dict = "tiny",
     fit_codebooks: bool = True,
 ):
     """Build a tiny random MusicGen model and its processor (in memory).
 
-    ``architecture`` (a key of ``ARCHITECTURES``) gives the layer sizes: "tiny" by default, or "small", "medium",
+    ``architecture`` (a key of ``ARCHITECTURES``, or such an entry) gives the layer sizes: "tiny" by default, or "small", "medium",
     "large" for a random model of a real checkpoint's size (benchmarks: real speed and memory, no download; the
     tokenizer stays the tiny one, whose ids fit any vocabulary). ``codebook_size`` defaults to the architecture's
     (64 tiny, 2048 real). ``fit_codebooks=False`` skips fitting the codec's codebooks (every frame then encodes to
@@ -502,9 +502,12 @@ def build_tiny_musicgen(
     )
 
     _check_variant(variant)
-    if architecture not in ARCHITECTURES:
+    if isinstance(architecture, dict):  # {"decoder": ..., "text_encoder": ..., "codec": ...} sizes, e.g. mixed
+        sizes = architecture
+    elif architecture in ARCHITECTURES:
+        sizes = ARCHITECTURES[architecture]
+    else:
         raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}")
-    sizes = ARCHITECTURES[architecture]
     codebook_size = codebook_size or sizes["codec"]["codebook_size"]
     audio_config = _codec_config(sampling_rate, codebook_size, num_codebooks, sizes["codec"])
     tokenizer = build_tiny_tokenizer()
