@@ -393,17 +393,26 @@ class ClapTagger:
 
 
 def track_fields(
-    caption: str | None, instance_prompt: str | None, measured: dict[str, Any], loudness_target: float | None = None
+    caption: str | None,
+    instance_prompt: str | None,
+    measured: dict[str, Any],
+    loudness_target: float | None = None,
+    caption_shown: bool = True,
 ) -> dict[str, str]:
-    """The template's field values for one track (empty strings where nothing is known)."""
+    """The template's field values for one track (empty strings where nothing is known).
+
+    Args:
+        caption_shown: whether the template shows the own caption; only then is a tempo or key it states left out.
+    """
     caption = (caption or "").strip()
     values = {name: "" for name in FIELDS}
     values["prompt"] = (instance_prompt or "").strip()
     values["caption"] = caption
+    stated = caption if caption_shown else ""
     metadata = measured.get("metadata") or {}
-    if metadata.get("bpm") is not None and not _BPM_WORDS.search(caption):
+    if metadata.get("bpm") is not None and not _BPM_WORDS.search(stated):
         values["bpm"] = str(metadata["bpm"])
-    if metadata.get("key") and not _states_key(caption):
+    if metadata.get("key") and not _states_key(stated):
         values["key"] = metadata["key"]
     level = measured.get("level")
     if level:
@@ -458,7 +467,7 @@ def caption_tracks(
         found = cached_measures(source, cache_root, computes) if computes else {}
         if tagger is not None:
             found["tags"] = tagger.tags(found.pop(tagger.kind))
-        fields = track_fields(text, args.instance_prompt, found, args.loudness_target_lufs)
+        fields = track_fields(text, args.instance_prompt, found, args.loudness_target_lufs, "caption" in template.fields)
         caption = template.render(fields)
         plain = template.render({**fields, **{name: "" for name in (*ANALYSIS_FIELDS, *TAG_FIELDS)}})
         added += caption != plain

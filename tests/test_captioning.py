@@ -119,6 +119,12 @@ def test_template_parts_with_an_empty_field_vanish_with_their_separator():
     assert template.render({**full, "bpm": ""}) == "sks style; lofi, dusty drums, A minor"  # no dangling " bpm"
     assert template.render({}) == ""
     assert template.fields == {"prompt", "caption", "bpm", "key"}
+    # a tempo or key the own caption states is not repeated, unless the template leaves the caption out
+    measured = {"metadata": {"bpm": 84, "key": "A minor"}}
+    shown = captioning.track_fields("lofi, 85 bpm, A minor", "sks", measured)
+    assert (shown["bpm"], shown["key"]) == ("", "")
+    hidden = captioning.track_fields("lofi, 85 bpm, A minor", "sks", measured, caption_shown=False)
+    assert (hidden["bpm"], hidden["key"]) == ("84", "A minor")
 
 
 def _parse(tmp_path, *extra):
