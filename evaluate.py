@@ -173,7 +173,8 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     run = None
     if args.config:  # the run's data options, so its data is prepared exactly as training prepared it
         parsed = parse_config([str(_read_config(args.config)[0] / RESOLVED_CONFIG_NAME)])
-        run = dataclasses.replace(parsed.args, data_cache_dir=args.data_cache_dir or parsed.args.data_cache_dir)
+        run = dataclasses.replace(parsed.args, data_cache_dir=args.data_cache_dir or parsed.args.data_cache_dir,
+                                  push_metadata_repo_id=None)  # prepared as in training, never pushed again  # fmt: skip
         seed = parsed.training.seed
     if not eval_datasets and run is not None:
         if run.eval_split_name or getattr(run, "eval_split_percentage", 0) > 0:
