@@ -286,8 +286,13 @@ def _audio_columns(dataset: datasets.Dataset) -> list[str]:
 def source_fingerprint(dataset: datasets.Dataset) -> str:
     """Identity of a loaded split's content: its audio files' identities (path, size, modification time) and its
     captions, or, for audio bytes, the dataset's own fingerprint."""
-    columns = {c: list(dataset[c]) for c in _audio_columns(dataset)}
-    digest = hashlib.sha256(_codes_key("", columns, dataset._fingerprint).encode())
+    digest = hashlib.sha256()
+    audio = dataset.select_columns(_audio_columns(dataset))
+    for start in range(0, len(dataset), CLIPS_PER_SHARD):  # a slice at a time: audio bytes never all in memory
+        rows = audio[start : start + CLIPS_PER_SHARD]
+        if any(isinstance(a, dict) and a.get("bytes") for values in rows.values() for a in values):
+            return hashlib.sha256(dataset._fingerprint.encode()).hexdigest()[:24]  # covers audio and captions
+        digest.update(_codes_key("", rows, "").encode())
     digest.update(json.dumps(list(dataset["text"]) if "text" in dataset.column_names else None).encode())
     return digest.hexdigest()[:24]
 
@@ -503,6 +508,11 @@ def progress(**kwargs: Any) -> Any:
     return datasets.utils.tqdm(disable=None, **kwargs)
 
 
+def _as_rows(batch: dict[str, list]) -> list[dict[str, Any]]:
+    """A batch of columns (``dataset[start:stop]``) as a list of rows."""
+    return [dict(zip(batch, values)) for values in zip(*batch.values())]
+
+
 def encode_dataset(
     dataset: datasets.Dataset,
     model: PreTrainedModel,
@@ -532,13 +542,13 @@ def encode_dataset(
     codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
     settings = _encoding_settings(codec_fingerprint, spec, chroma_extractor, loudness_lufs)
     encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, loudness_lufs)
-    columns = {c: list(dataset[c]) for c in _audio_columns(dataset)}
+    audio = dataset.select_columns(_audio_columns(dataset))
     shards = []
-    for start in range(0, len(dataset), CLIPS_PER_SHARD):
+    for start in range(0, len(dataset), CLIPS_PER_SHARD):  # a slice at a time: audio bytes never all in memory
         stop = min(start + CLIPS_PER_SHARD, len(dataset))
         whole = start == 0 and stop == len(dataset)  # one shard: the same key as the whole dataset's
         content = dataset._fingerprint if whole else f"{dataset._fingerprint}[{start}:{stop}]"
-        key = _codes_key(settings, {c: values[start:stop] for c, values in columns.items()}, content)
+        key = _codes_key(settings, audio[start:stop], content)
         shards.append((range(start, stop), cache_root / f"codes-{key}"))
     todo = [(rows, target) for rows, target in shards if not _is_saved(target)]
     if todo:
@@ -547,7 +557,7 @@ def encode_dataset(
             "Encoding %d of %d clips with EnCodec (%d of %d shards already cached in %s)",
             clips, len(dataset), len(shards) - len(todo), len(shards), cache_root,
         )  # fmt: skip
-        jobs = (([{c: columns[c][i] for c in columns} for i in rows], target) for rows, target in todo)
+        jobs = ((_as_rows(audio[rows.start : rows.stop]), target) for rows, target in todo)  # read shard by shard
         encode_shards(encoder, jobs, clips, num_workers, len(todo))
     else:
         logger.info("Using cached EnCodec codes from %s (no encoding needed)", cache_root)

@@ -105,7 +105,7 @@ def test_training_reuses_prepared_data_until_an_option_or_a_caption_changes(
     assert train["text"][0] == "sks, a new caption"
 
 
-def test_streaming_keeps_only_codes_and_matches_the_folder(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
+def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
     # a local folder in the layout of a Hub dataset (Parquet with audio bytes), read through the same
     # load_dataset(..., streaming=True) call as a Hub id
     rows = [json.loads(line) for line in (corpus_dir / "metadata.jsonl").read_text().splitlines()][:4]
@@ -117,11 +117,21 @@ def test_streaming_keeps_only_codes_and_matches_the_folder(tiny_model_dir, corpu
     }).cast_column("audio", datasets.Audio()).to_parquet(str(hub / "data" / "train-00000-of-00001.parquet"))  # fmt: skip
     common = ["--max_train_samples", "3", "--max_duration_in_seconds", "2", "--cache_dir", str(tmp_path / "hf-cache")]
     streamed_argv = base_argv(tiny_model_dir, hub, tmp_path / "streamed", tmp_path / "cache") + common + ["--streaming", "true"]
+    monkeypatch.setattr(data, "CLIPS_PER_SHARD", 2)  # 3 streamed clips: shards of 2 and 1
     prepare_main(streamed_argv)
     prepare_main(base_argv(tiny_model_dir, corpus_dir, tmp_path / "folder", tmp_path / "cache") + common)
     streamed, folder = prepared_train(tmp_path / "streamed"), prepared_train(tmp_path / "folder")
     assert len(streamed) == 3 and streamed["codes"] == folder["codes"] and streamed["text"] == folder["text"]
     assert not list((tmp_path / "hf-cache").rglob("*.arrow"))  # the audio was never stored
+
+    # as if interrupted in the second shard: the stream is read again, only the unfinished shard is encoded
+    (manifest,) = (tmp_path / "cache").glob("stream-*.json")
+    manifest.unlink()
+    (second,) = (tmp_path / "cache").glob("codes-*-00001")
+    shutil.rmtree(second)
+    calls = count_encoder_calls(monkeypatch)
+    prepare_main(streamed_argv)
+    assert len(calls) == 1 and prepared_train(tmp_path / "streamed")["codes"] == folder["codes"]
 
     def no_stream(*args, **kwargs):
         raise AssertionError("streamed again")
