@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import types
+from collections.abc import Iterator
 
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForTextToWaveform, PreTrainedModel, ProcessorMixin
+from transformers import (
+    AutoModelForTextToWaveform,
+    MusicgenForConditionalGeneration,
+    MusicgenMelodyForConditionalGeneration,
+    PreTrainedModel,
+    ProcessorMixin,
+)
 
 from .config import DEFAULT_LORA_TARGETS, FinetuneArguments, MusicgenTrainingArguments
 from .errors import UserError, one_line
@@ -35,19 +43,27 @@ TEXT_ENCODER_PATTERN = r"text_encoder\.encoder\.block\.\d+\.layer\.0\.SelfAttent
 _INDEXED_TARGET = re.compile(r"^(lm_heads|embed_tokens)\.(\d+)$")
 
 
-def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, ProcessorMixin]:
+def load_model_and_processor(
+    args: FinetuneArguments, dtype: torch.dtype | None = None
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Load a MusicGen model and its processor, ready for training.
+
+    Args:
+        dtype: load the text encoder, decoder and projections in this dtype straight from the checkpoint (EnCodec
+            stays fp32, exactly as stored), so a half-precision run never holds the fp32 model: the frozen-base
+            cast of :func:`cast_frozen_base` without its peak. None: everything as stored (fp32).
 
     Raises:
         UserError: the path/id cannot be loaded, or it is not a (mono, text-conditioned) MusicGen model.
     """
     name = args.model_name_or_path
     try:
-        model = AutoModelForTextToWaveform.from_pretrained(
-            name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code,
-            # the decoder's and text encoder's kernel; EnCodec has no attention to choose
-            attn_implementation={"decoder": args.attn_implementation, "text_encoder": args.attn_implementation},
-        )  # fmt: skip
+        with _codec_kept_in_fp32():
+            model = AutoModelForTextToWaveform.from_pretrained(
+                name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code, dtype=dtype,
+                # the decoder's and text encoder's kernel; EnCodec has no attention to choose
+                attn_implementation={"decoder": args.attn_implementation, "text_encoder": args.attn_implementation},
+            )  # fmt: skip
         processor = load_processor(name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
     except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
         raise UserError(
@@ -72,6 +88,23 @@ def load_model_and_processor(args: FinetuneArguments) -> tuple[PreTrainedModel, 
         )
     prepare_for_training(model, train_text_encoder=args.train_text_encoder)
     return model, processor
+
+
+@contextlib.contextmanager
+def _codec_kept_in_fp32() -> Iterator[None]:
+    """While loading: transformers' "keep these modules in fp32 whatever dtype is asked" list names the codec."""
+    classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration]
+    saved = [cls.__dict__.get("_keep_in_fp32_modules_strict") for cls in classes]
+    try:
+        for cls in classes:
+            cls._keep_in_fp32_modules_strict = ["audio_encoder"]
+        yield
+    finally:
+        for cls, value in zip(classes, saved):
+            if value is None:
+                del cls._keep_in_fp32_modules_strict
+            else:
+                cls._keep_in_fp32_modules_strict = value
 
 
 def is_melody_model(model: torch.nn.Module) -> bool:

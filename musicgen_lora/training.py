@@ -156,9 +156,11 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
     check_output_dir(training.output_dir, overwrite=args.overwrite_output_dir, resuming=bool(resume))
     set_seed(training.seed)
-    model, processor = load_model_and_processor(args)
+    base_dtype = frozen_base_dtype(args, training)
+    # with LoRA the whole base is frozen: load it in half precision directly (no fp32 copy), EnCodec in fp32
+    model, processor = load_model_and_processor(args, dtype=base_dtype if args.use_lora else None)
     train_dataset, eval_dataset = prepare_datasets(parsed, model, processor)
-    cast_frozen_base(model, frozen_base_dtype(args, training), args)  # after encoding: EnCodec stays fp32
+    cast_frozen_base(model, base_dtype, args)  # full fine-tuning: the text encoder; EnCodec stays fp32
     model = add_trainable_parts(model, args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
     if args.overwrite_output_dir and not resume and trainer.is_world_process_zero():

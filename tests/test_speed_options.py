@@ -141,3 +141,20 @@ def test_eager_and_sdpa_attention_give_the_same_loss(tiny_model_dir, tmp_path):
         trainer = build_trainer(parsed, add_trainable_parts(model, parsed.args), processor, dataset, dataset)
         losses.append(trainer.evaluate()["eval_loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_loading_in_bf16_equals_loading_in_fp32_then_casting_and_keeps_encodec_exact(tiny_model_dir, tmp_path):
+    from musicgen_lora.modeling import cast_frozen_base
+
+    parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache"))
+    reference, _ = load_model_and_processor(parsed.args)
+    fp32_codec = {k: v.clone() for k, v in reference.audio_encoder.state_dict().items()}
+    cast_frozen_base(reference, torch.bfloat16, parsed.args)
+    direct, _ = load_model_and_processor(parsed.args, dtype=torch.bfloat16)
+    expected, loaded = reference.state_dict(), direct.state_dict()
+    assert expected.keys() == loaded.keys()
+    for key, value in expected.items():
+        assert loaded[key].dtype == value.dtype and torch.equal(loaded[key], value), key
+    for key, value in direct.audio_encoder.state_dict().items():  # bit for bit the stored fp32 codec: same codes
+        assert value.dtype == fp32_codec[key].dtype and torch.equal(value, fp32_codec[key]), key
+    assert {p.dtype for p in direct.decoder.parameters()} == {torch.bfloat16}
