@@ -33,6 +33,8 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from dataclasses import dataclass
@@ -459,6 +461,15 @@ def _start_worker(encoder: ClipEncoder, threads: int) -> None:
     global _WORKER_ENCODER
     torch.set_num_threads(threads)  # the workers share the cores instead of each using all of them
     _WORKER_ENCODER = encoder
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the main process is gone: killed with SIGKILL, it cannot stop its workers, which would
+    otherwise wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _encode_shard_in_worker(rows: list[dict[str, Any]], target: Path) -> int:
