@@ -260,13 +260,17 @@ def load_or_prepare(
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     current = prepared_fingerprint(parsed, module_fingerprint(model.audio_encoder), AudioSpec.of(model), chroma_extractor)
     reason = stale_reason(folder, current)
+    names = list(split_plan(parsed.args))
+    missing = [name for name in names if not (folder / name / "dataset_info.json").is_file()]
+    if reason is None and missing:
+        reason = f"its {' and '.join(missing)} split is missing"
     if reason is None:
         logger.info("Using the prepared data in %s (same data options, codec and source files)", folder)
     else:
         log = logger.info if reason.startswith("no complete") else logger.warning
         log("Preparing the data into %s (%s), as python -m musicgen_lora.prepare does", folder, reason)
         prepare_data(parsed, model, processor)
-    splits = load_prepared(folder, list(split_plan(parsed.args)))
+    splits = load_prepared(folder, names)
     return splits["train"], splits.get("eval")
 
 

@@ -104,6 +104,10 @@ def test_training_reuses_prepared_data_until_an_option_or_a_caption_changes(
     assert prepared == [1, 1] and "source files or captions changed" in caplog.text
     assert train["text"][0] == "sks, a new caption"
 
+    shutil.rmtree(out / PREPARED_DIR_NAME / "train")
+    load_or_prepare(parse_config(argv + ["--instance_prompt", "sks"]), model, processor)
+    assert prepared == [1, 1, 1] and "its train split is missing" in caplog.text
+
 
 def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
     # a local folder in the layout of a Hub dataset (Parquet with audio bytes), read through the same
