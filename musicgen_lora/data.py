@@ -487,7 +487,7 @@ def encode_shards(
         clips: how many clips the jobs hold (for the progress bar; None when unknown, e.g. streaming).
         shards: how many jobs there are, if known (workers beyond that would idle).
     """
-    workers = num_workers or 1 if shards is None else min(num_workers or 1, shards)
+    workers = (num_workers or 1) if shards is None else min(num_workers or 1, shards)
     with progress(total=clips, desc="Encoding audio with EnCodec", unit="clip") as bar:
         if workers <= 1:
             for rows, target in jobs:
