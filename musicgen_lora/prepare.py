@@ -45,6 +45,7 @@ from .data import (
     source_fingerprint,
 )
 from .errors import exit_on_user_error
+from .clap import local_fingerprint
 from .screening import counts_text, reason_counts
 from .logs import setup_logging
 from .modeling import is_melody_model, load_model_and_processor
@@ -66,8 +67,12 @@ NOT_DATA_OPTIONS = frozenset({
     "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora", "train_text_encoder",
     "lora_target_regex", "sample_prompts", "sample_every_steps", "sample_duration_in_seconds", "guidance_scale",
     "strict",  # stops the run or not; the data is the same
-    "push_metadata_repo_id", "base_model_dtype", "attn_implementation",  # EnCodec stays fp32
+    "base_model_dtype", "attn_implementation",  # EnCodec stays fp32
+    # push_metadata_repo_id stays a data option: setting it after a `prepare` must prepare (from the caches) and push
 })  # fmt: skip
+# Local weights that shape captions or audio: their files' identity (not only the path) is part of the fingerprint,
+# so new weights at the same path make the prepared data stale.
+WEIGHT_OPTIONS = ("clap_model_name_or_path", "demucs_model_path")
 
 
 def _histogram(seconds: list[float], maximum: float) -> dict[str, int]:
@@ -152,6 +157,9 @@ def prepared_fingerprint(
     options = {k: v for k, v in dataclasses.asdict(args).items() if k not in NOT_DATA_OPTIONS}
     if args.eval_split_percentage > 0:
         options["seed"] = parsed.training.seed  # which tracks are held out
+    for option in WEIGHT_OPTIONS:
+        if getattr(args, option) and Path(getattr(args, option)).expanduser().exists():
+            options[f"files of {option}"] = local_fingerprint(getattr(args, option))
     sources: dict[str, Any] = {}
     for split, is_eval in split_plan(args).values():
         split = args.train_split_name if args.eval_split_percentage > 0 or split is None else split

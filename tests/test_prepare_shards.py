@@ -143,3 +143,32 @@ def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_di
     assert prepare_main(streamed_argv)["splits"]["train"]["examples"] == 3
     with pytest.raises(UserError, match="streaming .* cannot be combined with eval_split_percentage; unset it"):
         parse_config(streamed_argv + ["--eval_split_percentage", "20"])
+
+
+def test_new_weights_at_the_same_path_or_a_new_push_target_make_prepared_data_stale(
+    tiny_model_dir, corpus_dir, tmp_path
+):
+    from musicgen_lora.data import AudioSpec
+    from musicgen_lora.prepare import prepared_fingerprint, stale_reason
+
+    weights = tmp_path / "clap"
+    weights.mkdir()
+    (weights / "config.json").write_text("{}")  # checked for at parsing; the weights are never loaded here
+    (weights / "model.safetensors").write_bytes(b"old")
+    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache")
+    spec = AudioSpec(sampling_rate=32000, channels=1, frame_rate=50.0)
+
+    def fingerprint(extra: list[str]) -> dict:
+        return prepared_fingerprint(parse_config(argv + extra), "codec", spec)
+
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    (folder / FINGERPRINT_NAME).write_text(json.dumps(fingerprint(["--clap_model_name_or_path", str(weights)])))
+    assert stale_reason(folder, fingerprint(["--clap_model_name_or_path", str(weights)])) is None
+    (weights / "model.safetensors").write_bytes(b"new weights")
+    reason = stale_reason(folder, fingerprint(["--clap_model_name_or_path", str(weights)]))
+    assert reason == "files of clap_model_name_or_path changed since it was prepared"
+    (folder / FINGERPRINT_NAME).write_text(json.dumps(fingerprint([])))
+    assert stale_reason(folder, fingerprint(["--push_metadata_repo_id", "me/captions"])) == (
+        "push_metadata_repo_id changed since it was prepared"
+    )
