@@ -7,6 +7,7 @@ import logging
 import re
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -58,7 +59,7 @@ def load_model_and_processor(
     """
     name = args.model_name_or_path
     try:
-        with _codec_kept_in_fp32():
+        with _half_precision_loading(dtype):
             model = AutoModelForTextToWaveform.from_pretrained(
                 name, cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code, dtype=dtype,
                 # the decoder's and text encoder's kernel; EnCodec has no attention to choose
@@ -91,15 +92,35 @@ def load_model_and_processor(
 
 
 @contextlib.contextmanager
-def _codec_kept_in_fp32() -> Iterator[None]:
-    """While loading: transformers' "keep these modules in fp32 whatever dtype is asked" list names the codec."""
+def _half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
+    """While loading in half precision: EnCodec stays fp32, and checkpoint files are read, not memory-mapped.
+
+    transformers' "keep these modules in fp32 whatever dtype is asked" list names the codec. Its fp32 tensors would
+    otherwise be views into the memory-mapped checkpoint, which then stays mapped (its pages resident: the whole fp32
+    file, 2.2 GB for musicgen-small, counted in the process' memory for the rest of the run); reading each tensor
+    (safetensors' pread backend) peaks at the half-precision model plus one tensor.
+    """
+    if dtype is None or dtype == torch.float32:
+        yield
+        return
+    import transformers.modeling_utils as loading
+
     classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration]
     saved = [cls.__dict__.get("_keep_in_fp32_modules_strict") for cls in classes]
+    safe_open = loading.safe_open
+
+    def read_not_mapped(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("backend") == "mmap":
+            kwargs["backend"] = "pread"
+        return safe_open(*args, **kwargs)
+
     try:
         for cls in classes:
             cls._keep_in_fp32_modules_strict = ["audio_encoder"]
+        loading.safe_open = read_not_mapped
         yield
     finally:
+        loading.safe_open = safe_open
         for cls, value in zip(classes, saved):
             if value is None:
                 del cls._keep_in_fp32_modules_strict
