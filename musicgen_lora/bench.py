@@ -81,12 +81,13 @@ class Case:
     attn: str = "sdpa"
     optim: str = "adamw_torch_fused"
     compile: bool = False
-    steps: int = 3  # timed steps, after `warmup` untimed ones
+    steps: int = 2  # timed steps, after `warmup` untimed ones
     warmup: int = 1
     bare: bool = True  # also time the bare PyTorch loop on the same model
     count_flops: bool = True
     device: str = "cpu"
     extras: bool = False  # also time the text encoder and the collator alone
+    model_dir: str | None = None  # a saved random model, loaded as training loads it (else built in memory)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _median(times: list[float]) -> float:
 def case_argv(case: Case, workdir: Path) -> list[str]:
     """The config of a case, as a user would write it (parsed by the real parse_config)."""
     argv = [
-        "--model_name_or_path", f"random-{case.architecture}", "--dataset_name", "synthetic",
+        "--model_name_or_path", case.model_dir or f"random-{case.architecture}", "--dataset_name", "synthetic",
         "--output_dir", str(workdir / "out"), "--report_to", "none", "--save_strategy", "no",
         "--disable_tqdm", "true", "--logging_steps", "1000000", "--seed", "0",
         "--per_device_train_batch_size", str(case.batch_size), "--max_steps", str(case.steps + case.warmup),
@@ -287,7 +288,13 @@ def bare_loop(model: torch.nn.Module, batches: list[dict], case: Case) -> list[f
 def run_case(case: Case, workdir: Path) -> dict[str, Any]:
     """Build the model, train ``warmup + steps`` steps with our Trainer (and the bare loop), measure."""
     from .config import parse_config
-    from .modeling import add_trainable_parts, cast_frozen_base, frozen_base_dtype, prepare_for_training
+    from .modeling import (
+        add_trainable_parts,
+        cast_frozen_base,
+        frozen_base_dtype,
+        load_model_and_processor,
+        prepare_for_training,
+    )
     from .tiny import build_tiny_musicgen
     from .training import build_trainer
 
@@ -295,10 +302,14 @@ def run_case(case: Case, workdir: Path) -> dict[str, Any]:
     parsed = parse_config(case_argv(case, workdir))
     if case.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda needs a CUDA GPU, and torch.cuda.is_available() is false here; use --device cpu")
-    model, processor = build_tiny_musicgen(architecture=case.architecture, variant=case.variant, fit_codebooks=False)
-    prepare_for_training(model)
-    model.set_attn_implementation({"decoder": case.attn, "text_encoder": case.attn})
-    cast_frozen_base(model, frozen_base_dtype(parsed.args, parsed.training), parsed.args)
+    base_dtype = frozen_base_dtype(parsed.args, parsed.training)
+    if case.model_dir:  # as training.run_training loads it: frozen base straight in its dtype
+        model, processor = load_model_and_processor(parsed.args, dtype=base_dtype)
+    else:
+        model, processor = build_tiny_musicgen(architecture=case.architecture, variant=case.variant, fit_codebooks=False)
+        prepare_for_training(model)
+        model.set_attn_implementation({"decoder": case.attn, "text_encoder": case.attn})
+    cast_frozen_base(model, base_dtype, parsed.args)
     model = add_trainable_parts(model, parsed.args)
     decoder = model.config.decoder
     frames = int(case.seconds * FRAME_RATE)
@@ -306,7 +317,7 @@ def run_case(case: Case, workdir: Path) -> dict[str, Any]:
     dataset = synthetic_codes(rows, frames, decoder.num_codebooks, decoder.vocab_size)
     if case.variant == "melody":  # chroma of each clip (12 bins, 7.8125 frames/s), as prepare stores it
         chroma = np.random.default_rng(1).random((rows, math.ceil(case.seconds * 7.8125) + 1, 12), dtype=np.float32)
-        dataset = dataset.add_column("chroma", list(chroma.astype(np.float16)))
+        dataset = dataset.add_column("chroma", [clip.tolist() for clip in chroma])
     trainer = build_trainer(parsed, model, processor, dataset, None)
     collator = dataclasses.replace(trainer.data_collator, batches_collated=0)
     batches = [collator([dataset[i * case.batch_size + j] for j in range(case.batch_size)]) for i in range(rows // case.batch_size)]
@@ -371,6 +382,17 @@ def run_case(case: Case, workdir: Path) -> dict[str, Any]:
         result["bare_step_s"] = _median(bare_loop(trainer.model, batches, case))
     result["frames_per_step"] = case.batch_size * frames
     return result
+
+
+def save_random_model(architecture: str, workdir: Path) -> Path:
+    """A random model of ``architecture`` saved as a model folder (fp32 safetensors, like the Hub checkpoints)."""
+    from .tiny import build_tiny_musicgen
+
+    folder = workdir / f"random-{architecture}"
+    model, processor = build_tiny_musicgen(architecture=architecture, fit_codebooks=False)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
 
 
 def run_case_in_subprocess(case: Case, timeout: float) -> dict[str, Any]:
@@ -515,17 +537,20 @@ def cpu_cases(scale: str) -> list[Case]:
     common = {} if scale == "full" else dict(architecture="tiny", seconds=2.0, batch_size=2, steps=2)
     if scale == "smoke":
         common["steps"] = 1
+    # FLOPs are counted once (bf16 base: the fastest); the other cases have the same model and batch shapes
+    once = dict(count_flops=False)
+    timing_only = dict(count_flops=False, bare=False)
     cases = [
-        Case("fp32", precision="fp32", extras=True, **common),
-        Case("bf16 autocast, fp32 base", precision="bf16", base_dtype="float32", **common),
-        Case("bf16 autocast, bf16 base", precision="bf16", extras=True, **common),
-        Case("bf16 base, eager attention", precision="bf16", attn="eager", bare=False, count_flops=False, **common),
-        Case("bf16 base, foreach AdamW", precision="bf16", optim="adamw_torch", bare=False, count_flops=False, **common),
-        Case("bf16 base, checkpointing", precision="bf16", checkpointing=True, count_flops=False, **common),
-        Case("fp32, checkpointing", precision="fp32", checkpointing=True, bare=False, count_flops=False, **common),
+        Case("bf16 base", precision="bf16", extras=True, **common),
+        Case("fp32", precision="fp32", extras=True, **once, **common),
+        Case("bf16 autocast, fp32 base", precision="bf16", base_dtype="float32", **once, **common),
+        Case("bf16 base, eager attention", precision="bf16", attn="eager", **timing_only, **common),
+        Case("bf16 base, foreach AdamW", precision="bf16", optim="adamw_torch", **timing_only, **common),
+        Case("bf16 base, checkpointing", precision="bf16", checkpointing=True, **once, **common),
+        Case("fp32, checkpointing", precision="fp32", checkpointing=True, **timing_only, **common),
     ]
     if scale == "full":  # minutes of compilation on this CPU even for the tiny model: not in --quick
-        cases.append(Case("bf16 base, torch.compile", precision="bf16", compile=True, bare=False, count_flops=False))
+        cases.append(Case("bf16 base, torch.compile", precision="bf16", compile=True, steps=2, **timing_only))
     return cases
 
 
@@ -582,22 +607,20 @@ def _by_name(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {c["case"]["name"]: c for c in cases}
 
 
+_FORMATS = {  # unit -> how a value in base units (fraction, bytes, seconds) is printed
+    "%": lambda v: f"{100 * v:.1f} %",
+    "GiB": lambda v: f"{v / GIB:.2f} GiB",
+    "GB": lambda v: f"{v / 1e9:.2f} GB",
+    "s": lambda v: f"{v:.3g} s",
+    "ms": lambda v: f"{1000 * v:.3g} ms",
+    "x": lambda v: f"{v:.3f}",
+}
+
+
 def _fmt(value: float, unit: str) -> str:
     if value is None or not math.isfinite(value):
         return "nan"
-    if unit == "%":
-        return f"{100 * value:.1f} %"
-    if unit == "GiB":
-        return f"{value / GIB:.2f} GiB"
-    if unit == "GB":
-        return f"{value / 1e9:.2f} GB"
-    if unit == "s":
-        return f"{value:.3g} s"
-    if unit == "ms":
-        return f"{1000 * value:.3g} ms"
-    if unit == "x":
-        return f"{value:.3f}"
-    return f"{value:.4g} {unit}".strip()
+    return _FORMATS[unit](value) if unit in _FORMATS else f"{value:.4g} {unit}".strip()
 
 
 def _sibling_flops(cases: list[dict[str, Any]], spec: dict[str, Any]) -> int | None:
@@ -666,26 +689,23 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             add("lever", name, "first step incl. compilation", case["first_step_s"], "s")
 
     by_name = _by_name(cases)
-    pairs = [
-        ("cast frozen base: step time, autocast fp32 base -> bf16 base", "bf16 autocast, fp32 base", "bf16 autocast, bf16 base", "trainer_step_s"),
-        ("cast frozen base: peak RSS, autocast fp32 base -> bf16 base", "bf16 autocast, fp32 base", "bf16 autocast, bf16 base", "peak_rss_training_bytes"),
-        ("SDPA: step time, eager -> sdpa", "bf16 base, eager attention", "bf16 autocast, bf16 base", "trainer_step_s"),
-        ("fused AdamW: Trainer step, foreach -> fused", "bf16 base, foreach AdamW", "bf16 autocast, bf16 base", "trainer_step_s"),
-        ("checkpointing: step time, off -> on", "bf16 autocast, bf16 base", "bf16 base, checkpointing", "trainer_step_s"),
-        ("torch.compile: step time, eager mode -> compiled", "bf16 autocast, bf16 base", "bf16 base, torch.compile", "trainer_step_s"),
-        ("bf16: step time, fp32 -> bf16 base", "fp32", "bf16 autocast, bf16 base", "trainer_step_s"),
+    memory_key, memory_unit = ("peak_allocated_bytes", "GB") if device == "cuda" else ("peak_rss_training_bytes", "GiB")
+    prefix = "small, " if device == "cuda" else ""  # the GPU plan's musicgen-small cases
+    pairs = [  # (lever, case before, case after, measurement)
+        ("cast frozen base: step time, fp32 -> bf16 base under autocast", "bf16 autocast, fp32 base", "bf16 base", "trainer_step_s"),
+        ("cast frozen base: peak memory, fp32 -> bf16 base under autocast", "bf16 autocast, fp32 base", "bf16 base", memory_key),
+        ("SDPA: step time, eager -> sdpa", "bf16 base, eager attention", "bf16 base", "trainer_step_s"),
+        ("fused AdamW: Trainer step, foreach -> fused", "bf16 base, foreach AdamW", "bf16 base", "trainer_step_s"),
+        ("checkpointing: step time, off -> on", "bf16 base", "bf16 base, checkpointing", "trainer_step_s"),
+        ("checkpointing: peak memory, off -> on", "bf16 base", "bf16 base, checkpointing", memory_key),
+        ("torch.compile: step time, eager mode -> compiled", "bf16 base", "bf16 base, torch.compile", "trainer_step_s"),
+        ("bf16: step time, fp32 -> bf16 base", "fp32", "bf16 base", "trainer_step_s"),
     ]  # fmt: skip
-    if device == "cuda":
-        pairs = [
-            ("cast frozen base: step time, fp32 base -> bf16 base", "small, bf16 autocast, fp32 base", "small, bf16 base", "trainer_step_s"),
-            ("cast frozen base: peak allocated, fp32 base -> bf16 base", "small, bf16 autocast, fp32 base", "small, bf16 base", "peak_allocated_bytes"),
-            ("SDPA: step time, eager -> sdpa", "small, bf16 base, eager attention", "small, bf16 base", "trainer_step_s"),
-            ("checkpointing: step time, off -> on", "small, bf16 base", "small, bf16 base, checkpointing", "trainer_step_s"),
-        ]  # fmt: skip
     for label, before, after, key in pairs:
-        if before in by_name and after in by_name and key in by_name[before] and key in by_name[after]:
-            b, a = by_name[before][key], by_name[after][key]
-            add("lever", label, f"{_fmt(b, 's' if key.endswith('_s') else 'GiB')} -> {_fmt(a, 's' if key.endswith('_s') else 'GiB')}", a / b, "x")
+        before, after = by_name.get(prefix + before, {}), by_name.get(prefix + after, {})
+        if key in before and key in after:
+            unit = "s" if key.endswith("_s") else memory_unit
+            add("lever", label, f"{_fmt(before[key], unit)} -> {_fmt(after[key], unit)}", after[key] / before[key], "x")
 
     optimizer = results.get("optimizer")
     if optimizer:
@@ -748,12 +768,19 @@ def run_suite(scale: str, device: str, out: Path | None, case_timeout: float = 1
     cases = cuda_cases(scale) if device == "cuda" else cpu_cases(scale)
     results["cases"] = []
     with tempfile.TemporaryDirectory(prefix="musicgen-bench-") as workdir:
+        if device == "cpu":  # CPU cases load a saved model as training does (GPU cases build theirs in memory)
+            saved = {}
+            for case in cases:
+                if case.architecture not in saved:
+                    saved[case.architecture] = str(save_random_model(case.architecture, Path(workdir)))
+                case.model_dir = saved[case.architecture]
         for case in cases:
             logger.info("bench: %s ...", case.name)
             if scale == "smoke":  # one process: fast, but the memory peaks of the cases mix
                 results["cases"].append(run_case(case, Path(workdir) / f"case-{len(results['cases'])}"))
             else:
-                results["cases"].append(run_case_in_subprocess(case, case_timeout))
+                # compilation can take longer than all the other cases together: bounded, reported if it runs out
+                results["cases"].append(run_case_in_subprocess(case, min(case_timeout, 480) if case.compile else case_timeout))
         logger.info("bench: optimizer, padding, preparation ...")
         results["optimizer"] = optimizer_bench("tiny" if quick else "small", steps=5 if quick else 20)
         results["padding"] = padding_bench(96 if quick else 512, 4 if quick else 8, 2.0 if quick else 30.0, Path(workdir))
