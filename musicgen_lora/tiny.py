@@ -472,9 +472,9 @@ def build_tiny_musicgen(
 ):
     """Build a tiny random MusicGen model and its processor (in memory).
 
-    ``architecture`` (a key of ``ARCHITECTURES``, or such an entry) gives the layer sizes: "tiny" by default, or "small", "medium",
-    "large" for a random model of a real checkpoint's size (benchmarks: real speed and memory, no download; the
-    tokenizer stays the tiny one, whose ids fit any vocabulary). ``codebook_size`` defaults to the architecture's
+    ``architecture`` (a key of ``ARCHITECTURES``, or such an entry) gives the layer sizes: "tiny" by default, or
+    "small", "medium", "large" for a random model of a real checkpoint's size (benchmarks: real speed and memory, no
+    download; the tokenizer stays the tiny one, whose ids fit any vocabulary). ``codebook_size`` defaults to the architecture's
     (64 tiny, 2048 real). ``fit_codebooks=False`` skips fitting the codec's codebooks (every frame then encodes to
     code 0; encoding costs the same), which takes minutes at the real size.
 
