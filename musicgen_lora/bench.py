@@ -716,6 +716,8 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             unit = "s" if key.endswith("_s") else memory_unit
             add("lever", label, f"{_fmt(before[key], unit)} -> {_fmt(after[key], unit)}", after[key] / before[key], "x")
 
+    for part, error in results.get("errors", {}).items():
+        add("error", part, error[:80], math.nan, "")
     optimizer = results.get("optimizer")
     if optimizer:
         label = f"AdamW on {optimizer['params'] / 1e6:.1f} M LoRA params"
@@ -795,15 +797,25 @@ def run_suite(scale: str, device: str, out: Path | None, case_timeout: float = 1
                 results["cases"].append(run_case_in_subprocess(case, timeout))
             if out is not None:  # what is measured so far, in case the run is cut short
                 _write(out, results)
-        logger.info("bench: optimizer, padding, preparation ...")
-        results["optimizer"] = optimizer_bench("tiny" if quick else "small", steps=5 if quick else 20)
         clips, batch, window = (96, 4, 2.0) if quick else (512, 8, 30.0)
-        results["padding"] = padding_bench(clips, batch, window, Path(workdir))
+        base_clips, seconds = (1, 1.0) if quick else (2, 5.0)
+        parts = {
+            "optimizer": lambda: optimizer_bench("tiny" if quick else "small", steps=5 if quick else 20),
+            "padding": lambda: padding_bench(clips, batch, window, Path(workdir)),
+        }
         if device == "cpu":  # preparation runs on the CPU (EnCodec on CUDA is a separate question, see RESULTS.md)
-            base_clips, seconds = (1, 1.0) if quick else (2, 5.0)
-            results["preparation"] = preparation_bench(
+            parts["preparation"] = lambda: preparation_bench(
                 base_clips, seconds, [1, 4, 16], Path(workdir), real_codec=scale != "smoke"
             )
+        for name, measure in parts.items():
+            logger.info("bench: %s ...", name)
+            try:
+                results[name] = measure()
+            except Exception as err:  # noqa: BLE001 - one failed part must not lose the others' numbers
+                if scale == "smoke":
+                    raise
+                logger.exception("bench: %s failed", name)
+                results.setdefault("errors", {})[name] = f"{type(err).__name__}: {err}"[:300]
     with contextlib.suppress(OSError, AttributeError):
         results["machine"]["load_average_end"] = os.getloadavg()
     rows = rows_of(results)
