@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from .errors import UserError
 
@@ -227,7 +228,7 @@ def case_argv(case: Case, workdir: Path) -> list[str]:
     return argv
 
 
-class StepTimer:
+class StepTimer(TrainerCallback):
     """Trainer callback: the time at the end of every optimizer step; resets the memory peaks when training starts."""
 
     def __init__(self, device: str) -> None:
@@ -235,11 +236,6 @@ class StepTimer:
         self.ends: list[float] = []
         self.start = math.nan
         self.peak_before = 0
-
-    def __getattr__(self, name: str) -> Any:  # every other TrainerCallback event: nothing to do
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
 
     def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
         synchronize(self.device)
