@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -94,7 +95,7 @@ def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) ->
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
+        probe = folder / f".write-test-{os.getpid()}"  # one per process: every process of a launch checks at once
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

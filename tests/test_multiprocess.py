@@ -47,7 +47,9 @@ def test_two_processes_equal_one_with_the_same_global_batch(deterministic_model,
         "--per_device_train_batch_size", "2",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # A rank's own one-line error comes long before the launcher's traceback: show it first.
+    errors = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert result.returncode == 0, "\n".join(errors[:5]) + "\n" + result.stderr[-2000:]
     two_state = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
     assert two_state["train_batch_size"] == 2 and two_state["log_history"][0]["epoch"] == 0.5  # 2 x 2 of 8 clips
     one_losses = [r["loss"] for r in single["log_history"] if "loss" in r]
