@@ -162,7 +162,7 @@ class FinetuneArguments:
         default=None,
         metadata={
             "help": "Remove vocals before captioning and encoding: a local Demucs checkpoint (a .th file, e.g. "
-            "htdemucs', or a folder with a bag NAME.yaml and its .th files); each track is replaced by the sum of its "
+            "htdemucs.th, or a folder with a bag NAME.yaml and its .th files); each track is replaced by the sum of its "
             "non-vocal stems, cached in data_cache_dir. Needs `pip install demucs==4.1.0`."
         },
     )
