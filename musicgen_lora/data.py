@@ -56,6 +56,7 @@ from .screening import screen_split, skipped_entry
 from .sources import load_file_source
 from .config import FinetuneArguments
 from .errors import UserError, one_line
+from .clap import local_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +80,13 @@ class AudioSpec:
 
     @classmethod
     def of(cls, model: PreTrainedModel) -> AudioSpec:
-        audio_config = model.config.audio_encoder
+        return cls.of_config(model.config)
+
+    @classmethod
+    def of_config(cls, config: Any) -> AudioSpec:
+        audio_config = config.audio_encoder
         # The decoder's channel count is the model's; stereo MusicGen encodes each channel with a mono EnCodec.
-        channels = int(model.config.decoder.audio_channels)
+        channels = int(config.decoder.audio_channels)
         return cls(int(audio_config.sampling_rate), channels, float(audio_config.frame_rate))
 
 
@@ -252,6 +257,64 @@ def module_fingerprint(module: torch.nn.Module) -> str:
         digest.update(str((tuple(tensor.shape), tensor.dtype)).encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+CODEC_FINGERPRINTS_NAME = "codec-fingerprints.json"
+
+
+def cache_root_of(args: FinetuneArguments) -> Path:
+    return Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
+
+
+def model_files_identity(args: FinetuneArguments) -> str | None:
+    """Names, sizes and modification times of the model's files (a local folder, or a Hub id's cached snapshot);
+    None when they cannot be found without loading the model."""
+    folder = Path(args.model_name_or_path).expanduser()
+    if not folder.is_dir():
+        from huggingface_hub import try_to_load_from_cache
+
+        config_file = try_to_load_from_cache(args.model_name_or_path, "config.json", cache_dir=args.cache_dir)
+        if not isinstance(config_file, str):
+            return None
+        folder = Path(config_file).parent
+    return local_fingerprint(str(folder))
+
+
+def remembered_codec_fingerprint(args: FinetuneArguments) -> str | None:
+    """The :func:`module_fingerprint` of the model's EnCodec computed by an earlier run from these same model files
+    (see :func:`codec_fingerprint`), so that a run with nothing to prepare need not load the model; None if unknown."""
+    identity = model_files_identity(args)
+    if identity is None:
+        return None
+    try:
+        known = json.loads((cache_root_of(args) / CODEC_FINGERPRINTS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    found = known.get(identity) if isinstance(known, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def codec_fingerprint(args: FinetuneArguments, model: PreTrainedModel) -> str:
+    """:func:`module_fingerprint` of ``model``'s EnCodec, remembered in ``data_cache_dir`` by the identity of the
+    model files it was loaded from (hashing the 32 kHz codec's weights takes about 0.25 s on a CPU)."""
+    remembered = remembered_codec_fingerprint(args)
+    if remembered is not None:
+        return remembered
+    fingerprint = module_fingerprint(model.audio_encoder)
+    identity = model_files_identity(args)
+    if identity is not None:
+        path = cache_root_of(args) / CODEC_FINGERPRINTS_NAME
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+            known = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            known = {}
+        known[identity] = fingerprint
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        staging.write_text(json.dumps(known, indent=1) + "\n", encoding="utf-8")
+        os.replace(staging, path)  # atomic: processes preparing at once never read half a file
+    return fingerprint
 
 
 def chroma_settings(extractor: Any) -> dict[str, Any]:
@@ -717,7 +780,7 @@ def prepare_split(
     Raises:
         UserError: on bad input, or when no clip is long enough.
     """
-    cache_root = Path(args.data_cache_dir).expanduser() if args.data_cache_dir else default_cache_root()
+    cache_root = cache_root_of(args)
     limit = args.max_eval_samples if is_eval else args.max_train_samples
     encoded = None
     if args.streaming:  # audio never stored: codes, captions and source names come from the stream

@@ -21,6 +21,7 @@ from transformers import (
 
 from .config import DEFAULT_LORA_TARGETS, FinetuneArguments, MusicgenTrainingArguments
 from .errors import UserError, one_line
+from .lora_speed import use_packed_bits_dropout
 from .processors import load_processor
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,14 @@ def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, args: FinetuneA
     return parts
 
 
+def set_decoder_dropout(model: PreTrainedModel, p: float) -> None:
+    """Set the decoder's residual and embedding dropout (its layers copy ``config.dropout`` when built)."""
+    model.config.decoder.dropout = p
+    for module in model.decoder.modules():
+        if type(module).__name__.endswith(("DecoderLayer", "Decoder")) and isinstance(getattr(module, "dropout", None), (int, float)):
+            module.dropout = p
+
+
 def lora_target_regex(names: list[str]) -> str:
     """A regex (full match on module names) selecting the decoder modules named in ``lora_target_modules``.
 
@@ -231,6 +240,7 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
     Raises:
         UserError: the targets match no module of this model.
     """
+    set_decoder_dropout(model, args.decoder_dropout)
     if not args.use_lora:
         model.decoder.requires_grad_(True)
         for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):
@@ -265,6 +275,7 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
         init_lora_weights=True,
     )
     peft_model = get_peft_model(model, config)
+    use_packed_bits_dropout(peft_model)
     trainable, total = peft_model.get_nb_trainable_parameters()
     logger.info("LoRA on %d modules: %d trainable parameters (%.2f%% of %d)", len(matched), trainable, 100 * trainable / total, total)
     return peft_model

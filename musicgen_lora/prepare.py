@@ -32,14 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import AutoConfig, PreTrainedModel, ProcessorMixin
 
 from .config import FinetuneArguments, ParsedConfig, parse_config
 from .data import (
     AudioSpec,
     chroma_settings,
+    codec_fingerprint,
     load_split,
-    module_fingerprint,
+    remembered_codec_fingerprint,
     prepare_split,
     save_atomically,
     source_fingerprint,
@@ -49,6 +50,7 @@ from .clap import local_fingerprint
 from .screening import counts_text, reason_counts
 from .logs import setup_logging
 from .modeling import is_melody_model, load_model_and_processor
+from .processors import load_processor
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ BPM_BIN = 10  # width of the tempo histogram's bins
 NOT_DATA_OPTIONS = frozenset({
     "model_name_or_path", "trust_remote_code", "overwrite_output_dir", "base_model_id", "cache_dir", "data_cache_dir",
     "preprocessing_num_workers", "chroma_dropout_prob", "text_dropout_prob", "skip_nonfinite_batches", "use_lora",
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "use_rslora", "use_dora", "train_text_encoder",
+    "lora_r", "lora_alpha", "lora_dropout", "decoder_dropout", "lora_target_modules", "use_rslora", "use_dora", "train_text_encoder",
     "lora_target_regex", "sample_prompts", "sample_every_steps", "sample_duration_in_seconds", "guidance_scale",
     "strict",  # stops the run or not; the data is the same
     "base_model_dtype", "attn_implementation",  # EnCodec stays fp32
@@ -148,7 +150,7 @@ def split_plan(args: FinetuneArguments) -> dict[str, tuple[str | None, bool]]:
 
 
 def prepared_fingerprint(
-    parsed: ParsedConfig, codec_fingerprint: str, spec: AudioSpec, chroma_extractor: Any = None
+    parsed: ParsedConfig, codec: str, spec: AudioSpec, chroma_extractor: Any = None
 ) -> dict[str, Any]:
     """Everything that shapes the prepared data: the data options, the codec and audio format, and the sources'
     identities (each file's path, size and modification time and the captions; a Hub dataset's fingerprint; a
@@ -168,9 +170,9 @@ def prepared_fingerprint(
                 ["stream", args.dataset_name, args.dataset_config_name, split] if args.streaming
                 else source_fingerprint(load_split(args, split))
             )  # fmt: skip
-    codec = {"fingerprint": codec_fingerprint, "sampling_rate": spec.sampling_rate, "channels": spec.channels,
+    audio = {"fingerprint": codec, "sampling_rate": spec.sampling_rate, "channels": spec.channels,
              "chroma": chroma_settings(chroma_extractor) if chroma_extractor is not None else None}  # fmt: skip
-    return json.loads(json.dumps({"format": PREPARED_FORMAT, "options": options, "codec": codec, "sources": sources}))
+    return json.loads(json.dumps({"format": PREPARED_FORMAT, "options": options, "codec": audio, "sources": sources}))
 
 
 def stale_reason(folder: Path, current: dict[str, Any]) -> str | None:
@@ -190,6 +192,38 @@ def stale_reason(folder: Path, current: dict[str, Any]) -> str | None:
     if stored.get("codec") != current["codec"]:
         return "the model's audio codec (EnCodec weights or audio format) is another"
     return "the source files or captions changed since it was prepared"
+
+
+def usable_reason(folder: Path, current: dict[str, Any], names: list[str]) -> str | None:
+    """Why the prepared data in ``folder`` cannot be used for ``current`` with splits ``names`` (None: it can)."""
+    reason = stale_reason(folder, current)
+    missing = [name for name in names if not (folder / name / "dataset_info.json").is_file()]
+    if reason is None and missing:
+        reason = f"its {' and '.join(missing)} split is missing"
+    return reason
+
+
+def already_prepared(parsed: ParsedConfig, folder: Path) -> dict[str, Any] | None:
+    """The report of ``folder`` when it already holds exactly this preparation, found without loading the model
+    (the codec's fingerprint is remembered by its files' identity); None when the data must be prepared."""
+    args = parsed.args
+    codec = remembered_codec_fingerprint(args)
+    if codec is None:
+        return None
+    try:
+        config = AutoConfig.from_pretrained(args.model_name_or_path, cache_dir=args.cache_dir)
+        melody = getattr(config, "model_type", None) == "musicgen_melody"
+        chroma = load_processor(args.model_name_or_path, cache_dir=args.cache_dir).feature_extractor if melody else None
+        current = prepared_fingerprint(parsed, codec, AudioSpec.of_config(config), chroma)
+        if usable_reason(folder, current, list(split_plan(args))) is not None:
+            return None
+        report = json.loads((folder / REPORT_NAME).read_text(encoding="utf-8"))
+        if args.strict and any(part["files"]["skipped"] for part in report["splits"].values()):
+            return None  # strict stops at the bad files the earlier preparation left out
+    except (OSError, ValueError, KeyError, TypeError, ImportError, AttributeError):
+        return None  # the full path loads the model and says what is wrong
+    logger.info("Nothing to prepare: %s holds this data, prepared with the same options, codec and source files", folder)
+    return report
 
 
 def load_prepared(folder: Path, names: list[str]) -> dict[str, datasets.Dataset]:
@@ -218,13 +252,16 @@ def prepare_data(
     to ``OUTPUT_DIR/prepared_data``; training reuses them while the fingerprint matches.
     """
     args, training = parsed.args, parsed.training
+    out = Path(training.output_dir) / PREPARED_DIR_NAME
     if model is None or processor is None:
+        report = already_prepared(parsed, out)
+        if report is not None:
+            return report
         model, processor = load_model_and_processor(args)
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
-    codec_fingerprint = module_fingerprint(model.audio_encoder)
+    codec = codec_fingerprint(args, model)
     spec = AudioSpec.of(model)
-    out = Path(training.output_dir) / PREPARED_DIR_NAME
-    fingerprint = prepared_fingerprint(parsed, codec_fingerprint, spec, chroma_extractor)  # before: files may change
+    fingerprint = prepared_fingerprint(parsed, codec, spec, chroma_extractor)  # before: files may change
     report: dict[str, Any] = {"dataset_name": args.dataset_name, "output": str(out), "splits": {}}
     splits = split_plan(args)
     prepared = {}
@@ -232,7 +269,7 @@ def prepare_data(
         # every split is prepared before the folder is touched, so bad data never spoils an earlier run's
         for name, (split, is_eval) in splits.items():
             stats: dict[str, Any] = {}
-            dataset = prepare_split(args, split, model, codec_fingerprint, is_eval, chroma_extractor, training.seed, stats)
+            dataset = prepare_split(args, split, model, codec, is_eval, chroma_extractor, training.seed, stats)
             prepared[name] = dataset
             report["splits"][name] = split_report(dataset, stats, spec.frame_rate, args.max_duration_in_seconds)
     (out / FINGERPRINT_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new one is written
@@ -266,19 +303,15 @@ def load_or_prepare(
     """
     folder = Path(parsed.training.output_dir) / PREPARED_DIR_NAME
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
-    current = prepared_fingerprint(parsed, module_fingerprint(model.audio_encoder), AudioSpec.of(model), chroma_extractor)
-    reason = stale_reason(folder, current)
-    names = list(split_plan(parsed.args))
-    missing = [name for name in names if not (folder / name / "dataset_info.json").is_file()]
-    if reason is None and missing:
-        reason = f"its {' and '.join(missing)} split is missing"
+    current = prepared_fingerprint(parsed, codec_fingerprint(parsed.args, model), AudioSpec.of(model), chroma_extractor)
+    reason = usable_reason(folder, current, list(split_plan(parsed.args)))
     if reason is None:
         logger.info("Using the prepared data in %s (same data options, codec and source files)", folder)
     else:
         log = logger.info if reason.startswith("no complete") else logger.warning
         log("Preparing the data into %s (%s), as python -m musicgen_lora.prepare does", folder, reason)
         prepare_data(parsed, model, processor)
-    splits = load_prepared(folder, names)
+    splits = load_prepared(folder, list(split_plan(parsed.args)))
     return splits["train"], splits.get("eval")
 
 

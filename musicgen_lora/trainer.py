@@ -18,6 +18,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
 from .collator import IGNORE_INDEX
+from .lora_speed import inputs_kept_in_autocast_dtype, lora_layers
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,13 @@ class MusicgenTrainer(Trainer):
         super().__init__(*args, compute_loss_func=self._codebook_loss, callbacks=callbacks, **kwargs)
         self._train_stats = CodebookStats()
         self._eval_stats = CodebookStats()
+        self._lora_layers = lora_layers(self.model)
+
+    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+        # Under bf16/fp16 autocast the adapters take the half-precision input as it is (see lora_speed).
+        mixed = self.args.bf16 or self.args.fp16
+        with inputs_kept_in_autocast_dtype(self._lora_layers, active=mixed):
+            return super().training_step(model, inputs, num_items_in_batch)
 
     def _codebook_loss(
         self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None

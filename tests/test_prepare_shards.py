@@ -128,6 +128,7 @@ def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_di
     assert not list((tmp_path / "hf-cache").rglob("*.arrow"))  # the audio was never stored
 
     # as if interrupted in the second shard: the stream is read again, only the unfinished shard is encoded
+    (tmp_path / "streamed" / "prepared_data" / "fingerprint.json").unlink()  # an interrupted run never writes it
     (manifest,) = (tmp_path / "cache").glob("stream-*.json")
     manifest.unlink()
     (second,) = (tmp_path / "cache").glob("codes-*-00001")
@@ -172,3 +173,42 @@ def test_new_weights_at_the_same_path_or_a_new_push_target_make_prepared_data_st
     assert stale_reason(folder, fingerprint(["--push_metadata_repo_id", "me/captions"])) == (
         "push_metadata_repo_id changed since it was prepared"
     )
+
+
+def test_a_rerun_with_nothing_to_prepare_does_not_load_the_model(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
+    import os
+
+    from musicgen_lora import prepare
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    argv = base_argv(model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + ["--max_train_samples", "3"]
+    first = prepare_main(argv)
+    model, _ = load_model_and_processor(parse_config(argv).args)
+    remembered = data.remembered_codec_fingerprint(parse_config(argv).args)
+    assert remembered == data.module_fingerprint(model.audio_encoder)  # remembered by the model files' identity
+
+    loads: list[int] = []
+    original = prepare.load_model_and_processor
+
+    def counting_load(*args, **kwargs):
+        loads.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "load_model_and_processor", counting_load)
+    fingerprint = tmp_path / "out" / PREPARED_DIR_NAME / FINGERPRINT_NAME
+    written = fingerprint.stat().st_mtime_ns
+    assert prepare_main(argv) == first and loads == []  # nothing loaded, nothing rewritten
+    assert fingerprint.stat().st_mtime_ns == written
+
+    prepare_main(argv + ["--instance_prompt", "in the style of qzx"])  # a data option changed: prepared again
+    assert len(loads) == 1
+    prepare_main(argv + ["--instance_prompt", "in the style of qzx"])
+    assert len(loads) == 1
+
+    weights = next(model_dir.glob("*.safetensors"))
+    os.utime(weights, ns=(written, written + 10**9))  # the model files changed (same bytes): fingerprinted again
+    calls = count_encoder_calls(monkeypatch)
+    prepare_main(argv)
+    assert len(loads) == 2 and calls == []  # same weights, so the cached codes still serve
+    assert data.remembered_codec_fingerprint(parse_config(argv).args) == remembered
