@@ -232,13 +232,85 @@ def case_argv(case: Case, workdir: Path) -> list[str]:
     return argv
 
 
-class StepTimer(TrainerCallback):
-    """Trainer callback: the time at the end of every optimizer step; resets the memory peaks when training starts."""
+class PeakProbe:
+    """Short matmul bursts: the machine's matmul throughput right now (FLOP/s).
 
-    def __init__(self, device: str) -> None:
+    This machine's speed changes from second to second (a shared host whose two vCPUs run at full speed only part of
+    the time: 2048^3 bf16 matmuls swing between about 0.8 and 2.2 TFLOP/s), so every timed step is normalised by
+    probes taken right before and after it.
+    """
+
+    def __init__(self, device: str, dtype: torch.dtype, size: int) -> None:
         self.device = device
-        self.ends: list[float] = []
+        self.a = torch.randn(size, size, device=device).to(dtype)
+        self.b = torch.randn(size, size, device=device).to(dtype)
+        self.flops = 2 * size**3
+        self.a @ self.b  # kernel selection
+
+    def __call__(self, repeats: int = 3) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            synchronize(self.device)
+            start = time.perf_counter()
+            self.a @ self.b
+            synchronize(self.device)
+            best = min(best, time.perf_counter() - start)
+        return self.flops / best
+
+
+class BareStep:
+    """One step of a plain PyTorch loop on the Trainer's model: forward, our loss, backward, optimizer step, under the
+    same autocast and with the Trainer's own optimizer (so no second optimizer state inflates the memory peak)."""
+
+    def __init__(self, model: torch.nn.Module, batches: list[dict], case: Case) -> None:
+        self.model, self.batches, self.case = model, batches, case
+        self.scaler = torch.amp.GradScaler(case.device) if case.precision == "fp16" else None
+        self.count = 0
+
+    def __call__(self, optimizer: torch.optim.Optimizer) -> float:
+        from .trainer import codebook_cross_entropy
+
+        optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper -> the torch optimizer
+        batch = self.batches[self.count % len(self.batches)]
+        self.count += 1
+        was_training = self.model.training
+        self.model.train()
+        synchronize(self.case.device)
+        start = time.perf_counter()
+        batch = {k: v.to(self.case.device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        with autocast_context(self.case.device, self.case.precision):
+            sums, counts = codebook_cross_entropy(self.model(**batch).logits, labels)
+            loss = sums.sum() / counts.sum()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        synchronize(self.case.device)
+        seconds = time.perf_counter() - start
+        self.model.train(was_training)
+        return seconds
+
+
+class StepTimer(TrainerCallback):
+    """Trainer callback: times every optimizer step of our Trainer and, between two of them, probes the machine's
+    speed and runs one bare step (excluded from the Trainer's times); resets the memory peaks when training starts.
+
+    Timeline: probe, Trainer step 0, probe, bare step 0, probe, Trainer step 1, probe, bare step 1, probe, ... so each
+    step has a probe right before and right after it, and each Trainer step a bare step next to it.
+    """
+
+    def __init__(self, device: str, probe: PeakProbe, bare: BareStep | None) -> None:
+        self.device, self.probe, self.bare = device, probe, bare
+        self.trainer_steps: list[float] = []
+        self.bare_steps: list[float] = []
+        self.probes: list[float] = []
         self.start = math.nan
+        self.resume = math.nan
         self.peak_before = 0
 
     def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
@@ -247,42 +319,25 @@ class StepTimer(TrainerCallback):
             torch.cuda.reset_peak_memory_stats()
         self.peak_before = peak_rss_bytes()  # building / loading / casting the model
         reset_peak_rss()
-        self.start = time.perf_counter()
+        self.probes.append(self.probe())
+        self.start = self.resume = time.perf_counter()
 
     def on_step_end(self, *args: Any, **kwargs: Any) -> None:
         synchronize(self.device)
-        self.ends.append(time.perf_counter())
+        self.trainer_steps.append(time.perf_counter() - self.resume)
+        self.probes.append(self.probe())
+        if self.bare is not None:
+            self.bare_steps.append(self.bare(kwargs["optimizer"]))
+            self.probes.append(self.probe())
+        synchronize(self.device)
+        self.resume = time.perf_counter()
 
-
-def bare_loop(model: torch.nn.Module, batches: list[dict], case: Case) -> list[float]:
-    """Step times of a plain loop: forward, our loss, backward, optimizer step (same optimizer and precision)."""
-    from .trainer import codebook_cross_entropy
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    fused = case.optim == "adamw_torch_fused"
-    optimizer = torch.optim.AdamW(params, lr=2e-4, fused=fused, foreach=None if fused else True)
-    scaler = torch.amp.GradScaler(case.device) if case.precision == "fp16" else None
-    model.train()
-    times = []
-    for batch in batches:
-        synchronize(case.device)
-        start = time.perf_counter()
-        batch = {k: v.to(case.device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        with autocast_context(case.device, case.precision):
-            sums, counts = codebook_cross_entropy(model(**batch).logits, labels)
-            loss = sums.sum() / counts.sum()
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        synchronize(case.device)
-        times.append(time.perf_counter() - start)
-    return times[case.warmup :]
+    def step_peaks(self) -> tuple[list[float], list[float]]:
+        """The machine's speed during each Trainer step and each bare step: the mean of the probes around it."""
+        around = [(a + b) / 2 for a, b in zip(self.probes, self.probes[1:])]
+        if self.bare is None:
+            return around, []
+        return around[0::2], around[1::2]
 
 
 def run_case(case: Case, workdir: Path) -> dict[str, Any]:
@@ -350,21 +405,23 @@ def run_case(case: Case, workdir: Path) -> dict[str, Any]:
         if case.device == "cuda":
             torch.cuda.empty_cache()
 
-    # This machine's speed changes from second to second (a shared host: two vCPUs that run at full speed only part
-    # of the time), so each case measures the matmul peak itself, before and after its steps, and MFU uses the
-    # fastest step against the best peak: both taken while the machine ran at full speed.
     peak_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[case.precision]
     peak_size = 1024 if case.architecture == "tiny" else (8192 if case.device == "cuda" else 2048)
-    peaks = [matmul_peak(case.device, peak_dtype, peak_size, seconds=1.0)]
-    timer = StepTimer(case.device)
+    bare = BareStep(trainer.model, batches, case) if case.bare and not case.compile else None
+    timer = StepTimer(case.device, PeakProbe(case.device, peak_dtype, peak_size), bare)
     trainer.add_callback(timer)
     train_start = time.perf_counter()
     trainer.train()
-    ends = timer.ends
-    result["first_step_s"] = ends[0] - timer.start if ends else math.nan  # includes compilation with torch_compile
-    result["trainer_steps_s"] = [b - a for a, b in zip(ends[case.warmup - 1 :], ends[case.warmup :])]
+    trainer_peaks, bare_peaks = timer.step_peaks()
+    result["first_step_s"] = timer.trainer_steps[0] if timer.trainer_steps else math.nan  # incl. compilation
+    result["trainer_steps_s"] = timer.trainer_steps[case.warmup :]
+    result["trainer_step_peaks"] = trainer_peaks[case.warmup :]
     result["trainer_step_s"] = _median(result["trainer_steps_s"])
-    result["trainer_fastest_step_s"] = min(result["trainer_steps_s"], default=math.nan)
+    if bare is not None:
+        result["bare_steps_s"] = timer.bare_steps[case.warmup :]
+        result["bare_step_peaks"] = bare_peaks[case.warmup :]
+        result["bare_step_s"] = _median(result["bare_steps_s"])
+    result["peak_flops"] = max(timer.probes)
     result["train_wall_s"] = time.perf_counter() - train_start
     if case.device == "cuda":
         result["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
@@ -397,11 +454,6 @@ def run_case(case: Case, workdir: Path) -> dict[str, Any]:
         for _ in range(3):
             collator(rows_of_batch)
         result["collate_s"] = (time.perf_counter() - start) / 3
-    if case.bare and not case.compile:
-        result["bare_steps_s"] = bare_loop(trainer.model, batches, case)
-        result["bare_step_s"] = _median(result["bare_steps_s"])
-    peaks.append(matmul_peak(case.device, peak_dtype, peak_size, seconds=1.0))
-    result["peak_flops"] = max(peaks)
     result["frames_per_step"] = case.batch_size * frames
     return result
 
@@ -660,10 +712,30 @@ def _sibling_flops(cases: list[dict[str, Any]], spec: dict[str, Any]) -> int | N
     return None
 
 
+def _step_work(case: dict[str, Any], loop: str) -> float | None:
+    """Median over the timed steps of ``loop`` (trainer / bare) of step time x the machine's probed speed around it:
+    the matmul FLOPs the machine could have done during a step. None for results without probes."""
+    times, speeds = case.get(f"{loop}_steps_s"), case.get(f"{loop}_step_peaks")
+    if not times or not speeds:
+        return None
+    return statistics.median(t * p for t, p in zip(times, speeds))
+
+
+def best_peaks(results: dict[str, Any]) -> dict[str, float]:
+    """Per precision, the best matmul throughput measured anywhere in the run (the suite's start and every case's
+    own measurements): what this machine showed it can do, the denominator of every MFU in the table."""
+    peaks = dict(results["matmul_peak_flops"])
+    for case in results["cases"]:
+        precision = case.get("case", {}).get("precision")
+        if case.get("peak_flops") and precision in peaks:
+            peaks[precision] = max(peaks[precision], case["peak_flops"])
+    return peaks
+
+
 def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Table rows: section, configuration, metric, value (number), unit, target (text), reached (bool or None)."""
     device = results["device"]
-    peaks = results["matmul_peak_flops"]
+    peaks = best_peaks(results)
     rows: list[dict[str, Any]] = []
 
     def add(section: str, config: str, metric: str, value: Any, unit: str, target: str = "", reached: Any = None):
@@ -672,32 +744,33 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
                          reached=reached))  # fmt: skip
 
     for precision, peak in peaks.items():
-        add("peak", f"matmul {precision}", "measured", peak / 1e12, "TFLOP/s")
+        add("peak", f"matmul {precision}", "best measured in the run", peak / 1e12, "TFLOP/s")
     cases = results["cases"]
     for case in cases:
         name, spec = case["case"]["name"], case["case"]
         if "error" in case:
             add("error", name, case["error"][:80], math.nan, "")
             continue
-        step, best = case["trainer_step_s"], case.get("trainer_fastest_step_s", case["trainer_step_s"])
+        step = case["trainer_step_s"]
+        work = _step_work(case, "trainer")  # FLOPs the machine could have done during a (median) step
+        case["trainer_full_speed_step_s"] = work / peaks[spec["precision"]] if work else step
         add("speed", name, "step (Trainer, median)", step, "s")
-        add("speed", name, "step (Trainer, fastest)", best, "s")
-        add("speed", name, "frames/s (Trainer, median)", case["frames_per_step"] / step, "")
-        if "bare_step_s" in case:  # fastest against fastest: both while the machine ran at full speed
-            ratio = min(case.get("bare_steps_s") or [case["bare_step_s"]]) / best
+        add("speed", name, "step at full speed (median, normalised by probes)", case["trainer_full_speed_step_s"], "s")
+        add("speed", name, "frames/s at full speed (Trainer)", case["frames_per_step"] / case["trainer_full_speed_step_s"], "")
+        if "bare_step_s" in case:
+            bare_work = _step_work(case, "bare")
+            ratio = bare_work / work if work and bare_work else case["bare_step_s"] / step
             reached = ratio >= TARGET_OVERHEAD
-            add("overhead", name, "Trainer ÷ bare frames/s (fastest steps)", ratio, "x", f">= {TARGET_OVERHEAD}", reached)
+            add("overhead", name, "Trainer ÷ bare frames/s (normalised)", ratio, "x", f">= {TARGET_OVERHEAD}", reached)
         flops = case.get("flops_per_step") or _sibling_flops(cases, spec)
         if flops:
             case["flops_per_step"] = flops
-            peak = case.get("peak_flops") or peaks["fp32" if spec["precision"] == "fp32" else spec["precision"]]
-            mfu = case["flops_per_step"] / best / peak
+            mfu = flops / work if work else flops / step / peaks[spec["precision"]]
             target, reached = "", None
             if spec["precision"] != "fp32":
                 goal = TARGET_MFU_GPU if device == "cuda" else TARGET_MFU_CPU_BF16
                 target, reached = f">= {goal:.0%}", mfu >= goal
-            add("MFU", name, f"{case['flops_per_step'] / 1e9:.4g} GFLOP / fastest step / {peak / 1e12:.3g} TFLOP/s",
-                mfu, "%", target, reached)  # fmt: skip
+            add("MFU", name, f"{flops / 1e9:.4g} GFLOP per step ÷ probed peak x step time", mfu, "%", target, reached)
         if device == "cuda":
             peak_mem = case["peak_allocated_bytes"]
             target, reached = "", None
@@ -725,22 +798,22 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     memory_key, memory_unit = ("peak_allocated_bytes", "GB") if device == "cuda" else ("peak_rss_training_bytes", "GiB")
     prefix = "small, " if device == "cuda" else ""  # the GPU plan's musicgen-small cases
     pairs = [  # (lever, case before, case after, measurement)
-        ("cast frozen base: step time, fp32 -> bf16", "bf16 autocast, fp32 base", "bf16 base", "trainer_fastest_step_s"),
+        ("cast frozen base: step time, fp32 -> bf16", "bf16 autocast, fp32 base", "bf16 base", "trainer_full_speed_step_s"),
         ("cast frozen base: peak memory, fp32 -> bf16", "bf16 autocast, fp32 base", "bf16 base", memory_key),
-        ("SDPA: step time, eager -> sdpa", "bf16 base, eager attention", "bf16 base", "trainer_fastest_step_s"),
-        ("fused AdamW: Trainer step, foreach -> fused", "bf16 base, foreach AdamW", "bf16 base", "trainer_fastest_step_s"),
-        ("checkpointing: step time, off -> on", "bf16 base", "bf16 base, checkpointing", "trainer_fastest_step_s"),
+        ("SDPA: step time, eager -> sdpa", "bf16 base, eager attention", "bf16 base", "trainer_full_speed_step_s"),
+        ("fused AdamW: Trainer step, foreach -> fused", "bf16 base, foreach AdamW", "bf16 base", "trainer_full_speed_step_s"),
+        ("checkpointing: step time, off -> on", "bf16 base", "bf16 base, checkpointing", "trainer_full_speed_step_s"),
         ("checkpointing: peak memory, off -> on", "bf16 base", "bf16 base, checkpointing", memory_key),
-        ("torch.compile: step time, eager mode -> compiled", "bf16 base", "bf16 base, torch.compile", "trainer_fastest_step_s"),
-        ("bf16: step time, fp32 -> bf16 base", "fp32", "bf16 base", "trainer_fastest_step_s"),
+        ("torch.compile: step time, eager mode -> compiled", "bf16 base", "bf16 base, torch.compile", "trainer_full_speed_step_s"),
+        ("bf16: step time, fp32 -> bf16 base", "fp32", "bf16 base", "trainer_full_speed_step_s"),
         ("decoder_dropout 0.1 -> 0, packed-bits LoRA dropout, no fp32 LoRA inputs", "bf16 base, dropout as before",
-         "bf16 base", "trainer_fastest_step_s"),
-        ("lora_dropout: step time, 0.05 -> 0", "bf16 base", "bf16 base, lora_dropout 0", "trainer_fastest_step_s"),
+         "bf16 base", "trainer_full_speed_step_s"),
+        ("lora_dropout: step time, 0.05 -> 0", "bf16 base", "bf16 base, lora_dropout 0", "trainer_full_speed_step_s"),
     ]  # fmt: skip
     for label, before, after, key in pairs:
         before, after = by_name.get(prefix + before, {}), by_name.get(prefix + after, {})
         if key in before and key in after:
-            unit = "s" if key.endswith("_s") else memory_unit  # step times: the fastest of each case
+            unit = "s" if key.endswith("_s") else memory_unit  # step times: at full speed (normalised by probes)
             add("lever", label, f"{_fmt(before[key], unit)} -> {_fmt(after[key], unit)}", after[key] / before[key], "x")
 
     for part, error in results.get("errors", {}).items():
@@ -766,10 +839,16 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
         for run in runs:
             add("preparation", f"{run['multiple']}x", "cache-hit rerun ÷ first run", run["rerun_fraction"], "%",
                 f"<= {TARGET_RERUN:.0%}", run["rerun_fraction"] <= TARGET_RERUN)  # fmt: skip
-        first, last = runs[0]["audio_s_per_s"], runs[-1]["audio_s_per_s"]
-        deviation = abs(last / first - 1)
-        add("preparation", f"{runs[-1]['multiple']}x vs 1x", "throughput deviation", deviation, "%",
-            f"<= {TARGET_SCALING:.0%}", deviation <= TARGET_SCALING)  # fmt: skip
+        for small, large in ((runs[0], runs[-1]), (runs[-2], runs[-1])) if len(runs) > 2 else ((runs[0], runs[-1]),):
+            deviation = abs(large["audio_s_per_s"] / small["audio_s_per_s"] - 1)
+            add("preparation", f"{large['multiple']}x vs {small['multiple']}x", "throughput deviation", deviation, "%",
+                f"<= {TARGET_SCALING:.0%}", deviation <= TARGET_SCALING)  # fmt: skip
+        # a straight line through the first and last sizes: its intercept is the per-run start-up (loading the
+        # model, hashing the codec), paid once whatever the corpus size
+        first, last = runs[0], runs[-1]
+        per_audio_s = (last["first_s"] - first["first_s"]) / (last["audio_s"] - first["audio_s"])
+        add("preparation", "start-up of a run", "intercept of time vs audio", first["first_s"] - per_audio_s * first["audio_s"],
+            "s")  # fmt: skip
     return rows
 
 

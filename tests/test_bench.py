@@ -29,11 +29,11 @@ def test_every_measurement_is_in_the_table_and_finite(smoke):
     names = {c["case"]["name"] for c in smoke["cases"]}
     for case in smoke["cases"]:  # each case: its speed, memory and floor
         metrics = {r["metric"] for r in rows if r["config"] == case["case"]["name"]}
-        assert {"step (Trainer, fastest)", "peak RSS, training steps", "floor (weights + adapter state + activations)"} <= metrics
+        assert {"step at full speed (median, normalised by probes)", "peak RSS, training steps", "floor (weights + adapter state + activations)"} <= metrics
     assert {"fp32", "bf16 autocast, fp32 base", "bf16 base", "bf16 base, checkpointing"} <= names
     mfu = [r for r in rows if r["section"] == "MFU"]
     assert len(mfu) >= 3 and all(0 < r["value"] for r in mfu)
-    assert len([r for r in rows if r["section"] == "preparation"]) == 3 + 3 + 1  # 3 sizes, 3 reruns, scaling
+    assert len([r for r in rows if r["section"] == "preparation"]) == 3 + 3 + 2 + 1  # 3 sizes, 3 reruns, 2 scalings, start-up
     levers = {r["config"] for r in rows if r["section"] == "lever"}
     assert any(label.startswith("cast frozen base") for label in levers) and any("SDPA" in label for label in levers)
     assert any(label.startswith("decoder_dropout 0.1 -> 0") for label in levers)
