@@ -65,6 +65,7 @@ TARGET_GPU_MELODY_GB = 6.0
 TARGET_SCALING = 0.10
 TARGET_RERUN = 0.02
 TARGET_PADDING = 0.05
+FULL_SPEED = 0.8  # a step ran at full speed when the matmul probes around it reach this share of the best seen
 
 
 @dataclass
@@ -83,6 +84,10 @@ class Case:
     optim: str = "adamw_torch_fused"
     compile: bool = False
     steps: int = 2  # timed steps, after `warmup` untimed ones
+    # With a reference peak (FLOP/s, set by the suite on the CPU): keep training, up to max_steps timed steps, until
+    # `steps` of them ran at full speed (probes around them >= FULL_SPEED of the reference). 0: exactly `steps`.
+    reference_peak: float = 0.0
+    max_steps: int = 12
     warmup: int = 1
     bare: bool = True  # also time the bare PyTorch loop on the same model
     count_flops: bool = True
@@ -217,7 +222,7 @@ def case_argv(case: Case, workdir: Path) -> list[str]:
         "--model_name_or_path", case.model_dir or f"random-{case.architecture}", "--dataset_name", "synthetic",
         "--output_dir", str(workdir / "out"), "--report_to", "none", "--save_strategy", "no",
         "--disable_tqdm", "true", "--logging_steps", "1000000", "--seed", "0",
-        "--per_device_train_batch_size", str(case.batch_size), "--max_steps", str(case.steps + case.warmup),
+        "--per_device_train_batch_size", str(case.batch_size), "--max_steps", str(case.warmup + (case.max_steps if case.reference_peak else case.steps)),
         "--max_duration_in_seconds", str(case.seconds), "--gradient_checkpointing", str(case.checkpointing).lower(),
         "--base_model_dtype", case.base_dtype, "--attn_implementation", case.attn, "--optim", case.optim,
         "--torch_compile", str(case.compile).lower(), "--lr_scheduler_type", "constant",
@@ -304,8 +309,8 @@ class StepTimer(TrainerCallback):
     step has a probe right before and right after it, and each Trainer step a bare step next to it.
     """
 
-    def __init__(self, device: str, probe: PeakProbe, bare: BareStep | None) -> None:
-        self.device, self.probe, self.bare = device, probe, bare
+    def __init__(self, device: str, probe: PeakProbe, bare: BareStep | None, case: Case | None = None) -> None:
+        self.device, self.probe, self.bare, self.case = device, probe, bare, case
         self.trainer_steps: list[float] = []
         self.bare_steps: list[float] = []
         self.probes: list[float] = []
@@ -329,8 +334,18 @@ class StepTimer(TrainerCallback):
         if self.bare is not None:
             self.bare_steps.append(self.bare(kwargs["optimizer"]))
             self.probes.append(self.probe())
+        if self.case is not None and self.case.reference_peak and self._enough_at_full_speed():
+            kwargs["control"].should_training_stop = True
         synchronize(self.device)
         self.resume = time.perf_counter()
+
+    def _enough_at_full_speed(self) -> bool:
+        best = max(self.case.reference_peak, *self.probes)
+        trainer, bare = (peaks[self.case.warmup :] for peaks in self.step_peaks())
+        fast = [p >= FULL_SPEED * best for p in trainer]
+        if self.bare is not None:  # a Trainer step and the bare step after it, both at full speed
+            fast = [a and b >= FULL_SPEED * best for a, b in zip(fast, bare)]
+        return len(fast) >= self.case.steps and sum(fast) >= self.case.steps
 
     def step_peaks(self) -> tuple[list[float], list[float]]:
         """The machine's speed during each Trainer step and each bare step: the mean of the probes around it."""
@@ -408,7 +423,7 @@ def run_case(case: Case, workdir: Path) -> dict[str, Any]:
     peak_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[case.precision]
     peak_size = 1024 if case.architecture == "tiny" else (8192 if case.device == "cuda" else 2048)
     bare = BareStep(trainer.model, batches, case) if case.bare and not case.compile else None
-    timer = StepTimer(case.device, PeakProbe(case.device, peak_dtype, peak_size), bare)
+    timer = StepTimer(case.device, PeakProbe(case.device, peak_dtype, peak_size), bare, case)
     trainer.add_callback(timer)
     train_start = time.perf_counter()
     trainer.train()
@@ -712,13 +727,15 @@ def _sibling_flops(cases: list[dict[str, Any]], spec: dict[str, Any]) -> int | N
     return None
 
 
-def _step_work(case: dict[str, Any], loop: str) -> float | None:
-    """Median over the timed steps of ``loop`` (trainer / bare) of step time x the machine's probed speed around it:
-    the matmul FLOPs the machine could have done during a step. None for results without probes."""
-    times, speeds = case.get(f"{loop}_steps_s"), case.get(f"{loop}_step_peaks")
-    if not times or not speeds:
-        return None
-    return statistics.median(t * p for t, p in zip(times, speeds))
+def _full_speed_steps(case: dict[str, Any], best_peak: float) -> tuple[list[float], list[float]]:
+    """The Trainer's and the bare loop's step times taken at full speed (probes around the step >= FULL_SPEED of the
+    run's best). With a bare loop, only pairs (a Trainer step and the bare step after it) that both ran at full speed."""
+    trainer = list(zip(case.get("trainer_steps_s") or [], case.get("trainer_step_peaks") or []))
+    bare = list(zip(case.get("bare_steps_s") or [], case.get("bare_step_peaks") or []))
+    if bare:
+        pairs = [(t, b) for (t, tp), (b, bp) in zip(trainer, bare) if min(tp, bp) >= FULL_SPEED * best_peak]
+        return [t for t, _ in pairs], [b for _, b in pairs]
+    return [t for t, p in trainer if p >= FULL_SPEED * best_peak], []
 
 
 def best_peaks(results: dict[str, Any]) -> dict[str, float]:
@@ -751,26 +768,29 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
         if "error" in case:
             add("error", name, case["error"][:80], math.nan, "")
             continue
-        step = case["trainer_step_s"]
-        work = _step_work(case, "trainer")  # FLOPs the machine could have done during a (median) step
-        case["trainer_full_speed_step_s"] = work / peaks[spec["precision"]] if work else step
-        add("speed", name, "step (Trainer, median)", step, "s")
-        add("speed", name, "step at full speed (median, normalised by probes)", case["trainer_full_speed_step_s"], "s")
-        add("speed", name, "frames/s at full speed (Trainer)", case["frames_per_step"] / case["trainer_full_speed_step_s"], "")
+        step, peak = case["trainer_step_s"], peaks[spec["precision"]]
+        fast_trainer, fast_bare = _full_speed_steps(case, peak)
+        full = _median(fast_trainer) if fast_trainer else step  # else: no step at full speed, all steps
+        case["trainer_full_speed_step_s"] = full
+        add("speed", name, "step (Trainer, median of all)", step, "s")
+        label = f"step at full speed (median of {len(fast_trainer)})" if fast_trainer else "step (no step at full speed)"
+        add("speed", name, label, full, "s")
+        add("speed", name, "frames/s at full speed (Trainer)", case["frames_per_step"] / full, "")
         if "bare_step_s" in case:
-            bare_work = _step_work(case, "bare")
-            ratio = bare_work / work if work and bare_work else case["bare_step_s"] / step
+            ratio = _median(fast_bare) / full if fast_bare else case["bare_step_s"] / step
             reached = ratio >= TARGET_OVERHEAD
-            add("overhead", name, "Trainer ÷ bare frames/s (normalised)", ratio, "x", f">= {TARGET_OVERHEAD}", reached)
+            add("overhead", name, "Trainer ÷ bare frames/s" + (", full speed" if fast_bare else ", all steps"), ratio,
+                "x", f">= {TARGET_OVERHEAD}", reached)  # fmt: skip
         flops = case.get("flops_per_step") or _sibling_flops(cases, spec)
         if flops:
             case["flops_per_step"] = flops
-            mfu = flops / work if work else flops / step / peaks[spec["precision"]]
+            mfu = flops / full / peak
             target, reached = "", None
             if spec["precision"] != "fp32":
                 goal = TARGET_MFU_GPU if device == "cuda" else TARGET_MFU_CPU_BF16
                 target, reached = f">= {goal:.0%}", mfu >= goal
-            add("MFU", name, f"{flops / 1e9:.4g} GFLOP per step ÷ probed peak x step time", mfu, "%", target, reached)
+            add("MFU", name, f"{flops / 1e9:.4g} GFLOP / step at full speed / {peak / 1e12:.3g} TFLOP/s", mfu, "%",
+                target, reached)  # fmt: skip
         if device == "cuda":
             peak_mem = case["peak_allocated_bytes"]
             target, reached = "", None
@@ -813,7 +833,7 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     for label, before, after, key in pairs:
         before, after = by_name.get(prefix + before, {}), by_name.get(prefix + after, {})
         if key in before and key in after:
-            unit = "s" if key.endswith("_s") else memory_unit  # step times: at full speed (normalised by probes)
+            unit = "s" if key.endswith("_s") else memory_unit  # step times: taken at full speed
             add("lever", label, f"{_fmt(before[key], unit)} -> {_fmt(after[key], unit)}", after[key] / before[key], "x")
 
     for part, error in results.get("errors", {}).items():
@@ -885,6 +905,9 @@ def run_suite(scale: str, device: str, out: Path | None, case_timeout: float = 1
         name: matmul_peak(device, dtype, size, seconds=0.5 if quick else 3.0) for name, dtype in precisions.items()
     }
     cases = cuda_cases(scale) if device == "cuda" else cpu_cases(scale)
+    if device == "cpu" and scale == "full":  # this shared host's speed swings: time steps until some ran at full speed
+        for case in cases:
+            case.reference_peak = results["matmul_peak_flops"][case.precision]
     results["cases"] = []
     with tempfile.TemporaryDirectory(prefix="musicgen-bench-") as workdir:
         if device == "cpu":  # CPU cases load a saved model as training does (GPU cases build theirs in memory)

@@ -29,7 +29,7 @@ def test_every_measurement_is_in_the_table_and_finite(smoke):
     names = {c["case"]["name"] for c in smoke["cases"]}
     for case in smoke["cases"]:  # each case: its speed, memory and floor
         metrics = {r["metric"] for r in rows if r["config"] == case["case"]["name"]}
-        assert {"step at full speed (median, normalised by probes)", "peak RSS, training steps", "floor (weights + adapter state + activations)"} <= metrics
+        assert {"frames/s at full speed (Trainer)", "peak RSS, training steps", "floor (weights + adapter state + activations)"} <= metrics
     assert {"fp32", "bf16 autocast, fp32 base", "bf16 base", "bf16 base, checkpointing"} <= names
     mfu = [r for r in rows if r["section"] == "MFU"]
     assert len(mfu) >= 3 and all(0 < r["value"] for r in mfu)
@@ -110,3 +110,28 @@ def test_gpu_plan_runs_its_melody_case_code_on_the_cpu_and_its_table_builds(smok
     assert melody_rows and melody_rows[0]["reached"] is True  # 5 GB < 6 GB
     assert len([r for r in rows if r["section"] == "MFU"]) == len(plan)
     assert bench.format_table(gpu, rows)
+
+
+def test_step_timer_keeps_training_until_enough_steps_ran_at_full_speed():
+    """On a host whose speed swings, a case trains on until `steps` steps had fast probes on both sides."""
+    from types import SimpleNamespace
+
+    speeds = iter([10.0, 4.0, 4.0, 10.0, 10.0, 10.0, 10.0])  # probe values in FLOP/s, in the order they are taken
+    case = bench.Case("x", steps=2, warmup=1, reference_peak=10.0)
+    timer = bench.StepTimer("cpu", lambda: next(speeds), None, case)
+    timer.on_train_begin()
+    control = SimpleNamespace(should_training_stop=False)
+    stopped_after = None
+    for step in range(6):
+        timer.on_step_end(control=control)
+        if control.should_training_stop:
+            stopped_after = step
+            break
+    # step 0 is warm-up; steps 1 and 2 ran next to slow probes; steps 3 and 4 between fast ones: stop there
+    trainer_peaks, _ = timer.step_peaks()
+    assert trainer_peaks == [7.0, 4.0, 7.0, 10.0, 10.0]
+    assert stopped_after == 4
+    fast, _ = bench._full_speed_steps(
+        {"trainer_steps_s": timer.trainer_steps[1:], "trainer_step_peaks": trainer_peaks[1:]}, best_peak=10.0
+    )
+    assert len(fast) == 2
