@@ -327,7 +327,7 @@ class StepTimer(TrainerCallback):
         self.probes.append(self.probe())
         self.start = self.resume = time.perf_counter()
 
-    def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         synchronize(self.device)
         self.trainer_steps.append(time.perf_counter() - self.resume)
         self.probes.append(self.probe())
@@ -335,7 +335,7 @@ class StepTimer(TrainerCallback):
             self.bare_steps.append(self.bare(kwargs["optimizer"]))
             self.probes.append(self.probe())
         if self.case is not None and self.case.reference_peak and self._enough_at_full_speed():
-            kwargs["control"].should_training_stop = True
+            control.should_training_stop = True
         synchronize(self.device)
         self.resume = time.perf_counter()
 

@@ -123,7 +123,7 @@ def test_step_timer_keeps_training_until_enough_steps_ran_at_full_speed():
     control = SimpleNamespace(should_training_stop=False)
     stopped_after = None
     for step in range(6):
-        timer.on_step_end(control=control)
+        timer.on_step_end(None, None, control)
         if control.should_training_stop:
             stopped_after = step
             break
