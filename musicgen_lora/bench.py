@@ -773,9 +773,12 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
         full = _median(fast_trainer) if fast_trainer else step  # else: no step at full speed, all steps
         case["trainer_full_speed_step_s"] = full
         add("speed", name, "step (Trainer, median of all)", step, "s")
-        label = f"step at full speed (median of {len(fast_trainer)})" if fast_trainer else "step (no step at full speed)"
-        add("speed", name, label, full, "s")
-        add("speed", name, "frames/s at full speed (Trainer)", case["frames_per_step"] / full, "")
+        timed = len(case.get("trainer_steps_s") or [])
+        add("speed", name, f"timed steps that ran at full speed, of {timed}", len(fast_trainer), "")
+        if fast_trainer:
+            add("speed", name, "step at full speed (median)", full, "s")
+        add("speed", name, "frames/s (Trainer, " + ("at full speed)" if fast_trainer else "all steps)"),
+            case["frames_per_step"] / full, "")  # fmt: skip
         if "bare_step_s" in case:
             ratio = _median(fast_bare) / full if fast_bare else case["bare_step_s"] / step
             reached = ratio >= TARGET_OVERHEAD
@@ -789,8 +792,12 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             if spec["precision"] != "fp32":
                 goal = TARGET_MFU_GPU if device == "cuda" else TARGET_MFU_CPU_BF16
                 target, reached = f">= {goal:.0%}", mfu >= goal
-            add("MFU", name, f"{flops / 1e9:.4g} GFLOP / step at full speed / {peak / 1e12:.3g} TFLOP/s", mfu, "%",
-                target, reached)  # fmt: skip
+            add("MFU", name, f"{flops / 1e9:.4g} GFLOP / {'step at full speed' if fast_trainer else 'median step'} / "
+                f"{peak / 1e12:.3g} TFLOP/s", mfu, "%", target, reached)  # fmt: skip
+            speeds = case.get("trainer_step_peaks")
+            if speeds:  # against the matmul throughput probed around each step: the machine's speed at the time
+                at_speed = _median([flops / (t * p) for t, p in zip(case["trainer_steps_s"], speeds)])
+                add("MFU", name, "median over steps of FLOPs / (step time x probed throughput)", at_speed, "%")
         if device == "cuda":
             peak_mem = case["peak_allocated_bytes"]
             target, reached = "", None
