@@ -240,7 +240,8 @@ def add_trainable_parts(model: PreTrainedModel, args: FinetuneArguments) -> torc
     Raises:
         UserError: the targets match no module of this model.
     """
-    set_decoder_dropout(model, args.decoder_dropout)
+    if args.decoder_dropout is not None:
+        set_decoder_dropout(model, args.decoder_dropout)
     if not args.use_lora:
         model.decoder.requires_grad_(True)
         for projection in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):

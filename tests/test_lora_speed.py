@@ -116,17 +116,17 @@ def test_lora_training_uses_packed_bits_dropout_and_checkpointing_replays_its_ma
     assert not all(torch.allclose(a, b) for a, b in zip(plain, step(checkpointing=False, seed=4)))
 
 
-def test_decoder_dropout_defaults_to_pretraining_zero_and_can_be_set(tiny_model_dir, tmp_path):
+def test_decoder_dropout_keeps_the_checkpoints_by_default_and_can_be_set(tiny_model_dir, tmp_path):
     common = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + ["--lora_dropout", "0"]
     decoder = None
-    for value, deterministic in ((None, True), ("0.2", False)):
+    for value, deterministic in ((None, False), ("0", True), ("0.2", False)):
         argv = common + (["--decoder_dropout", value] if value else [])
         parsed = parse_config(argv)
         model, _ = load_model_and_processor(parsed.args)
         assert model.config.decoder.dropout == 0.1  # the tiny model's config, like the Hub checkpoints'
         model = add_trainable_parts(model, parsed.args).train()
         decoder = model.get_base_model().decoder
-        expected = 0.0 if value is None else 0.2
+        expected = 0.1 if value is None else float(value)
         assert decoder.config.dropout == expected
         assert {layer.dropout for layer in decoder.model.decoder.layers} == {expected}
         codes = torch.randint(0, decoder.config.vocab_size, (decoder.config.num_codebooks, 9))
