@@ -280,36 +280,34 @@ def model_files_identity(args: FinetuneArguments) -> str | None:
     return local_fingerprint(str(folder))
 
 
-def remembered_codec_fingerprint(args: FinetuneArguments) -> str | None:
-    """The :func:`module_fingerprint` of the model's EnCodec computed by an earlier run from these same model files
-    (see :func:`codec_fingerprint`), so that a run with nothing to prepare need not load the model; None if unknown."""
-    identity = model_files_identity(args)
-    if identity is None:
-        return None
+def _known_codec_fingerprints(args: FinetuneArguments) -> dict[str, str]:
     try:
         known = json.loads((cache_root_of(args) / CODEC_FINGERPRINTS_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    found = known.get(identity) if isinstance(known, dict) else None
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def remembered_codec_fingerprint(args: FinetuneArguments, identity: str | None = None) -> str | None:
+    """The :func:`module_fingerprint` of the model's EnCodec computed by an earlier run from these same model files
+    (see :func:`codec_fingerprint`), so that a run with nothing to prepare need not load the model; None if unknown.
+    ``identity``: :func:`model_files_identity`, when the caller has it already."""
+    identity = identity or model_files_identity(args)
+    found = _known_codec_fingerprints(args).get(identity) if identity is not None else None
     return found if isinstance(found, str) else None
 
 
 def codec_fingerprint(args: FinetuneArguments, model: PreTrainedModel) -> str:
     """:func:`module_fingerprint` of ``model``'s EnCodec, remembered in ``data_cache_dir`` by the identity of the
     model files it was loaded from (hashing the 32 kHz codec's weights takes about 0.25 s on a CPU)."""
-    remembered = remembered_codec_fingerprint(args)
+    identity = model_files_identity(args)
+    remembered = remembered_codec_fingerprint(args, identity)
     if remembered is not None:
         return remembered
     fingerprint = module_fingerprint(model.audio_encoder)
-    identity = model_files_identity(args)
     if identity is not None:
+        known = {**_known_codec_fingerprints(args), identity: fingerprint}
         path = cache_root_of(args) / CODEC_FINGERPRINTS_NAME
-        try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-            known = known if isinstance(known, dict) else {}
-        except (OSError, ValueError):
-            known = {}
-        known[identity] = fingerprint
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{os.getpid()}")
         staging.write_text(json.dumps(known, indent=1) + "\n", encoding="utf-8")
