@@ -346,12 +346,15 @@ class StepTimer(TrainerCallback):
         self.resume = time.perf_counter()
 
     def _enough_at_full_speed(self) -> bool:
-        best = max(self.case.reference_peak, *self.probes)
-        trainer, bare = (peaks[self.case.warmup :] for peaks in self.step_peaks())
-        fast = [p >= FULL_SPEED * best for p in trainer]
-        if self.bare is not None:  # a Trainer step and the bare step after it, both at full speed
-            fast = [a and b >= FULL_SPEED * best for a, b in zip(fast, bare)]
-        return len(fast) >= self.case.steps and sum(fast) >= self.case.steps
+        """The rule the table applies (:func:`_full_speed_steps`), on the timed steps so far."""
+        warmup = self.case.warmup
+        trainer_peaks, bare_peaks = self.step_peaks()
+        so_far = {
+            "trainer_steps_s": self.trainer_steps[warmup:], "trainer_step_peaks": trainer_peaks[warmup:],
+            "bare_steps_s": self.bare_steps[warmup:], "bare_step_peaks": bare_peaks[warmup:],
+        }  # fmt: skip
+        fast, _ = _full_speed_steps(so_far, max(self.case.reference_peak, *self.probes))
+        return len(fast) >= self.case.steps
 
     def step_peaks(self) -> tuple[list[float], list[float]]:
         """The machine's speed during each Trainer step and each bare step: the mean of the probes around it."""
