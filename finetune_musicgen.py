@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from musicgen_lora.config import parse_config
-from musicgen_lora.demo import DEMO_CONFIG, ensure_demo_assets
+from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.demo.assets import DEMO_CONFIG, ensure_demo_assets
 from musicgen_lora.errors import exit_on_user_error
 from musicgen_lora.logs import setup_logging
-from musicgen_lora.training import run_training
+from musicgen_lora.train.run import run_training
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging()
     with exit_on_user_error(argv):
         parsed = parse_config(argv, defaults=DEMO_CONFIG)
-        ensure_demo_assets(parsed.args)
+        ensure_demo_assets(parsed)
         return run_training(parsed)
 
 

@@ -3,8 +3,7 @@
 Every module raises :class:`UserError` for problems the user can fix (bad config, missing files, unreadable audio).
 Command-line entry points wrap their work in :func:`exit_on_user_error`, which prints ``error: <message>`` and exits
 with status 2. Setting ``--debug`` on the command line or ``LOGLEVEL=DEBUG`` in the environment re-raises instead,
-so developers still get the full traceback.
-"""
+so developers still get the full traceback."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from musicgen_lora.tiny import save_tiny_musicgen
+    from musicgen_lora.demo.tiny import save_tiny_musicgen
 
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
 
@@ -24,7 +24,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """8 clips of 3 s with metadata.jsonl captions."""
-    from musicgen_lora.synth import synthesize_corpus
+    from musicgen_lora.demo.synth import synthesize_corpus
 
     folder = tmp_path_factory.mktemp("data") / "corpus"
     synthesize_corpus(folder, clips=8, seconds=3.0, seed=0)
@@ -73,13 +73,13 @@ def trained_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) ->
 
 @pytest.fixture(scope="session")
 def stereo_model_dir(tmp_path_factory) -> Path:
-    from musicgen_lora.tiny import save_tiny_musicgen
+    from musicgen_lora.demo.tiny import save_tiny_musicgen
 
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-stereo", seed=0, variant="stereo")
 
 
 @pytest.fixture(scope="session")
 def melody_model_dir(tmp_path_factory) -> Path:
-    from musicgen_lora.tiny import save_tiny_musicgen
+    from musicgen_lora.demo.tiny import save_tiny_musicgen
 
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-melody", seed=0, variant="melody")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgen_lora import analysis
+from musicgen_lora.audio import analysis
 
 SR = 32000
 
@@ -133,7 +133,7 @@ def test_key_parsing_and_scores():
 @pytest.fixture(scope="module")
 def ground_truth_corpus(tmp_path_factory):
     """20 clips of 6 s (every genre 4 times), with a seed the estimators were not tuned on."""
-    from musicgen_lora.synth import synthesize_corpus
+    from musicgen_lora.demo.synth import synthesize_corpus
 
     folder = tmp_path_factory.mktemp("analysis") / "corpus"
     synthesize_corpus(folder, clips=20, seconds=6.0, seed=11)

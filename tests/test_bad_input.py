@@ -30,7 +30,7 @@ def earlier_run(trained_run, tmp_path_factory) -> Path:
 def other_base_checkpoint(tmp_path_factory, corpus_dir, data_cache_dir) -> Path:
     """A checkpoint trained on a tiny MusicGen with another codebook size (so every LoRA head differs in shape)."""
     from finetune_musicgen import main
-    from musicgen_lora.tiny import build_tiny_musicgen
+    from musicgen_lora.demo.tiny import build_tiny_musicgen
 
     root = tmp_path_factory.mktemp("other-base")
     model, processor = build_tiny_musicgen(seed=1, codebook_size=32)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from musicgen_lora import bench
+from musicgen_lora.bench import suite as bench
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +59,13 @@ def test_counted_flops_of_a_lora_step_are_about_twice_the_forward(tiny_model_dir
     """The counter sees the forward and the input-gradient backward of the frozen layers (not their weight gradients)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from musicgen_lora.collator import MusicgenCollator
-    from musicgen_lora.config import FinetuneArguments
-    from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
+    from musicgen_lora.config.arguments import LoraArguments, ModelArguments
+    from musicgen_lora.models.loading import load_model_and_processor
+    from musicgen_lora.train.collator import MusicgenCollator
+    from musicgen_lora.train.lora import add_trainable_parts
 
-    args = FinetuneArguments(model_name_or_path=str(tiny_model_dir), dataset_name="x")
-    model, processor = load_model_and_processor(args)
-    model = add_trainable_parts(model, args)
+    model, processor = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    model = add_trainable_parts(model, LoraArguments())
     collator = MusicgenCollator(processor.tokenizer, pad_token_id=64, decoder_start_token_id=64, max_frames=200)
     batch = collator([{"codes": torch.randint(0, 64, (4, 150)).tolist(), "text": "lofi piano"}] * 2)
     step = bench.count_step_flops(model, batch)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +13,13 @@ import pytest
 import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
-import musicgen_lora.captioning as captioning
-from musicgen_lora.analysis import parse_key
-from musicgen_lora.config import parse_config
-from musicgen_lora.data import module_fingerprint, prepare_split
+from musicgen_lora.audio.analysis import parse_key
+from musicgen_lora.config import caption_template
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
+from musicgen_lora.prepare import captions, clap_tags, measurements
+from musicgen_lora.prepare.cache_keys import module_fingerprint
+from musicgen_lora.prepare.pipeline import prepare_split
 
 from .conftest import base_argv
 
@@ -25,7 +27,7 @@ from .conftest import base_argv
 @pytest.fixture(scope="module")
 def truth_corpus(tmp_path_factory) -> tuple[Path, list[dict]]:
     """10 clips of 6 s (every genre twice) with ground-truth bpm and key, and no captions on disk."""
-    from musicgen_lora.synth import synthesize_corpus
+    from musicgen_lora.demo.synth import synthesize_corpus
 
     folder = tmp_path_factory.mktemp("captioning") / "corpus"
     rows = synthesize_corpus(folder, clips=10, seconds=6.0, seed=11)
@@ -44,7 +46,7 @@ def cache(tmp_path_factory) -> Path:
 
 
 def prepare(tmp_path, model_dir, model, dataset, cache, *extra):
-    args = parse_config(base_argv(model_dir, dataset, tmp_path / "out", cache) + list(extra)).args
+    args = parse_config(base_argv(model_dir, dataset, tmp_path / "out", cache) + list(extra)).data
     return prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
 
 
@@ -88,8 +90,8 @@ def test_estimates_are_cached_and_never_re_encode(tmp_path, tiny_model_dir, mode
     def boom(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(captioning, "measure", boom)
-    monkeypatch.setattr("musicgen_lora.data.encode_clip", boom)
+    monkeypatch.setattr(captions, "measure", boom)
+    monkeypatch.setattr("musicgen_lora.prepare.encoding.encode_clip", boom)
     again = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "b")
     assert [t[1:] for t in again["text"]] == [t[1:] for t in first["text"]]  # only the trigger word changed
     assert sorted(p.name for p in cache.glob("codes-*")) == codes_dirs
@@ -102,7 +104,7 @@ def test_unmeasurable_track_without_caption_still_needs_one(tmp_path, tiny_model
     folder = tmp_path / "silent"
     folder.mkdir()
     sf.write(folder / "quiet.wav", np.zeros(32000 * 2, np.float32), 32000)
-    assert captioning.measure(np.zeros((1, 32000 * 2), np.float32), 32000) == {"bpm": None, "key": None}
+    assert measurements.measure(np.zeros((1, 32000 * 2), np.float32), 32000) == {"bpm": None, "key": None}
     with pytest.raises(UserError, match="1 clip.* have no caption"):
         prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true")
 
@@ -111,7 +113,7 @@ def test_unmeasurable_track_without_caption_still_needs_one(tmp_path, tiny_model
 
 
 def test_template_parts_with_an_empty_field_vanish_with_their_separator():
-    template = captioning.CaptionTemplate("{prompt} style; {caption}, {bpm} bpm, {key}")
+    template = caption_template.CaptionTemplate("{prompt} style; {caption}, {bpm} bpm, {key}")
     full = {"prompt": "sks", "caption": "lofi, dusty drums", "bpm": "85", "key": "A minor"}
     assert template.render(full) == "sks style; lofi, dusty drums, 85 bpm, A minor"
     assert template.render({**full, "prompt": ""}) == "lofi, dusty drums, 85 bpm, A minor"  # no leading separator
@@ -121,9 +123,9 @@ def test_template_parts_with_an_empty_field_vanish_with_their_separator():
     assert template.fields == {"prompt", "caption", "bpm", "key"}
     # a tempo or key the own caption states is not repeated, unless the template leaves the caption out
     measured = {"metadata": {"bpm": 84, "key": "A minor"}}
-    shown = captioning.track_fields("lofi, 85 bpm, A minor", "sks", measured)
+    shown = captions.track_fields("lofi, 85 bpm, A minor", "sks", measured)
     assert (shown["bpm"], shown["key"]) == ("", "")
-    hidden = captioning.track_fields("lofi, 85 bpm, A minor", "sks", measured, caption_shown=False)
+    hidden = captions.track_fields("lofi, 85 bpm, A minor", "sks", measured, caption_shown=False)
     assert (hidden["bpm"], hidden["key"]) == ("84", "A minor")
 
 
@@ -136,21 +138,21 @@ def test_template_errors_are_one_line_and_list_the_fields(tmp_path):
         _parse(tmp_path, "--caption_template", "{prompt}, {genra}")
     message = str(error.value)
     assert "\n" not in message and "unknown field {genra}" in message
-    assert all("{" + name + "}" in message for name in captioning.FIELDS)
+    assert all("{" + name + "}" in message for name in caption_template.FIELDS)
     with pytest.raises(UserError, match=r"names \{loudness\}, which add_metadata measures; set add_metadata true"):
         _parse(tmp_path, "--caption_template", "{caption}, {loudness}")
     with pytest.raises(UserError, match=r"names \{tags\}, which CLAP tagging fills; set clap_model_name_or_path"):
         _parse(tmp_path, "--caption_template", "{caption}, {tags}")
     with pytest.raises(UserError, match="not a valid template"):
         _parse(tmp_path, "--caption_template", "{caption")
-    assert _parse(tmp_path, "--caption_template", "{caption}; {lufs}", "--add_metadata", "true").args.caption_template
+    assert _parse(tmp_path, "--caption_template", "{caption}; {lufs}", "--add_metadata", "true").data.caption_template
 
 
 def test_heard_loudness_follows_the_normalisation():
-    assert captioning.heard_loudness(-30.0, 0.1, None) == -30.0  # no target: the recording's level
-    assert captioning.heard_loudness(-30.0, 0.1, -14.0) == -14.0  # room to reach the target
+    assert captions.heard_loudness(-30.0, 0.1, None) == -30.0  # no target: the recording's level
+    assert captions.heard_loudness(-30.0, 0.1, -14.0) == -14.0  # room to reach the target
     # a peak of 0.9 allows only +0.9 dB from -20 LUFS: normalisation stops at full scale, and so does the word
-    assert captioning.heard_loudness(-20.0, 0.9, -14.0) == pytest.approx(-20.0 - 20 * math.log10(0.9))
+    assert captions.heard_loudness(-20.0, 0.9, -14.0) == pytest.approx(-20.0 - 20 * math.log10(0.9))
 
 
 def test_loudness_and_brightness_words(tmp_path, tiny_model_dir, model, cache, monkeypatch):
@@ -165,7 +167,7 @@ def test_loudness_and_brightness_words(tmp_path, tiny_model_dir, model, cache, m
     split = prepare(tmp_path, tiny_model_dir, model, folder, cache, *template)
     assert split["text"] == ["very quiet, dark, -44 LUFS", "loud, very bright, -11 LUFS"]
     # normalised to -14 LUFS, both tracks sound "moderately loud" to the model; the levels are not measured again
-    monkeypatch.setattr(captioning, "decode_audio", _boom)
+    monkeypatch.setattr(measurements, "decode_audio", _boom)
     split = prepare(tmp_path, tiny_model_dir, model, folder, cache, *template, "--loudness_target_lufs", "-14")
     assert split["text"] == ["moderately loud, dark, -14 LUFS", "moderately loud, very bright, -14 LUFS"]
 
@@ -194,23 +196,23 @@ def prepare_with_clap(tmp_path, model_dir, model, dataset, cache, clap, **option
               "clap_instrument_labels": INSTRUMENTS, **options}  # fmt: skip
     config = tmp_path / "clap.json"
     config.write_text(json.dumps(values))
-    args = parse_config([str(config)] + base_argv(model_dir, dataset, tmp_path / "out", cache)).args
+    args = parse_config([str(config)] + base_argv(model_dir, dataset, tmp_path / "out", cache)).data
     return prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
 
 
 def test_clap_excerpts_sit_at_fixed_evenly_spread_places():
     mono = np.arange(2500, dtype=np.float32)  # 25 s at 100 Hz, CLAP window 10 s: three windows
-    starts = [int(e[0]) for e in captioning.clap_excerpts(mono, 100, 10.0)]
-    assert starts == [375, 750, 1125] and all(len(e) == 1000 for e in captioning.clap_excerpts(mono, 100, 10.0))
-    assert [len(e) for e in captioning.clap_excerpts(mono[:800], 100, 10.0)] == [800]  # shorter: the whole clip
+    starts = [int(e[0]) for e in clap_tags.clap_excerpts(mono, 100, 10.0)]
+    assert starts == [375, 750, 1125] and all(len(e) == 1000 for e in clap_tags.clap_excerpts(mono, 100, 10.0))
+    assert [len(e) for e in clap_tags.clap_excerpts(mono[:800], 100, 10.0)] == [800]  # shorter: the whole clip
 
 
 def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_dir, model, truth_corpus, cache,
                                                            clap_dir, monkeypatch):  # fmt: skip
     from transformers import pipeline
 
-    from musicgen_lora.audio import decode_audio, resample
-    from musicgen_lora.clap import Clap
+    from musicgen_lora.audio.io import decode_audio, resample
+    from musicgen_lora.prepare.clap import Clap
 
     source, _ = truth_corpus
     folder = tmp_path / "three"
@@ -223,11 +225,11 @@ def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_d
     classify = pipeline("zero-shot-audio-classification", model=str(clap_dir))
     args = parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path),
                          "--clap_model_name_or_path", str(clap_dir), "--clap_genre_labels", *GENRES,
-                         "--clap_instrument_labels", *INSTRUMENTS]).args  # fmt: skip
-    tagger = captioning.ClapTagger(args, cache)
+                         "--clap_instrument_labels", *INSTRUMENTS]).data  # fmt: skip
+    tagger = clap_tags.ClapTagger(args, cache)
     for caption, path in zip(split["text"], sorted(folder.glob("*.wav"))):
         audio, sr = decode_audio(str(path))
-        embedding = captioning.cached_measure(str(path), cache, tagger.kind, _boom)  # cached by the first run
+        embedding = measurements.cached_measure(str(path), cache, tagger.kind, _boom)  # cached by the first run
         ours = tagger.probabilities(embedding)
         for name, labels, template in (("genre", GENRES, "This is {} music."), ("instrument", INSTRUMENTS, "This is a sound of {}.")):
             theirs = classify(resample(audio, sr, 48000)[0], candidate_labels=labels, hypothesis_template=template)
@@ -237,7 +239,7 @@ def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_d
         instrument = max(ours["instrument"], key=ours["instrument"].get)
         assert words == ["sks", *genre.split(", "), instrument], caption  # threshold 0: the best label of each set
     # a higher threshold, other labels and another template: no audio decoded or embedded again, tags follow
-    monkeypatch.setattr(captioning, "decode_audio", _boom)
+    monkeypatch.setattr(measurements, "decode_audio", _boom)
     monkeypatch.setattr(Clap, "audio_embeddings", _boom)
     strict = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=1.0,
                                instance_prompt="sks")  # fmt: skip
@@ -271,7 +273,7 @@ def test_changing_a_caption_option_redoes_only_captioning(tmp_path, tiny_model_d
     assert encoded >= len(rows) and all(
         len(list((cache / "analysis").glob(f"{kind}-*.json"))) == len(rows) for kind in ("metadata", "level")
     )  # fmt: skip
-    monkeypatch.setattr(captioning, "decode_audio", _boom)  # no audio is read for captions again
+    monkeypatch.setattr(measurements, "decode_audio", _boom)  # no audio is read for captions again
     again = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "b",
                     "--caption_template", "{key}; {prompt} ({bpm} bpm)", "--max_train_samples", "4")  # fmt: skip
     assert len(calls) == encoded  # no EnCodec call: the codes come from the cache
@@ -349,7 +351,7 @@ def test_a_failed_metadata_push_is_one_line_and_keeps_local_results(tmp_path, ti
     assert "local caches are intact" in message and fake_hub.calls("commit") == [403]
     # what was measured and encoded stays: the same run without the push reads it all back
     calls = count_encoder_calls(monkeypatch, model)
-    monkeypatch.setattr(captioning, "decode_audio", _boom)
+    monkeypatch.setattr(measurements, "decode_audio", _boom)
     assert len(prepare(tmp_path, tiny_model_dir, model, folder, cache, *options)) == 2 and not calls
 
 
@@ -377,8 +379,8 @@ def test_vocals_are_removed_before_captioning_and_encoding(tmp_path, tiny_model_
     from demucs.apply import apply_model
     from demucs.states import load_model
 
-    from musicgen_lora.audio import decode_audio, resample
-    from musicgen_lora.data import encode_clip
+    from musicgen_lora.audio.io import decode_audio, resample
+    from musicgen_lora.models.codec import encode_clip
 
     source, _ = truth_corpus
     folder = tmp_path / "song"
@@ -403,7 +405,7 @@ def test_vocals_are_removed_before_captioning_and_encoding(tmp_path, tiny_model_
     assert split["codes"][0] == encode_clip(model.audio_encoder.eval(), codec_audio).tolist()
     assert split["text"] == ["rock"]
     # a second run separates nothing: the instrumental comes from the cache
-    monkeypatch.setattr("musicgen_lora.vocals.VocalRemover.separate", _boom)
+    monkeypatch.setattr("musicgen_lora.prepare.vocals.VocalRemover.separate", _boom)
     assert prepare(tmp_path, tiny_model_dir, model, folder, cache, "--demucs_model_path", str(tiny_demucs))["codes"] == split["codes"]
 
 

@@ -10,10 +10,15 @@ import pytest
 import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
-from musicgen_lora.chunking import TAIL_POLICIES, Chunk, plan_chunks, split_tracks
-from musicgen_lora.config import parse_config
-from musicgen_lora.data import encode_clip, encode_dataset, load_split, module_fingerprint, prepare_split
+from musicgen_lora.config.arguments import TAIL_POLICIES
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
+from musicgen_lora.models.codec import encode_clip
+from musicgen_lora.prepare.cache_keys import module_fingerprint
+from musicgen_lora.prepare.chunking import Chunk, plan_chunks, split_tracks
+from musicgen_lora.prepare.encoding import encode_dataset
+from musicgen_lora.prepare.pipeline import prepare_split
+from musicgen_lora.prepare.sources import load_split
 
 from .conftest import base_argv
 
@@ -121,7 +126,7 @@ def cache(tmp_path_factory) -> Path:
 
 def args_for(tmp_path, model_dir, dataset, cache, *extra):
     argv = base_argv(model_dir, dataset, tmp_path / "out", cache)
-    return parse_config(argv + ["--max_duration_in_seconds", "2", "--min_duration_in_seconds", "1", *extra]).args
+    return parse_config(argv + ["--max_duration_in_seconds", "2", "--min_duration_in_seconds", "1", *extra]).data
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +218,7 @@ def test_split_needs_two_tracks(tmp_path, tiny_model_dir, model, fingerprint, ca
     sf.write(folder / "a.wav", tone(2.0, 300), RATE)
     (folder / "a.txt").write_text("a")
     args = args_for(tmp_path, tiny_model_dir, folder, cache, "--eval_split_percentage", "20")
-    with pytest.raises(UserError, match="needs at least 2 tracks"):
+    with pytest.raises(UserError, match="needs at least 2 readable tracks"):
         prepare_split(args, "train", model, fingerprint, False)
 
 

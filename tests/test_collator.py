@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModelForTextToWaveform, AutoProcessor
 from transformers.models.musicgen.modeling_musicgen import shift_tokens_right
 
-from musicgen_lora.collator import IGNORE_INDEX, MusicgenCollator, delay_pattern_labels, shift_right
+from musicgen_lora.train.collator import IGNORE_INDEX, MusicgenCollator, delay_pattern_labels, shift_right
 
 X = IGNORE_INDEX
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from musicgen_lora.config import parse_config
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 
 from .fake_hub import USER, FakeHub
@@ -123,7 +123,7 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
             wandb.finish()
             wandb.teardown()  # wandb keeps its settings (WANDB_DIR) per process; later tests need fresh ones
     # one notice per translated key, naming ours
-    notices = [r.getMessage() for r in caplog.records if r.name == "musicgen_lora.compat"]
+    notices = [r.getMessage() for r in caplog.records if r.name == "musicgen_lora.config.compat"]
     for theirs, ours in RENAMED.items():
         assert f"config key '{theirs}' (from the popular MusicGen LoRA script) is called '{ours}' here; using it as '{ours}'" in notices
     for key in IGNORED:
@@ -164,8 +164,8 @@ def test_harmless_values_of_those_keys_pass(tmp_path):
 
 def test_renamed_values_are_converted_and_conflicts_refused(tmp_path):
     parsed = parse_config([write_config(tmp_path, minimal(tmp_path, freeze_text_encoder=False, sample_prompts=["jazz"], full_generation_sample_text="punk"))])
-    assert parsed.args.train_text_encoder is True
-    assert parsed.args.sample_prompts == ["punk", "jazz"]
+    assert parsed.lora.train_text_encoder is True
+    assert parsed.training.sample_prompts == ["punk", "jazz"]
     with pytest.raises(UserError, match="sets both 'target_audio_column_name' .* and 'audio_column_name' with different values"):
         parse_config([write_config(tmp_path, minimal(tmp_path, target_audio_column_name="a", audio_column_name="b"))])
 
@@ -173,8 +173,8 @@ def test_renamed_values_are_converted_and_conflicts_refused(tmp_path):
 def test_our_own_names_and_unknown_keys_are_untouched(tmp_path):
     parsed = parse_config([write_config(tmp_path, minimal(tmp_path, guidance_scale=4.0, audio_column_name="song",
                                                           push_metadata_repo_id="me/enriched"))])  # fmt: skip
-    assert (parsed.args.guidance_scale, parsed.args.audio_column_name) == (4.0, "song")
-    assert parsed.args.push_metadata_repo_id == "me/enriched"  # their key, our option: the captioned data is pushed
+    assert (parsed.training.guidance_scale, parsed.data.audio_column_name) == (4.0, "song")
+    assert parsed.data.push_metadata_repo_id == "me/enriched"  # their key, our option: the captioned data is pushed
     with pytest.raises(UserError, match="clap_model_name_or_path 'laion/clap-htsat-unfused' is not a local CLAP"):
         parse_config([write_config(tmp_path, minimal(tmp_path, clap_model_name_or_path="laion/clap-htsat-unfused",
                                                      add_metadata=True))])  # fmt: skip

@@ -8,11 +8,12 @@ import torch
 from transformers import AutoModelForTextToWaveform, AutoProcessor
 from transformers.modeling_outputs import BaseModelOutput
 
-from musicgen_lora.collator import MusicgenCollator
-from musicgen_lora.config import parse_config
-from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
-from musicgen_lora.trainer import codebook_cross_entropy
-from musicgen_lora.training import build_trainer
+from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.train.collator import MusicgenCollator
+from musicgen_lora.train.lora import add_trainable_parts
+from musicgen_lora.train.run import build_trainer
+from musicgen_lora.train.trainer import codebook_cross_entropy
 
 from .conftest import base_argv
 
@@ -68,7 +69,7 @@ def test_dropped_clips_see_exactly_the_null_condition_of_generate(tiny_model_dir
 def test_evaluation_batches_keep_every_caption(tiny_model_dir, tmp_path):
     argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + ["--text_dropout_prob", "0.9"]
     parsed = parse_config(argv)
-    model, processor = load_model_and_processor(parsed.args)
+    model, processor = load_model_and_processor(parsed.model)
     dataset = datasets.Dataset.from_list(rows(16, frames=30))
     trainer = build_trainer(parsed, model, processor, dataset, dataset)
     torch.manual_seed(0)
@@ -97,8 +98,8 @@ def test_the_trained_adapter_follows_the_caption(tiny_model_dir, tmp_path):
     ]  # fmt: skip
     parsed = parse_config(argv)
     torch.manual_seed(0)
-    model, processor = load_model_and_processor(parsed.args)
-    model = add_trainable_parts(model, parsed.args)
+    model, processor = load_model_and_processor(parsed.model)
+    model = add_trainable_parts(model, parsed.lora)
     trainer = build_trainer(parsed, model, processor, train, None)
     trainer.train()
     collator = trainer.data_collator.for_evaluation()

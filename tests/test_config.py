@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from finetune_musicgen import main
-from musicgen_lora.config import DEFAULT_LORA_TARGETS, parse_config
-from musicgen_lora.demo import DEMO_CONFIG
+from musicgen_lora.config.arguments import DEFAULT_LORA_TARGETS
+from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.demo.assets import DEMO_CONFIG
 
 from .conftest import ROOT
 
@@ -22,7 +23,7 @@ EXAMPLES = sorted((ROOT / "example_configs").glob("*.json"))
 def test_every_shipped_config_parses_and_validates(path):
     parsed = parse_config([str(path)])
     written = json.loads(path.read_text())
-    assert parsed.args.model_name_or_path == written["model_name_or_path"]
+    assert parsed.model.model_name_or_path == written["model_name_or_path"]
     assert parsed.training.learning_rate == pytest.approx(written["learning_rate"])
     assert parsed.training.remove_unused_columns is False
 
@@ -43,17 +44,17 @@ MINIMAL = {"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o"}
 def test_command_line_overrides_the_json_file(tmp_path):
     config = write_config(tmp_path, {**MINIMAL, "lora_r": 4, "learning_rate": 1e-4})
     parsed = parse_config([config, "--lora_r", "32", "--lora_target_modules", "q_proj", "v_proj"])
-    assert parsed.args.lora_r == 32
-    assert parsed.args.lora_target_modules == ["q_proj", "v_proj"]
+    assert parsed.lora.lora_r == 32
+    assert parsed.lora.lora_target_modules == ["q_proj", "v_proj"]
     assert parsed.training.learning_rate == pytest.approx(1e-4)
-    assert parse_config([config]).args.lora_target_modules == DEFAULT_LORA_TARGETS
+    assert parse_config([config]).lora.lora_target_modules == DEFAULT_LORA_TARGETS
 
 
 def test_demo_defaults_apply_only_without_a_model_or_dataset(tmp_path):
     demo = parse_config(["--max_steps", "3"], defaults=DEMO_CONFIG)
-    assert demo.args.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.training.max_steps == 3
+    assert demo.model.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.training.max_steps == 3
     own = parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", "o"], defaults=DEMO_CONFIG)
-    assert own.args.lora_r == 16 and own.args.sample_prompts == []  # the field defaults, not the demo's
+    assert own.lora.lora_r == 16 and own.training.sample_prompts == []  # the field defaults, not the demo's
 
 
 def test_requested_values_leave_out_tokens_and_hardware_adaptations(tmp_path):
@@ -143,10 +144,11 @@ def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
 def test_readme_documents_every_option():
     import dataclasses
 
-    from musicgen_lora.config import FinetuneArguments
+    from musicgen_lora.config.arguments import DataArguments, LoraArguments, ModelArguments
 
     readme = (ROOT / "README.md").read_text()
-    missing = [f.name for f in dataclasses.fields(FinetuneArguments) if f"`{f.name}`" not in readme]
+    groups = (ModelArguments, DataArguments, LoraArguments)
+    missing = [f.name for cls in groups for f in dataclasses.fields(cls) if f"`{f.name}`" not in readme]
     assert not missing, f"README does not document: {missing}"
     for path in EXAMPLES:
         assert path.name in readme

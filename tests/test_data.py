@@ -13,11 +13,14 @@ import pytest
 import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
-import musicgen_lora.data as data
-from musicgen_lora.audio import load_audio
-from musicgen_lora.config import parse_config
-from musicgen_lora.data import encode_dataset, load_split, module_fingerprint, prepare_split
+import musicgen_lora.prepare.encoding as encoding
+from musicgen_lora.audio.io import load_audio
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
+from musicgen_lora.prepare.cache_keys import module_fingerprint
+from musicgen_lora.prepare.encoding import encode_dataset
+from musicgen_lora.prepare.pipeline import prepare_split
+from musicgen_lora.prepare.sources import load_split
 
 from .conftest import base_argv
 
@@ -29,7 +32,7 @@ def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> n
 
 
 def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):
-    return parse_config(base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + list(extra)).args
+    return parse_config(base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + list(extra)).data
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +102,7 @@ def test_second_run_reuses_the_codes_and_a_changed_file_is_encoded_again(
     def must_not_encode(*_args, **_kwargs):
         raise AssertionError("encoded again although nothing changed")
 
-    monkeypatch.setattr(data, "encode_clip", must_not_encode)
+    monkeypatch.setattr(encoding, "encode_clip", must_not_encode)
     second = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert second["codes"] == first["codes"] and second["text"] == first["text"]
 
@@ -109,8 +112,8 @@ def test_second_run_reuses_the_codes_and_a_changed_file_is_encoded_again(
 
     monkeypatch.undo()
     calls = []
-    original = data.encode_clip
-    monkeypatch.setattr(data, "encode_clip", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = encoding.encode_clip
+    monkeypatch.setattr(encoding, "encode_clip", lambda *a, **k: calls.append(1) or original(*a, **k))
     changed = tmp_path / "copy"
     changed.mkdir()
     for item in corpus_dir.iterdir():
@@ -225,8 +228,8 @@ def test_interrupted_encoding_leaves_no_cache_entry(tmp_path, tiny_model_dir, co
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    original = data.encode_clip
-    monkeypatch.setattr(data, "encode_clip", crash_on_third)
+    original = encoding.encode_clip
+    monkeypatch.setattr(encoding, "encode_clip", crash_on_third)
     raw = load_split(args_for(tmp_path, tiny_model_dir, corpus_dir), "train")
     with pytest.raises(KeyboardInterrupt):
         encode_dataset(raw, model, tmp_path / "codes")

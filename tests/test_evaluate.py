@@ -16,17 +16,11 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
 
-from musicgen_lora import analysis
-from musicgen_lora.evaluation import (
-    Prompt,
-    audio_health,
-    frechet_distance,
-    frechet_distance_from_stats,
-    longest_common_run,
-    read_prompts,
-    spectrogram_image,
-    write_png,
-)
+from musicgen_lora.audio import analysis
+from musicgen_lora.evaluate.memorisation import longest_common_run
+from musicgen_lora.evaluate.metrics import audio_health, frechet_distance, frechet_distance_from_stats
+from musicgen_lora.evaluate.prompts import Prompt, read_prompts
+from musicgen_lora.evaluate.spectrogram import spectrogram_image, write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
@@ -252,13 +246,14 @@ def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evalua
 
 def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(evaluation, tiny_model_dir, corpus_dir, data_cache_dir):
     """MusicGen's forward(labels=...) averages each codebook's mean; with windows of equal length that is our ce."""
-    from musicgen_lora.collator import MusicgenCollator
-    from musicgen_lora.config import FinetuneArguments
-    from musicgen_lora.data import module_fingerprint, prepare_split
-    from musicgen_lora.modeling import load_model_and_processor
+    from musicgen_lora.config.arguments import DataArguments, ModelArguments
+    from musicgen_lora.models.loading import load_model_and_processor
+    from musicgen_lora.prepare.cache_keys import module_fingerprint
+    from musicgen_lora.prepare.pipeline import prepare_split
+    from musicgen_lora.train.collator import MusicgenCollator
 
-    model, processor = load_model_and_processor(FinetuneArguments(model_name_or_path=str(tiny_model_dir)))
-    args = FinetuneArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_eval_samples=4)
+    model, processor = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    args = DataArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_eval_samples=4)
     windows = prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), True)
     collator = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=1500, random_crop=False)
     batch = collator([windows[i] for i in range(len(windows))])
@@ -328,8 +323,15 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
 def _tiny_clap(folder: Path) -> Path:
     """A random CLAP (text + HTSAT audio towers, 31k parameters) with a locally trained RoBERTa tokenizer."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
-    from transformers import RobertaTokenizerFast
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        ClapTextConfig,
+        RobertaTokenizerFast,
+    )
 
     folder.mkdir(parents=True)
     bpe = ByteLevelBPETokenizer()
@@ -356,7 +358,7 @@ def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tmp_path):
     from transformers import ClapModel, ClapProcessor
 
     from evaluate import main
-    from musicgen_lora.audio import resample
+    from musicgen_lora.audio.io import resample
 
     clap = _tiny_clap(tmp_path / "clap")
     prompts = tmp_path / "p.json"
@@ -400,12 +402,13 @@ def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_pat
 def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(evaluation, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
     """--eval_dataset can be a save_to_disk folder of codes + captions; its reference audio is decoded from the codes."""
     from evaluate import main
-    from musicgen_lora.config import FinetuneArguments
-    from musicgen_lora.data import module_fingerprint, prepare_split
-    from musicgen_lora.modeling import load_model_and_processor
+    from musicgen_lora.config.arguments import DataArguments, ModelArguments
+    from musicgen_lora.models.loading import load_model_and_processor
+    from musicgen_lora.prepare.cache_keys import module_fingerprint
+    from musicgen_lora.prepare.pipeline import prepare_split
 
-    model, _ = load_model_and_processor(FinetuneArguments(model_name_or_path=str(tiny_model_dir)))
-    args = FinetuneArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_train_samples=4)
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    args = DataArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_train_samples=4)
     # the layout `python -m musicgen_lora.prepare` writes: OUTPUT_DIR/prepared_data/{train,eval}/
     prepared = prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
     prepared.save_to_disk(tmp_path / "prepared_data" / "eval")

@@ -14,9 +14,10 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForTextToWaveform, AutoProcessor, pipeline
 
-from musicgen_lora.data import encode_clip
-from musicgen_lora.generate import generate_long, main
-from musicgen_lora.generation import generate_audio
+from musicgen_lora.generate.cli import main
+from musicgen_lora.generate.long_form import generate_long
+from musicgen_lora.generate.render import generate_audio
+from musicgen_lora.models.codec import encode_clip
 
 RATE = 32000
 HOP = 640  # samples per 50 Hz frame

@@ -10,11 +10,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback, set_seed
 
-import musicgen_lora.trainer as trainer_module
-import musicgen_lora.training as training
-from musicgen_lora.callbacks import NonFiniteError
-from musicgen_lora.config import parse_config
-from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
+import musicgen_lora.train.run as training
+import musicgen_lora.train.trainer as trainer_module
+from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.train.callbacks import NonFiniteError
+from musicgen_lora.train.lora import add_trainable_parts
 
 from .conftest import base_argv
 
@@ -26,8 +27,8 @@ def make_trainer(model_dir: Path, tmp_path: Path, *extra: str):
     ]  # fmt: skip
     parsed = parse_config(argv)
     set_seed(0)
-    model, processor = load_model_and_processor(parsed.args)
-    model = add_trainable_parts(model, parsed.args)
+    model, processor = load_model_and_processor(parsed.model)
+    model = add_trainable_parts(model, parsed.lora)
     generator = torch.Generator().manual_seed(0)
     dataset = datasets.Dataset.from_dict(
         {"codes": [torch.randint(0, 64, (4, 20), generator=generator).tolist() for _ in range(10)], "text": ["x"] * 10}
@@ -108,6 +109,6 @@ def test_nan_gradient_step_is_skipped_when_asked(tiny_model_dir, tmp_path):
 
 def test_gradient_norm_is_logged_and_clipped_by_default(tiny_model_dir, tmp_path):
     trainer, _ = make_trainer(tiny_model_dir, tmp_path, "--max_steps", "2")
-    assert trainer.args.max_grad_norm == 1.0
+    assert trainer.training.max_grad_norm == 1.0
     trainer.train()
     assert all("grad_norm" in r for r in trainer.state.log_history if "loss" in r)

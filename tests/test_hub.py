@@ -20,8 +20,10 @@ import pytest
 import soundfile as sf
 from huggingface_hub import ModelCard
 
-from musicgen_lora import hub
-from musicgen_lora.plots import plot_loss_curves_if_possible
+from musicgen_lora.files import hub_id_of
+from musicgen_lora.hub import retries
+from musicgen_lora.hub.card import base_model_license, build_model_card
+from musicgen_lora.train.plots import plot_loss_curves_if_possible
 
 from .conftest import ROOT, base_argv
 from .fake_hub import USER, FakeHub
@@ -155,7 +157,7 @@ def test_card_names_hub_dataset_and_evaluation_in_metadata(published, tmp_path):
     config = json.loads((run / "finetune_config.json").read_text())
     config.update(dataset_name="someone/punk-clips", eval_split_name="validation")
     (run / "finetune_config.json").write_text(json.dumps(config))
-    card = ModelCard(str(hub.build_model_card(run, REPO)))
+    card = ModelCard(str(build_model_card(run, REPO)))
     eval_loss = json.loads((run / "eval_results.json").read_text())["eval_loss"]
     assert card.data.datasets == ["someone/punk-clips"]
     (loss, _) = card.data.eval_results
@@ -174,14 +176,14 @@ def test_card_of_a_local_base_without_id_names_no_base(trained_run, tiny_model_d
 def test_base_model_ids_and_licences(tmp_path):
     snapshot_dir = tmp_path / "hub" / "models--facebook--musicgen-small" / "snapshots" / "abc123"
     snapshot_dir.mkdir(parents=True)
-    assert hub.hub_id_of(str(snapshot_dir)) == "facebook/musicgen-small"
-    assert hub.hub_id_of("facebook/musicgen-melody") == "facebook/musicgen-melody"
-    assert hub.hub_id_of(str(tmp_path)) is None
-    assert hub.hub_id_of(str(tmp_path), "me/base") == "me/base"
-    assert hub.base_model_license("facebook/musicgen-stereo-large") == "cc-by-nc-4.0"
+    assert hub_id_of(str(snapshot_dir)) == "facebook/musicgen-small"
+    assert hub_id_of("facebook/musicgen-melody") == "facebook/musicgen-melody"
+    assert hub_id_of(str(tmp_path)) is None
+    assert hub_id_of(str(tmp_path), "me/base") == "me/base"
+    assert base_model_license("facebook/musicgen-stereo-large") == "cc-by-nc-4.0"
     (tmp_path / "README.md").write_text("---\nlicense: mit\n---\n# a model\n")
-    assert hub.base_model_license(None, str(tmp_path)) == "mit"
-    assert hub.base_model_license("someone/unknown") is None
+    assert base_model_license(None, str(tmp_path)) == "mit"
+    assert base_model_license("someone/unknown") is None
 
 
 def test_usage_snippet_runs_as_written(published, tmp_path):
@@ -212,10 +214,10 @@ def test_usage_snippet_runs_as_written(published, tmp_path):
 
 
 def test_push_cli_retries_transient_failures(published, fake_hub, monkeypatch, capsys):
-    from musicgen_lora.push import main
+    from musicgen_lora.hub.cli import main
 
     waits: list[float] = []
-    monkeypatch.setattr(hub.time, "sleep", waits.append)
+    monkeypatch.setattr(retries.time, "sleep", waits.append)
     fake_hub.fail["commit"] = [500, 500]
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     result = main([str(published["out"]), "--repo_id", f"{USER}/retried"])
@@ -228,9 +230,9 @@ def test_push_cli_retries_transient_failures(published, fake_hub, monkeypatch, c
 
 
 def test_permanent_failure_leaves_output_intact_and_says_how_to_retry(published, fake_hub, monkeypatch, capsys, tmp_path):
-    from musicgen_lora.push import main
+    from musicgen_lora.hub.cli import main
 
-    monkeypatch.setattr(hub.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(retries.time, "sleep", lambda seconds: None)
     run = tmp_path / "run"
     shutil.copytree(published["out"], run)
     before = snapshot(run)
@@ -247,7 +249,7 @@ def test_permanent_failure_leaves_output_intact_and_says_how_to_retry(published,
 
 
 def test_rejected_token_is_not_retried(published, fake_hub, monkeypatch, capsys):
-    from musicgen_lora.push import main
+    from musicgen_lora.hub.cli import main
 
     monkeypatch.setenv("HF_TOKEN", "hf_wrong")
     with pytest.raises(SystemExit):
@@ -309,7 +311,7 @@ def test_without_matplotlib_the_plot_is_skipped_with_the_install_command(monkeyp
 
 
 def test_plots_cli_redraws_from_trainer_state(trained_run, tmp_path):
-    from musicgen_lora.plots import main
+    from musicgen_lora.train.plots import main
 
     run = tmp_path / "run"
     run.mkdir()

@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 from transformers import AutoModelForTextToWaveform
 
 from finetune_musicgen import main
-from musicgen_lora.config import parse_config
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.train.lora import add_trainable_parts
 
 from .conftest import base_argv
 
@@ -30,8 +31,8 @@ def test_single_codebook_targets(tiny_model_dir, tmp_path):
     parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + [
         "--lora_target_modules", "lm_heads.1", "embed_tokens.3",
     ])  # fmt: skip
-    model, _ = load_model_and_processor(parsed.args)
-    names = {n.split(".lora_")[0] for n, p in add_trainable_parts(model, parsed.args).named_parameters() if p.requires_grad}
+    model, _ = load_model_and_processor(parsed.model)
+    names = {n.split(".lora_")[0] for n, p in add_trainable_parts(model, parsed.lora).named_parameters() if p.requires_grad}
     assert names == {"base_model.model.decoder.lm_heads.1", "base_model.model.decoder.model.decoder.embed_tokens.3"}
 
 
@@ -45,17 +46,17 @@ def test_single_codebook_targets(tiny_model_dir, tmp_path):
 )
 def test_bad_targets(tiny_model_dir, tmp_path, extra, expected):
     parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + extra)
-    model, _ = load_model_and_processor(parsed.args)
+    model, _ = load_model_and_processor(parsed.model)
     with pytest.raises(UserError, match=expected):
-        add_trainable_parts(model, parsed.args)
+        add_trainable_parts(model, parsed.lora)
 
 
 def test_rslora_scales_by_the_square_root_of_the_rank(tiny_model_dir, tmp_path):
     parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + [
         "--use_rslora", "true", "--lora_r", "4", "--lora_alpha", "8",
     ])  # fmt: skip
-    model, _ = load_model_and_processor(parsed.args)
-    model = add_trainable_parts(model, parsed.args)
+    model, _ = load_model_and_processor(parsed.model)
+    model = add_trainable_parts(model, parsed.lora)
     layer = model.base_model.model.decoder.lm_heads[0]
     assert layer.scaling["default"] == pytest.approx(8 / 4**0.5)
 

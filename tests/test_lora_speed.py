@@ -8,10 +8,11 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from musicgen_lora.config import parse_config
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.lora_speed import PackedBitsDropout, inputs_kept_in_autocast_dtype, lora_layers
-from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.train.lora import add_trainable_parts
+from musicgen_lora.train.lora_speed import PackedBitsDropout, inputs_kept_in_autocast_dtype, lora_layers
 
 from .conftest import base_argv
 
@@ -86,8 +87,8 @@ def test_inputs_kept_in_autocast_dtype_gives_the_same_step_under_autocast_and_re
 def test_lora_training_uses_packed_bits_dropout_and_checkpointing_replays_its_masks(tiny_model_dir, tmp_path):
     argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + ["--lora_dropout", "0.3"]
     parsed = parse_config(argv)
-    model, _ = load_model_and_processor(parsed.args)
-    model = add_trainable_parts(model, parsed.args)
+    model, _ = load_model_and_processor(parsed.model)
+    model = add_trainable_parts(model, parsed.lora)
     dropouts = [d for layer in lora_layers(model) for d in layer.lora_dropout.values()]
     assert dropouts and all(isinstance(d, PackedBitsDropout) and d.p == 0.3 for d in dropouts)
     decoder = model.get_base_model().config.decoder
@@ -122,9 +123,9 @@ def test_decoder_dropout_keeps_the_checkpoints_by_default_and_can_be_set(tiny_mo
     for value, deterministic in ((None, False), ("0", True), ("0.2", False)):
         argv = common + (["--decoder_dropout", value] if value else [])
         parsed = parse_config(argv)
-        model, _ = load_model_and_processor(parsed.args)
+        model, _ = load_model_and_processor(parsed.model)
         assert model.config.decoder.dropout == 0.1  # the tiny model's config, like the Hub checkpoints'
-        model = add_trainable_parts(model, parsed.args).train()
+        model = add_trainable_parts(model, parsed.lora).train()
         decoder = model.get_base_model().decoder
         expected = 0.1 if value is None else float(value)
         assert decoder.config.dropout == expected

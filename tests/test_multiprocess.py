@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from finetune_musicgen import main
-from musicgen_lora.callbacks import SeedPerProcess
+from musicgen_lora.train.callbacks import SeedPerProcess
 
 from .conftest import ROOT, base_argv
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgen_lora.prepare import main as prepare_main
+from musicgen_lora.prepare.cli import main as prepare_main
 
 from .conftest import ROOT, base_argv
 
@@ -92,17 +92,17 @@ def test_training_after_prepare_reuses_the_work(prepared, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("encoded or measured again")
 
-    monkeypatch.setattr("musicgen_lora.data.encode_clip", boom)
-    monkeypatch.setattr("musicgen_lora.captioning.decode_audio", boom)
+    monkeypatch.setattr("musicgen_lora.prepare.encoding.encode_clip", boom)
+    monkeypatch.setattr("musicgen_lora.prepare.measurements.decode_audio", boom)
     again = prepare_main(prepared["argv"])  # re-running prepare does nothing new
     assert again["splits"] == json.loads(json.dumps(prepared["report"]["splits"]))
-    monkeypatch.setattr("musicgen_lora.data.encode_clip", boom)
+    monkeypatch.setattr("musicgen_lora.prepare.encoding.encode_clip", boom)
     result = train_main(prepared["argv"])  # the same config trains without encoding again
     assert np.isfinite(result["train"]["train_loss"])
 
 
 def test_summary_is_printed_and_errors_are_one_line(prepared, tmp_path):
-    from musicgen_lora.prepare import summary
+    from musicgen_lora.prepare.report import summary
 
     text = summary(prepared["report"])
     assert text.splitlines()[0].startswith("train: 9 examples from 5 tracks")

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgen_lora import audio, screening
-from musicgen_lora.config import parse_config
-from musicgen_lora.data import load_split
+import musicgen_lora.audio.io as audio
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.prepare import main as prepare_main
+from musicgen_lora.prepare import screening
+from musicgen_lora.prepare.cli import main as prepare_main
+from musicgen_lora.prepare.sources import load_split
 
 from .conftest import base_argv
 
@@ -87,7 +88,7 @@ def test_mixed_corpus_lists_the_bad_files_and_loses_nothing_else(prepared, mixed
     assert kept == pytest.approx(sum(lengths.values()))
     assert kept == pytest.approx(sum(seconds for seconds, *_ in GOOD.values()), abs=0.1)
     assert set(train["text"]) == {"sks", "sks, lofi piano"}
-    from musicgen_lora.prepare import summary
+    from musicgen_lora.prepare.report import summary
 
     assert "files: 8 found, 6 read, 3 left out (1 unreadable, 1 empty, 1 silent; each listed in data_report.json)" in (
         summary(report)
@@ -160,7 +161,7 @@ def test_ffmpeg_formats_without_torchcodec_are_skipped_with_the_fix(tmp_path, mo
     sf.write(folder / "good.wav", tone(1.0, 8000, 1, 300), 8000)
     (folder / "phone memo.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A not decodable here")
     monkeypatch.setattr(audio, "_torchcodec_decoder", lambda: (None, "torchcodec unavailable: no FFmpeg"))
-    args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).args
+    args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).data
     raw = load_split(args, "train")
     assert [Path(p).name for p in raw["audio"]] == ["good.wav", "phone memo.m4a"]  # picked up, so it can be reported
     stats: dict = {}
@@ -222,7 +223,7 @@ def test_a_missing_file_name_is_not_taken_for_a_hub_id(tmp_path, tiny_model_dir,
         raise AssertionError("asked the Hub")
 
     monkeypatch.setattr(datasets, "load_dataset", no_hub)
-    args = parse_config(base_argv(tiny_model_dir, Path(name), tmp_path / "out", tmp_path / "cache")).args
+    args = parse_config(base_argv(tiny_model_dir, Path(name), tmp_path / "out", tmp_path / "cache")).data
     expected = re.escape(f"dataset path '{name}' not found (looked in '{tmp_path}'); check the path")
     with pytest.raises(UserError, match=expected):
         load_split(args, "train")
@@ -234,7 +235,7 @@ def test_a_file_missing_from_the_metadata_is_skipped_and_not_cached(tmp_path):
     sf.write(folder / "here.wav", tone(1.0, 8000, 1, 300), 8000)
     rows = [{"file_name": "here.wav", "text": "a"}, {"file_name": "gone.wav", "text": "b"}]
     (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).args
+    args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).data
     stats: dict = {}
     kept = screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, stats)
     assert kept["text"] == ["a"]

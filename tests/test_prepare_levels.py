@@ -9,12 +9,15 @@ import pytest
 import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
-from musicgen_lora.analysis import integrated_loudness
-from musicgen_lora.audio import load_audio
-from musicgen_lora.chunking import frame_levels, level_db
-from musicgen_lora.config import parse_config
-from musicgen_lora.data import encode_clip, module_fingerprint, normalize_loudness, prepare_split
+from musicgen_lora.audio.analysis import integrated_loudness
+from musicgen_lora.audio.io import load_audio
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
+from musicgen_lora.models.codec import encode_clip
+from musicgen_lora.prepare.cache_keys import module_fingerprint
+from musicgen_lora.prepare.chunking import frame_levels, level_db
+from musicgen_lora.prepare.encoding import normalize_loudness
+from musicgen_lora.prepare.pipeline import prepare_split
 
 from .conftest import base_argv
 
@@ -55,7 +58,7 @@ def folder(tmp_path_factory) -> Path:
 
 def prepare(tmp_path, model_dir, model, fingerprint, dataset, *extra):
     argv = base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + ["--max_duration_in_seconds", "2"]
-    return prepare_split(parse_config(argv + list(extra)).args, "train", model, fingerprint, False)
+    return prepare_split(parse_config(argv + list(extra)).data, "train", model, fingerprint, False)
 
 
 def test_levels_in_dbfs():

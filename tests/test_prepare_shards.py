@@ -10,13 +10,14 @@ from pathlib import Path
 import datasets
 import pytest
 
-from musicgen_lora import data
-from musicgen_lora.checkpoints import check_output_dir
-from musicgen_lora.config import parse_config
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.modeling import load_model_and_processor
-from musicgen_lora.prepare import FINGERPRINT_NAME, PREPARED_DIR_NAME, load_or_prepare
-from musicgen_lora.prepare import main as prepare_main
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.prepare import cache_keys, encoding, pipeline
+from musicgen_lora.prepare.cli import main as prepare_main
+from musicgen_lora.prepare.pipeline import load_or_prepare
+from musicgen_lora.prepare.reuse import FINGERPRINT_NAME, PREPARED_DIR_NAME
+from musicgen_lora.train.checkpoints import check_output_dir
 
 from .conftest import base_argv
 
@@ -27,7 +28,7 @@ def prepared_train(output_dir: Path) -> datasets.Dataset:
 
 def count_encoder_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
     calls: list[int] = []
-    original = data.encode_clip
+    original = encoding.encode_clip
 
     def counting(*args, **kwargs):
         calls.append(1)
@@ -35,14 +36,14 @@ def count_encoder_calls(monkeypatch, fail_at: int | None = None) -> list[int]:
             raise RuntimeError("power cut")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(data, "encode_clip", counting)
+    monkeypatch.setattr(encoding, "encode_clip", counting)
     return calls
 
 
 def test_interrupted_prepare_resumes_its_shards_and_workers_give_the_same_data(
     tiny_model_dir, corpus_dir, tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.setattr(data, "CLIPS_PER_SHARD", 3)  # 8 clips: shards of 3, 3 and 2
+    monkeypatch.setattr(encoding, "CLIPS_PER_SHARD", 3)  # 8 clips: shards of 3, 3 and 2
     argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + ["--max_duration_in_seconds", "2"]
     calls = count_encoder_calls(monkeypatch, fail_at=5)  # dies in the second shard
     with pytest.raises(RuntimeError, match="power cut"):
@@ -55,7 +56,7 @@ def test_interrupted_prepare_resumes_its_shards_and_workers_give_the_same_data(
     resumed = prepared_train(tmp_path / "out")
 
     monkeypatch.undo()  # worker processes encode with the real encoder anyway
-    monkeypatch.setattr(data, "CLIPS_PER_SHARD", 3)
+    monkeypatch.setattr(encoding, "CLIPS_PER_SHARD", 3)
     caplog.set_level(logging.INFO, logger="musicgen_lora")
     reference = base_argv(tiny_model_dir, corpus_dir, tmp_path / "ref", tmp_path / "cache-ref")
     prepare_main(reference + ["--max_duration_in_seconds", "2", "--preprocessing_num_workers", "2"])
@@ -76,7 +77,7 @@ def test_training_reuses_prepared_data_until_an_option_or_a_caption_changes(
     prepare_main(argv)
     check_output_dir(out, overwrite=False, resuming=False)  # prepared_data alone is not a previous run
     parsed = parse_config(argv)
-    model, processor = load_model_and_processor(parsed.args)
+    model, processor = load_model_and_processor(parsed.model)
     caplog.set_level(logging.INFO, logger="musicgen_lora")
 
     def prepare_split_spy(*args, **kwargs):
@@ -84,8 +85,8 @@ def test_training_reuses_prepared_data_until_an_option_or_a_caption_changes(
         return original(*args, **kwargs)
 
     prepared: list[int] = []
-    original = data.prepare_split
-    monkeypatch.setattr("musicgen_lora.prepare.prepare_split", prepare_split_spy)
+    original = pipeline.prepare_split
+    monkeypatch.setattr(pipeline, "prepare_split", prepare_split_spy)
     train, evaluation = load_or_prepare(parsed, model, processor)
     assert not prepared and evaluation is None and "Using the prepared data" in caplog.text
     assert train["codes"] == prepared_train(out)["codes"] and len(train) == 3
@@ -120,7 +121,7 @@ def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_di
     }).cast_column("audio", datasets.Audio()).to_parquet(str(hub / "data" / "train-00000-of-00001.parquet"))  # fmt: skip
     common = ["--max_train_samples", "3", "--max_duration_in_seconds", "2", "--cache_dir", str(tmp_path / "hf-cache")]
     streamed_argv = base_argv(tiny_model_dir, hub, tmp_path / "streamed", tmp_path / "cache") + common + ["--streaming", "true"]
-    monkeypatch.setattr(data, "CLIPS_PER_SHARD", 2)  # 3 streamed clips: shards of 2 and 1
+    monkeypatch.setattr(encoding, "CLIPS_PER_SHARD", 2)  # 3 streamed clips: shards of 2 and 1
     prepare_main(streamed_argv)
     prepare_main(base_argv(tiny_model_dir, corpus_dir, tmp_path / "folder", tmp_path / "cache") + common)
     streamed, folder = prepared_train(tmp_path / "streamed"), prepared_train(tmp_path / "folder")
@@ -140,7 +141,7 @@ def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_di
     def no_stream(*args, **kwargs):
         raise AssertionError("streamed again")
 
-    monkeypatch.setattr(data, "_open_stream", no_stream)  # a finished stream is read from its cached codes
+    monkeypatch.setattr(encoding, "open_stream", no_stream)  # a finished stream is read from its cached codes
     assert prepare_main(streamed_argv)["splits"]["train"]["examples"] == 3
     with pytest.raises(UserError, match="streaming .* cannot be combined with eval_split_percentage; unset it"):
         parse_config(streamed_argv + ["--eval_split_percentage", "20"])
@@ -149,8 +150,8 @@ def test_streaming_keeps_only_codes_matches_the_folder_and_resumes(tiny_model_di
 def test_new_weights_at_the_same_path_or_a_new_push_target_make_prepared_data_stale(
     tiny_model_dir, corpus_dir, tmp_path
 ):
-    from musicgen_lora.data import AudioSpec
-    from musicgen_lora.prepare import prepared_fingerprint, stale_reason
+    from musicgen_lora.models.spec import AudioSpec
+    from musicgen_lora.prepare.reuse import prepared_fingerprint, stale_reason
 
     weights = tmp_path / "clap"
     weights.mkdir()
@@ -178,24 +179,23 @@ def test_new_weights_at_the_same_path_or_a_new_push_target_make_prepared_data_st
 def test_a_rerun_with_nothing_to_prepare_does_not_load_the_model(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
     import os
 
-    from musicgen_lora import prepare
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     argv = base_argv(model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + ["--max_train_samples", "3"]
     first = prepare_main(argv)
-    model, _ = load_model_and_processor(parse_config(argv).args)
-    remembered = data.remembered_codec_fingerprint(parse_config(argv).args)
-    assert remembered == data.module_fingerprint(model.audio_encoder)  # remembered by the model files' identity
+    model, _ = load_model_and_processor(parse_config(argv).model)
+    remembered = cache_keys.remembered_codec_fingerprint(parse_config(argv).model, tmp_path / "cache")
+    assert remembered == cache_keys.module_fingerprint(model.audio_encoder)  # remembered by the model files' identity
 
     loads: list[int] = []
-    original = prepare.load_model_and_processor
+    original = pipeline.load_model_and_processor
 
     def counting_load(*args, **kwargs):
         loads.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(prepare, "load_model_and_processor", counting_load)
+    monkeypatch.setattr(pipeline, "load_model_and_processor", counting_load)
     fingerprint = tmp_path / "out" / PREPARED_DIR_NAME / FINGERPRINT_NAME
     written = fingerprint.stat().st_mtime_ns
     assert prepare_main(argv) == first and loads == []  # nothing loaded, nothing rewritten
@@ -211,4 +211,4 @@ def test_a_rerun_with_nothing_to_prepare_does_not_load_the_model(tiny_model_dir,
     calls = count_encoder_calls(monkeypatch)
     prepare_main(argv)
     assert len(loads) == 2 and calls == []  # same weights, so the cached codes still serve
-    assert data.remembered_codec_fingerprint(parse_config(argv).args) == remembered
+    assert cache_keys.remembered_codec_fingerprint(parse_config(argv).model, tmp_path / "cache") == remembered

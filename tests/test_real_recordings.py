@@ -44,7 +44,7 @@ def pieces(tmp_path_factory) -> Path:
 
 def test_real_mp3s_prepare_caption_and_train(pieces, tiny_model_dir, tmp_path):
     from finetune_musicgen import main as train_main
-    from musicgen_lora.prepare import main as prepare_main
+    from musicgen_lora.prepare.cli import main as prepare_main
 
     argv = base_argv(tiny_model_dir, pieces, tmp_path / "out", tmp_path / "cache") + [
         "--chunk_long_tracks", "true", "--max_duration_in_seconds", str(CHUNK_SECONDS), "--add_metadata", "true",

@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from finetune_musicgen import main
-from musicgen_lora.checkpoints import is_complete, newest_complete_checkpoint, resolve_resume
 from musicgen_lora.errors import UserError
+from musicgen_lora.train.checkpoints import is_complete, newest_complete_checkpoint, resolve_resume
 
 from .conftest import ROOT, base_argv
 

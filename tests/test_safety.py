@@ -34,7 +34,7 @@ def test_the_hub_token_is_never_written(tiny_model_dir, corpus_dir, data_cache_d
 def test_no_pickle_is_loaded_from_user_paths():
     """Weights are read as safetensors; a pickle (torch.load) could run code from a downloaded file."""
     offenders = []
-    for path in sorted((ROOT / "musicgen_lora").glob("*.py")) + [ROOT / "finetune_musicgen.py", ROOT / "evaluate.py"]:
+    for path in sorted((ROOT / "musicgen_lora").rglob("*.py")) + [ROOT / "finetune_musicgen.py", ROOT / "evaluate.py"]:
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if re.search(r"\btorch\.load\(|\bpickle\.loads?\(|\bjoblib\.load\(", line):
                 if "weights_only=True" not in line:
@@ -52,8 +52,8 @@ def test_saved_weights_are_safetensors(trained_run):
 def test_remote_code_is_off_unless_asked(tiny_model_dir, tmp_path, monkeypatch):
     import transformers
 
-    from musicgen_lora.config import parse_config
-    from musicgen_lora.modeling import load_model_and_processor
+    from musicgen_lora.config.parsing import parse_config
+    from musicgen_lora.models.loading import load_model_and_processor
 
     seen = []
     original = transformers.AutoModelForTextToWaveform.from_pretrained
@@ -63,8 +63,8 @@ def test_remote_code_is_off_unless_asked(tiny_model_dir, tmp_path, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(transformers.AutoModelForTextToWaveform, "from_pretrained", spy)
-    monkeypatch.setattr("musicgen_lora.modeling.AutoModelForTextToWaveform.from_pretrained", spy)
+    monkeypatch.setattr("musicgen_lora.models.loading.AutoModelForTextToWaveform.from_pretrained", spy)
     argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c")
-    load_model_and_processor(parse_config(argv).args)
-    load_model_and_processor(parse_config(argv + ["--trust_remote_code", "true"]).args)
+    load_model_and_processor(parse_config(argv).model)
+    load_model_and_processor(parse_config(argv + ["--trust_remote_code", "true"]).model)
     assert seen == [False, True]

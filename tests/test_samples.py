@@ -17,10 +17,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForTextToWaveform, AutoProcessor
 
-from musicgen_lora.audio import write_wav
-from musicgen_lora.config import parse_config
+from musicgen_lora.audio.io import write_wav
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.generation import generate_audio
+from musicgen_lora.generate.render import generate_audio
 
 from .conftest import base_argv
 
@@ -133,7 +133,7 @@ def test_samples_are_logged_to_tensorboard(sampled_run):
 def test_rendering_samples_does_not_change_training(sampled_run, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, monkeypatch):
     """Same weights with and without samples; without the RNG guard the renders would change them (control)."""
     from finetune_musicgen import main
-    from musicgen_lora import samples
+    from musicgen_lora.train import samples
 
     plain = main(training_args(tiny_model_dir, corpus_dir, tmp_path / "plain", data_cache_dir))
     assert plain["samples"] == [] and not (tmp_path / "plain" / "samples").exists()  # no prompts: nothing rendered

@@ -11,9 +11,11 @@ import pytest
 import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
-from musicgen_lora.config import parse_config
-from musicgen_lora.data import load_split, module_fingerprint, prepare_split
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
+from musicgen_lora.prepare.cache_keys import module_fingerprint
+from musicgen_lora.prepare.pipeline import prepare_split
+from musicgen_lora.prepare.sources import load_split
 
 from .conftest import base_argv
 
@@ -28,7 +30,7 @@ def write_tone(path: Path, seconds: float, freq: float = 330.0) -> Path:
 
 
 def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):
-    return parse_config(base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + list(extra)).args
+    return parse_config(base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + list(extra)).data
 
 
 def test_csv_of_paths_and_captions(tmp_path, tiny_model_dir):

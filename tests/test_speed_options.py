@@ -12,10 +12,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForTextToWaveform
 
 from finetune_musicgen import main
-from musicgen_lora.config import parse_config
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
-from musicgen_lora.training import build_trainer
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.train.lora import add_trainable_parts
+from musicgen_lora.train.run import build_trainer
 
 from .conftest import base_argv
 
@@ -68,17 +69,17 @@ def test_bf16_keeps_the_frozen_base_in_bf16_and_adapters_in_fp32_and_everything_
 
 
 def test_base_model_dtype_float32_and_full_fine_tuning_keep_trained_weights_fp32(tiny_model_dir, tmp_path):
-    from musicgen_lora.modeling import cast_frozen_base, frozen_base_dtype
+    from musicgen_lora.train.lora import cast_frozen_base, frozen_base_dtype
 
     common = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + ["--bf16", "true"]
     parsed = parse_config(common + ["--base_model_dtype", "float32"])
-    assert frozen_base_dtype(parsed.args, parsed.training) == torch.float32
+    assert frozen_base_dtype(parsed.model, parsed.training) == torch.float32
     parsed = parse_config(common + ["--use_lora", "false"])
-    dtype = frozen_base_dtype(parsed.args, parsed.training)
+    dtype = frozen_base_dtype(parsed.model, parsed.training)
     assert dtype == torch.bfloat16
-    model, _ = load_model_and_processor(parsed.args)
-    assert cast_frozen_base(model, dtype, parsed.args) == ["text_encoder"]  # the trained decoder stays fp32
-    model = add_trainable_parts(model, parsed.args)
+    model, _ = load_model_and_processor(parsed.model)
+    assert cast_frozen_base(model, dtype, parsed.lora) == ["text_encoder"]  # the trained decoder stays fp32
+    model = add_trainable_parts(model, parsed.lora)
     assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
     assert _dtypes(model, "text_encoder") == {torch.bfloat16}
 
@@ -100,8 +101,8 @@ def _padding_and_order(tiny_model_dir, tmp_path, strategy: str, dataset) -> tupl
         "--per_device_train_batch_size", "4", "--train_sampling_strategy", strategy, "--max_duration_in_seconds", "2",
     ]  # fmt: skip
     parsed = parse_config(argv)
-    model, processor = load_model_and_processor(parsed.args)
-    trainer = build_trainer(parsed, add_trainable_parts(model, parsed.args), processor, dataset, None)
+    model, processor = load_model_and_processor(parsed.model)
+    trainer = build_trainer(parsed, add_trainable_parts(model, parsed.lora), processor, dataset, None)
     loader = trainer.get_train_dataloader()
     padded = total = 0
     epochs = []
@@ -136,21 +137,21 @@ def test_eager_and_sdpa_attention_give_the_same_loss(tiny_model_dir, tmp_path):
             "--attn_implementation", kernel, "--text_dropout_prob", "0", "--per_device_eval_batch_size", "3",
         ]  # fmt: skip
         parsed = parse_config(argv)
-        model, processor = load_model_and_processor(parsed.args)
+        model, processor = load_model_and_processor(parsed.model)
         assert model.config.decoder._attn_implementation == model.config.text_encoder._attn_implementation == kernel
-        trainer = build_trainer(parsed, add_trainable_parts(model, parsed.args), processor, dataset, dataset)
+        trainer = build_trainer(parsed, add_trainable_parts(model, parsed.lora), processor, dataset, dataset)
         losses.append(trainer.evaluate()["eval_loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
 def test_loading_in_bf16_equals_loading_in_fp32_then_casting_and_keeps_encodec_exact(tiny_model_dir, tmp_path):
-    from musicgen_lora.modeling import cast_frozen_base
+    from musicgen_lora.train.lora import cast_frozen_base
 
     parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache"))
-    reference, _ = load_model_and_processor(parsed.args)
+    reference, _ = load_model_and_processor(parsed.model)
     fp32_codec = {k: v.clone() for k, v in reference.audio_encoder.state_dict().items()}
-    cast_frozen_base(reference, torch.bfloat16, parsed.args)
-    direct, _ = load_model_and_processor(parsed.args, dtype=torch.bfloat16)
+    cast_frozen_base(reference, torch.bfloat16, parsed.lora)
+    direct, _ = load_model_and_processor(parsed.model, dtype=torch.bfloat16)
     expected, loaded = reference.state_dict(), direct.state_dict()
     assert expected.keys() == loaded.keys()
     for key, value in expected.items():

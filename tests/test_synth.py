@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musicgen_lora import synth
-from musicgen_lora.synth import GENRES, KEYS, main, parse_key, render_clip, synthesize_corpus
+from musicgen_lora.demo import synth
+from musicgen_lora.demo.synth import GENRES, KEYS, main, parse_key, render_clip, synthesize_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_SR = 16000

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from musicgen_lora import tiny
-from musicgen_lora.processors import load_processor
+from musicgen_lora.demo import tiny
+from musicgen_lora.models.processors import load_processor
 
 NUM_CODEBOOKS = 4
 CODEBOOK_SIZE = 64

@@ -14,11 +14,13 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForTextToWaveform, AutoProcessor, set_seed
 
-from musicgen_lora.config import RESOLVED_CONFIG_NAME, parse_config
-from musicgen_lora.generation import generate_audio
-from musicgen_lora.modeling import add_trainable_parts, load_model_and_processor
-from musicgen_lora.trainer import codebook_cross_entropy
-from musicgen_lora.training import build_trainer
+from musicgen_lora.config.arguments import RESOLVED_CONFIG_NAME
+from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.generate.render import generate_audio
+from musicgen_lora.models.loading import load_model_and_processor
+from musicgen_lora.train.lora import add_trainable_parts
+from musicgen_lora.train.run import build_trainer
+from musicgen_lora.train.trainer import codebook_cross_entropy
 
 from .conftest import base_argv
 
@@ -44,7 +46,7 @@ def test_training_loss_falls_on_a_small_overfit_set(trained_run):
 def test_resolved_config_reproduces_the_run(trained_run):
     parsed = parse_config([str(Path(trained_run["output_dir"]) / RESOLVED_CONFIG_NAME)])
     original = parse_config(trained_run["argv"])
-    assert parsed.args == original.args
+    assert (parsed.model, parsed.data, parsed.lora) == (original.model, original.data, original.lora)
     assert parsed.training.max_steps == 40 and parsed.training.learning_rate == pytest.approx(3e-3)
 
 
@@ -116,11 +118,11 @@ def _one_sgd_step(model_dir, dataset, tmp_path, batch_size: int, accumulation: i
     ]  # fmt: skip
     parsed = parse_config(argv)
     set_seed(0)  # LoRA's A matrices are drawn from the global generator
-    model, processor = load_model_and_processor(parsed.args)
+    model, processor = load_model_and_processor(parsed.model)
     for module in model.decoder.modules():  # decoder dropout would draw different masks for different batch shapes
         if isinstance(getattr(module, "dropout", None), float):
             module.dropout = 0.0
-    model = add_trainable_parts(model, parsed.args)
+    model = add_trainable_parts(model, parsed.lora)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     trainer = build_trainer(parsed, model, processor, dataset, None)
     trainer.train()
@@ -148,8 +150,8 @@ def test_gradient_checkpointing_with_lora_gives_the_same_gradients(tiny_model_di
 
 def test_frozen_text_encoder_and_codec_stay_in_eval_mode_during_training(tiny_model_dir, tmp_path):
     parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache"))
-    model, _ = load_model_and_processor(parsed.args)
-    model = add_trainable_parts(model, parsed.args)
+    model, _ = load_model_and_processor(parsed.model)
+    model = add_trainable_parts(model, parsed.lora)
     model.train()  # what Trainer does before every step
     base = model.get_base_model()
     assert base.decoder.training
@@ -226,7 +228,7 @@ def test_eval_loss_is_the_true_mean_over_clips_of_different_lengths(tiny_model_d
         "--per_device_eval_batch_size", "1",
     ]  # fmt: skip
     parsed = parse_config(argv)
-    model, processor = load_model_and_processor(parsed.args)
+    model, processor = load_model_and_processor(parsed.model)
     trainer = build_trainer(parsed, model, processor, uneven_dataset, uneven_dataset)
     metrics = trainer.evaluate()
     # by hand: every target of every clip weighs the same

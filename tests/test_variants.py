@@ -14,10 +14,12 @@ from peft import PeftModel
 from transformers import AutoModelForTextToWaveform
 
 from finetune_musicgen import main
-from musicgen_lora.collator import MusicgenCollator, delay_pattern_labels, shift_right
-from musicgen_lora.data import AudioSpec, chroma_of, encode_clip
-from musicgen_lora.generation import generate_audio
-from musicgen_lora.processors import load_processor
+from musicgen_lora.generate.render import generate_audio
+from musicgen_lora.models.codec import encode_clip
+from musicgen_lora.models.processors import load_processor
+from musicgen_lora.models.spec import AudioSpec
+from musicgen_lora.prepare.encoding import chroma_of
+from musicgen_lora.train.collator import MusicgenCollator, delay_pattern_labels, shift_right
 
 from .conftest import base_argv
 
@@ -115,15 +117,16 @@ def test_melody_trains_on_its_own_chroma_and_reloads(melody_model_dir, melody_so
 
 
 def test_chroma_comes_from_the_conditional_audio_column(melody_model_dir, melody_songs, tmp_path):
-    from musicgen_lora.config import parse_config
-    from musicgen_lora.data import module_fingerprint, prepare_split
+    from musicgen_lora.config.parsing import parse_config
+    from musicgen_lora.prepare.cache_keys import module_fingerprint
+    from musicgen_lora.prepare.pipeline import prepare_split
 
     model = AutoModelForTextToWaveform.from_pretrained(melody_model_dir)
     extractor = load_processor(melody_model_dir).feature_extractor
     fingerprint = module_fingerprint(model.audio_encoder)
 
     def chroma(*extra: str) -> list:
-        args = parse_config(base_argv(melody_model_dir, melody_songs, tmp_path / "o", tmp_path / "c") + list(extra)).args
+        args = parse_config(base_argv(melody_model_dir, melody_songs, tmp_path / "o", tmp_path / "c") + list(extra)).data
         return prepare_split(args, "train", model, fingerprint, False, extractor)["chroma"]
 
     own, hummed = chroma(), chroma("--conditional_audio_column_name", "hum")

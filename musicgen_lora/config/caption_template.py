@@ -1,0 +1,122 @@
+"""Automatic captions: a template filled with each track's own caption, the trigger word, measured tempo, key,
+loudness and brightness, and zero-shot CLAP tags.
+
+The caption of a track is ``caption_template`` with its fields filled in (see :data:`FIELDS`); the default,
+:data:`DEFAULT_TEMPLATE`, gives ``"<instance_prompt>, <own caption>, <tags>, <tempo> bpm, <key>"``. The template is
+cut at its commas and semicolons into segments; a segment with an empty field vanishes together with the separator
+before it, so a track without a caption, a tempo or tags gets no dangling commas (``"{bpm} bpm"`` vanishes whole
+when no tempo was measured). A tempo or key the track's own caption already states is not repeated.
+
+What is measured, and when:
+
+* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.analysis`): tempo and
+  key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
+  and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
+  :data:`BRIGHTNESS_WORDS`.
+* ``clap_model_name_or_path`` (a local transformers ``ClapModel`` folder) adds zero-shot tags: for each label set
+  (genre, mood, instrument) the label whose prompt CLAP finds most similar to the track, kept when its probability
+  among the set's labels reaches ``clap_tag_threshold``. The track is embedded on up to :data:`CLAP_EXCERPTS`
+  excerpts of CLAP's window (10 s) at fixed positions (evenly spread, same for every run and seed), resampled to
+  CLAP's 48 kHz, and the excerpt embeddings are averaged.
+
+Everything measured is cached as small JSON files under ``<data_cache_dir>/analysis/``, keyed by the audio's identity
+(path, size and modification time, or a hash of the bytes): tempo/key, loudness/brightness and the CLAP audio
+embedding (with the checkpoint's fingerprint) each apart, and the label prompts' text embeddings per checkpoint. So
+changing the template, the trigger word, the labels or the threshold never decodes audio again, and captioning never
+re-encodes (the codes are cached apart, by the audio alone)."""
+
+from __future__ import annotations
+
+import re
+import string
+
+from ..errors import UserError
+
+DEFAULT_TEMPLATE = "{prompt}, {caption}, {tags}, {bpm} bpm, {key}"
+
+
+TAG_SETS = ("genre", "mood", "instrument")
+
+
+ANALYSIS_FIELDS = ("bpm", "key", "lufs", "loudness", "brightness")
+
+
+TAG_FIELDS = ("tags", *TAG_SETS)
+
+
+FIELDS = ("prompt", "caption", *ANALYSIS_FIELDS, *TAG_FIELDS)
+
+
+FIELD_HELP = {
+    "prompt": "instance_prompt",
+    "caption": "the track's own caption",
+    "bpm": "estimated tempo, a whole number ('85'; write '{bpm} bpm')",
+    "key": "estimated key with mode ('A minor')",
+    "lufs": "integrated loudness ('-14 LUFS')",
+    "loudness": "loudness as a word (LOUDNESS_WORDS)",
+    "brightness": "brightness as a word (BRIGHTNESS_WORDS)",
+    "tags": "the CLAP tags found, genre, mood, instrument, comma-separated",
+    "genre": "the CLAP genre tag",
+    "mood": "the CLAP mood tag",
+    "instrument": "the CLAP instrument tag",
+}
+
+
+DEFAULT_LABELS = {
+    "genre": ["rock", "pop", "jazz", "classical", "electronic", "hip hop", "lofi hip hop", "ambient", "techno",
+              "house", "metal", "punk", "folk", "blues", "funk", "reggae", "country", "soul", "cinematic"],
+    "mood": ["happy", "sad", "calm", "energetic", "dark", "uplifting", "melancholic", "aggressive", "romantic",
+             "dreamy", "tense", "relaxing"],
+    "instrument": ["piano", "acoustic guitar", "electric guitar", "bass guitar", "drums", "synthesizer", "strings",
+                   "violin", "brass", "saxophone", "flute", "organ", "vocals"],
+}  # fmt: skip
+
+
+class CaptionTemplate:
+    """A parsed ``caption_template``: segments between commas/semicolons, each with the fields it names.
+
+    Raises:
+        UserError: an unknown field, a positional ``{}``, or a stray brace; the message lists the valid fields.
+    """
+
+    def __init__(self, text: str, option: str = "caption_template"):
+        self.text = text
+        pieces = re.split(r"(\s*[,;]\s*)", text)
+        self.segments: list[tuple[str, str, tuple[str, ...]]] = []  # (separator before, segment, its fields)
+        for index in range(0, len(pieces), 2):
+            separator = pieces[index - 1] if index else ""
+            segment = pieces[index]
+            try:
+                names = tuple(name for _, name, _, _ in string.Formatter().parse(segment) if name is not None)
+            except ValueError as err:
+                raise UserError(f"{option} {text!r} is not a valid template ({err}); write fields as {{name}}, "
+                                "a literal brace as {{ or }}") from None  # fmt: skip
+            for name in names:
+                if name not in FIELDS:
+                    raise UserError(
+                        f"{option} {text!r} has an unknown field {{{name}}}; the fields are "
+                        + ", ".join(f"{{{f}}}" for f in FIELDS)
+                    )
+            try:
+                segment.format(**{name: "x" for name in FIELDS})
+            except (ValueError, KeyError, IndexError, AttributeError) as err:
+                raise UserError(f"{option} {text!r}: segment {segment!r} cannot be filled ({err}); write fields as "
+                                "{name}") from None  # fmt: skip
+            self.segments.append((separator, segment, names))
+        self.fields = {name for _, _, names in self.segments for name in names}
+
+    def render(self, values: dict[str, str]) -> str:
+        """The filled template; segments naming an empty (or missing) field vanish with the separator before them."""
+        kept: list[tuple[str, str]] = []
+        for separator, segment, names in self.segments:
+            if any(not values.get(name) for name in names):
+                continue
+            text = segment.format(**{name: values[name] for name in names}).strip()
+            if text:
+                kept.append((separator, text))
+        return "".join((separator if i else "") + text for i, (separator, text) in enumerate(kept))
+
+
+def effective_template(caption_template: str | None) -> CaptionTemplate:
+    """The ``caption_template`` option parsed, or :data:`DEFAULT_TEMPLATE` when it is unset."""
+    return CaptionTemplate(caption_template if caption_template is not None else DEFAULT_TEMPLATE)

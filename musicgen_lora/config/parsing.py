@@ -1,0 +1,240 @@
+"""Parse ``[CONFIG.json] [--key value ...]`` into the argument dataclasses: JSON types checked, unknown keys named with
+the nearest valid one, GPU configs adapted to a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import logging
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from transformers import HfArgumentParser
+
+from ..errors import UserError, one_line
+from .arguments import (
+    ARGUMENT_GROUPS,
+    DataArguments,
+    LoraArguments,
+    ModelArguments,
+    MusicgenTrainingArguments,
+    ParsedConfig,
+)
+from .compat import translate_foreign_keys
+from .validation import check_options
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors become one-line UserErrors instead of usage dumps."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(f"{one_line(message)}; run with --help to list every option")
+
+
+def build_parser() -> HfArgumentParser:
+    parser = _Parser(
+        ARGUMENT_GROUPS,
+        prog="finetune_musicgen.py",
+        description="Fine-tune MusicGen with LoRA adapters. Usage: finetune_musicgen.py [CONFIG.json] [--key value ...]; "
+        "command-line flags override keys of the JSON file; with no JSON file the offline demo runs. "
+        "--debug (or LOGLEVEL=DEBUG) shows full tracebacks instead of one-line errors.",
+        allow_abbrev=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    return parser
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for cls in ARGUMENT_GROUPS for f in dataclasses.fields(cls) if f.init}
+
+
+def _type_hints() -> dict[str, Any]:
+    hints: dict[str, Any] = {}
+    for cls in ARGUMENT_GROUPS:
+        hints.update(typing.get_type_hints(cls))
+    return hints
+
+
+# Names other MusicGen training scripts use (musicgen_trainer, audiocraft, home-made LoRA scripts) -> ours.
+_FOREIGN_NAMES = {
+    "lora_rank": "lora_r", "rank": "lora_r", "lr": "learning_rate", "batch_size": "per_device_train_batch_size",
+    "epochs": "num_train_epochs", "num_epochs": "num_train_epochs", "grad_acc": "gradient_accumulation_steps",
+    "dataset_path": "dataset_name", "data_dir": "dataset_name", "model_id": "model_name_or_path",
+    "model_path": "model_name_or_path", "max_duration": "max_duration_in_seconds", "save_step": "save_steps",
+    "warmup_ratio": "warmup_steps",
+}  # fmt: skip
+
+
+def _nearest(name: str, choices: typing.Iterable[str]) -> str:
+    if name in _FOREIGN_NAMES:
+        return f"; did you mean '{_FOREIGN_NAMES[name]}'?"
+    match = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else "; run with --help to list every option"
+
+
+def _describe(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _value_matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a dataclass field's type hint (JSON numbers may be ints where floats are expected)."""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_value_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list or hint is list:
+        args = typing.get_args(hint)
+        return isinstance(value, list) and (not args or all(_value_matches(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, str):  # str-valued enums such as IntervalStrategy
+        return isinstance(value, str)
+    return True  # exotic types: leave the check to the library
+
+
+def load_json_config(path: str | Path) -> dict[str, Any]:
+    """Read a JSON config file, turning every problem into a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file '{path}' not found; check the path (see example_configs/ for examples)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"config file '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}; fix the "
+            "JSON there (keys and strings in double quotes, no trailing commas)"
+        ) from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file '{path}' is not UTF-8 text; save it as UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file '{path}' must hold a JSON object {{\"key\": value, ...}}, not {type(data).__name__}")
+    return data
+
+
+def check_json_values(values: dict[str, Any], source: str) -> None:
+    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type."""
+    known = _fields()
+    hints = _type_hints()
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"unknown option '{key}' in {source}{_nearest(key, known)}")
+        hint = hints.get(key, Any)
+        if not _value_matches(value, hint):
+            raise UserError(
+                f"option '{key}' in {source} must be of type {_describe(hint)}, got {json.dumps(value)}; "
+                f"fix its value (see --help)"
+            )
+
+
+def _adapt_to_hardware(training: dict[str, Any]) -> None:
+    """Let GPU configs run on a machine without a GPU instead of failing in TrainingArguments."""
+    import torch
+
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    has_accelerator = has_accelerator or torch.backends.mps.is_available()
+    if has_accelerator:
+        return
+    if not training.get("use_cpu"):
+        training["use_cpu"] = True  # TrainingArguments refuses bf16 without a GPU unless use_cpu is set
+    if training.get("fp16"):
+        # fp16 autocast needs a CUDA GPU; Trainer would otherwise train in fp32 without saying so.
+        logger.warning("fp16 needs a CUDA GPU: on this CPU training runs in fp32 (set bf16 for mixed precision on CPU)")
+        training["fp16"] = False
+
+
+def parse_config(
+    argv: list[str] | None, defaults: dict[str, Any] | None = None
+) -> ParsedConfig:
+    """Parse ``[CONFIG.json] [--key value ...]`` into the argument groups.
+
+    Args:
+        argv: command-line words without the program name. If the first word ends in ``.json`` it is read as the
+            config file; the remaining words override its keys.
+        defaults: values used when neither a JSON file nor a model or dataset is given (the embedded demo config).
+
+    Returns:
+        A :class:`ParsedConfig`: the argument groups and the requested values to save beside the adapter.
+
+    Raises:
+        UserError: missing or malformed file, unknown key, wrong type, value out of range, or missing required key.
+    """
+    argv = [word for word in (argv or []) if word != "--debug"]  # the traceback switch is not a config key
+    if argv and argv[0].endswith(".json"):
+        source = f"'{argv[0]}'"
+        values = load_json_config(argv.pop(0))
+        values = translate_foreign_keys(values, source, set(_fields()))  # the popular LoRA script's keys
+    elif defaults and not any(word.split("=")[0] in ("--model_name_or_path", "--dataset_name") for word in argv):
+        source = "the built-in demo config"
+        values = dict(defaults)
+    else:
+        source = "the command line"
+        values = {}
+    check_json_values(values, source)
+
+    parser = build_parser()
+    parser.set_defaults(**values)
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = next((word for word in unknown if word.startswith("-")), unknown[0])
+        name = flag.lstrip("-").split("=")[0]
+        raise UserError(f"unknown option '{flag}'{_nearest(name, _fields())}")
+
+    merged = vars(namespace)
+    model, data, lora = (_group(cls, merged) for cls in (ModelArguments, DataArguments, LoraArguments))
+    training_values = {
+        f.name: merged[f.name] for f in dataclasses.fields(MusicgenTrainingArguments) if f.init and f.name in merged
+    }
+    check_options(model, data, lora, training_values)
+    if model.model_name_or_path is None:
+        raise UserError("model_name_or_path is not set; set it to e.g. 'facebook/musicgen-small' or a local model folder")
+    if data.dataset_name is None:
+        raise UserError("dataset_name is not set; set it to a Hub dataset id or a local folder of audio files")
+    if training_values.get("output_dir") is None:
+        raise UserError("output_dir is not set; set it to the folder where the adapter and checkpoints should go")
+    requested = _requested_values((model, data, lora), training_values)
+    _adapt_to_hardware(training_values)
+    try:
+        training = MusicgenTrainingArguments(**training_values)
+    except (ValueError, TypeError, ImportError) as err:  # TrainingArguments' own consistency checks
+        raise UserError(f"invalid training options: {one_line(err)}") from None
+    return ParsedConfig(model, data, lora, training, requested)
+
+
+def _group(cls: type[T], merged: dict[str, Any]) -> T:
+    """One argument group built from the parsed values."""
+    return cls(**{f.name: merged[f.name] for f in dataclasses.fields(cls) if f.init})
+
+
+def _requested_values(groups: tuple[Any, ...], training: dict[str, Any]) -> dict[str, Any]:
+    """What the user asked for, as JSON-ready values that parse_config reads back; no tokens, no derived fields.
+
+    Taken before hardware adaptation, so a config saved on a laptop still runs on a GPU as written.
+    """
+    values: dict[str, Any] = {k: v for group in groups for k, v in dataclasses.asdict(group).items()}
+    defaults = vars(build_parser().parse_known_args([])[0])  # the values argparse would use with no config
+    for name, value in training.items():
+        if "token" in name:
+            continue
+        if value != defaults.get(name) or name == "output_dir":
+            values[name] = value.value if hasattr(value, "value") else value
+    return json.loads(json.dumps(values, default=str))

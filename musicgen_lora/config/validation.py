@@ -1,0 +1,273 @@
+"""Ranges and combinations of option values, checked before any file is touched; each problem is one line naming the
+option and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError, one_line
+from ..files import looks_like_hub_id
+from .arguments import (
+    ATTN_IMPLEMENTATIONS,
+    BASE_MODEL_DTYPES,
+    MODEL_MAX_SECONDS,
+    TAIL_POLICIES,
+    DataArguments,
+    LoraArguments,
+    ModelArguments,
+)
+from .caption_template import ANALYSIS_FIELDS, TAG_FIELDS, TAG_SETS, effective_template
+
+
+def _require(ok: bool, message: str) -> None:
+    """Raise ``message`` as a UserError unless ``ok``; a message without its fix gets one naming the option."""
+    if not ok:
+        if ";" not in message:  # name where to fix it: messages start with the option's name
+            option = message.split()[0]
+            message += f"; change '{option}' in the config file or with --{option}"
+        raise UserError(message)
+
+
+def check_options(model: ModelArguments, data: DataArguments, lora: LoraArguments, training: dict[str, Any]) -> None:
+    """Check every group's values (``training``: the Trainer options as parsed, before ``TrainingArguments`` exists).
+
+    Raises:
+        UserError: the first value out of range or combination that cannot work, naming the option and the fix.
+    """
+    check_model_options(model)
+    check_data_options(data)
+    check_lora_options(lora)
+    check_training_options(training)
+
+
+def check_model_options(model: ModelArguments) -> None:
+    """Raises UserError for a model option out of range."""
+    _require(
+        model.base_model_dtype in BASE_MODEL_DTYPES,
+        f"base_model_dtype must be one of {', '.join(BASE_MODEL_DTYPES)}, got {model.base_model_dtype!r}",
+    )
+    _require(
+        model.attn_implementation in ATTN_IMPLEMENTATIONS,
+        f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {model.attn_implementation!r}",
+    )
+
+
+def check_lora_options(lora: LoraArguments) -> None:
+    """Raises UserError for a LoRA option out of range."""
+    _require(lora.lora_r >= 1, f"lora_r must be a positive integer, got {lora.lora_r}")
+    _require(lora.lora_alpha > 0, f"lora_alpha must be > 0, got {lora.lora_alpha}")
+    _require(0 <= lora.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {lora.lora_dropout}")
+    _require(
+        lora.decoder_dropout is None or 0 <= lora.decoder_dropout < 1,
+        f"decoder_dropout must be in [0, 1) or null, got {lora.decoder_dropout}",
+    )
+    _require(
+        lora.use_lora is False or lora.lora_target_regex is not None or len(lora.lora_target_modules) > 0,
+        "lora_target_modules is empty; name at least one module (e.g. q_proj v_proj) or set lora_target_regex",
+    )
+
+
+def check_data_options(data: DataArguments) -> None:
+    """Raises UserError for a data option out of range, or options that cannot be combined."""
+    _require(
+        data.min_duration_in_seconds >= 0,
+        f"min_duration_in_seconds must be >= 0, got {data.min_duration_in_seconds}",
+    )
+    _require(
+        0 < data.max_duration_in_seconds <= MODEL_MAX_SECONDS,
+        f"max_duration_in_seconds must be in (0, {MODEL_MAX_SECONDS:g}] (MusicGen's window), "
+        f"got {data.max_duration_in_seconds}",
+    )
+    _require(
+        data.min_duration_in_seconds <= data.max_duration_in_seconds,
+        f"min_duration_in_seconds ({data.min_duration_in_seconds}) is larger than max_duration_in_seconds "
+        f"({data.max_duration_in_seconds}); lower the minimum or raise the maximum",
+    )
+    _require(
+        data.tail_policy in TAIL_POLICIES,
+        f"tail_policy must be {', '.join(repr(p) for p in TAIL_POLICIES[:-1])} or {TAIL_POLICIES[-1]!r}, "
+        f"got {data.tail_policy!r}",
+    )
+    _require(
+        0 <= data.eval_split_percentage < 100,
+        f"eval_split_percentage must be in [0, 100) (0: no held-out tracks), got {data.eval_split_percentage}",
+    )
+    _require(
+        not (data.eval_split_percentage > 0 and data.eval_split_name),
+        f"eval_split_percentage ({data.eval_split_percentage:g}) and eval_split_name ('{data.eval_split_name}') "
+        "are both set; keep one of them",
+    )
+    _require(
+        data.loudness_target_lufs is None or -70 < data.loudness_target_lufs < 0,
+        f"loudness_target_lufs must be between -70 and 0 LUFS (e.g. -14), or null, got {data.loudness_target_lufs}",
+    )
+    _require(
+        data.silence_threshold_db is None or data.silence_threshold_db < 0,
+        f"silence_threshold_db must be below 0 dBFS (e.g. -50), or null, got {data.silence_threshold_db}",
+    )
+    _require(
+        data.preprocessing_num_workers is None or data.preprocessing_num_workers >= 1,
+        f"preprocessing_num_workers must be >= 1 (or null: in the main process), got {data.preprocessing_num_workers}",
+    )
+    if data.streaming:
+        needs_audio = [
+            name for name, value in (
+                ("eval_split_percentage", data.eval_split_percentage > 0), ("add_metadata", data.add_metadata),
+                ("silence_threshold_db", data.silence_threshold_db is not None),
+                ("conditional_audio_column_name", data.conditional_audio_column_name is not None),
+                ("clap_model_name_or_path", data.clap_model_name_or_path is not None),
+                ("push_metadata_repo_id", data.push_metadata_repo_id is not None),
+                ("demucs_model_path", data.demucs_model_path is not None),
+            ) if value
+        ]  # fmt: skip
+        _require(
+            not needs_audio,
+            f"streaming reads each clip once and keeps only its codes, so it cannot be combined with "
+            f"{', '.join(needs_audio)}; unset {'it' if len(needs_audio) == 1 else 'them'} or set streaming false",
+        )
+    check_caption_options(data)  # caption_template fields, CLAP folder, labels and threshold
+    for name in ("max_train_samples", "max_eval_samples"):
+        value = getattr(data, name)
+        _require(value is None or value >= 1, f"{name} must be >= 1 (or null for all), got {value}")
+
+
+def check_training_options(training: dict[str, Any]) -> None:
+    """Raises UserError for a Trainer option (or one of ours in that group) out of range."""
+    _require(training["learning_rate"] > 0, f"learning_rate must be > 0, got {training['learning_rate']}")
+    _require(
+        training["per_device_train_batch_size"] >= 1,
+        f"per_device_train_batch_size must be >= 1, got {training['per_device_train_batch_size']}",
+    )
+    _require(
+        training["gradient_accumulation_steps"] >= 1,
+        f"gradient_accumulation_steps must be >= 1, got {training['gradient_accumulation_steps']}",
+    )
+    for name in ("text_dropout_prob", "chroma_dropout_prob"):
+        _require(0 <= training[name] < 1, f"{name} must be in [0, 1), got {training[name]}")
+    _require(
+        training["sample_duration_in_seconds"] > 0,
+        f"sample_duration_in_seconds must be > 0, got {training['sample_duration_in_seconds']}",
+    )
+    _require(
+        training["sample_every_steps"] >= 0,
+        "sample_every_steps must be >= 0 (0 renders samples only before and after training), got "
+        f"{training['sample_every_steps']}",
+    )
+    _require(
+        training["guidance_scale"] >= 1,
+        f"guidance_scale must be >= 1 (1 disables guidance), got {training['guidance_scale']}",
+    )
+    _require(
+        training["remove_unused_columns"] is False,
+        "remove_unused_columns must be false: the collator needs the caption column; remove the option",
+    )
+
+
+def check_caption_options(args: DataArguments) -> None:
+    """Config-time checks of the captioning options (called by :func:`musicgen_lora.config.parse_config`).
+
+    Raises:
+        UserError: a bad template, a field the options cannot fill, labels or threshold out of range, no CLAP folder.
+    """
+    template = effective_template(args.caption_template)
+    if args.caption_template is not None:  # an explicit template: every field it names must be fillable
+        analysis_fields = sorted(template.fields & set(ANALYSIS_FIELDS))
+        if analysis_fields and not args.add_metadata:
+            raise UserError(
+                f"caption_template names {', '.join('{' + f + '}' for f in analysis_fields)}, which add_metadata "
+                "measures; set add_metadata true or take the field out of caption_template"
+            )
+        tag_fields = sorted(template.fields & set(TAG_FIELDS))
+        if tag_fields and not args.clap_model_name_or_path:
+            raise UserError(
+                f"caption_template names {', '.join('{' + f + '}' for f in tag_fields)}, which CLAP tagging fills; set "
+                "clap_model_name_or_path to a local CLAP folder or take the field out of caption_template"
+            )
+        if args.clap_model_name_or_path and not tag_fields:
+            raise UserError(
+                "clap_model_name_or_path is set but caption_template names no tag field ({tags}, {genre}, {mood}, "
+                "{instrument}); add one, or unset clap_model_name_or_path"
+            )
+    if not 0 <= args.clap_tag_threshold <= 1:
+        raise UserError(f"clap_tag_threshold must be a probability in [0, 1], got {args.clap_tag_threshold}; "
+                        "change it (e.g. 0.2)")  # fmt: skip
+    for name in TAG_SETS:
+        labels = getattr(args, f"clap_{name}_labels")
+        if any(not isinstance(label, str) or not label.strip() for label in labels):
+            raise UserError(f"clap_{name}_labels holds an empty label; give words like 'jazz' (an empty list turns "
+                            "the set off)")  # fmt: skip
+        if len(set(labels)) != len(labels):
+            raise UserError(f"clap_{name}_labels names a label twice; give each label once")
+    if args.clap_model_name_or_path:
+        check_clap_folder(args.clap_model_name_or_path, "clap_model_name_or_path")
+    if args.push_metadata_repo_id is not None:
+        if not looks_like_hub_id(args.push_metadata_repo_id):
+            raise UserError(f"push_metadata_repo_id '{args.push_metadata_repo_id}' is not a Hub repository id; set it "
+                            "like 'your-name/my-songs-captioned'")  # fmt: skip
+    if args.demucs_model_path:
+        check_demucs_path(args.demucs_model_path)
+    if args.demucs_model_path and args.streaming:  # (CLAP and the push: checked with streaming)
+        raise UserError("streaming keeps only each clip's codes, so it cannot be combined with demucs_model_path; "
+                        "unset it or set streaming false")  # fmt: skip
+
+
+def check_clap_folder(path: str, option: str) -> Path:
+    """The folder of a local CLAP checkpoint.
+
+    Raises:
+        UserError: ``path`` is not a folder with a ``config.json`` (e.g. a Hub id); names ``option`` to fix.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or not (folder / "config.json").is_file():
+        raise UserError(
+            f"{option} '{path}' is not a local CLAP checkpoint folder (no config.json there); download one "
+            f"elsewhere (hf download laion/clap-htsat-unfused --local-dir clap) and pass the folder, or leave {option} out"
+        )
+    return folder
+
+
+INSTALL = "pip install demucs==4.1.0"
+
+
+def require_demucs() -> None:
+    """Check that demucs can be imported (it is optional: needed only with demucs_model_path).
+
+    Raises:
+        UserError: it cannot, with the install command.
+    """
+    try:  # demucs is an optional, heavy dependency: imported only when demucs_model_path is set
+        importlib.import_module("demucs.apply")
+    except ImportError as err:
+        raise UserError(
+            f"demucs_model_path needs the demucs package, which cannot be imported ({one_line(err)}); install it with "
+            f"`{INSTALL}` (it needs no torchaudio), or unset demucs_model_path"
+        ) from None
+
+
+def check_demucs_path(path: str) -> Path:
+    """The checkpoint path, checked: a ``.th`` file, or a folder with one ``.yaml`` bag (or one ``.th``).
+
+    Raises:
+        UserError: the path does not exist, holds no usable checkpoint, or demucs is not installed.
+    """
+    checkpoint = Path(path).expanduser()
+    if checkpoint.is_file() and checkpoint.suffix == ".th":
+        require_demucs()
+        return checkpoint
+    if checkpoint.is_dir():
+        bags, models = sorted(checkpoint.glob("*.yaml")), sorted(checkpoint.glob("*.th"))
+        if len(bags) == 1 or (not bags and len(models) == 1):
+            require_demucs()
+            return checkpoint
+        found = ", ".join(p.name for p in bags + models) or "nothing"
+        raise UserError(
+            f"demucs_model_path '{path}' must hold one bag NAME.yaml with its .th files, or one .th model; found "
+            f"{found}; point it at the .th file or a folder with one model"
+        )
+    raise UserError(
+        f"demucs_model_path '{path}' is not a Demucs checkpoint (.th file or folder) on this machine; download one "
+        "elsewhere (e.g. htdemucs' .th from Demucs' releases) and give its local path, or unset demucs_model_path"
+    )

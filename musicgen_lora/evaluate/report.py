@@ -1,0 +1,239 @@
+"""``report.html``: one page to listen from and read the numbers, with the base model as the reference.
+
+The page is self-contained: inline CSS and script, and only relative links to the WAVs and spectrogram PNGs beside
+it, so the whole evaluation folder can be copied or zipped and opened anywhere, offline. A small inline script marks
+each ``<audio>`` with ``data-ready`` once the browser has read its metadata (and ``data-error`` if it cannot), and the
+``<html>`` element with ``data-audio-ready="N/M"``, ``data-images-ready`` and ``data-missing`` (resources that failed
+to load), which is what the headless-browser test reads."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# (label, how to read the value from a model block, which direction is better: "lower", "higher" or None, format)
+Row = tuple[str, Callable[[dict[str, Any]], Any], str | None, str]
+
+
+_SCRIPT = """
+(function () {
+  var root = document.documentElement, missing = [];
+  // resource errors do not bubble: listen in the capture phase, before any element exists
+  window.addEventListener('error', function (event) {
+    var t = event.target;
+    if (t && t !== window && (t.src || t.currentSrc)) note(t.getAttribute('src') || t.currentSrc);
+  }, true);
+  function note(src) {
+    if (missing.indexOf(src) < 0) missing.push(src);
+    root.setAttribute('data-missing', missing.join(' '));
+  }
+  document.addEventListener('DOMContentLoaded', function () {
+    var audios = document.querySelectorAll('audio'), ready = 0;
+    root.setAttribute('data-audio-ready', '0/' + audios.length);
+    audios.forEach(function (audio) {
+      function ok() {
+        if (audio.dataset.ready) return;
+        audio.dataset.ready = '1';
+        audio.dataset.duration = String(audio.duration);
+        ready += 1;
+        root.setAttribute('data-audio-ready', ready + '/' + audios.length);
+      }
+      audio.addEventListener('loadedmetadata', ok);
+      audio.addEventListener('canplay', ok);
+      audio.addEventListener('error', function () {
+        audio.dataset.error = '1';
+        note(audio.getAttribute('src'));
+      });
+      if (audio.readyState >= 1) ok();
+    });
+  });
+  window.addEventListener('load', function () {
+    var images = document.querySelectorAll('img'), loaded = 0;
+    images.forEach(function (img) { if (img.complete && img.naturalWidth > 0) loaded += 1; });
+    root.setAttribute('data-images-ready', loaded + '/' + images.length);
+  });
+})();
+"""
+
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .5em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }
+th { background: #f2f2f2; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.better { color: #17752c; } .worse { color: #b3261e; }
+.delta { font-size: .85em; margin-left: .4em; }
+.clip { margin-bottom: .6em; } .clip img { display: block; width: 320px; height: 96px; image-rendering: auto; }
+.clip audio { width: 320px; } .meta { font-size: .8em; color: #555; }
+.note { font-size: .85em; color: #555; max-width: 70em; }
+"""
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if spec == "pct":
+        return f"{100 * value:.1f} %"
+    return format(value, spec)
+
+
+def _rows(metrics: dict[str, Any]) -> list[tuple[str, list[Row]]]:
+    blocks = metrics["models"]
+    first = next(iter(blocks.values()))
+    sections: list[tuple[str, list[Row]]] = []
+    for dataset, ce in first.get("cross_entropy", {}).items():
+        label = f"Cross-entropy on '{dataset}'" + ("" if ce.get("held_out", True) else " (training data, not held out)")
+        codebooks = sorted((k for k in ce if k.startswith("ce_q")), key=lambda k: int(k[4:]))
+        rows: list[Row] = [
+            ("ce (mean over all targets, nats)", lambda b, d=dataset: b["cross_entropy"][d]["ce"], "lower", ".4f"),
+            ("perplexity", lambda b, d=dataset: b["cross_entropy"][d]["ppl"], "lower", ".2f"),
+        ]
+        rows += [(k, lambda b, d=dataset, k=k: b["cross_entropy"][d][k], "lower", ".4f") for k in codebooks]
+        rows.append(("targets / windows", lambda b, d=dataset: f"{b['cross_entropy'][d]['targets']} / "
+                     f"{b['cross_entropy'][d]['windows']}", None, "s"))  # fmt: skip
+        sections.append((label, rows))
+    for dataset in first.get("frechet", {}):
+        rows = []
+        for kind, name in (("encodec_latent", "EnCodec latents"), ("descriptor", "MFCC+chroma descriptor")):
+            rows.append((f"{name}", lambda b, d=dataset, k=kind: b["frechet"][d][k]["value"], "lower", ".4g"))
+            rows.append((
+                f"{name}: frames generated / reference (clips)",
+                lambda b, d=dataset, k=kind: "{generated_frames} / {reference_frames} ({generated_clips} / "
+                "{reference_clips})".format(**b["frechet"][d][k]),
+                None, "s",
+            ))  # fmt: skip
+        sections.append((f"Fréchet distance to '{dataset}' (frame-level; not VGGish FAD)", rows))
+    sections.append((
+        "Prompt adherence",
+        [
+            ("files with a tempo in the prompt", lambda b: b["adherence"]["files_with_target_bpm"], None, "d"),
+            ("tempo within 4 %", lambda b: b["adherence"]["tempo_within_4pct"], "higher", "pct"),
+            ("tempo within 4 % (any octave)", lambda b: b["adherence"]["tempo_within_4pct_any_octave"], "higher", "pct"),
+            ("mean relative tempo error", lambda b: b["adherence"]["tempo_rel_error_mean"], "lower", "pct"),
+            ("files with a key in the prompt", lambda b: b["adherence"]["files_with_target_key"], None, "d"),
+            ("key score (MIREX: 1 same, .5 fifth, .3 relative, .2 parallel)", lambda b: b["adherence"]["key_score_mean"], "higher", ".2f"),
+            ("key exact", lambda b: b["adherence"]["key_exact"], "higher", "pct"),
+        ],
+    ))  # fmt: skip
+    sections.append((
+        "Audio health",
+        [
+            ("shortest duration / requested", lambda b: b["health"]["duration_ratio_min"], None, ".3f"),
+            ("silent fraction (50 ms windows under -60 dBFS)", lambda b: b["health"]["silent_fraction_mean"], "lower", "pct"),
+            ("clipped samples", lambda b: b["health"]["clipping_fraction_mean"], "lower", "pct"),
+            ("loudness (LUFS, BS.1770)", lambda b: b["health"]["loudness_lufs_mean"], None, ".1f"),
+            ("files with NaN/Inf samples", lambda b: b["health"]["files_with_nonfinite_samples"], "lower", "d"),
+        ],
+    ))  # fmt: skip
+    rows = [("mean distance between samples of a prompt", lambda b: b["diversity"]["pairwise_descriptor_distance_mean"], None, ".3f")]
+    if first.get("memorisation"):
+        rows += [
+            ("longest run copied from training (s)", lambda b: b["memorisation"]["longest_copied_run_seconds"], "lower", ".2f"),
+            ("longest run copied, first codebook (frames)", lambda b: b["memorisation"]["longest_copied_run_frames_q1"], "lower", "d"),
+        ]
+    sections.append(("Diversity and memorisation", rows))
+    if "clap_score_mean" in first:
+        sections.append(("CLAP", [("text-audio similarity", lambda b: b["clap_score_mean"], "higher", ".3f")]))
+    return sections
+
+
+def _cell(value: Any, base: Any, better: str | None, spec: str, is_base: bool) -> str:
+    text = html.escape(_fmt(value, spec))
+    if is_base or better is None or not isinstance(value, (int, float)) or not isinstance(base, (int, float)):
+        return f'<td class="num">{text}</td>'
+    delta = value - base
+    if delta == 0:
+        return f'<td class="num">{text}</td>'
+    good = (delta < 0) == (better == "lower")
+    sign = "+" if delta > 0 else "−"
+    shown = _fmt(abs(delta), spec)
+    return f'<td class="num">{text}<span class="delta {"better" if good else "worse"}">{sign}{html.escape(shown)}</span></td>'
+
+
+def _safe(getter: Callable[[dict[str, Any]], Any], block: dict[str, Any]) -> Any:
+    try:
+        return getter(block)
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """The HTML text of the report (see the module docstring)."""
+    settings = metrics["settings"]
+    names = list(metrics["models"])
+    base_name = names[0]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>MusicGen evaluation</title>",
+        f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
+        "<h1>MusicGen evaluation</h1>",
+        "<p>Base model <code>{}</code>; {} prompt(s) × {} sample(s) of {:g} s, seed {} (the same seeds for every "
+        "model, so differences come from the weights), guidance {:g}.</p>".format(
+            html.escape(str(settings["base_model"])), len(settings["prompts"]), settings["num_samples"],
+            settings["duration"], settings["seed"], settings["guidance_scale"],
+        ),  # fmt: skip
+        "<h2>Metrics</h2>",
+        f'<p class="note">Coloured numbers are the difference to <b>{html.escape(base_name)}</b> '
+        "(green: better, red: worse, where one direction is better).</p>",
+        '<table id="metrics"><tr><th>metric</th>' + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>",
+    ]
+    for section, rows in _rows(metrics):
+        parts.append(f'<tr><th colspan="{len(names) + 1}">{html.escape(section)}</th></tr>')
+        for label, getter, better, spec in rows:
+            base_value = _safe(getter, metrics["models"][base_name])
+            cells = "".join(
+                _cell(_safe(getter, metrics["models"][n]), base_value, better, spec, n == base_name) for n in names
+            )
+            parts.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    parts.append("</table>")
+    checks = metrics.get("checks", {}).get("adapter_disabled_ce_max_abs_diff_from_base") or {}
+    if checks:
+        text = ", ".join(f"{html.escape(k)}: {v:.2e}" for k, v in checks.items())
+        parts.append(f'<p class="note">Check: cross-entropy of each adapter with its adapter disabled minus the base '
+                     f"model's (should be ~0): {text}.</p>")  # fmt: skip
+    parts.append(f'<p class="note">{html.escape(metrics["notes"]["frechet"])}</p>')
+
+    parts.append("<h2>Listen</h2>")
+    parts.append('<table id="clips"><tr><th>prompt</th>' + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>")
+    by_cell: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for record in records:
+        by_cell.setdefault((record["prompt_index"], record["model"]), []).append(record)
+    for index, prompt in enumerate(settings["prompts"]):
+        parts.append(f"<tr><td>{index}. {html.escape(prompt['text'])}</td>")
+        for name in names:
+            clips = []
+            for record in by_cell.get((index, name), []):
+                meta = " · ".join(
+                    x for x in (
+                        f"{record['duration']:.2f} s",
+                        f"{record['estimated_bpm']:g} bpm" if record.get("estimated_bpm") else "",
+                        record.get("estimated_key") or "",
+                        f"{record['loudness_lufs']:.1f} LUFS" if record.get("loudness_lufs") is not None else "silent",
+                    ) if x
+                )  # fmt: skip
+                src, png = html.escape(record["path"]), html.escape(record["spectrogram"])
+                clips.append(
+                    f'<div class="clip"><audio controls preload="metadata" src="{src}"></audio>'
+                    f'<img src="{png}" alt="spectrogram of {src}" width="320" height="96">'
+                    f'<div class="meta">sample {record["sample"]}: {html.escape(meta)}</div></div>'
+                )
+            parts.append(f"<td>{''.join(clips)}</td>")
+        parts.append("</tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(out_dir: Path, metrics: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+    """Write ``out_dir/report.html``; returns its path."""
+    path = Path(out_dir) / "report.html"
+    path.write_text(render_report(metrics, records), encoding="utf-8")
+    return path

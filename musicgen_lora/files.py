@@ -1,0 +1,168 @@
+"""Files, for every stage: what identifies a file or a folder of weights, writes that an interruption never leaves
+half-done, saved datasets, where caches live, and telling a local path from a Hub id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+# Hub repository ids: 'name' or 'org/name', letters, digits, '_', '.', '-' (the Hub's own rule).
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+# A Hub cache folder names its repository: .../models--facebook--musicgen-small/snapshots/<sha>
+_CACHE_FOLDER = re.compile(r"^models--(?P<org>[^/]+?)--(?P<name>[^/]+)$")
+
+
+# ------------------------------------------------------------------------------------------------ identities
+
+
+def file_identity(source: Any) -> list[Any] | None:
+    """What identifies an audio source's content, cheaply: ``["bytes", sha256]`` for in-memory bytes (a Hub
+    dataset's audio), ``[absolute path, size, modification time in ns]`` for a file that exists, else None.
+
+    Args:
+        source: a path, or a ``datasets`` ``Audio(decode=False)`` dict (``{"path", "bytes"}``).
+    """
+    if isinstance(source, dict) and source.get("bytes"):
+        return ["bytes", hashlib.sha256(source["bytes"]).hexdigest()]
+    path = source.get("path") if isinstance(source, dict) else source
+    if not isinstance(path, (str, os.PathLike)) or not os.path.exists(path):
+        return None
+    stat = os.stat(path)
+    return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
+
+
+def files_fingerprint(path: str | Path) -> str:
+    """A cheap identity of local weights (a file, or a folder's files): names, sizes and modification times, so a new
+    or re-downloaded checkpoint gets a new fingerprint without reading hundreds of MB of weights."""
+    target = Path(path).expanduser().resolve()
+    entries = []
+    for file in sorted(target.iterdir()) if target.is_dir() else [target]:
+        if file.is_file():
+            stat = file.stat()
+            entries.append([file.name, stat.st_size, stat.st_mtime_ns])
+    return hashlib.sha256(json.dumps([os.fspath(target), entries]).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------ atomic writes
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
+    """A staging path beside ``path`` to write to; it replaces ``path`` in one rename when the block succeeds (and is
+    removed when it fails), so readers, other processes and a kill at any moment never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield staging
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text to ``path`` atomically (see :func:`replaced_atomically`)."""
+    with replaced_atomically(path) as staging:
+        staging.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: str | Path, value: Any, indent: int | None = None) -> None:
+    """Write ``value`` as JSON to ``path`` atomically (see :func:`replaced_atomically`)."""
+    atomic_write_text(path, json.dumps(value, indent=indent) + ("\n" if indent is not None else ""))
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when the file is missing, unreadable, not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# ------------------------------------------------------------------------------------------------ datasets on disk
+
+
+def is_saved_dataset(folder: str | Path) -> bool:
+    """A complete folder written by ``datasets.Dataset.save_to_disk`` (its info and state files are written last)."""
+    folder = Path(folder).expanduser()
+    return (folder / "dataset_info.json").is_file() and (folder / "state.json").is_file()
+
+
+def save_dataset_atomically(dataset: datasets.Dataset, target: Path, replace: bool = False) -> None:
+    """``save_to_disk`` next to ``target`` and rename, so an interruption never leaves a half-written folder.
+
+    Args:
+        replace: replace a complete ``target`` (else it is kept: another process wrote the same cache entry).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(staging))
+        if target.exists() and (replace or not is_saved_dataset(target)):
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except OSError:
+        if not is_saved_dataset(target):
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def cache_root(data_cache_dir: str | None) -> Path:
+    """Where encoded codes and per-file measurements are cached: ``data_cache_dir``, else
+    ``$HF_HOME/musicgen_lora`` (``~/.cache/huggingface/musicgen_lora``)."""
+    if data_cache_dir:
+        return Path(data_cache_dir).expanduser()
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    return Path(hf_home) / "musicgen_lora"
+
+
+# ------------------------------------------------------------------------------------------------ path or Hub id
+
+
+def looks_like_hub_id(name: str | None) -> bool:
+    """``org/name`` or ``name`` as the Hub spells repository ids (no path syntax)."""
+    return bool(name) and bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".", "-"))
+
+
+def is_local_path(value: Any, suffixes: tuple[str, ...] = ()) -> bool:
+    """Whether ``value`` names a file or folder on this machine rather than a Hub id: it exists, or it is written as
+    a path (absolute, ``~``/``.``-relative, more than one ``/``, the OS separator), or it ends in one of ``suffixes``
+    (file endings no Hub id has)."""
+    if not isinstance(value, str) or not value:
+        return False
+    return (
+        value.startswith(("/", ".", "~")) or os.path.isabs(value) or value.count("/") > 1
+        or (os.sep != "/" and os.sep in value) or value.lower().endswith(suffixes) or Path(value).expanduser().exists()
+    )  # fmt: skip
+
+
+def hub_id_of(model_name_or_path: str | None, base_model_id: str | None = None) -> str | None:
+    """The Hub id of a base model, or None when only a local folder is known.
+
+    ``base_model_id`` wins; else ``model_name_or_path`` when it is a Hub id (and not a local path); else the id
+    encoded in a Hub cache folder (``.../models--facebook--musicgen-small/snapshots/<sha>``).
+    """
+    if base_model_id:
+        return base_model_id
+    if not model_name_or_path:
+        return None
+    if not is_local_path(model_name_or_path) and looks_like_hub_id(model_name_or_path):
+        return model_name_or_path
+    for part in Path(model_name_or_path).expanduser().absolute().parts:
+        match = _CACHE_FOLDER.match(part)
+        if match:
+            return f"{match['org']}/{match['name']}"
+    return None

@@ -1,0 +1,129 @@
+"""Generate music with a base MusicGen and LoRA adapters: any length, several prompts, melody, merge and blend.
+
+    python -m musicgen_lora.generate --base_model facebook/musicgen-small --adapter OUTPUT_DIR_OR_HUB_ID \
+        --prompt "lofi hip hop, piano" --prompt "jazz trio" --duration 45 --guidance_scale 3 --seed 0 --out_dir out/
+
+writes ``out/0.wav``, ``out/1.wav`` (``--format mp3`` or ``both`` for MP3, written by libsndfile: no FFmpeg) and
+``out/prompts.txt``. Other uses:
+
+- **Longer than the 30 s window**: windowed continuation, as audiocraft does. The first window is generated from the
+  text; each next one is prompted with the last ``--overlap`` seconds of the audio so far (encoded by the model's
+  EnCodec and passed to ``generate()`` as decoder input ids, so the model continues it) and adds
+  ``window - overlap`` seconds. The result is the requested length to the sample, with no gap at the seams.
+- **Melody** models: ``--melody FILE`` conditions every prompt on the chroma of FILE, aligned with each window's time
+  span (a shorter melody repeats).
+- **Merge**: ``--merge DIR`` writes a standalone model (``merge_and_unload``) that ``AutoModelForTextToWaveform`` and
+  ``pipeline("text-to-audio")`` load without PEFT; it makes the same audio as the adapter for the same seed.
+- **Blend**: ``--adapter A --adapter B --adapter_weights 0.7 0.3`` mixes two (or more) style adapters with PEFT's
+  ``add_weighted_adapter`` (``--blend cat``, the default, is exact for any ranks: the blend's weight update is
+  ``0.7 * dW_A + 0.3 * dW_B``).
+
+Without ``--base_model`` the base recorded in the (first) adapter's ``adapter_config.json`` is used."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..audio.io import load_audio, write_audio
+from ..errors import UserError, exit_on_user_error
+from ..logs import setup_logging
+from ..models.loading import is_melody_model
+from .adapters import load_for_generation, merge_and_save
+from .long_form import MAX_WINDOW_SECONDS, generate_long
+
+FORMATS = ("wav", "mp3", "both")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m musicgen_lora.generate",
+        description="Generate music with a MusicGen base and LoRA adapters (any length, batched prompts, melody), "
+        "or merge / blend adapters into a standalone model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--base_model", default=None, help="base MusicGen (Hub id or folder); default: the adapter's base")
+    parser.add_argument("--adapter", action="append", default=[], help="LoRA adapter folder or Hub id; repeat to blend")
+    parser.add_argument("--adapter_weights", type=float, nargs="+", default=None, help="blend weights, one per --adapter")
+    parser.add_argument("--blend", default="cat", help="PEFT add_weighted_adapter combination_type (cat: exact, any ranks; linear: same ranks; svd)")
+    parser.add_argument("--prompt", action="append", default=[], help="text prompt; repeat for several clips")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of audio per prompt (any length)")
+    parser.add_argument("--guidance_scale", type=float, default=3.0, help="classifier-free guidance (1: none)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, prompts and batch -> same audio")
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    parser.add_argument("--out_dir", default="generated", help="where the audio files and prompts.txt go")
+    parser.add_argument("--format", choices=FORMATS, default="wav", help="audio file format")
+    parser.add_argument("--window", type=float, default=MAX_WINDOW_SECONDS, help="seconds generated at once (at most 30)")
+    parser.add_argument("--overlap", type=float, default=10.0, help="seconds of audio that condition each next window")
+    parser.add_argument("--melody", default=None, help="melody models: audio file whose chroma conditions the music")
+    parser.add_argument("--batch_size", type=int, default=None, help="prompts generated together (default: all)")
+    parser.add_argument("--merge", default=None, metavar="DIR", help="write the base with the adapter(s) merged in to DIR")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Returns ``{"files": [paths], "merged": folder or None, "sampling_rate": rate}``."""
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    options = build_parser().parse_args(argv)
+    setup_logging()
+    with exit_on_user_error(argv):
+        if not options.prompt and not options.merge:
+            raise UserError("nothing to do; give --prompt TEXT (repeatable) to generate, and/or --merge DIR to export")
+        if options.duration <= 0:
+            raise UserError(f"--duration must be > 0 seconds, got {options.duration}")
+        if options.guidance_scale < 1:
+            raise UserError(f"--guidance_scale must be >= 1 (1 disables guidance), got {options.guidance_scale}")
+        if options.batch_size is not None and options.batch_size < 1:
+            raise UserError(f"--batch_size must be >= 1, got {options.batch_size}")
+        model, processor, base_model = load_for_generation(
+            options.base_model, options.adapter, options.adapter_weights, options.blend, options.device
+        )
+        melody = _read_melody(options.melody, model, processor)
+        merged_dir = None
+        if options.merge:
+            model, merged_dir = merge_and_save(model, processor, options.merge, base_model)
+        files: list[str] = []
+        if options.prompt:
+            files = _generate_files(model, processor, options, melody)
+        return {"files": files, "merged": str(merged_dir) if merged_dir else None,
+                "sampling_rate": model.config.audio_encoder.sampling_rate}  # fmt: skip
+
+
+def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np.ndarray | None:
+
+    if path is None:
+        return None
+    if not is_melody_model(model):
+        raise UserError("--melody needs a melody model (e.g. facebook/musicgen-melody); remove --melody or change --base_model")
+    return load_audio(path, processor.feature_extractor.sampling_rate, channels=1)[0]
+
+
+def _generate_files(model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None) -> list[str]:
+    out = Path(options.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rate = model.config.audio_encoder.sampling_rate
+    batch = options.batch_size or len(options.prompt)
+    files: list[str] = []
+    for first in range(0, len(options.prompt), batch):
+        prompts = options.prompt[first : first + batch]
+        audio = generate_long(
+            model, processor, prompts, options.duration, guidance_scale=options.guidance_scale, seed=options.seed,
+            window_seconds=options.window, overlap_seconds=options.overlap, melody=melody, do_sample=not options.greedy,
+        )  # fmt: skip
+        for offset, clip in enumerate(audio):
+            files += [str(p) for p in write_audio(out / str(first + offset), clip, rate, options.format)]
+    (out / "prompts.txt").write_text("".join(f"{i}\t{p}\n" for i, p in enumerate(options.prompt)), encoding="utf-8")
+    settings = {k: v for k, v in vars(options).items() if k != "debug"}
+    (out / "generation_config.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    for path in files:
+        print(path)
+    return files

@@ -1,0 +1,94 @@
+"""Inference: render prompts to audio with a (possibly LoRA-wrapped) MusicGen and write WAV files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import ProcessorMixin
+
+from ..audio.io import write_wav
+from ..models.spec import AudioSpec, new_tokens_for
+
+
+@torch.no_grad()
+def generate_audio(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    prompts: list[str],
+    seconds: float,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+    do_sample: bool = True,
+    melody: np.ndarray | None = None,
+) -> np.ndarray:
+    """Generate one clip per prompt.
+
+    Args:
+        model: ``MusicgenForConditionalGeneration`` or a ``PeftModel`` around it.
+        processor: the model's ``MusicgenProcessor``.
+        prompts: text prompts.
+        seconds: length of each clip.
+        guidance_scale: classifier-free guidance (1 disables it).
+        seed: seeds the sampler, so the same seed gives the same audio for the same weights.
+        do_sample: sample (True) or greedy decoding.
+        melody: melody models only: mono audio at the feature extractor's rate whose chroma conditions every clip.
+
+    Returns:
+        float32 audio of shape (len(prompts), channels, samples).
+    """
+    config = model.config
+    if melody is None:
+        inputs = processor(text=prompts, padding=True, return_tensors="pt")
+    else:
+        rate = processor.feature_extractor.sampling_rate
+        inputs = processor(
+            text=prompts, audio=[melody] * len(prompts), sampling_rate=rate, padding=True, return_tensors="pt"
+        )
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    num_delays = config.decoder.num_codebooks // config.decoder.audio_channels
+    max_new_tokens = new_tokens_for(AudioSpec.of(model).frames(seconds), num_delays)
+    with evaluation_mode(model):
+        torch.manual_seed(seed)
+        audio = model.generate(
+            **inputs, do_sample=do_sample, guidance_scale=guidance_scale, max_new_tokens=max_new_tokens
+        )  # (bsz, channels, samples)
+    return audio.float().cpu().numpy()
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode (no dropout) for a block, then back in the mode it was in (training calls render)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def write_samples(
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    prompts: list[str],
+    out_dir: str | Path,
+    seconds: float,
+    guidance_scale: float = 3.0,
+    seed: int = 0,
+) -> list[Path]:
+    """Render ``prompts`` and write ``out_dir/<index>.wav`` plus ``out_dir/prompts.txt``; returns the WAV paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    audio = generate_audio(model, processor, prompts, seconds, guidance_scale=guidance_scale, seed=seed)
+    rate = model.config.audio_encoder.sampling_rate
+    paths = []
+    for index, clip in enumerate(audio):
+        path = out_dir / f"{index}.wav"
+        write_wav(path, clip, rate)
+        paths.append(path)
+    (out_dir / "prompts.txt").write_text("".join(f"{i}.wav\t{p}\n" for i, p in enumerate(prompts)), encoding="utf-8")
+    return paths

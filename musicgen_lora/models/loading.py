@@ -1,0 +1,144 @@
+"""Load a MusicGen checkpoint (any variant) with its processor, and make it ready for a loss: configs that
+forward(labels=...) needs, everything frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForTextToWaveform,
+    MusicgenForConditionalGeneration,
+    MusicgenMelodyForConditionalGeneration,
+    PreTrainedModel,
+    ProcessorMixin,
+)
+
+from ..config.arguments import ModelArguments
+from ..errors import UserError, one_line
+from .processors import load_processor
+
+
+def load_model_and_processor(
+    model_args: ModelArguments, dtype: torch.dtype | None = None, train_text_encoder: bool = False
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Load a MusicGen model and its processor, ready for a loss (see :func:`ready_for_training`).
+
+    Args:
+        train_text_encoder: leave the text encoder in training mode (it will be trained); else it stays in eval mode.
+        dtype: load the text encoder, decoder and projections in this dtype straight from the checkpoint (EnCodec
+            stays fp32, exactly as stored), so a half-precision run never holds the fp32 model: the frozen-base
+            cast of :func:`cast_frozen_base` without its peak. None: everything as stored (fp32).
+
+    Raises:
+        UserError: the path/id cannot be loaded, or it is not a (mono, text-conditioned) MusicGen model.
+    """
+    name = model_args.model_name_or_path
+    try:
+        with _half_precision_loading(dtype):
+            model = AutoModelForTextToWaveform.from_pretrained(
+                name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code, dtype=dtype,
+                # the decoder's and text encoder's kernel; EnCodec has no attention to choose
+                attn_implementation={"decoder": model_args.attn_implementation, "text_encoder": model_args.attn_implementation},
+            )  # fmt: skip
+        processor = load_processor(name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
+    except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
+        raise UserError(
+            f"cannot load the processor of '{name}': {one_line(err)[:200]}; install torchaudio matching your torch, "
+            "or download the model to a local folder (hf download ... --local-dir DIR) and point to it"
+        ) from None
+    except (OSError, ValueError, KeyError) as err:
+        if model_args.attn_implementation != "sdpa" and "attn" in str(err).lower():
+            raise UserError(
+                f"attn_implementation '{model_args.attn_implementation}' is not available here ({one_line(err)[:200]}); "
+                "use 'sdpa' (the default) or 'eager', or install the kernel's package"
+            ) from None
+        raise UserError(
+            f"cannot load model '{name}': {one_line(err)[:300]}; give a MusicGen Hub id (e.g. facebook/musicgen-small, "
+            "needs network) or a local model folder"
+        ) from None
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in ("musicgen", "musicgen_melody"):
+        raise UserError(
+            f"model '{name}' is a '{model_type}' model, not MusicGen; use facebook/musicgen-small/-medium/-large, "
+            "-stereo-*, -melody, or a folder made by `python -m musicgen_lora.tiny`"
+        )
+    ready_for_training(model, train_text_encoder=train_text_encoder)
+    return model, processor
+
+
+@contextlib.contextmanager
+def _half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
+    """While loading in half precision: EnCodec stays fp32, and checkpoint files are read, not memory-mapped.
+
+    transformers' "keep these modules in fp32 whatever dtype is asked" list names the codec. Its fp32 tensors would
+    otherwise be views into the memory-mapped checkpoint, which then stays mapped (its pages resident: the whole fp32
+    file, 2.2 GB for musicgen-small, counted in the process' memory for the rest of the run); reading each tensor
+    (safetensors' pread backend) peaks at the half-precision model plus one tensor.
+    """
+    if dtype is None or dtype == torch.float32:
+        yield
+        return
+    import transformers.modeling_utils as loading
+
+    classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration]
+    saved = [cls.__dict__.get("_keep_in_fp32_modules_strict") for cls in classes]
+    safe_open = loading.safe_open
+
+    def read_not_mapped(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("backend") == "mmap":
+            kwargs["backend"] = "pread"
+        return safe_open(*args, **kwargs)
+
+    try:
+        for cls in classes:
+            cls._keep_in_fp32_modules_strict = ["audio_encoder"]
+        loading.safe_open = read_not_mapped
+        yield
+    finally:
+        loading.safe_open = safe_open
+        for cls, value in zip(classes, saved):
+            if value is None:
+                del cls._keep_in_fp32_modules_strict
+            else:
+                cls._keep_in_fp32_modules_strict = value
+
+
+def is_melody_model(model: torch.nn.Module) -> bool:
+    """MusicGen-Melody conditions on chroma as well as text (prepended to the decoder's input)."""
+    config = model.config
+    return getattr(config, "model_type", None) == "musicgen_melody"
+
+
+def ready_for_training(model: PreTrainedModel, train_text_encoder: bool = False) -> None:
+    """Fix configs that ``forward(labels=...)`` and Trainer need, and freeze everything."""
+    generation = model.generation_config
+    decoder = model.config.decoder
+    # forward() raises without decoder.decoder_start_token_id; the checkpoints keep it in the generation config.
+    start = generation.decoder_start_token_id if generation.decoder_start_token_id is not None else decoder.bos_token_id
+    decoder.decoder_start_token_id = start
+    if decoder.pad_token_id is None:
+        decoder.pad_token_id = generation.pad_token_id if generation.pad_token_id is not None else decoder.vocab_size
+    # MusicGen's forward takes **kwargs, so Trainer would pass num_items_in_batch into it and skip its own loss
+    # scaling; trainer.MusicgenTrainer computes the loss itself, from num_items_in_batch.
+    model.accepts_loss_kwargs = False
+    model.requires_grad_(False)
+    # The frozen text encoder and codec run in inference mode even while the decoder trains: Trainer calls
+    # model.train() every step, which would otherwise switch on T5's dropout and make the conditioning noisy.
+    if not train_text_encoder:
+        keep_in_eval_mode(model.text_encoder)
+    keep_in_eval_mode(model.audio_encoder)
+
+
+def keep_in_eval_mode(module: torch.nn.Module) -> None:
+    """Make ``module.train()`` (called by its parent's ``train()``) leave it, and its children, in eval mode."""
+
+    def train(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
+        return torch.nn.Module.train(self, False)
+
+    module.train = types.MethodType(train, module)
+    module.eval()

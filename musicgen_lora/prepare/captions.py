@@ -1,0 +1,171 @@
+"""Automatic captions: a template filled with each track's own caption, the trigger word, measured tempo, key,
+loudness and brightness, and zero-shot CLAP tags.
+
+The caption of a track is ``caption_template`` with its fields filled in (see :data:`FIELDS`); the default,
+:data:`DEFAULT_TEMPLATE`, gives ``"<instance_prompt>, <own caption>, <tags>, <tempo> bpm, <key>"``. The template is
+cut at its commas and semicolons into segments; a segment with an empty field vanishes together with the separator
+before it, so a track without a caption, a tempo or tags gets no dangling commas (``"{bpm} bpm"`` vanishes whole
+when no tempo was measured). A tempo or key the track's own caption already states is not repeated.
+
+What is measured, and when:
+
+* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.analysis`): tempo and
+  key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
+  and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
+  :data:`BRIGHTNESS_WORDS`.
+* ``clap_model_name_or_path`` (a local transformers ``ClapModel`` folder) adds zero-shot tags: for each label set
+  (genre, mood, instrument) the label whose prompt CLAP finds most similar to the track, kept when its probability
+  among the set's labels reaches ``clap_tag_threshold``. The track is embedded on up to :data:`CLAP_EXCERPTS`
+  excerpts of CLAP's window (10 s) at fixed positions (evenly spread, same for every run and seed), resampled to
+  CLAP's 48 kHz, and the excerpt embeddings are averaged.
+
+Everything measured is cached as small JSON files under ``<data_cache_dir>/analysis/``, keyed by the audio's identity
+(path, size and modification time, or a hash of the bytes): tempo/key, loudness/brightness and the CLAP audio
+embedding (with the checkpoint's fingerprint) each apart, and the label prompts' text embeddings per checkpoint. So
+changing the template, the trigger word, the labels or the threshold never decodes audio again, and captioning never
+re-encodes (the codes are cached apart, by the audio alone)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+
+from ..audio import analysis
+from ..audio.io import describe_source
+from ..config.arguments import DataArguments
+from ..config.caption_template import ANALYSIS_FIELDS, FIELDS, TAG_FIELDS, TAG_SETS, effective_template
+from ..errors import UserError
+from ..hub.dataset import check_can_push_metadata
+from .clap_tags import ClapTagger
+from .measurements import cached_measures, measure, measure_level
+
+_BPM_WORDS = re.compile(r"\b\d+(\.\d+)?\s*bpm\b", re.IGNORECASE)
+
+
+# Integrated loudness (LUFS) -> word: the first entry whose upper bound the level is below. Streaming services play
+# at about -14 LUFS; modern masters reach -8 and above; broadcast speech sits near -23; quiet acoustic or ambient
+# recordings often lie below -20. With loudness_target_lufs the level the model hears (after normalisation) counts.
+LOUDNESS_WORDS = ((-30.0, "very quiet"), (-20.0, "quiet"), (-12.0, "moderately loud"), (-8.0, "loud"), (math.inf, "very loud"))
+
+
+# Spectral centroid (Hz, of the average spectrum up to 16 kHz) -> word. Bass-heavy, muffled or lo-fi mixes sit below
+# 1 kHz, most full-band mixes between 1.5 and 3 kHz, hi-hat- or noise-heavy material above 3.5 kHz (white noise: 8 kHz).
+BRIGHTNESS_WORDS = ((1000.0, "dark"), (2000.0, "warm"), (3500.0, "bright"), (math.inf, "very bright"))
+
+
+def _states_key(caption: str) -> bool:
+    return any(analysis.parse_key(part) is not None for part in re.split(r"[,;]", caption))
+
+
+def _word(value: float | None, table: tuple[tuple[float, str], ...]) -> str:
+    if value is None:
+        return ""
+    return next(word for bound, word in table if value < bound)
+
+
+def heard_loudness(lufs: float | None, peak: float, target: float | None) -> float | None:
+    """The loudness the model hears: the recording's, or with ``loudness_target_lufs`` the target, lowered where
+    normalisation had to stop at full scale (as :func:`musicgen_lora.data.normalize_loudness` does)."""
+    if lufs is None or target is None:
+        return lufs
+    return min(target, lufs - 20 * math.log10(max(peak, 1e-12)))
+
+
+def track_fields(
+    caption: str | None,
+    instance_prompt: str | None,
+    measured: dict[str, Any],
+    loudness_target: float | None = None,
+    caption_shown: bool = True,
+) -> dict[str, str]:
+    """The template's field values for one track (empty strings where nothing is known).
+
+    Args:
+        caption_shown: whether the template shows the own caption; only then is a tempo or key it states left out.
+    """
+    caption = (caption or "").strip()
+    values = {name: "" for name in FIELDS}
+    values["prompt"] = (instance_prompt or "").strip()
+    values["caption"] = caption
+    stated = caption if caption_shown else ""
+    metadata = measured.get("metadata") or {}
+    if metadata.get("bpm") is not None and not _BPM_WORDS.search(stated):
+        values["bpm"] = str(metadata["bpm"])
+    if metadata.get("key") and not _states_key(stated):
+        values["key"] = metadata["key"]
+    level = measured.get("level")
+    if level:
+        lufs = heard_loudness(level["lufs"], level["peak"], loudness_target)
+        values["lufs"] = "" if lufs is None else f"{round(lufs)} LUFS"
+        values["loudness"] = _word(lufs, LOUDNESS_WORDS)
+        values["brightness"] = _word(level["centroid_hz"], BRIGHTNESS_WORDS)
+    tags = measured.get("tags") or {}
+    values.update({name: tags.get(name, "") for name in TAG_SETS})
+    values["tags"] = ", ".join(tags[name] for name in TAG_SETS if tags.get(name))
+    return values
+
+
+def caption_tracks(
+    raw: datasets.Dataset,
+    data_args: DataArguments,
+    cache_root: Path,
+    stats: dict[str, Any] | None = None,
+    progress: Callable[..., Any] | None = None,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every track's final caption, and what was measured for it (for the pushed metadata).
+
+    Args:
+        stats: when given, ``auto_captioned`` is set to the number of tracks whose caption got a measured field.
+        progress: wraps the iteration over the tracks when something is measured (a tqdm-like progress bar).
+
+    Returns:
+        ``(captions, measured)``; ``measured[i]`` holds ``metadata`` (bpm, key), ``level`` (lufs, peak,
+        centroid_hz) and ``tags`` where the options asked for them.
+
+    Raises:
+        UserError: a track ends up with an empty caption (no caption, no instance_prompt and nothing measured).
+    """
+    template = effective_template(data_args.caption_template)
+    if data_args.push_metadata_repo_id:  # fail before the work, not after it
+        check_can_push_metadata(data_args.push_metadata_repo_id)
+    computes: dict[str, Callable[[np.ndarray, int], Any]] = {}
+    if data_args.add_metadata and template.fields & {"bpm", "key"}:
+        computes["metadata"] = lambda audio, sr: measure(audio, sr)
+    if data_args.add_metadata and template.fields & {"lufs", "loudness", "brightness"}:
+        computes["level"] = measure_level
+    tagger = None
+    if data_args.clap_model_name_or_path and template.fields & set(TAG_FIELDS):
+        tagger = ClapTagger(data_args, cache_root)
+        computes[tagger.kind] = tagger.embed
+    texts = raw["text"]
+    captions, measured, missing, added = [], [], [], 0
+    sources = raw["audio"] if computes else [None] * len(raw)
+    if computes and progress is not None:
+        sources = progress(iterable=sources, desc="Measuring tracks for captions", unit="track")
+    for index, (source, text) in enumerate(zip(sources, texts)):
+        found = cached_measures(source, cache_root, computes) if computes else {}
+        if tagger is not None:
+            found["tags"] = tagger.tags(found.pop(tagger.kind))
+        fields = track_fields(text, data_args.instance_prompt, found, data_args.loudness_target_lufs, "caption" in template.fields)
+        caption = template.render(fields)
+        plain = template.render({**fields, **{name: "" for name in (*ANALYSIS_FIELDS, *TAG_FIELDS)}})
+        added += caption != plain
+        if not caption:
+            missing.append(index)
+        captions.append(caption)
+        measured.append(found)
+    if missing:
+        first = describe_source(raw[missing[0]]["audio"])
+        raise UserError(
+            f"{len(missing)} clip(s) have no caption (first: '{first}'); add captions (metadata text column or .txt "
+            "files) or set instance_prompt to caption every clip"
+        )
+    if stats is not None:
+        stats["auto_captioned"] = added
+    return captions, measured

@@ -1,0 +1,182 @@
+"""Sources given as a single file in ``dataset_name``: a CSV of paths and captions, an audiocraft-style jsonl
+manifest, or one (long) audio file.
+
+Each becomes the training split: a ``datasets.Dataset`` with columns ``audio`` (path) and ``text`` (caption or None),
+like the folder and Hub sources of :mod:`musicgen_lora.data`. Relative audio paths are resolved against the file's
+own folder first, then the working directory (audiocraft writes manifests with paths relative to where it ran).
+
+* **CSV** (``.csv``, or ``.tsv`` with tabs): a path column (``file_name``, ``path``, or ``audio_column_name``) and a
+  caption column (``text_column_name``; ``caption`` or ``description`` are accepted too). With
+  ``conditional_audio_column_name``, a column of paths to the melody audio.
+* **audiocraft manifest** (``.jsonl``, optionally ``.jsonl.gz``): one JSON object a line with ``path`` (and
+  ``duration``, ``sample_rate``, ... which are ignored: the audio itself is read). The caption of each file is, in
+  order: the manifest's ``text_column_name`` field, the ``description`` of the sidecar ``.json`` next to the audio
+  file (``song.wav`` + ``song.json``, audiocraft's MusicInfo), or a caption built from the sidecar's metadata
+  (genre, moods, keywords, instrument, bpm, key).
+* **one audio file**: a single track (caption from a same-named ``.txt``, or ``instance_prompt``); with
+  ``chunk_long_tracks`` it is cut into chunks, otherwise each step trains on a random window of it."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
+from ..config.arguments import DataArguments
+from ..errors import UserError
+
+CSV_PATH_COLUMNS = ("file_name", "path")
+
+
+CSV_CAPTION_FALLBACKS = ("caption", "description")
+
+
+# Sidecar metadata fields (audiocraft's MusicInfo) turned into a caption when there is no description, in this order.
+SIDECAR_FIELDS = ("genre", "moods", "keywords", "instrument", "bpm", "key")
+
+
+def _resolve(base: Path, value: Any, source: Path, line: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{source} row {line} has no audio path; give every row a path to an audio file")
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    return str(base / path) if (base / path).exists() or not path.exists() else str(path.resolve())
+
+
+def _as_caption(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = ", ".join(str(v) for v in value if str(v).strip())
+    text = str(value).strip()
+    return text or None
+
+
+def load_csv(path: Path, data_args: DataArguments) -> datasets.Dataset:
+    """A CSV (or TSV) of audio paths and captions."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle, delimiter=delimiter))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise UserError(f"cannot read '{path}' as CSV ({err}); save it as UTF-8 CSV with a header row") from None
+    if not rows:
+        raise UserError(f"'{path}' has no rows; add a header row and one row per audio file")
+    columns = list(rows[0])
+    path_column = next((c for c in (*CSV_PATH_COLUMNS, data_args.audio_column_name) if c in columns), None)
+    if path_column is None:
+        raise UserError(
+            f"'{path}' has no path column (columns: {', '.join(columns)}); name the column of audio paths "
+            f"'file_name' or 'path', or set audio_column_name to it"
+        )
+    text_column = next((c for c in (data_args.text_column_name, *CSV_CAPTION_FALLBACKS) if c in columns), None)
+    if text_column is None and data_args.instance_prompt is None:
+        raise UserError(
+            f"caption column '{data_args.text_column_name}' not found in '{path}' (columns: {', '.join(columns)}); set "
+            "text_column_name to the caption column, or set instance_prompt"
+        )
+    base = path.parent
+    data: dict[str, list] = {
+        "audio": [_resolve(base, row.get(path_column), path, n) for n, row in enumerate(rows, start=2)],
+        "text": [_as_caption(row.get(text_column)) if text_column else None for row in rows],
+    }
+    conditional = data_args.conditional_audio_column_name
+    if conditional is not None:
+        if conditional not in columns:
+            raise UserError(
+                f"conditional audio column '{conditional}' not found in '{path}' (columns: {', '.join(columns)}); "
+                "set conditional_audio_column_name to a column of audio paths, or unset it"
+            )
+        data["conditional_audio"] = [_resolve(base, row.get(conditional), path, n) for n, row in enumerate(rows, 2)]
+    return datasets.Dataset.from_dict(data)
+
+
+def sidecar_caption(audio_path: str) -> str | None:
+    """Caption from the sidecar ``.json`` next to an audio file: its description, else its metadata fields."""
+    sidecar = Path(audio_path).with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        info = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"sidecar metadata '{sidecar}' is not valid JSON ({err}); fix or remove it") from None
+    if not isinstance(info, dict):
+        return None
+    description = _as_caption(info.get("description"))
+    if description:
+        return description
+    words = []
+    for name in SIDECAR_FIELDS:
+        value = _as_caption(info.get(name))
+        if value:
+            words.append(f"{value} bpm" if name == "bpm" else value)
+    return ", ".join(words) or None
+
+
+def load_manifest(path: Path, data_args: DataArguments) -> datasets.Dataset:
+    """An audiocraft-style jsonl manifest (one ``{"path": ...}`` object a line), captions from sidecar ``.json``."""
+    if data_args.conditional_audio_column_name is not None:
+        raise UserError(
+            f"conditional_audio_column_name is not supported with a jsonl manifest ('{path}'); use a CSV with that "
+            "column, or unset it"
+        )
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    paths, texts = [], []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path} line {number} is not valid JSON ({err.msg}); fix that line") from None
+            if not isinstance(row, dict) or "path" not in row:
+                raise UserError(f"{path} line {number} has no 'path' field; each line needs the audio file's path")
+            audio = _resolve(path.parent, row["path"], path, number)
+            paths.append(audio)
+            texts.append(_as_caption(row.get(data_args.text_column_name)) or sidecar_caption(audio))
+    if not paths:
+        raise UserError(f"manifest '{path}' has no entries; add one JSON line per audio file")
+    return datasets.Dataset.from_dict({"audio": paths, "text": texts})
+
+
+def load_audio_file(path: Path, data_args: DataArguments) -> datasets.Dataset:
+    """One audio file as a one-track dataset (caption from a same-named .txt, else instance_prompt)."""
+    if data_args.conditional_audio_column_name is not None:
+        raise UserError(
+            f"conditional_audio_column_name needs a table of audio paths, not the single file '{path}'; use a CSV "
+            "or unset it"
+        )
+    caption_file = path.with_suffix(".txt")
+    text = caption_file.read_text(encoding="utf-8").strip() if caption_file.is_file() else None
+    return datasets.Dataset.from_dict({"audio": [str(path)], "text": [text or None]})
+
+
+def load_file_source(path: Path, data_args: DataArguments, split: str) -> datasets.Dataset:
+    """The training split from a single-file source (CSV, manifest or audio file).
+
+    Raises:
+        UserError: another split is requested, an unknown file kind, or a malformed file.
+    """
+    if split != data_args.train_split_name:
+        raise UserError(
+            f"split '{split}' requested but dataset_name '{path}' is a single file (the training data); set "
+            "eval_split_percentage to hold out tracks for evaluation, or unset eval_split_name"
+        )
+    name = path.name.lower()
+    if name.endswith((".csv", ".tsv")):
+        return load_csv(path, data_args)
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return load_manifest(path, data_args)
+    if path.suffix.lower() in AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS:  # the latter decoded through torchcodec/FFmpeg
+        return load_audio_file(path, data_args)
+    raise UserError(
+        f"dataset_name '{path}' is a file of unknown kind; point it at a folder, a .csv of paths and captions, a "
+        f".jsonl manifest, or an audio file ({', '.join(AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS)})"
+    )

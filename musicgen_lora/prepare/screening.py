@@ -1,0 +1,113 @@
+"""Check every source file once before any expensive work, and skip the bad ones (or stop, with ``strict``).
+
+Users bring folders of songs, not clean datasets: a corrupt download, a 0-byte placeholder, a float WAV full of NaN,
+a one-sample export or an m4a on a machine without FFmpeg must not stop a run of a thousand songs. Before captioning
+and encoding, each audio file of a split is checked with :func:`musicgen_lora.audio.probe_audio` (its header, and a
+decode only where a problem could hide). A bad file is logged as a warning and listed with its reason in the data
+report; with ``strict: true`` the first one stops the run with an error naming it and the fix. When no file is left,
+the error says how many were skipped and why.
+
+A check's result is cached as a small JSON file under ``<data_cache_dir>/analysis/``, keyed by the file's identity
+(path, size, modification time; or a hash of the bytes), so re-runs check nothing again. Results that depend on this
+machine rather than the file (a missing file, a format that needs FFmpeg) are not cached."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ..audio.io import AudioProblem, describe_source, probe_audio
+from ..errors import UserError
+from ..files import atomic_write_json, file_identity
+
+logger = logging.getLogger(__name__)
+
+
+PROBE_VERSION = 1  # bump when probe_audio checks more, so cached results are redone
+
+
+UNCACHED_KINDS = ("missing", "unsupported format")  # they change with the machine, not with the file
+
+
+def cached_probe(source: Any, cache_root: Path) -> AudioProblem | None:
+    """The problem of one audio source (None: usable), checked once and cached by the file's identity."""
+    identity = file_identity(source)
+    path = None
+    if identity is not None:
+        digest = hashlib.sha256(f"probe|{PROBE_VERSION}|{json.dumps(identity)}".encode()).hexdigest()[:24]
+        path = cache_root / "analysis" / f"probe-{digest}.json"
+        if path.is_file():
+            found = json.loads(path.read_text(encoding="utf-8"))
+            return None if found.get("ok") else AudioProblem(found["kind"], describe_source(source), found["detail"])
+    try:
+        result = {"ok": True, **probe_audio(source)}
+        problem = None
+    except AudioProblem as err:
+        result = {"ok": False, "kind": err.kind, "detail": err.detail}
+        problem = err
+    if path is not None and (problem is None or problem.kind not in UNCACHED_KINDS):
+        atomic_write_json(path, result)
+    return problem
+
+
+def skipped_entry(path: str, reason: str) -> dict[str, str]:
+    """One line of the data report's list of files left out: ``{"path": ..., "reason": "<kind>: <detail>"}``."""
+    return {"path": path, "reason": reason}
+
+
+def reason_counts(skipped: list[dict[str, str]]) -> dict[str, int]:
+    """How many files were left out for each kind of reason (``{"unreadable": 2, "silent": 1}``)."""
+    return dict(collections.Counter(entry["reason"].split(":", 1)[0] for entry in skipped))
+
+
+def counts_text(skipped: list[dict[str, str]]) -> str:
+    """``"2 unreadable, 1 silent"``."""
+    return ", ".join(f"{n} {kind}" for kind, n in reason_counts(skipped).items())
+
+
+def screen_split(
+    raw: datasets.Dataset, dataset_name: str, split: str, cache_root: Path, strict: bool, stats: dict[str, Any]
+) -> datasets.Dataset:
+    """The rows of ``raw`` whose audio (and conditional audio) is usable; the others are skipped with a warning.
+
+    Fills ``stats`` with ``files_found``, ``files_read`` and ``skipped_files`` (report entries, see
+    :func:`skipped_entry`; later steps add the tracks they leave out).
+
+    Raises:
+        UserError: with ``strict``, at the first bad file; otherwise when every file is bad.
+    """
+    columns = [c for c in ("audio", "conditional_audio") if c in raw.column_names]
+    sources = {c: raw[c] for c in columns}
+    keep, problems = [], []
+    for index in range(len(raw)):
+        problem = None
+        for column in columns:  # a row is only as good as its worst file (the melody audio too)
+            if problem is None and sources[column][index] is not None:
+                problem = cached_probe(sources[column][index], cache_root)
+        if problem is None:
+            keep.append(index)
+            continue
+        if strict:
+            raise UserError(f"{problem} (strict is on: bad audio files stop the run; set strict false to skip them)")
+        logger.warning("Skipping a bad audio file: %s", problem)
+        problems.append(problem)
+    stats.update(files_found=len(raw), files_read=len(keep))
+    stats["skipped_files"] = [skipped_entry(p.name, p.reason) for p in problems]
+    if problems and not keep:
+        raise UserError(
+            f"all {len(raw)} audio file(s) of '{dataset_name}' ({split} split) were skipped "
+            f"({counts_text(stats['skipped_files'])}; each is named "
+            f"in the warnings above), the first because {problems[0]}"
+        )
+    if problems:
+        logger.warning(
+            "%d of %d %s audio files were skipped (%s); they are listed in data_report.json by python -m "
+            "musicgen_lora.prepare", len(problems), len(raw), split, counts_text(stats["skipped_files"]),
+        )  # fmt: skip
+    return raw.select(keep) if problems else raw

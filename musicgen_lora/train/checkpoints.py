@@ -1,0 +1,133 @@
+"""Checkpoints that survive being killed: which ones are complete, where to resume, what a new run may overwrite.
+
+Trainer writes a checkpoint's files one after the other, ``trainer_state.json`` last, straight into
+``checkpoint-N``, and its own ``get_last_checkpoint`` picks the highest N even when a kill left it half-written. Here a
+checkpoint counts only when its state file parses and its weights are there, so a kill at any moment leaves the
+previous checkpoint as the one a resumed run continues from."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from ..errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+
+
+# Files that show a folder already holds the results of a run.
+RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", "finetune_config.json")
+
+
+def checkpoint_folders(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders of a run, oldest (smallest N) first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [path for _, path in sorted(found)]
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """Whether a checkpoint was fully written: its trainer state parses and its weights exist."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any((checkpoint / name).is_file() for name in WEIGHT_FILES)
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest checkpoint that was fully written; newer broken ones are reported and skipped."""
+    for checkpoint in reversed(checkpoint_folders(output_dir)):
+        if is_complete(checkpoint):
+            return checkpoint
+        logger.warning("Skipping %s: it was not completely written (interrupted save)", checkpoint)
+    return None
+
+
+def resolve_resume(resume_from_checkpoint: str | bool | None, output_dir: str | Path) -> str | None:
+    """The checkpoint a run continues from: None, the newest complete one (``true``), or the given path.
+
+    Raises:
+        UserError: ``true`` but no complete checkpoint, or a path that is not a complete checkpoint.
+    """
+    if resume_from_checkpoint in (None, False, "", "false", "False"):
+        return None
+    if resume_from_checkpoint in (True, "true", "True"):
+        checkpoint = newest_complete_checkpoint(output_dir)
+        if checkpoint is None:
+            raise UserError(
+                f"resume_from_checkpoint is true but '{output_dir}' holds no complete checkpoint; start without it "
+                "(set save_steps to get checkpoints) or point resume_from_checkpoint at a checkpoint folder"
+            )
+        logger.info("Resuming from %s", checkpoint)
+        return str(checkpoint)
+    checkpoint = Path(str(resume_from_checkpoint))
+    if not checkpoint.is_dir():
+        raise UserError(f"resume_from_checkpoint '{checkpoint}' not found; give a checkpoint-N folder or true")
+    if not is_complete(checkpoint):
+        raise UserError(
+            f"checkpoint '{checkpoint}' is incomplete (interrupted save): no readable trainer_state.json or weights; "
+            "resume from an earlier checkpoint or use resume_from_checkpoint true"
+        )
+    return str(checkpoint)
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> None:
+    """Refuse to mix a new run into an old one, and check the folder is writable (changes nothing in it).
+
+    Raises:
+        UserError: the folder holds a previous run (and neither overwrite nor resume was asked), or is not writable.
+    """
+    folder = Path(output_dir)
+    previous = [p.name for p in checkpoint_folders(folder)] + [n for n in RUN_MARKERS if (folder / n).exists()]
+    if previous and not resuming and not overwrite:
+        raise UserError(
+            f"output_dir '{folder}' already holds a previous run ({', '.join(previous[:3])}); continue it with "
+            "resume_from_checkpoint true, start over with overwrite_output_dir true, or choose another output_dir"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"  # one per process: every process of a launch checks at once
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(
+            f"output_dir '{folder}' is not writable ({err.strerror}); choose a folder you can write to"
+        ) from None
+
+
+def clear_previous_checkpoints(output_dir: str | Path) -> None:
+    """Delete an old run's checkpoints (overwrite_output_dir), so the new run's never mix with them.
+
+    Called only once the new run is ready to train, so bad data or a bad model never cost the old run.
+    """
+    for checkpoint in checkpoint_folders(output_dir):
+        shutil.rmtree(checkpoint)
+
+
+def keep_best(best_checkpoint: str | None, output_dir: str | Path) -> Path | None:
+    """Copy the best checkpoint's model files (not its optimizer state) to ``output_dir/best``."""
+    if not best_checkpoint or not Path(best_checkpoint).is_dir():
+        return None
+    target = Path(output_dir) / "best"
+    staging = Path(output_dir) / ".best-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for item in Path(best_checkpoint).iterdir():
+        if item.is_file() and item.suffix in (".json", ".safetensors", ".model", ".txt"):
+            shutil.copy2(item, staging / item.name)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

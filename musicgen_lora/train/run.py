@@ -1,0 +1,233 @@
+"""The training run: config, data, model and outputs tied together (build the Trainer, train, save, card, push)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
+
+from ..config.arguments import RESOLVED_CONFIG_NAME, ParsedConfig
+from ..errors import UserError, one_line
+from ..files import hub_id_of
+from ..hub.card import PLOT_NAME, fix_adapter_config, write_model_card
+from ..hub.upload import PushRequest, push_folder, take_push_request
+from ..models.loading import is_melody_model, load_model_and_processor
+from ..models.spec import AudioSpec, chroma_frames_per_code_frame
+from ..prepare.pipeline import load_or_prepare
+from ..prepare.reuse import PREPARED_DIR_NAME, load_prepared, split_plan
+from .checkpoints import (
+    check_output_dir,
+    clear_previous_checkpoints,
+    keep_best,
+    newest_complete_checkpoint,
+    resolve_resume,
+)
+from .collator import MusicgenCollator
+from .lora import add_trainable_parts, cast_frozen_base, frozen_base_dtype
+from .plots import plot_loss_curves_if_possible
+from .samples import SampleCallback
+from .trainer import MusicgenTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def build_trainer(
+    parsed: ParsedConfig,
+    model: torch.nn.Module,
+    processor: ProcessorMixin,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset | None,
+    **trainer_options: Any,
+) -> Trainer:
+    """A ``transformers.Trainer`` wired with the delay-pattern collator, the correctly scaled loss and the samples.
+
+    Args:
+        trainer_options: further keyword arguments of :class:`~.trainer.MusicgenTrainer` (e.g. for the benchmark).
+    """
+    training = parsed.training
+    decoder_config = model.config.decoder
+    spec = AudioSpec.of(model)
+    collator = MusicgenCollator(
+        tokenizer=processor.tokenizer,
+        pad_token_id=decoder_config.pad_token_id,
+        decoder_start_token_id=decoder_config.decoder_start_token_id,
+        max_frames=spec.frames(parsed.data.max_duration_in_seconds),
+        random_crop=True,
+        text_dropout_prob=training.text_dropout_prob,
+        audio_channels=decoder_config.audio_channels,
+        chroma_per_frame=(
+            chroma_frames_per_code_frame(processor.feature_extractor, spec) if is_melody_model(model) else None
+        ),
+        chroma_dropout_prob=training.chroma_dropout_prob,
+        seed=training.seed,
+        process_index=training.process_index,
+    )
+    if training.train_sampling_strategy in ("group_by_length", "batch_rebalance"):
+        train_dataset = with_window_lengths(train_dataset, collator.max_frames, training.length_column_name)
+        if eval_dataset is not None:  # Trainer groups evaluation batches by length too
+            eval_dataset = with_window_lengths(eval_dataset, collator.max_frames, training.length_column_name)
+    callbacks: list[SampleCallback] = []
+    if training.sample_prompts:
+        callbacks.append(
+            SampleCallback(
+                processor, training.sample_prompts, seconds=training.sample_duration_in_seconds,
+                guidance_scale=training.guidance_scale, seed=training.seed, every_steps=training.sample_every_steps,
+            )  # fmt: skip
+        )
+    try:
+        trainer = MusicgenTrainer(
+            model=model,
+            args=training,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            data_collator=collator,
+            skip_nonfinite_batches=training.skip_nonfinite_batches,
+            callbacks=callbacks,
+            **trainer_options,
+            # No processing_class: Trainer would copy the *text* tokenizer's pad/eos ids into the config and
+            # generation config of the *audio* decoder (align_special_tokens). The processor is saved by run_training.
+        )
+    except ValueError as err:  # e.g. eval_strategy without eval data
+        raise UserError(f"cannot set up training: {one_line(err)}; check eval_split_name and the *_strategy options") from None
+    for callback in callbacks:
+        callback.attach(trainer)  # before the reporting integrations, so it can still log at the end of training
+    return trainer
+
+
+def with_window_lengths(dataset: datasets.Dataset, max_frames: int, column: str) -> datasets.Dataset:
+    """The dataset with a ``column`` of each clip's training window length in frames, which Trainer's
+    ``train_sampling_strategy: group_by_length`` reads to batch clips of similar length (less padding)."""
+    if column in dataset.column_names:
+        return dataset
+
+    def lengths(codes: list) -> dict[str, list]:
+        return {column: [min(len(clip[0]), max_frames) for clip in codes]}  # each clip's codes: (K, frames)
+
+    return dataset.map(lengths, batched=True, input_columns=["codes"], desc="Measuring clip lengths")
+
+
+def load_datasets(
+    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
+    :func:`musicgen_lora.prepare.load_or_prepare`); with several processes the main one prepares, the others load."""
+    with parsed.training.main_process_first(desc="preparing the dataset"):
+        if parsed.training.local_process_index == 0:
+            return load_or_prepare(parsed, model, processor)
+        # the main process has just prepared (or checked) OUTPUT_DIR/prepared_data
+        splits = load_prepared(Path(parsed.training.output_dir) / PREPARED_DIR_NAME, list(split_plan(parsed.data)))
+        return splits["train"], splits.get("eval")
+
+
+def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
+    """``trainer.train``, with a full disk or a checkpoint from another model reported as one-line errors."""
+    if resume is not None:  # continue the collator's random draws where the checkpoint's batches ended
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        trainer.data_collator.batches_collated = state["global_step"] * trainer.args.gradient_accumulation_steps
+    try:
+        return trainer.train(resume_from_checkpoint=resume)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        last = newest_complete_checkpoint(trainer.args.output_dir)
+        raise UserError(
+            f"disk full while saving to '{trainer.args.output_dir}'; free some space (or lower save_total_limit), then "
+            f"continue with resume_from_checkpoint true (last complete checkpoint: {last or 'none'})"
+        ) from None
+    except RuntimeError as err:
+        if resume is None or "size mismatch" not in str(err):
+            raise
+        detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), "")
+        raise UserError(
+            f"checkpoint '{resume}' was trained on another base model ({detail[:200]}); resume with the "
+            "model_name_or_path it was trained on, or start a new run"
+        ) from None
+
+
+def run_training(parsed: ParsedConfig) -> dict[str, Any]:
+    """Load, encode, train (rendering samples before, during and after), save.
+
+    Returns:
+        ``{"output_dir", "train": metrics, "eval": metrics or None, "samples": [paths], "model": trained model,
+        "log_history": Trainer's logged records}``.
+    """
+    lora_args, training = parsed.lora, parsed.training
+    push = take_push_request(parsed)  # checked before training; the token leaves the arguments the Trainer saves
+    resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
+    check_output_dir(training.output_dir, overwrite=training.overwrite_output_dir, resuming=bool(resume))
+    set_seed(training.seed)
+    base_dtype = frozen_base_dtype(parsed.model, training)
+    # with LoRA the whole base is frozen: load it in half precision directly (no fp32 copy), EnCodec in fp32
+    model, processor = load_model_and_processor(
+        parsed.model, dtype=base_dtype if lora_args.use_lora else None, train_text_encoder=lora_args.train_text_encoder
+    )
+    train_dataset, eval_dataset = load_datasets(parsed, model, processor)
+    cast_frozen_base(model, base_dtype, lora_args)  # full fine-tuning: the text encoder; EnCodec stays fp32
+    model = add_trainable_parts(model, lora_args)
+    trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
+    if training.overwrite_output_dir and not resume and trainer.is_world_process_zero():
+        clear_previous_checkpoints(training.output_dir)
+
+    output_dir = Path(training.output_dir)
+    train_result = train_with_clear_errors(trainer, resume)
+    trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    eval_metrics = None
+    if eval_dataset is not None:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(output_dir)
+        best = keep_best(trainer.state.best_model_checkpoint, output_dir)
+        if best is not None:
+            processor.save_pretrained(best)
+            logger.info("Best checkpoint (%s) kept as %s", trainer.state.best_model_checkpoint, best)
+        (output_dir / RESOLVED_CONFIG_NAME).write_text(json.dumps(parsed.requested, indent=2) + "\n", encoding="utf-8")
+    # samples/final/ was written by SampleCallback at the end of training (main process only)
+    sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
+    samples = [str(p) for p in sampler.final_paths] if sampler is not None else []
+    hub_url = None
+    if trainer.is_world_process_zero():  # Hub id in adapter_config.json, loss_curves.png, README.md card, push
+        model_args = parsed.model
+        log_history = trainer.state.log_history
+        hub_url = finish_run(output_dir, model_args.model_name_or_path, model_args.base_model_id, log_history, push)["hub_url"]
+    return {
+        "output_dir": str(output_dir),
+        "train": train_result.metrics,
+        "eval": eval_metrics,
+        "samples": samples,
+        "model": trainer.model,
+        "log_history": trainer.state.log_history,
+        "hub_url": hub_url,
+    }
+
+
+def finish_run(output_dir: str | Path, model_name_or_path: str | None, base_model_id: str | None,
+               log_history: list[dict[str, Any]], push: PushRequest | None) -> dict[str, Any]:  # fmt: skip
+    """After training, on the main process: Hub id into ``adapter_config.json``, loss plot, model card, push.
+
+    Returns:
+        ``{"card": path, "plot": path or None, "hub_url": url or None}``.
+
+    Raises:
+        UserError: the push failed (everything else is written by then; the message says how to retry).
+    """
+
+    output_dir = Path(output_dir)
+    base_id = hub_id_of(model_name_or_path, base_model_id)
+    if fix_adapter_config(output_dir, base_id):
+        logger.info("adapter_config.json names the base model by its Hub id, %s", base_id)
+    plot = plot_loss_curves_if_possible(log_history, output_dir / PLOT_NAME)
+    card = write_model_card(output_dir, push.repo_id if push else None)
+    url = push_folder(output_dir, push.repo_id, token=push.token, private=push.private) if push else None
+    return {"card": str(card), "plot": str(plot) if plot else None, "hub_url": url}
