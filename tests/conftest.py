@@ -5,13 +5,41 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+from transformers import AutoModelForTextToWaveform
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
+RATE = 32000  # the tiny model's sampling rate (and musicgen-small's)
+
+
+def tone(
+    seconds: float, freq: float = 440.0, *, rate: int = RATE, amplitude: float = 0.3, tremolo_hz: float = 0.0,
+    channels: int = 1, channel_gain: float = 0.5,
+) -> np.ndarray:
+    """A sine of ``freq`` Hz, its level swinging by +-50 % at ``tremolo_hz`` (0: steady), float32.
+
+    Returns:
+        (samples,) for one channel; (samples, channels), as soundfile writes them, for more, each further channel
+        quieter by ``channel_gain`` (so the channels differ).
+    """  # fmt: skip
+    t = np.arange(int(seconds * rate)) / rate
+    mono = amplitude * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * tremolo_hz * t))
+    if channels == 1:
+        return mono.astype(np.float32)
+    return np.stack([mono * (1 - channel_gain * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def write_tone(path: Path, seconds: float, freq: float = 330.0, rate: int = RATE, **kwargs) -> Path:
+    """:func:`tone` written to ``path`` (folders created; the format follows the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, tone(seconds, freq, rate=rate, **kwargs), rate)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +47,12 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from musicgen_lora.demo.tiny import save_tiny_musicgen
 
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny MusicGen, loaded once (tests that change it must restore it, e.g. with monkeypatch)."""
+    return AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,7 @@ import soundfile as sf
 
 from musicgen_lora.prepare.cli import main as prepare_main
 
-from .conftest import ROOT, base_argv
-
-RATE = 32000
+from ..conftest import RATE, ROOT, base_argv, tone
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +22,13 @@ def songs(tmp_path_factory) -> Path:
     """5 tracks: three long ones (5.5 s, one with a silent middle), one short (1.5 s), one too short (0.3 s)."""
     folder = tmp_path_factory.mktemp("prepare") / "songs"
     folder.mkdir()
-    t = np.arange(int(5.5 * RATE)) / RATE
     for index in range(3):
-        audio = (0.3 * np.sin(2 * np.pi * (200 + 70 * index) * t)).astype(np.float32)
+        audio = tone(5.5, 200 + 70 * index)
         if index == 2:
             audio[2 * RATE : 4 * RATE] = 0.0
         sf.write(folder / f"long{index}.wav", audio, RATE)
-    sf.write(folder / "short.wav", (0.3 * np.sin(2 * np.pi * 500 * t[: int(1.5 * RATE)])).astype(np.float32), RATE)
-    sf.write(folder / "tiny.wav", (0.3 * np.sin(2 * np.pi * 600 * t[: int(0.3 * RATE)])).astype(np.float32), RATE)
+    sf.write(folder / "short.wav", tone(1.5, 500), RATE)
+    sf.write(folder / "tiny.wav", tone(0.3, 600), RATE)
     for name in ("long0", "long1", "short"):
         (folder / f"{name}.txt").write_text(f"tone {name}")
     return folder

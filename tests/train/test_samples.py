@@ -22,11 +22,10 @@ from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.generate.render import generate_audio
 
-from .conftest import base_argv
+from ..conftest import RATE, base_argv
 
 PROMPTS = ["lofi hip hop, piano", "techno, 128 bpm"]
 SECONDS = 0.5
-RATE = 32000
 FRAMES = int(SECONDS * RATE)
 PCM16_STEP = 1 / 32768  # WAV files are 16-bit: one quantisation step, plus rounding on the way in
 SAMPLE_ARGS = ["--sample_prompts", *PROMPTS, "--sample_duration_in_seconds", str(SECONDS)]

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from transformers import AutoModelForTextToWaveform
 
 from musicgen_lora.config.arguments import TAIL_POLICIES
 from musicgen_lora.config.parsing import parse_config
@@ -20,7 +19,7 @@ from musicgen_lora.prepare.encoding import encode_dataset
 from musicgen_lora.prepare.pipeline import prepare_split
 from musicgen_lora.prepare.sources import load_split
 
-from .conftest import base_argv
+from ..conftest import RATE, base_argv, tone
 
 # ------------------------------------------------------------------------------------ plan_chunks properties
 
@@ -90,13 +89,7 @@ def test_split_tracks_is_deterministic_and_disjoint():
 
 # ------------------------------------------------------------------------------------ on real (tiny) codes
 
-RATE = 32000
 TRACK_SECONDS = {"long": 5.3, "short": 1.5, "tiny": 0.4, "exact": 4.0}
-
-
-def tone(seconds: float, freq: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +97,9 @@ def tracks_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("chunking") / "tracks"
     folder.mkdir()
     for index, (name, seconds) in enumerate(TRACK_SECONDS.items()):
-        sf.write(folder / f"{name}.wav", tone(seconds, 200 + 60 * index), RATE)
+        sf.write(folder / f"{name}.wav", tone(seconds, 200 + 60 * index, tremolo_hz=3), RATE)
         (folder / f"{name}.txt").write_text(f"tone {name}")
     return folder
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +169,7 @@ def test_split_by_track_keeps_every_chunk_of_a_track_on_one_side(tmp_path, tiny_
     folder.mkdir()
     rows = []
     for index in range(6):
-        sf.write(folder / f"t{index}.wav", tone(4.5, 150 + 40 * index), RATE)
+        sf.write(folder / f"t{index}.wav", tone(4.5, 150 + 40 * index, tremolo_hz=3), RATE)
         rows.append({"file_name": f"t{index}.wav", "text": f"track {index}"})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -215,7 +203,7 @@ def test_options_are_validated(tmp_path, tiny_model_dir, tracks_dir, cache):
 def test_split_needs_two_tracks(tmp_path, tiny_model_dir, model, fingerprint, cache):
     folder = tmp_path / "one"
     folder.mkdir()
-    sf.write(folder / "a.wav", tone(2.0, 300), RATE)
+    sf.write(folder / "a.wav", tone(2.0, 300, tremolo_hz=3), RATE)
     (folder / "a.txt").write_text("a")
     args = args_for(tmp_path, tiny_model_dir, folder, cache, "--eval_split_percentage", "20")
     with pytest.raises(UserError, match="needs at least 2 readable tracks"):

@@ -14,7 +14,7 @@ from musicgen_lora.models.loading import load_model_and_processor
 from musicgen_lora.train.lora import add_trainable_parts
 from musicgen_lora.train.lora_speed import PackedBitsDropout, inputs_kept_in_autocast_dtype, lora_layers
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 @pytest.mark.parametrize("p", [0.05, 0.3])

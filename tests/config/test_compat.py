@@ -13,7 +13,7 @@ import soundfile as sf
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 
-from .fake_hub import USER, FakeHub
+from ..hub.fake_hub import USER, FakeHub
 
 TOKEN = "hf_compatToken"
 

@@ -14,7 +14,7 @@ from musicgen_lora.config.arguments import DEFAULT_LORA_TARGETS
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.demo.assets import DEMO_CONFIG
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 EXAMPLES = sorted((ROOT / "example_configs").glob("*.json"))
 

@@ -6,9 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 from transformers import AutoModelForTextToWaveform
 
 from musicgen_lora.config.parsing import parse_config
@@ -17,16 +15,7 @@ from musicgen_lora.prepare.cache_keys import module_fingerprint
 from musicgen_lora.prepare.pipeline import prepare_split
 from musicgen_lora.prepare.sources import load_split
 
-from .conftest import base_argv
-
-RATE = 32000
-
-
-def write_tone(path: Path, seconds: float, freq: float = 330.0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * RATE)) / RATE
-    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), RATE)
-    return path
+from ..conftest import RATE, base_argv, write_tone
 
 
 def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):

@@ -22,12 +22,12 @@ from musicgen_lora.evaluate.metrics import audio_health, frechet_distance, frech
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
 from musicgen_lora.evaluate.spectrogram import spectrogram_image, write_png
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
 MODELS = ("base", "final", "half", "same")  # same: a "fully fine-tuned" folder holding the base weights unchanged
 NUM_SAMPLES = 2
 DURATION = 1.5
 
+from ..conftest import ROOT
 
 # ------------------------------------------------------------------------------------------------ Fréchet
 

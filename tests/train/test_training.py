@@ -22,7 +22,7 @@ from musicgen_lora.train.lora import add_trainable_parts
 from musicgen_lora.train.run import build_trainer
 from musicgen_lora.train.trainer import codebook_cross_entropy
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 def test_outputs_are_a_peft_adapter_with_only_lora_weights(trained_run):

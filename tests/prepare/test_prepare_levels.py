@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from transformers import AutoModelForTextToWaveform
 
 from musicgen_lora.audio.analysis import integrated_loudness
 from musicgen_lora.audio.io import load_audio
@@ -19,19 +18,7 @@ from musicgen_lora.prepare.chunking import frame_levels, level_db
 from musicgen_lora.prepare.encoding import normalize_loudness
 from musicgen_lora.prepare.pipeline import prepare_split
 
-from .conftest import base_argv
-
-RATE = 32000
-
-
-def tone(seconds: float, amplitude: float, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
+from ..conftest import RATE, base_argv, tone
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +32,10 @@ def folder(tmp_path_factory) -> Path:
     root.mkdir()
     noise = np.random.default_rng(0).standard_normal(2 * RATE).astype(np.float32) * 1e-4  # about -80 dBFS
     tracks = {
-        "a_loud": tone(2.0, 0.5),
-        "b_quiet": tone(2.0, 0.01, 220.0),  # -43 dBFS: quiet, not silent
+        "a_loud": tone(2.0, amplitude=0.5),
+        "b_quiet": tone(2.0, 220.0, amplitude=0.01),  # -43 dBFS: quiet, not silent
         "c_near_silent": noise,
-        "d_gap": np.concatenate([tone(2.0, 0.5, 330.0), noise, tone(2.0, 0.5, 330.0)]),  # loud, silent, loud
+        "d_gap": np.concatenate([tone(2.0, 330.0, amplitude=0.5), noise, tone(2.0, 330.0, amplitude=0.5)]),  # loud, silent, loud
     }
     for name, audio in tracks.items():
         sf.write(root / f"{name}.wav", audio, RATE, subtype="FLOAT")
@@ -62,17 +49,17 @@ def prepare(tmp_path, model_dir, model, fingerprint, dataset, *extra):
 
 
 def test_levels_in_dbfs():
-    levels = frame_levels(tone(1.0, 1.0)[None], RATE, 50.0)
+    levels = frame_levels(tone(1.0, amplitude=1.0)[None], RATE, 50.0)
     assert len(levels) == 50 and level_db(levels, 0, 50) == pytest.approx(-3.01, abs=0.05)
     assert level_db(frame_levels(np.zeros((1, RATE)), RATE, 50.0), 0, 50) == pytest.approx(-200.0)
-    two = frame_levels(np.concatenate([tone(1.0, 1.0), np.zeros(RATE, np.float32)]), RATE, 50.0)
+    two = frame_levels(np.concatenate([tone(1.0, amplitude=1.0), np.zeros(RATE, np.float32)]), RATE, 50.0)
     assert level_db(two, 50, 50) < -100 and level_db(two, 0, 100) == pytest.approx(-6.02, abs=0.05)
 
 
 def test_normalize_loudness_reaches_the_target_without_clipping():
-    quiet = tone(3.0, 0.02)[None]
+    quiet = tone(3.0, amplitude=0.02)[None]
     assert integrated_loudness(normalize_loudness(quiet, RATE, -14.0), RATE) == pytest.approx(-14.0, abs=0.05)
-    loud = tone(3.0, 0.9)[None]  # -3.9 LUFS: +2 dB more would clip, so the gain stops at full scale
+    loud = tone(3.0, amplitude=0.9)[None]  # -3.9 LUFS: +2 dB more would clip, so the gain stops at full scale
     raised = normalize_loudness(loud, RATE, -2.0)
     assert np.abs(raised).max() == pytest.approx(1.0, abs=1e-4)
     silent = np.zeros((1, RATE), np.float32)

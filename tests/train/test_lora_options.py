@@ -17,7 +17,7 @@ from musicgen_lora.errors import UserError
 from musicgen_lora.models.loading import load_model_and_processor
 from musicgen_lora.train.lora import add_trainable_parts
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 def quick_run(model_dir, corpus_dir, cache_dir, out: Path, *extra: str) -> dict:

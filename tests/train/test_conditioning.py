@@ -15,7 +15,7 @@ from musicgen_lora.train.lora import add_trainable_parts
 from musicgen_lora.train.run import build_trainer
 from musicgen_lora.train.trainer import codebook_cross_entropy
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 def rows(n: int, frames: int = 10) -> list[dict]:

@@ -25,7 +25,7 @@ from musicgen_lora.hub import retries
 from musicgen_lora.hub.card import base_model_license, build_model_card
 from musicgen_lora.train.plots import plot_loss_curves_if_possible
 
-from .conftest import ROOT, base_argv
+from ..conftest import ROOT, base_argv
 from .fake_hub import USER, FakeHub
 
 TOKEN = "hf_testSecretToken123"

@@ -19,7 +19,7 @@ from musicgen_lora.prepare.pipeline import load_or_prepare
 from musicgen_lora.prepare.reuse import FINGERPRINT_NAME, PREPARED_DIR_NAME
 from musicgen_lora.train.checkpoints import check_output_dir
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 def prepared_train(output_dir: Path) -> datasets.Dataset:

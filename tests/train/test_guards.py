@@ -17,7 +17,7 @@ from musicgen_lora.models.loading import load_model_and_processor
 from musicgen_lora.train.callbacks import NonFiniteError
 from musicgen_lora.train.lora import add_trainable_parts
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 def make_trainer(model_dir: Path, tmp_path: Path, *extra: str):

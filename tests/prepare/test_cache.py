@@ -11,7 +11,6 @@ import datasets
 import numpy as np
 import pytest
 import soundfile as sf
-from transformers import AutoModelForTextToWaveform
 
 import musicgen_lora.prepare.encoding as encoding
 from musicgen_lora.audio.io import load_audio
@@ -22,22 +21,11 @@ from musicgen_lora.prepare.encoding import encode_dataset
 from musicgen_lora.prepare.pipeline import prepare_split
 from musicgen_lora.prepare.sources import load_split
 
-from .conftest import base_argv
-
-
-def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    mono = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
-    return np.stack([mono * (1 - 0.3 * c) for c in range(channels)], axis=1).astype(np.float32)  # (samples, ch)
+from ..conftest import base_argv, tone
 
 
 def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):
     return parse_config(base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + list(extra)).data
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +43,7 @@ def test_metadata_jsonl_folder(tmp_path, tiny_model_dir, corpus_dir):
 def test_metadata_csv_folder_with_custom_caption_column(tmp_path, tiny_model_dir):
     folder = tmp_path / "songs"
     folder.mkdir()
-    sf.write(folder / "a.flac", tone(1.0, 44100), 44100)
+    sf.write(folder / "a.flac", tone(1.0, rate=44100, tremolo_hz=2), 44100)
     with (folder / "metadata.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["file_name", "description"], ["a.flac", "slow ambient pad"]])
     split = load_split(args_for(tmp_path, tiny_model_dir, folder, "--text_column_name", "description"), "train")
@@ -67,7 +55,7 @@ def test_audio_and_txt_pairs_in_every_common_format(tmp_path, tiny_model_dir):
     folder.mkdir()
     formats = {"a.wav": 48000, "b.flac": 44100, "c.ogg": 22050, "d.mp3": 44100}
     for index, (name, rate) in enumerate(formats.items()):
-        sf.write(folder / name, tone(1.5, rate, channels=2), rate)  # stereo at various rates
+        sf.write(folder / name, tone(1.5, rate=rate, tremolo_hz=2, channels=2, channel_gain=0.3), rate)  # stereo at various rates
         (folder / name).with_suffix(".txt").write_text(f"caption {index}\n")
     split = load_split(args_for(tmp_path, tiny_model_dir, folder), "train")
     assert split["text"] == [f"caption {i}" for i in range(4)]
@@ -83,7 +71,7 @@ def test_instance_prompt_prefixes_or_replaces_captions(tmp_path, tiny_model_dir,
     folder = tmp_path / "mixed"
     folder.mkdir()
     for name in ("a.wav", "b.wav"):
-        sf.write(folder / name, tone(1.2, 32000), 32000)
+        sf.write(folder / name, tone(1.2, tremolo_hz=2), 32000)
     (folder / "a.txt").write_text("jazz piano")
     args = args_for(tmp_path, tiny_model_dir, folder, "--instance_prompt", "sks style")
     split = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
@@ -139,7 +127,7 @@ def test_short_clips_are_left_out_and_eval_uses_fixed_windows(tmp_path, tiny_mod
     for split, seconds in (("train", [0.5, 2.0]), ("validation", [5.0])):
         (folder / split).mkdir(parents=True)
         for index, length in enumerate(seconds):
-            sf.write(folder / split / f"{index}.wav", tone(length, 32000, freq=200 + 50 * index), 32000)
+            sf.write(folder / split / f"{index}.wav", tone(length, 200 + 50 * index, tremolo_hz=2), 32000)
             (folder / split / f"{index}.txt").write_text(f"tone {index}")
     args = args_for(
         tmp_path, tiny_model_dir, folder, "--eval_split_name", "validation",
@@ -154,7 +142,7 @@ def test_short_clips_are_left_out_and_eval_uses_fixed_windows(tmp_path, tiny_mod
 
 def test_hub_dataset_path_decodes_audio_bytes_without_ffmpeg(tmp_path, tiny_model_dir, model, codec_fingerprint, monkeypatch):
     wav = tmp_path / "x.wav"
-    sf.write(wav, tone(1.5, 16000), 16000)
+    sf.write(wav, tone(1.5, rate=16000, tremolo_hz=2), 16000)
     hub = datasets.Dataset.from_dict(
         {"song": [{"path": "x.wav", "bytes": wav.read_bytes()}], "caption": ["lofi"], "genre": ["lofi"]}
     ).cast_column("song", datasets.Audio())

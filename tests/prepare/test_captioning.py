@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from transformers import AutoModelForTextToWaveform
 
 from musicgen_lora.audio.analysis import parse_key
 from musicgen_lora.config import caption_template
@@ -21,7 +20,7 @@ from musicgen_lora.prepare import captions, clap_tags, measurements
 from musicgen_lora.prepare.cache_keys import module_fingerprint
 from musicgen_lora.prepare.pipeline import prepare_split
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +32,6 @@ def truth_corpus(tmp_path_factory) -> tuple[Path, list[dict]]:
     rows = synthesize_corpus(folder, clips=10, seconds=6.0, seed=11)
     (folder / "metadata.jsonl").unlink()  # a plain folder of wavs: captions must come from the audio
     return folder, rows
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +287,7 @@ TOKEN = "hf_testSecretToken123"
 def fake_hub(monkeypatch):
     from huggingface_hub import constants
 
-    from .fake_hub import FakeHub
+    from ..hub.fake_hub import FakeHub
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -305,7 +299,7 @@ def fake_hub(monkeypatch):
 
 def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(tmp_path, tiny_model_dir, model, truth_corpus,
                                                                         cache, fake_hub):  # fmt: skip
-    from .fake_hub import USER
+    from ..hub.fake_hub import USER
 
     source, _ = truth_corpus
     folder = tmp_path / "songs"

@@ -21,12 +21,7 @@ from musicgen_lora.models.spec import AudioSpec
 from musicgen_lora.prepare.encoding import chroma_of
 from musicgen_lora.train.collator import MusicgenCollator, delay_pattern_labels, shift_right
 
-from .conftest import base_argv
-
-
-def tone(seconds: float, freq: float, rate: int = 32000) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+from ..conftest import base_argv, tone
 
 
 def train_briefly(model_dir: Path, dataset: Path, out: Path, cache: Path, *extra: str) -> dict:
@@ -47,7 +42,7 @@ def assert_reload_parity(result: dict, model_dir: Path, batch: dict) -> None:
 
 def test_stereo_codes_interleave_left_and_right(stereo_model_dir):
     model = AutoModelForTextToWaveform.from_pretrained(stereo_model_dir).eval()
-    stereo = np.stack([tone(1.0, 220), tone(1.0, 1760)])  # different content left and right
+    stereo = np.stack([tone(1.0, 220, tremolo_hz=3), tone(1.0, 1760, tremolo_hz=3)])  # different content left and right
     codes = encode_clip(model.audio_encoder, stereo)  # (8, frames)
     with torch.no_grad():
         left = model.audio_encoder.encode(torch.from_numpy(stereo[:1])[None]).audio_codes[0, 0]
@@ -75,7 +70,7 @@ def test_stereo_trains_reloads_and_generates_two_channels(stereo_model_dir, tmp_
     songs = tmp_path / "stereo-songs"
     songs.mkdir()
     for index in range(4):
-        audio = np.stack([tone(1.5, 200 + 40 * index), tone(1.5, 900 + 60 * index)], axis=1)
+        audio = np.stack([tone(1.5, 200 + 40 * index, tremolo_hz=3), tone(1.5, 900 + 60 * index, tremolo_hz=3)], axis=1)
         sf.write(songs / f"{index}.wav", audio, 32000)
         (songs / f"{index}.txt").write_text(f"stereo tones {index}")
     result = train_briefly(stereo_model_dir, songs, tmp_path / "out", tmp_path / "cache")
@@ -96,8 +91,8 @@ def melody_songs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("melody-songs")
     rows = []
     for index in range(4):
-        sf.write(folder / f"{index}.wav", tone(2.0, 110 * (index + 1)) + tone(2.0, 3000) * 0.2, 32000)
-        sf.write(folder / f"hum{index}.wav", tone(2.0, 261.6 * 2 ** (index / 12)), 32000)
+        sf.write(folder / f"{index}.wav", tone(2.0, 110 * (index + 1), tremolo_hz=3) + tone(2.0, 3000, tremolo_hz=3) * 0.2, 32000)
+        sf.write(folder / f"hum{index}.wav", tone(2.0, 261.6 * 2 ** (index / 12), tremolo_hz=3), 32000)
         rows.append({"file_name": f"{index}.wav", "text": f"song {index}", "hum": f"hum{index}.wav"})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
@@ -108,10 +103,10 @@ def test_melody_trains_on_its_own_chroma_and_reloads(melody_model_dir, melody_so
     losses = [r["loss"] for r in result["log_history"] if "loss" in r]
     assert len(losses) == 3 and all(np.isfinite(losses))
     processor = load_processor(result["output_dir"])
-    inputs = processor(text=["song 1"], audio=[tone(2.0, 220)], sampling_rate=32000, return_tensors="pt")
+    inputs = processor(text=["song 1"], audio=[tone(2.0, 220, tremolo_hz=3)], sampling_rate=32000, return_tensors="pt")
     batch = {**inputs, "decoder_input_ids": torch.randint(0, 64, (4, 12))}
     assert_reload_parity(result, melody_model_dir, batch)
-    with_melody = generate_audio(result["model"], processor, ["song"], seconds=0.5, seed=0, melody=tone(2.0, 330))
+    with_melody = generate_audio(result["model"], processor, ["song"], seconds=0.5, seed=0, melody=tone(2.0, 330, tremolo_hz=3))
     text_only = generate_audio(result["model"], processor, ["song"], seconds=0.5, seed=0)
     assert with_melody.shape == text_only.shape == (1, 1, 16000)
 
@@ -130,7 +125,7 @@ def test_chroma_comes_from_the_conditional_audio_column(melody_model_dir, melody
         return prepare_split(args, "train", model, fingerprint, False, extractor)["chroma"]
 
     own, hummed = chroma(), chroma("--conditional_audio_column_name", "hum")
-    expected = chroma_of(extractor, tone(2.0, 261.6))  # the first hum, whole clip
+    expected = chroma_of(extractor, tone(2.0, 261.6, tremolo_hz=3))  # the first hum, whole clip
     assert np.array_equal(np.array(hummed[0], dtype=np.float16), expected)
     assert not np.array_equal(np.array(own[0]), np.array(hummed[0]))
     # one-hot chroma at 32000 / 4096 frames per second, over the whole clip (not cut or padded to 30 s)

@@ -18,7 +18,7 @@ from musicgen_lora.models.loading import load_model_and_processor
 from musicgen_lora.train.lora import add_trainable_parts
 from musicgen_lora.train.run import build_trainer
 
-from .conftest import base_argv
+from ..conftest import base_argv
 
 
 def _dtypes(model: torch.nn.Module, part: str) -> set[torch.dtype]:

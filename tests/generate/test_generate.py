@@ -19,7 +19,8 @@ from musicgen_lora.generate.long_form import generate_long
 from musicgen_lora.generate.render import generate_audio
 from musicgen_lora.models.codec import encode_clip
 
-RATE = 32000
+from ..conftest import RATE
+
 HOP = 640  # samples per 50 Hz frame
 PROMPTS = ["lofi hip hop, piano", "techno, 128 bpm"]
 

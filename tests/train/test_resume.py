@@ -19,7 +19,7 @@ from finetune_musicgen import main
 from musicgen_lora.errors import UserError
 from musicgen_lora.train.checkpoints import is_complete, newest_complete_checkpoint, resolve_resume
 
-from .conftest import ROOT, base_argv
+from ..conftest import ROOT, base_argv
 
 STEPS = 12
 

@@ -22,15 +22,9 @@ from musicgen_lora.prepare import screening
 from musicgen_lora.prepare.cli import main as prepare_main
 from musicgen_lora.prepare.sources import load_split
 
-from .conftest import base_argv
+from ..conftest import base_argv, tone
 
 FRAME_RATE = 50  # the tiny model's codec frames per second
-
-
-def tone(seconds: float, rate: int, channels: int, freq: float) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    mono = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-    return np.stack([mono, 0.5 * mono], axis=1) if channels == 2 else mono
 
 
 # name -> (seconds, sampling rate, channels, soundfile subtype or None for the format's default)
@@ -49,7 +43,7 @@ def mixed_corpus(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mixed") / "songs"
     folder.mkdir()
     for index, (name, (seconds, rate, channels, subtype)) in enumerate(GOOD.items()):
-        sf.write(folder / name, tone(seconds, rate, channels, 220.0 * (index + 1)), rate, subtype=subtype)
+        sf.write(folder / name, tone(seconds, 220.0 * (index + 1), rate=rate, channels=channels), rate, subtype=subtype)
     (folder / "a_16k_mono.txt").write_text("lofi piano")
     (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt garbage, not audio")
     (folder / "empty.flac").write_bytes(b"")
@@ -111,7 +105,7 @@ def test_checks_are_cached_per_file(mixed_corpus, tmp_path, monkeypatch):
     kept = screening.screen_split(raw, "songs", "train", tmp_path, False, first)
     assert len(kept) == 6 and first["files_found"] == 8  # the silent file is usable audio: left out later
     changed = tmp_path / "changed.wav"
-    sf.write(changed, tone(1.0, 8000, 1, 100), 8000)
+    sf.write(changed, tone(1.0, 100, rate=8000), 8000)
     assert screening.cached_probe(str(changed), tmp_path) is None
 
     def boom(source):
@@ -122,7 +116,7 @@ def test_checks_are_cached_per_file(mixed_corpus, tmp_path, monkeypatch):
     assert screening.screen_split(raw, "songs", "train", tmp_path, False, again)["audio"] == kept["audio"]
     assert again["skipped_files"] == first["skipped_files"]
     assert screening.cached_probe(str(changed), tmp_path) is None
-    sf.write(changed, tone(2.0, 8000, 1, 100), 8000)  # rewritten: its identity (size, time) changed, so checked again
+    sf.write(changed, tone(2.0, 100, rate=8000), 8000)  # rewritten: its identity (size, time) changed, so checked again
     with pytest.raises(AssertionError, match="changed.wav checked again"):
         screening.cached_probe(str(changed), tmp_path)
 
@@ -133,7 +127,7 @@ def test_checks_are_cached_per_file(mixed_corpus, tmp_path, monkeypatch):
         (lambda p: sf.write(p, np.full(800, np.inf, np.float32), 8000, subtype="FLOAT"), "not finite"),
         (lambda p: sf.write(p, np.zeros(1, np.float32), 8000), "too short"),
         (lambda p: sf.write(p, np.zeros(0, np.float32), 8000), "empty"),
-        (lambda p: p.write_bytes(sf_bytes(tone(0.5, 8000, 1, 300))[:30]), "unreadable"),  # cut inside the header
+        (lambda p: p.write_bytes(sf_bytes(tone(0.5, 300, rate=8000))[:30]), "unreadable"),  # cut inside the header
     ],
 )
 def test_probe_finds_each_kind_of_bad_file(tmp_path, make, kind):
@@ -158,7 +152,7 @@ def sf_bytes(data: np.ndarray, rate: int = 8000) -> bytes:
 def test_ffmpeg_formats_without_torchcodec_are_skipped_with_the_fix(tmp_path, monkeypatch):
     folder = tmp_path / "songs"
     folder.mkdir()
-    sf.write(folder / "good.wav", tone(1.0, 8000, 1, 300), 8000)
+    sf.write(folder / "good.wav", tone(1.0, 300, rate=8000), 8000)
     (folder / "phone memo.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A not decodable here")
     monkeypatch.setattr(audio, "_torchcodec_decoder", lambda: (None, "torchcodec unavailable: no FFmpeg"))
     args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).data
@@ -182,7 +176,7 @@ def test_ffmpeg_formats_without_torchcodec_are_skipped_with_the_fix(tmp_path, mo
 
 def test_ffmpeg_formats_decode_through_torchcodec_when_it_works(tmp_path, monkeypatch):
     """A stand-in torchcodec (decoding WAV content saved as .m4a) checks the dispatch and the sample layout."""
-    expected = tone(0.5, 22050, 2, 440)
+    expected = tone(0.5, 440, rate=22050, channels=2)
 
     class AudioDecoder:
         def __init__(self, source):
@@ -232,7 +226,7 @@ def test_a_missing_file_name_is_not_taken_for_a_hub_id(tmp_path, tiny_model_dir,
 def test_a_file_missing_from_the_metadata_is_skipped_and_not_cached(tmp_path):
     folder = tmp_path / "songs"
     folder.mkdir()
-    sf.write(folder / "here.wav", tone(1.0, 8000, 1, 300), 8000)
+    sf.write(folder / "here.wav", tone(1.0, 300, rate=8000), 8000)
     rows = [{"file_name": "here.wav", "text": "a"}, {"file_name": "gone.wav", "text": "b"}]
     (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).data
@@ -240,5 +234,5 @@ def test_a_file_missing_from_the_metadata_is_skipped_and_not_cached(tmp_path):
     kept = screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, stats)
     assert kept["text"] == ["a"]
     assert stats["skipped_files"] == [{"path": str(folder / "gone.wav"), "reason": "missing: file not found"}]
-    sf.write(folder / "gone.wav", tone(1.0, 8000, 1, 300), 8000)  # restored: used on the next run
+    sf.write(folder / "gone.wav", tone(1.0, 300, rate=8000), 8000)  # restored: used on the next run
     assert len(screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, {})) == 2

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from finetune_musicgen import main
 from musicgen_lora.train.callbacks import SeedPerProcess
 
-from .conftest import ROOT, base_argv
+from ..conftest import ROOT, base_argv
 
 
 @pytest.fixture(scope="module")
