@@ -24,7 +24,7 @@ def setup_logging() -> None:
 
 def progress(**kwargs: Any) -> Any:
     """A ``datasets`` progress bar: hidden when datasets' bars are disabled (``disable_tqdm``, see
-    :func:`musicgen_lora.prepare.progress_bars`) or when the output is not a terminal."""
+    :func:`musicgen_lora.logs.progress_bars`) or when the output is not a terminal."""
     return datasets.utils.tqdm(disable=None, **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""The ``python -m musicgen_lora.plots`` command: Draw a run's loss curves to OUTPUT_DIR/loss_curves.png (the code
+"""The ``python -m musicgen_lora.plots`` command: draw a run's loss curves to OUTPUT_DIR/loss_curves.png (the code
 lives in :mod:`musicgen_lora.train.plots`).
 """
 

@@ -1,4 +1,4 @@
-"""The ``python -m musicgen_lora.push`` command: Push a finished run to the Hugging Face Hub (the code lives in
+"""The ``python -m musicgen_lora.push`` command: push a finished run to the Hugging Face Hub (the code lives in
 :mod:`musicgen_lora.hub.cli`).
 """
 

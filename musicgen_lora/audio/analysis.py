@@ -1,7 +1,7 @@
 """What a piece of audio is, measured from the audio alone: tempo, key, loudness and frame-level descriptors.
 
 No model weights and no training: short-time Fourier transforms and textbook estimators, in numpy/scipy, so the
-numbers mean the same thing on every machine. Used by :mod:`musicgen_lora.evaluation` (prompt adherence, audio
+numbers mean the same thing on every machine. Used by :mod:`musicgen_lora.evaluate` (prompt adherence, audio
 health, the weight-free Fréchet descriptor) and meant for captioning a corpus (tempo, key, loudness words).
 
 * **Tempo** (:func:`estimate_tempo`): a spectral-flux onset envelope at 100 frames/s; each candidate tempo is scored

@@ -1,29 +1,11 @@
-"""Automatic captions: a template filled with each track's own caption, the trigger word, measured tempo, key,
-loudness and brightness, and zero-shot CLAP tags.
+"""The ``caption_template`` option: its fields, its default, its parsing and how it renders.
 
-The caption of a track is ``caption_template`` with its fields filled in (see :data:`FIELDS`); the default,
-:data:`DEFAULT_TEMPLATE`, gives ``"<instance_prompt>, <own caption>, <tags>, <tempo> bpm, <key>"``. The template is
-cut at its commas and semicolons into segments; a segment with an empty field vanishes together with the separator
-before it, so a track without a caption, a tempo or tags gets no dangling commas (``"{bpm} bpm"`` vanishes whole
-when no tempo was measured). A tempo or key the track's own caption already states is not repeated.
-
-What is measured, and when:
-
-* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.analysis`): tempo and
-  key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
-  and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
-  :data:`BRIGHTNESS_WORDS`.
-* ``clap_model_name_or_path`` (a local transformers ``ClapModel`` folder) adds zero-shot tags: for each label set
-  (genre, mood, instrument) the label whose prompt CLAP finds most similar to the track, kept when its probability
-  among the set's labels reaches ``clap_tag_threshold``. The track is embedded on up to :data:`CLAP_EXCERPTS`
-  excerpts of CLAP's window (10 s) at fixed positions (evenly spread, same for every run and seed), resampled to
-  CLAP's 48 kHz, and the excerpt embeddings are averaged.
-
-Everything measured is cached as small JSON files under ``<data_cache_dir>/analysis/``, keyed by the audio's identity
-(path, size and modification time, or a hash of the bytes): tempo/key, loudness/brightness and the CLAP audio
-embedding (with the checkpoint's fingerprint) each apart, and the label prompts' text embeddings per checkpoint. So
-changing the template, the trigger word, the labels or the threshold never decodes audio again, and captioning never
-re-encodes (the codes are cached apart, by the audio alone)."""
+A caption is the template with its fields filled in (see :data:`FIELDS`); the default, :data:`DEFAULT_TEMPLATE`,
+gives ``"<instance_prompt>, <own caption>, <tags>, <tempo> bpm, <key>"``. The template is cut at its commas and
+semicolons into segments; a segment with an empty field vanishes together with the separator before it, so a track
+without a caption, a tempo or tags gets no dangling commas (``"{bpm} bpm"`` vanishes whole when no tempo was
+measured). What fills the fields is measured in :mod:`musicgen_lora.prepare.captions`; the default CLAP labels
+(:data:`DEFAULT_LABELS`) are option defaults, so they live here too."""
 
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ def check_training_options(training: dict[str, Any]) -> None:
 
 
 def check_caption_options(args: DataArguments) -> None:
-    """Config-time checks of the captioning options (called by :func:`musicgen_lora.config.parse_config`).
+    """Config-time checks of the captioning options (called by :func:`musicgen_lora.config.parsing.parse_config`).
 
     Raises:
         UserError: a bad template, a field the options cannot fill, labels or threshold out of range, no CLAP folder.

@@ -6,7 +6,7 @@
     python evaluate.py --config OUTPUT_DIR/finetune_config.json [--prompts prompts.json ...]
 
 Writes ``eval/<model>/<prompt>-<sample>.wav`` (+ a spectrogram PNG), ``comparison_results.jsonl``, ``metrics.json``
-and ``report.html``; see ``python evaluate.py --help`` and :mod:`musicgen_lora.evaluation` for the metrics."""
+and ``report.html``; see ``python evaluate.py --help`` and :mod:`musicgen_lora.evaluate` for the metrics."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ when no tempo was measured). A tempo or key the track's own caption already stat
 
 What is measured, and when:
 
-* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.analysis`): tempo and
+* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.analysis`): tempo and
   key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
   and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
   :data:`BRIGHTNESS_WORDS`.
@@ -71,7 +71,7 @@ def _word(value: float | None, table: tuple[tuple[float, str], ...]) -> str:
 
 def heard_loudness(lufs: float | None, peak: float, target: float | None) -> float | None:
     """The loudness the model hears: the recording's, or with ``loudness_target_lufs`` the target, lowered where
-    normalisation had to stop at full scale (as :func:`musicgen_lora.data.normalize_loudness` does)."""
+    normalisation had to stop at full scale (as :func:`musicgen_lora.prepare.encoding.normalize_loudness` does)."""
     if lufs is None or target is None:
         return lufs
     return min(target, lufs - 20 * math.log10(max(peak, 1e-12)))

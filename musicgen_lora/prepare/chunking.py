@@ -1,7 +1,7 @@
 """Cut long tracks into chunks of at most ``max_duration_in_seconds``, with an explicit policy for the tail.
 
 Chunking is opt-in (``chunk_long_tracks: true``). Without it, a long track stays one example and every training
-step takes a random window of it (see :mod:`musicgen_lora.collator`). With it, each track becomes consecutive chunks
+step takes a random window of it (see :mod:`musicgen_lora.train.collator`). With it, each track becomes consecutive chunks
 that each appear once per epoch; the last, shorter piece of a track (its *tail*) follows ``tail_policy``:
 
 * ``merge`` (default): the tail joins the previous chunk when that stays within the maximum; since every previous

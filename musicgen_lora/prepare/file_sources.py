@@ -2,7 +2,7 @@
 manifest, or one (long) audio file.
 
 Each becomes the training split: a ``datasets.Dataset`` with columns ``audio`` (path) and ``text`` (caption or None),
-like the folder and Hub sources of :mod:`musicgen_lora.data`. Relative audio paths are resolved against the file's
+like the folder and Hub sources of :mod:`musicgen_lora.prepare`. Relative audio paths are resolved against the file's
 own folder first, then the working directory (audiocraft writes manifests with paths relative to where it ran).
 
 * **CSV** (``.csv``, or ``.tsv`` with tabs): a path column (``file_name``, ``path``, or ``audio_column_name``) and a

@@ -2,7 +2,7 @@
 
 Users bring folders of songs, not clean datasets: a corrupt download, a 0-byte placeholder, a float WAV full of NaN,
 a one-sample export or an m4a on a machine without FFmpeg must not stop a run of a thousand songs. Before captioning
-and encoding, each audio file of a split is checked with :func:`musicgen_lora.audio.probe_audio` (its header, and a
+and encoding, each audio file of a split is checked with :func:`musicgen_lora.audio.io.probe_audio` (its header, and a
 decode only where a problem could hide). A bad file is logged as a warning and listed with its reason in the data
 report; with ``strict: true`` the first one stops the run with an error naming it and the fix. When no file is left,
 the error says how many were skipped and why.

@@ -116,7 +116,7 @@ def load_datasets(
     parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
-    :func:`musicgen_lora.prepare.load_or_prepare`); with several processes the main one prepares, the others load."""
+    :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes the main one prepares, the others load."""
     with parsed.training.main_process_first(desc="preparing the dataset"):
         if parsed.training.local_process_index == 0:
             return load_or_prepare(parsed, model, processor)

@@ -7,7 +7,7 @@
 - ``samples/step-N/``: every ``sample_every_steps`` optimizer steps (0: never);
 - ``samples/final/``: at the end of training.
 
-Each render is written by :func:`~musicgen_lora.generation.write_samples` (``N.wav`` + ``prompts.txt``) and logged,
+Each render is written by :func:`~musicgen_lora.generate.render.write_samples` (``N.wav`` + ``prompts.txt``) and logged,
 with its prompts as captions, to the enabled ``report_to`` backends that take audio: TensorBoard (the writer of
 transformers' ``TensorBoardCallback``), Weights & Biases and Trackio (their active run). Rendering runs on the main
 process only and leaves the random number generators as it found them, so training draws the same random numbers
