@@ -1,20 +1,55 @@
 """User-facing errors: one line naming the problem and the fix, never a traceback.
 
 Every module raises :class:`UserError` for problems the user can fix (bad config, missing files, unreadable audio).
-Command-line entry points wrap their work in :func:`exit_on_user_error`, which prints ``error: <message>`` and exits
-with status 2. Setting ``--debug`` on the command line or ``LOGLEVEL=DEBUG`` in the environment re-raises instead,
-so developers still get the full traceback."""
+Command-line entry points parse with :class:`CommandLineParser` (usage errors are UserErrors too) and wrap their work
+in :func:`exit_on_user_error`, which prints ``error: <message>`` and exits with status 2, or with 130 after Ctrl-C
+(:class:`Interrupted`, or a bare ``KeyboardInterrupt``). Setting ``--debug`` on the command line or
+``LOGLEVEL=DEBUG`` in the environment re-raises instead, so developers still get the full traceback."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import math
 import os
 import sys
+import typing
 from collections.abc import Iterator
 
 
 class UserError(Exception):
     """A problem with the user's input; the message names the problem and the fix on one line."""
+
+    exit_code = 2
+
+
+class Interrupted(UserError):
+    """The user stopped a command (Ctrl-C, or SIGTERM on a preemptible machine); the message says what was kept and
+    how to continue. Exit status 130, as shells report an interrupted command."""
+
+    exit_code = 130
+
+
+INTERRUPTED = "interrupted; nothing finished was lost: run the same command again to continue"
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """``argparse`` whose usage errors (unknown flag, missing or malformed value) are one-line UserErrors instead of a
+    usage dump, so every command answers bad input the same way."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(f"{one_line(message)}; run {self.prog} --help for the options")
+
+
+def finite_number(text: str) -> float:
+    """``argparse`` type: a float that is a number ('nan', 'inf' and '1e999' are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def debug_requested(argv: list[str] | None = None) -> bool:
@@ -30,11 +65,17 @@ def one_line(message: str) -> str:
 
 @contextlib.contextmanager
 def exit_on_user_error(argv: list[str] | None = None) -> Iterator[None]:
-    """Turn a :class:`UserError` into ``error: ...`` on stderr and exit status 2 (unless debugging)."""
+    """Turn a :class:`UserError` into ``error: ...`` on stderr and its exit status (2; 130 for :class:`Interrupted`),
+    and Ctrl-C anywhere into one line and 130, unless debugging."""
     try:
         yield
     except UserError as err:
         if debug_requested(argv):
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(err.exit_code) from None
+    except KeyboardInterrupt:
+        if debug_requested(argv):
+            raise
+        print(f"error: {INTERRUPTED}", file=sys.stderr)
+        raise SystemExit(Interrupted.exit_code) from None

@@ -17,6 +17,8 @@ from typing import Any
 
 import datasets
 
+from .errors import UserError
+
 # Hub repository ids: 'name' or 'org/name', letters, digits, '_', '.', '-' (the Hub's own rule).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 # A Hub cache folder names its repository: .../models--facebook--musicgen-small/snapshots/<sha>
@@ -82,6 +84,37 @@ def atomic_write_json(path: str | Path, value: Any, indent: int | None = None) -
     atomic_write_text(path, json.dumps(value, indent=indent) + ("\n" if indent is not None else ""))
 
 
+def read_user_text(path: str | Path, what: str) -> str:
+    """A text file the user wrote (metadata, captions, prompts, a config), decoded as UTF-8; a byte-order mark (as
+    Excel's "CSV UTF-8" writes) is accepted and dropped.
+
+    Args:
+        what: what the file is, for the message (e.g. "metadata file").
+
+    Raises:
+        UserError: missing, not a file, not readable (permissions named as such), or not UTF-8 text (the first bad
+            byte and its position are named).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{what} '{path}' not found; check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} '{path}' is a folder, not a file; give the file's path") from None
+    except PermissionError:
+        raise UserError(f"{what} '{path}' cannot be read: permission denied; fix its permissions (chmod +r)") from None
+    except OSError as err:
+        raise UserError(f"{what} '{path}' cannot be read ({err.strerror}); check the file") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(
+            f"{what} '{path}' is not UTF-8 text (byte 0x{data[err.start]:02x} at position {err.start}); save it as "
+            "UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet, or iconv -f latin1 -t utf-8)"
+        ) from None
+
+
 def read_json_object(path: str | Path) -> dict[str, Any]:
     """The JSON object in ``path``; {} when the file is missing, unreadable, not JSON or not an object."""
     try:
@@ -118,6 +151,29 @@ def save_dataset_atomically(dataset: datasets.Dataset, target: Path, replace: bo
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_writable_folder(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` if needed and check that this process can write there (a probe file, per process: every
+    process of a launch checks at once).
+
+    Args:
+        what: how the user names it, for the message (e.g. "output_dir", "--out_dir").
+
+    Raises:
+        UserError: it is a file, or cannot be created or written to.
+    """
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{what} '{folder}' is a file, not a folder; choose a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{what} '{folder}' is not writable ({err.strerror}); choose a folder you can write to") from None
+    return folder
 
 
 def cache_root(data_cache_dir: str | None) -> Path:

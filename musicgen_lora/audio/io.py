@@ -46,12 +46,13 @@ _SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OS
 class AudioProblem(UserError):
     """An audio source that cannot be used, with what is wrong (``kind``, ``detail``) and the fix.
 
-    ``kind`` is one of ``missing``, ``unreadable``, ``empty``, ``too short``, ``not finite`` and ``unsupported
-    format``; ``reason`` (``"<kind>: <detail>"``) is what the data report lists for the file.
+    ``kind`` is one of ``missing``, ``permission denied``, ``unreadable``, ``empty``, ``too short``, ``not finite``
+    and ``unsupported format``; ``reason`` (``"<kind>: <detail>"``) is what the data report lists for the file.
     """
 
     FIXES = {
         "missing": "check the path or the file_name in your metadata",
+        "permission denied": "fix its permissions (chmod +r) or remove it from the dataset",
         "unreadable": "convert it to FLAC/WAV or remove it from the dataset",
         "empty": "remove it from the dataset",
         "too short": "re-export it or remove it from the dataset",
@@ -63,6 +64,7 @@ class AudioProblem(UserError):
         self.fix = fix or self.FIXES[kind]
         problem = {
             "missing": f"audio file '{name}' not found",
+            "permission denied": f"audio file '{name}' cannot be read: permission denied",
             "unreadable": f"cannot read audio file '{name}' ({self.detail})",
             "empty": f"audio file '{name}' is empty ({self.detail})",
             "too short": f"audio file '{name}' holds {self.detail}",
@@ -148,6 +150,8 @@ def _check_path(target: Any, name: str) -> None:
     if isinstance(target, str):
         if not os.path.exists(target):
             raise AudioProblem("missing", name, "file not found")
+        if not os.access(target, os.R_OK) or os.path.isdir(target):
+            raise AudioProblem("permission denied", name, "not a readable file")
         if os.path.getsize(target) == 0:
             raise AudioProblem("empty", name, "0 bytes")
 

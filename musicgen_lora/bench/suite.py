@@ -58,7 +58,7 @@ from ..demo.tiny import ARCHITECTURES, build_tiny_musicgen
 from ..errors import UserError, exit_on_user_error
 from ..logs import setup_logging
 from ..models.loading import load_model_and_processor, ready_for_training
-from ..prepare import pipeline as prepare
+from ..prepare.cli import main as prepare_main
 from ..train.lora import add_trainable_parts, cast_frozen_base, frozen_base_dtype
 from ..train.lora_speed import PackedBitsDropout, lora_layers
 from ..train.run import build_trainer
@@ -605,7 +605,7 @@ def preparation_bench(
         for _ in range(2):  # first run, then the cache-hit rerun
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                prepare.main(argv)
+                prepare_main(argv)
             timings.append(time.perf_counter() - start)
         audio = base_clips * multiple * seconds
         runs.append({"multiple": multiple, "audio_s": audio, "first_s": timings[0], "rerun_s": timings[1],

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,15 @@ DEFAULT_LORA_TARGETS = [
     "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "enc_to_dec_proj", "audio_enc_to_dec_proj", "lm_heads",
     "embed_tokens",
 ]  # fmt: skip
+
+
+# Every name lora_target_modules takes (train/lora.py maps each to the modules it selects); lm_heads.N and
+# embed_tokens.N select one codebook's head or embedding.
+LORA_TARGET_NAMES = (
+    "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "enc_to_dec_proj", "audio_enc_to_dec_proj", "lm_heads",
+    "embed_tokens",
+)  # fmt: skip
+INDEXED_LORA_TARGET = re.compile(r"^(lm_heads|embed_tokens)\.(\d+)$")
 
 
 RESOLVED_CONFIG_NAME = "finetune_config.json"

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from transformers import HfArgumentParser
 
 from ..errors import UserError, one_line
+from ..files import read_user_text
 from .arguments import (
     ARGUMENT_GROUPS,
     DataArguments,
@@ -117,28 +118,48 @@ def load_json_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file '{path}' not found; check the path (see example_configs/ for examples)")
+    text = read_user_text(path, "config file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(
             f"config file '{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}; fix the "
             "JSON there (keys and strings in double quotes, no trailing commas)"
         ) from None
-    except UnicodeDecodeError:
-        raise UserError(f"config file '{path}' is not UTF-8 text; save it as UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise UserError(f"config file '{path}' must hold a JSON object {{\"key\": value, ...}}, not {type(data).__name__}")
     return data
 
 
+def _config_file_index(argv: list[str]) -> int | None:
+    """Where the config file stands on the command line: the first word that is not an option or an option's value,
+    and names a ``.json`` file (any case) or a file whose text starts with ``{``; None without one."""
+    for index, word in enumerate(argv):
+        takes_value = index > 0 and argv[index - 1].startswith("-") and "=" not in argv[index - 1]
+        if word.startswith("-") or takes_value:
+            continue
+        if word.lower().endswith(".json"):
+            return index
+        try:
+            with open(word, "rb") as handle:
+                if handle.read(256).lstrip().removeprefix(b"\xef\xbb\xbf").startswith(b"{"):
+                    return index
+        except OSError:
+            pass
+    return None
+
+
 def check_json_values(values: dict[str, Any], source: str) -> None:
-    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type."""
+    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type; a JSON ``true``/``false``
+    for an option the command line takes as text (``resume_from_checkpoint``) becomes that text, in place."""
     known = _fields()
     hints = _type_hints()
     for key, value in values.items():
         if key not in known:
             raise UserError(f"unknown option '{key}' in {source}{_nearest(key, known)}")
         hint = hints.get(key, Any)
+        if isinstance(value, bool) and not _value_matches(value, hint) and _value_matches("true", hint):
+            values[key] = value = str(value).lower()  # JSON true/false where the command line takes "true"/"false"
         if not _value_matches(value, hint):
             raise UserError(
                 f"option '{key}' in {source} must be of type {_describe(hint)}, got {json.dumps(value)}; "
@@ -168,9 +189,10 @@ def parse_config(
     """Parse ``[CONFIG.json] [--key value ...]`` into the argument groups.
 
     Args:
-        argv: command-line words without the program name. If the first word ends in ``.json`` it is read as the
-            config file; the remaining words override its keys.
-        defaults: values used when neither a JSON file nor a model or dataset is given (the embedded demo config).
+        argv: command-line words without the program name: a config file (a ``.json`` file, or one holding a JSON
+            object) anywhere among them, and ``--key value`` flags, which override its keys.
+        defaults: the values used when the command line is empty (the embedded demo config); any word at all
+            means the user's own run, which never falls back to them.
 
     Returns:
         A :class:`ParsedConfig`: the argument groups and the requested values to save beside the adapter.
@@ -179,11 +201,13 @@ def parse_config(
         UserError: missing or malformed file, unknown key, wrong type, value out of range, or missing required key.
     """
     argv = [word for word in (argv or []) if word != "--debug"]  # the traceback switch is not a config key
-    if argv and argv[0].endswith(".json"):
-        source = f"'{argv[0]}'"
-        values = load_json_config(argv.pop(0))
+    config = _config_file_index(argv)
+    if config is not None:
+        path = argv.pop(config)
+        source = f"'{path}'"
+        values = load_json_config(path)
         values = translate_foreign_keys(values, source, set(_fields()))  # the popular LoRA script's keys
-    elif defaults and not any(word.split("=")[0] in ("--model_name_or_path", "--dataset_name") for word in argv):
+    elif defaults is not None and not argv:  # nothing at all on the command line: the demo
         source = "the built-in demo config"
         values = dict(defaults)
     else:
@@ -205,12 +229,15 @@ def parse_config(
         f.name: merged[f.name] for f in dataclasses.fields(MusicgenTrainingArguments) if f.init and f.name in merged
     }
     check_options(model, data, lora, training_values)
-    if model.model_name_or_path is None:
-        raise UserError("model_name_or_path is not set; set it to e.g. 'facebook/musicgen-small' or a local model folder")
-    if data.dataset_name is None:
-        raise UserError("dataset_name is not set; set it to a Hub dataset id or a local folder of audio files")
-    if training_values.get("output_dir") is None:
-        raise UserError("output_dir is not set; set it to the folder where the adapter and checkpoints should go")
+    if not (model.model_name_or_path or "").strip():
+        state = "empty" if model.model_name_or_path is not None else "not set"
+        raise UserError(f"model_name_or_path is {state}; set it to e.g. 'facebook/musicgen-small' or a local model folder")
+    if not (data.dataset_name or "").strip():
+        state = "empty" if data.dataset_name is not None else "not set"
+        raise UserError(f"dataset_name is {state}; set it to a Hub dataset id or a local folder of audio files")
+    if not str(training_values.get("output_dir") or "").strip():
+        state = "empty" if training_values.get("output_dir") is not None else "not set"
+        raise UserError(f"output_dir is {state}; set it to the folder where the adapter and checkpoints should go")
     requested = _requested_values((model, data, lora), training_values)
     _adapt_to_hardware(training_values)
     try:

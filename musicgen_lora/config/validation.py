@@ -4,7 +4,10 @@ option and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ from ..files import looks_like_hub_id
 from .arguments import (
     ATTN_IMPLEMENTATIONS,
     BASE_MODEL_DTYPES,
+    INDEXED_LORA_TARGET,
+    LORA_TARGET_NAMES,
     MODEL_MAX_SECONDS,
     TAIL_POLICIES,
     DataArguments,
@@ -37,6 +42,11 @@ def check_options(model: ModelArguments, data: DataArguments, lora: LoraArgument
     Raises:
         UserError: the first value out of range or combination that cannot work, naming the option and the fix.
     """
+    for group in (dataclasses.asdict(model), dataclasses.asdict(data), dataclasses.asdict(lora), training):
+        for name, value in group.items():
+            _require(
+                not isinstance(value, float) or math.isfinite(value), f"{name} must be a finite number, got {value}"
+            )
     check_model_options(model)
     check_data_options(data)
     check_lora_options(lora)
@@ -68,6 +78,17 @@ def check_lora_options(lora: LoraArguments) -> None:
         lora.use_lora is False or lora.lora_target_regex is not None or len(lora.lora_target_modules) > 0,
         "lora_target_modules is empty; name at least one module (e.g. q_proj v_proj) or set lora_target_regex",
     )
+    unknown = [n for n in lora.lora_target_modules if n not in LORA_TARGET_NAMES and not INDEXED_LORA_TARGET.match(n)]
+    _require(
+        not unknown or lora.lora_target_regex is not None,
+        f"unknown LoRA target '{unknown[0] if unknown else ''}' in lora_target_modules; valid names: "
+        f"{', '.join(LORA_TARGET_NAMES)}, lm_heads.N, embed_tokens.N",
+    )
+    if lora.lora_target_regex is not None:
+        try:
+            re.compile(lora.lora_target_regex)
+        except re.error as err:
+            raise UserError(f"lora_target_regex is not a valid regular expression ({err}); fix it") from None
 
 
 def check_data_options(data: DataArguments) -> None:
@@ -144,6 +165,14 @@ def check_training_options(training: dict[str, Any]) -> None:
     _require(
         training["gradient_accumulation_steps"] >= 1,
         f"gradient_accumulation_steps must be >= 1, got {training['gradient_accumulation_steps']}",
+    )
+    _require(
+        training["max_steps"] == -1 or training["max_steps"] >= 1,
+        f"max_steps must be >= 1 (or -1: train num_train_epochs epochs), got {training['max_steps']}",
+    )
+    _require(
+        training["max_steps"] >= 1 or training["num_train_epochs"] > 0,
+        f"num_train_epochs must be > 0 (or set max_steps), got {training['num_train_epochs']}",
     )
     for name in ("text_dropout_prob", "chroma_dropout_prob"):
         _require(0 <= training[name] < 1, f"{name} must be in [0, 1), got {training[name]}")

@@ -19,9 +19,10 @@ from typing import Any
 
 from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME
 from ..config.parsing import load_json_config, parse_config
-from ..errors import UserError, exit_on_user_error
-from ..files import read_json_object
+from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number
+from ..files import ensure_writable_folder, read_json_object
 from ..logs import setup_logging
+from ..models.loading import pick_device
 from .data import DatasetSpec, EvalSettings, resolve_split
 from .models import BASE, ModelSpec, classify_model_dir
 from .prompts import Prompt, read_prompts
@@ -30,13 +31,8 @@ from .run import run_evaluation
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message}; run python evaluate.py --help for the options")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandLineParser(
         prog="evaluate.py",
         description="Render the same prompts with the base MusicGen and each fine-tuned model (same seeds), and "
         "write WAVs, comparison_results.jsonl, metrics.json (held-out cross-entropy per codebook, Fréchet distances, "
@@ -54,10 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         "folder (repeatable)")  # fmt: skip
     add("--prompts", help="JSON list of prompts (strings, or {\"text\", \"bpm\", \"key\"} objects) or a .txt file, one "
         "per line; default with --config: its sample_prompts")  # fmt: skip
-    add("--duration", type=float, help="seconds of audio per sample (default: the config's sample_duration_in_seconds, else 8)")
+    add("--duration", type=finite_number, help="seconds of audio per sample (default: the config's sample_duration_in_seconds, else 8)")
     add("--num_samples", type=int, default=2, help="samples per prompt and model (diversity needs >= 2)")
     add("--seed", type=int, help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0")
-    add("--guidance_scale", type=float, help="classifier-free guidance (1: none); default: config's, else 3")
+    add("--guidance_scale", type=finite_number, help="classifier-free guidance (1: none); default: config's, else 3")
     add("--eval_dataset", action="append", default=[], metavar="[NAME=]PATH",
         help="held-out data for the cross-entropy and the Fréchet reference: a local audio folder (as for training), "
         "a prepared dataset folder (datasets.save_to_disk with codes and text, e.g. a run's prepared_data/), or a "
@@ -69,11 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max_train_samples", type=int, help="use only the first N clips of --train_dataset, as training did "
         "(default: config's max_train_samples)")  # fmt: skip
     add("--output_dir", help="where to write everything (default with --config: OUTPUT_DIR/evaluation)")
+    add("--overwrite", action="store_true", help="replace an earlier evaluation in --output_dir")
     add("--clap_model", help="a local CLAP checkpoint folder (transformers format, e.g. laion/clap-htsat-unfused "
         "downloaded with hf download) for text-audio similarity; off by default")  # fmt: skip
     add("--batch_size", type=int, default=4, help="evaluation windows per forward pass (cross-entropy)")
     add("--max_eval_samples", type=int, help="use only the first N clips of each evaluation dataset")
-    add("--max_duration_in_seconds", type=float, help="cross-entropy window length (default: config's, else 30)")
+    add("--max_duration_in_seconds", type=finite_number, help="cross-entropy window length (default: config's, else 30)")
     add("--instance_prompt", help="caption prefix used in training (default: config's)")
     add("--text_column_name", help="caption column (default: config's, else text)")
     add("--audio_column_name", help="audio column (default: config's, else audio)")
@@ -119,6 +116,8 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     output_dir = args.output_dir or (str(_read_config(args.config)[0] / "evaluation") if args.config else None)
     if not output_dir:
         raise UserError("no --output_dir; give the folder to write the WAVs, metrics and report.html to")
+    _check_output_dir(Path(output_dir), args.overwrite)
+    pick_device(args.device)
     return EvalSettings(
         base_model=base_model,
         models=_models(args),
@@ -141,6 +140,23 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         device=args.device,
         **numbers,
     )
+
+
+EVALUATION_FILES = ("metrics.json", "comparison_results.jsonl", "report.html")
+
+
+def _check_output_dir(out: Path, overwrite: bool) -> None:
+    """Raises UserError when --output_dir is a file, not writable, or holds an earlier evaluation (without
+    --overwrite, which lets this one replace it)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir '{out}' is a file, not a folder; choose a folder")
+    earlier = [name for name in EVALUATION_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise UserError(
+            f"--output_dir '{out}' holds an earlier evaluation ({', '.join(earlier)}); choose another --output_dir, or "
+            "add --overwrite to replace it"
+        )
+    ensure_writable_folder(out, "--output_dir")
 
 
 def _models(args: argparse.Namespace) -> list[ModelSpec]:

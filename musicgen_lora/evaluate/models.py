@@ -13,6 +13,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 
 from ..errors import UserError, one_line
@@ -65,7 +66,7 @@ def adapted(base: PreTrainedModel, spec: ModelSpec, cache_dir: str | None) -> It
 
         try:
             model = AutoModelForTextToWaveform.from_pretrained(spec.path, cache_dir=cache_dir)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, SafetensorError) as err:
             raise UserError(f"cannot load model '{spec.name}' from '{spec.path}': {one_line(err)[:200]}; check the folder") from None
         ready_for_training(model)
         yield model.to(next(base.parameters()).device).eval()
@@ -74,7 +75,7 @@ def adapted(base: PreTrainedModel, spec: ModelSpec, cache_dir: str | None) -> It
 
     try:
         model = PeftModel.from_pretrained(base, spec.path)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise UserError(
             f"cannot load adapter '{spec.name}' from '{spec.path}' onto the base model: {one_line(err)[:200]}; check "
             "that --base_model is the model the adapter was trained from"

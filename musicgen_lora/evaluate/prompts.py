@@ -10,6 +10,7 @@ from typing import Any
 
 from ..audio import analysis
 from ..errors import UserError
+from ..files import read_user_text
 
 
 @dataclass
@@ -45,7 +46,7 @@ def read_prompts(path: str | Path) -> list[Prompt]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"prompts file '{path}' not found; give a JSON list of prompts (or a .txt, one per line)")
-    text = path.read_text(encoding="utf-8")
+    text = read_user_text(path, "prompts file")
     if path.suffix.lower() != ".json":
         items: list[Any] = [line.strip() for line in text.splitlines() if line.strip()]
     else:
@@ -61,11 +62,13 @@ def read_prompts(path: str | Path) -> list[Prompt]:
     for number, item in enumerate(items, start=1):
         if isinstance(item, str) and item.strip():
             prompts.append(Prompt.parse(item.strip()))
-        elif isinstance(item, dict) and isinstance(item.get("text", item.get("prompt")), str):
-            bpm = item.get("bpm")
-            if bpm is not None and (isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or bpm <= 0):
+        elif isinstance(item, dict) and isinstance(item.get("text", item.get("prompt")), str) and item.get("text", item.get("prompt")).strip():
+            bpm, key = item.get("bpm"), item.get("key")
+            if bpm is not None and (isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not 0 < bpm < 1000):
                 raise UserError(f"prompt {number} in '{path}' has bpm {bpm!r}; give a positive number or leave it out")
-            prompts.append(Prompt.parse(item.get("text", item.get("prompt")).strip(), bpm, item.get("key")))
+            if key is not None and not isinstance(key, str):
+                raise UserError(f"prompt {number} in '{path}' has key {json.dumps(key)[:40]}; write it as text like 'A minor'")
+            prompts.append(Prompt.parse(item.get("text", item.get("prompt")).strip(), bpm, key))
         else:
             raise UserError(
                 f"prompt {number} in '{path}' is {json.dumps(item)[:60]}; each prompt must be a non-empty string or an "

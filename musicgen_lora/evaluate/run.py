@@ -21,7 +21,7 @@ from ..config.arguments import ModelArguments
 from ..files import atomic_write_json, atomic_write_text
 from ..generate.render import generate_audio
 from ..models.codec import encodec_latents
-from ..models.loading import is_melody_model, load_model_and_processor
+from ..models.loading import is_melody_model, load_model_and_processor, pick_device
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.cache_keys import module_fingerprint
 from ..train.collator import MusicgenCollator
@@ -93,7 +93,7 @@ def _set_up(settings: EvalSettings) -> _Bench:
     training codes."""
     out = Path(settings.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(settings.device)
     base, processor = load_model_and_processor(
         ModelArguments(model_name_or_path=settings.base_model, cache_dir=settings.cache_dir)
     )

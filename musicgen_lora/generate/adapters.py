@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
+from ..config.arguments import ModelArguments
 from ..errors import UserError, one_line
 from ..files import hub_id_of
-from ..models.processors import load_processor
+from ..models.loading import load_model_and_processor, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -49,30 +51,17 @@ def load_for_generation(
     Raises:
         UserError: the base or an adapter cannot be loaded, or the weights do not match the adapters.
     """
-    from transformers import AutoModelForTextToWaveform
-
     if base_model is None:
         base_model = adapter_base(adapters[0]) if adapters else None
         if base_model is None:
             raise UserError("--base_model is not set and no adapter records its base; pass --base_model (e.g. facebook/musicgen-small)")
-    try:
-        model = AutoModelForTextToWaveform.from_pretrained(base_model)
-        processor = load_processor(base_model)
-    except ImportError as err:
-        raise UserError(
-            f"cannot load the processor of '{base_model}': {one_line(err)[:200]}; install torchaudio, or download the "
-            "model to a local folder (hf download ... --local-dir DIR) and pass that folder"
-        ) from None
-    except (OSError, ValueError, KeyError) as err:
-        raise UserError(f"cannot load base model '{base_model}': {one_line(err)[:300]}; give a MusicGen Hub id or folder") from None
-    if getattr(model.config, "model_type", None) not in ("musicgen", "musicgen_melody"):
-        raise UserError(f"'{base_model}' is not a MusicGen model; pass a MusicGen base (e.g. facebook/musicgen-small)")
+    model, processor = load_model_and_processor(ModelArguments(model_name_or_path=base_model))
     if weights is not None and len(weights) != len(adapters):
         raise UserError(f"--adapter_weights has {len(weights)} value(s) for {len(adapters)} adapter(s); give one per adapter")
     if adapters:
         model = _apply_adapters(model, adapters, weights, blend)
     model.eval()
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(pick_device(device))
     return model, processor, base_model
 
 
@@ -84,7 +73,7 @@ def _apply_adapters(model: torch.nn.Module, adapters: list[str], weights: list[f
         peft_model = PeftModel.from_pretrained(model, adapters[0], adapter_name=names[0])
         for name, adapter in zip(names[1:], adapters[1:]):
             peft_model.load_adapter(adapter, adapter_name=name)
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise UserError(f"cannot load adapter: {one_line(err)[:300]}; give an adapter folder (with adapter_config.json) or Hub id trained on this base") from None
     if len(adapters) == 1 and weights is None:
         return peft_model

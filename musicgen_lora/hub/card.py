@@ -29,6 +29,8 @@ from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_objec
 from ..models.spec import new_tokens_for
 
 CARD_NAME = "README.md"
+# Ends every card this project writes (invisible on the Hub), so a later run knows the README.md is its own.
+CARD_MARKER = "<!-- written by musicgen-lora -->"
 
 
 PLOT_NAME = "loss_curves.png"
@@ -267,7 +269,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Any:
         lines += ["", f"![loss curves]({PLOT_NAME})"]
     lines += ["", "## Licence", "", (f"Inherits the base model's licence ({data.license})." if data.license else
               "See the base model's licence.") + " Train only on music you have the rights to."]  # fmt: skip
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + f"\n\n{CARD_MARKER}\n")
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:

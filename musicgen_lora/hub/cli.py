@@ -12,13 +12,13 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import exit_on_user_error
+from ..errors import CommandLineParser, exit_on_user_error
 from ..logs import setup_logging
 from .upload import push_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m musicgen_lora.push",
         description="Push a training run's output folder to a Hub model repository (created if missing), with a "
         "model card that names the base model by its Hub id and links the final samples.",
@@ -27,19 +27,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repo_id", required=True, help="Hub repository, e.g. your-name/musicgen-lora-jazz")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    parser.add_argument("--attempts", type=int, default=4, help="tries in all for transient errors (default 4)")
+    parser.add_argument("--attempts", type=int, default=4, choices=range(1, 21), metavar="1..20",
+                        help="tries in all for transient errors (default 4)")  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
-    options = build_parser().parse_args(argv)
     setup_logging()
     with exit_on_user_error(argv):
+        options = build_parser().parse_args(argv)
         url = push_folder(
             options.output_dir, options.repo_id, token=options.token, private=True if options.private else None,
-            attempts=max(1, options.attempts),
+            attempts=options.attempts,
         )  # fmt: skip
         print(f"pushed {options.output_dir} to {url}")
         return {"url": url, "repo_id": options.repo_id}

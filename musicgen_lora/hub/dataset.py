@@ -16,7 +16,7 @@ import datasets
 from ..config.arguments import DataArguments
 from ..errors import UserError
 from ..files import atomic_write_json, file_identity
-from .retries import hub_offline, call_with_retries
+from .retries import call_with_retries, hub_offline
 
 logger = logging.getLogger(__name__)
 

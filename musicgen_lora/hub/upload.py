@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import UserError
 from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_object
 from .card import CARD_NAME, PLOT_NAME, SAMPLES_FOLDER, build_model_card, run_settings
-from .retries import check_can_push, call_with_retries
+from .retries import call_with_retries, check_can_push
 
 logger = logging.getLogger(__name__)
 

@@ -142,3 +142,22 @@ def keep_in_eval_mode(module: torch.nn.Module) -> None:
 
     module.train = types.MethodType(train, module)
     module.eval()
+
+
+def pick_device(device: str | None) -> torch.device:
+    """The torch device to run on: ``device``, else CUDA when there is one, else the CPU.
+
+    Raises:
+        UserError: not a device name, or a device this machine does not have.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"--device '{device}' is not a device; use cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {device}: this machine has no such CUDA GPU; use --device cpu (or leave it out)")
+    if chosen.type not in ("cpu", "cuda") and not getattr(torch, chosen.type, None):
+        raise UserError(f"--device {device}: not available here; use --device cpu")
+    return chosen

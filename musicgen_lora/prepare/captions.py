@@ -27,6 +27,7 @@ re-encodes (the codes are cached apart, by the audio alone)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -75,6 +76,19 @@ def heard_loudness(lufs: float | None, peak: float, target: float | None) -> flo
     if lufs is None or target is None:
         return lufs
     return min(target, lufs - 20 * math.log10(max(peak, 1e-12)))
+
+
+def caption_of(value: Any, where: str) -> str | None:
+    """A caption from a metadata row: text (stripped; empty means none) or null.
+
+    Raises:
+        UserError: a number, list or object, which would otherwise be trained as its Python text.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UserError(f"{where}: the caption is {json.dumps(value)[:60]}, not text; write it as a string (or null)")
+    return value.strip() or None
 
 
 def track_fields(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ import datasets
 from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from ..config.arguments import DataArguments
 from ..errors import UserError
+from ..files import read_user_text
+from .captions import caption_of
 
 CSV_PATH_COLUMNS = ("file_name", "path")
 
@@ -61,11 +64,11 @@ def _as_caption(value: Any) -> str | None:
 def load_csv(path: Path, data_args: DataArguments) -> datasets.Dataset:
     """A CSV (or TSV) of audio paths and captions."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    text = read_user_text(path, "CSV file")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle, delimiter=delimiter))
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"cannot read '{path}' as CSV ({err}); save it as UTF-8 CSV with a header row") from None
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as err:
+        raise UserError(f"cannot read '{path}' as CSV ({err}); save it as CSV with a header row") from None
     if not rows:
         raise UserError(f"'{path}' has no rows; add a header row and one row per audio file")
     columns = list(rows[0])
@@ -103,8 +106,8 @@ def sidecar_caption(audio_path: str) -> str | None:
     if not sidecar.is_file():
         return None
     try:
-        info = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        info = json.loads(read_user_text(sidecar, "sidecar metadata"))
+    except json.JSONDecodeError as err:
         raise UserError(f"sidecar metadata '{sidecar}' is not valid JSON ({err}); fix or remove it") from None
     if not isinstance(info, dict):
         return None
@@ -126,21 +129,27 @@ def load_manifest(path: Path, data_args: DataArguments) -> datasets.Dataset:
             f"conditional_audio_column_name is not supported with a jsonl manifest ('{path}'); use a CSV with that "
             "column, or unset it"
         )
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    if path.name.lower().endswith(".gz"):
+        try:
+            with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
+                lines = handle.read().splitlines()
+        except (OSError, UnicodeDecodeError, EOFError) as err:
+            raise UserError(f"manifest '{path}' cannot be read as gzipped UTF-8 text ({err}); fix or recompress it") from None
+    else:
+        lines = read_user_text(path, "manifest").splitlines()
     paths, texts = [], []
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path} line {number} is not valid JSON ({err.msg}); fix that line") from None
-            if not isinstance(row, dict) or "path" not in row:
-                raise UserError(f"{path} line {number} has no 'path' field; each line needs the audio file's path")
-            audio = _resolve(path.parent, row["path"], path, number)
-            paths.append(audio)
-            texts.append(_as_caption(row.get(data_args.text_column_name)) or sidecar_caption(audio))
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path} line {number} is not valid JSON ({err.msg}); fix that line") from None
+        if not isinstance(row, dict) or "path" not in row:
+            raise UserError(f"{path} line {number} has no 'path' field; each line needs the audio file's path")
+        audio = _resolve(path.parent, row["path"], path, number)
+        paths.append(audio)
+        texts.append(caption_of(row.get(data_args.text_column_name), f"{path} line {number}") or sidecar_caption(audio))
     if not paths:
         raise UserError(f"manifest '{path}' has no entries; add one JSON line per audio file")
     return datasets.Dataset.from_dict({"audio": paths, "text": texts})
@@ -154,7 +163,7 @@ def load_audio_file(path: Path, data_args: DataArguments) -> datasets.Dataset:
             "or unset it"
         )
     caption_file = path.with_suffix(".txt")
-    text = caption_file.read_text(encoding="utf-8").strip() if caption_file.is_file() else None
+    text = read_user_text(caption_file, "caption file").strip() if caption_file.is_file() else None
     return datasets.Dataset.from_dict({"audio": [str(path)], "text": [text or None]})
 
 

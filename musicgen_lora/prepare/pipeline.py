@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from ..audio.io import describe_source
 from ..config.arguments import DataArguments, ParsedConfig
 from ..errors import UserError
-from ..files import atomic_write_json, cache_root, save_dataset_atomically
+from ..files import atomic_write_json, cache_root, ensure_writable_folder, save_dataset_atomically
 from ..hub.dataset import push_captioned_split
 from ..logs import progress, progress_bars
 from ..models.codec import encode_clip
@@ -55,6 +55,7 @@ def prepare_data(
     """
     data_args, training = parsed.data, parsed.training
     out = Path(training.output_dir) / PREPARED_DIR_NAME
+    ensure_writable_folder(cache_root(data_args.data_cache_dir), "data_cache_dir")
     if model is None or processor is None:
         report = already_prepared(parsed, out)
         if report is not None:

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 PROBE_VERSION = 1  # bump when probe_audio checks more, so cached results are redone
 
 
-UNCACHED_KINDS = ("missing", "unsupported format")  # they change with the machine, not with the file
+UNCACHED_KINDS = ("missing", "permission denied", "unsupported format")  # they change with the machine or a chmod, not with the file
 
 
 def cached_probe(source: Any, cache_root: Path) -> AudioProblem | None:

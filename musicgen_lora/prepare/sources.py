@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,77 +20,133 @@ import datasets
 from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from ..config.arguments import DataArguments
 from ..errors import UserError, one_line
+from ..files import read_user_text
+from .captions import caption_of
 from .file_sources import load_file_source
 
+logger = logging.getLogger(__name__)
 
-def _read_metadata(folder: Path) -> list[dict[str, Any]] | None:
-    jsonl, csv_path = folder / "metadata.jsonl", folder / "metadata.csv"
-    if jsonl.is_file():
-        rows = []
-        for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{jsonl} line {number} is not valid JSON ({err.msg}); fix that line") from None
-        return rows
-    if csv_path.is_file():
-        with csv_path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    return None
+
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+
+
+def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path] | None:
+    """The rows of a folder's ``metadata.jsonl`` (or ``.csv``) with their line numbers, and the file; None without.
+
+    Raises:
+        UserError: not UTF-8, a line that is not valid JSON or not a JSON object, a malformed CSV.
+    """
+    for name in METADATA_FILES:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        return None
+    text = read_user_text(path, "metadata file")
+    rows = []
+    if path.suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path} line {number} is not valid JSON ({err.msg}); fix that line") from None
+            if not isinstance(row, dict):
+                raise UserError(f'{path} line {number} is not a JSON object; write each row as {{"file_name": ..., "text": ...}}')
+            rows.append((number, row))
+    else:
+        try:
+            rows = list(enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2))
+        except csv.Error as err:
+            raise UserError(f"cannot read '{path}' as CSV ({err}); save it as CSV with a header row") from None
+    return rows, path
 
 
 def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Dataset:
-    rows = _read_metadata(folder)
-    if rows is not None:
-        if not rows:
-            raise UserError(f"the metadata file in '{folder}' has no rows; add one row per audio file")
-        columns = sorted(rows[0])
-        path_column = "file_name" if "file_name" in rows[0] else data_args.audio_column_name
-        if path_column not in rows[0]:
+    metadata = _read_metadata(folder)
+    if metadata is None:
+        if data_args.conditional_audio_column_name is not None:
             raise UserError(
-                f"the metadata in '{folder}' has no 'file_name' or '{data_args.audio_column_name}' column (columns: "
-                f"{', '.join(columns)}); add file_name with each audio file's path relative to the folder"
+                f"conditional_audio_column_name needs a metadata.jsonl/.csv in '{folder}' with that column; add one or "
+                "unset it"
             )
-        paths = [str(folder / row[path_column]) for row in rows]
-        texts = [row.get(data_args.text_column_name) for row in rows]
-        conditional = data_args.conditional_audio_column_name
-        if conditional is not None:
-            if conditional not in rows[0]:
-                raise UserError(
-                    f"conditional audio column '{conditional}' not found in the metadata of '{folder}' (columns: "
-                    f"{', '.join(columns)}); set conditional_audio_column_name to a column of audio paths, or unset it"
-                )
-            return datasets.Dataset.from_dict(
-                {"audio": paths, "text": _as_text(texts), "conditional_audio": [str(folder / r[conditional]) for r in rows]}
-            )
-        if all(t is None for t in texts) and data_args.instance_prompt is None:
-            raise UserError(
-                f"caption column '{data_args.text_column_name}' not found in the metadata of '{folder}' (columns: "
-                f"{', '.join(columns)}); set text_column_name to the caption column, or set instance_prompt"
-            )
-    else:
-        # formats that need FFmpeg are picked up too: without it they are skipped and reported, not ignored
-        extensions = AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
-        paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
-        if not paths:
-            raise UserError(
-                f"dataset folder '{folder}' holds no audio files ({', '.join(extensions)}); point dataset_name "
-                "at your music folder"
-            )
-        texts = []
-        for path in paths:
-            caption_file = Path(path).with_suffix(".txt")
-            texts.append(caption_file.read_text(encoding="utf-8").strip() if caption_file.is_file() else None)
-    if data_args.conditional_audio_column_name is not None:
+        return _load_audio_files(folder, data_args)
+    rows, source = metadata
+    if not rows:
+        raise UserError(f"the metadata file '{source}' has no rows; add one row per audio file")
+    columns = sorted({key for _, row in rows for key in row})
+    path_column = "file_name" if "file_name" in columns else data_args.audio_column_name
+    if path_column not in columns:
         raise UserError(
-            f"conditional_audio_column_name needs a metadata.jsonl/.csv in '{folder}' with that column; add one or unset it"
+            f"the metadata in '{folder}' has no 'file_name' or '{data_args.audio_column_name}' column (columns: "
+            f"{', '.join(columns)}); add file_name with each audio file's path relative to the folder"
         )
-    return datasets.Dataset.from_dict({"audio": paths, "text": _as_text(texts)})
+    text_column = data_args.text_column_name
+    if text_column not in columns and (text_column != "text" or data_args.instance_prompt is None):
+        raise UserError(
+            f"caption column '{text_column}' not found in the metadata of '{folder}' (columns: {', '.join(columns)}); "
+            "set text_column_name to the caption column, or set instance_prompt"
+        )
+    conditional = data_args.conditional_audio_column_name
+    if conditional is not None and conditional not in columns:
+        raise UserError(
+            f"conditional audio column '{conditional}' not found in the metadata of '{folder}' (columns: "
+            f"{', '.join(columns)}); set conditional_audio_column_name to a column of audio paths, or unset it"
+        )
+    table: dict[str, list] = {"audio": [], "text": [], **({"conditional_audio": []} if conditional else {})}
+    seen: dict[str, tuple[int, str | None]] = {}
+    for number, row in rows:
+        where = f"{source} line {number}"
+        audio = str(folder / _relative_path(row.get(path_column), path_column, where))
+        text = caption_of(row.get(text_column), where)
+        if audio in seen:  # the same track twice would be trained twice, and could land on both sides of a split
+            first, first_text = seen[audio]
+            if first_text != text:
+                raise UserError(
+                    f"{source} lists '{row[path_column]}' twice (lines {first} and {number}) with different captions; "
+                    "keep one row per audio file"
+                )
+            logger.warning("%s lists '%s' twice (lines %d and %d): the repeat is ignored", source, row[path_column],
+                           first, number)  # fmt: skip
+            continue
+        seen[audio] = (number, text)
+        table["audio"].append(audio)
+        table["text"].append(text)
+        if conditional:
+            table["conditional_audio"].append(str(folder / _relative_path(row.get(conditional), conditional, where)))
+    return datasets.Dataset.from_dict(table)
 
 
-def _as_text(values: list[Any]) -> list[str | None]:
-    return [v if v is None else str(v) for v in values]
+def _relative_path(value: Any, column: str, where: str) -> str:
+    """A metadata row's audio path (relative to the folder).
+
+    Raises:
+        UserError: missing, empty or not text.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(
+            f"{where}: '{column}' is {json.dumps(value)[:60] if value is not None else 'missing'}; give each row the "
+            "audio file's path relative to the folder, as text"
+        )
+    return value.strip()
+
+
+def _load_audio_files(folder: Path, data_args: DataArguments) -> datasets.Dataset:
+    """A folder of audio files without metadata, each captioned by a same-named ``.txt`` (if any)."""
+    # formats that need FFmpeg are picked up too: without it they are skipped and reported, not ignored
+    extensions = AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
+    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    if not paths:
+        raise UserError(
+            f"dataset folder '{folder}' holds no audio files ({', '.join(extensions)}); point dataset_name at your "
+            "music folder"
+        )
+    texts = []
+    for path in paths:
+        caption_file = Path(path).with_suffix(".txt")
+        texts.append(read_user_text(caption_file, "caption file").strip() or None if caption_file.is_file() else None)
+    return datasets.Dataset.from_dict({"audio": paths, "text": texts})
 
 
 # Endings that make a dataset_name a file, never a Hub id (Hub ids are 'user/name' and have no file extension).
@@ -137,7 +195,8 @@ def _load_hub_split(data_args: DataArguments, split: str, cache_dir: str | None)
     for column, name in audio_columns.items():
         if column != name:
             dataset = dataset.rename_column(column, name)
-    return dataset.add_column("text", _as_text(texts))
+    name = data_args.dataset_name
+    return dataset.add_column("text", [caption_of(text, f"'{name}' row {i}") for i, text in enumerate(texts)])
 
 
 def load_split(data_args: DataArguments, split: str, cache_dir: str | None = None) -> datasets.Dataset:
@@ -202,8 +261,8 @@ def stream_rows(stream: datasets.IterableDataset, data_args: DataArguments) -> I
             for index, row in enumerate(rows):
                 audio = row[data_args.audio_column_name]
                 source = audio.get("path") if isinstance(audio, dict) and audio.get("path") else f"row {index}"
-                text = row.get(data_args.text_column_name)
-                yield {"audio": audio, "text": None if text is None else str(text), "source": str(source)}
+                text = caption_of(row.get(data_args.text_column_name), f"'{data_args.dataset_name}' row {index}")
+                yield {"audio": audio, "text": text, "source": str(source)}
         except ImportError as err:  # datasets' folder builders encode audio files through torchcodec
             raise UserError(
                 f"streaming '{data_args.dataset_name}' needs {one_line(err)}; streaming is for Hub datasets (Parquet): set "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -25,8 +24,6 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 
 
-# Files that show a folder already holds the results of a run.
-RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", "finetune_config.json")
 
 
 def checkpoint_folders(output_dir: str | Path) -> list[Path]:
@@ -39,12 +36,28 @@ def checkpoint_folders(output_dir: str | Path) -> list[Path]:
 
 
 def is_complete(checkpoint: Path) -> bool:
-    """Whether a checkpoint was fully written: its trainer state parses and its weights exist."""
+    """Whether a checkpoint was fully written: its trainer state parses, its weights exist, and every safetensors file
+    in it is whole (its header parses and the file is as long as the header says)."""
     try:
         json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return any((checkpoint / name).is_file() for name in WEIGHT_FILES)
+    if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+        return False
+    return all(safetensors_intact(path) for path in checkpoint.rglob("*.safetensors"))
+
+
+def safetensors_intact(path: Path) -> bool:
+    """Whether a safetensors file is whole: an 8-byte header length, a JSON header, and exactly the tensor bytes the
+    header's offsets promise (a truncated or overwritten file fails; bit flips inside tensors are not detected)."""
+    try:
+        with path.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + length + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False
 
 
 def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
@@ -52,7 +65,7 @@ def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
     for checkpoint in reversed(checkpoint_folders(output_dir)):
         if is_complete(checkpoint):
             return checkpoint
-        logger.warning("Skipping %s: it was not completely written (interrupted save)", checkpoint)
+        logger.warning("Skipping %s: it was not completely written (interrupted save) or is damaged", checkpoint)
     return None
 
 
@@ -78,43 +91,11 @@ def resolve_resume(resume_from_checkpoint: str | bool | None, output_dir: str | 
         raise UserError(f"resume_from_checkpoint '{checkpoint}' not found; give a checkpoint-N folder or true")
     if not is_complete(checkpoint):
         raise UserError(
-            f"checkpoint '{checkpoint}' is incomplete (interrupted save): no readable trainer_state.json or weights; "
+            f"checkpoint '{checkpoint}' is incomplete or damaged: no readable trainer_state.json, or missing or "
+            "truncated weights; "
             "resume from an earlier checkpoint or use resume_from_checkpoint true"
         )
     return str(checkpoint)
-
-
-def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> None:
-    """Refuse to mix a new run into an old one, and check the folder is writable (changes nothing in it).
-
-    Raises:
-        UserError: the folder holds a previous run (and neither overwrite nor resume was asked), or is not writable.
-    """
-    folder = Path(output_dir)
-    previous = [p.name for p in checkpoint_folders(folder)] + [n for n in RUN_MARKERS if (folder / n).exists()]
-    if previous and not resuming and not overwrite:
-        raise UserError(
-            f"output_dir '{folder}' already holds a previous run ({', '.join(previous[:3])}); continue it with "
-            "resume_from_checkpoint true, start over with overwrite_output_dir true, or choose another output_dir"
-        )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"  # one per process: every process of a launch checks at once
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(
-            f"output_dir '{folder}' is not writable ({err.strerror}); choose a folder you can write to"
-        ) from None
-
-
-def clear_previous_checkpoints(output_dir: str | Path) -> None:
-    """Delete an old run's checkpoints (overwrite_output_dir), so the new run's never mix with them.
-
-    Called only once the new run is ready to train, so bad data or a bad model never cost the old run.
-    """
-    for checkpoint in checkpoint_folders(output_dir):
-        shutil.rmtree(checkpoint)
 
 
 def keep_best(best_checkpoint: str | None, output_dir: str | Path) -> Path | None:

@@ -11,7 +11,14 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel
 
-from ..config.arguments import DEFAULT_LORA_TARGETS, LoraArguments, ModelArguments, MusicgenTrainingArguments
+from ..config.arguments import (
+    DEFAULT_LORA_TARGETS,
+    INDEXED_LORA_TARGET,
+    LORA_TARGET_NAMES,
+    LoraArguments,
+    ModelArguments,
+    MusicgenTrainingArguments,
+)
 from ..errors import UserError
 from .lora_speed import use_packed_bits_dropout
 
@@ -36,11 +43,11 @@ _TARGET_PATTERNS = {
 }
 
 
+assert set(_TARGET_PATTERNS) == set(LORA_TARGET_NAMES), "config.LORA_TARGET_NAMES and the patterns must agree"
 # T5 attention projections of the text encoder, adapted only with train_text_encoder.
 TEXT_ENCODER_PATTERN = r"text_encoder\.encoder\.block\.\d+\.layer\.0\.SelfAttention\.(q|k|v|o)"
 
 
-_INDEXED_TARGET = re.compile(r"^(lm_heads|embed_tokens)\.(\d+)$")
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -97,7 +104,7 @@ def lora_target_regex(names: list[str]) -> str:
     """
     patterns = []
     for name in names:
-        indexed = _INDEXED_TARGET.match(name)
+        indexed = INDEXED_LORA_TARGET.match(name)
         if indexed:
             base = _TARGET_PATTERNS[indexed.group(1)]
             patterns.append(base.replace(r"\d+", indexed.group(2)))
@@ -107,6 +114,38 @@ def lora_target_regex(names: list[str]) -> str:
             valid = ", ".join([*_TARGET_PATTERNS, "lm_heads.N", "embed_tokens.N"])
             raise UserError(f"unknown LoRA target '{name}' in lora_target_modules; valid names: {valid}")
     return "(" + "|".join(patterns) + ")"
+
+
+def check_lora_targets(
+    model: PreTrainedModel, lora_args: LoraArguments, report_missing: bool = True
+) -> tuple[str, list[str]]:
+    """The LoRA targets as one regex, and the names of the modules of ``model`` it matches (none without LoRA).
+
+    Args:
+        report_missing: warn about named targets this model does not have (e.g. a melody projection).
+
+    Raises:
+        UserError: the regex is invalid, or the targets match no module of this model.
+    """
+    if not lora_args.use_lora:
+        return "", []
+    regex = lora_args.lora_target_regex or lora_target_regex(lora_args.lora_target_modules)
+    if lora_args.train_text_encoder:
+        regex = f"({regex}|{TEXT_ENCODER_PATTERN})"
+    try:
+        compiled = re.compile(regex)
+    except re.error as err:
+        raise UserError(f"lora_target_regex is not a valid regular expression ({err}); fix it") from None
+    matched = [name for name, _ in model.named_modules() if compiled.fullmatch(name)]
+    if not matched:
+        raise UserError(
+            f"LoRA targets match no module of this model (regex {regex!r}); check lora_target_modules or lora_target_regex"
+        )
+    if report_missing and not lora_args.lora_target_regex and lora_args.lora_target_modules != DEFAULT_LORA_TARGETS:
+        missing = [n for n in lora_args.lora_target_modules if not any(re.fullmatch(lora_target_regex([n]), m) for m in matched)]
+        if missing:  # e.g. audio_enc_to_dec_proj only exists in melody models
+            logger.warning("LoRA targets not present in this model, skipped: %s", ", ".join(missing))
+    return regex, matched
 
 
 def add_trainable_parts(model: PreTrainedModel, lora_args: LoraArguments) -> torch.nn.Module:
@@ -128,22 +167,7 @@ def add_trainable_parts(model: PreTrainedModel, lora_args: LoraArguments) -> tor
         if lora_args.train_text_encoder:
             model.text_encoder.requires_grad_(True)
         return model
-    regex = lora_args.lora_target_regex or lora_target_regex(lora_args.lora_target_modules)
-    if lora_args.train_text_encoder:
-        regex = f"({regex}|{TEXT_ENCODER_PATTERN})"
-    try:
-        compiled = re.compile(regex)
-    except re.error as err:
-        raise UserError(f"lora_target_regex is not a valid regular expression ({err}); fix it") from None
-    matched = [name for name, _ in model.named_modules() if compiled.fullmatch(name)]
-    if not matched:
-        raise UserError(
-            f"LoRA targets match no module of this model (regex {regex!r}); check lora_target_modules or lora_target_regex"
-        )
-    if not lora_args.lora_target_regex and lora_args.lora_target_modules != DEFAULT_LORA_TARGETS:
-        missing = [n for n in lora_args.lora_target_modules if not any(re.fullmatch(lora_target_regex([n]), m) for m in matched)]
-        if missing:  # e.g. audio_enc_to_dec_proj only exists in melody models
-            logger.warning("LoRA targets not present in this model, skipped: %s", ", ".join(missing))
+    regex, matched = check_lora_targets(model, lora_args, report_missing=False)  # run_training reported them
     config = LoraConfig(
         r=lora_args.lora_r,
         lora_alpha=lora_args.lora_alpha,

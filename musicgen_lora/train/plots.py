@@ -9,13 +9,12 @@ matplotlib is imported only here, on use, and draws without pyplot (no global ba
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError, exit_on_user_error
+from ..errors import CommandLineParser, UserError, exit_on_user_error
+from ..files import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +95,19 @@ def plot_loss_curves_if_possible(log_history: list[dict[str, Any]], path: str | 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m musicgen_lora.plots",
         description="Draw OUTPUT_DIR/loss_curves.png from a finished run's trainer_state.json.",
     )
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="a training run's output folder")
-    options = parser.parse_args(argv)
     with exit_on_user_error(argv):
+        options = parser.parse_args(argv)
         state_file = Path(options.output_dir) / "trainer_state.json"
         if not state_file.is_file():
             raise UserError(f"'{state_file}' not found; give the output_dir of a finished training run")
-        history = json.loads(state_file.read_text(encoding="utf-8")).get("log_history", [])
+        history = read_json_object(state_file).get("log_history")
+        if not isinstance(history, list):
+            raise UserError(f"'{state_file}' holds no log history (damaged?); give the output_dir of a finished training run")
         path = plot_loss_curves(history, Path(options.output_dir) / "loss_curves.png")
         print(path)
         return {"plot": str(path)}

@@ -13,25 +13,21 @@ import torch
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
 from ..config.arguments import RESOLVED_CONFIG_NAME, ParsedConfig
-from ..errors import UserError, one_line
-from ..files import hub_id_of
+from ..errors import Interrupted, UserError, one_line
+from ..files import atomic_write_json, cache_root, ensure_writable_folder, hub_id_of
 from ..hub.card import PLOT_NAME, fix_adapter_config, write_model_card
 from ..hub.upload import PushRequest, push_folder, take_push_request
 from ..models.loading import is_melody_model, load_model_and_processor
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.pipeline import load_or_prepare
 from ..prepare.reuse import PREPARED_DIR_NAME, load_prepared, split_plan
-from .checkpoints import (
-    check_output_dir,
-    clear_previous_checkpoints,
-    keep_best,
-    newest_complete_checkpoint,
-    resolve_resume,
-)
+from .checkpoints import keep_best, newest_complete_checkpoint, resolve_resume
 from .collator import MusicgenCollator
-from .lora import add_trainable_parts, cast_frozen_base, frozen_base_dtype
+from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
+from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
 from .plots import plot_loss_curves_if_possible
 from .samples import SampleCallback
+from .stopping import StopOnSignal
 from .trainer import MusicgenTrainer
 
 logger = logging.getLogger(__name__)
@@ -151,31 +147,67 @@ def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
 
 
 def run_training(parsed: ParsedConfig) -> dict[str, Any]:
-    """Load, encode, train (rendering samples before, during and after), save.
+    """Load, encode, train (rendering samples before, during and after), save; nothing in output_dir lost.
 
     Returns:
         ``{"output_dir", "train": metrics, "eval": metrics or None, "samples": [paths], "model": trained model,
-        "log_history": Trainer's logged records}``.
+        "log_history": Trainer's logged records, "hub_url": url or None}``.
+
+    Raises:
+        UserError: bad input (before any file is touched where possible), a failed save or push; Interrupted (exit
+            130) after Ctrl-C or SIGTERM, with a checkpoint saved.
     """
-    lora_args, training = parsed.lora, parsed.training
+    training = parsed.training
     push = take_push_request(parsed)  # checked before training; the token leaves the arguments the Trainer saves
     resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
-    check_output_dir(training.output_dir, overwrite=training.overwrite_output_dir, resuming=bool(resume))
+    check_output_dir(training.output_dir, parsed.data.dataset_name, training.overwrite_output_dir, bool(resume))
+    ensure_writable_folder(cache_root(parsed.data.data_cache_dir), "data_cache_dir")
+    is_main = training.process_index == 0
+    with run_lock(training.output_dir, active=is_main):
+        replacing = is_main and training.overwrite_output_dir and not resume
+        aside = set_previous_run_aside(training.output_dir) if replacing else None
+        try:
+            trainer, processor, train_result, eval_metrics = _train(parsed, resume)
+        except BaseException as err:
+            note = settle_previous_run(aside, training.output_dir, succeeded=False)
+            if note and isinstance(err, UserError):
+                err.args = (f"{err}; {note}",)
+            elif note:
+                logger.warning("Training failed: %s", note)
+            raise
+        settle_previous_run(aside, training.output_dir, succeeded=True)
+        return _outputs(parsed, trainer, processor, train_result, eval_metrics, push)
+
+
+def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, ProcessorMixin, Any, dict[str, float] | None]:
+    """Load the model, check its LoRA targets, prepare (or reuse) the data, train and save the weights and metrics.
+
+    Raises:
+        Interrupted: a stop signal arrived; the checkpoint it saved is named.
+    """
+    lora_args, training = parsed.lora, parsed.training
     set_seed(training.seed)
     base_dtype = frozen_base_dtype(parsed.model, training)
     # with LoRA the whole base is frozen: load it in half precision directly (no fp32 copy), EnCodec in fp32
     model, processor = load_model_and_processor(
         parsed.model, dtype=base_dtype if lora_args.use_lora else None, train_text_encoder=lora_args.train_text_encoder
     )
+    check_lora_targets(model, lora_args)  # before the data is prepared: a bad option costs no file
     train_dataset, eval_dataset = load_datasets(parsed, model, processor)
     cast_frozen_base(model, base_dtype, lora_args)  # full fine-tuning: the text encoder; EnCodec stays fp32
     model = add_trainable_parts(model, lora_args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
-    if training.overwrite_output_dir and not resume and trainer.is_world_process_zero():
-        clear_previous_checkpoints(training.output_dir)
-
-    output_dir = Path(training.output_dir)
-    train_result = train_with_clear_errors(trainer, resume)
+    stopper = StopOnSignal()
+    trainer.add_callback(stopper)
+    with stopper.listening():
+        train_result = train_with_clear_errors(trainer, resume)
+    if stopper.signal_name is not None:
+        step, total = trainer.state.global_step, trainer.state.max_steps
+        checkpoint = newest_complete_checkpoint(training.output_dir)
+        raise Interrupted(
+            f"stopped by {stopper.signal_name} at step {step} of {total}; the checkpoint is "
+            f"'{checkpoint or 'not written'}': continue with the same command and --resume_from_checkpoint true"
+        )
     trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
@@ -185,27 +217,35 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         trainer.save_metrics("eval", eval_metrics)
+    return trainer, processor, train_result, eval_metrics
 
+
+def _outputs(
+    parsed: ParsedConfig, trainer: Trainer, processor: ProcessorMixin, train_result: Any,
+    eval_metrics: dict[str, float] | None, push: PushRequest | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The rest of the run's files on the main process (processor, best/, its config, card, plot), the push, and the
+    result (see :func:`run_training`)."""
+    output_dir = Path(parsed.training.output_dir)
+    hub_url = None
     if trainer.is_world_process_zero():
         processor.save_pretrained(output_dir)
         best = keep_best(trainer.state.best_model_checkpoint, output_dir)
         if best is not None:
             processor.save_pretrained(best)
             logger.info("Best checkpoint (%s) kept as %s", trainer.state.best_model_checkpoint, best)
-        (output_dir / RESOLVED_CONFIG_NAME).write_text(json.dumps(parsed.requested, indent=2) + "\n", encoding="utf-8")
-    # samples/final/ was written by SampleCallback at the end of training (main process only)
-    sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
-    samples = [str(p) for p in sampler.final_paths] if sampler is not None else []
-    hub_url = None
-    if trainer.is_world_process_zero():  # Hub id in adapter_config.json, loss_curves.png, README.md card, push
+        atomic_write_json(output_dir / RESOLVED_CONFIG_NAME, parsed.requested, indent=2)
         model_args = parsed.model
         log_history = trainer.state.log_history
+        # Hub id in adapter_config.json, loss_curves.png, README.md card, push
         hub_url = finish_run(output_dir, model_args.model_name_or_path, model_args.base_model_id, log_history, push)["hub_url"]
+    # samples/final/ was written by SampleCallback at the end of training (main process only)
+    sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
     return {
         "output_dir": str(output_dir),
         "train": train_result.metrics,
         "eval": eval_metrics,
-        "samples": samples,
+        "samples": [str(p) for p in sampler.final_paths] if sampler is not None else [],
         "model": trainer.model,
         "log_history": trainer.state.log_history,
         "hub_url": hub_url,

@@ -96,6 +96,8 @@ class SampleCallback(TrainerCallback):
             self._render(args, state, kwargs["model"], f"step-{state.global_step}", "step")
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if state.global_step < state.max_steps:  # stopped early on request: the run is not final, render nothing
+            return
         model = kwargs["model"]
         if not self._base_done:
             self._render_base(args, state, model)

@@ -13,6 +13,7 @@ from finetune_musicgen import main
 from musicgen_lora.config.arguments import DEFAULT_LORA_TARGETS
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.demo.assets import DEMO_CONFIG
+from musicgen_lora.errors import UserError
 
 from ..conftest import ROOT
 
@@ -50,11 +51,28 @@ def test_command_line_overrides_the_json_file(tmp_path):
     assert parse_config([config]).lora.lora_target_modules == DEFAULT_LORA_TARGETS
 
 
-def test_demo_defaults_apply_only_without_a_model_or_dataset(tmp_path):
-    demo = parse_config(["--max_steps", "3"], defaults=DEMO_CONFIG)
-    assert demo.model.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.training.max_steps == 3
-    own = parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", "o"], defaults=DEMO_CONFIG)
-    assert own.lora.lora_r == 16 and own.training.sample_prompts == []  # the field defaults, not the demo's
+def test_demo_defaults_apply_only_to_an_empty_command_line(tmp_path):
+    demo = parse_config([], defaults=DEMO_CONFIG)
+    assert demo.model.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.lora.lora_r == DEMO_CONFIG["lora_r"]
+    # any word means the user's own run: a missing option is an error, never the demo (whose overwrite_output_dir is
+    # true) pointed at the user's output_dir
+    with pytest.raises(UserError, match="model_name_or_path is not set"):
+        parse_config(["--output_dir", str(tmp_path / "run"), "--max_steps", "2"], defaults=DEMO_CONFIG)
+    own = parse_config(["--model-name-or-path", "m", "--dataset-name", "d", "--output-dir", "o"], defaults=DEMO_CONFIG)
+    assert own.model.model_name_or_path == "m" and own.data.dataset_name == "d"  # hyphenated flags are the same
+    assert own.lora.lora_r == 16 and own.training.sample_prompts == [] and not own.training.overwrite_output_dir
+
+
+def test_the_config_file_is_found_anywhere_on_the_command_line(tmp_path):
+    config = write_config(tmp_path, MINIMAL)
+    upper = tmp_path / "run.JSON"
+    upper.write_text(Path(config).read_text())
+    no_suffix = tmp_path / "my-config"
+    no_suffix.write_bytes(b"\xef\xbb\xbf" + Path(config).read_bytes())  # a byte-order mark, as Excel writes
+    for argv in (["--max_steps", "5", config], ["--lora_r", "4", str(upper), "--max_steps", "5"], [str(no_suffix), "--max_steps", "5"]):
+        parsed = parse_config(argv)
+        assert parsed.model.model_name_or_path == MINIMAL["model_name_or_path"] and parsed.training.max_steps == 5
+    assert parse_config(["--output_dir", "x.json", config]).training.output_dir == "x.json"  # a flag's value stays one
 
 
 def test_requested_values_leave_out_tokens_and_hardware_adaptations(tmp_path):

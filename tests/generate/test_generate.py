@@ -200,7 +200,7 @@ def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
     for argv, message in [
         (["--base_model", str(tiny_model_dir)], "nothing to do; give --prompt"),
         (["--base_model", str(tiny_model_dir), "--prompt", "x", "--duration", "0"], "--duration must be > 0"),
-        (["--base_model", str(tmp_path / "missing"), "--prompt", "x"], "cannot load base model"),
+        (["--base_model", str(tmp_path / "missing"), "--prompt", "x"], "cannot load model"),
         (["--base_model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "x"], "cannot load adapter"),
         (["--prompt", "x"], "--base_model is not set"),
         (["--base_model", str(tiny_model_dir), "--merge", str(tmp_path / "m")], "--merge needs at least one --adapter"),

@@ -109,6 +109,6 @@ def test_nan_gradient_step_is_skipped_when_asked(tiny_model_dir, tmp_path):
 
 def test_gradient_norm_is_logged_and_clipped_by_default(tiny_model_dir, tmp_path):
     trainer, _ = make_trainer(tiny_model_dir, tmp_path, "--max_steps", "2")
-    assert trainer.training.max_grad_norm == 1.0
+    assert trainer.args.max_grad_norm == 1.0
     trainer.train()
     assert all("grad_norm" in r for r in trainer.state.log_history if "loss" in r)

@@ -1,0 +1,206 @@
+"""Nothing in ``output_dir`` lost: one run at a time, files this project did not write refused, and a run being
+replaced (``overwrite_output_dir``) moved aside until the new run has succeeded.
+
+- **One run per folder**: the main process holds ``output_dir/.musicgen-lora.lock`` (its process id and host) while
+  it trains; a second run into the same folder is refused while that process lives. A lock left by a process that
+  is gone (killed, machine restarted) is taken over, with a notice.
+- **Files it did not write**: the names a run writes (adapter, configs, tokenizer, card, checkpoints, samples...)
+  must not belong to something else: a ``README.md`` that is not a card of this project, or such files without a
+  previous run of this project around them, make the run refuse before any work.
+- **Overwrite, safely**: with ``overwrite_output_dir`` the previous run's files move to ``output_dir/previous-run``
+  (``previous-run-2``... if that exists); they are deleted only once the new run has succeeded. If it fails before
+  writing anything, they move back; if it fails later (its checkpoints may be worth resuming), they stay aside and
+  the error says where.
+- ``output_dir`` may not be the training data's folder, lie inside it, or contain it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import UserError
+from ..files import ensure_writable_folder
+from ..hub.card import CARD_MARKER, CARD_NAME
+from .checkpoints import checkpoint_folders
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".musicgen-lora.lock"
+PREVIOUS_RUN = "previous-run"
+PREPARED_DIR_NAME = "prepared_data"  # reused by the next run (its own fingerprint says when it is stale); never moved
+# Files that show a folder already holds a run of this project.
+RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", "finetune_config.json")
+# Everything a training run writes into output_dir (besides checkpoint-N/ and prepared_data/).
+RUN_FILES = (
+    *RUN_MARKERS, "adapter_config.json", "adapter_model.bin", "model.safetensors.index.json", "config.json",
+    "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
+    "processor_config.json", "preprocessor_config.json", "training_args.bin", "train_results.json",
+    "eval_results.json", "all_results.json", "loss_curves.png", CARD_NAME, "best", "samples", "runs", "evaluation",
+)  # fmt: skip
+
+
+def check_output_dir(output_dir: str, dataset_name: str | None, overwrite: bool, resuming: bool) -> None:
+    """Refuse a folder where the run would lose or mix something, and check it is writable (changes nothing in it).
+
+    Raises:
+        UserError: empty or not a folder; the training data's folder (or inside it, or holding it); files this project
+            did not write where it would write; a previous run without overwrite or resume; not writable.
+    """
+    if not str(output_dir).strip():
+        raise UserError("output_dir is empty; set it to the folder where the adapter and checkpoints should go")
+    folder = Path(output_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output_dir '{folder}' is a file, not a folder; choose a folder (it is created if missing)")
+    _check_apart_from_data(folder, dataset_name)
+    card = folder / CARD_NAME
+    if card.is_file() and not is_our_card(card):
+        raise UserError(
+            f"output_dir '{folder}' holds a {CARD_NAME} that musicgen-lora did not write (the model card would replace "
+            "it); move it elsewhere or choose another output_dir"
+        )
+    previous = previous_run(folder)
+    if previous and not resuming and not overwrite:
+        raise UserError(
+            f"output_dir '{folder}' already holds a previous run ({', '.join(previous[:3])}); continue it with "
+            "resume_from_checkpoint true, start over with overwrite_output_dir true (the previous run is kept aside "
+            "until the new one succeeds), or choose another output_dir"
+        )
+    foreign = [name for name in RUN_FILES if (folder / name).exists()] if not previous else []
+    if foreign:
+        raise UserError(
+            f"output_dir '{folder}' holds {', '.join(foreign[:4])}, which a run writes, but no run of musicgen-lora; "
+            "move them elsewhere or choose another output_dir"
+        )
+    ensure_writable_folder(folder, "output_dir")
+
+
+def _check_apart_from_data(folder: Path, dataset_name: str | None) -> None:
+    """Raises UserError when output_dir and a local training-data folder are the same or one holds the other."""
+    if not dataset_name or not Path(dataset_name).expanduser().is_dir():
+        return
+    data, out = Path(dataset_name).expanduser().resolve(), folder.resolve()
+    if data == out or data in out.parents or out in data.parents:
+        raise UserError(
+            f"output_dir '{folder}' and the training data '{dataset_name}' overlap (adapters, samples and checkpoints "
+            "would mix with the audio, and a later run could train on its own samples); choose an output_dir outside "
+            "the data folder"
+        )
+
+
+def is_our_card(path: Path) -> bool:
+    """Whether a README.md is a model card written by this project (cards from before the marker say how they were
+    trained)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return CARD_MARKER in text or "trained with musicgen-lora" in text
+
+
+def previous_run(folder: Path) -> list[str]:
+    """The names that show ``folder`` holds a run of this project (checkpoints, weights, state, its config)."""
+    if not folder.is_dir():
+        return []
+    return [p.name for p in checkpoint_folders(folder)] + [n for n in RUN_MARKERS if (folder / n).exists()]
+
+
+# ------------------------------------------------------------------------------------------------ the lock
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: str | Path, active: bool = True) -> Iterator[None]:
+    """Hold ``output_dir``'s lock for a block (``active`` False: another process of the same launch holds it).
+
+    Raises:
+        UserError: a live process (on this host) holds it.
+    """
+    if not active:
+        yield
+        return
+    lock = Path(output_dir) / LOCK_NAME
+    owner = _lock_owner(lock)
+    if owner is not None and _alive(owner):
+        raise UserError(
+            f"another training run (process {owner['pid']} on {owner['host']}) is writing to '{output_dir}'; wait for "
+            "it to finish, stop it, or choose another output_dir"
+        )
+    if owner is not None:
+        logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", owner.get("pid"))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    lock.write_text(json.dumps(me), encoding="utf-8")
+    try:
+        yield
+    finally:
+        if _lock_owner(lock) == me:
+            lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        owner = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the lock's process still runs; a lock from another host counts as live (it cannot be checked)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ overwrite
+
+
+def set_previous_run_aside(output_dir: str | Path) -> Path | None:
+    """Move the previous run's files into ``output_dir/previous-run[-N]``; returns that folder (None: no previous run)."""
+    folder = Path(output_dir)
+    if not previous_run(folder):
+        return None
+    aside = folder / PREVIOUS_RUN
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = folder / f"{PREVIOUS_RUN}-{number}"
+    aside.mkdir()
+    for path in _run_files(folder):
+        os.replace(path, aside / path.name)
+    logger.info("The previous run in %s is kept in %s until this run has succeeded", folder, aside)
+    return aside
+
+
+def _run_files(folder: Path) -> list[Path]:
+    return [p for p in checkpoint_folders(folder)] + [folder / n for n in RUN_FILES if (folder / n).exists()]
+
+
+def settle_previous_run(aside: Path | None, output_dir: str | Path, succeeded: bool) -> str:
+    """After the new run: delete the previous run (it succeeded), move it back (it failed before writing anything),
+    or leave it aside. Returns what happened, for the error message of a failed run ('' when nothing to say)."""
+    if aside is None:
+        return ""
+    folder = Path(output_dir)
+    if succeeded:
+        shutil.rmtree(aside)
+        logger.info("Deleted the previous run (%s): this run has replaced it", aside)
+        return ""
+    if not _run_files(folder):
+        for path in aside.iterdir():
+            os.replace(path, folder / path.name)
+        aside.rmdir()
+        return f"the previous run in '{folder}' is back in place"
+    return f"the previous run is kept in '{aside}'"
