@@ -54,7 +54,8 @@ from transformers import TrainerCallback
 from ..config.arguments import LoraArguments
 from ..config.parsing import parse_config
 from ..demo.synth import synthesize_corpus
-from ..demo.tiny import ARCHITECTURES, build_tiny_musicgen
+from ..demo.tiny import build_tiny_musicgen
+from ..demo.tiny_configs import ARCHITECTURES
 from ..errors import UserError, exit_on_user_error
 from ..logs import setup_logging
 from ..models.loading import load_model_and_processor, ready_for_training
