@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import signal
 
 from ..audio import analysis
 from .composition import (
@@ -25,7 +26,7 @@ from .composition import (
     lead_notes,
     midi_to_hz,
 )
-from .dsp import butterworth, fast_len, response, time_axis
+from .dsp import butterworth, time_axis
 from .instruments import TIMBRES, drum_kit
 from .styles import STEPS_PER_BAR, GenreStyle, genre_style
 
@@ -291,12 +292,8 @@ def _mix(
     if style.crackle:  # sparse clicks and hiss, high-passed by a first difference
         noise = (rng.random(n) < 6.0 / sr) * rng.standard_normal(n) * 0.3 + 0.01 * rng.standard_normal(n)
         mix += (reference * np.diff(noise, prepend=0.0)).astype(np.float32)
-    # Reverb (convolution with a noise impulse response) and the master filters in one FFT pass.
-    m = fast_len(n + int((style.reverb_seconds + 0.02) * sr))
-    spectrum = np.fft.rfft(mix, m) + np.fft.rfft(send, m) * _reverb_spectrum(style.reverb_seconds, sr, m)
-    lowpass = None if style.lowpass_hz is None else min(style.lowpass_hz, 0.45 * sr)
-    spectrum *= response(np.fft.rfftfreq(m, 1.0 / sr), 25.0, lowpass)
-    return np.fft.irfft(spectrum, m)[:n]
+    reverb = signal.fftconvolve(send, _room_impulse_response(style.reverb_seconds, sr))[:n]
+    return butterworth(mix + reverb, sr, highpass=25.0, lowpass=style.lowpass_hz)  # rumble out; tape/lofi top
 
 
 def _sidechain_gain(kick_starts: list[int], depth: float, n: int, sr: int) -> np.ndarray:
@@ -309,14 +306,16 @@ def _sidechain_gain(kick_starts: list[int], depth: float, n: int, sr: int) -> np
 
 
 @functools.lru_cache(maxsize=8)
-def _reverb_spectrum(seconds: float, sr: int, size: int) -> np.ndarray:
-    """Spectrum (rfft of ``size``) of a room impulse response: exponentially decaying, darkened noise with a
-    short pre-delay, unit energy. Fixed per (length, rate), like a studio's plate, and cached across clips."""
+def _room_impulse_response(seconds: float, sr: int) -> np.ndarray:
+    """A room's impulse response: exponentially decaying (-60 dB at ``seconds``), darkened noise after a 20 ms
+    pre-delay, unit energy. Fixed per (length, rate), like a studio's plate, and shared by every clip (read-only)."""
     t = time_axis(int(seconds * sr), sr)
     ir = np.random.default_rng(int(seconds * 1000)).standard_normal(len(t)) * np.exp(-6.9 * t / seconds)
     ir = butterworth(ir, sr, lowpass=5000.0)
     ir = np.concatenate([np.zeros(int(0.02 * sr)), ir])
-    return np.fft.rfft(ir / np.sqrt(np.sum(ir**2)), size)
+    ir /= np.sqrt(np.sum(ir**2))
+    ir.flags.writeable = False
+    return ir
 
 
 def _master(mix: np.ndarray, sr: int) -> np.ndarray:
