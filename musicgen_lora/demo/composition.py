@@ -53,9 +53,11 @@ class Harmony:
         return bar * self.per_bar + int(step * self.per_bar) // STEPS_PER_BAR
 
     def root(self, slot: int) -> int:
+        """Scale degree of the root of the chord in ``slot`` (the progression loops)."""
         return self.progression[slot % len(self.progression)]
 
     def slot_starts_at(self, step: int) -> bool:
+        """Whether a chord starts at this step of a bar."""
         return step % (STEPS_PER_BAR // self.per_bar) == 0
 
     def split(self, rhythm: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:

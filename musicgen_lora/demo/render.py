@@ -30,7 +30,7 @@ from .dsp import butterworth, time_axis
 from .instruments import TIMBRES, drum_kit
 from .styles import STEPS_PER_BAR, GenreStyle, genre_style
 
-# The tempi render_clip accepts as input (analysis.MIN_BPM/MAX_BPM, narrower, is the range its tempo estimator searches).
+# The tempi render_clip accepts (analysis.MIN_BPM/MAX_BPM, narrower, is the range its tempo estimator searches).
 MIN_BPM, MAX_BPM = 30, 300
 
 
@@ -92,6 +92,7 @@ class _Grid:
 
     @property
     def bar_seconds(self) -> float:
+        """Seconds of one bar."""
         return self.step_seconds * STEPS_PER_BAR
 
     def onset(self, bar: int, step: float) -> float:
@@ -141,6 +142,7 @@ class _NotePlayer:
     rendered: dict[tuple[str, int, int], np.ndarray] = field(default_factory=dict)
 
     def play(self, buffer: np.ndarray, timbre: str, note: _Note) -> None:
+        """Add ``note`` played on ``timbre`` into ``buffer`` (a stem)."""
         n_on = max(1, self.grid.sample(note.length))
         key = (timbre, note.midi, n_on)
         if key not in self.rendered:

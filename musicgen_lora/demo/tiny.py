@@ -57,11 +57,11 @@ def build_tiny_musicgen(
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Build a tiny random MusicGen model and its processor (in memory).
 
-    ``architecture`` (a key of :data:`.tiny_configs.ARCHITECTURES`, or such an entry) gives the layer sizes: "tiny" by default, or
-    "small", "medium", "large" for a random model of a real checkpoint's size (benchmarks: real speed and memory, no
-    download; the tokenizer stays the tiny one, whose ids fit any vocabulary). ``codebook_size`` defaults to the architecture's
-    (64 tiny, 2048 real). ``fit_codebooks=False`` skips fitting the codec's codebooks (every frame then encodes to
-    code 0; encoding costs the same), which takes minutes at the real size.
+    ``architecture`` (a key of :data:`.tiny_configs.ARCHITECTURES`, or such an entry) gives the layer sizes: "tiny"
+    by default, or "small", "medium", "large" for a random model of a real checkpoint's size (benchmarks: real speed
+    and memory, no download; the tokenizer stays the tiny one, whose ids fit any vocabulary). ``codebook_size``
+    defaults to the architecture's (64 tiny, 2048 real). ``fit_codebooks=False`` skips fitting the codec's codebooks
+    (every frame then encodes to code 0; encoding costs the same), which takes minutes at the real size.
 
     ``variant`` picks the checkpoint structure to mirror (``num_codebooks`` is per audio channel, i.e. the
     EnCodec's quantizer count):
@@ -71,7 +71,8 @@ def build_tiny_musicgen(
       ``2 * num_codebooks`` codebooks interleaved ``[L0, R0, L1, R1, ...]``; the EnCodec stays mono (each
       channel is encoded on its own) and the feature extractor takes ``(2, samples)`` audio.
     - ``"melody"`` (facebook/musicgen-melody): ``(MusicgenMelodyForConditionalGeneration,
-      MusicgenMelodyProcessor)`` with 12-bin chroma conditioning (see :func:`musicgen_lora.models.processors.melody_feature_extractor`).
+      MusicgenMelodyProcessor)`` with 12-bin chroma conditioning (see
+      :func:`musicgen_lora.models.processors.melody_feature_extractor`).
 
     Same ``seed`` -> identical weights.
     """

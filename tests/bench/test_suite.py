@@ -6,16 +6,15 @@ import json
 import math
 
 import pytest
-import torch
 
-from musicgen_lora.bench import suite as bench
+from musicgen_lora.bench import cases, suite, table
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> dict:
     """--quick's plan (tiny model, every measurement) in one process, as CI can afford."""
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    results = bench.run_suite("smoke", "cpu", out)
+    results = suite.run_suite("smoke", "cpu", out)
     results["out"] = out
     return results
 
@@ -23,17 +22,25 @@ def smoke(tmp_path_factory) -> dict:
 def test_every_measurement_is_in_the_table_and_finite(smoke):
     assert not [c for c in smoke["cases"] if "error" in c]
     rows = smoke["rows"]
-    assert rows and all(math.isfinite(r["value"]) and r["value"] >= 0 for r in rows), [r for r in rows if not math.isfinite(r["value"])]
+    assert rows and all(math.isfinite(r["value"]) and r["value"] >= 0 for r in rows), [
+        r for r in rows if not math.isfinite(r["value"])
+    ]
     sections = {r["section"] for r in rows}
     assert {"peak", "speed", "overhead", "MFU", "memory", "lever", "padding", "preparation"} <= sections
     names = {c["case"]["name"] for c in smoke["cases"]}
     for case in smoke["cases"]:  # each case: its speed, memory and floor
         metrics = {r["metric"] for r in rows if r["config"] == case["case"]["name"]}
-        assert {"step (Trainer, median of all)", "peak RSS, training steps", "floor (weights + adapter state + activations)"} <= metrics
+        assert {
+            "step (Trainer, median of all)",
+            "peak RSS, training steps",
+            "floor (weights + adapter state + activations)",
+        } <= metrics
     assert {"fp32", "bf16 autocast, fp32 base", "bf16 base", "bf16 base, checkpointing"} <= names
     mfu = [r for r in rows if r["section"] == "MFU"]
     assert len(mfu) >= 3 and all(0 < r["value"] for r in mfu)
-    assert len([r for r in rows if r["section"] == "preparation"]) == 3 + 3 + 2 + 1  # 3 sizes, 3 reruns, 2 scalings, start-up
+    assert (
+        len([r for r in rows if r["section"] == "preparation"]) == 3 + 3 + 2 + 1
+    )  # 3 sizes, 3 reruns, 2 scalings, start-up
     levers = {r["config"] for r in rows if r["section"] == "lever"}
     assert any(label.startswith("cast frozen base") for label in levers) and any("SDPA" in label for label in levers)
     assert any(label.startswith("packed-bits LoRA dropout") for label in levers)
@@ -55,84 +62,32 @@ def test_cast_base_case_really_trains_with_bf16_frozen_weights_and_fp32_adapters
     assert cases["bf16 base"]["weight_bytes"] < cases["bf16 autocast, fp32 base"]["weight_bytes"]
 
 
-def test_counted_flops_of_a_lora_step_are_about_twice_the_forward(tiny_model_dir):
-    """The counter sees the forward and the input-gradient backward of the frozen layers (not their weight gradients)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from musicgen_lora.config.arguments import LoraArguments, ModelArguments
-    from musicgen_lora.models.loading import load_model_and_processor
-    from musicgen_lora.train.collator import MusicgenCollator
-    from musicgen_lora.train.lora import add_trainable_parts
-
-    model, processor = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
-    model = add_trainable_parts(model, LoraArguments())
-    collator = MusicgenCollator(processor.tokenizer, pad_token_id=64, decoder_start_token_id=64, max_frames=200)
-    batch = collator([{"codes": torch.randint(0, 64, (4, 150)).tolist(), "text": "lofi piano"}] * 2)
-    step = bench.count_step_flops(model, batch)
-    assert model.get_base_model().config.decoder._attn_implementation == "sdpa"  # restored after counting
-    assert all(p.grad is None for p in model.parameters())
-    model.get_base_model().set_attn_implementation({"decoder": "eager", "text_encoder": "eager"})
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(**{k: v for k, v in batch.items() if k != "labels"})
-    forward = counter.get_total_flops()
-    assert 1.8 * forward < step < 2.6 * forward
-
-
-def test_peak_rss_can_be_reset_between_measurements():
-    before = bench.peak_rss_bytes()
-    block = torch.ones(64 * 2**20, dtype=torch.uint8)  # 64 MiB, touched
-    assert bench.peak_rss_bytes() >= before
-    del block
-    if bench.reset_peak_rss():
-        assert bench.peak_rss_bytes() < before + 64 * 2**20
-
-
 def test_gpu_plan_runs_its_melody_case_code_on_the_cpu_and_its_table_builds(smoke, tmp_path):
     """No GPU here: the --device cuda plan's own code (melody chroma batches, FLOP count, table) runs on the tiny model."""
-    plan = bench.cuda_cases("full")
+    plan = cases.cuda_cases("full")
     assert {(c.architecture, c.variant) for c in plan} == {("small", "mono"), ("medium", "mono"), ("medium", "melody")}
     assert all(c.batch_size == 2 and c.seconds == 30 and c.device == "cuda" for c in plan)
     melody = next(c for c in plan if c.variant == "melody" and c.checkpointing)
-    tiny = bench.Case(**{**melody.__dict__, "architecture": "tiny", "seconds": 2.0, "steps": 1, "warmup": 1,
+    tiny = cases.Case(**{**melody.__dict__, "architecture": "tiny", "seconds": 2.0, "steps": 1, "warmup": 1,
                          "device": "cpu", "count_flops": True, "extras": True})  # fmt: skip
-    result = bench.run_case(tiny, tmp_path)
+    result = cases.run_case(tiny, tmp_path)
     assert result["flops_per_step"] > 0 and result["trainer_step_s"] > 0 and result["bare_step_s"] > 0
     # the table of a GPU run: every case of the plan, GPU memory and the melody target row
-    cases = []
+    measured_cases = []
     for case in plan:
         measured = {**result, "case": case.__dict__, "peak_allocated_bytes": 5e9, "peak_reserved_bytes": 6e9}
         if not case.count_flops:
             measured.pop("flops_per_step")
-        cases.append(measured)
-    gpu = {**smoke, "device": "cuda", "cases": cases, "matmul_peak_flops": {"fp32": 5e13, "bf16": 9e14, "fp16": 9e14}}
-    rows = bench.rows_of(gpu)
+        measured_cases.append(measured)
+    gpu = {
+        **smoke,
+        "device": "cuda",
+        "cases": measured_cases,
+        "matmul_peak_flops": {"fp32": 5e13, "bf16": 9e14, "fp16": 9e14},
+    }
+    rows = table.rows_of(gpu)
     assert all(math.isfinite(r["value"]) for r in rows)
     melody_rows = [r for r in rows if r["config"] == melody.name and r["metric"] == "peak allocated"]
     assert melody_rows and melody_rows[0]["reached"] is True  # 5 GB < 6 GB
     assert len([r for r in rows if r["section"] == "MFU" and "TFLOP/s" in r["metric"]]) == len(plan)
-    assert bench.format_table(gpu, rows)
-
-
-def test_step_timer_keeps_training_until_enough_steps_ran_at_full_speed():
-    """On a host whose speed swings, a case trains on until `steps` steps had fast probes on both sides."""
-    from types import SimpleNamespace
-
-    speeds = iter([10.0, 4.0, 4.0, 10.0, 10.0, 10.0, 10.0])  # probe values in FLOP/s, in the order they are taken
-    case = bench.Case("x", steps=2, warmup=1, reference_peak=10.0)
-    timer = bench.StepTimer("cpu", lambda: next(speeds), None, case)
-    timer.on_train_begin()
-    control = SimpleNamespace(should_training_stop=False)
-    stopped_after = None
-    for step in range(6):
-        timer.on_step_end(None, None, control)
-        if control.should_training_stop:
-            stopped_after = step
-            break
-    # step 0 is warm-up; steps 1 and 2 ran next to slow probes; steps 3 and 4 between fast ones: stop there
-    trainer_peaks, _ = timer.step_peaks()
-    assert trainer_peaks == [7.0, 4.0, 7.0, 10.0, 10.0]
-    assert stopped_after == 4
-    fast, _ = bench._full_speed_steps(
-        {"trainer_steps_s": timer.trainer_steps[1:], "trainer_step_peaks": trainer_peaks[1:]}, best_peak=10.0
-    )
-    assert len(fast) == 2
+    assert table.format_table(gpu, rows)
