@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from transformers import HfArgumentParser
 
 from ..errors import UserError, one_line
@@ -169,7 +170,6 @@ def check_json_values(values: dict[str, Any], source: str) -> None:
 
 def _adapt_to_hardware(training: dict[str, Any]) -> None:
     """Let GPU configs run on a machine without a GPU instead of failing in TrainingArguments."""
-    import torch
 
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     has_accelerator = has_accelerator or torch.backends.mps.is_available()

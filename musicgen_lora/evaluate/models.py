@@ -13,8 +13,9 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from peft import PeftModel
 from safetensors import SafetensorError
-from transformers import PreTrainedModel
+from transformers import AutoModelForTextToWaveform, PreTrainedModel
 
 from ..errors import UserError, one_line
 from ..models.loading import ready_for_training
@@ -62,7 +63,6 @@ def adapted(base: PreTrainedModel, spec: ModelSpec, cache_dir: str | None) -> It
         yield base
         return
     if spec.kind == "full":
-        from transformers import AutoModelForTextToWaveform
 
         try:
             model = AutoModelForTextToWaveform.from_pretrained(spec.path, cache_dir=cache_dir)
@@ -71,7 +71,6 @@ def adapted(base: PreTrainedModel, spec: ModelSpec, cache_dir: str | None) -> It
         ready_for_training(model)
         yield model.to(next(base.parameters()).device).eval()
         return
-    from peft import PeftModel
 
     try:
         model = PeftModel.from_pretrained(base, spec.path)

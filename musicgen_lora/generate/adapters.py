@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard, ModelCardData
+from peft import PeftConfig, PeftModel
 from safetensors import SafetensorError
 
 from ..config.arguments import ModelArguments
@@ -22,7 +24,6 @@ logger = logging.getLogger(__name__)
 def adapter_base(adapter: str) -> str | None:
     """The base model an adapter was trained on (``adapter_config.json``), or None if it cannot be read."""
     try:
-        from peft import PeftConfig
 
         return PeftConfig.from_pretrained(adapter).base_model_name_or_path
     except Exception:  # noqa: BLE001 - any failure just means "not recorded"
@@ -66,7 +67,6 @@ def load_for_generation(
 
 
 def _apply_adapters(model: torch.nn.Module, adapters: list[str], weights: list[float] | None, blend: str) -> torch.nn.Module:
-    from peft import PeftModel
 
     names = [f"adapter_{i}" for i in range(len(adapters))]
     try:
@@ -96,8 +96,6 @@ def merge_and_save(model: torch.nn.Module, processor: Any, out_dir: str | Path, 
         ``(merged model, folder)``; the folder loads with ``AutoModelForTextToWaveform.from_pretrained`` and
         ``pipeline("text-to-audio")``.
     """
-    from huggingface_hub import ModelCard, ModelCardData
-    from peft import PeftModel
 
     if not isinstance(model, PeftModel):
         raise UserError("--merge needs at least one --adapter to merge into the base model")

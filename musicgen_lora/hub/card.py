@@ -1,28 +1,25 @@
-"""Publishing: the model card, Hub-safe configs, and pushing an output folder to the Hugging Face Hub.
+"""The model card of a finished run, from its files (``finetune_config.json``, ``adapter_config.json``,
+``*_results.json``, ``trainer_state.json``, ``prepared_data/data_report.json``, ``evaluation/metrics.json``,
+``samples/final/``), so a card can be written long after training (``python -m musicgen_lora.push``).
 
-Everything here works from the files of a finished run (``finetune_config.json``, ``adapter_config.json``,
-``*_results.json``, ``trainer_state.json``, ``samples/final/``), so a card can be written, and a folder pushed, long
-after training (``python -m musicgen_lora.push OUTPUT_DIR --repo_id user/name``).
-
-What is easy to get wrong, and handled here:
-
-- PEFT writes the *local path* of the base model into its card and into ``adapter_config.json``
-  (``base_model_name_or_path``); on the Hub that path means nothing and leaks the user's directory layout. The card
-  names the base by its Hub id (``model_name_or_path`` when it is one, the id of a Hub cache folder, or the
-  ``base_model_id`` option), and ``adapter_config.json`` is rewritten with that id. No local path is pushed.
-- The token (``hub_token``, ``HF_TOKEN`` or ``hf auth login``) is never written to a file: :func:`take_push_request`
-  removes it from the training arguments before the Trainer exists (Trainer pickles its arguments into
-  ``training_args.bin``), and the Trainer's own push is replaced by :func:`push_folder`.
-- A push is one commit (adapter, card, samples together), retried on transient errors (HTTP 408/429/5xx, dropped
-  connections) with exponential back-off; when it finally fails, no local file has been touched and the one-line
-  error says how to retry."""
+The text comes from the Jinja template ``card_template.md`` (``ModelCard.from_template``) and the metadata from
+``huggingface_hub.ModelCardData``. PEFT writes the *local path* of the base model into ``adapter_config.json``
+(``base_model_name_or_path``); on the Hub that path means nothing and leaks the user's directory layout, so the card
+names the base by its Hub id (``model_name_or_path`` when it is one, the id of a Hub cache folder, or the
+``base_model_id`` option) or not at all, and :func:`fix_adapter_config` writes that id into ``adapter_config.json``."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, try_to_load_from_cache
+
+from .. import __version__
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..config.parsing import build_parser
 from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_object
@@ -37,6 +34,11 @@ PLOT_NAME = "loss_curves.png"
 
 
 SAMPLES_FOLDER = "samples/final"
+DATA_REPORT = "prepared_data/data_report.json"
+EVALUATION_METRICS = "evaluation/metrics.json"  # evaluate.py --config OUTPUT_DIR writes here
+TEMPLATE = Path(__file__).with_name("card_template.md")
+MUSICGEN_FRAME_RATE = 50  # codec frames per second of every MusicGen checkpoint (for the snippet's max_new_tokens)
+CODEBOOKS_PER_CHANNEL = 4  # every MusicGen checkpoint's
 
 
 # Every MusicGen checkpoint of facebook/ is released under CC-BY-NC 4.0 (weights); an adapter inherits its terms.
@@ -58,8 +60,6 @@ def fix_adapter_config(output_dir: str | Path, base_id: str | None) -> bool:
 
 def base_model_license(base_id: str | None, local_folder: str | None = None) -> str | None:
     """The base model's licence: from its card (local folder or Hub cache), else known for MusicGen checkpoints."""
-    from huggingface_hub import ModelCard, try_to_load_from_cache
-
     candidates = []
     if local_folder:
         candidates.append(Path(local_folder).expanduser() / CARD_NAME)
@@ -111,35 +111,9 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _usage(base_ref: str, adapter_ref: str, prompt: str, max_new_tokens: int, seconds: float, lora: bool, melody: bool) -> str:
-    load = (
-        f'base = AutoModelForTextToWaveform.from_pretrained("{base_ref}")\n'
-        f'model = PeftModel.from_pretrained(base, "{adapter_ref}")\n'
-        if lora
-        else f'model = AutoModelForTextToWaveform.from_pretrained("{adapter_ref}")\n'
-    )
-    imports = "from peft import PeftModel\n" if lora else ""
-    melody_note = "# (MusicGen-Melody's processor needs torchaudio)\n" if melody else ""
-    return (
-        "```python\n"
-        "import soundfile as sf\n"
-        "import torch\n"
-        f"{imports}"
-        "from transformers import AutoModelForTextToWaveform, AutoProcessor\n\n"
-        f"{load}"
-        f"{melody_note}"
-        f'processor = AutoProcessor.from_pretrained("{base_ref if lora else adapter_ref}")\n\n'
-        f"inputs = processor(text=[{json.dumps(prompt)}], padding=True, return_tensors=\"pt\")\n"
-        "torch.manual_seed(0)\n"
-        f"audio = model.generate(**inputs, do_sample=True, guidance_scale=3.0, max_new_tokens={max_new_tokens})"
-        f"  # {seconds:g} s: (batch, channels, samples)\n"
-        'sf.write("sample.wav", audio[0].T.numpy(), model.config.audio_encoder.sampling_rate)\n'
-        "```\n"
-    )
-
-
-def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Any:
-    """The model card of a finished run, as a ``huggingface_hub.ModelCard``.
+def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
+    """The model card of a finished run, rendered from ``card_template.md`` (Jinja) with its metadata validated by
+    ``huggingface_hub.ModelCardData``.
 
     Args:
         output_dir: the run's output folder.
@@ -147,129 +121,208 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Any:
             folder, ``"."``, when None).
 
     Returns:
-        A ``ModelCard`` whose metadata names the base model by Hub id (never a local path), ``library_name: peft``
-        (``transformers`` for a full fine-tune), ``pipeline_tag: text-to-audio``, tags, datasets, licence, samples as
-        widget examples, and evaluation results when the run evaluated.
+        A ``ModelCard`` whose metadata names the base model by Hub id (never a local path; none when only a local
+        folder is known), ``library_name: peft`` (``transformers`` for a full fine-tune), ``pipeline_tag:
+        text-to-audio``, tags, datasets, licence, samples as widget examples and evaluation results; and whose text
+        says how to use it, what it was trained on and how, its evaluations, its intended uses and limits, and the
+        framework versions.
     """
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
     output_dir = Path(output_dir)
-    settings = run_settings(output_dir)
-    adapter_config = read_json_object(output_dir / "adapter_config.json")
-    lora = bool(adapter_config) or (not (output_dir / "config.json").is_file() and bool(settings.get("use_lora", True)))
-    model_path = settings.get("model_name_or_path") or adapter_config.get("base_model_name_or_path")
-    base_id = hub_id_of(model_path, settings.get("base_model_id"))
-    if base_id is None and looks_like_hub_id(adapter_config.get("base_model_name_or_path")):
-        base_id = adapter_config["base_model_name_or_path"]  # fixed at training time
-    local_base = model_path if model_path and Path(model_path).expanduser().is_dir() else None
-    base_config = read_json_object(Path(local_base) / "config.json") if local_base else {}
-    melody = base_config.get("model_type") == "musicgen_melody" or "melody" in (base_id or "")
-    dataset = settings.get("dataset_name")
-    hub_dataset = dataset if dataset and not is_local_path(dataset) and looks_like_hub_id(dataset) else None
-    trigger = settings.get("instance_prompt")
-    samples = _samples(output_dir)
-    train_results = read_json_object(output_dir / "train_results.json")
-    eval_results = read_json_object(output_dir / "eval_results.json")
-    state = read_json_object(output_dir / "trainer_state.json")
-
-    tags = ["musicgen", "lora" if lora else "full-finetune", "text-to-audio", "music"]
-    if trigger:
-        tags.append(trigger)
+    run = _RunFiles.read(output_dir)
+    base = _base_model(run)
+    trigger = run.settings.get("instance_prompt")
     name = repo_id.split("/")[-1] if repo_id else output_dir.name
+    prompt = (run.settings.get("sample_prompts") or [None])[0] or "lofi hip hop, piano"
+    if trigger and trigger not in prompt:
+        prompt = f"{trigger}, {prompt}"  # as the training captions were built
+    seconds = 8.0
+    context = {
+        "name": name, "lora": run.lora, "base_id": base["id"], "melody": base["melody"], "trigger": trigger,
+        "hub_dataset": run.hub_dataset, "base_ref": base["id"] or "BASE_MODEL_ID", "adapter_ref": repo_id or ".",
+        "prompt_json": json.dumps(prompt), "seconds": f"{seconds:g}",
+        "max_new_tokens": new_tokens_for(round(seconds * MUSICGEN_FRAME_RATE), CODEBOOKS_PER_CHANNEL),
+        "samples": _samples(output_dir), "seed": run.settings.get("seed", 42), "data_splits": _data_splits(run),
+        "window": _number(run.settings.get("max_duration_in_seconds")), "hyperparameters": _hyperparameters(run, base),
+        "plot": PLOT_NAME if (output_dir / PLOT_NAME).is_file() else None, "evaluations": _evaluations(run),
+        "licence": base["licence"], "versions": _versions(), "marker": CARD_MARKER,
+    }  # fmt: skip
+    card_data = _card_data(run, base, name, trigger, context["samples"])
+    text = str(ModelCard.from_template(card_data, template_str=TEMPLATE.read_text(encoding="utf-8"), **context))
+    return ModelCard(re.sub(r"\n{3,}", "\n\n", text))  # the template's blocks leave runs of blank lines
+
+
+@dataclass
+class _RunFiles:
+    """What a card is made from: the files a finished run left in its folder."""
+
+    folder: Path
+    settings: dict[str, Any]  # every option of the run (finetune_config.json over the defaults)
+    adapter_config: dict[str, Any]
+    state: dict[str, Any]  # trainer_state.json
+    train_results: dict[str, Any]
+    eval_results: dict[str, Any]
+    data_report: dict[str, Any]  # prepared_data/data_report.json
+    evaluation: dict[str, Any]  # evaluate.py's metrics.json in OUTPUT_DIR/evaluation
+
+    @classmethod
+    def read(cls, folder: Path) -> _RunFiles:
+        return cls(
+            folder, run_settings(folder), read_json_object(folder / "adapter_config.json"),
+            read_json_object(folder / "trainer_state.json"), read_json_object(folder / "train_results.json"),
+            read_json_object(folder / "eval_results.json"), read_json_object(folder / DATA_REPORT),
+            read_json_object(folder / EVALUATION_METRICS),
+        )  # fmt: skip
+
+    @property
+    def lora(self) -> bool:
+        return bool(self.adapter_config) or (
+            not (self.folder / "config.json").is_file() and bool(self.settings.get("use_lora", True))
+        )
+
+    @property
+    def hub_dataset(self) -> str | None:
+        dataset = self.settings.get("dataset_name")
+        return dataset if dataset and not is_local_path(dataset) and looks_like_hub_id(dataset) else None
+
+
+def _base_model(run: _RunFiles) -> dict[str, Any]:
+    """The base model: its Hub id (None when only a local folder is known), its local folder, melody or not, licence."""
+    recorded = run.adapter_config.get("base_model_name_or_path")
+    model_path = run.settings.get("model_name_or_path") or recorded
+    base_id = hub_id_of(model_path, run.settings.get("base_model_id"))
+    if base_id is None and not is_local_path(recorded) and looks_like_hub_id(recorded):
+        base_id = recorded  # the Hub id training wrote into adapter_config.json
+    local = model_path if model_path and Path(model_path).expanduser().is_dir() else None
+    config = read_json_object(Path(local) / "config.json") if local else {}
+    melody = config.get("model_type") == "musicgen_melody" or "melody" in (base_id or "")
+    return {"id": base_id, "local": local, "melody": melody, "licence": base_model_license(base_id, local)}
+
+
+def _card_data(
+    run: _RunFiles, base: dict[str, Any], name: str, trigger: str | None, samples: list[tuple[str, str]]
+) -> ModelCardData:
+    """The card's metadata; the trigger word is ``instance_prompt`` and in the text and widget, not a tag."""
+    base_id = base["id"]
+    tags = ["musicgen", "text-to-audio", "music", "transformers"]
+    tags += ["lora", "peft"] if run.lora else ["full-finetune"]
+    if base_id:
+        tags.append(f"base_model:{'adapter' if run.lora else 'finetune'}:{base_id}")
     evals = None
-    if eval_results and hub_dataset:
-        split = settings.get("eval_split_name")
+    if run.eval_results and run.hub_dataset:
+        split = run.settings.get("eval_split_name") or "held-out"
         evals = [
             EvalResult(
-                task_type="text-to-audio", dataset_type=hub_dataset, dataset_name=hub_dataset, dataset_split=split,
-                metric_type=metric, metric_name=label, metric_value=float(eval_results[key]),
+                task_type="text-to-audio", dataset_type=run.hub_dataset, dataset_name=run.hub_dataset,
+                dataset_split=split, metric_type=metric, metric_name=label, metric_value=float(run.eval_results[key]),
             )  # fmt: skip
             for key, metric, label in (("eval_loss", "loss", "cross-entropy (mean over codebooks)"), ("eval_ppl", "perplexity", "perplexity"))
-            if isinstance(eval_results.get(key), (int, float))
-        ]
-    data = ModelCardData(
+            if isinstance(run.eval_results.get(key), (int, float))
+        ]  # fmt: skip
+    return ModelCardData(
         base_model=base_id,
-        library_name="peft" if lora else "transformers",
+        base_model_relation=("adapter" if run.lora else "finetune") if base_id else None,
+        library_name="peft" if run.lora else "transformers",
         pipeline_tag="text-to-audio",
         tags=tags,
-        datasets=[hub_dataset] if hub_dataset else None,
-        license=base_model_license(base_id, local_base),
+        datasets=[run.hub_dataset] if run.hub_dataset else None,
+        license=base["licence"],
         model_name=name if evals else None,
         eval_results=evals or None,
         widget=[{"text": prompt, "output": {"url": path}} for path, prompt in samples] or None,
         instance_prompt=trigger,
     )
 
-    base_ref = base_id or "BASE_MODEL_ID"  # unknown: the reader fills it in (the card never holds a local path)
-    adapter_ref = repo_id or "."
-    prompt = (settings.get("sample_prompts") or [None])[0] or "lofi hip hop, piano"
-    if trigger and trigger not in prompt:
-        prompt = f"{trigger}, {prompt}"  # as the training captions were built
-    num_delays = 4  # codebooks per channel of every MusicGen checkpoint
-    seconds = 8.0
-    lines = [f"# {name}", ""]
-    what = "LoRA adapter" if lora else "Fine-tuned version"
-    base_text = f"[{base_id}](https://huggingface.co/{base_id})" if base_id else "a MusicGen model"
-    lines.append(f"{what} for {base_text}, trained with musicgen-lora on "
-                 + (f"[{hub_dataset}](https://huggingface.co/datasets/{hub_dataset})" if hub_dataset else "a private collection of music")
-                 + ".")  # fmt: skip
-    if base_id is None:
-        lines += ["", "The base model's Hub id was not recorded (set `base_model_id` when training from a local folder): "
-                  "replace `BASE_MODEL_ID` below with it."]  # fmt: skip
-    if trigger:
-        lines += ["", f"**Trigger word:** `{trigger}` — put it in your prompts (training captions began with it)."]
-    lines += ["", "## Use it", "", "```bash", "pip install transformers peft soundfile" + (" torchaudio" if melody else ""), "```", ""]
-    lines.append(_usage(base_ref, adapter_ref, prompt, new_tokens_for(round(seconds * 50), num_delays), seconds, lora, melody))
-    lines += [
-        "Longer than MusicGen's 30 s window, several prompts at once, WAV or MP3, melody conditioning"
-        + (", and merging into a standalone model" if lora else "") + " with this project's command line:",
-        "",
-        "```bash",
-        f"python -m musicgen_lora.generate --base_model {base_ref} "
-        + (f"--adapter {adapter_ref} " if lora else "")
-        + f"--prompt {json.dumps(prompt)} --duration 45 --guidance_scale 3 --seed 0 --out_dir out/",
-        "```",
-    ]  # fmt: skip
-    if samples:
-        lines += ["", "## Samples", "", "Rendered at the end of training (seed " + str(settings.get("seed", 42)) + "):", ""]
-        for path, sample_prompt in samples:
-            lines += [f"- {sample_prompt} — [{Path(path).name}]({path})", "", f'  <audio controls src="{path}"></audio>', ""]
-    lines += ["", "## Training", ""]
-    hyper = [
-        ("base model", base_id or "(local model)"),
-        ("method", ("DoRA" if settings.get("use_dora") else "rsLoRA" if settings.get("use_rslora") else "LoRA") if lora else "full fine-tuning of the decoder"),
-    ]  # fmt: skip
-    if lora:
-        hyper += [
+
+def _data_splits(run: _RunFiles) -> list[dict[str, Any]]:
+    """Per prepared split: tracks, hours kept, examples, caption coverage and files left out (data_report.json)."""
+    splits = []
+    for name, part in (run.data_report.get("splits") or {}).items():
+        captions = part.get("captions") or {}
+        splits.append({
+            "name": name, "tracks": part.get("tracks"), "hours": f"{part.get('hours_kept', 0):.2f}",
+            "examples": part.get("examples"), "own_captions": captions.get("tracks_with_own_caption"),
+            "measured": captions.get("tracks_with_added_tempo_key"), "left_out": (part.get("files") or {}).get("skipped"),
+        })  # fmt: skip
+    return splits
+
+
+def _hyperparameters(run: _RunFiles, base: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The training settings table, in the order a reader wants them."""
+    settings, adapter_config = run.settings, run.adapter_config
+    if run.lora:
+        method = "DoRA" if settings.get("use_dora") else "rsLoRA" if settings.get("use_rslora") else "LoRA"
+    else:
+        method = "full fine-tuning of the decoder"
+    rows: list[tuple[str, Any]] = [("base model", base["id"] or "(local model)"), ("method", method)]
+    if run.lora:
+        targets = settings.get("lora_target_modules") or []
+        rows += [
             ("rank r / alpha / dropout", f"{settings.get('lora_r', adapter_config.get('r'))} / "
              f"{_number(settings.get('lora_alpha', adapter_config.get('lora_alpha')))} / {settings.get('lora_dropout')}"),
-            ("target modules", ", ".join(settings.get("lora_target_modules") or []) if not settings.get("lora_target_regex") else f"regex `{settings['lora_target_regex']}`"),
+            ("target modules", f"regex `{settings['lora_target_regex']}`" if settings.get("lora_target_regex") else ", ".join(targets)),
         ]  # fmt: skip
-    hyper += [
+    precision = run.train_results.get("precision")  # what training ran in (fp16 falls back to fp32 on a CPU)
+    if precision is None:
+        precision = "bf16" if settings.get("bf16") else "fp16" if settings.get("fp16") else "fp32"
+    state = run.state
+    rows += [
         ("text encoder", "adapted" if settings.get("train_text_encoder") else "frozen"),
         ("learning rate / scheduler / warmup", f"{_number(settings.get('learning_rate'))} / {settings.get('lr_scheduler_type')} / {settings.get('warmup_steps')}"),
         ("batch size per device x accumulation", f"{settings.get('per_device_train_batch_size')} x {settings.get('gradient_accumulation_steps')}"),
         ("optimizer steps / epochs", f"{state.get('global_step', settings.get('max_steps'))} / {_number(state.get('epoch', settings.get('num_train_epochs')))}"),
         ("training window", f"{_number(settings.get('max_duration_in_seconds'))} s (random crops of longer clips)"),
         ("caption dropout (for guidance)", _number(settings.get("text_dropout_prob"))),
-        ("precision", "bf16" if settings.get("bf16") else "fp16" if settings.get("fp16") else "fp32"),
+        ("precision", precision),
         ("seed", settings.get("seed")),
     ]  # fmt: skip
-    if trigger:
-        hyper.append(("instance prompt (trigger word)", f"`{trigger}`"))
-    if isinstance(train_results.get("train_loss"), (int, float)):
-        hyper.append(("final training loss (mean over the run)", _number(train_results["train_loss"])))
-    lines += ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in hyper)]
-    if eval_results:
-        rows = [(k.removeprefix("eval_"), v) for k, v in eval_results.items() if k.startswith("eval_") and isinstance(v, (int, float))
-                and not k.endswith(("runtime", "per_second", "epoch"))]  # fmt: skip
-        lines += ["", "## Evaluation", "", f"On the `{settings.get('eval_split_name')}` split (held-out cross-entropy per codebook, as audiocraft reports it):", "",
-                  "| metric | value |", "|---|---|", *(f"| {k} | {_number(v)} |" for k, v in rows)]  # fmt: skip
-    if (output_dir / PLOT_NAME).is_file():
-        lines += ["", f"![loss curves]({PLOT_NAME})"]
-    lines += ["", "## Licence", "", (f"Inherits the base model's licence ({data.license})." if data.license else
-              "See the base model's licence.") + " Train only on music you have the rights to."]  # fmt: skip
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + f"\n\n{CARD_MARKER}\n")
+    if settings.get("instance_prompt"):
+        rows.append(("instance prompt (trigger word)", f"`{settings['instance_prompt']}`"))
+    if isinstance(run.train_results.get("train_loss"), (int, float)):
+        rows.append(("final training loss (mean over the run)", _number(run.train_results["train_loss"])))
+    return rows
+
+
+def _evaluations(run: _RunFiles) -> list[dict[str, Any]]:
+    """One table per evaluation: the held-out loss of training's eval split, and evaluate.py's comparison."""
+    tables = []
+    if run.eval_results:
+        settings = run.settings
+        if settings.get("eval_split_name"):
+            where = f"the `{settings['eval_split_name']}` split"
+        else:
+            where = f"{_number(settings.get('eval_split_percentage'))} % of the tracks, held out (eval_split_percentage)"
+        rows = [
+            (key.removeprefix("eval_"), _number(value)) for key, value in run.eval_results.items()
+            if key.startswith("eval_") and isinstance(value, (int, float))
+            and not key.endswith(("runtime", "per_second", "epoch"))
+        ]  # fmt: skip
+        tables.append({"title": f"After training, on {where} (cross-entropy per codebook, as audiocraft reports it):",
+                       "header": ["metric", "value"], "rows": rows})  # fmt: skip
+    models = run.evaluation.get("models") or {}
+    if models:
+        header = ["model", "cross-entropy", "Fréchet (EnCodec latent)", "tempo within 4 %", "key score", "loudness (LUFS)"]
+        rows = []
+        for model, block in models.items():
+            ce = next(iter((block.get("cross_entropy") or {}).values()), {})
+            frechet = next(iter((block.get("frechet") or {}).values()), {})
+            adherence, health = block.get("adherence") or {}, block.get("health") or {}
+            rows.append([model, _number(ce.get("ce")), _number((frechet.get("encodec_latent") or {}).get("value")),
+                         _number(adherence.get("tempo_within_4pct")), _number(adherence.get("key_score_mean")),
+                         _number(health.get("loudness_lufs_mean"))])  # fmt: skip
+        tables.append({"title": "evaluate.py, the base model against this one (same prompts and seeds; "
+                       "`evaluation/report.html` to listen):", "header": header, "rows": rows})  # fmt: skip
+    return tables
+
+
+def _versions() -> list[tuple[str, str]]:
+    """The versions of the libraries that trained the model (and this project's)."""
+    found = []
+    for package in ("torch", "transformers", "peft", "datasets", "accelerate", "huggingface_hub"):
+        try:
+            found.append((package, importlib.metadata.version(package)))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return [*found, ("musicgen-lora", __version__)]
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:

@@ -5,6 +5,7 @@ measured, a card), so captioning runs once.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import soundfile as sf
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
 from ..config.arguments import DataArguments
 from ..errors import UserError
@@ -27,7 +30,6 @@ def check_can_push_metadata(repo_id: str) -> None:
     Raises:
         UserError: ``HF_HUB_OFFLINE`` is set, or no token.
     """
-    from huggingface_hub import get_token
 
     if hub_offline():
         raise UserError(f"push_metadata_repo_id '{repo_id}' needs the Hub, but HF_HUB_OFFLINE is set; unset it, or "
@@ -42,9 +44,7 @@ def _pushed_name(index: int, source: Any) -> str:
     path = source.get("path") if isinstance(source, dict) else source
     if path:
         return f"{index:05d}-{Path(os.fspath(path)).name}"
-    import io
 
-    import soundfile as sf
 
     return f"{index:05d}.{sf.info(io.BytesIO(source['bytes'])).format.lower()}"
 
@@ -94,7 +94,6 @@ def push_captioned_split(
     Raises:
         UserError: one line, when the push fails (after retries of transient errors); nothing local changes.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
 
     repo_id = data_args.push_metadata_repo_id
     rows, files = [], []

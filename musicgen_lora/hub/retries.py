@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from huggingface_hub import constants, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
 from ..errors import UserError, one_line
 
 T = TypeVar("T")
@@ -21,13 +24,11 @@ TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
 
 
 def _token_available(token: str | None) -> bool:
-    from huggingface_hub import get_token
 
     return bool(token or get_token())
 
 
 def check_can_push(token: str | None) -> None:
-    from huggingface_hub import constants
 
     if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         raise UserError("cannot push to the Hub: HF_HUB_OFFLINE is set; unset it (or set push_to_hub false)")
@@ -38,7 +39,6 @@ def check_can_push(token: str | None) -> None:
 
 
 def _is_transient(err: BaseException) -> bool:
-    from huggingface_hub.errors import HfHubHTTPError
 
     if isinstance(err, HfHubHTTPError):
         response = getattr(err, "response", None)
@@ -82,6 +82,5 @@ def call_with_retries(action: Callable[[], T], what: str, advice: str, attempts:
 
 
 def hub_offline() -> bool:
-    from huggingface_hub import constants
 
     return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import CommitOperationAdd, HfApi
+
 from ..errors import UserError
 from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_object
 from .card import CARD_NAME, PLOT_NAME, SAMPLES_FOLDER, build_model_card, run_settings
@@ -126,7 +128,6 @@ def push_folder(
         UserError: no adapter or model in ``output_dir``, offline, no token, or the push failed (after the retries for
             transient errors); local files are never modified by a failed push.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
 
     output_dir = Path(output_dir)
     if not ((output_dir / "adapter_config.json").is_file() or (output_dir / "config.json").is_file()):

@@ -12,6 +12,12 @@ import json
 import pathlib
 
 import torch
+from transformers import AutoProcessor, AutoTokenizer
+from transformers.audio_utils import chroma_filter_bank
+from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+from transformers.models.musicgen_melody.feature_extraction_musicgen_melody import MusicgenMelodyFeatureExtractor
+from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
+from transformers.utils import is_torchaudio_available
 
 MELODY_NUM_CHROMA = 12
 
@@ -60,15 +66,11 @@ def melody_feature_extractor(**kwargs):
     (one-hot chroma, (batch, frames, 12)), same saved config. Only resampling (``sampling_rate`` other than
     the extractor's) and Demucs-stem inputs still need torchaudio.
     """
-    from transformers.models.musicgen_melody.feature_extraction_musicgen_melody import MusicgenMelodyFeatureExtractor
-    from transformers.utils import is_torchaudio_available
 
     kwargs.pop("feature_extractor_type", None)
     if is_torchaudio_available():
         return MusicgenMelodyFeatureExtractor(**kwargs)
 
-    from transformers.audio_utils import chroma_filter_bank
-    from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
     opts = dict(  # MusicgenMelodyFeatureExtractor.__init__'s defaults
         feature_size=12,
@@ -111,8 +113,6 @@ def load_processor(path, cache_dir: str | None = None, trust_remote_code: bool =
     Those get the same ``MusicgenMelodyProcessor`` built from the folder's tokenizer and feature-extractor
     config with :func:`melody_feature_extractor`. Works for real checkpoint folders too.
     """
-    from transformers import AutoProcessor
-    from transformers.utils import is_torchaudio_available
 
     folder = pathlib.Path(path)
     if not is_torchaudio_available() and folder.is_dir():
@@ -122,8 +122,6 @@ def load_processor(path, cache_dir: str | None = None, trust_remote_code: bool =
         if fe_config is None and (folder / "preprocessor_config.json").is_file():  # Hub layout
             fe_config = json.loads((folder / "preprocessor_config.json").read_text())
         if fe_config and fe_config.get("feature_extractor_type") == "MusicgenMelodyFeatureExtractor":
-            from transformers import AutoTokenizer
-            from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
 
             fe_config = {k: v for k, v in fe_config.items() if k not in ("processor_class", "n_samples")}
             return MusicgenMelodyProcessor(

@@ -209,6 +209,8 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
             f"'{checkpoint or 'not written'}': continue with the same command and --resume_from_checkpoint true"
         )
     trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
+    # what training ran in, for the card: on a CPU a requested fp16 ran in fp32 (the config keeps what was asked)
+    train_result.metrics["precision"] = "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32"
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -234,7 +236,7 @@ def _outputs(
         if best is not None:
             processor.save_pretrained(best)
             logger.info("Best checkpoint (%s) kept as %s", trainer.state.best_model_checkpoint, best)
-        atomic_write_json(output_dir / RESOLVED_CONFIG_NAME, parsed.requested, indent=2)
+        atomic_write_json(output_dir / RESOLVED_CONFIG_NAME, _with_absolute_local_paths(parsed.requested), indent=2)
         model_args = parsed.model
         log_history = trainer.state.log_history
         # Hub id in adapter_config.json, loss_curves.png, README.md card, push
@@ -250,6 +252,17 @@ def _outputs(
         "log_history": trainer.state.log_history,
         "hub_url": hub_url,
     }
+
+
+def _with_absolute_local_paths(requested: dict[str, Any]) -> dict[str, Any]:
+    """The requested values with a local model or data folder written as an absolute path: read from another folder
+    later (a card, a push, evaluate.py --config), a relative 'songs/jazz' would look like a Hub id."""
+    values = dict(requested)
+    for key in ("model_name_or_path", "dataset_name"):
+        value = values.get(key)
+        if isinstance(value, str) and value and Path(value).expanduser().exists():
+            values[key] = str(Path(value).expanduser().resolve())
+    return values
 
 
 def finish_run(output_dir: str | Path, model_name_or_path: str | None, base_model_id: str | None,

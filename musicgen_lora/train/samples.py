@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
+from peft import PeftModel
 from transformers import ProcessorMixin, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
@@ -32,10 +34,6 @@ logger = logging.getLogger(__name__)
 
 
 def _is_peft_model(model: torch.nn.Module) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a requirement
-        return False
     return isinstance(model, PeftModel)
 
 
@@ -143,7 +141,6 @@ class SampleCallback(TrainerCallback):
         ]
         if not any(name in report_to for name, _ in loggers):
             return
-        import soundfile as sf
 
         clips = []
         rate = 0
