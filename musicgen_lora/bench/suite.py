@@ -53,6 +53,7 @@ from ..errors import UserError, exit_on_user_error
 from ..logs import setup_logging
 from .cases import Case, cpu_cases, cuda_cases, run_case, run_case_in_subprocess, save_random_model
 from .measure import matmul_peak
+from .memorisation import run_benchmark as memorisation_bench
 from .parts import optimizer_bench, padding_bench, preparation_bench
 from .table import format_table, rows_of
 
@@ -145,6 +146,10 @@ def _parts(scale: str, device: str, workdir: Path) -> dict[str, Callable[[], dic
     parts = {
         "optimizer": lambda: optimizer_bench("tiny" if quick else "small", steps=5 if quick else 20),
         "padding": lambda: padding_bench(clips, batch, window, workdir),
+        # the memorisation check's index: 10 h of training codes against 100 clips (the scale) when full
+        "memorisation": lambda: memorisation_bench(
+            hours=0.5 if quick else 10.0, clips=20 if quick else 100, repeat=1 if quick else 3, melody=not quick
+        ),
     }
     if device == "cpu":  # preparation runs on the CPU (EnCodec on CUDA is a separate question, see RESULTS.md)
         parts["preparation"] = lambda: preparation_bench(

@@ -391,6 +391,14 @@ class MusicgenTrainingArguments(TrainingArguments):
         metadata={"help": "Render the sample_prompts every N optimizer steps too (0: only before and after training)."},
     )
     sample_duration_in_seconds: float = field(default=8.0, metadata={"help": "Length of each sample."})
+    copy_threshold: float = field(
+        default=0.5,  # musicgen_lora.memorisation.codes.DEFAULT_COPY_THRESHOLD (measured there)
+        metadata={
+            "help": "Memorisation check of the samples: each rendered sample's copy score (the share of its code "
+            "frames that line up with one training clip, 0-1) is logged as samples/copy_score, and a warning names "
+            "the step where a sample reaches this threshold (an adapter that memorised a clip scores about 1)."
+        },
+    )
     guidance_scale: float = field(
         default=3.0, metadata={"help": "Classifier-free guidance scale used for samples (1: no guidance)."}
     )

@@ -186,6 +186,10 @@ def check_training_options(training: dict[str, Any]) -> None:
         f"{training['sample_every_steps']}",
     )
     _require(
+        0 <= training["copy_threshold"] <= 1,
+        f"copy_threshold must be between 0 and 1, got {training['copy_threshold']}",
+    )
+    _require(
         training["guidance_scale"] >= 1,
         f"guidance_scale must be >= 1 (1 disables guidance), got {training['guidance_scale']}",
     )

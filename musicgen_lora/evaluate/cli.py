@@ -22,6 +22,8 @@ from ..config.parsing import load_json_config, parse_config
 from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number
 from ..files import ensure_writable_folder, read_json_object
 from ..logs import setup_logging
+from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
+from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.loading import pick_device
 from .data import DatasetSpec, EvalSettings, resolve_split
 from .models import BASE, ModelSpec, classify_model_dir
@@ -64,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--train_dataset", help="training data for the memorisation check (default with --config: its dataset)")
     add("--max_train_samples", type=int, help="use only the first N clips of --train_dataset, as training did "
         "(default: config's max_train_samples)")  # fmt: skip
+    add("--copy_threshold", type=finite_number, default=DEFAULT_COPY_THRESHOLD,
+        help="flag a clip as a copy when this share of its code frames lines up with one training clip (copy_score, "
+        "0-1; an adapter that memorised a clip scores about 1, the base model 0)")  # fmt: skip
+    add("--melody_threshold", type=finite_number, default=DEFAULT_MELODY_THRESHOLD,
+        help="flag a clip as a melodic copy at this chroma correlation with a training excerpt (0-1; the same tune on "
+        "another instrument scores about 0.9)")  # fmt: skip
+    add("--skip_melody", action="store_true", help="skip the melodic similarity, which decodes every training clip "
+        "with EnCodec (minutes per hour of training audio on a CPU)")  # fmt: skip
     add("--output_dir", help="where to write everything (default with --config: OUTPUT_DIR/evaluation)")
     add("--overwrite", action="store_true", help="replace an earlier evaluation in --output_dir")
     add("--clap_model", help="a local CLAP checkpoint folder (transformers format, e.g. laion/clap-htsat-unfused "
@@ -138,6 +148,9 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         data_cache_dir=args.data_cache_dir or config.get("data_cache_dir"),
         cache_dir=args.cache_dir or config.get("cache_dir"),
         device=args.device,
+        copy_threshold=args.copy_threshold,
+        melody_threshold=args.melody_threshold,
+        melody_check=not args.skip_melody,
         **numbers,
     )
 
@@ -209,6 +222,9 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option} must be >= 1, got {value}")
+    for option in ("copy_threshold", "melody_threshold"):
+        if not 0 <= getattr(args, option) <= 1:
+            raise UserError(f"--{option} must be between 0 and 1, got {getattr(args, option):g}")
     guidance = args.guidance_scale if args.guidance_scale is not None else config.get("guidance_scale", 3.0)
     if guidance < 1:
         raise UserError(f"--guidance_scale must be >= 1 (1 disables guidance), got {guidance:g}")

@@ -15,6 +15,8 @@ from transformers import PreTrainedModel, ProcessorMixin
 from ..config.arguments import DataArguments
 from ..errors import UserError
 from ..files import cache_root, is_saved_dataset
+from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
+from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.codec import decode_codes
 from ..models.loading import is_melody_model
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
@@ -66,6 +68,9 @@ class EvalSettings:
     data_cache_dir: str | None = None
     cache_dir: str | None = None
     device: str | None = None
+    copy_threshold: float = DEFAULT_COPY_THRESHOLD
+    melody_threshold: float = DEFAULT_MELODY_THRESHOLD
+    melody_check: bool = True  # decode the training codes for the melodic similarity
 
 
 def _data_args(settings: EvalSettings, spec: DatasetSpec) -> DataArguments:
@@ -155,25 +160,24 @@ def load_eval_data(
     return EvalData(spec, windows, reference)
 
 
-def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fingerprint: str) -> list[np.ndarray] | None:
-    """Codes (frames, K) of every training clip, for the memorisation check (None without a training dataset)."""
+def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fingerprint: str) -> datasets.Dataset | None:
+    """Every training clip's ``codes`` (K, frames), with ``source``/``offset_seconds`` when the data has them, for the
+    memorisation check (None without a training dataset)."""
     spec = settings.train_dataset
     if spec is None:
         return None
     prepared = prepared_folder(spec.source, spec.split or "train") if spec.run_args is None else None
     if spec.run_args is not None:  # the clips (or chunks) the run trained on
         args = spec.run_args
-        codes = prepare_split(
+        return prepare_split(
             args, args.train_split_name, model, codec_fingerprint, False, None, spec.run_seed, cache_dir=settings.cache_dir
-        )["codes"]
-    elif prepared is not None:
-        codes = _load_prepared(prepared, settings.max_train_samples)["codes"]
-    else:
-        args = _data_args(settings, spec)
-        raw = load_split(args, args.train_split_name, settings.cache_dir)
-        if settings.max_train_samples is not None:  # as in training: the first N clips
-            raw = raw.select(range(min(settings.max_train_samples, len(raw))))
-        root = cache_root(settings.data_cache_dir)
-        raw = screen_split(raw, args.dataset_name, args.train_split_name, root, args.strict, {})  # as training
-        codes = encode_dataset(raw, model, root, codec_fingerprint)["codes"]
-    return [np.asarray(c, dtype=np.int16).T.copy() for c in codes]
+        )
+    if prepared is not None:
+        return _load_prepared(prepared, settings.max_train_samples)
+    args = _data_args(settings, spec)
+    raw = load_split(args, args.train_split_name, settings.cache_dir)
+    if settings.max_train_samples is not None:  # as in training: the first N clips
+        raw = raw.select(range(min(settings.max_train_samples, len(raw))))
+    root = cache_root(settings.data_cache_dir)
+    raw = screen_split(raw, args.dataset_name, args.train_split_name, root, args.strict, {})  # as training
+    return encode_dataset(raw, model, root, codec_fingerprint)

@@ -1,5 +1,5 @@
 """The models compared: the base, LoRA adapters swapped onto one base, fully fine-tuned models; held-out cross-entropy;
-the codes generate() produced; CLAP similarity.
+CLAP similarity.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 import numpy as np
@@ -84,33 +83,6 @@ def adapted(base: PreTrainedModel, spec: ModelSpec, cache_dir: str | None) -> It
         yield model
     finally:
         model.unload()  # restores the original modules of `base` (no merge)
-
-
-@contextlib.contextmanager
-def captured_codes(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record the codes ``generate()`` hands to EnCodec's ``decode`` (one (1, bsz, K, T) tensor per call)."""
-    codec = model.audio_encoder
-    original = codec.decode
-    calls: list[torch.Tensor] = []
-
-    def decode(audio_codes: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        calls.append(audio_codes.detach().cpu())
-        return original(audio_codes, *args, **kwargs)
-
-    codec.decode = decode
-    try:
-        yield calls
-    finally:
-        del codec.decode  # back to the class's method
-
-
-def generated_codes(calls: list[torch.Tensor]) -> np.ndarray:
-    """(bsz, K, T) codes of one generate() call; stereo (two decode calls) interleaved L0, R0, L1, R1, ..."""
-    if len(calls) == 1:
-        return calls[0][0].numpy()
-    left, right = calls[0][0], calls[1][0]
-    codes = torch.stack([left, right], dim=2)  # (bsz, K_per_channel, 2, T)
-    return codes.reshape(left.shape[0], -1, left.shape[-1]).numpy()
 
 
 @torch.no_grad()

@@ -71,6 +71,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .clip { margin-bottom: .6em; } .clip img { display: block; width: 320px; height: 96px; image-rendering: auto; }
 .clip audio { width: 320px; } .meta { font-size: .8em; color: #555; }
 .note { font-size: .85em; color: #555; max-width: 70em; }
+.copy-badge { display: inline-block; background: #b3261e; color: #fff; border-radius: 3px; padding: 1px 6px;
+  font-size: .8em; font-weight: 600; margin: 2px 0; } .copied { border-left: 3px solid #b3261e; padding-left: 4px; }
 """
 
 
@@ -134,6 +136,17 @@ def _rows(metrics: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     ))  # fmt: skip
     rows = [("mean distance between samples of a prompt", lambda b: b["diversity"]["pairwise_descriptor_distance_mean"], None, ".3f")]
     if first.get("memorisation"):
+        memorisation = first["memorisation"]
+        rows += [
+            ("copy score, max over clips (share of a clip lined up with one training clip)", lambda b: b["memorisation"]["copy_score"], "lower", ".2f"),
+            ("copy score, mean", lambda b: b["memorisation"]["copy_score_mean"], "lower", ".2f"),
+            (f"clips flagged as copies (copy score >= {memorisation['copy_threshold']:g})", lambda b: b["memorisation"]["copies"], "lower", "d"),
+        ]  # fmt: skip
+        if "melody_similarity" in memorisation:
+            rows += [
+                ("melody similarity, max (chroma correlation, any key)", lambda b: b["memorisation"]["melody_similarity"], "lower", ".2f"),
+                (f"clips flagged as melodic copies (>= {memorisation['melody_threshold']:g})", lambda b: b["memorisation"]["melody_copies"], "lower", "d"),
+            ]  # fmt: skip
         rows += [
             ("longest run copied from training (s)", lambda b: b["memorisation"]["longest_copied_run_seconds"], "lower", ".2f"),
             ("longest run copied, first codebook (frames)", lambda b: b["memorisation"]["longest_copied_run_frames_q1"], "lower", "d"),
@@ -162,6 +175,26 @@ def _safe(getter: Callable[[dict[str, Any]], Any], block: dict[str, Any]) -> Any
         return getter(block)
     except (KeyError, TypeError, IndexError):
         return None
+
+
+def _copy_html(record: dict[str, Any]) -> str:
+    """A warning badge and a player of the training excerpt for a clip flagged as a copy ('' otherwise)."""
+    if not record.get("copy"):
+        return ""
+    if record.get("copy_kind") == "codes":
+        name = record.get("copy_training_file") or f"training example {record['copy_training_index']}"
+        what = f"copies {100 * record['copy_score']:.0f} % of {name} from {record['copy_offset_seconds']:.2f} s"
+    else:
+        name = record.get("melody_training_file") or f"training example {record['melody_training_index']}"
+        shift = record.get("melody_transposition") or 0
+        key = f", {shift:+d} semitones" if shift else ""
+        what = f"melody of {name} from {record['melody_offset_seconds']:.2f} s (r = {record['melody_similarity']:.2f}{key})"
+    parts = [f'<div class="copied"><span class="copy-badge" title="memorisation check">⚠ COPY</span> '
+             f'<span class="meta">{html.escape(what)}</span>']  # fmt: skip
+    if record.get("copy_excerpt"):
+        excerpt = html.escape(record["copy_excerpt"])
+        parts.append(f'<div class="meta">the training excerpt:</div><audio class="excerpt" controls preload="metadata" src="{excerpt}"></audio>')
+    return "".join(parts) + "</div>"
 
 
 def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -224,7 +257,7 @@ def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str
                 clips.append(
                     f'<div class="clip"><audio controls preload="metadata" src="{src}"></audio>'
                     f'<img src="{png}" alt="spectrogram of {src}" width="320" height="96">'
-                    f'<div class="meta">sample {record["sample"]}: {html.escape(meta)}</div></div>'
+                    f'<div class="meta">sample {record["sample"]}: {html.escape(meta)}</div>{_copy_html(record)}</div>'
                 )
             parts.append(f"<td>{''.join(clips)}</td>")
         parts.append("</tr>")

@@ -19,16 +19,16 @@ from ..audio import analysis
 from ..audio.io import write_wav
 from ..config.arguments import ModelArguments
 from ..files import atomic_write_json, atomic_write_text
-from ..generate.render import generate_audio
-from ..models.codec import encodec_latents
+from ..generate.render import captured_codes, generate_audio, generated_codes
+from ..memorisation.check import CopyChecker
+from ..models.codec import decode_codes, encodec_latents
 from ..models.loading import is_melody_model, load_model_and_processor, pick_device
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.cache_keys import module_fingerprint
 from ..train.collator import MusicgenCollator
 from .data import DatasetSpec, EvalData, EvalSettings, load_eval_data, load_training_codes
-from .memorisation import longest_common_run
 from .metrics import FRECHET_NOTE, adherence, audio_health, frechet_block, mean_of, pairwise_distance, summarise
-from .models import BASE, ClapScorer, ModelSpec, adapted, captured_codes, generated_codes, heldout_cross_entropy
+from .models import BASE, ClapScorer, ModelSpec, adapted, heldout_cross_entropy
 from .prompts import Prompt
 from .report import write_report
 from .spectrogram import spectrogram_image, write_png
@@ -48,11 +48,10 @@ class _Bench:
     spec: AudioSpec
     collator: MusicgenCollator
     eval_data: list[EvalData]
-    training_codes: list[np.ndarray] | None
+    checker: CopyChecker | None  # the training data indexed for the memorisation check (None: no training data)
     clap: ClapScorer | None
     reference_latents: dict[str, list[np.ndarray]]
     reference_descriptors: dict[str, list[np.ndarray]]
-    gram_caches: dict[str, dict] = field(default_factory=lambda: {"joint": {}, "q1": {}})
 
 
 @dataclass
@@ -113,9 +112,15 @@ def _set_up(settings: EvalSettings) -> _Bench:
             chroma_frames_per_code_frame(processor.feature_extractor, spec) if is_melody_model(base) else None
         ),
     )
+    training = load_training_codes(settings, base, codec)
+    checker = None
+    if training is not None:  # indexed once; the melody index decodes every training clip with the base's EnCodec
+        checker = CopyChecker.from_dataset(
+            training, spec.frame_rate, (lambda c: decode_codes(base, c)) if settings.melody_check else None,
+            spec.sampling_rate, copy_threshold=settings.copy_threshold, melody_threshold=settings.melody_threshold,
+        )  # fmt: skip
     return _Bench(
-        settings, out, device, base, processor, spec, collator, eval_data,
-        training_codes=load_training_codes(settings, base, codec),
+        settings, out, device, base, processor, spec, collator, eval_data, checker,
         clap=ClapScorer(settings.clap_model, device) if settings.clap_model else None,
         reference_latents={d.spec.name: [encodec_latents(base, a) for a in d.reference_audio] for d in eval_data},
         reference_descriptors={
@@ -178,8 +183,8 @@ def _render_prompt(
         record.update(adherence(clean, sr, prompt))
         if clap_scores is not None:
             record["clap_score"] = clap_scores[sample]
-        if bench.training_codes is not None:
-            record.update(_copied_runs(bench, codes[sample].T.astype(np.int16)))  # (T, K)
+        if bench.checker is not None:
+            record.update(_memorisation_fields(bench, codes[sample], clean, wav))
         descriptor = analysis.frame_descriptors(clean, sr)
         output.latents.append(encodec_latents(bench.base, clean))
         output.descriptors.append(descriptor)
@@ -187,16 +192,17 @@ def _render_prompt(
         output.records.append(record)
 
 
-def _copied_runs(bench: _Bench, frames: np.ndarray) -> dict[str, Any]:
-    """The longest runs of a clip's (T, K) code frames found verbatim in one training clip: all codebooks, and the
-    first codebook alone."""
-    training = bench.training_codes
-    joint = longest_common_run(frames, training, bench.gram_caches["joint"])
-    first = longest_common_run(frames[:, :1], [c[:, :1] for c in training], bench.gram_caches["q1"])
-    return {
-        "copied_run_frames": joint, "copied_run_seconds": joint / bench.spec.frame_rate,
-        "copied_run_frames_q1": first, "generated_frames": int(frames.shape[0]),
-    }  # fmt: skip
+def _memorisation_fields(bench: _Bench, codes: np.ndarray, audio: np.ndarray, wav: Path) -> dict[str, Any]:
+    """A clip's copy score and melody similarity against the training data; a flagged clip gets the training excerpt
+    it copies decoded beside it (``<prompt>-<sample>.copied.wav``), to listen side by side."""
+    record = bench.checker.score(codes, audio, bench.spec.sampling_rate)
+    record["copied_run_seconds"] = record["copied_run_frames"] / bench.spec.frame_rate
+    excerpt = bench.checker.excerpt_codes(record)
+    if excerpt is not None and excerpt.shape[1]:
+        copied = wav.with_suffix(".copied.wav")
+        write_wav(copied, decode_codes(bench.base, excerpt), bench.spec.sampling_rate)
+        record["copy_excerpt"] = copied.relative_to(bench.out).as_posix()
+    return record
 
 
 def _compare_models(bench: _Bench, outputs: dict[str, _ModelOutputs]) -> None:
@@ -219,20 +225,7 @@ def _compare_models(bench: _Bench, outputs: dict[str, _ModelOutputs]) -> None:
             "note": "mean distance between the samples of one prompt (clip-mean MFCC+chroma, each dimension divided "
             "by its spread over all generated clips); 0 means identical samples",
         }
-        block["memorisation"] = None if bench.training_codes is None else _memorisation(bench, output.records)
-
-
-def _memorisation(bench: _Bench, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One model's memorisation block, from its clips' copied runs."""
-    return {
-        "training_clips": len(bench.training_codes),
-        "longest_copied_run_frames": max(r["copied_run_frames"] for r in records),
-        "longest_copied_run_seconds": max(r["copied_run_seconds"] for r in records),
-        "longest_copied_run_frames_q1": max(r["copied_run_frames_q1"] for r in records),
-        "mean_copied_run_frames": mean_of([r["copied_run_frames"] for r in records]),
-        "note": "longest run of consecutive generated frames (all codebooks equal) found verbatim in one training "
-        "clip's codes; _q1: first codebook only",
-    }
+        block["memorisation"] = None if bench.checker is None else bench.checker.summary(output.records)
 
 
 def _metrics(bench: _Bench, blocks: dict[str, dict[str, Any]], started: float) -> dict[str, Any]:
@@ -253,6 +246,7 @@ def _metrics(bench: _Bench, blocks: dict[str, dict[str, Any]], started: float) -
             "eval_datasets": [_describe_dataset(d) for d in settings.eval_datasets],
             "train_dataset": _describe_dataset(settings.train_dataset) if settings.train_dataset else None,
             "clap_model": settings.clap_model, "device": str(bench.device),
+            "copy_threshold": settings.copy_threshold, "melody_threshold": settings.melody_threshold,
         },  # fmt: skip
         "models": blocks,
         "checks": {"adapter_disabled_ce_max_abs_diff_from_base": consistency},
@@ -285,6 +279,11 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
             parts.append(f"key_score={adherence_block['key_score_mean']:.2f}")
         loudness = block["health"]["loudness_lufs_mean"]
         parts.append("loudness=" + ("silent" if loudness is None else f"{loudness:.1f} LUFS"))
+        memorisation = block.get("memorisation")
+        if memorisation and memorisation["copy_score"] is not None:
+            parts.append(f"copy_score={memorisation['copy_score']:.2f}")
+            if memorisation.get("copies") or memorisation.get("melody_copies"):
+                parts.append("COPIES TRAINING DATA (see report.html)")
         lines.append(" ".join(parts))
     return lines
 

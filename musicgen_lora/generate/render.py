@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,3 +93,30 @@ def write_samples(
         paths.append(path)
     (out_dir / "prompts.txt").write_text("".join(f"{i}.wav\t{p}\n" for i, p in enumerate(prompts)), encoding="utf-8")
     return paths
+
+
+@contextlib.contextmanager
+def captured_codes(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the codes ``generate()`` hands to EnCodec's ``decode`` (one (1, bsz, K, T) tensor per call)."""
+    codec = model.audio_encoder
+    original = codec.decode
+    calls: list[torch.Tensor] = []
+
+    def decode(audio_codes: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        calls.append(audio_codes.detach().cpu())
+        return original(audio_codes, *args, **kwargs)
+
+    codec.decode = decode
+    try:
+        yield calls
+    finally:
+        del codec.decode  # back to the class's method
+
+
+def generated_codes(calls: list[torch.Tensor]) -> np.ndarray:
+    """(bsz, K, T) codes of one generate() call; stereo (two decode calls) interleaved L0, R0, L1, R1, ..."""
+    if len(calls) == 1:
+        return calls[0][0].numpy()
+    left, right = calls[0][0], calls[1][0]
+    codes = torch.stack([left, right], dim=2)  # (bsz, K_per_channel, 2, T)
+    return codes.reshape(left.shape[0], -1, left.shape[-1]).numpy()

@@ -35,6 +35,7 @@ PLOT_NAME = "loss_curves.png"
 
 SAMPLES_FOLDER = "samples/final"
 DATA_REPORT = "prepared_data/data_report.json"
+MEMORISATION_FILE = "memorisation.json"  # the training samples' copy scores (written by train.samples)
 EVALUATION_METRICS = "evaluation/metrics.json"  # evaluate.py --config OUTPUT_DIR writes here
 TEMPLATE = Path(__file__).with_name("card_template.md")
 MUSICGEN_FRAME_RATE = 50  # codec frames per second of every MusicGen checkpoint (for the snippet's max_new_tokens)
@@ -145,6 +146,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
         "window": _number(run.settings.get("max_duration_in_seconds")), "hyperparameters": _hyperparameters(run, base),
         "plot": PLOT_NAME if (output_dir / PLOT_NAME).is_file() else None, "evaluations": _evaluations(run),
         "licence": base["licence"], "versions": _versions(), "marker": CARD_MARKER,
+        "memorisation": _memorisation(run),
     }  # fmt: skip
     card_data = _card_data(run, base, name, trigger, context["samples"])
     text = str(ModelCard.from_template(card_data, template_str=TEMPLATE.read_text(encoding="utf-8"), **context))
@@ -163,6 +165,7 @@ class _RunFiles:
     eval_results: dict[str, Any]
     data_report: dict[str, Any]  # prepared_data/data_report.json
     evaluation: dict[str, Any]  # evaluate.py's metrics.json in OUTPUT_DIR/evaluation
+    memorisation: dict[str, Any]  # the training samples' memorisation check (memorisation.json)
 
     @classmethod
     def read(cls, folder: Path) -> _RunFiles:
@@ -170,7 +173,7 @@ class _RunFiles:
             folder, run_settings(folder), read_json_object(folder / "adapter_config.json"),
             read_json_object(folder / "trainer_state.json"), read_json_object(folder / "train_results.json"),
             read_json_object(folder / "eval_results.json"), read_json_object(folder / DATA_REPORT),
-            read_json_object(folder / EVALUATION_METRICS),
+            read_json_object(folder / EVALUATION_METRICS), read_json_object(folder / MEMORISATION_FILE),
         )  # fmt: skip
 
     @property
@@ -312,6 +315,14 @@ def _evaluations(run: _RunFiles) -> list[dict[str, Any]]:
         tables.append({"title": "evaluate.py, the base model against this one (same prompts and seeds; "
                        "`evaluation/report.html` to listen):", "header": header, "rows": rows})  # fmt: skip
     return tables
+
+
+def _memorisation(run: _RunFiles) -> dict[str, Any] | None:
+    """The final samples' copy scores from the memorisation check during training (None without it)."""
+    final = run.memorisation.get("final") or {}
+    if not isinstance(final.get("copy_score"), (int, float)):
+        return None
+    return {**final, "threshold": run.memorisation.get("copy_threshold") or 0.0}
 
 
 def _versions() -> list[tuple[str, str]]:

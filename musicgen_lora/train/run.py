@@ -74,6 +74,7 @@ def build_trainer(
             SampleCallback(
                 processor, training.sample_prompts, seconds=training.sample_duration_in_seconds,
                 guidance_scale=training.guidance_scale, seed=training.seed, every_steps=training.sample_every_steps,
+                copy_threshold=training.copy_threshold,
             )  # fmt: skip
         )
     try:

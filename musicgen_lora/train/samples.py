@@ -11,14 +11,25 @@ Each render is written by :func:`~musicgen_lora.generate.render.write_samples` (
 with its prompts as captions, to the enabled ``report_to`` backends that take audio: TensorBoard (the writer of
 transformers' ``TensorBoardCallback``), Weights & Biases and Trackio (their active run). Rendering runs on the main
 process only and leaves the random number generators as it found them, so training draws the same random numbers
-(crops, dropout, shuffling) with or without samples and ends with the same weights."""
+(crops, dropout, shuffling) with or without samples and ends with the same weights.
+
+**Memorisation check.** At the start of training the callback indexes the training codes the Trainer holds
+(:class:`~musicgen_lora.memorisation.codes.CodeIndex`, about a second for 10 hours); every render's samples are then
+scored (``copy_score``: the share of a sample's code frames that line up with one training clip) and logged through
+``trainer.log`` as ``samples/copy_score`` (the highest) and ``samples/copy_score/<i>`` (so every tracker and
+``trainer_state.json`` get them), with a warning naming the step when a sample reaches ``copy_threshold``, so a
+user can stop before the adapter memorises. ``OUTPUT_DIR/memorisation.json`` keeps every render's scores and the
+final figure, which the model card reports. (The melodic similarity of ``evaluate.py`` is not computed here: it
+would decode the whole training set with EnCodec at every start.)"""
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import soundfile as sf
 import torch
@@ -27,7 +38,10 @@ from transformers import ProcessorMixin, TrainerCallback, TrainerControl, Traine
 from transformers.integrations import TensorBoardCallback
 from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
-from ..generate.render import write_samples
+from ..files import atomic_write_json, read_json_object
+from ..generate.render import captured_codes, generated_codes, write_samples
+from ..hub.card import MEMORISATION_FILE
+from ..memorisation.codes import DEFAULT_COPY_THRESHOLD, CodeIndex
 from ..rng import preserved_rng
 
 logger = logging.getLogger(__name__)
@@ -54,6 +68,7 @@ class SampleCallback(TrainerCallback):
         guidance_scale: float = 3.0,
         seed: int = 0,
         every_steps: int = 0,
+        copy_threshold: float | None = DEFAULT_COPY_THRESHOLD,
     ) -> None:
         self.processor = processor
         self.prompts = list(prompts)
@@ -66,11 +81,16 @@ class SampleCallback(TrainerCallback):
         self._base_done = False
         self._start_step: int | None = None
         self._captions_logged = False
+        self.copy_threshold = copy_threshold  # None: no memorisation check
+        self.trainer: Any = None  # set by attach(): its train_dataset is indexed, its log() reaches every tracker
+        self.index: CodeIndex | None = None
+        self.memorisation: dict[str, Any] = {}
 
     def attach(self, trainer: Any) -> SampleCallback:
         """Run before the reporting integrations (see the class docstring); returns ``self``."""
         callbacks = trainer.callback_handler.callbacks
         self.callbacks = callbacks
+        self.trainer = trainer
         if self in callbacks:
             callbacks.remove(self)
         reporters = tuple(INTEGRATION_TO_CALLBACK.values())
@@ -84,6 +104,8 @@ class SampleCallback(TrainerCallback):
         self._start_step = state.global_step  # > 0 when resuming from a checkpoint
         self._base_done = False
         self.final_paths = []
+        if self.prompts and self.copy_threshold is not None and state.is_world_process_zero and self.trainer is not None:
+            self._start_memorisation_check(args, state, kwargs["model"])
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if not self._base_done:
@@ -120,14 +142,68 @@ class SampleCallback(TrainerCallback):
         if not self.prompts or not state.is_world_process_zero:
             return []
         out_dir = Path(args.output_dir) / "samples" / folder
-        with preserved_rng():
+        with preserved_rng(), captured_codes(model) as calls:
             paths = write_samples(
                 model, self.processor, self.prompts, out_dir,
                 seconds=self.seconds, guidance_scale=self.guidance_scale, seed=self.seed,
             )  # fmt: skip
         logger.info("Wrote %d samples to %s", len(paths), out_dir)
         self._log_audio(args, state, paths, kind)
+        if self.index is not None:
+            self._check_copies(args, state, generated_codes(calls), kind)
         return paths
+
+    # ------------------------------------------------------------------------------------------------ memorisation
+
+    def _start_memorisation_check(self, args: TrainingArguments, state: TrainerState, model: torch.nn.Module) -> None:
+        """Index the training codes once; on resume, keep the scores of the renders before the checkpoint."""
+        self.index = None
+        dataset = getattr(self.trainer, "train_dataset", None)
+        if not isinstance(dataset, datasets.Dataset) or "codes" not in dataset.column_names:
+            logger.info("No indexable training codes (a streamed dataset?): the samples' copy score is not computed")
+            return
+        started = time.perf_counter()
+        self.index = CodeIndex.from_dataset(dataset, frame_rate=model.config.audio_encoder.frame_rate)
+        logger.info("Indexed %d training clips for the samples' copy score in %.2f s", len(self.index),
+                    time.perf_counter() - started)  # fmt: skip
+        previous = read_json_object(Path(args.output_dir) / MEMORISATION_FILE) if self._start_step else {}
+        renders = [r for r in previous.get("renders", []) if r.get("step", 0) < state.global_step]
+        first = next((r["step"] for r in renders if r["kind"] != "base" and r["copy_score"] >= self.copy_threshold), None)
+        self.memorisation = {"copy_threshold": self.copy_threshold, "renders": renders, "first_step_at_threshold": first}
+
+    def _check_copies(self, args: TrainingArguments, state: TrainerState, codes: np.ndarray, kind: str) -> None:
+        """Score one render's samples ((bsz, K, T) codes), log the scores, warn at the threshold, write the file."""
+        matches = [self.index.match(clip) for clip in codes]
+        scores = [m.score for m in matches]
+        logs = {"samples/copy_score": max(scores), **{f"samples/copy_score/{i}": s for i, s in enumerate(scores)}}
+        self.trainer.log({k: round(v, 4) for k, v in logs.items()})  # to every tracker and trainer_state.json
+        step = state.global_step
+        render = {"step": step, "kind": kind, "copy_score": round(max(scores), 4), "samples": [
+            {"prompt": prompt, **match.record()} for prompt, match in zip(self.prompts, matches)]}  # fmt: skip
+        self.memorisation["renders"].append(render)
+        worst = int(np.argmax(scores))
+        if kind != "base" and scores[worst] >= self.copy_threshold:
+            self._warn_copy(step, worst, matches[worst])
+        if kind == "final":
+            self.memorisation["final"] = {
+                "step": step, "copy_score": round(max(scores), 4), "copy_score_mean": round(float(np.mean(scores)), 4),
+                "copies": sum(1 for s in scores if s >= self.copy_threshold), "samples": len(scores),
+            }  # fmt: skip
+        atomic_write_json(Path(args.output_dir) / MEMORISATION_FILE, self.memorisation, indent=2)
+
+    def _warn_copy(self, step: int, sample: int, match: Any) -> None:
+        """The warning of a sample at or above the threshold: the full advice at the first crossing, then short."""
+        what = (f"sample {sample} ({self.prompts[sample]!r}) copies {100 * match.score:.0f} % of "
+                f"{match.source or f'training example {match.example}'} from {match.offset_seconds:.1f} s")  # fmt: skip
+        if self.memorisation["first_step_at_threshold"] is None:
+            self.memorisation["first_step_at_threshold"] = step
+            logger.warning(
+                "Memorisation at step %d: %s (copy_score %.2f >= copy_threshold %.2f). Stop here or keep an earlier "
+                "checkpoint; more data, fewer steps or a lower learning rate keep the style without the copy.",
+                step, what, match.score, self.copy_threshold,
+            )  # fmt: skip
+        else:
+            logger.warning("Still memorising at step %d: %s (copy_score %.2f)", step, what, match.score)
 
     # ------------------------------------------------------------------------------------------------ backends
 

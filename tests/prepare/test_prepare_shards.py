@@ -17,7 +17,7 @@ from musicgen_lora.prepare import cache_keys, encoding, pipeline
 from musicgen_lora.prepare.cli import main as prepare_main
 from musicgen_lora.prepare.pipeline import load_or_prepare
 from musicgen_lora.prepare.reuse import FINGERPRINT_NAME, PREPARED_DIR_NAME
-from musicgen_lora.train.checkpoints import check_output_dir
+from musicgen_lora.train.output_dir import check_output_dir
 
 from ..conftest import base_argv
 
@@ -75,7 +75,7 @@ def test_training_reuses_prepared_data_until_an_option_or_a_caption_changes(
     out = tmp_path / "out"
     argv = base_argv(tiny_model_dir, songs, out, tmp_path / "cache") + ["--max_train_samples", "3"]
     prepare_main(argv)
-    check_output_dir(out, overwrite=False, resuming=False)  # prepared_data alone is not a previous run
+    check_output_dir(str(out), None, overwrite=False, resuming=False)  # prepared_data alone is not a previous run
     parsed = parse_config(argv)
     model, processor = load_model_and_processor(parsed.model)
     caplog.set_level(logging.INFO, logger="musicgen_lora")
