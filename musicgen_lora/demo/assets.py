@@ -57,9 +57,17 @@ DEMO_CONFIG: dict[str, Any] = {
 
 def ensure_demo_assets(parsed: ParsedConfig) -> None:
     """Build the tiny model and the demo corpus if the config points at them and they are missing."""
-    if parsed.model.model_name_or_path == DEMO_MODEL and not (Path(DEMO_MODEL) / "config.json").is_file():
-        logger.info("Building the tiny demo MusicGen in %s", DEMO_MODEL)
-        save_tiny_musicgen(DEMO_MODEL)
-    if parsed.data.dataset_name == DEMO_CORPUS and not (Path(DEMO_CORPUS) / "metadata.jsonl").is_file():
-        logger.info("Synthesising the demo corpus in %s", DEMO_CORPUS)
-        synthesize_corpus(DEMO_CORPUS, clips=DEMO_CLIPS, seconds=DEMO_CLIP_SECONDS, seed=0)
+    model = Path(DEMO_MODEL) if parsed.model.model_name_or_path == DEMO_MODEL else None
+    corpus = Path(DEMO_CORPUS) if parsed.data.dataset_name == DEMO_CORPUS else None
+    build_demo_assets(model, corpus)
+
+
+def build_demo_assets(model_dir: Path | None, corpus_dir: Path | None) -> None:
+    """The demo's tiny random MusicGen in ``model_dir`` and its synthetic captioned corpus in ``corpus_dir``, each
+    built only where it is missing (None: not wanted)."""
+    if model_dir is not None and not (model_dir / "config.json").is_file():
+        logger.info("Building the tiny demo MusicGen in %s", model_dir)
+        save_tiny_musicgen(model_dir)
+    if corpus_dir is not None and not (corpus_dir / "metadata.jsonl").is_file():
+        logger.info("Synthesising the demo corpus in %s", corpus_dir)
+        synthesize_corpus(corpus_dir, clips=DEMO_CLIPS, seconds=DEMO_CLIP_SECONDS, seed=0)

@@ -1,0 +1,96 @@
+"""Start the studio: ``python -m musicgen_lora.studio [--host H] [--port P] [--projects_dir DIR] [--share]``.
+
+Serves the page on http://127.0.0.1:7860 by default, opened on the offline demo project (a tiny random MusicGen and
+a synthetic corpus, built on first start). Gradio's public share link is off unless ``--share`` is given, and Gradio's
+usage analytics are off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib.util
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from .backend import UserError
+from .project import DEMO_PROJECT
+
+logger = logging.getLogger(__name__)
+DEFAULT_PORT = 7860
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m musicgen_lora.studio",
+        description="A local web page to prepare data, train, listen to, evaluate and share MusicGen LoRA adapters.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every network interface)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to serve on")
+    parser.add_argument(
+        "--projects_dir", default="studio_projects", help="folder holding the projects (created if missing)"
+    )
+    parser.add_argument("--project", default=DEMO_PROJECT, help="project the page opens on")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
+    return parser
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with a one-line message when the port cannot be served on (Gradio's own error is a traceback).
+
+    Raises:
+        UserError: the port is busy, or the address is not one of this machine's.
+    """
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {port}")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise UserError(
+                    f"port {port} on {host} is busy (another studio or program uses it); stop it or choose another "
+                    f"port: --port {port + 1}"
+                ) from None
+            raise UserError(f"cannot serve on {host}:{port} ({err.strerror}); check --host and --port") from None
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse the options, check the port, build the demo assets if needed, and serve the page until Ctrl-C."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    options = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported (by .app)
+    try:
+        check_port(options.host, options.port)
+        if importlib.util.find_spec("gradio") is None:  # said before the demo assets take their time
+            raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
+        from .handlers import Studio  # imported here: it loads torch and transformers (seconds)
+
+        studio = Studio(options.projects_dir)
+        studio.defaults(options.project)  # builds the demo's model and corpus before the page opens
+        from .app import build_app  # gradio is an optional dependency: imported only by the studio's page
+
+        app = build_app(studio, options.project)
+    except UserError as err:
+        if options.debug:
+            raise
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"MusicGen LoRA Studio on http://{options.host}:{options.port} (projects in {studio.root}); Ctrl-C stops it")
+    app.queue(default_concurrency_limit=4).launch(
+        server_name=options.host, server_port=options.port, share=options.share, allowed_paths=[str(studio.root)],
+        ssr_mode=False, show_error=False, quiet=True, footer_links=[],
+    )  # fmt: skip
+    return {"url": f"http://{options.host}:{options.port}", "projects_dir": str(studio.root)}
+
+
+if __name__ == "__main__":
+    main()

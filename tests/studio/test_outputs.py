@@ -1,0 +1,139 @@
+"""The Listen, Evaluate and Share tabs' actions on a real run, the command line, and where gradio may be imported."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import socket
+from pathlib import Path
+
+import pytest
+
+from musicgen_lora.studio import outputs
+from musicgen_lora.studio.__main__ import main as studio_main
+
+from ..hub.fake_hub import USER, FakeHub
+
+TOKEN = "hf_studio_secret_token_0123456789"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_run_s_models_are_listed_newest_first(studio_run):
+    # rendering them is tested in the browser (test_browser.py), where the page's Render button runs it
+    assert list(outputs.models(studio_run["studio"], "tiny")) == ["final", "checkpoint-6", "checkpoint-3"]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "duration", "seed", "guidance", "chosen", "message"),
+    [
+        ("", 1, 0, 3, [], "the prompt is empty"),
+        ("jazz", 0, 0, 3, [], "duration must be more than 0"),
+        ("jazz", 1, 0.5, 3, [], "seed must be a whole number"),
+        ("jazz", 1, 0, 0.5, [], "guidance must be at least 1"),
+        ("jazz", 1, 0, 3, ["checkpoint-99"], "no model checkpoint-99 in this run"),
+    ],
+)
+def test_bad_render_values_are_messages(studio_run, prompt, duration, seed, guidance, chosen, message):
+    text, results = outputs.render(studio_run["studio"], "tiny", prompt, duration, seed, guidance, chosen)
+    assert text.startswith("**Error:** ") and message in text and results == []
+
+
+def test_evaluate_shows_the_comparison_numbers_and_the_report(studio_run):
+    message, table, report = outputs.evaluate(studio_run["studio"], "tiny")
+    assert message.startswith("Evaluated"), message
+    assert Path(report).is_file() and Path(report).name == "report.html"
+    assert list(table.columns) == ["metric", "base", "final"]
+    rows = table.set_index("metric")
+    assert rows.loc["cross_entropy.train.ce", "final"] < rows.loc["cross_entropy.train.ce", "base"]  # it learnt
+
+
+def test_merge_writes_a_standalone_model(studio_run):
+    message, folder = outputs.merge(studio_run["studio"], "tiny")
+    assert message.startswith("Merged"), message
+    assert (Path(folder) / "config.json").is_file() and not (Path(folder) / "adapter_config.json").exists()
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The loopback Hub of tests/fake_hub.py, reachable by the push command (a subprocess: environment only)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    with FakeHub(TOKEN) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        yield server
+
+
+def test_push_uses_the_typed_token_and_never_writes_it_down(studio_run, hub):
+    studio, repo = studio_run["studio"], f"{USER}/studio-lora"
+    message, url = outputs.push(studio, "tiny", repo, True, TOKEN)
+    assert message.startswith("Pushed to") and repo in url, message
+    assert hub.repos[repo].private is True and "adapter_model.safetensors" in hub.repos[repo].files
+    leaked = [p for p in studio.root.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert leaked == [] and TOKEN not in message
+
+
+def test_a_refused_push_is_one_line_without_the_token(studio_run, monkeypatch):
+    # the push command's own failures are tested in tests/test_hub.py; here: what the page makes of one
+    secret = "hf_wrong_token_value"
+    seen = {}
+
+    def refused(argv, cwd, env=None, timeout=None):
+        seen.update(argv=argv, env=env)
+        return (
+            2,
+            f"INFO pushing with {secret}\nerror: pushing 'run' to 'u/r' failed (401: token {secret} is invalid); retry\n",
+        )
+
+    monkeypatch.setattr(outputs, "run_command", refused)
+    message, url = outputs.push(studio_run["studio"], "tiny", f"{USER}/other", False, f" {secret} ")
+    assert url is None and message == "**Error:** pushing 'run' to 'u/r' failed (401: token *** is invalid); retry"
+    assert seen["env"] == {"HF_TOKEN": secret} and not any(secret in word for word in seen["argv"])
+    message, _ = outputs.push(studio_run["studio"], "tiny", "no-slash", False, None)
+    assert message == "**Error:** repository id 'no-slash' must look like your-name/musicgen-lora-jazz"
+
+
+def test_a_busy_port_is_a_one_line_error(tmp_path, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as stopped:
+            studio_main(["--port", str(port), "--projects_dir", str(tmp_path)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"error: port {port} on 127.0.0.1 is busy (another studio or program uses it); stop it or choose another port: --port {port + 1}"
+    )
+
+
+def test_without_gradio_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SystemExit) as stopped:
+        studio_main(["--port", str(port), "--projects_dir", str(tmp_path)])
+    assert stopped.value.code == 2 and not any(tmp_path.iterdir())  # nothing built before saying so
+    assert (
+        capsys.readouterr().err
+        == "error: the studio needs gradio; install it with: pip install -r requirements-studio.txt\n"
+    )
+
+
+def test_only_the_studio_page_imports_gradio():
+    importers = []
+    for path in sorted((ROOT / "musicgen_lora").rglob("*.py")) + sorted(ROOT.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] == "gradio" for name in names):
+                importers.append(path.relative_to(ROOT).as_posix())
+    assert importers == ["musicgen_lora/studio/app.py"]

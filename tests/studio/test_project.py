@@ -1,0 +1,206 @@
+"""The studio's project folder: the config written from the form, caption edits in every layout, uploads."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from musicgen_lora.errors import UserError
+from musicgen_lora.studio import backend
+from musicgen_lora.studio.handlers import form_from_config
+from musicgen_lora.studio.project import Project, add_uploads, build_config, save_captions, write_config
+
+from .conftest import tiny_form
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    return Project.open(tmp_path / "projects", "songs")
+
+
+def test_the_config_from_the_form_parses_as_training_parses_it(project, tiny_model_dir, corpus_dir):
+    form = tiny_form(tiny_model_dir, corpus_dir, precision="bf16", trigger_word="sks", gradient_checkpointing=True)
+    config, notices = build_config(project, form)
+    args = backend.check_config(write_config(project, config))  # the real parse_config
+    assert notices == []
+    assert args.model_name_or_path == str(tiny_model_dir) and args.dataset_name == str(corpus_dir.resolve())
+    assert args.instance_prompt == "sks" and args.lora_r == 4 and args.lora_alpha == 8  # alpha = 2 x rank by default
+    assert args.sample_prompts == ["lofi hip hop, piano"] and args.max_train_samples == 4  # from the JSON box
+    assert config["max_steps"] == 6 and config["bf16"] is True and config["fp16"] is False
+    assert config["gradient_checkpointing"] is True and config["disable_tqdm"] is False
+    assert config["output_dir"] == str(project.run_dir) and config["data_cache_dir"] == str(project.cache_dir)
+
+
+def test_form_fields_replace_the_json_and_say_so(project, tiny_model_dir, corpus_dir):
+    form = tiny_form(tiny_model_dir, corpus_dir, extra_json='{"lora_r": 64, "lora_alpha": 5, "lora_dropout": 0.2}')
+    config, notices = build_config(project, form)
+    assert config["lora_r"] == 4 and config["lora_alpha"] == 5 and config["lora_dropout"] == 0.2
+    assert notices == ["the form's value of 'lora_r' replaces the JSON's"]
+
+
+def test_the_form_round_trips_through_the_saved_config(project, tiny_model_dir, corpus_dir):
+    form = tiny_form(tiny_model_dir, corpus_dir, precision="fp16", trigger_word="sks style", steps=0, epochs=2.0)
+    form.dataset = str(Path(form.dataset).resolve())
+    config, _ = build_config(project, form)
+    again = form_from_config(json.loads(write_config(project, config).read_text()))
+    assert asdict(again) | {"extra_json": None} == asdict(form) | {"extra_json": None}
+    assert json.loads(again.extra_json) == json.loads(form.extra_json)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"extra_json": '{"lora_dropout": 0.1,}'}, "not valid JSON"),
+        ({"extra_json": "[1, 2]"}, "must be an object"),
+        ({"extra_json": '{"output_dir": "/elsewhere"}'}, "studio sets itself"),
+        ({"dataset": "/no/such/folder"}, "audio folder '/no/such/folder' not found"),
+        ({"dataset": "  "}, "no audio folder"),
+        ({"base_model": ""}, "base model is empty"),
+        ({"rank": 2.5}, "LoRA rank must be a whole number"),
+        ({"learning_rate": None}, "learning rate is empty"),
+        ({"batch_size": 0}, "batch size must be at least 1"),
+        ({"precision": "int4"}, "precision must be one of"),
+    ],
+)
+def test_bad_form_values_are_one_line_errors(project, tiny_model_dir, corpus_dir, changes, message):
+    with pytest.raises(UserError, match=message) as caught:
+        build_config(project, tiny_form(tiny_model_dir, corpus_dir, **changes))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_value_training_refuses_is_caught_before_any_process_starts(project, tiny_model_dir, corpus_dir):
+    config, _ = build_config(project, tiny_form(tiny_model_dir, corpus_dir, extra_json='{"lora_dropout": 1.5}'))
+    with pytest.raises(UserError, match="lora_dropout"):
+        backend.check_config(write_config(project, config))
+
+
+def test_project_names_cannot_leave_the_projects_folder(tmp_path):
+    for name in ("../outside", "a/b", "", ".hidden"):
+        with pytest.raises(UserError, match="project name"):
+            Project.open(tmp_path, name)
+
+
+# ------------------------------------------------------------------------------------------- caption edits
+
+
+def _tracks(folder: Path, text_column: str = "text") -> dict[str, str | None]:
+    """What preparation will read: each file's own caption, through the package's own loader."""
+    args = backend.check_config(_config_for(folder, text_column))
+    return {Path(t["path"]).name: t["caption"] for t in backend.list_tracks(args)}
+
+
+def _config_for(folder: Path, text_column: str) -> Path:
+    path = folder.parent / f"{folder.name}-config.json"
+    path.write_text(json.dumps({"model_name_or_path": "m", "dataset_name": str(folder), "output_dir": str(folder.parent / "out"),
+                                "text_column_name": text_column, "instance_prompt": "sks"}))  # fmt: skip
+    return path
+
+
+def test_edits_go_into_metadata_jsonl_and_keep_the_other_fields(corpus_dir, tmp_path):
+    folder = tmp_path / "corpus"
+    shutil.copytree(corpus_dir, folder)
+    before = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    changed = save_captions(
+        folder, {str(folder / "clip_001.wav"): "new\ncaption ", str(folder / "clip_002.wav"): before[2]["text"]}
+    )
+    after = [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    assert changed == 1
+    assert after[1] == {**before[1], "text": "new caption"} and after[:1] + after[2:] == before[:1] + before[2:]
+    assert _tracks(folder)["clip_001.wav"] == "new caption"
+
+
+def test_edits_go_into_metadata_csv_with_its_own_caption_column(corpus_dir, tmp_path):
+    folder = tmp_path / "songs"
+    (folder / "audio").mkdir(parents=True)
+    for name in ("clip_000.wav", "clip_001.wav"):
+        shutil.copy(corpus_dir / name, folder / "audio" / name)
+    with (folder / "metadata.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(
+            [["file_name", "caption", "bpm"], ["audio/clip_000.wav", "old", "90"], ["audio/clip_001.wav", "keep", "80"]]
+        )
+    assert save_captions(folder, {str(folder / "audio" / "clip_000.wav"): "fresh, piano"}, text_column="caption") == 1
+    rows = list(csv.DictReader((folder / "metadata.csv").open(newline="")))
+    assert rows == [{"file_name": "audio/clip_000.wav", "caption": "fresh, piano", "bpm": "90"},
+                    {"file_name": "audio/clip_001.wav", "caption": "keep", "bpm": "80"}]  # fmt: skip
+    assert _tracks(folder, "caption") == {"clip_000.wav": "fresh, piano", "clip_001.wav": "keep"}
+
+
+def test_edits_of_a_folder_without_metadata_go_into_txt_files(corpus_dir, tmp_path):
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for name in ("clip_000.wav", "clip_001.wav"):
+        shutil.copy(corpus_dir / name, folder / name)
+    (folder / "clip_001.txt").write_text("had one\n")
+    assert _tracks(folder) == {"clip_000.wav": None, "clip_001.wav": "had one"}
+    assert save_captions(folder, {str(folder / "clip_000.wav"): "techno", str(folder / "clip_001.wav"): "had one"}) == 1
+    assert _tracks(folder) == {"clip_000.wav": "techno", "clip_001.wav": "had one"}
+
+
+def test_a_file_outside_the_folder_is_refused(corpus_dir, tmp_path):
+    with pytest.raises(UserError, match="not inside the audio folder"):
+        save_captions(corpus_dir, {str(tmp_path / "elsewhere.wav"): "x"})
+
+
+# ------------------------------------------------------------------------------------------------ uploads
+
+
+def test_uploads_copy_audio_and_extract_zips_safely(corpus_dir, tmp_path):
+    bundle = tmp_path / "songs.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.write(corpus_dir / "clip_000.wav", "album/a.wav")
+        archive.writestr("album/a.txt", "jazz")
+        archive.writestr("../escape.wav", b"RIFF")
+        archive.writestr("notes.pdf", b"%PDF")
+    notes = tmp_path / "notes.docx"
+    notes.write_bytes(b"x")
+    target = tmp_path / "project" / "data"
+    added, skipped = add_uploads([bundle, corpus_dir / "clip_001.wav", notes], target)
+    assert sorted(added) == ["album/a.txt", "album/a.wav", "clip_001.wav"]
+    assert sorted(skipped) == ["../escape.wav (outside the folder)", "notes.docx (not audio or captions)",
+                               "notes.pdf (not audio or captions)"]  # fmt: skip
+    assert not (tmp_path / "project" / "escape.wav").exists()
+    assert (target / "album" / "a.wav").read_bytes() == (corpus_dir / "clip_000.wav").read_bytes()
+
+
+def test_a_broken_zip_is_a_clear_error(tmp_path):
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(UserError, match="not a readable zip"):
+        add_uploads([broken], tmp_path / "data")
+
+
+def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny_model_dir, tmp_path):
+    from musicgen_lora.studio.handlers import Studio
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    shutil.copy(corpus_dir / "clip_000.wav", folder / "good.wav")
+    (folder / "good.txt").write_text("jazz")
+    (folder / "bad.wav").write_bytes(b"RIFF, but not audio")
+    studio = Studio(tmp_path / "projects")
+    project = studio.project("songs")
+    config, _ = build_config(project, tiny_form(tiny_model_dir, folder, add_metadata=False, extra_json=""))
+    write_config(project, config)
+    # the report as prepare writes it (README, "Prepare the data first"), with the bad file left out
+    split = {
+        "tracks": 1, "examples": 1, "hours_found": 0.001, "hours_kept": 0.001, "length_histogram": {"0-5 s": 1},
+        "files": {"found": 2, "read": 1, "skipped": 1, "reasons": {"unreadable": 1},
+                  "skipped_files": [{"path": str(folder / "bad.wav"), "reason": "unreadable: not a WAV file"}]},
+    }  # fmt: skip
+    project.report_path.parent.mkdir(parents=True)
+    project.report_path.write_text(json.dumps({"splits": {"train": split}}))
+    view = studio.data_view("songs")
+    assert "2 files found, 1 read, 1 left out (1 unreadable)" in view.summary
+    rows = view.tracks.set_index("file")
+    assert rows.loc["bad.wav", "status"] == "left out: unreadable: not a WAV file" and pd.isna(
+        rows.loc["bad.wav", "seconds"]
+    )
+    assert rows.loc["good.wav", "status"] == "kept" and rows.loc["good.wav", "training caption"] == "jazz"
+    assert list(view.lengths["clips"]) == [1] and view.tempi.empty
