@@ -188,6 +188,7 @@ def _tracks(
     if data_args.streaming:  # audio never stored: codes, captions and source names come from the stream
         encoded = encode_stream(data_args, split, model, root, codec, chroma_extractor, limit, cache_dir)
         raw = encoded.select_columns(["source", "text"]).rename_column("source", "audio")
+        stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
         return raw, encoded.remove_columns(["source", "text"]), split
     if data_args.eval_split_percentage > 0:  # both sides come from the training split, whole tracks on one side
         raw = load_split(data_args, data_args.train_split_name, cache_dir)

@@ -199,7 +199,7 @@ def test_blending_two_adapters_adds_their_weight_updates(trained_run, tiny_model
 def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
     for argv, message in [
         (["--base_model", str(tiny_model_dir)], "nothing to do; give --prompt"),
-        (["--base_model", str(tiny_model_dir), "--prompt", "x", "--duration", "0"], "--duration must be > 0"),
+        (["--base_model", str(tiny_model_dir), "--prompt", "x", "--duration", "0"], "--duration must be between 0.02 s"),
         (["--base_model", str(tmp_path / "missing"), "--prompt", "x"], "cannot load model"),
         (["--base_model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "x"], "cannot load adapter"),
         (["--prompt", "x"], "--base_model is not set"),

@@ -134,7 +134,8 @@ def test_card_yaml_round_trips_and_holds_no_local_path(published):
     data = card.data
     assert data.base_model == BASE_ID
     assert (data.library_name, data.pipeline_tag) == ("peft", "text-to-audio")
-    assert {"musicgen", "lora", "text-to-audio", "sks"} <= set(data.tags)
+    assert {"musicgen", "lora", "peft", "transformers", "text-to-audio", f"base_model:adapter:{BASE_ID}"} <= set(data.tags)
+    assert "sks" not in data.tags  # the trigger word is the instance_prompt, in the text and the widget
     assert data.instance_prompt == "sks"
     assert [w["output"]["url"] for w in data.widget] == ["samples/final/0.wav", "samples/final/1.wav"]
     assert [w["text"] for w in data.widget] == PROMPTS

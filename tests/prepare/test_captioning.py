@@ -175,7 +175,7 @@ def _boom(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def clap_dir(tmp_path_factory) -> Path:
-    from .test_evaluate import _tiny_clap  # the tiny local CLAP evaluation is tested with
+    from ..evaluate.test_evaluate import _tiny_clap  # the tiny local CLAP evaluation is tested with
 
     return _tiny_clap(tmp_path_factory.mktemp("clap") / "clap")
 

@@ -40,14 +40,21 @@ def test_single_codebook_targets(tiny_model_dir, tmp_path):
     ("extra", "expected"),
     [
         (["--lora_target_modules", "qkv"], "unknown LoRA target 'qkv'.*valid names: q_proj"),
-        (["--lora_target_regex", "nothing_matches_this"], "match no module"),
         (["--lora_target_regex", "(unclosed"], "not a valid regular expression"),
     ],
 )
-def test_bad_targets(tiny_model_dir, tmp_path, extra, expected):
-    parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + extra)
-    model, _ = load_model_and_processor(parsed.model)
+def test_bad_target_names_are_refused_with_the_config(tmp_path, extra, expected):
+    """Before a model is loaded or a file touched: the names and the regex are checked when the config is read."""
     with pytest.raises(UserError, match=expected):
+        parse_config(base_argv(tmp_path / "no-model", tmp_path, tmp_path / "o", tmp_path / "c") + extra)
+
+
+def test_targets_that_match_nothing_are_refused_once_the_model_is_known(tiny_model_dir, tmp_path):
+    parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + [
+        "--lora_target_regex", "nothing_matches_this",
+    ])  # fmt: skip
+    model, _ = load_model_and_processor(parsed.model)
+    with pytest.raises(UserError, match="match no module"):
         add_trainable_parts(model, parsed.lora)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from finetune_musicgen import main
 from musicgen_lora.errors import UserError
@@ -77,12 +77,15 @@ def test_a_run_killed_several_times_ends_exactly_like_an_uninterrupted_one(
         assert resumed_losses[step] == pytest.approx(reference_losses[step], abs=1e-6), step
 
 
-def make_checkpoint(folder: Path, state: str | None, weights: bool = True) -> Path:
+def make_checkpoint(folder: Path, state: str | None, weights: bool = True, truncate: bool = False) -> Path:
     folder.mkdir(parents=True)
     if state is not None:
         (folder / "trainer_state.json").write_text(state)
     if weights:
-        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        save_file({"lora_A": torch.zeros(4, 8)}, str(folder / "adapter_model.safetensors"))
+    if truncate:  # a save cut short (disk full, a kill): the header promises more bytes than the file holds
+        weights_file = folder / "adapter_model.safetensors"
+        weights_file.write_bytes(weights_file.read_bytes()[:-16])
     return folder
 
 
@@ -92,9 +95,13 @@ def test_resume_true_takes_the_newest_complete_checkpoint(tmp_path):
     make_checkpoint(tmp_path / "checkpoint-11", '{"log_hist')  # killed while writing its state
     make_checkpoint(tmp_path / "checkpoint-12", None)  # killed before writing its state
     make_checkpoint(tmp_path / "checkpoint-13", "{}", weights=False)
+    make_checkpoint(tmp_path / "checkpoint-14", "{}", truncate=True)  # its weights damaged
     assert resolve_resume(True, tmp_path) == str(tmp_path / "checkpoint-10")  # numeric order: 10 > 2
+    assert not is_complete(tmp_path / "checkpoint-14")
+    with pytest.raises(UserError, match="checkpoint-14' is incomplete or damaged"):
+        resolve_resume(str(tmp_path / "checkpoint-14"), tmp_path)
     assert not is_complete(tmp_path / "checkpoint-11")
-    with pytest.raises(UserError, match="checkpoint-12' is incomplete"):
+    with pytest.raises(UserError, match="checkpoint-12' is incomplete or damaged"):
         resolve_resume(str(tmp_path / "checkpoint-12"), tmp_path)
     with pytest.raises(UserError, match="holds no complete checkpoint"):
         resolve_resume(True, tmp_path / "empty")
