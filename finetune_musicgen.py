@@ -1,8 +1,8 @@
 """Fine-tune MusicGen with LoRA adapters.
 
-    python finetune_musicgen.py example_configs/musicgen_small_lora.json [--key value ...]
-    python finetune_musicgen.py                      # the offline demo (tiny model, synthetic corpus)
-    python finetune_musicgen.py --help               # every option, with help and default
+python finetune_musicgen.py example_configs/musicgen_small_lora.json [--key value ...]
+python finetune_musicgen.py                      # the offline demo (tiny model, synthetic corpus)
+python finetune_musicgen.py --help               # every option, with help and default
 """
 
 from __future__ import annotations

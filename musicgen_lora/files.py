@@ -172,7 +172,9 @@ def ensure_writable_folder(folder: str | Path, what: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise UserError(f"{what} '{folder}' is not writable ({err.strerror}); choose a folder you can write to") from None
+        raise UserError(
+            f"{what} '{folder}' is not writable ({err.strerror}); choose a folder you can write to"
+        ) from None
     return folder
 
 
@@ -200,9 +202,13 @@ def is_local_path(value: Any, suffixes: tuple[str, ...] = ()) -> bool:
     if not isinstance(value, str) or not value:
         return False
     return (
-        value.startswith(("/", ".", "~")) or os.path.isabs(value) or value.count("/") > 1
-        or (os.sep != "/" and os.sep in value) or value.lower().endswith(suffixes) or Path(value).expanduser().exists()
-    )  # fmt: skip
+        value.startswith(("/", ".", "~"))
+        or os.path.isabs(value)
+        or value.count("/") > 1
+        or (os.sep != "/" and os.sep in value)
+        or value.lower().endswith(suffixes)
+        or Path(value).expanduser().exists()
+    )
 
 
 def hub_id_of(model_name_or_path: str | None, base_model_id: str | None = None) -> str | None:

@@ -19,15 +19,21 @@ RATE = 32000  # the tiny model's sampling rate (and musicgen-small's)
 
 
 def tone(
-    seconds: float, freq: float = 440.0, *, rate: int = RATE, amplitude: float = 0.3, tremolo_hz: float = 0.0,
-    channels: int = 1, channel_gain: float = 0.5,
+    seconds: float,
+    freq: float = 440.0,
+    *,
+    rate: int = RATE,
+    amplitude: float = 0.3,
+    tremolo_hz: float = 0.0,
+    channels: int = 1,
+    channel_gain: float = 0.5,
 ) -> np.ndarray:
     """A sine of ``freq`` Hz, its level swinging by +-50 % at ``tremolo_hz`` (0: steady), float32.
 
     Returns:
         (samples,) for one channel; (samples, channels), as soundfile writes them, for more, each further channel
         quieter by ``channel_gain`` (so the channels differ).
-    """  # fmt: skip
+    """
     t = np.arange(int(seconds * rate)) / rate
     mono = amplitude * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * tremolo_hz * t))
     if channels == 1:
@@ -68,15 +74,23 @@ def corpus_dir(tmp_path_factory) -> Path:
 def base_argv(model_dir: Path, dataset_dir: Path, output_dir: Path, cache_dir: Path) -> list[str]:
     """Command-line words for a quick run on the tiny model (no JSON file: every key given explicitly)."""
     return [
-        "--model_name_or_path", str(model_dir),
-        "--dataset_name", str(dataset_dir),
-        "--output_dir", str(output_dir),
-        "--data_cache_dir", str(cache_dir),
-        "--report_to", "none",
-        "--save_strategy", "no",
-        "--disable_tqdm", "true",
-        "--seed", "0",
-    ]  # fmt: skip
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(dataset_dir),
+        "--output_dir",
+        str(output_dir),
+        "--data_cache_dir",
+        str(cache_dir),
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -91,15 +105,24 @@ def trained_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) ->
 
     output_dir = tmp_path_factory.mktemp("runs") / "lora"
     argv = base_argv(tiny_model_dir, corpus_dir, output_dir, data_cache_dir) + [
-        "--max_train_samples", "4",
-        "--per_device_train_batch_size", "4",
-        "--max_steps", "40",
-        "--learning_rate", "3e-3",
-        "--lora_dropout", "0",
-        "--logging_steps", "5",
-        "--sample_prompts", "lofi hip hop, piano", "techno, 128 bpm",
-        "--sample_duration_in_seconds", "1.5",
-    ]  # fmt: skip
+        "--max_train_samples",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "40",
+        "--learning_rate",
+        "3e-3",
+        "--lora_dropout",
+        "0",
+        "--logging_steps",
+        "5",
+        "--sample_prompts",
+        "lofi hip hop, piano",
+        "techno, 128 bpm",
+        "--sample_duration_in_seconds",
+        "1.5",
+    ]
     result = main(argv)
     result["argv"] = argv
     return result

@@ -36,10 +36,21 @@ def other_base_checkpoint(tmp_path_factory, corpus_dir, data_cache_dir) -> Path:
     model, processor = build_tiny_musicgen(seed=1, codebook_size=32)
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
-    main(base_argv(root / "model", corpus_dir, root / "run", data_cache_dir) + [
-        "--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1", "--max_train_samples", "2",
-        "--per_device_train_batch_size", "2",
-    ])  # fmt: skip
+    main(
+        base_argv(root / "model", corpus_dir, root / "run", data_cache_dir)
+        + [
+            "--max_steps",
+            "1",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "1",
+            "--max_train_samples",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+        ]
+    )
     return root / "run" / "checkpoint-1"
 
 
@@ -55,6 +66,14 @@ def config_file(root: Path, text: str) -> str:
     path = root / "config.json"
     path.write_text(text)
     return str(path)
+
+
+def _corrupt(path: Path) -> None:
+    path.write_bytes(b"RIFFjunk")
+
+
+def _samples(count: int):
+    return lambda path: sf.write(path, np.zeros(count), 32000)
 
 
 MINIMAL = '{"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o"'
@@ -82,15 +101,15 @@ CASES = {
     "audio column missing": (lambda t, m, c, k: ["--dataset_name", str(_metadata_without_file_name(t))],
                              r"no 'file_name' or 'audio' column \(columns: path, text\)"),
     # a corpus of only a bad file: it is skipped, and nothing usable remains
-    "corrupt audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: p.write_bytes(b"RIFFjunk")))],
+    "corrupt audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, _corrupt))],
                       r"all 1 audio file\(s\) of .*songs' \(train split\) were skipped \(1 unreadable; .*"
                       r"because cannot read audio file .*a.wav'"),
-    "empty audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: sf.write(p, np.zeros(0), 32000)))],
+    "empty audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, _samples(0)))],
                     r"were skipped \(1 empty; .*because audio file .*a.wav' is empty \(0 samples\)"),
     "NaN audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(
         t, lambda p: sf.write(p, np.full(3200, np.nan, np.float32), 32000, subtype="FLOAT")))],
         r"were skipped \(1 not finite; .*because audio file .*a.wav' contains NaN"),
-    "one-sample audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, lambda p: sf.write(p, np.zeros(1), 32000)))],
+    "one-sample audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, _samples(1)))],
                          r"were skipped \(1 too short; .*because audio file .*a.wav' holds a single sample"),
     # strict: a good file and a bad one; the bad one stops the run
     "bad audio with strict": (lambda t, m, c, k: ["--dataset_name", str(_good_and_corrupt(t)), "--strict", "true"],
@@ -135,22 +154,37 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_through_the_cli(case, tmp_path, tiny_model_dir, corpus_dir, data_cache_dir, earlier_run,
-                                   other_base_checkpoint):  # fmt: skip
+def test_bad_input_through_the_cli(
+    case, tmp_path, tiny_model_dir, corpus_dir, data_cache_dir, earlier_run, other_base_checkpoint
+):
     build, pattern = CASES[case]
     extra = build(tmp_path, tiny_model_dir, corpus_dir, other_base_checkpoint)
     if extra and extra[0].endswith(".json"):
         argv = extra  # the config file itself is the problem
     else:
-        argv = base_argv(tiny_model_dir, corpus_dir, earlier_run, data_cache_dir) + [
-            "--overwrite_output_dir", "true", "--max_steps", "2", "--max_train_samples", "2",
-            "--per_device_train_batch_size", "2",
-        ] + extra  # fmt: skip
+        argv = (
+            base_argv(tiny_model_dir, corpus_dir, earlier_run, data_cache_dir)
+            + [
+                "--overwrite_output_dir",
+                "true",
+                "--max_steps",
+                "2",
+                "--max_train_samples",
+                "2",
+                "--per_device_train_batch_size",
+                "2",
+            ]
+            + extra
+        )
     before = snapshot(earlier_run)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "finetune_musicgen.py"), *argv], capture_output=True, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "finetune_musicgen.py"), *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -168,9 +202,17 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_model_dir, co
     """The real CLI in a subprocess whose disk 'fills up' while the second checkpoint is written."""
     out = tmp_path / "run"
     argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-        "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "1", "--max_train_samples", "2",
-        "--per_device_train_batch_size", "2",
-    ]  # fmt: skip
+        "--max_steps",
+        "4",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--max_train_samples",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+    ]
     script = (
         "import errno, sys, safetensors.torch as st, transformers.trainer as tt\n"
         "original, calls = tt.Trainer._save_rng_state, []\n"
@@ -181,8 +223,13 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_model_dir, co
         "tt.Trainer._save_rng_state = full\n"
         "import finetune_musicgen; finetune_musicgen.main(sys.argv[1:])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: disk full while saving") and "resume_from_checkpoint true" in last

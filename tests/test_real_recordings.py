@@ -47,9 +47,19 @@ def test_real_mp3s_prepare_caption_and_train(pieces, tiny_model_dir, tmp_path):
     from musicgen_lora.prepare.cli import main as prepare_main
 
     argv = base_argv(tiny_model_dir, pieces, tmp_path / "out", tmp_path / "cache") + [
-        "--chunk_long_tracks", "true", "--max_duration_in_seconds", str(CHUNK_SECONDS), "--add_metadata", "true",
-        "--max_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1",
-    ]  # fmt: skip
+        "--chunk_long_tracks",
+        "true",
+        "--max_duration_in_seconds",
+        str(CHUNK_SECONDS),
+        "--add_metadata",
+        "true",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--logging_steps",
+        "1",
+    ]
     report = prepare_main(argv)["splits"]["train"]
     assert report["files"] == {"found": 3, "read": 3, "skipped": 0, "reasons": {}, "skipped_files": []}
     assert report["tempo_key"]["tracks_analysed"] == 3 and report["tempo_key"]["tracks_without_tempo"] == 0
@@ -60,12 +70,13 @@ def test_real_mp3s_prepare_caption_and_train(pieces, tiny_model_dir, tmp_path):
         seconds = sf.info(str(pieces / name)).frames / sf.info(str(pieces / name)).samplerate
         chunks = sorted(
             (offset, len(codes[0]) / FRAME_RATE)
-            for source, offset, codes in zip(train["source"], train["offset_seconds"], train["codes"])
+            for source, offset, codes in zip(train["source"], train["offset_seconds"], train["codes"], strict=False)
             if Path(source).name == name
         )
         assert len(chunks) == math.ceil(seconds / CHUNK_SECONDS - 0.01), (name, chunks)
         assert chunks[0][0] == 0.0 and all(length == CHUNK_SECONDS for _, length in chunks)
-        assert all(later[0] <= earlier[0] + earlier[1] for earlier, later in zip(chunks, chunks[1:]))  # no gap
+        # no gap between consecutive chunks
+        assert all(later[0] <= earlier[0] + earlier[1] for earlier, later in zip(chunks, chunks[1:], strict=False))
         assert chunks[-1][0] + chunks[-1][1] == pytest.approx(seconds, abs=0.1)
     # every caption is the track's estimated tempo and key (it had no caption of its own)
     assert all(re.fullmatch(r"\d+ bpm, " + KEY.pattern, text) for text in train["text"]), set(train["text"])

@@ -16,13 +16,31 @@ FAKE_TOKEN = "hf_FAKEtokenFAKEtokenFAKEtoken123456"
 def test_the_hub_token_is_never_written(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
     out = tmp_path / "run"
     argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-        "--hub_token", FAKE_TOKEN, "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
-        "--max_train_samples", "2", "--per_device_train_batch_size", "2", "--sample_prompts", "lofi",
-        "--sample_duration_in_seconds", "0.5", "--report_to", "tensorboard", "--logging_steps", "1",
-    ]  # fmt: skip
+        "--hub_token",
+        FAKE_TOKEN,
+        "--max_steps",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--max_train_samples",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--sample_prompts",
+        "lofi",
+        "--sample_duration_in_seconds",
+        "0.5",
+        "--report_to",
+        "tensorboard",
+        "--logging_steps",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_TOKEN": FAKE_TOKEN, "LOGLEVEL": "DEBUG"}
-    result = subprocess.run([sys.executable, str(ROOT / "finetune_musicgen.py"), *argv], capture_output=True,
-                            env=env, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "finetune_musicgen.py"), *argv], capture_output=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     files = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.name == "training_args.bin" for p in files) and any("checkpoint-1" in str(p) for p in files)

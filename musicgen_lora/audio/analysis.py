@@ -101,7 +101,9 @@ class TempoEstimate:
     confidence: float  # the winning salience relative to the best candidate an octave away (> 1: clear winner)
 
 
-def estimate_tempo(audio: np.ndarray, sr: int, min_bpm: float = MIN_BPM, max_bpm: float = MAX_BPM) -> TempoEstimate | None:
+def estimate_tempo(
+    audio: np.ndarray, sr: int, min_bpm: float = MIN_BPM, max_bpm: float = MAX_BPM
+) -> TempoEstimate | None:
     """Estimated tempo in beats per minute, or None when the audio has no rhythmic content (or is under 1 s).
 
     Args:

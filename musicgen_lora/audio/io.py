@@ -123,7 +123,9 @@ def _decode_with_ffmpeg(source: Any, name: str) -> tuple[np.ndarray, int]:
     if decoder_class is None:
         stem = Path(name).with_suffix(".flac").name
         raise AudioProblem(
-            "unsupported format", name, f"{_suffix(source) or 'this format'}: {why}",
+            "unsupported format",
+            name,
+            f"{_suffix(source) or 'this format'}: {why}",
             f"install FFmpeg and torchcodec, or convert it to FLAC/WAV: ffmpeg -i '{Path(name).name}' '{stem}'",
         )
     target = _open_target(source)

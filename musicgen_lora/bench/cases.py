@@ -84,16 +84,43 @@ class Case:
 def case_argv(case: Case, workdir: Path) -> list[str]:
     """The config of a case, as a user would write it (parsed by the real parse_config)."""
     argv = [
-        "--model_name_or_path", case.model_dir or f"random-{case.architecture}", "--dataset_name", "synthetic",
-        "--output_dir", str(workdir / "out"), "--report_to", "none", "--save_strategy", "no",
-        "--disable_tqdm", "true", "--logging_steps", "1000000", "--seed", "0",
-        "--per_device_train_batch_size", str(case.batch_size),
-        "--max_steps", str(case.warmup + (case.max_steps if case.reference_peak else case.steps)),
-        "--max_duration_in_seconds", str(case.seconds), "--gradient_checkpointing", str(case.checkpointing).lower(),
-        "--base_model_dtype", case.base_dtype, "--attn_implementation", case.attn, "--optim", case.optim,
-        "--torch_compile", str(case.compile).lower(), "--lr_scheduler_type", "constant",
-        "--lora_dropout", str(case.lora_dropout),
-    ]  # fmt: skip
+        "--model_name_or_path",
+        case.model_dir or f"random-{case.architecture}",
+        "--dataset_name",
+        "synthetic",
+        "--output_dir",
+        str(workdir / "out"),
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--logging_steps",
+        "1000000",
+        "--seed",
+        "0",
+        "--per_device_train_batch_size",
+        str(case.batch_size),
+        "--max_steps",
+        str(case.warmup + (case.max_steps if case.reference_peak else case.steps)),
+        "--max_duration_in_seconds",
+        str(case.seconds),
+        "--gradient_checkpointing",
+        str(case.checkpointing).lower(),
+        "--base_model_dtype",
+        case.base_dtype,
+        "--attn_implementation",
+        case.attn,
+        "--optim",
+        case.optim,
+        "--torch_compile",
+        str(case.compile).lower(),
+        "--lr_scheduler_type",
+        "constant",
+        "--lora_dropout",
+        str(case.lora_dropout),
+    ]
     if case.decoder_dropout is not None:
         argv += ["--decoder_dropout", str(case.decoder_dropout)]
     if case.precision == "bf16":
@@ -151,7 +178,7 @@ def cuda_cases(scale: str) -> list[Case]:
             bare=False,
             count_flops=False,
             **common,
-        ),  # fmt: skip
+        ),
         Case("medium, bf16 base", architecture="medium", **common),
         Case("medium, bf16 base, checkpointing", architecture="medium", **gc, **common),
         Case("melody, bf16 base", architecture="medium", variant="melody", **common),
@@ -163,7 +190,7 @@ def cuda_cases(scale: str) -> list[Case]:
             precision="fp16",
             **gc,
             **common,
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -336,8 +363,15 @@ def save_random_model(architecture: str, workdir: Path) -> Path:
 def run_case_in_subprocess(case: Case, timeout: float) -> dict[str, Any]:
     """:func:`run_case` in a fresh Python process (its peak memory is its own); errors are recorded, not raised."""
     with tempfile.TemporaryDirectory(prefix="musicgen-bench-") as workdir:
-        command = [sys.executable, "-m", "musicgen_lora.bench", "--worker", json.dumps(dataclasses.asdict(case)),
-                   "--workdir", workdir]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "musicgen_lora.bench",
+            "--worker",
+            json.dumps(dataclasses.asdict(case)),
+            "--workdir",
+            workdir,
+        ]
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
         root = str(Path(__file__).resolve().parents[2])  # the folder holding musicgen_lora/
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")

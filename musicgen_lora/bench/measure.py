@@ -132,10 +132,12 @@ def full_speed_steps(case: dict[str, Any], best_peak: float) -> tuple[list[float
 
     ``case`` holds ``trainer_steps_s``, ``trainer_step_peaks`` and, with a bare loop, ``bare_steps_s`` and
     ``bare_step_peaks`` (a case's result, or a :class:`StepTimer`'s timings so far)."""
-    trainer = list(zip(case.get("trainer_steps_s") or [], case.get("trainer_step_peaks") or []))
-    bare = list(zip(case.get("bare_steps_s") or [], case.get("bare_step_peaks") or []))
+    trainer = list(zip(case.get("trainer_steps_s") or [], case.get("trainer_step_peaks") or [], strict=False))
+    bare = list(zip(case.get("bare_steps_s") or [], case.get("bare_step_peaks") or [], strict=False))
     if bare:
-        pairs = [(t, b) for (t, tp), (b, bp) in zip(trainer, bare) if min(tp, bp) >= FULL_SPEED * best_peak]
+        pairs = [
+            (t, b) for (t, tp), (b, bp) in zip(trainer, bare, strict=False) if min(tp, bp) >= FULL_SPEED * best_peak
+        ]
         return [t for t, _ in pairs], [b for _, b in pairs]
     return [t for t, p in trainer if p >= FULL_SPEED * best_peak], []
 
@@ -215,9 +217,15 @@ class StepTimer(TrainerCallback):
     """
 
     def __init__(
-        self, device: str, probe: Callable[[], float], bare: BareStep | None = None, *, warmup: int = 0,
-        steps: int = 0, reference_peak: float = 0.0,
-    ) -> None:  # fmt: skip
+        self,
+        device: str,
+        probe: Callable[[], float],
+        bare: BareStep | None = None,
+        *,
+        warmup: int = 0,
+        steps: int = 0,
+        reference_peak: float = 0.0,
+    ) -> None:
         self.device, self.probe, self.bare = device, probe, bare
         self.warmup, self.steps, self.reference_peak = warmup, steps, reference_peak
         self.trainer_steps: list[float] = []
@@ -255,15 +263,17 @@ class StepTimer(TrainerCallback):
         warmup = self.warmup
         trainer_peaks, bare_peaks = self.step_peaks()
         so_far = {
-            "trainer_steps_s": self.trainer_steps[warmup:], "trainer_step_peaks": trainer_peaks[warmup:],
-            "bare_steps_s": self.bare_steps[warmup:], "bare_step_peaks": bare_peaks[warmup:],
-        }  # fmt: skip
+            "trainer_steps_s": self.trainer_steps[warmup:],
+            "trainer_step_peaks": trainer_peaks[warmup:],
+            "bare_steps_s": self.bare_steps[warmup:],
+            "bare_step_peaks": bare_peaks[warmup:],
+        }
         fast, _ = full_speed_steps(so_far, max(self.reference_peak, *self.probes))
         return len(fast) >= self.steps
 
     def step_peaks(self) -> tuple[list[float], list[float]]:
         """The machine's speed during each Trainer step and each bare step: the mean of the probes around it."""
-        around = [(a + b) / 2 for a, b in zip(self.probes, self.probes[1:])]
+        around = [(a + b) / 2 for a, b in zip(self.probes, self.probes[1:], strict=False)]
         if self.bare is None:
             return around, []
         return around[0::2], around[1::2]

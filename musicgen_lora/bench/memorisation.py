@@ -82,7 +82,12 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 
 def run_benchmark(
-    hours: float = 10.0, clips: int = 100, repeat: int = 3, melody: bool = False, seed: int = 0, song_seconds: float = 180.0
+    hours: float = 10.0,
+    clips: int = 100,
+    repeat: int = 3,
+    melody: bool = False,
+    seed: int = 0,
+    song_seconds: float = 180.0,
 ) -> dict[str, Any]:
     """Build the code index over ``hours`` of synthetic songs and score ``clips`` clips; see the module docstring.
 
@@ -101,7 +106,7 @@ def run_benchmark(
     tracemalloc.stop()
     query_times, matches = _timed(repeat, lambda: [index.match(q) for q in queries])
     scores: dict[str, list[float]] = {}
-    for kind, match in zip(kinds, matches):
+    for kind, match in zip(kinds, matches, strict=False):
         scores.setdefault(kind, []).append(match.score)
     result: dict[str, Any] = {
         "training_hours": round(sum(s.shape[1] for s in songs) / FRAME_RATE / 3600, 2),
@@ -121,7 +126,9 @@ def run_benchmark(
     return result
 
 
-def _melody_benchmark(rng: np.random.Generator, hours: float, song_seconds: float, queries: list[np.ndarray], repeat: int) -> dict[str, Any]:
+def _melody_benchmark(
+    rng: np.random.Generator, hours: float, song_seconds: float, queries: list[np.ndarray], repeat: int
+) -> dict[str, Any]:
     """The chroma search over ``hours`` of random chroma, for clips as long as ``queries``."""
     index = MelodyIndex()
     chroma_frames = int(song_seconds * CHROMA_RATE)
@@ -146,7 +153,9 @@ def _melody_benchmark(rng: np.random.Generator, hours: float, song_seconds: floa
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m musicgen_lora.memorisation_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m musicgen_lora.memorisation_bench", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--hours", type=float, default=10.0, help="hours of training codes to index")
     parser.add_argument("--clips", type=int, default=100, help="generated clips (10-30 s) to score")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each timing (best and median reported)")

@@ -99,10 +99,21 @@ def preparation_bench(
         corpus = workdir / f"corpus-{multiple}x"
         synthesize_corpus(corpus, clips=base_clips * multiple, seconds=seconds, seed=multiple)
         argv = [
-            "--model_name_or_path", str(model_dir), "--dataset_name", str(corpus), "--output_dir",
-            str(workdir / f"prep-{multiple}x"), "--data_cache_dir", str(workdir / f"cache-{multiple}x"),
-            "--add_metadata", "true", "--report_to", "none", "--max_duration_in_seconds", "30",
-        ]  # fmt: skip
+            "--model_name_or_path",
+            str(model_dir),
+            "--dataset_name",
+            str(corpus),
+            "--output_dir",
+            str(workdir / f"prep-{multiple}x"),
+            "--data_cache_dir",
+            str(workdir / f"cache-{multiple}x"),
+            "--add_metadata",
+            "true",
+            "--report_to",
+            "none",
+            "--max_duration_in_seconds",
+            "30",
+        ]
         timings = []
         for _ in range(2):  # first run, then the cache-hit rerun
             start = time.perf_counter()
@@ -110,6 +121,14 @@ def preparation_bench(
                 prepare_main(argv)
             timings.append(time.perf_counter() - start)
         audio = base_clips * multiple * seconds
-        runs.append({"multiple": multiple, "audio_s": audio, "first_s": timings[0], "rerun_s": timings[1],
-                     "audio_s_per_s": audio / timings[0], "rerun_fraction": timings[1] / timings[0]})  # fmt: skip
+        runs.append(
+            {
+                "multiple": multiple,
+                "audio_s": audio,
+                "first_s": timings[0],
+                "rerun_s": timings[1],
+                "audio_s_per_s": audio / timings[0],
+                "rerun_fraction": timings[1] / timings[0],
+            }
+        )
     return {"clips_1x": base_clips, "clip_seconds": seconds, "real_codec": real_codec, "runs": runs}

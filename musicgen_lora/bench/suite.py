@@ -66,10 +66,14 @@ SCALES = ("full", "quick", "smoke")  # smoke: --quick's plan in one process, for
 def machine_info(device: str) -> dict[str, Any]:
     """Python, torch, transformers and peft versions, threads, the CPU (and GPU) model, the date and the load."""
     info: dict[str, Any] = {
-        "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-        "peft": peft.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-    }  # fmt: skip
+    }
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -114,9 +118,14 @@ def run_suite(scale: str, device: str, out: Path | None, case_timeout: float = 1
 
 
 def _run_cases(
-    cases: list[Case], scale: str, device: str, workdir: Path, results: dict[str, Any], out: Path | None,
+    cases: list[Case],
+    scale: str,
+    device: str,
+    workdir: Path,
+    results: dict[str, Any],
+    out: Path | None,
     case_timeout: float,
-) -> None:  # fmt: skip
+) -> None:
     """Run every case into ``results["cases"]``, each in a fresh process except at the smoke scale; ``out`` is
     rewritten after each, so a run cut short keeps what it measured."""
     if device == "cpu":  # CPU cases load a saved model as training does (GPU cases build theirs in memory)

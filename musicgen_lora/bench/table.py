@@ -87,8 +87,9 @@ class _Rows:
     ) -> None:
         """Add a row; a value that is not a number becomes NaN (printed "nan")."""
         value = float(value) if isinstance(value, (int, float)) else math.nan
-        self.rows.append(dict(section=section, config=config, metric=metric, value=value, unit=unit, target=target,
-                              reached=reached))  # fmt: skip
+        self.rows.append(
+            dict(section=section, config=config, metric=metric, value=value, unit=unit, target=target, reached=reached)
+        )
 
 
 def best_peaks(results: dict[str, Any]) -> dict[str, float]:
@@ -145,12 +146,24 @@ def _speed_rows(rows: _Rows, case: dict[str, Any], cases: list[dict[str, Any]], 
         case["trainer_full_speed_step_s"] = full  # what the levers compare
         if spec.get("reference_peak"):
             rows.add("speed", name, "step at full speed (median)", full, "s")
-    rows.add("speed", name, "frames/s (Trainer, " + ("at full speed)" if fast_trainer else "all steps)"),
-             case["frames_per_step"] / full, "")  # fmt: skip
+    rows.add(
+        "speed",
+        name,
+        "frames/s (Trainer, " + ("at full speed)" if fast_trainer else "all steps)"),
+        case["frames_per_step"] / full,
+        "",
+    )
     if "bare_step_s" in case:
         ratio = median_or_nan(fast_bare) / full if fast_bare else case["bare_step_s"] / step
-        rows.add("overhead", name, "Trainer ÷ bare frames/s" + (", full speed" if fast_bare else ", all steps"), ratio,
-                 "x", f">= {TARGET_OVERHEAD}", ratio >= TARGET_OVERHEAD)  # fmt: skip
+        rows.add(
+            "overhead",
+            name,
+            "Trainer ÷ bare frames/s" + (", full speed" if fast_bare else ", all steps"),
+            ratio,
+            "x",
+            f">= {TARGET_OVERHEAD}",
+            ratio >= TARGET_OVERHEAD,
+        )
     flops = case.get("flops_per_step") or _sibling_flops(cases, spec)
     if not flops:
         return
@@ -160,11 +173,19 @@ def _speed_rows(rows: _Rows, case: dict[str, Any], cases: list[dict[str, Any]], 
     if spec["precision"] != "fp32":
         goal = TARGET_MFU_GPU if device == "cuda" else TARGET_MFU_CPU_BF16
         target, reached = f">= {goal:.0%}", mfu >= goal
-    rows.add("MFU", name, f"{flops / 1e9:.4g} GFLOP / {'step at full speed' if fast_trainer else 'median step'} / "
-             f"{peak / 1e12:.3g} TFLOP/s", mfu, "%", target, reached)  # fmt: skip
+    rows.add(
+        "MFU",
+        name,
+        f"{flops / 1e9:.4g} GFLOP / {'step at full speed' if fast_trainer else 'median step'} / "
+        f"{peak / 1e12:.3g} TFLOP/s",
+        mfu,
+        "%",
+        target,
+        reached,
+    )
     speeds = case.get("trainer_step_peaks")
     if speeds:  # against the matmul throughput probed around each step: the machine's speed at the time
-        at_speed = median_or_nan([flops / (t * p) for t, p in zip(case["trainer_steps_s"], speeds)])
+        at_speed = median_or_nan([flops / (t * p) for t, p in zip(case["trainer_steps_s"], speeds, strict=False)])
         rows.add("MFU", name, "median over steps of FLOPs / (step time x probed throughput)", at_speed, "%")
 
 
@@ -184,8 +205,13 @@ def _memory_rows(rows: _Rows, case: dict[str, Any], device: str) -> None:
             target, reached = f"< {TARGET_CPU_GIB:g} GiB", case["peak_rss_process_bytes"] < TARGET_CPU_GIB * GIB
         rows.add("memory", name, "peak RSS, training steps", case["peak_rss_training_bytes"], "GiB")
         rows.add("memory", name, "peak RSS, whole process", case["peak_rss_process_bytes"], "GiB", target, reached)
-    rows.add("memory", name, "floor (weights + adapter state + activations)", case["memory_floor_bytes"],
-             "GB" if device == "cuda" else "GiB")  # fmt: skip
+    rows.add(
+        "memory",
+        name,
+        "floor (weights + adapter state + activations)",
+        case["memory_floor_bytes"],
+        "GB" if device == "cuda" else "GiB",
+    )
     step = case["trainer_step_s"]
     if "text_encoder_s" in case:
         share = case["text_encoder_s"] / step
@@ -215,8 +241,13 @@ def _lever_rows(rows: _Rows, cases: list[dict[str, Any]], device: str) -> None:
         before, after = by_name.get(prefix + before, {}), by_name.get(prefix + after, {})
         if key in before and key in after:
             unit = "s" if key.endswith("_s") else memory_unit  # step times: taken at full speed
-            rows.add("lever", label, f"{format_value(before[key], unit)} -> {format_value(after[key], unit)}",
-                     after[key] / before[key], "x")  # fmt: skip
+            rows.add(
+                "lever",
+                label,
+                f"{format_value(before[key], unit)} -> {format_value(after[key], unit)}",
+                after[key] / before[key],
+                "x",
+            )
 
 
 def _optimizer_rows(rows: _Rows, optimizer: dict[str, float] | None) -> None:
@@ -229,8 +260,15 @@ def _optimizer_rows(rows: _Rows, optimizer: dict[str, float] | None) -> None:
 def _padding_rows(rows: _Rows, padding: dict[str, float] | None) -> None:
     if padding:
         rows.add("padding", "random order", "padded positions", padding["random"], "%")
-        rows.add("padding", "group_by_length", "padded positions", padding["group_by_length"], "%",
-                 f"< {TARGET_PADDING:.0%}", padding["group_by_length"] < TARGET_PADDING)  # fmt: skip
+        rows.add(
+            "padding",
+            "group_by_length",
+            "padded positions",
+            padding["group_by_length"],
+            "%",
+            f"< {TARGET_PADDING:.0%}",
+            padding["group_by_length"] < TARGET_PADDING,
+        )
 
 
 def _preparation_rows(rows: _Rows, prep: dict[str, Any] | None) -> None:
@@ -242,18 +280,37 @@ def _preparation_rows(rows: _Rows, prep: dict[str, Any] | None) -> None:
         label = f"{run['multiple']}x ({run['audio_s']:.0f} s of audio)"
         rows.add("preparation", label, "audio s per wall s", run["audio_s_per_s"], "")
     for run in runs:
-        rows.add("preparation", f"{run['multiple']}x", "cache-hit rerun ÷ first run", run["rerun_fraction"], "%",
-                 f"<= {TARGET_RERUN:.0%}", run["rerun_fraction"] <= TARGET_RERUN)  # fmt: skip
+        rows.add(
+            "preparation",
+            f"{run['multiple']}x",
+            "cache-hit rerun ÷ first run",
+            run["rerun_fraction"],
+            "%",
+            f"<= {TARGET_RERUN:.0%}",
+            run["rerun_fraction"] <= TARGET_RERUN,
+        )
     for small, large in ((runs[0], runs[-1]), (runs[-2], runs[-1])) if len(runs) > 2 else ((runs[0], runs[-1]),):
         deviation = abs(large["audio_s_per_s"] / small["audio_s_per_s"] - 1)
-        rows.add("preparation", f"{large['multiple']}x vs {small['multiple']}x", "throughput deviation", deviation,
-                 "%", f"<= {TARGET_SCALING:.0%}", deviation <= TARGET_SCALING)  # fmt: skip
+        rows.add(
+            "preparation",
+            f"{large['multiple']}x vs {small['multiple']}x",
+            "throughput deviation",
+            deviation,
+            "%",
+            f"<= {TARGET_SCALING:.0%}",
+            deviation <= TARGET_SCALING,
+        )
     # a straight line through the first and last sizes: its intercept is the per-run start-up (loading the model,
     # hashing the codec), paid once whatever the corpus size
     first, last = runs[0], runs[-1]
     per_audio_s = (last["first_s"] - first["first_s"]) / (last["audio_s"] - first["audio_s"])
-    rows.add("preparation", "start-up of a run", "intercept of time vs audio",
-             first["first_s"] - per_audio_s * first["audio_s"], "s")  # fmt: skip
+    rows.add(
+        "preparation",
+        "start-up of a run",
+        "intercept of time vs audio",
+        first["first_s"] - per_audio_s * first["audio_s"],
+        "s",
+    )
 
 
 def _memorisation_rows(rows: _Rows, memo: dict[str, Any] | None) -> None:
@@ -262,12 +319,25 @@ def _memorisation_rows(rows: _Rows, memo: dict[str, Any] | None) -> None:
         return
     label = f"{memo['training_hours']:g} h of codes, {memo['clips']} clips"
     rows.add("memorisation", label, "index build (best)", memo["build"]["best_s"], "s")
-    rows.add("memorisation", label, "score every clip (best)", memo["query_all_clips"]["best_s"], "s",
-             f"<= {TARGET_MEMORISATION_S:g} s", memo["query_all_clips"]["best_s"] <= TARGET_MEMORISATION_S)  # fmt: skip
+    rows.add(
+        "memorisation",
+        label,
+        "score every clip (best)",
+        memo["query_all_clips"]["best_s"],
+        "s",
+        f"<= {TARGET_MEMORISATION_S:g} s",
+        memo["query_all_clips"]["best_s"] <= TARGET_MEMORISATION_S,
+    )
     rows.add("memorisation", label, "index size", memo["index_mb"], "MB")
     rows.add("memorisation", label, "peak memory while building", memo["build_peak_mb"], "MB")
     if "melody" in memo:
-        rows.add("memorisation", label, "melody search, every clip (best)", memo["melody"]["query_all_clips_mixed_lengths"]["best_s"], "s")
+        rows.add(
+            "memorisation",
+            label,
+            "melody search, every clip (best)",
+            memo["melody"]["query_all_clips_mixed_lengths"]["best_s"],
+            "s",
+        )
 
 
 def format_table(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -279,12 +349,19 @@ def format_table(results: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"transformers {info['transformers']}, peft {info['peft']}"
     )
     columns = [
-        (r["section"], r["config"], r["metric"], format_value(r["value"], r["unit"]), r["target"],
-         "" if r["reached"] is None else ("yes" if r["reached"] else "NO")) for r in rows
-    ]  # fmt: skip
+        (
+            r["section"],
+            r["config"],
+            r["metric"],
+            format_value(r["value"], r["unit"]),
+            r["target"],
+            "" if r["reached"] is None else ("yes" if r["reached"] else "NO"),
+        )
+        for r in rows
+    ]
     header = ("section", "configuration", "metric", "value", "target", "reached")
     widths = [max(len(str(x[i])) for x in [header, *columns]) for i in range(len(header))]
-    lines = [head, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines = [head, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in columns]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in columns]
     return "\n".join(lines)

@@ -3,7 +3,3 @@ and the popular MusicGen LoRA script's configs.
 """
 
 from __future__ import annotations
-
-
-
-

@@ -112,7 +112,9 @@ class DataArguments:
     )
     train_split_name: str = field(
         default="train",
-        metadata={"help": "Split used for training (for a local folder: the whole folder, or its subfolder of that name)."},
+        metadata={
+            "help": "Split used for training (for a local folder: the whole folder, or its subfolder of that name)."
+        },
     )
     eval_split_name: str | None = field(
         default=None,
@@ -152,7 +154,8 @@ class DataArguments:
     caption_template: str | None = field(
         default=None,
         metadata={
-            "help": "How each caption is composed, e.g. '{prompt}, {caption}, {genre}, {brightness}, {bpm} bpm, {key}'. "
+            "help": "How each caption is composed, e.g. '{prompt}, {caption}, {genre}, {brightness}, {bpm} bpm, "
+            "{key}'. "
             "Fields: {prompt} (instance_prompt), {caption} (the track's own), {bpm}, {key}, {lufs}, {loudness}, "
             "{brightness} (measured with add_metadata), {tags}, {genre}, {mood}, {instrument} (CLAP tags). Cut at "
             "commas/semicolons: a part with an empty field vanishes with its separator. None: '{prompt}, {caption}, "
@@ -197,7 +200,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Remove vocals before captioning and encoding: a local Demucs checkpoint (a .th file, e.g. "
-            "htdemucs.th, or a folder with a bag NAME.yaml and its .th files); each track is replaced by the sum of its "
+            "htdemucs.th, or a folder with a bag NAME.yaml and its .th files); each track is replaced by the sum of "
+            "its "
             "non-vocal stems, cached in data_cache_dir. Needs `pip install demucs==4.1.0`."
         },
     )
@@ -251,9 +255,7 @@ class DataArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training clips (quick experiments, debugging)."}
     )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N evaluation clips."}
-    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation clips."})
     data_cache_dir: str | None = field(
         default=None,
         metadata={
@@ -265,7 +267,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "Decode and encode the audio in this many processes, each with its own copy of EnCodec and "
-            "an equal share of the CPU threads (None or 1: in the main process). The codes are the same, but for a rare "
+            "an equal share of the CPU threads (None or 1: in the main process). The codes are the same, but for a "
+            "rare "
             "frame that rounding under another thread count tips to a neighbouring codebook entry (at most 4 in 1,500)."
         },
     )
@@ -304,7 +307,8 @@ class LoraArguments:
         metadata={
             "help": "Decoder modules that get adapters, by name: q_proj k_proj v_proj out_proj (self and cross "
             "attention), fc1 fc2, enc_to_dec_proj, lm_heads (all output heads), embed_tokens (all codebook "
-            "embeddings), audio_enc_to_dec_proj (melody models' chroma projection), or lm_heads.N / embed_tokens.N for one "
+            "embeddings), audio_enc_to_dec_proj (melody models' chroma projection), or lm_heads.N / embed_tokens.N "
+            "for one "
             "codebook."
         },
     )
@@ -336,7 +340,8 @@ class LoraArguments:
 class MusicgenTrainingArguments(TrainingArguments):
     """``transformers.TrainingArguments`` with defaults suited to MusicGen LoRA fine-tuning."""
 
-    _argument_group_name = "training (transformers.TrainingArguments and this project's) options"  # --help lists each group under this title
+    # --help lists each group under this title
+    _argument_group_name = "training (transformers.TrainingArguments and this project's) options"
 
     learning_rate: float = field(
         default=2e-4, metadata={"help": "Peak learning rate (2e-4 works well for LoRA on small datasets)."}

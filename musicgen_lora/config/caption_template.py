@@ -71,8 +71,10 @@ class CaptionTemplate:
             try:
                 names = tuple(name for _, name, _, _ in string.Formatter().parse(segment) if name is not None)
             except ValueError as err:
-                raise UserError(f"{option} {text!r} is not a valid template ({err}); write fields as {{name}}, "
-                                "a literal brace as {{ or }}") from None  # fmt: skip
+                raise UserError(
+                    f"{option} {text!r} is not a valid template ({err}); write fields as {{name}}, "
+                    "a literal brace as {{ or }}"
+                ) from None
             for name in names:
                 if name not in FIELDS:
                     raise UserError(
@@ -82,8 +84,9 @@ class CaptionTemplate:
             try:
                 segment.format(**{name: "x" for name in FIELDS})
             except (ValueError, KeyError, IndexError, AttributeError) as err:
-                raise UserError(f"{option} {text!r}: segment {segment!r} cannot be filled ({err}); write fields as "
-                                "{name}") from None  # fmt: skip
+                raise UserError(
+                    f"{option} {text!r}: segment {segment!r} cannot be filled ({err}); write fields as {{name}}"
+                ) from None
             self.segments.append((separator, segment, names))
         self.fields = {name for _, _, names in self.segments for name in names}
 

@@ -96,10 +96,13 @@ def translate_foreign_keys(values: dict[str, Any], source: str, ours: set[str]) 
                 result[name] = [*converted, *(p for p in result[name] if p not in converted)]
             elif name in result and result[name] != converted:
                 raise UserError(
-                    f"{source} sets both '{key}' ({SCRIPT}'s name) and '{name}' with different values; keep only '{name}'"
+                    f"{source} sets both '{key}' ({SCRIPT}'s name) and '{name}' with different values; keep only "
+                    f"'{name}'"
                 )
             else:
                 result[name] = converted
             inverted = " (inverted)" if key == "freeze_text_encoder" else ""
-            logger.warning("config key '%s' (from %s) is called '%s' here%s; using it as '%s'", key, SCRIPT, name, inverted, name)
+            logger.warning(
+                "config key '%s' (from %s) is called '%s' here%s; using it as '%s'", key, SCRIPT, name, inverted, name
+            )
     return result

@@ -46,7 +46,8 @@ def build_parser() -> HfArgumentParser:
     parser = _Parser(
         ARGUMENT_GROUPS,
         prog="finetune_musicgen.py",
-        description="Fine-tune MusicGen with LoRA adapters. Usage: finetune_musicgen.py [CONFIG.json] [--key value ...]; "
+        description="Fine-tune MusicGen with LoRA adapters. Usage: finetune_musicgen.py [CONFIG.json] [--key value "
+        "...]; "
         "command-line flags override keys of the JSON file; with no JSON file the offline demo runs. "
         "--debug (or LOGLEVEL=DEBUG) shows full tracebacks instead of one-line errors.",
         allow_abbrev=False,
@@ -128,7 +129,9 @@ def load_json_config(path: str | Path) -> dict[str, Any]:
             "JSON there (keys and strings in double quotes, no trailing commas)"
         ) from None
     if not isinstance(data, dict):
-        raise UserError(f"config file '{path}' must hold a JSON object {{\"key\": value, ...}}, not {type(data).__name__}")
+        raise UserError(
+            f"config file '{path}' must hold a JSON object {{\"key\": value, ...}}, not {type(data).__name__}"
+        )
     return data
 
 
@@ -183,9 +186,7 @@ def _adapt_to_hardware(training: dict[str, Any]) -> None:
         training["fp16"] = False
 
 
-def parse_config(
-    argv: list[str] | None, defaults: dict[str, Any] | None = None
-) -> ParsedConfig:
+def parse_config(argv: list[str] | None, defaults: dict[str, Any] | None = None) -> ParsedConfig:
     """Parse ``[CONFIG.json] [--key value ...]`` into the argument groups.
 
     Args:
@@ -231,7 +232,9 @@ def parse_config(
     check_options(model, data, lora, training_values)
     if not (model.model_name_or_path or "").strip():
         state = "empty" if model.model_name_or_path is not None else "not set"
-        raise UserError(f"model_name_or_path is {state}; set it to e.g. 'facebook/musicgen-small' or a local model folder")
+        raise UserError(
+            f"model_name_or_path is {state}; set it to e.g. 'facebook/musicgen-small' or a local model folder"
+        )
     if not (data.dataset_name or "").strip():
         state = "empty" if data.dataset_name is not None else "not set"
         raise UserError(f"dataset_name is {state}; set it to a Hub dataset id or a local folder of audio files")

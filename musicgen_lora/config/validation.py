@@ -135,15 +135,18 @@ def check_data_options(data: DataArguments) -> None:
     )
     if data.streaming:
         needs_audio = [
-            name for name, value in (
-                ("eval_split_percentage", data.eval_split_percentage > 0), ("add_metadata", data.add_metadata),
+            name
+            for name, value in (
+                ("eval_split_percentage", data.eval_split_percentage > 0),
+                ("add_metadata", data.add_metadata),
                 ("silence_threshold_db", data.silence_threshold_db is not None),
                 ("conditional_audio_column_name", data.conditional_audio_column_name is not None),
                 ("clap_model_name_or_path", data.clap_model_name_or_path is not None),
                 ("push_metadata_repo_id", data.push_metadata_repo_id is not None),
                 ("demucs_model_path", data.demucs_model_path is not None),
-            ) if value
-        ]  # fmt: skip
+            )
+            if value
+        ]
         _require(
             not needs_audio,
             f"streaming reads each clip once and keeps only its codes, so it cannot be combined with "
@@ -225,26 +228,32 @@ def check_caption_options(args: DataArguments) -> None:
                 "{instrument}); add one, or unset clap_model_name_or_path"
             )
     if not 0 <= args.clap_tag_threshold <= 1:
-        raise UserError(f"clap_tag_threshold must be a probability in [0, 1], got {args.clap_tag_threshold}; "
-                        "change it (e.g. 0.2)")  # fmt: skip
+        raise UserError(
+            f"clap_tag_threshold must be a probability in [0, 1], got {args.clap_tag_threshold}; change it (e.g. 0.2)"
+        )
     for name in TAG_SETS:
         labels = getattr(args, f"clap_{name}_labels")
         if any(not isinstance(label, str) or not label.strip() for label in labels):
-            raise UserError(f"clap_{name}_labels holds an empty label; give words like 'jazz' (an empty list turns "
-                            "the set off)")  # fmt: skip
+            raise UserError(
+                f"clap_{name}_labels holds an empty label; give words like 'jazz' (an empty list turns the set off)"
+            )
         if len(set(labels)) != len(labels):
             raise UserError(f"clap_{name}_labels names a label twice; give each label once")
     if args.clap_model_name_or_path:
         check_clap_folder(args.clap_model_name_or_path, "clap_model_name_or_path")
     if args.push_metadata_repo_id is not None:
         if not looks_like_hub_id(args.push_metadata_repo_id):
-            raise UserError(f"push_metadata_repo_id '{args.push_metadata_repo_id}' is not a Hub repository id; set it "
-                            "like 'your-name/my-songs-captioned'")  # fmt: skip
+            raise UserError(
+                f"push_metadata_repo_id '{args.push_metadata_repo_id}' is not a Hub repository id; set it "
+                "like 'your-name/my-songs-captioned'"
+            )
     if args.demucs_model_path:
         check_demucs_path(args.demucs_model_path)
     if args.demucs_model_path and args.streaming:  # (CLAP and the push: checked with streaming)
-        raise UserError("streaming keeps only each clip's codes, so it cannot be combined with demucs_model_path; "
-                        "unset it or set streaming false")  # fmt: skip
+        raise UserError(
+            "streaming keeps only each clip's codes, so it cannot be combined with demucs_model_path; "
+            "unset it or set streaming false"
+        )
 
 
 def check_clap_folder(path: str, option: str) -> Path:
@@ -257,7 +266,8 @@ def check_clap_folder(path: str, option: str) -> Path:
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise UserError(
             f"{option} '{path}' is not a local CLAP checkpoint folder (no config.json there); download one "
-            f"elsewhere (hf download laion/clap-htsat-unfused --local-dir clap) and pass the folder, or leave {option} out"
+            f"elsewhere (hf download laion/clap-htsat-unfused --local-dir clap) and pass the folder, or leave "
+            f"{option} out"
         )
     return folder
 

@@ -143,7 +143,7 @@ def melody(style: GenreStyle, harmony: Harmony, bars: int, rng: np.random.Genera
 
     notes = []
     for pair in range(0, bars, 2):
-        for i, (step, degree) in enumerate(zip(onsets, contour)):
+        for i, (step, degree) in enumerate(zip(onsets, contour, strict=False)):
             bar = pair + step // STEPS_PER_BAR
             if bar >= bars:
                 break

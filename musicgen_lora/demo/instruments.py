@@ -43,7 +43,7 @@ def _additive(
     fundamental whose phase is ``cycles`` (in cycles, at times ``t``); harmonics at or above 0.45 * sr are
     dropped, and each is computed only while audible (until it has decayed by 60 dB)."""
     out = np.zeros_like(cycles)
-    for k, (amp, decay) in enumerate(zip(amps, decays), start=1):
+    for k, (amp, decay) in enumerate(zip(amps, decays, strict=False), start=1):
         stretch = k * math.sqrt(1.0 + inharmonicity * k * k)
         if freq * stretch >= 0.45 * sr:
             break

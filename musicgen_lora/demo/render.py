@@ -214,9 +214,14 @@ def _drum_stem(grid: _Grid, tonic_pc: int, bars: int, n: int, rng: np.random.Gen
 
 
 def _chord_stem(
-    player: _NotePlayer, harmony: Harmony, tonic_midi: int, scale: tuple[int, ...], bars: int, n: int,
+    player: _NotePlayer,
+    harmony: Harmony,
+    tonic_midi: int,
+    scale: tuple[int, ...],
+    bars: int,
+    n: int,
     rng: np.random.Generator,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     grid, style = player.grid, player.grid.style
     chords = np.zeros(n, dtype=np.float32)
     for bar in range(bars):
@@ -231,9 +236,14 @@ def _chord_stem(
 
 
 def _bass_stem(
-    player: _NotePlayer, harmony: Harmony, tonic_midi: int, scale: tuple[int, ...], bars: int, n: int,
+    player: _NotePlayer,
+    harmony: Harmony,
+    tonic_midi: int,
+    scale: tuple[int, ...],
+    bars: int,
+    n: int,
     rng: np.random.Generator,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     grid, style = player.grid, player.grid.style
     bass = np.zeros(n, dtype=np.float32)
     for bar in range(bars):
@@ -247,9 +257,14 @@ def _bass_stem(
 
 
 def _lead_stem(
-    player: _NotePlayer, harmony: Harmony, tonic_midi: int, scale: tuple[int, ...], bars: int, n: int,
+    player: _NotePlayer,
+    harmony: Harmony,
+    tonic_midi: int,
+    scale: tuple[int, ...],
+    bars: int,
+    n: int,
     rng: np.random.Generator,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     grid, style = player.grid, player.grid.style
     lead = np.zeros(n, dtype=np.float32)
     # the lead's tonic is the one from G3 to F#4, nearest middle C, moved by the style's octave
@@ -267,9 +282,15 @@ def _rms(x: np.ndarray) -> float:
 
 
 def _mix(
-    style: GenreStyle, drums: np.ndarray, bass: np.ndarray, chords: np.ndarray, lead: np.ndarray,
-    kick_starts: list[int], sr: int, rng: np.random.Generator,
-) -> np.ndarray:  # fmt: skip
+    style: GenreStyle,
+    drums: np.ndarray,
+    bass: np.ndarray,
+    chords: np.ndarray,
+    lead: np.ndarray,
+    kick_starts: list[int],
+    sr: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The four stems mixed at the style's levels (relative to the drums), with its effects and master filters."""
     n = len(drums)
     if style.power_chords:  # guitar cabinet
@@ -284,7 +305,9 @@ def _mix(
     reference = max(_rms(drums), 1e-9)
     mix = np.zeros(n, dtype=np.float32)
     send = np.zeros(n, dtype=np.float32)
-    for stem, level_db, send_level in zip((drums, bass, chords, lead), style.levels_db, style.reverb_send):
+    for stem, level_db, send_level in zip(
+        (drums, bass, chords, lead), style.levels_db, style.reverb_send, strict=False
+    ):
         rms = _rms(stem)
         if rms < 1e-9:
             continue

@@ -193,9 +193,13 @@ def generation_config(special: int) -> GenerationConfig:
 
 
 def musicgen_config(
-    variant: str, sizes: dict[str, dict], tokenizer: PreTrainedTokenizerBase, codebook_size: int, num_codebooks: int,
+    variant: str,
+    sizes: dict[str, dict],
+    tokenizer: PreTrainedTokenizerBase,
+    codebook_size: int,
+    num_codebooks: int,
     sampling_rate: int,
-) -> tuple[type, MusicgenConfig | MusicgenMelodyConfig]:  # fmt: skip
+) -> tuple[type, MusicgenConfig | MusicgenMelodyConfig]:
     """The model class and config of ``variant`` (see :func:`~.tiny.build_tiny_musicgen`) with ``sizes`` (an
     :data:`ARCHITECTURES` entry) and ``num_codebooks`` per audio channel; special token ids = ``codebook_size``,
     like 2048 in the real 2048-code checkpoints."""

@@ -21,7 +21,3 @@ Outputs (under ``output_dir``): ``<model>/<prompt>-<sample>.wav`` and ``.png`` (
 ``comparison_results.jsonl`` (one line per file), ``metrics.json`` (one block per model) and ``report.html``."""
 
 from __future__ import annotations
-
-
-
-

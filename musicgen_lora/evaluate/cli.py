@@ -44,43 +44,91 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add = parser.add_argument
-    add("--config", help=f"a training {RESOLVED_CONFIG_NAME} (or its output folder): base model, adapter "
-        "(as 'final', plus OUTPUT_DIR/best/ as 'best' when there is one), data and prompts are read from it")  # fmt: skip
+    add(
+        "--config",
+        help=f"a training {RESOLVED_CONFIG_NAME} (or its output folder): base model, adapter "
+        "(as 'final', plus OUTPUT_DIR/best/ as 'best' when there is one), data and prompts are read from it",
+    )
     add("--base_model", help="base MusicGen: Hub id or local folder (always evaluated, as 'base')")
-    add("--model", action="append", default=[], metavar="NAME=DIR",
+    add(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
         help="a fine-tuned model to compare: a LoRA output_dir, a checkpoint-N folder, or a fully fine-tuned model "
-        "folder (repeatable)")  # fmt: skip
-    add("--prompts", help="JSON list of prompts (strings, or {\"text\", \"bpm\", \"key\"} objects) or a .txt file, one "
-        "per line; default with --config: its sample_prompts")  # fmt: skip
-    add("--duration", type=finite_number, help="seconds of audio per sample (default: the config's sample_duration_in_seconds, else 8)")
+        "folder (repeatable)",
+    )
+    add(
+        "--prompts",
+        help='JSON list of prompts (strings, or {"text", "bpm", "key"} objects) or a .txt file, one '
+        "per line; default with --config: its sample_prompts",
+    )
+    add(
+        "--duration",
+        type=finite_number,
+        help="seconds of audio per sample (default: the config's sample_duration_in_seconds, else 8)",
+    )
     add("--num_samples", type=int, default=2, help="samples per prompt and model (diversity needs >= 2)")
-    add("--seed", type=int, help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0")
+    add(
+        "--seed",
+        type=int,
+        help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0",
+    )
     add("--guidance_scale", type=finite_number, help="classifier-free guidance (1: none); default: config's, else 3")
-    add("--eval_dataset", action="append", default=[], metavar="[NAME=]PATH",
+    add(
+        "--eval_dataset",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
         help="held-out data for the cross-entropy and the Fréchet reference: a local audio folder (as for training), "
         "a prepared dataset folder (datasets.save_to_disk with codes and text, e.g. a run's prepared_data/), or a "
-        "Hub id; repeatable, e.g. in_domain=... out_of_domain=... to measure forgetting. Default with --config: its eval split, else its "
-        "training data (labelled not held out)")  # fmt: skip
-    add("--eval_split", help="split of --eval_dataset (default: a local folder's validation/, test/ or eval/ "
-        "subfolder if it has one, else the whole folder)")  # fmt: skip
+        "Hub id; repeatable, e.g. in_domain=... out_of_domain=... to measure forgetting. Default with --config: its "
+        "eval split, else its "
+        "training data (labelled not held out)",
+    )
+    add(
+        "--eval_split",
+        help="split of --eval_dataset (default: a local folder's validation/, test/ or eval/ "
+        "subfolder if it has one, else the whole folder)",
+    )
     add("--train_dataset", help="training data for the memorisation check (default with --config: its dataset)")
-    add("--max_train_samples", type=int, help="use only the first N clips of --train_dataset, as training did "
-        "(default: config's max_train_samples)")  # fmt: skip
-    add("--copy_threshold", type=finite_number, default=DEFAULT_COPY_THRESHOLD,
+    add(
+        "--max_train_samples",
+        type=int,
+        help="use only the first N clips of --train_dataset, as training did (default: config's max_train_samples)",
+    )
+    add(
+        "--copy_threshold",
+        type=finite_number,
+        default=DEFAULT_COPY_THRESHOLD,
         help="flag a clip as a copy when this share of its code frames lines up with one training clip (copy_score, "
-        "0-1; an adapter that memorised a clip scores about 1, the base model 0)")  # fmt: skip
-    add("--melody_threshold", type=finite_number, default=DEFAULT_MELODY_THRESHOLD,
+        "0-1; an adapter that memorised a clip scores about 1, the base model 0)",
+    )
+    add(
+        "--melody_threshold",
+        type=finite_number,
+        default=DEFAULT_MELODY_THRESHOLD,
         help="flag a clip as a melodic copy at this chroma correlation with a training excerpt (0-1; the same tune on "
-        "another instrument scores about 0.9)")  # fmt: skip
-    add("--skip_melody", action="store_true", help="skip the melodic similarity, which decodes every training clip "
-        "with EnCodec (minutes per hour of training audio on a CPU)")  # fmt: skip
+        "another instrument scores about 0.9)",
+    )
+    add(
+        "--skip_melody",
+        action="store_true",
+        help="skip the melodic similarity, which decodes every training clip "
+        "with EnCodec (minutes per hour of training audio on a CPU)",
+    )
     add("--output_dir", help="where to write everything (default with --config: OUTPUT_DIR/evaluation)")
     add("--overwrite", action="store_true", help="replace an earlier evaluation in --output_dir")
-    add("--clap_model", help="a local CLAP checkpoint folder (transformers format, e.g. laion/clap-htsat-unfused "
-        "downloaded with hf download) for text-audio similarity; off by default")  # fmt: skip
+    add(
+        "--clap_model",
+        help="a local CLAP checkpoint folder (transformers format, e.g. laion/clap-htsat-unfused "
+        "downloaded with hf download) for text-audio similarity; off by default",
+    )
     add("--batch_size", type=int, default=4, help="evaluation windows per forward pass (cross-entropy)")
     add("--max_eval_samples", type=int, help="use only the first N clips of each evaluation dataset")
-    add("--max_duration_in_seconds", type=finite_number, help="cross-entropy window length (default: config's, else 30)")
+    add(
+        "--max_duration_in_seconds", type=finite_number, help="cross-entropy window length (default: config's, else 30)"
+    )
     add("--instance_prompt", help="caption prefix used in training (default: config's)")
     add("--text_column_name", help="caption column (default: config's, else text)")
     add("--audio_column_name", help="audio column (default: config's, else audio)")
@@ -114,7 +162,10 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     config: dict[str, Any] = _read_config(args.config)[1] if args.config else {}
     base_model = args.base_model or config.get("model_name_or_path")
     if not base_model:
-        raise UserError("no base model; give --base_model (e.g. facebook/musicgen-small) or --config OUTPUT_DIR/finetune_config.json")
+        raise UserError(
+            "no base model; give --base_model (e.g. facebook/musicgen-small) or --config "
+            "OUTPUT_DIR/finetune_config.json"
+        )
     if args.prompts:
         prompts = read_prompts(args.prompts)
     elif config.get("sample_prompts"):
@@ -196,7 +247,9 @@ def _models(args: argparse.Namespace) -> list[ModelSpec]:
         if not sep or not name or not path:
             raise UserError(f"--model {item!r} must be NAME=DIR, e.g. --model final=outputs/my-run")
         if not _NAME.match(name) or name == BASE:
-            raise UserError(f"model name {name!r} is not allowed; use letters, digits, '_', '-', '.' (and not '{BASE}')")
+            raise UserError(
+                f"model name {name!r} is not allowed; use letters, digits, '_', '-', '.' (and not '{BASE}')"
+            )
         models.append(classify_model_dir(name, path))
     names = [m.name for m in models]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -213,7 +266,9 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
     """
     duration = args.duration if args.duration is not None else config.get("sample_duration_in_seconds", 8.0)
     if not 0 < duration <= MODEL_MAX_SECONDS:
-        raise UserError(f"--duration must be in (0, {MODEL_MAX_SECONDS:g}] seconds (MusicGen's window), got {duration:g}")
+        raise UserError(
+            f"--duration must be in (0, {MODEL_MAX_SECONDS:g}] seconds (MusicGen's window), got {duration:g}"
+        )
     if args.num_samples < 1:
         raise UserError(f"--num_samples must be >= 1, got {args.num_samples}")
     if args.batch_size < 1:
@@ -231,13 +286,17 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
     window = args.max_duration_in_seconds or config.get("max_duration_in_seconds", MODEL_MAX_SECONDS)
     if not 0 < window <= MODEL_MAX_SECONDS:
         raise UserError(f"--max_duration_in_seconds must be in (0, {MODEL_MAX_SECONDS:g}], got {window:g}")
-    max_train_samples = args.max_train_samples if args.max_train_samples is not None else (
-        config.get("max_train_samples") if not args.train_dataset else None
-    )  # fmt: skip
+    max_train_samples = (
+        args.max_train_samples
+        if args.max_train_samples is not None
+        else (config.get("max_train_samples") if not args.train_dataset else None)
+    )
     return {
-        "duration": float(duration), "guidance_scale": float(guidance), "max_duration_in_seconds": float(window),
+        "duration": float(duration),
+        "guidance_scale": float(guidance),
+        "max_duration_in_seconds": float(window),
         "max_train_samples": max_train_samples,
-    }  # fmt: skip
+    }
 
 
 def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec | None]:
@@ -254,8 +313,9 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
     run, seed = None, 42
     if args.config:  # the run's data options, so its data is prepared exactly as training prepared it
         parsed = parse_config([str(_read_config(args.config)[0] / RESOLVED_CONFIG_NAME)])
-        run = dataclasses.replace(parsed.data, data_cache_dir=args.data_cache_dir or parsed.data.data_cache_dir,
-                                  push_metadata_repo_id=None)  # prepared as in training, never pushed again  # fmt: skip
+        run = dataclasses.replace(
+            parsed.data, data_cache_dir=args.data_cache_dir or parsed.data.data_cache_dir, push_metadata_repo_id=None
+        )  # prepared as in training, never pushed again
         seed = parsed.training.seed
     if not eval_datasets and run is not None:
         if run.eval_split_name or run.eval_split_percentage > 0:

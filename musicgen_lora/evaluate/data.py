@@ -139,7 +139,9 @@ def load_eval_data(
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     prepared = prepared_folder(spec.source, spec.split) if spec.run_args is None else None
     if spec.run_args is not None:  # exactly as the training run prepared it
-        args = dataclasses.replace(spec.run_args, max_eval_samples=settings.max_eval_samples or spec.run_args.max_eval_samples)
+        args = dataclasses.replace(
+            spec.run_args, max_eval_samples=settings.max_eval_samples or spec.run_args.max_eval_samples
+        )
         split = spec.split or args.train_split_name
         windows = prepare_split(
             args, split, model, codec_fingerprint, True, chroma_extractor, spec.run_seed, cache_dir=settings.cache_dir
@@ -160,7 +162,9 @@ def load_eval_data(
     return EvalData(spec, windows, reference)
 
 
-def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fingerprint: str) -> datasets.Dataset | None:
+def load_training_codes(
+    settings: EvalSettings, model: PreTrainedModel, codec_fingerprint: str
+) -> datasets.Dataset | None:
     """Every training clip's ``codes`` (K, frames), with ``source``/``offset_seconds`` when the data has them, for the
     memorisation check (None without a training dataset)."""
     spec = settings.train_dataset
@@ -170,7 +174,14 @@ def load_training_codes(settings: EvalSettings, model: PreTrainedModel, codec_fi
     if spec.run_args is not None:  # the clips (or chunks) the run trained on
         args = spec.run_args
         return prepare_split(
-            args, args.train_split_name, model, codec_fingerprint, False, None, spec.run_seed, cache_dir=settings.cache_dir
+            args,
+            args.train_split_name,
+            model,
+            codec_fingerprint,
+            False,
+            None,
+            spec.run_seed,
+            cache_dir=settings.cache_dir,
         )
     if prepared is not None:
         return _load_prepared(prepared, settings.max_train_samples)

@@ -125,9 +125,12 @@ def mean_of(values: list[float | None]) -> float | None:
 def frechet_block(generated: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, Any]:
     gen, ref = np.concatenate(generated), np.concatenate(reference)
     block: dict[str, Any] = {
-        "generated_clips": len(generated), "generated_frames": int(len(gen)),
-        "reference_clips": len(reference), "reference_frames": int(len(ref)), "dim": int(gen.shape[1]),
-    }  # fmt: skip
+        "generated_clips": len(generated),
+        "generated_frames": int(len(gen)),
+        "reference_clips": len(reference),
+        "reference_frames": int(len(ref)),
+        "dim": int(gen.shape[1]),
+    }
     block["value"] = frechet_distance(gen, ref) if len(gen) >= 2 and len(ref) >= 2 else None
     block["reliable"] = bool(min(len(gen), len(ref)) >= 2 * gen.shape[1])  # enough frames for a full-rank covariance
     return block

@@ -62,11 +62,12 @@ def adapted(base: PreTrainedModel, spec: ModelSpec, cache_dir: str | None) -> It
         yield base
         return
     if spec.kind == "full":
-
         try:
             model = AutoModelForTextToWaveform.from_pretrained(spec.path, cache_dir=cache_dir)
         except (OSError, ValueError, SafetensorError) as err:
-            raise UserError(f"cannot load model '{spec.name}' from '{spec.path}': {one_line(err)[:200]}; check the folder") from None
+            raise UserError(
+                f"cannot load model '{spec.name}' from '{spec.path}': {one_line(err)[:200]}; check the folder"
+            ) from None
         ready_for_training(model)
         yield model.to(next(base.parameters()).device).eval()
         return

@@ -62,12 +62,18 @@ def read_prompts(path: str | Path) -> list[Prompt]:
     for number, item in enumerate(items, start=1):
         if isinstance(item, str) and item.strip():
             prompts.append(Prompt.parse(item.strip()))
-        elif isinstance(item, dict) and isinstance(item.get("text", item.get("prompt")), str) and item.get("text", item.get("prompt")).strip():
+        elif (
+            isinstance(item, dict)
+            and isinstance(item.get("text", item.get("prompt")), str)
+            and item.get("text", item.get("prompt")).strip()
+        ):
             bpm, key = item.get("bpm"), item.get("key")
             if bpm is not None and (isinstance(bpm, bool) or not isinstance(bpm, (int, float)) or not 0 < bpm < 1000):
                 raise UserError(f"prompt {number} in '{path}' has bpm {bpm!r}; give a positive number or leave it out")
             if key is not None and not isinstance(key, str):
-                raise UserError(f"prompt {number} in '{path}' has key {json.dumps(key)[:40]}; write it as text like 'A minor'")
+                raise UserError(
+                    f"prompt {number} in '{path}' has key {json.dumps(key)[:40]}; write it as text like 'A minor'"
+                )
             prompts.append(Prompt.parse(item.get("text", item.get("prompt")).strip(), bpm, key))
         else:
             raise UserError(

@@ -98,58 +98,126 @@ def _rows(metrics: dict[str, Any]) -> list[tuple[str, list[Row]]]:
             ("perplexity", lambda b, d=dataset: b["cross_entropy"][d]["ppl"], "lower", ".2f"),
         ]
         rows += [(k, lambda b, d=dataset, k=k: b["cross_entropy"][d][k], "lower", ".4f") for k in codebooks]
-        rows.append(("targets / windows", lambda b, d=dataset: f"{b['cross_entropy'][d]['targets']} / "
-                     f"{b['cross_entropy'][d]['windows']}", None, "s"))  # fmt: skip
+        rows.append(
+            (
+                "targets / windows",
+                lambda b, d=dataset: f"{b['cross_entropy'][d]['targets']} / {b['cross_entropy'][d]['windows']}",
+                None,
+                "s",
+            )
+        )
         sections.append((label, rows))
     for dataset in first.get("frechet", {}):
         rows = []
         for kind, name in (("encodec_latent", "EnCodec latents"), ("descriptor", "MFCC+chroma descriptor")):
             rows.append((f"{name}", lambda b, d=dataset, k=kind: b["frechet"][d][k]["value"], "lower", ".4g"))
-            rows.append((
-                f"{name}: frames generated / reference (clips)",
-                lambda b, d=dataset, k=kind: "{generated_frames} / {reference_frames} ({generated_clips} / "
-                "{reference_clips})".format(**b["frechet"][d][k]),
-                None, "s",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"{name}: frames generated / reference (clips)",
+                    lambda b, d=dataset, k=kind: (
+                        "{generated_frames} / {reference_frames} ({generated_clips} / {reference_clips})".format(
+                            **b["frechet"][d][k]
+                        )
+                    ),
+                    None,
+                    "s",
+                )
+            )
         sections.append((f"Fréchet distance to '{dataset}' (frame-level; not VGGish FAD)", rows))
-    sections.append((
-        "Prompt adherence",
-        [
-            ("files with a tempo in the prompt", lambda b: b["adherence"]["files_with_target_bpm"], None, "d"),
-            ("tempo within 4 %", lambda b: b["adherence"]["tempo_within_4pct"], "higher", "pct"),
-            ("tempo within 4 % (any octave)", lambda b: b["adherence"]["tempo_within_4pct_any_octave"], "higher", "pct"),
-            ("mean relative tempo error", lambda b: b["adherence"]["tempo_rel_error_mean"], "lower", "pct"),
-            ("files with a key in the prompt", lambda b: b["adherence"]["files_with_target_key"], None, "d"),
-            ("key score (MIREX: 1 same, .5 fifth, .3 relative, .2 parallel)", lambda b: b["adherence"]["key_score_mean"], "higher", ".2f"),
-            ("key exact", lambda b: b["adherence"]["key_exact"], "higher", "pct"),
-        ],
-    ))  # fmt: skip
-    sections.append((
-        "Audio health",
-        [
-            ("shortest duration / requested", lambda b: b["health"]["duration_ratio_min"], None, ".3f"),
-            ("silent fraction (50 ms windows under -60 dBFS)", lambda b: b["health"]["silent_fraction_mean"], "lower", "pct"),
-            ("clipped samples", lambda b: b["health"]["clipping_fraction_mean"], "lower", "pct"),
-            ("loudness (LUFS, BS.1770)", lambda b: b["health"]["loudness_lufs_mean"], None, ".1f"),
-            ("files with NaN/Inf samples", lambda b: b["health"]["files_with_nonfinite_samples"], "lower", "d"),
-        ],
-    ))  # fmt: skip
-    rows = [("mean distance between samples of a prompt", lambda b: b["diversity"]["pairwise_descriptor_distance_mean"], None, ".3f")]
+    sections.append(
+        (
+            "Prompt adherence",
+            [
+                ("files with a tempo in the prompt", lambda b: b["adherence"]["files_with_target_bpm"], None, "d"),
+                ("tempo within 4 %", lambda b: b["adherence"]["tempo_within_4pct"], "higher", "pct"),
+                (
+                    "tempo within 4 % (any octave)",
+                    lambda b: b["adherence"]["tempo_within_4pct_any_octave"],
+                    "higher",
+                    "pct",
+                ),
+                ("mean relative tempo error", lambda b: b["adherence"]["tempo_rel_error_mean"], "lower", "pct"),
+                ("files with a key in the prompt", lambda b: b["adherence"]["files_with_target_key"], None, "d"),
+                (
+                    "key score (MIREX: 1 same, .5 fifth, .3 relative, .2 parallel)",
+                    lambda b: b["adherence"]["key_score_mean"],
+                    "higher",
+                    ".2f",
+                ),
+                ("key exact", lambda b: b["adherence"]["key_exact"], "higher", "pct"),
+            ],
+        )
+    )
+    sections.append(
+        (
+            "Audio health",
+            [
+                ("shortest duration / requested", lambda b: b["health"]["duration_ratio_min"], None, ".3f"),
+                (
+                    "silent fraction (50 ms windows under -60 dBFS)",
+                    lambda b: b["health"]["silent_fraction_mean"],
+                    "lower",
+                    "pct",
+                ),
+                ("clipped samples", lambda b: b["health"]["clipping_fraction_mean"], "lower", "pct"),
+                ("loudness (LUFS, BS.1770)", lambda b: b["health"]["loudness_lufs_mean"], None, ".1f"),
+                ("files with NaN/Inf samples", lambda b: b["health"]["files_with_nonfinite_samples"], "lower", "d"),
+            ],
+        )
+    )
+    rows = [
+        (
+            "mean distance between samples of a prompt",
+            lambda b: b["diversity"]["pairwise_descriptor_distance_mean"],
+            None,
+            ".3f",
+        )
+    ]
     if first.get("memorisation"):
         memorisation = first["memorisation"]
         rows += [
-            ("copy score, max over clips (share of a clip lined up with one training clip)", lambda b: b["memorisation"]["copy_score"], "lower", ".2f"),
+            (
+                "copy score, max over clips (share of a clip lined up with one training clip)",
+                lambda b: b["memorisation"]["copy_score"],
+                "lower",
+                ".2f",
+            ),
             ("copy score, mean", lambda b: b["memorisation"]["copy_score_mean"], "lower", ".2f"),
-            (f"clips flagged as copies (copy score >= {memorisation['copy_threshold']:g})", lambda b: b["memorisation"]["copies"], "lower", "d"),
-        ]  # fmt: skip
+            (
+                f"clips flagged as copies (copy score >= {memorisation['copy_threshold']:g})",
+                lambda b: b["memorisation"]["copies"],
+                "lower",
+                "d",
+            ),
+        ]
         if "melody_similarity" in memorisation:
             rows += [
-                ("melody similarity, max (chroma correlation, any key)", lambda b: b["memorisation"]["melody_similarity"], "lower", ".2f"),
-                (f"clips flagged as melodic copies (>= {memorisation['melody_threshold']:g})", lambda b: b["memorisation"]["melody_copies"], "lower", "d"),
-            ]  # fmt: skip
+                (
+                    "melody similarity, max (chroma correlation, any key)",
+                    lambda b: b["memorisation"]["melody_similarity"],
+                    "lower",
+                    ".2f",
+                ),
+                (
+                    f"clips flagged as melodic copies (>= {memorisation['melody_threshold']:g})",
+                    lambda b: b["memorisation"]["melody_copies"],
+                    "lower",
+                    "d",
+                ),
+            ]
         rows += [
-            ("longest run copied from training (s)", lambda b: b["memorisation"]["longest_copied_run_seconds"], "lower", ".2f"),
-            ("longest run copied, first codebook (frames)", lambda b: b["memorisation"]["longest_copied_run_frames_q1"], "lower", "d"),
+            (
+                "longest run copied from training (s)",
+                lambda b: b["memorisation"]["longest_copied_run_seconds"],
+                "lower",
+                ".2f",
+            ),
+            (
+                "longest run copied, first codebook (frames)",
+                lambda b: b["memorisation"]["longest_copied_run_frames_q1"],
+                "lower",
+                "d",
+            ),
         ]
     sections.append(("Diversity and memorisation", rows))
     if "clap_score_mean" in first:
@@ -167,7 +235,8 @@ def _cell(value: Any, base: Any, better: str | None, spec: str, is_base: bool) -
     good = (delta < 0) == (better == "lower")
     sign = "+" if delta > 0 else "−"
     shown = _fmt(abs(delta), spec)
-    return f'<td class="num">{text}<span class="delta {"better" if good else "worse"}">{sign}{html.escape(shown)}</span></td>'
+    verdict = "better" if good else "worse"
+    return f'<td class="num">{text}<span class="delta {verdict}">{sign}{html.escape(shown)}</span></td>'
 
 
 def _safe(getter: Callable[[dict[str, Any]], Any], block: dict[str, Any]) -> Any:
@@ -188,12 +257,18 @@ def _copy_html(record: dict[str, Any]) -> str:
         name = record.get("melody_training_file") or f"training example {record['melody_training_index']}"
         shift = record.get("melody_transposition") or 0
         key = f", {shift:+d} semitones" if shift else ""
-        what = f"melody of {name} from {record['melody_offset_seconds']:.2f} s (r = {record['melody_similarity']:.2f}{key})"
-    parts = [f'<div class="copied"><span class="copy-badge" title="memorisation check">⚠ COPY</span> '
-             f'<span class="meta">{html.escape(what)}</span>']  # fmt: skip
+        where, similarity = record["melody_offset_seconds"], record["melody_similarity"]
+        what = f"melody of {name} from {where:.2f} s (r = {similarity:.2f}{key})"
+    parts = [
+        f'<div class="copied"><span class="copy-badge" title="memorisation check">⚠ COPY</span> '
+        f'<span class="meta">{html.escape(what)}</span>'
+    ]
     if record.get("copy_excerpt"):
         excerpt = html.escape(record["copy_excerpt"])
-        parts.append(f'<div class="meta">the training excerpt:</div><audio class="excerpt" controls preload="metadata" src="{excerpt}"></audio>')
+        parts.append(
+            f'<div class="meta">the training excerpt:</div><audio class="excerpt" controls preload="metadata" '
+            f'src="{excerpt}"></audio>'
+        )
     return "".join(parts) + "</div>"
 
 
@@ -211,9 +286,13 @@ def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str
         "<h1>MusicGen evaluation</h1>",
         "<p>Base model <code>{}</code>; {} prompt(s) × {} sample(s) of {:g} s, seed {} (the same seeds for every "
         "model, so differences come from the weights), guidance {:g}.</p>".format(
-            html.escape(str(settings["base_model"])), len(settings["prompts"]), settings["num_samples"],
-            settings["duration"], settings["seed"], settings["guidance_scale"],
-        ),  # fmt: skip
+            html.escape(str(settings["base_model"])),
+            len(settings["prompts"]),
+            settings["num_samples"],
+            settings["duration"],
+            settings["seed"],
+            settings["guidance_scale"],
+        ),
         "<h2>Metrics</h2>",
         f'<p class="note">Coloured numbers are the difference to <b>{html.escape(base_name)}</b> '
         "(green: better, red: worse, where one direction is better).</p>",
@@ -231,12 +310,16 @@ def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str
     checks = metrics.get("checks", {}).get("adapter_disabled_ce_max_abs_diff_from_base") or {}
     if checks:
         text = ", ".join(f"{html.escape(k)}: {v:.2e}" for k, v in checks.items())
-        parts.append(f'<p class="note">Check: cross-entropy of each adapter with its adapter disabled minus the base '
-                     f"model's (should be ~0): {text}.</p>")  # fmt: skip
+        parts.append(
+            f'<p class="note">Check: cross-entropy of each adapter with its adapter disabled minus the base '
+            f"model's (should be ~0): {text}.</p>"
+        )
     parts.append(f'<p class="note">{html.escape(metrics["notes"]["frechet"])}</p>')
 
     parts.append("<h2>Listen</h2>")
-    parts.append('<table id="clips"><tr><th>prompt</th>' + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>")
+    parts.append(
+        '<table id="clips"><tr><th>prompt</th>' + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
+    )
     by_cell: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for record in records:
         by_cell.setdefault((record["prompt_index"], record["model"]), []).append(record)
@@ -246,13 +329,15 @@ def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str
             clips = []
             for record in by_cell.get((index, name), []):
                 meta = " · ".join(
-                    x for x in (
+                    x
+                    for x in (
                         f"{record['duration']:.2f} s",
                         f"{record['estimated_bpm']:g} bpm" if record.get("estimated_bpm") else "",
                         record.get("estimated_key") or "",
                         f"{record['loudness_lufs']:.1f} LUFS" if record.get("loudness_lufs") is not None else "silent",
-                    ) if x
-                )  # fmt: skip
+                    )
+                    if x
+                )
                 src, png = html.escape(record["path"]), html.escape(record["spectrogram"])
                 clips.append(
                     f'<div class="clip"><audio controls preload="metadata" src="{src}"></audio>'

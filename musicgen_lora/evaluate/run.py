@@ -116,17 +116,30 @@ def _set_up(settings: EvalSettings) -> _Bench:
     checker = None
     if training is not None:  # indexed once; the melody index decodes every training clip with the base's EnCodec
         checker = CopyChecker.from_dataset(
-            training, spec.frame_rate, (lambda c: decode_codes(base, c)) if settings.melody_check else None,
-            spec.sampling_rate, copy_threshold=settings.copy_threshold, melody_threshold=settings.melody_threshold,
-        )  # fmt: skip
+            training,
+            spec.frame_rate,
+            (lambda c: decode_codes(base, c)) if settings.melody_check else None,
+            spec.sampling_rate,
+            copy_threshold=settings.copy_threshold,
+            melody_threshold=settings.melody_threshold,
+        )
     return _Bench(
-        settings, out, device, base, processor, spec, collator, eval_data, checker,
+        settings,
+        out,
+        device,
+        base,
+        processor,
+        spec,
+        collator,
+        eval_data,
+        checker,
         clap=ClapScorer(settings.clap_model, device) if settings.clap_model else None,
         reference_latents={d.spec.name: [encodec_latents(base, a) for a in d.reference_audio] for d in eval_data},
         reference_descriptors={
-            d.spec.name: [analysis.frame_descriptors(a, spec.sampling_rate) for a in d.reference_audio] for d in eval_data
+            d.spec.name: [analysis.frame_descriptors(a, spec.sampling_rate) for a in d.reference_audio]
+            for d in eval_data
         },
-    )  # fmt: skip
+    )
 
 
 def _evaluate_model(bench: _Bench, model_spec: ModelSpec) -> _ModelOutputs:
@@ -137,10 +150,13 @@ def _evaluate_model(bench: _Bench, model_spec: ModelSpec) -> _ModelOutputs:
     output = _ModelOutputs({"path": model_spec.path, "kind": model_spec.kind})
     with adapted(bench.base, model_spec, settings.cache_dir) as model:
         output.block["cross_entropy"] = {
-            d.spec.name: {**heldout_cross_entropy(model, d.windows, bench.collator, settings.batch_size),
-                          "windows": len(d.windows), "held_out": d.spec.held_out}
+            d.spec.name: {
+                **heldout_cross_entropy(model, d.windows, bench.collator, settings.batch_size),
+                "windows": len(d.windows),
+                "held_out": d.spec.held_out,
+            }
             for d in bench.eval_data
-        }  # fmt: skip
+        }
         if model_spec.kind == "lora":
             with model.disable_adapter():
                 output.block["cross_entropy_adapter_disabled"] = {
@@ -163,9 +179,13 @@ def _render_prompt(
     seed = settings.seed + index
     with captured_codes(model) as calls:
         audio = generate_audio(
-            model, bench.processor, [prompt.text] * settings.num_samples, settings.duration,
-            guidance_scale=settings.guidance_scale, seed=seed,
-        )  # (num_samples, channels, samples)  # fmt: skip
+            model,
+            bench.processor,
+            [prompt.text] * settings.num_samples,
+            settings.duration,
+            guidance_scale=settings.guidance_scale,
+            seed=seed,
+        )  # (num_samples, channels, samples)
     codes = generated_codes(calls)  # (num_samples, K, T)
     clap_scores = bench.clap.score(prompt.text, list(audio), sr) if bench.clap else None
     for sample, clip in enumerate(audio):
@@ -175,10 +195,16 @@ def _render_prompt(
         write_wav(wav, clean, sr)
         write_png(png, spectrogram_image(clip, sr))
         record: dict[str, Any] = {
-            "model": model_spec.name, "model_path": model_spec.path, "prompt_index": index, "prompt": prompt.text,
-            "sample": sample, "seed": seed, "batch_row": sample, "path": wav.relative_to(bench.out).as_posix(),
+            "model": model_spec.name,
+            "model_path": model_spec.path,
+            "prompt_index": index,
+            "prompt": prompt.text,
+            "sample": sample,
+            "seed": seed,
+            "batch_row": sample,
+            "path": wav.relative_to(bench.out).as_posix(),
             "spectrogram": png.relative_to(bench.out).as_posix(),
-        }  # fmt: skip
+        }
         record.update(audio_health(clip, sr, settings.duration))
         record.update(adherence(clean, sr, prompt))
         if clap_scores is not None:
@@ -241,13 +267,18 @@ def _metrics(bench: _Bench, blocks: dict[str, dict[str, Any]], started: float) -
             "base_model": settings.base_model,
             "models": {m.name: m.path for m in settings.models},
             "prompts": [p.__dict__ for p in settings.prompts],
-            "duration": settings.duration, "num_samples": settings.num_samples, "seed": settings.seed,
-            "guidance_scale": settings.guidance_scale, "sampling_rate": bench.spec.sampling_rate,
+            "duration": settings.duration,
+            "num_samples": settings.num_samples,
+            "seed": settings.seed,
+            "guidance_scale": settings.guidance_scale,
+            "sampling_rate": bench.spec.sampling_rate,
             "eval_datasets": [_describe_dataset(d) for d in settings.eval_datasets],
             "train_dataset": _describe_dataset(settings.train_dataset) if settings.train_dataset else None,
-            "clap_model": settings.clap_model, "device": str(bench.device),
-            "copy_threshold": settings.copy_threshold, "melody_threshold": settings.melody_threshold,
-        },  # fmt: skip
+            "clap_model": settings.clap_model,
+            "device": str(bench.device),
+            "copy_threshold": settings.copy_threshold,
+            "melody_threshold": settings.melody_threshold,
+        },
         "models": blocks,
         "checks": {"adapter_disabled_ce_max_abs_diff_from_base": consistency},
         "notes": {"frechet": FRECHET_NOTE},
@@ -257,9 +288,12 @@ def _metrics(bench: _Bench, blocks: dict[str, dict[str, Any]], started: float) -
 
 def _describe_dataset(spec: DatasetSpec) -> dict[str, Any]:
     return {
-        "name": spec.name, "source": spec.source, "split": spec.split, "held_out": spec.held_out,
+        "name": spec.name,
+        "source": spec.source,
+        "split": spec.split,
+        "held_out": spec.held_out,
         "prepared_as_in_training": spec.run_args is not None,
-    }  # fmt: skip
+    }
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:

@@ -2,7 +2,3 @@
 window (:mod:`.long_form`), adapters, blends and merging (:mod:`.adapters`), and the command line (:mod:`.cli`)."""
 
 from __future__ import annotations
-
-
-
-

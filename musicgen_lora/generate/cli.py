@@ -50,10 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         "or merge / blend adapters into a standalone model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--base_model", default=None, help="base MusicGen (Hub id or folder); default: the adapter's base")
+    parser.add_argument(
+        "--base_model", default=None, help="base MusicGen (Hub id or folder); default: the adapter's base"
+    )
     parser.add_argument("--adapter", action="append", default=[], help="LoRA adapter folder or Hub id; repeat to blend")
-    parser.add_argument("--adapter_weights", type=finite_number, nargs="+", default=None, help="blend weights, one per --adapter")
-    parser.add_argument("--blend", default="cat", help="PEFT add_weighted_adapter combination_type (cat: exact, any ranks; linear: same ranks; svd)")
+    parser.add_argument(
+        "--adapter_weights", type=finite_number, nargs="+", default=None, help="blend weights, one per --adapter"
+    )
+    parser.add_argument(
+        "--blend",
+        default="cat",
+        help="PEFT add_weighted_adapter combination_type (cat: exact, any ranks; linear: same ranks; svd)",
+    )
     parser.add_argument("--prompt", action="append", default=[], help="text prompt; repeat for several clips")
     parser.add_argument("--duration", type=finite_number, default=10.0, help="seconds of audio per prompt (any length)")
     parser.add_argument("--guidance_scale", type=finite_number, default=3.0, help="classifier-free guidance (1: none)")
@@ -62,11 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", default="generated", help="where the audio files and prompts.txt go")
     parser.add_argument("--format", choices=FORMATS, default="wav", help="audio file format")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier generations in --out_dir")
-    parser.add_argument("--window", type=finite_number, default=MAX_WINDOW_SECONDS, help="seconds generated at once (at most 30)")
-    parser.add_argument("--overlap", type=finite_number, default=10.0, help="seconds of audio that condition each next window")
+    parser.add_argument(
+        "--window", type=finite_number, default=MAX_WINDOW_SECONDS, help="seconds generated at once (at most 30)"
+    )
+    parser.add_argument(
+        "--overlap", type=finite_number, default=10.0, help="seconds of audio that condition each next window"
+    )
     parser.add_argument("--melody", default=None, help="melody models: audio file whose chroma conditions the music")
     parser.add_argument("--batch_size", type=int, default=None, help="prompts generated together (default: all)")
-    parser.add_argument("--merge", default=None, metavar="DIR", help="write the base with the adapter(s) merged in to DIR")
+    parser.add_argument(
+        "--merge", default=None, metavar="DIR", help="write the base with the adapter(s) merged in to DIR"
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
     return parser
@@ -89,8 +103,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         files: list[str] = []
         if options.prompt:
             files = _generate_files(model, processor, options, melody)
-        return {"files": files, "merged": str(merged_dir) if merged_dir else None,
-                "sampling_rate": model.config.audio_encoder.sampling_rate}  # fmt: skip
+        return {
+            "files": files,
+            "merged": str(merged_dir) if merged_dir else None,
+            "sampling_rate": model.config.audio_encoder.sampling_rate,
+        }
 
 
 def _check_options(options: argparse.Namespace) -> None:
@@ -104,7 +121,8 @@ def _check_options(options: argparse.Namespace) -> None:
         raise UserError("nothing to do; give --prompt TEXT (repeatable) to generate, and/or --merge DIR to export")
     if not MIN_SECONDS <= options.duration <= MAX_SECONDS:
         raise UserError(
-            f"--duration must be between {MIN_SECONDS:g} s (one codec frame) and {MAX_SECONDS:g} s, got {options.duration:g}"
+            f"--duration must be between {MIN_SECONDS:g} s (one codec frame) and {MAX_SECONDS:g} s, got "
+            f"{options.duration:g}"
         )
     if options.guidance_scale < 1:
         raise UserError(f"--guidance_scale must be >= 1 (1 disables guidance), got {options.guidance_scale}")
@@ -145,9 +163,10 @@ def _generation_files(out: Path) -> list[Path]:
     if not out.is_dir():
         return []
     return sorted(
-        p for p in out.iterdir()
+        p
+        for p in out.iterdir()
         if p.name in ("prompts.txt", "generation_config.json") or (p.suffix in (".wav", ".mp3") and p.stem.isdigit())
-    )  # fmt: skip
+    )
 
 
 def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np.ndarray | None:
@@ -155,11 +174,15 @@ def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np
     if path is None:
         return None
     if not is_melody_model(model):
-        raise UserError("--melody needs a melody model (e.g. facebook/musicgen-melody); remove --melody or change --base_model")
+        raise UserError(
+            "--melody needs a melody model (e.g. facebook/musicgen-melody); remove --melody or change --base_model"
+        )
     return load_audio(path, processor.feature_extractor.sampling_rate, channels=1)[0]
 
 
-def _generate_files(model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None) -> list[str]:
+def _generate_files(
+    model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None
+) -> list[str]:
     out = Path(options.out_dir)  # checked (and emptied of earlier generations, with --overwrite) by _check_options
     rate = model.config.audio_encoder.sampling_rate
     batch = options.batch_size or len(options.prompt)
@@ -167,9 +190,17 @@ def _generate_files(model: torch.nn.Module, processor: Any, options: argparse.Na
     for first in range(0, len(options.prompt), batch):
         prompts = options.prompt[first : first + batch]
         audio = generate_long(
-            model, processor, prompts, options.duration, guidance_scale=options.guidance_scale, seed=options.seed,
-            window_seconds=options.window, overlap_seconds=options.overlap, melody=melody, do_sample=not options.greedy,
-        )  # fmt: skip
+            model,
+            processor,
+            prompts,
+            options.duration,
+            guidance_scale=options.guidance_scale,
+            seed=options.seed,
+            window_seconds=options.window,
+            overlap_seconds=options.overlap,
+            melody=melody,
+            do_sample=not options.greedy,
+        )
         for offset, clip in enumerate(audio):
             files += [str(p) for p in write_audio(out / str(first + offset), clip, rate, options.format)]
     atomic_write_text(out / "prompts.txt", "".join(f"{i}\t{p}\n" for i, p in enumerate(options.prompt)))

@@ -64,9 +64,13 @@ def generate_long(
     window = spec.frames(window_seconds)
     overlap = spec.frames(overlap_seconds)
     if not 0 < window <= spec.frames(MAX_WINDOW_SECONDS):
-        raise UserError(f"--window must be in (0, {MAX_WINDOW_SECONDS:g}] seconds (MusicGen's window), got {window_seconds}")
+        raise UserError(
+            f"--window must be in (0, {MAX_WINDOW_SECONDS:g}] seconds (MusicGen's window), got {window_seconds}"
+        )
     if total_frames > window and not 0 < overlap < window:
-        raise UserError(f"--overlap must be between one frame and the window ({window_seconds:g} s), got {overlap_seconds}")
+        raise UserError(
+            f"--overlap must be between one frame and the window ({window_seconds:g} s), got {overlap_seconds}"
+        )
     if melody is not None:
         melody_rate = processor.feature_extractor.sampling_rate
         melody = np.resize(melody, max(len(melody), math.ceil(seconds * melody_rate) + 1))  # repeat if shorter
@@ -86,9 +90,11 @@ def generate_long(
                 prompt_audio = np.concatenate(pieces, axis=-1)[..., start * hop : produced * hop]
                 kwargs["decoder_input_ids"] = encode_prompt(model.audio_encoder, prompt_audio).to(device)
             audio = model.generate(
-                **kwargs, do_sample=do_sample, guidance_scale=guidance_scale,
+                **kwargs,
+                do_sample=do_sample,
+                guidance_scale=guidance_scale,
                 max_new_tokens=new_tokens_for(new_frames, num_delays),
-            )  # (bsz, channels, (prompt_frames + new_frames) * hop): the prompt is decoded again in front  # fmt: skip
+            )  # (bsz, channels, (prompt_frames + new_frames) * hop): the prompt is decoded again in front
             audio = audio.float().cpu().numpy()[..., prompt_frames * hop :]
             if audio.shape[-1] != new_frames * hop:
                 raise RuntimeError(f"generate() returned {audio.shape[-1]} new samples, expected {new_frames * hop}")

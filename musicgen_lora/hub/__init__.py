@@ -3,7 +3,3 @@ dataset.
 """
 
 from __future__ import annotations
-
-
-
-

@@ -138,16 +138,29 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
         prompt = f"{trigger}, {prompt}"  # as the training captions were built
     seconds = 8.0
     context = {
-        "name": name, "lora": run.lora, "base_id": base["id"], "melody": base["melody"], "trigger": trigger,
-        "hub_dataset": run.hub_dataset, "base_ref": base["id"] or "BASE_MODEL_ID", "adapter_ref": repo_id or ".",
-        "prompt_json": json.dumps(prompt), "seconds": f"{seconds:g}",
+        "name": name,
+        "lora": run.lora,
+        "base_id": base["id"],
+        "melody": base["melody"],
+        "trigger": trigger,
+        "hub_dataset": run.hub_dataset,
+        "base_ref": base["id"] or "BASE_MODEL_ID",
+        "adapter_ref": repo_id or ".",
+        "prompt_json": json.dumps(prompt),
+        "seconds": f"{seconds:g}",
         "max_new_tokens": new_tokens_for(round(seconds * MUSICGEN_FRAME_RATE), CODEBOOKS_PER_CHANNEL),
-        "samples": _samples(output_dir), "seed": run.settings.get("seed", 42), "data_splits": _data_splits(run),
-        "window": _number(run.settings.get("max_duration_in_seconds")), "hyperparameters": _hyperparameters(run, base),
-        "plot": PLOT_NAME if (output_dir / PLOT_NAME).is_file() else None, "evaluations": _evaluations(run),
-        "licence": base["licence"], "versions": _versions(), "marker": CARD_MARKER,
+        "samples": _samples(output_dir),
+        "seed": run.settings.get("seed", 42),
+        "data_splits": _data_splits(run),
+        "window": _number(run.settings.get("max_duration_in_seconds")),
+        "hyperparameters": _hyperparameters(run, base),
+        "plot": PLOT_NAME if (output_dir / PLOT_NAME).is_file() else None,
+        "evaluations": _evaluations(run),
+        "licence": base["licence"],
+        "versions": _versions(),
+        "marker": CARD_MARKER,
         "memorisation": _memorisation(run),
-    }  # fmt: skip
+    }
     card_data = _card_data(run, base, name, trigger, context["samples"])
     text = str(ModelCard.from_template(card_data, template_str=TEMPLATE.read_text(encoding="utf-8"), **context))
     return ModelCard(re.sub(r"\n{3,}", "\n\n", text))  # the template's blocks leave runs of blank lines
@@ -170,11 +183,16 @@ class _RunFiles:
     @classmethod
     def read(cls, folder: Path) -> _RunFiles:
         return cls(
-            folder, run_settings(folder), read_json_object(folder / "adapter_config.json"),
-            read_json_object(folder / "trainer_state.json"), read_json_object(folder / "train_results.json"),
-            read_json_object(folder / "eval_results.json"), read_json_object(folder / DATA_REPORT),
-            read_json_object(folder / EVALUATION_METRICS), read_json_object(folder / MEMORISATION_FILE),
-        )  # fmt: skip
+            folder,
+            run_settings(folder),
+            read_json_object(folder / "adapter_config.json"),
+            read_json_object(folder / "trainer_state.json"),
+            read_json_object(folder / "train_results.json"),
+            read_json_object(folder / "eval_results.json"),
+            read_json_object(folder / DATA_REPORT),
+            read_json_object(folder / EVALUATION_METRICS),
+            read_json_object(folder / MEMORISATION_FILE),
+        )
 
     @property
     def lora(self) -> bool:
@@ -215,12 +233,20 @@ def _card_data(
         split = run.settings.get("eval_split_name") or "held-out"
         evals = [
             EvalResult(
-                task_type="text-to-audio", dataset_type=run.hub_dataset, dataset_name=run.hub_dataset,
-                dataset_split=split, metric_type=metric, metric_name=label, metric_value=float(run.eval_results[key]),
-            )  # fmt: skip
-            for key, metric, label in (("eval_loss", "loss", "cross-entropy (mean over codebooks)"), ("eval_ppl", "perplexity", "perplexity"))
+                task_type="text-to-audio",
+                dataset_type=run.hub_dataset,
+                dataset_name=run.hub_dataset,
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=label,
+                metric_value=float(run.eval_results[key]),
+            )
+            for key, metric, label in (
+                ("eval_loss", "loss", "cross-entropy (mean over codebooks)"),
+                ("eval_ppl", "perplexity", "perplexity"),
+            )
             if isinstance(run.eval_results.get(key), (int, float))
-        ]  # fmt: skip
+        ]
     return ModelCardData(
         base_model=base_id,
         base_model_relation=("adapter" if run.lora else "finetune") if base_id else None,
@@ -241,11 +267,17 @@ def _data_splits(run: _RunFiles) -> list[dict[str, Any]]:
     splits = []
     for name, part in (run.data_report.get("splits") or {}).items():
         captions = part.get("captions") or {}
-        splits.append({
-            "name": name, "tracks": part.get("tracks"), "hours": f"{part.get('hours_kept', 0):.2f}",
-            "examples": part.get("examples"), "own_captions": captions.get("tracks_with_own_caption"),
-            "measured": captions.get("tracks_with_added_tempo_key"), "left_out": (part.get("files") or {}).get("skipped"),
-        })  # fmt: skip
+        splits.append(
+            {
+                "name": name,
+                "tracks": part.get("tracks"),
+                "hours": f"{part.get('hours_kept', 0):.2f}",
+                "examples": part.get("examples"),
+                "own_captions": captions.get("tracks_with_own_caption"),
+                "measured": captions.get("tracks_with_added_tempo_key"),
+                "left_out": (part.get("files") or {}).get("skipped"),
+            }
+        )
     return splits
 
 
@@ -260,24 +292,42 @@ def _hyperparameters(run: _RunFiles, base: dict[str, Any]) -> list[tuple[str, An
     if run.lora:
         targets = settings.get("lora_target_modules") or []
         rows += [
-            ("rank r / alpha / dropout", f"{settings.get('lora_r', adapter_config.get('r'))} / "
-             f"{_number(settings.get('lora_alpha', adapter_config.get('lora_alpha')))} / {settings.get('lora_dropout')}"),
-            ("target modules", f"regex `{settings['lora_target_regex']}`" if settings.get("lora_target_regex") else ", ".join(targets)),
-        ]  # fmt: skip
+            (
+                "rank r / alpha / dropout",
+                f"{settings.get('lora_r', adapter_config.get('r'))} / "
+                f"{_number(settings.get('lora_alpha', adapter_config.get('lora_alpha')))} / "
+                f"{settings.get('lora_dropout')}",
+            ),
+            (
+                "target modules",
+                f"regex `{settings['lora_target_regex']}`" if settings.get("lora_target_regex") else ", ".join(targets),
+            ),
+        ]
     precision = run.train_results.get("precision")  # what training ran in (fp16 falls back to fp32 on a CPU)
     if precision is None:
         precision = "bf16" if settings.get("bf16") else "fp16" if settings.get("fp16") else "fp32"
     state = run.state
     rows += [
         ("text encoder", "adapted" if settings.get("train_text_encoder") else "frozen"),
-        ("learning rate / scheduler / warmup", f"{_number(settings.get('learning_rate'))} / {settings.get('lr_scheduler_type')} / {settings.get('warmup_steps')}"),
-        ("batch size per device x accumulation", f"{settings.get('per_device_train_batch_size')} x {settings.get('gradient_accumulation_steps')}"),
-        ("optimizer steps / epochs", f"{state.get('global_step', settings.get('max_steps'))} / {_number(state.get('epoch', settings.get('num_train_epochs')))}"),
+        (
+            "learning rate / scheduler / warmup",
+            f"{_number(settings.get('learning_rate'))} / {settings.get('lr_scheduler_type')} / "
+            f"{settings.get('warmup_steps')}",
+        ),
+        (
+            "batch size per device x accumulation",
+            f"{settings.get('per_device_train_batch_size')} x {settings.get('gradient_accumulation_steps')}",
+        ),
+        (
+            "optimizer steps / epochs",
+            f"{state.get('global_step', settings.get('max_steps'))} / "
+            f"{_number(state.get('epoch', settings.get('num_train_epochs')))}",
+        ),
         ("training window", f"{_number(settings.get('max_duration_in_seconds'))} s (random crops of longer clips)"),
         ("caption dropout (for guidance)", _number(settings.get("text_dropout_prob"))),
         ("precision", precision),
         ("seed", settings.get("seed")),
-    ]  # fmt: skip
+    ]
     if settings.get("instance_prompt"):
         rows.append(("instance prompt (trigger word)", f"`{settings['instance_prompt']}`"))
     if isinstance(run.train_results.get("train_loss"), (int, float)):
@@ -293,27 +343,56 @@ def _evaluations(run: _RunFiles) -> list[dict[str, Any]]:
         if settings.get("eval_split_name"):
             where = f"the `{settings['eval_split_name']}` split"
         else:
-            where = f"{_number(settings.get('eval_split_percentage'))} % of the tracks, held out (eval_split_percentage)"
+            where = (
+                f"{_number(settings.get('eval_split_percentage'))} % of the tracks, held out (eval_split_percentage)"
+            )
         rows = [
-            (key.removeprefix("eval_"), _number(value)) for key, value in run.eval_results.items()
-            if key.startswith("eval_") and isinstance(value, (int, float))
+            (key.removeprefix("eval_"), _number(value))
+            for key, value in run.eval_results.items()
+            if key.startswith("eval_")
+            and isinstance(value, (int, float))
             and not key.endswith(("runtime", "per_second", "epoch"))
-        ]  # fmt: skip
-        tables.append({"title": f"After training, on {where} (cross-entropy per codebook, as audiocraft reports it):",
-                       "header": ["metric", "value"], "rows": rows})  # fmt: skip
+        ]
+        tables.append(
+            {
+                "title": f"After training, on {where} (cross-entropy per codebook, as audiocraft reports it):",
+                "header": ["metric", "value"],
+                "rows": rows,
+            }
+        )
     models = run.evaluation.get("models") or {}
     if models:
-        header = ["model", "cross-entropy", "Fréchet (EnCodec latent)", "tempo within 4 %", "key score", "loudness (LUFS)"]
+        header = [
+            "model",
+            "cross-entropy",
+            "Fréchet (EnCodec latent)",
+            "tempo within 4 %",
+            "key score",
+            "loudness (LUFS)",
+        ]
         rows = []
         for model, block in models.items():
             ce = next(iter((block.get("cross_entropy") or {}).values()), {})
             frechet = next(iter((block.get("frechet") or {}).values()), {})
             adherence, health = block.get("adherence") or {}, block.get("health") or {}
-            rows.append([model, _number(ce.get("ce")), _number((frechet.get("encodec_latent") or {}).get("value")),
-                         _number(adherence.get("tempo_within_4pct")), _number(adherence.get("key_score_mean")),
-                         _number(health.get("loudness_lufs_mean"))])  # fmt: skip
-        tables.append({"title": "evaluate.py, the base model against this one (same prompts and seeds; "
-                       "`evaluation/report.html` to listen):", "header": header, "rows": rows})  # fmt: skip
+            rows.append(
+                [
+                    model,
+                    _number(ce.get("ce")),
+                    _number((frechet.get("encodec_latent") or {}).get("value")),
+                    _number(adherence.get("tempo_within_4pct")),
+                    _number(adherence.get("key_score_mean")),
+                    _number(health.get("loudness_lufs_mean")),
+                ]
+            )
+        tables.append(
+            {
+                "title": "evaluate.py, the base model against this one (same prompts and seeds; "
+                "`evaluation/report.html` to listen):",
+                "header": header,
+                "rows": rows,
+            }
+        )
     return tables
 
 
@@ -337,7 +416,8 @@ def _versions() -> list[tuple[str, str]]:
 
 
 def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
-    """Render :func:`build_model_card` to ``OUTPUT_DIR/README.md`` (replacing PEFT's template card); returns its path."""
+    """Render :func:`build_model_card` to ``OUTPUT_DIR/README.md`` (replacing PEFT's template card); returns its
+    path."""
     path = Path(output_dir) / CARD_NAME
     build_model_card(output_dir, repo_id).save(path)
     return path

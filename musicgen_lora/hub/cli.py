@@ -27,8 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repo_id", required=True, help="Hub repository, e.g. your-name/musicgen-lora-jazz")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    parser.add_argument("--attempts", type=int, default=4, choices=range(1, 21), metavar="1..20",
-                        help="tries in all for transient errors (default 4)")  # fmt: skip
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=4,
+        choices=range(1, 21),
+        metavar="1..20",
+        help="tries in all for transient errors (default 4)",
+    )
     parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
     return parser
 
@@ -39,8 +45,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with exit_on_user_error(argv):
         options = build_parser().parse_args(argv)
         url = push_folder(
-            options.output_dir, options.repo_id, token=options.token, private=True if options.private else None,
+            options.output_dir,
+            options.repo_id,
+            token=options.token,
+            private=True if options.private else None,
             attempts=options.attempts,
-        )  # fmt: skip
+        )
         print(f"pushed {options.output_dir} to {url}")
         return {"url": url, "repo_id": options.repo_id}

@@ -32,11 +32,15 @@ def check_can_push_metadata(repo_id: str) -> None:
     """
 
     if hub_offline():
-        raise UserError(f"push_metadata_repo_id '{repo_id}' needs the Hub, but HF_HUB_OFFLINE is set; unset it, or "
-                        "unset push_metadata_repo_id")  # fmt: skip
+        raise UserError(
+            f"push_metadata_repo_id '{repo_id}' needs the Hub, but HF_HUB_OFFLINE is set; unset it, or "
+            "unset push_metadata_repo_id"
+        )
     if not get_token():
-        raise UserError(f"push_metadata_repo_id '{repo_id}' needs a Hub token; set HF_TOKEN or run `hf auth login`, "
-                        "or unset push_metadata_repo_id")  # fmt: skip
+        raise UserError(
+            f"push_metadata_repo_id '{repo_id}' needs a Hub token; set HF_TOKEN or run `hf auth login`, "
+            "or unset push_metadata_repo_id"
+        )
 
 
 def _pushed_name(index: int, source: Any) -> str:
@@ -44,7 +48,6 @@ def _pushed_name(index: int, source: Any) -> str:
     path = source.get("path") if isinstance(source, dict) else source
     if path:
         return f"{index:05d}-{Path(os.fspath(path)).name}"
-
 
     return f"{index:05d}.{sf.info(io.BytesIO(source['bytes'])).format.lower()}"
 
@@ -97,9 +100,13 @@ def push_captioned_split(
 
     repo_id = data_args.push_metadata_repo_id
     rows, files = [], []
-    for index, (source, caption, found, own) in enumerate(zip(raw["audio"], captions, measured, raw["text"])):
+    for index, (source, caption, found, own) in enumerate(
+        zip(raw["audio"], captions, measured, raw["text"], strict=False)
+    ):
         name = _pushed_name(index, source)
-        rows.append({"file_name": name, "text": caption, "own_caption": (own or "").strip() or None, **_measured_columns(found)})
+        rows.append(
+            {"file_name": name, "text": caption, "own_caption": (own or "").strip() or None, **_measured_columns(found)}
+        )
         content = source["bytes"] if isinstance(source, dict) and source.get("bytes") else source
         content = content.get("path") if isinstance(content, dict) else content
         files.append((f"data/{split}/{name}", content, file_identity(source)))
@@ -110,7 +117,9 @@ def push_captioned_split(
     identity = json.dumps([endpoint, repo_id, split, metadata.decode(), card.decode(), [f[2] for f in files]])
     marker = cache_root / "pushed" / (hashlib.sha256(identity.encode()).hexdigest()[:24] + ".json")
     if marker.is_file():
-        logger.info("The captioned %s split is already on %s (same files and captions); not pushed again", split, repo_id)
+        logger.info(
+            "The captioned %s split is already on %s (same files and captions); not pushed again", split, repo_id
+        )
         return None
     api = HfApi(endpoint=endpoint)
 
@@ -120,14 +129,18 @@ def push_captioned_split(
             CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card),
             CommitOperationAdd(path_in_repo=f"data/{split}/metadata.jsonl", path_or_fileobj=metadata),
         ] + [CommitOperationAdd(path_in_repo=path, path_or_fileobj=content) for path, content, _ in files]
-        api.create_commit(url.repo_id, operations, repo_type="dataset",
-                          commit_message=f"Captioned {split} split: {len(rows)} tracks")  # fmt: skip
+        api.create_commit(
+            url.repo_id, operations, repo_type="dataset", commit_message=f"Captioned {split} split: {len(rows)} tracks"
+        )
         return str(url)
 
-    advice = ("the local caches are intact: run again to retry (nothing is encoded or measured again), or unset "
-              "push_metadata_repo_id")  # fmt: skip
-    url = call_with_retries(push_once, f"pushing the captioned {split} split to dataset '{repo_id}'", advice, attempts,
-                            wait_seconds)  # fmt: skip
+    advice = (
+        "the local caches are intact: run again to retry (nothing is encoded or measured again), or unset "
+        "push_metadata_repo_id"
+    )
+    url = call_with_retries(
+        push_once, f"pushing the captioned {split} split to dataset '{repo_id}'", advice, attempts, wait_seconds
+    )
     atomic_write_json(marker, {"repo_id": repo_id, "split": split, "tracks": len(rows), "url": url})
     logger.info("Pushed the captioned %s split (%d tracks) to %s", split, len(rows), url)
     return url

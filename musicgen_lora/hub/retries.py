@@ -34,7 +34,8 @@ def check_can_push(token: str | None) -> None:
         raise UserError("cannot push to the Hub: HF_HUB_OFFLINE is set; unset it (or set push_to_hub false)")
     if not _token_available(token):
         raise UserError(
-            "pushing to the Hub needs a token; set HF_TOKEN, run `hf auth login`, or set hub_token (never saved to a file)"
+            "pushing to the Hub needs a token; set HF_TOKEN, run `hf auth login`, or set hub_token (never saved to a "
+            "file)"
         )
 
 
@@ -58,7 +59,9 @@ def _describe(err: BaseException) -> str:
     return status + (one_line(str(err))[:200] or type(err).__name__)
 
 
-def call_with_retries(action: Callable[[], T], what: str, advice: str, attempts: int = 4, wait_seconds: float = 2.0) -> T:
+def call_with_retries(
+    action: Callable[[], T], what: str, advice: str, attempts: int = 4, wait_seconds: float = 2.0
+) -> T:
     """``action()``, retried with back-off (``wait_seconds``, doubled each time) on transient Hub errors (HTTP 408,
     429, 5xx, dropped connections), ``attempts`` tries in all.
 
@@ -76,7 +79,9 @@ def call_with_retries(action: Callable[[], T], what: str, advice: str, attempts:
             if attempt == attempts:
                 raise UserError(f"{what} failed {attempts} times ({_describe(err)}); {advice}") from None
             delay = wait_seconds * 2 ** (attempt - 1)
-            logger.warning("Push attempt %d/%d failed (%s); retrying in %.1f s", attempt, attempts, _describe(err), delay)
+            logger.warning(
+                "Push attempt %d/%d failed (%s); retrying in %.1f s", attempt, attempts, _describe(err), delay
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -64,7 +64,9 @@ def take_push_request(parsed: Any) -> PushRequest | None:
     training.push_to_hub = False
     repo_id = training.hub_model_id or Path(training.output_dir).name
     if not looks_like_hub_id(repo_id):
-        raise UserError(f"hub_model_id '{repo_id}' is not a Hub repository id; set it like 'your-name/musicgen-lora-jazz'")
+        raise UserError(
+            f"hub_model_id '{repo_id}' is not a Hub repository id; set it like 'your-name/musicgen-lora-jazz'"
+        )
     check_can_push(token)
     return PushRequest(repo_id=repo_id, token=token, private=training.hub_private_repo)
 
@@ -87,8 +89,10 @@ def _hub_safe_json(path: Path, name: str, base_id: str | None) -> bytes | None:
         if not is_local_path(config.get("base_model_name_or_path")):
             return None
         if base_id is None:
-            logger.warning("The base model's Hub id is unknown (trained from a local folder): adapter_config.json is "
-                           "pushed without base_model_name_or_path; set base_model_id to record it")  # fmt: skip
+            logger.warning(
+                "The base model's Hub id is unknown (trained from a local folder): adapter_config.json is "
+                "pushed without base_model_name_or_path; set base_model_id to record it"
+            )
         config["base_model_name_or_path"] = base_id
         return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     if name == "finetune_config.json":
@@ -153,12 +157,16 @@ def push_folder(
         for name in files_to_push(output_dir):
             content = _hub_safe_json(output_dir / name, name, base_id) if name.endswith(".json") else None
             operations.append(
-                CommitOperationAdd(path_in_repo=name, path_or_fileobj=content if content is not None else str(output_dir / name))
+                CommitOperationAdd(
+                    path_in_repo=name, path_or_fileobj=content if content is not None else str(output_dir / name)
+                )
             )
         api.create_commit(repo_url.repo_id, operations, commit_message=commit_message)
         return repo_url, card_text
 
-    repo_url, card_text = call_with_retries(push_once, f"pushing '{output_dir}' to '{repo_id}'", retry, attempts, wait_seconds)
+    repo_url, card_text = call_with_retries(
+        push_once, f"pushing '{output_dir}' to '{repo_id}'", retry, attempts, wait_seconds
+    )
     # the folder now mirrors the repository: its card names the repository in the usage snippet
     (output_dir / CARD_NAME).write_text(card_text, encoding="utf-8")
     logger.info("Pushed %s to %s", output_dir, repo_url)

@@ -1,7 +1,8 @@
 """The memorisation check of a run: the training data indexed once, then every generated clip scored.
 
 Used by ``evaluate.py`` (per clip in ``comparison_results.jsonl``, per model in ``metrics.json``, a warning badge and
-the copied training excerpt in ``report.html``) and by training's sample renders (:mod:`musicgen_lora.train.samples`). The
+the copied training excerpt in ``report.html``) and by training's sample renders (:mod:`musicgen_lora.train.samples`).
+The
 measures are defined in :mod:`.codes` and :mod:`.melody`.
 """
 
@@ -79,11 +80,18 @@ class CopyChecker:
                 offset = codes.offsets_seconds[i] if codes.offsets_seconds else 0.0
                 melody.add(decode(example), sampling_rate, codes.source_of(i), offset)
         hours = len(codes.frames) / frame_rate / 3600
-        logger.info("Indexed %d training clips (%.2f h) for the memorisation check in %.1f s%s", len(codes), hours,
-                    time.perf_counter() - started, "" if melody else " (codes only)")  # fmt: skip
+        logger.info(
+            "Indexed %d training clips (%.2f h) for the memorisation check in %.1f s%s",
+            len(codes),
+            hours,
+            time.perf_counter() - started,
+            "" if melody else " (codes only)",
+        )
         return cls(codes, melody, copy_threshold, melody_threshold)
 
-    def score(self, codes: np.ndarray, audio: np.ndarray | None = None, sampling_rate: int | None = None) -> dict[str, Any]:
+    def score(
+        self, codes: np.ndarray, audio: np.ndarray | None = None, sampling_rate: int | None = None
+    ) -> dict[str, Any]:
         """The per-clip fields of one generated clip: its (K, T) codes and, for the melody, its audio.
 
         Returns:
@@ -136,7 +144,8 @@ class CopyChecker:
             "copies": sum(1 for s in scores if s >= self.copy_threshold),
             "copy_threshold": self.copy_threshold,
             "longest_copied_run_frames": max((r["copied_run_frames"] for r in records), default=0),
-            "longest_copied_run_seconds": max((r["copied_run_frames"] for r in records), default=0) / self.codes.frame_rate,
+            "longest_copied_run_seconds": max((r["copied_run_frames"] for r in records), default=0)
+            / self.codes.frame_rate,
             "longest_copied_run_frames_q1": max((r["copied_run_frames_q1"] for r in records), default=0),
             "mean_copied_run_frames": float(np.mean([r["copied_run_frames"] for r in records])) if records else None,
         }

@@ -128,7 +128,9 @@ class CopyMatch:
         }
 
 
-def _examples_of(dataset: Any, limit: int | None = None) -> tuple[list[np.ndarray], list[str] | None, list[float] | None]:
+def _examples_of(
+    dataset: Any, limit: int | None = None
+) -> tuple[list[np.ndarray], list[str] | None, list[float] | None]:
     """(K, T) codes, ``source`` and ``offset_seconds`` of each row of a ``datasets.Dataset`` with a ``codes`` column,
     read straight from its Arrow table (no Python list per code, so 10 hours read in a fraction of a second)."""
     rows = len(dataset) if limit is None else min(limit, len(dataset))
@@ -146,7 +148,9 @@ def _examples_of(dataset: Any, limit: int | None = None) -> tuple[list[np.ndarra
         start, stop = code_offsets[first], code_offsets[last]
         examples.append(values[start:stop].reshape(last - first, -1))  # (K, T)
     sources = [str(s) for s in table.column("source").to_pylist()] if "source" in names else None
-    offsets = [float(o or 0.0) for o in table.column("offset_seconds").to_pylist()] if "offset_seconds" in names else None
+    offsets = (
+        [float(o or 0.0) for o in table.column("offset_seconds").to_pylist()] if "offset_seconds" in names else None
+    )
     return examples, sources, offsets
 
 

@@ -39,6 +39,7 @@ CHROMA_RATE = 10.0  # chroma frames per second: an eighth note at 150 bpm spans 
 MIN_CHROMA_CHANGE = 0.01
 _BLOCK = 1 << 14  # window starts correlated per FFT in MelodyIndex (bounds memory whatever the training size)
 
+
 def chroma_features(audio: np.ndarray, sr: int, rate: float = CHROMA_RATE) -> np.ndarray:
     """Chroma frames for melody matching: (frames, 12) float32 at about ``rate`` frames per second.
 
@@ -149,9 +150,12 @@ class MelodyIndex:
             segment = layout[begin : begin + _BLOCK + window - 1]
             blocks.append((begin, scipy.fft.rfftn(segment, s=(12, size), axes=(1, 0))))
         prepared = {
-            "size": size, "blocks": blocks, "spread": np.sqrt(np.maximum(spread, 0.0)),
-            "owner": np.concatenate(owner)[:starts], "first": np.array(first),
-        }  # fmt: skip
+            "size": size,
+            "blocks": blocks,
+            "spread": np.sqrt(np.maximum(spread, 0.0)),
+            "owner": np.concatenate(owner)[:starts],
+            "first": np.array(first),
+        }
         self._layout = (window, prepared)
         return prepared
 
@@ -178,7 +182,9 @@ class MelodyIndex:
             correlation = scipy.fft.irfftn(spectrum * block, s=(12, size), axes=(1, 0))[:_BLOCK, :shifts]
             count = min(_BLOCK, len(prepared["spread"]) - begin)
             spread = prepared["spread"][begin : begin + count]
-            similarity = np.where(spread[:, None] > 1e-6, correlation[:count] / (norm * np.maximum(spread, 1e-6)[:, None]), -np.inf)
+            similarity = np.where(
+                spread[:, None] > 1e-6, correlation[:count] / (norm * np.maximum(spread, 1e-6)[:, None]), -np.inf
+            )
             flat = int(np.argmax(similarity))
             value = float(similarity.flat[flat])
             if value > best[0]:
@@ -189,9 +195,13 @@ class MelodyIndex:
         example = int(prepared["owner"][start])
         offset = self.offsets_seconds[example] + (start - prepared["first"][example]) / self.rate
         return MelodyMatch(
-            similarity=min(value, 1.0), example=example, source=self.sources[example], offset_seconds=offset,
-            transposition=shift if shift <= 6 else shift - 12, seconds=window / self.rate,
-        )  # fmt: skip
+            similarity=min(value, 1.0),
+            example=example,
+            source=self.sources[example],
+            offset_seconds=offset,
+            transposition=shift if shift <= 6 else shift - 12,
+            seconds=window / self.rate,
+        )
 
     @property
     def nbytes(self) -> int:

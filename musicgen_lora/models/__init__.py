@@ -3,7 +3,3 @@ stereo, melody), its audio format, and its EnCodec.
 """
 
 from __future__ import annotations
-
-
-
-

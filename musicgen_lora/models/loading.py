@@ -41,10 +41,16 @@ def load_model_and_processor(
     try:
         with _half_precision_loading(dtype):
             model = AutoModelForTextToWaveform.from_pretrained(
-                name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code, dtype=dtype,
+                name,
+                cache_dir=model_args.cache_dir,
+                trust_remote_code=model_args.trust_remote_code,
+                dtype=dtype,
                 # the decoder's and text encoder's kernel; EnCodec has no attention to choose
-                attn_implementation={"decoder": model_args.attn_implementation, "text_encoder": model_args.attn_implementation},
-            )  # fmt: skip
+                attn_implementation={
+                    "decoder": model_args.attn_implementation,
+                    "text_encoder": model_args.attn_implementation,
+                },
+            )
         processor = load_processor(name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
     except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
         raise UserError(
@@ -54,7 +60,8 @@ def load_model_and_processor(
     except (OSError, ValueError, KeyError) as err:
         if model_args.attn_implementation != "sdpa" and "attn" in str(err).lower():
             raise UserError(
-                f"attn_implementation '{model_args.attn_implementation}' is not available here ({one_line(err)[:200]}); "
+                f"attn_implementation '{model_args.attn_implementation}' is not available here "
+                f"({one_line(err)[:200]}); "
                 "use 'sdpa' (the default) or 'eager', or install the kernel's package"
             ) from None
         raise UserError(
@@ -101,7 +108,7 @@ def _half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
         yield
     finally:
         loading.safe_open = safe_open
-        for cls, value in zip(classes, saved):
+        for cls, value in zip(classes, saved, strict=False):
             if value is None:
                 del cls._keep_in_fp32_modules_strict
             else:

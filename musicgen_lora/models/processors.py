@@ -71,7 +71,6 @@ def melody_feature_extractor(**kwargs):
     if is_torchaudio_available():
         return MusicgenMelodyFeatureExtractor(**kwargs)
 
-
     opts = dict(  # MusicgenMelodyFeatureExtractor.__init__'s defaults
         feature_size=12,
         sampling_rate=32000,
@@ -122,7 +121,6 @@ def load_processor(path, cache_dir: str | None = None, trust_remote_code: bool =
         if fe_config is None and (folder / "preprocessor_config.json").is_file():  # Hub layout
             fe_config = json.loads((folder / "preprocessor_config.json").read_text())
         if fe_config and fe_config.get("feature_extractor_type") == "MusicgenMelodyFeatureExtractor":
-
             fe_config = {k: v for k, v in fe_config.items() if k not in ("processor_class", "n_samples")}
             return MusicgenMelodyProcessor(
                 feature_extractor=melody_feature_extractor(**fe_config), tokenizer=AutoTokenizer.from_pretrained(folder)

@@ -17,7 +17,3 @@ encoded are not redone. ``preprocessing_num_workers`` encodes the shards in seve
 Hub dataset as a stream and keeps only the codes."""
 
 from __future__ import annotations
-
-
-
-

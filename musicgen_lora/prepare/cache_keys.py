@@ -39,7 +39,9 @@ def model_files_identity(model_args: ModelArguments) -> str | None:
     None when they cannot be found without loading the model."""
     folder = Path(model_args.model_name_or_path).expanduser()
     if not folder.is_dir():
-        config_file = try_to_load_from_cache(model_args.model_name_or_path, "config.json", cache_dir=model_args.cache_dir)
+        config_file = try_to_load_from_cache(
+            model_args.model_name_or_path, "config.json", cache_dir=model_args.cache_dir
+        )
         if not isinstance(config_file, str):
             return None
         folder = Path(config_file).parent
@@ -73,7 +75,9 @@ def codec_fingerprint(model_args: ModelArguments, root: Path, model: PreTrainedM
     fingerprint = module_fingerprint(model.audio_encoder)
     if identity is not None:
         known = {**_known_codec_fingerprints(root), identity: fingerprint}
-        atomic_write_json(root / CODEC_FINGERPRINTS_NAME, known, indent=1)  # processes preparing at once never read half a file
+        atomic_write_json(
+            root / CODEC_FINGERPRINTS_NAME, known, indent=1
+        )  # processes preparing at once never read half a file
     return fingerprint
 
 

@@ -9,7 +9,8 @@ when no tempo was measured). A tempo or key the track's own caption already stat
 
 What is measured, and when:
 
-* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.analysis`): tempo and
+* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.analysis`): tempo
+and
   key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
   and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
   :data:`BRIGHTNESS_WORDS`.
@@ -52,7 +53,13 @@ _BPM_WORDS = re.compile(r"\b\d+(\.\d+)?\s*bpm\b", re.IGNORECASE)
 # Integrated loudness (LUFS) -> word: the first entry whose upper bound the level is below. Streaming services play
 # at about -14 LUFS; modern masters reach -8 and above; broadcast speech sits near -23; quiet acoustic or ambient
 # recordings often lie below -20. With loudness_target_lufs the level the model hears (after normalisation) counts.
-LOUDNESS_WORDS = ((-30.0, "very quiet"), (-20.0, "quiet"), (-12.0, "moderately loud"), (-8.0, "loud"), (math.inf, "very loud"))
+LOUDNESS_WORDS = (
+    (-30.0, "very quiet"),
+    (-20.0, "quiet"),
+    (-12.0, "moderately loud"),
+    (-8.0, "loud"),
+    (math.inf, "very loud"),
+)
 
 
 # Spectral centroid (Hz, of the average spectrum up to 16 kHz) -> word. Bass-heavy, muffled or lo-fi mixes sit below
@@ -162,11 +169,13 @@ def caption_tracks(
     sources = raw["audio"] if computes else [None] * len(raw)
     if computes and progress is not None:
         sources = progress(iterable=sources, desc="Measuring tracks for captions", unit="track")
-    for index, (source, text) in enumerate(zip(sources, texts)):
+    for index, (source, text) in enumerate(zip(sources, texts, strict=False)):
         found = cached_measures(source, cache_root, computes) if computes else {}
         if tagger is not None:
             found["tags"] = tagger.tags(found.pop(tagger.kind))
-        fields = track_fields(text, data_args.instance_prompt, found, data_args.loudness_target_lufs, "caption" in template.fields)
+        fields = track_fields(
+            text, data_args.instance_prompt, found, data_args.loudness_target_lufs, "caption" in template.fields
+        )
         caption = template.render(fields)
         plain = template.render({**fields, **{name: "" for name in (*ANALYSIS_FIELDS, *TAG_FIELDS)}})
         added += caption != plain

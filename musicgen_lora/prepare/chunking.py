@@ -1,7 +1,8 @@
 """Cut long tracks into chunks of at most ``max_duration_in_seconds``, with an explicit policy for the tail.
 
 Chunking is opt-in (``chunk_long_tracks: true``). Without it, a long track stays one example and every training
-step takes a random window of it (see :mod:`musicgen_lora.train.collator`). With it, each track becomes consecutive chunks
+step takes a random window of it (see :mod:`musicgen_lora.train.collator`). With it, each track becomes consecutive
+chunks
 that each appear once per epoch; the last, shorter piece of a track (its *tail*) follows ``tail_policy``:
 
 * ``merge`` (default): the tail joins the previous chunk when that stays within the maximum; since every previous
@@ -121,9 +122,13 @@ def chunk_dataset(
     features["source"] = datasets.Value("string")
     features["offset_seconds"] = datasets.Value("float32")
     return dataset.map(
-        split_rows, batched=True, with_indices=True, remove_columns=dataset.column_names, features=features,
+        split_rows,
+        batched=True,
+        with_indices=True,
+        remove_columns=dataset.column_names,
+        features=features,
         desc="Cutting tracks into chunks",
-    )  # fmt: skip
+    )
 
 
 def plan_summary(
@@ -192,7 +197,7 @@ def fixed_windows(
 
     def split_rows(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {name: [] for name in batch}
-        for index, (codes, text) in enumerate(zip(batch["codes"], batch["text"])):
+        for index, (codes, text) in enumerate(zip(batch["codes"], batch["text"], strict=False)):
             frames = len(codes[0])
             for start in range(0, frames, max_frames):
                 if min(max_frames, frames - start) >= min_frames:

@@ -1,6 +1,7 @@
 """CLAP (contrastive language-audio pretraining) from a local transformers checkpoint, in one place.
 
-Used by :mod:`musicgen_lora.evaluate` (text-audio similarity of generated clips) and :mod:`musicgen_lora.prepare.captions`
+Used by :mod:`musicgen_lora.evaluate` (text-audio similarity of generated clips) and
+:mod:`musicgen_lora.prepare.captions`
 (zero-shot genre/mood/instrument tags). The checkpoint is a folder holding a transformers ``ClapModel`` and its
 processor (e.g. ``hf download laion/clap-htsat-unfused --local-dir clap``); nothing is downloaded here. Audio is
 down-mixed to mono and resampled to the processor's rate (48 kHz for the LAION checkpoints) before embedding."""

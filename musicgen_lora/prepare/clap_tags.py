@@ -81,7 +81,9 @@ class ClapTagger:
     def text_embeddings(self) -> dict[str, Any]:
         """Each set's label prompts embedded, and CLAP's logit scale (cached per checkpoint and prompts)."""
         if self._text is None:
-            prompts = {name: [LABEL_PROMPTS[name].format(label) for label in labels] for name, labels in self.labels.items()}
+            prompts = {
+                name: [LABEL_PROMPTS[name].format(label) for label in labels] for name, labels in self.labels.items()
+            }
             path = measurement_cache_path(self.cache_root, "clap-text", json.dumps([self.fingerprint, prompts]))
             if path.is_file():
                 self._text = json.loads(path.read_text(encoding="utf-8"))
@@ -105,7 +107,7 @@ class ClapTagger:
                 continue
             logits = text["scale"] * (np.asarray(text["sets"][name], dtype=np.float64) @ audio)
             probs = np.exp(logits - logits.max())
-            out[name] = dict(zip(self.labels[name], (probs / probs.sum()).tolist()))
+            out[name] = dict(zip(self.labels[name], (probs / probs.sum()).tolist(), strict=False))
         return out
 
     def tags(self, embedding: list[float]) -> dict[str, str]:

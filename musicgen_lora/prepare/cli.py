@@ -19,4 +19,3 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = prepare_data(parse_config(argv))
         print(summary(report))
         return report
-

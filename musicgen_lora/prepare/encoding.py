@@ -46,7 +46,9 @@ CODES_FEATURES = datasets.Features(
 
 
 # Melody models also store each clip's chroma, (chroma_frames, 12), to crop it with the codes.
-CHROMA_FEATURES = datasets.Features({**CODES_FEATURES, "chroma": datasets.List(datasets.List(datasets.Value("float16")))})
+CHROMA_FEATURES = datasets.Features(
+    {**CODES_FEATURES, "chroma": datasets.List(datasets.List(datasets.Value("float16")))}
+)
 
 
 def chroma_of(extractor: Any, mono: np.ndarray) -> np.ndarray:
@@ -56,9 +58,13 @@ def chroma_of(extractor: Any, mono: np.ndarray) -> np.ndarray:
     and the collator crops it together with the codes.
     """
     features = extractor(
-        mono, sampling_rate=extractor.sampling_rate, max_length=len(mono), truncation=False, padding=False,
+        mono,
+        sampling_rate=extractor.sampling_rate,
+        max_length=len(mono),
+        truncation=False,
+        padding=False,
         return_tensors="pt",
-    ).input_features  # fmt: skip
+    ).input_features
     return features[0].numpy().astype(np.float16)
 
 
@@ -87,8 +93,9 @@ class ClipEncoder:
     is never re-pickled per clip (and parametrised modules, which refuse to pickle, are no problem).
     """
 
-    def __init__(self, codec: torch.nn.Module, spec: AudioSpec, chroma_extractor: Any = None,
-                 loudness_lufs: float | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, codec: torch.nn.Module, spec: AudioSpec, chroma_extractor: Any = None, loudness_lufs: float | None = None
+    ) -> None:
         self.codec = codec.eval()
         self.spec = spec
         self.chroma_extractor = chroma_extractor
@@ -135,7 +142,9 @@ class ClipEncoder:
                 on_clip()
         features = self.features
         if encoded and "text" in encoded[0]:
-            features = datasets.Features({**features, "text": datasets.Value("string"), "source": datasets.Value("string")})
+            features = datasets.Features(
+                {**features, "text": datasets.Value("string"), "source": datasets.Value("string")}
+            )
         save_dataset_atomically(datasets.Dataset.from_list(encoded, features=features), target)
         return len(rows)
 
@@ -163,9 +172,12 @@ def _encode_shard_in_worker(rows: list[dict[str, Any]], target: Path) -> int:
 
 
 def encode_shards(
-    encoder: ClipEncoder, jobs: Iterable[tuple[list[dict[str, Any]], Path]], clips: int | None,
-    num_workers: int | None, shards: int | None,
-) -> None:  # fmt: skip
+    encoder: ClipEncoder,
+    jobs: Iterable[tuple[list[dict[str, Any]], Path]],
+    clips: int | None,
+    num_workers: int | None,
+    shards: int | None,
+) -> None:
     """Encode each ``(rows, target)`` job into its cache entry, in this process or in ``num_workers`` processes.
 
     Args:
@@ -182,7 +194,9 @@ def encode_shards(
         logger.info("Encoding with %d worker processes", workers)
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")  # fork after torch's thread pools start can deadlock
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(encoder, threads)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(encoder, threads)
+        ) as pool:
             pending: set = set()
             try:
                 for rows, target in jobs:
@@ -201,7 +215,7 @@ def encode_shards(
 
 def _as_rows(batch: dict[str, list]) -> list[dict[str, Any]]:
     """A batch of columns (``dataset[start:stop]``) as a list of rows."""
-    return [dict(zip(batch, values)) for values in zip(*batch.values())]
+    return [dict(zip(batch, values, strict=False)) for values in zip(*batch.values(), strict=False)]
 
 
 def encode_dataset(
@@ -244,8 +258,12 @@ def encode_dataset(
         clips = sum(len(rows) for rows, _ in todo)
         logger.info(
             "Encoding %d of %d clips with EnCodec (%d of %d shards already cached in %s)",
-            clips, len(dataset), len(shards) - len(todo), len(shards), cache_root,
-        )  # fmt: skip
+            clips,
+            len(dataset),
+            len(shards) - len(todo),
+            len(shards),
+            cache_root,
+        )
         jobs = ((_as_rows(audio[rows.start : rows.stop]), target) for rows, target in todo)  # read shard by shard
         encode_shards(encoder, jobs, clips, num_workers, len(todo))
     else:
@@ -278,7 +296,9 @@ def encode_stream(
     """
     spec = AudioSpec.of(model)
     settings = encoding_settings(codec_fingerprint, spec, chroma_extractor, data_args.loudness_target_lufs)
-    identity = json.dumps([settings, "stream", data_args.dataset_name, data_args.dataset_config_name, split, limit, CLIPS_PER_SHARD])
+    identity = json.dumps(
+        [settings, "stream", data_args.dataset_name, data_args.dataset_config_name, split, limit, CLIPS_PER_SHARD]
+    )
     key = hashlib.sha256(identity.encode()).hexdigest()[:24]
     manifest = cache_root / f"stream-{key}.json"
     if not manifest.is_file():
@@ -295,14 +315,22 @@ def encode_stream(
                 if not is_saved_dataset(target):
                     yield shard, target
 
-        logger.info("Streaming '%s' split '%s': clips are encoded as they arrive, only their codes are kept", data_args.dataset_name, split)
+        logger.info(
+            "Streaming '%s' split '%s': clips are encoded as they arrive, only their codes are kept",
+            data_args.dataset_name,
+            split,
+        )
         encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, data_args.loudness_target_lufs)
         encode_shards(encoder, jobs(), None, data_args.preprocessing_num_workers, shards=None)
         if not targets:
-            raise UserError(f"streamed dataset '{data_args.dataset_name}' split '{split}' has no rows; check the split name")
+            raise UserError(
+                f"streamed dataset '{data_args.dataset_name}' split '{split}' has no rows; check the split name"
+            )
         cache_root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(manifest, [t.name for t in targets])
     else:
-        logger.info("Using cached EnCodec codes of streamed '%s' split '%s' (%s)", data_args.dataset_name, split, manifest)
+        logger.info(
+            "Using cached EnCodec codes of streamed '%s' split '%s' (%s)", data_args.dataset_name, split, manifest
+        )
     names = json.loads(manifest.read_text(encoding="utf-8"))
     return datasets.concatenate_datasets([datasets.load_from_disk(str(cache_root / name)) for name in names])

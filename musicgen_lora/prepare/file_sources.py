@@ -134,7 +134,9 @@ def load_manifest(path: Path, data_args: DataArguments) -> datasets.Dataset:
             with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
                 lines = handle.read().splitlines()
         except (OSError, UnicodeDecodeError, EOFError) as err:
-            raise UserError(f"manifest '{path}' cannot be read as gzipped UTF-8 text ({err}); fix or recompress it") from None
+            raise UserError(
+                f"manifest '{path}' cannot be read as gzipped UTF-8 text ({err}); fix or recompress it"
+            ) from None
     else:
         lines = read_user_text(path, "manifest").splitlines()
     paths, texts = [], []

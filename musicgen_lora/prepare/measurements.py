@@ -55,7 +55,9 @@ def measurement_cache_path(cache_root: Path, kind: str, identity: str) -> Path:
     return cache_root / "analysis" / f"{kind.split('|')[0]}-{digest}.json"
 
 
-def cached_measures(source: Any, cache_root: Path, computes: dict[str, Callable[[np.ndarray, int], Any]]) -> dict[str, Any]:
+def cached_measures(
+    source: Any, cache_root: Path, computes: dict[str, Callable[[np.ndarray, int], Any]]
+) -> dict[str, Any]:
     """``{kind: compute(audio, sr)}`` of one audio source, each cached as JSON under ``cache_root/analysis`` by the
     source's identity and its ``kind`` (which must name everything its ``compute`` depends on). The audio is decoded
     once, and only when some kind is not cached yet."""

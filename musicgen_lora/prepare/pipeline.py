@@ -139,7 +139,9 @@ def prepare_split(
     root = cache_root(data_args.data_cache_dir)
     stats = {} if stats is None else stats
     spec = AudioSpec.of(model)
-    raw, encoded, split = _tracks(data_args, split, is_eval, model, root, codec, chroma_extractor, seed, stats, cache_dir)
+    raw, encoded, split = _tracks(
+        data_args, split, is_eval, model, root, codec, chroma_extractor, seed, stats, cache_dir
+    )
     if data_args.demucs_model_path:  # each track's instrumental (cached) is what gets captioned and encoded
         raw = remove_vocals(raw, data_args.demucs_model_path, root, progress)
     # caption_template filled with instance_prompt, own caption, measured tempo/key/level words and CLAP tags (each
@@ -149,7 +151,13 @@ def prepare_split(
         stats["track_metadata"] = [found.get("metadata") or {} for found in measured]
     if encoded is None:
         encoded = encode_dataset(
-            raw, model, root, codec, chroma_extractor, data_args.loudness_target_lufs, data_args.preprocessing_num_workers
+            raw,
+            model,
+            root,
+            codec,
+            chroma_extractor,
+            data_args.loudness_target_lufs,
+            data_args.preprocessing_num_workers,
         )
     if data_args.push_metadata_repo_id:  # audio + final captions to a Hub dataset, after the (cached) encoding
         push_captioned_split(raw, captions, measured, data_args, "eval" if is_eval else "train", root)
@@ -176,9 +184,17 @@ def prepare_split(
 
 
 def _tracks(
-    data_args: DataArguments, split: str | None, is_eval: bool, model: PreTrainedModel, root: Path, codec: str,
-    chroma_extractor: Any, seed: int, stats: dict[str, Any], cache_dir: str | None,
-) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:  # fmt: skip
+    data_args: DataArguments,
+    split: str | None,
+    is_eval: bool,
+    model: PreTrainedModel,
+    root: Path,
+    codec: str,
+    chroma_extractor: Any,
+    seed: int,
+    stats: dict[str, Any],
+    cache_dir: str | None,
+) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:
     """The split's readable tracks (``audio``, ``text``), their codes when streamed (else None), and the split's name.
 
     Every file is checked before anything else (bad ones skipped and listed, or an error with ``strict``), so that
@@ -225,18 +241,24 @@ def _long_enough(
     seconds = encoded["seconds"]
     kept = [i for i, s in enumerate(seconds) if s >= minimum]
     stats.update(
-        seconds_found=float(sum(seconds)), too_short=len(encoded) - len(kept),
-        seconds_too_short=float(sum(seconds) - sum(seconds[i] for i in kept)), silent_tracks=0,
-    )  # fmt: skip
+        seconds_found=float(sum(seconds)),
+        too_short=len(encoded) - len(kept),
+        seconds_too_short=float(sum(seconds) - sum(seconds[i] for i in kept)),
+        silent_tracks=0,
+    )
     stats.setdefault("skipped_files", []).extend(
         skipped_entry(describe_source(raw[i]["audio"]), f"too short: {s:.2f} s < min_duration_in_seconds")
-        for i, s in enumerate(seconds) if s < minimum
-    )  # fmt: skip
+        for i, s in enumerate(seconds)
+        if s < minimum
+    )
     if len(kept) < len(encoded):
         logger.warning(
             "%d of %d %s clips are shorter than min_duration_in_seconds=%g and are left out",
-            len(encoded) - len(kept), len(encoded), split, minimum,
-        )  # fmt: skip
+            len(encoded) - len(kept),
+            len(encoded),
+            split,
+            minimum,
+        )
     if not kept:
         raise UserError(
             f"no {split} clip is at least min_duration_in_seconds={minimum:g} s long; lower min_duration_in_seconds "
@@ -246,9 +268,14 @@ def _long_enough(
 
 
 def _loud_enough(
-    encoded: datasets.Dataset, raw: datasets.Dataset, kept: list[int], levels: list[list[float]],
-    data_args: DataArguments, split: str, stats: dict[str, Any],
-) -> datasets.Dataset:  # fmt: skip
+    encoded: datasets.Dataset,
+    raw: datasets.Dataset,
+    kept: list[int],
+    levels: list[list[float]],
+    data_args: DataArguments,
+    split: str,
+    stats: dict[str, Any],
+) -> datasets.Dataset:
     """The whole tracks whose level reaches ``silence_threshold_db`` (``kept[j]``: the raw track of row j).
 
     Raises:
@@ -260,13 +287,17 @@ def _loud_enough(
     if len(loud) < len(encoded):
         logger.warning(
             "%d of %d %s tracks are quieter than silence_threshold_db=%g dBFS and are left out",
-            len(encoded) - len(loud), len(encoded), split, threshold,
-        )  # fmt: skip
+            len(encoded) - len(loud),
+            len(encoded),
+            split,
+            threshold,
+        )
     stats["silent_tracks"] = len(encoded) - len(loud)
     stats.setdefault("skipped_files", []).extend(
         skipped_entry(describe_source(raw[kept[j]]["audio"]), f"silent: {db:.1f} dBFS")
-        for j, db in enumerate(track_db) if db < threshold
-    )  # fmt: skip
+        for j, db in enumerate(track_db)
+        if db < threshold
+    )
     if not loud:
         raise UserError(
             f"every {split} track is quieter than silence_threshold_db={threshold:g} dBFS; lower the threshold (or "
@@ -276,9 +307,15 @@ def _loud_enough(
 
 
 def _chunks(
-    encoded: datasets.Dataset, sources: list[str], levels: list[list[float]] | None, data_args: DataArguments,
-    model: PreTrainedModel, chroma_extractor: Any, split: str, stats: dict[str, Any],
-) -> datasets.Dataset:  # fmt: skip
+    encoded: datasets.Dataset,
+    sources: list[str],
+    levels: list[list[float]] | None,
+    data_args: DataArguments,
+    model: PreTrainedModel,
+    chroma_extractor: Any,
+    split: str,
+    stats: dict[str, Any],
+) -> datasets.Dataset:
     """Each track cut into chunks of ``max_duration_in_seconds`` with its tail handled by ``tail_policy`` (silent
     chunks left out with ``silence_threshold_db``).
 
@@ -303,9 +340,10 @@ def _chunks(
     if threshold is not None:  # a track none of whose chunks is loud enough is left out whole
         kept = set(encoded["source"])
         stats.setdefault("skipped_files", []).extend(
-            skipped_entry(source, "silent: every chunk below silence_threshold_db") for source in sources
+            skipped_entry(source, "silent: every chunk below silence_threshold_db")
+            for source in sources
             if source not in kept
-        )  # fmt: skip
+        )
         if not len(encoded):
             raise UserError(
                 f"every {split} chunk is quieter than silence_threshold_db={threshold:g} dBFS; lower the threshold "

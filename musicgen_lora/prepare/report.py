@@ -41,9 +41,12 @@ def files_report(stats: dict[str, Any]) -> dict[str, Any]:
     skipped = stats.get("skipped_files", [])
     found = stats.get("files_found", stats["tracks"])  # streamed data is not checked apart: every row was read
     return {
-        "found": found, "read": stats.get("files_read", found), "skipped": len(skipped),
-        "reasons": reason_counts(skipped), "skipped_files": skipped,
-    }  # fmt: skip
+        "found": found,
+        "read": stats.get("files_read", found),
+        "skipped": len(skipped),
+        "reasons": reason_counts(skipped),
+        "skipped_files": skipped,
+    }
 
 
 def tempo_key_report(estimates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -114,8 +117,10 @@ def summary(report: dict[str, Any]) -> str:
         if "tempo_key" in part:
             tempo_key = part["tempo_key"]
             lines.append(
-                "  tempo: " + (", ".join(f"{k}: {v}" for k, v in tempo_key["bpm_histogram"].items()) or "none found")
-                + "; keys: " + (", ".join(f"{k}: {v}" for k, v in tempo_key["keys"].items()) or "none found")
-            )  # fmt: skip
+                "  tempo: "
+                + (", ".join(f"{k}: {v}" for k, v in tempo_key["bpm_histogram"].items()) or "none found")
+                + "; keys: "
+                + (", ".join(f"{k}: {v}" for k, v in tempo_key["keys"].items()) or "none found")
+            )
     lines.append(f"written to {report['output']} ({REPORT_NAME})")
     return "\n".join(lines)

@@ -67,15 +67,20 @@ def prepared_fingerprint(
         if getattr(data_args, option) and Path(getattr(data_args, option)).expanduser().exists():
             options[f"files of {option}"] = files_fingerprint(getattr(data_args, option))
     sources: dict[str, Any] = {}
-    for split, is_eval in split_plan(data_args).values():
+    for split, _ in split_plan(data_args).values():
         split = data_args.train_split_name if data_args.eval_split_percentage > 0 or split is None else split
         if split not in sources:
             sources[split] = (
-                ["stream", data_args.dataset_name, data_args.dataset_config_name, split] if data_args.streaming
+                ["stream", data_args.dataset_name, data_args.dataset_config_name, split]
+                if data_args.streaming
                 else source_fingerprint(load_split(data_args, split, parsed.model.cache_dir))
-            )  # fmt: skip
-    audio = {"fingerprint": codec, "sampling_rate": spec.sampling_rate, "channels": spec.channels,
-             "chroma": chroma_settings(chroma_extractor) if chroma_extractor is not None else None}  # fmt: skip
+            )
+    audio = {
+        "fingerprint": codec,
+        "sampling_rate": spec.sampling_rate,
+        "channels": spec.channels,
+        "chroma": chroma_settings(chroma_extractor) if chroma_extractor is not None else None,
+    }
     return json.loads(json.dumps({"format": PREPARED_FORMAT, "options": options, "codec": audio, "sources": sources}))
 
 
@@ -89,8 +94,11 @@ def stale_reason(folder: Path, current: dict[str, Any]) -> str | None:
         return None
     if stored.get("format") != current["format"]:
         return "it was prepared by another version of this project"
-    changed = sorted(k for k in {*stored.get("options", {}), *current["options"]}
-                     if stored.get("options", {}).get(k, "-") != current["options"].get(k, "-"))  # fmt: skip
+    changed = sorted(
+        k
+        for k in {*stored.get("options", {}), *current["options"]}
+        if stored.get("options", {}).get(k, "-") != current["options"].get(k, "-")
+    )
     if changed:
         return f"{', '.join(changed)} changed since it was prepared"
     if stored.get("codec") != current["codec"]:
@@ -127,7 +135,9 @@ def already_prepared(parsed: ParsedConfig, folder: Path) -> dict[str, Any] | Non
             return None  # strict stops at the bad files the earlier preparation left out
     except (OSError, ValueError, KeyError, TypeError, ImportError, AttributeError):
         return None  # the full path loads the model and says what is wrong
-    logger.info("Nothing to prepare: %s holds this data, prepared with the same options, codec and source files", folder)
+    logger.info(
+        "Nothing to prepare: %s holds this data, prepared with the same options, codec and source files", folder
+    )
     return report
 
 

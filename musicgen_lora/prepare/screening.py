@@ -32,7 +32,11 @@ logger = logging.getLogger(__name__)
 PROBE_VERSION = 1  # bump when probe_audio checks more, so cached results are redone
 
 
-UNCACHED_KINDS = ("missing", "permission denied", "unsupported format")  # they change with the machine or a chmod, not with the file
+UNCACHED_KINDS = (
+    "missing",
+    "permission denied",
+    "unsupported format",
+)  # they change with the machine or a chmod, not with the file
 
 
 def cached_probe(source: Any, cache_root: Path) -> AudioProblem | None:
@@ -108,6 +112,10 @@ def screen_split(
     if problems:
         logger.warning(
             "%d of %d %s audio files were skipped (%s); they are listed in data_report.json by python -m "
-            "musicgen_lora.prepare", len(problems), len(raw), split, counts_text(stats["skipped_files"]),
-        )  # fmt: skip
+            "musicgen_lora.prepare",
+            len(problems),
+            len(raw),
+            split,
+            counts_text(stats["skipped_files"]),
+        )
     return raw.select(keep) if problems else raw

@@ -53,7 +53,9 @@ def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path
             except json.JSONDecodeError as err:
                 raise UserError(f"{path} line {number} is not valid JSON ({err.msg}); fix that line") from None
             if not isinstance(row, dict):
-                raise UserError(f'{path} line {number} is not a JSON object; write each row as {{"file_name": ..., "text": ...}}')
+                raise UserError(
+                    f'{path} line {number} is not a JSON object; write each row as {{"file_name": ..., "text": ...}}'
+                )
             rows.append((number, row))
     else:
         try:
@@ -107,8 +109,9 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
                     f"{source} lists '{row[path_column]}' twice (lines {first} and {number}) with different captions; "
                     "keep one row per audio file"
                 )
-            logger.warning("%s lists '%s' twice (lines %d and %d): the repeat is ignored", source, row[path_column],
-                           first, number)  # fmt: skip
+            logger.warning(
+                "%s lists '%s' twice (lines %d and %d): the repeat is ignored", source, row[path_column], first, number
+            )
             continue
         seen[audio] = (number, text)
         table["audio"].append(audio)
@@ -150,14 +153,18 @@ def _load_audio_files(folder: Path, data_args: DataArguments) -> datasets.Datase
 
 
 # Endings that make a dataset_name a file, never a Hub id (Hub ids are 'user/name' and have no file extension).
-FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".jsonl.gz", ".json", ".parquet", ".txt") + AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
+FILE_SUFFIXES = (
+    (".csv", ".tsv", ".jsonl", ".jsonl.gz", ".json", ".parquet", ".txt") + AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
+)
 
 
 def _looks_like_path(name: str) -> bool:
     return (
-        name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+        name.startswith(("/", ".", "~"))
+        or name.count("/") > 1
+        or (os.sep != "/" and os.sep in name)
         or name.lower().endswith(FILE_SUFFIXES)
-    )  # fmt: skip
+    )
 
 
 def _load_hub_split(data_args: DataArguments, split: str, cache_dir: str | None) -> datasets.Dataset:
@@ -167,7 +174,8 @@ def _load_hub_split(data_args: DataArguments, split: str, cache_dir: str | None)
         )
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds (connection, missing split, bad config)
         raise UserError(
-            f"cannot load dataset '{data_args.dataset_name}' split '{split}' from the Hub: {one_line(err)[:300]}; check the "
+            f"cannot load dataset '{data_args.dataset_name}' split '{split}' from the Hub: {one_line(err)[:300]}; "
+            f"check the "
             "id, dataset_config_name and split names (or point dataset_name at an existing local folder)"
         ) from None
     columns = dataset.column_names
@@ -187,7 +195,10 @@ def _load_hub_split(data_args: DataArguments, split: str, cache_dir: str | None)
             f"conditional audio column '{conditional}' not found in '{data_args.dataset_name}'; columns are: "
             f"{', '.join(columns)}; set conditional_audio_column_name, or unset it"
         )
-    audio_columns = {data_args.audio_column_name: "audio", **({conditional: "conditional_audio"} if conditional else {})}
+    audio_columns = {
+        data_args.audio_column_name: "audio",
+        **({conditional: "conditional_audio"} if conditional else {}),
+    }
     for column in audio_columns:
         dataset = dataset.cast_column(column, datasets.Audio(decode=False))
     texts = dataset[data_args.text_column_name] if data_args.text_column_name in columns else [None] * len(dataset)
@@ -232,7 +243,9 @@ def open_stream(data_args: DataArguments, split: str, cache_dir: str | None = No
     """One split of ``dataset_name`` as a ``datasets`` stream with columns ``audio`` (undecoded) and ``text``."""
     name = data_args.dataset_name
     try:
-        stream = datasets.load_dataset(name, data_args.dataset_config_name, split=split, streaming=True, cache_dir=cache_dir)
+        stream = datasets.load_dataset(
+            name, data_args.dataset_config_name, split=split, streaming=True, cache_dir=cache_dir
+        )
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds (connection, missing split, bad config)
         raise UserError(
             f"cannot stream dataset '{name}' split '{split}': {one_line(err)[:300]}; check the id, "
@@ -241,16 +254,22 @@ def open_stream(data_args: DataArguments, split: str, cache_dir: str | None = No
     columns = list(stream.features or {}) or stream.column_names or []
     if data_args.audio_column_name not in columns:
         raise UserError(
-            f"audio column '{data_args.audio_column_name}' not found in '{name}'; columns are: {', '.join(columns)}; set "
+            f"audio column '{data_args.audio_column_name}' not found in '{name}'; columns are: {', '.join(columns)}; "
+            f"set "
             "audio_column_name"
         )
     if data_args.text_column_name not in columns and data_args.instance_prompt is None:
         raise UserError(
-            f"caption column '{data_args.text_column_name}' not found in '{name}'; columns are: {', '.join(columns)}; set "
+            f"caption column '{data_args.text_column_name}' not found in '{name}'; columns are: {', '.join(columns)}; "
+            f"set "
             "text_column_name, or set instance_prompt to caption every clip"
         )
-    stream = stream.cast_column(data_args.audio_column_name, datasets.Audio(decode=False))  # decoded here, no torchcodec
-    keep = [data_args.audio_column_name] + ([data_args.text_column_name] if data_args.text_column_name in columns else [])
+    stream = stream.cast_column(
+        data_args.audio_column_name, datasets.Audio(decode=False)
+    )  # decoded here, no torchcodec
+    keep = [data_args.audio_column_name] + (
+        [data_args.text_column_name] if data_args.text_column_name in columns else []
+    )
     return stream.select_columns(keep)
 
 
@@ -265,6 +284,7 @@ def stream_rows(stream: datasets.IterableDataset, data_args: DataArguments) -> I
                 yield {"audio": audio, "text": text, "source": str(source)}
         except ImportError as err:  # datasets' folder builders encode audio files through torchcodec
             raise UserError(
-                f"streaming '{data_args.dataset_name}' needs {one_line(err)}; streaming is for Hub datasets (Parquet): set "
+                f"streaming '{data_args.dataset_name}' needs {one_line(err)}; streaming is for Hub datasets "
+                f"(Parquet): set "
                 "streaming false to read a local folder directly"
             ) from None

@@ -59,8 +59,10 @@ def load_demucs(path: str) -> Any:
     except Exception as err:  # noqa: BLE001 - any loading problem is the user's checkpoint
         raise UserError(f"cannot load the Demucs checkpoint '{path}': {one_line(err)[:200]}; check the file") from None
     if "vocals" not in model.sources:
-        raise UserError(f"the Demucs checkpoint '{path}' separates {', '.join(model.sources)}, not vocals; use a model "
-                        "with a vocals stem (htdemucs, mdx_extra, ...)")  # fmt: skip
+        raise UserError(
+            f"the Demucs checkpoint '{path}' separates {', '.join(model.sources)}, not vocals; use a model "
+            "with a vocals stem (htdemucs, mdx_extra, ...)"
+        )
     return model.eval()
 
 
@@ -76,7 +78,9 @@ class VocalRemover:
 
     def target(self, source: Any) -> Path:
         name = Path(describe_source(source)).stem if isinstance(source, (str, dict)) else "track"
-        digest = hashlib.sha256(f"{json.dumps(file_identity(source))}|{self.fingerprint}|{VERSION}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(
+            f"{json.dumps(file_identity(source))}|{self.fingerprint}|{VERSION}".encode()
+        ).hexdigest()[:16]
         return self.folder / f"{name[:60]}-{digest}.flac"
 
     def separate(self, audio: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
@@ -92,8 +96,9 @@ class VocalRemover:
         mean, std = ref.mean(), ref.std().clamp_min(1e-8)  # Demucs separates standardised audio
         device = "cuda" if torch.cuda.is_available() else "cpu"
         with torch.inference_mode():
-            stems = demucs.apply.apply_model(model, ((wav - mean) / std)[None], shifts=0, split=True, overlap=0.25,
-                                             device=device)[0]  # fmt: skip  # (sources, channels, samples)
+            stems = demucs.apply.apply_model(
+                model, ((wav - mean) / std)[None], shifts=0, split=True, overlap=0.25, device=device
+            )[0]  # (sources, channels, samples)
         keep = [i for i, name in enumerate(model.sources) if name != "vocals"]
         instrumental = stems[keep].sum(dim=0) * std + mean
         return instrumental.float().cpu().numpy(), model.samplerate

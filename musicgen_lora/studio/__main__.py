@@ -86,9 +86,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(2) from None
     print(f"MusicGen LoRA Studio on http://{options.host}:{options.port} (projects in {studio.root}); Ctrl-C stops it")
     app.queue(default_concurrency_limit=4).launch(
-        server_name=options.host, server_port=options.port, share=options.share, allowed_paths=[str(studio.root)],
-        ssr_mode=False, show_error=False, quiet=True, footer_links=[],
-    )  # fmt: skip
+        server_name=options.host,
+        server_port=options.port,
+        share=options.share,
+        allowed_paths=[str(studio.root)],
+        ssr_mode=False,
+        show_error=False,
+        quiet=True,
+        footer_links=[],
+    )
     return {"url": f"http://{options.host}:{options.port}", "projects_dir": str(studio.root)}
 
 

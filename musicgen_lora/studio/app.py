@@ -31,8 +31,17 @@ def _line(title: str, color_title: str, elem_id: str) -> gr.LinePlot:
     empty = pd.DataFrame(
         {"step": pd.Series(dtype=float), "value": pd.Series(dtype=float), "curve": pd.Series(dtype=object)}
     )
-    return gr.LinePlot(empty, x="step", y="value", color="curve", title=title, color_title=color_title, height=260,
-                       x_axis_format="d", elem_id=elem_id)  # fmt: skip
+    return gr.LinePlot(
+        empty,
+        x="step",
+        y="value",
+        color="curve",
+        title=title,
+        color_title=color_title,
+        height=260,
+        x_axis_format="d",
+        elem_id=elem_id,
+    )
 
 
 def _data_outputs(view: DataView | None) -> list:
@@ -50,11 +59,20 @@ def build_app(studio: Studio, project: str = DEMO_PROJECT) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Row():
             project_box = gr.Dropdown(
-                [project, *[p for p in list_projects(studio.root) if p != project]], value=project, label="Project",
-                allow_custom_value=True, info="type a new name to start a project", elem_id="project", scale=1,
-            )  # fmt: skip
-            base_model = gr.Textbox(label="Base model", info="Hub id (facebook/musicgen-small) or a local model folder",
-                                    elem_id="base_model", scale=2)  # fmt: skip
+                [project, *[p for p in list_projects(studio.root) if p != project]],
+                value=project,
+                label="Project",
+                allow_custom_value=True,
+                info="type a new name to start a project",
+                elem_id="project",
+                scale=1,
+            )
+            base_model = gr.Textbox(
+                label="Base model",
+                info="Hub id (facebook/musicgen-small) or a local model folder",
+                elem_id="base_model",
+                scale=2,
+            )
         project_msg = gr.Markdown(elem_id="project_msg")
         with gr.Tabs():
             with gr.Tab("1. Data", id="data"):
@@ -72,14 +90,15 @@ def build_app(studio: Studio, project: str = DEMO_PROJECT) -> gr.Blocks:
         form = [form_inputs[name] for name in form_fields()]
 
         def collect(*values: object) -> RunForm:
-            return RunForm(**dict(zip(form_fields(), values)))
+            return RunForm(**dict(zip(form_fields(), values, strict=False)))
 
         def prepare(name: str, *values: object):
             for message, log, view in studio.prepare(name, collect(*values)):
                 yield [message, log, *_data_outputs(view)]
 
-        data["prepare"].click(prepare, [project_box, *form], [data["message"], data["log"], *data["report"]],
-                              concurrency_limit=None)  # fmt: skip
+        data["prepare"].click(
+            prepare, [project_box, *form], [data["message"], data["log"], *data["report"]], concurrency_limit=None
+        )
 
         def start(name: str, start_over: bool, *values: object) -> str:
             return studio.start_training(name, collect(*values), start_over)
@@ -106,13 +125,18 @@ def build_app(studio: Studio, project: str = DEMO_PROJECT) -> gr.Blocks:
 
 
 def _data_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
-    gr.Markdown("Pick the folder of your songs (captions in `metadata.jsonl`/`.csv` or `.txt` files beside the audio), "
-                "or upload audio files or a zip into the project. *Prepare* runs the same preparation as training.")  # fmt: skip
+    gr.Markdown(
+        "Pick the folder of your songs (captions in `metadata.jsonl`/`.csv` or `.txt` files beside the audio), "
+        "or upload audio files or a zip into the project. *Prepare* runs the same preparation as training."
+    )
     with gr.Row():
         with gr.Column(scale=2):
             dataset = gr.Textbox(label="Audio folder", elem_id="dataset")
-            trigger = gr.Textbox(label="Trigger word", info="put before every caption (instance_prompt), e.g. 'sks style'",
-                                 elem_id="trigger_word")  # fmt: skip
+            trigger = gr.Textbox(
+                label="Trigger word",
+                info="put before every caption (instance_prompt), e.g. 'sks style'",
+                elem_id="trigger_word",
+            )
             add_metadata = gr.Checkbox(
                 True, label="Add the measured tempo and key to the captions", elem_id="add_metadata"
             )
@@ -128,16 +152,24 @@ def _data_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
         lengths = _bar("length", "clips", "Clip lengths")
         tempi = _bar("tempo", "tracks", "Tempo")
         keys = _bar("key", "tracks", "Key")
-    gr.Markdown("Each file: select a row to listen; edit a caption cell, then *Save captions* (written into the folder's "
-                "caption files, used by the next training).")  # fmt: skip
+    gr.Markdown(
+        "Each file: select a row to listen; edit a caption cell, then *Save captions* (written into the folder's "
+        "caption files, used by the next training)."
+    )
     tracks = gr.Dataframe(
-        pd.DataFrame(columns=TRACK_COLUMNS), headers=TRACK_COLUMNS, interactive=True, wrap=True, elem_id="tracks",
-        max_height=420, static_columns=[i for i in range(len(TRACK_COLUMNS)) if i != CAPTION_COLUMN],
+        pd.DataFrame(columns=TRACK_COLUMNS),
+        headers=TRACK_COLUMNS,
+        interactive=True,
+        wrap=True,
+        elem_id="tracks",
+        max_height=420,
+        static_columns=[i for i in range(len(TRACK_COLUMNS)) if i != CAPTION_COLUMN],
         column_widths=["13%", "6%", "7%", "9%", "27%", "6%", "9%", "23%"],
-    )  # fmt: skip
+    )
     with gr.Row():
-        player = gr.Audio(type="filepath", label="Selected file", interactive=False, elem_id="track_player",
-                          buttons=["download"])  # fmt: skip
+        player = gr.Audio(
+            type="filepath", label="Selected file", interactive=False, elem_id="track_player", buttons=["download"]
+        )
         with gr.Column():
             save = gr.Button("Save captions", elem_id="save_captions")
             saved = gr.Markdown(elem_id="save_msg")
@@ -164,8 +196,11 @@ def _data_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
     save.click(save_captions, [project_box, tracks], [saved, tracks])
     return {
         "form": {"dataset": dataset, "trigger_word": trigger, "add_metadata": add_metadata},
-        "prepare": prepare, "message": message, "log": log, "report": [summary, lengths, tempi, keys, tracks],
-    }  # fmt: skip
+        "prepare": prepare,
+        "message": message,
+        "log": log,
+        "report": [summary, lengths, tempi, keys, tracks],
+    }
 
 
 def _train_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
@@ -191,8 +226,11 @@ def _train_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
             )
             logging_steps = gr.Number(label="Log every N steps", precision=0, minimum=1, elem_id="logging_steps")
             sample_seconds = gr.Number(label="Sample length (s)", minimum=0, elem_id="sample_seconds")
-        extra = gr.Code(language="json", label="Any other option of finetune_musicgen.py, as JSON (see README *Options*)",
-                        elem_id="extra_json")  # fmt: skip
+        extra = gr.Code(
+            language="json",
+            label="Any other option of finetune_musicgen.py, as JSON (see README *Options*)",
+            elem_id="extra_json",
+        )
     with gr.Row():
         start = gr.Button("Start", variant="primary", elem_id="start")
         stop = gr.Button("Stop", variant="stop", elem_id="stop")
@@ -225,11 +263,20 @@ def _train_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
     resume.click(studio.resume_training, project_box, message)
     project_box.change(lambda: ((), []), None, [last, samples])
     form = {
-        "steps": steps, "epochs": epochs, "learning_rate": learning_rate, "rank": rank, "batch_size": batch,
-        "precision": precision, "gradient_checkpointing": checkpointing, "sample_prompts": prompts,
-        "sample_every_steps": sample_every, "save_steps": save_steps, "logging_steps": logging_steps,
-        "sample_seconds": sample_seconds, "extra_json": extra,
-    }  # fmt: skip
+        "steps": steps,
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "rank": rank,
+        "batch_size": batch,
+        "precision": precision,
+        "gradient_checkpointing": checkpointing,
+        "sample_prompts": prompts,
+        "sample_every_steps": sample_every,
+        "save_steps": save_steps,
+        "logging_steps": logging_steps,
+        "sample_seconds": sample_seconds,
+        "extra_json": extra,
+    }
     return {"form": form, "start": start, "start_over": start_over, "message": message}
 
 
@@ -245,15 +292,17 @@ def _refresh(studio: Studio, name: str, shown: list, last: tuple) -> list:
     now = (view.status, curves, [list(s) for s in view.samples], view.log[-500:])
     before = last if len(last) == len(now) else (None,) * len(now)
     values = [view.status, (view.losses, view.codebooks), now[2], view.log]
-    sent = [value if new != old else gr.skip() for value, new, old in zip(values, now, before)]
+    sent = [value if new != old else gr.skip() for value, new, old in zip(values, now, before, strict=False)]
     losses, codebooks = sent[1] if isinstance(sent[1], tuple) else (gr.skip(), gr.skip())
     samples = sent[2] if now[2] != shown else gr.skip()
     return [sent[0], losses, codebooks, samples, sent[3], now]
 
 
 def _listen_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
-    gr.Markdown("The same prompt and seed with the base model and each adapter you tick; longer than 30 s is generated "
-                "by continuation. Each player has a download button; WAV and MP3 are below it.")  # fmt: skip
+    gr.Markdown(
+        "The same prompt and seed with the base model and each adapter you tick; longer than 30 s is generated "
+        "by continuation. Each player has a download button; WAV and MP3 are below it."
+    )
     prompt = gr.Textbox(label="Prompt", value="lofi hip hop, 84 bpm, A minor, piano", elem_id="listen_prompt")
     with gr.Row():
         duration = gr.Number(2, label="Seconds", minimum=0.1, elem_id="listen_duration")
@@ -288,8 +337,10 @@ def _listen_tab(studio: Studio, project_box: gr.Dropdown) -> dict:
 
 
 def _evaluate_tab(studio: Studio, project_box: gr.Dropdown) -> None:
-    gr.Markdown("Runs `evaluate.py --config RUN`: the run's sample prompts rendered by the base model and the adapter "
-                "(same seeds), cross-entropy on the data, Fréchet distances, tempo/key adherence, audio health.")  # fmt: skip
+    gr.Markdown(
+        "Runs `evaluate.py --config RUN`: the run's sample prompts rendered by the base model and the adapter "
+        "(same seeds), cross-entropy on the data, Fréchet distances, tempo/key adherence, audio health."
+    )
     button = gr.Button("Evaluate the run", variant="primary", elem_id="evaluate")
     message = gr.Markdown(elem_id="evaluate_msg")
     table = gr.Dataframe(interactive=False, elem_id="metrics")
@@ -304,8 +355,10 @@ def _evaluate_tab(studio: Studio, project_box: gr.Dropdown) -> None:
 
 
 def _share_tab(studio: Studio, project_box: gr.Dropdown) -> None:
-    gr.Markdown("Push the finished run (adapter, model card, samples) to a Hub model repository. The token is used for "
-                "this push only: it is not written to disk or to any log. Empty: `HF_TOKEN` or your `hf auth login`.")  # fmt: skip
+    gr.Markdown(
+        "Push the finished run (adapter, model card, samples) to a Hub model repository. The token is used for "
+        "this push only: it is not written to disk or to any log. Empty: `HF_TOKEN` or your `hf auth login`."
+    )
     with gr.Row():
         repo_id = gr.Textbox(label="Repository id", placeholder="your-name/musicgen-lora-jazz", elem_id="repo_id")
         private = gr.Checkbox(True, label="Private")

@@ -31,8 +31,8 @@ from ..train.output_dir import RUN_MARKERS
 
 __all__ = [
     "AUDIO_EXTENSIONS", "DEMO_CONFIG", "FFMPEG_EXTENSIONS", "PREPARED_DIR_NAME", "REPORT_NAME", "RESOLVED_CONFIG_NAME",
-    "RUN_MARKERS", "UserError", "check_config", "checkpoint_folders", "ensure_demo_assets", "final_caption", "is_complete",
-    "list_tracks", "measured_fields", "newest_complete_checkpoint", "one_line",
+    "RUN_MARKERS", "UserError", "check_config", "checkpoint_folders", "ensure_demo_assets", "final_caption",
+    "is_complete", "list_tracks", "measured_fields", "newest_complete_checkpoint", "one_line",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def list_tracks(args: DataArguments) -> list[TrackRow]:
     rows: list[TrackRow] = []
     for split, limit in splits.items():
         dataset = load_split(args, split)
-        for index, (audio, text) in enumerate(zip(dataset["audio"], dataset["text"])):
+        for index, (audio, text) in enumerate(zip(dataset["audio"], dataset["text"], strict=False)):
             path = audio.get("path") if isinstance(audio, dict) else audio
             rows.append({"path": str(path), "caption": text, "split": split, "used": limit is None or index < limit})
     return rows

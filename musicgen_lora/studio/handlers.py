@@ -36,7 +36,8 @@ def error_text(err: BaseException) -> str:
     if isinstance(err, backend.UserError):
         return f"**Error:** {backend.one_line(err)}"
     logger.exception("unexpected error in the studio")
-    return f"**Error:** unexpected problem ({type(err).__name__}: {backend.one_line(err)[:300]}); the studio's terminal shows the details"
+    problem = f"{type(err).__name__}: {backend.one_line(err)[:300]}"
+    return f"**Error:** unexpected problem ({problem}); the studio's terminal shows the details"
 
 
 def tail(text: str, chars: int = LOG_TAIL_CHARS) -> str:
@@ -126,11 +127,20 @@ class Studio:
         demo = backend.DEMO_CONFIG
         rest = {k: demo[k] for k in ("max_duration_in_seconds", "min_duration_in_seconds", "lora_alpha", "seed")}
         return RunForm(
-            base_model=str(project.demo_model_dir), dataset=str(project.data_dir), steps=40, epochs=1,
-            learning_rate=demo["learning_rate"], rank=demo["lora_r"], batch_size=demo["per_device_train_batch_size"],
-            sample_prompts="\n".join(demo["sample_prompts"]), sample_every_steps=20, save_steps=20, logging_steps=5,
-            sample_seconds=demo["sample_duration_in_seconds"], extra_json=json.dumps(rest, indent=1),
-        )  # fmt: skip
+            base_model=str(project.demo_model_dir),
+            dataset=str(project.data_dir),
+            steps=40,
+            epochs=1,
+            learning_rate=demo["learning_rate"],
+            rank=demo["lora_r"],
+            batch_size=demo["per_device_train_batch_size"],
+            sample_prompts="\n".join(demo["sample_prompts"]),
+            sample_every_steps=20,
+            save_steps=20,
+            logging_steps=5,
+            sample_seconds=demo["sample_duration_in_seconds"],
+            extra_json=json.dumps(rest, indent=1),
+        )
 
     def _config(self, project: Project, form: RunForm, **overrides: Any) -> tuple[Path, list[str]]:
         """Write the form's config into the project and check it as training will (UserError if it is bad)."""
@@ -234,11 +244,18 @@ class Studio:
                     reason = f"unreadable: {backend.one_line(err)[:80]}"
                     status = f"left out: {reason}"
             name = str(Path(path).relative_to(root.resolve())) if root.resolve() in Path(path).parents else path
-            rows.append([
-                name, track["split"], _duration(path), status,
-                track["caption"] or "", measured.get("bpm"), measured.get("key") or "",
-                backend.final_caption(args, track["caption"], measured) if reason is None else "",
-            ])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    track["split"],
+                    _duration(path),
+                    status,
+                    track["caption"] or "",
+                    measured.get("bpm"),
+                    measured.get("key") or "",
+                    backend.final_caption(args, track["caption"], measured) if reason is None else "",
+                ]
+            )
         return pd.DataFrame(rows, columns=TRACK_COLUMNS)
 
     def save_captions(self, name: str, table: pd.DataFrame | None) -> str:
@@ -256,7 +273,10 @@ class Studio:
         changed = save_captions(root, captions, args.text_column_name)
         if not changed:
             return "No caption changed."
-        return f"Saved {changed} caption(s) in `{root}`. Training uses them (it prepares the data again, from cached codes)."
+        return (
+            f"Saved {changed} caption(s) in `{root}`. Training uses them (it prepares the data again, from cached "
+            "codes)."
+        )
 
     def audio_of_row(self, name: str, table: pd.DataFrame | None, row: int) -> str | None:
         """The audio file of a table row, for the player."""
@@ -295,7 +315,10 @@ class Studio:
             project = self.project(name)
             checkpoint = backend.newest_complete_checkpoint(project.run_dir)
             if checkpoint is None or not project.config_path.is_file():
-                return "**Error:** no checkpoint to resume from yet; press *Start* (checkpoints are saved every *save every N steps*)"
+                return (
+                    "**Error:** no checkpoint to resume from yet; press *Start* (checkpoints are saved every *save "
+                    "every N steps*)"
+                )
             # as a flag: `"resume_from_checkpoint": true` in the JSON is rejected by today's config parser
             argv = python_command(
                 script("finetune_musicgen.py"), str(project.config_path), "--resume_from_checkpoint", "true"
@@ -317,14 +340,26 @@ class Studio:
         project = self.project(name)
         state = self.runs.state(project.folder)
         if state is None or state.kind != "train":
-            return TrainView("No training run yet: set the options and press *Start*.", False, _empty_losses(),
-                             _empty_losses(), samples_of(project.run_dir), "")  # fmt: skip
+            return TrainView(
+                "No training run yet: set the options and press *Start*.",
+                False,
+                _empty_losses(),
+                _empty_losses(),
+                samples_of(project.run_dir),
+                "",
+            )
         text = Path(state.log).read_text(encoding="utf-8", errors="replace") if Path(state.log).is_file() else ""
         progress = read_log(Path(state.log))
         train, evals = loss_history(project.run_dir, progress, since=state.fresh_since)
         losses, codebooks = loss_frames(train, evals)
-        return TrainView(status_line(state, progress, project.run_dir), state.running, losses, codebooks,
-                         samples_of(project.run_dir), tail(text))  # fmt: skip
+        return TrainView(
+            status_line(state, progress, project.run_dir),
+            state.running,
+            losses,
+            codebooks,
+            samples_of(project.run_dir),
+            tail(text),
+        )
 
 
 def form_from_config(config: dict[str, Any]) -> RunForm:
@@ -332,26 +367,46 @@ def form_from_config(config: dict[str, Any]) -> RunForm:
     precision = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
     steps = config.get("max_steps", -1)
     mapped = {
-        "base_model": "model_name_or_path", "dataset": "dataset_name", "trigger_word": "instance_prompt",
-        "add_metadata": "add_metadata", "epochs": "num_train_epochs", "learning_rate": "learning_rate", "rank": "lora_r",
-        "batch_size": "per_device_train_batch_size", "gradient_checkpointing": "gradient_checkpointing",
-        "sample_every_steps": "sample_every_steps", "save_steps": "save_steps", "logging_steps": "logging_steps",
+        "base_model": "model_name_or_path",
+        "dataset": "dataset_name",
+        "trigger_word": "instance_prompt",
+        "add_metadata": "add_metadata",
+        "epochs": "num_train_epochs",
+        "learning_rate": "learning_rate",
+        "rank": "lora_r",
+        "batch_size": "per_device_train_batch_size",
+        "gradient_checkpointing": "gradient_checkpointing",
+        "sample_every_steps": "sample_every_steps",
+        "save_steps": "save_steps",
+        "logging_steps": "logging_steps",
         "sample_seconds": "sample_duration_in_seconds",
-    }  # fmt: skip
+    }
     defaults = asdict(RunForm(base_model="", dataset=""))
     values = {name: config.get(key, defaults[name]) for name, key in mapped.items()}
     values["trigger_word"] = values["trigger_word"] or ""
-    used = set(mapped.values()) | {"max_steps", "bf16", "fp16", "sample_prompts", "save_strategy", "disable_tqdm",
-                                   "output_dir", "overwrite_output_dir", "data_cache_dir"}  # fmt: skip
+    used = set(mapped.values()) | {
+        "max_steps",
+        "bf16",
+        "fp16",
+        "sample_prompts",
+        "save_strategy",
+        "disable_tqdm",
+        "output_dir",
+        "overwrite_output_dir",
+        "data_cache_dir",
+    }
     rest = {
         k: v
         for k, v in config.items()
         if k not in used and not (k == "lora_alpha" and v == 2 * config.get("lora_r", 0))
     }
     return RunForm(
-        **values, steps=steps if steps and steps > 0 else 0, precision=precision,
-        sample_prompts="\n".join(config.get("sample_prompts", [])), extra_json=json.dumps(rest, indent=1) if rest else "",
-    )  # fmt: skip
+        **values,
+        steps=steps if steps and steps > 0 else 0,
+        precision=precision,
+        sample_prompts="\n".join(config.get("sample_prompts", [])),
+        extra_json=json.dumps(rest, indent=1) if rest else "",
+    )
 
 
 def form_fields() -> list[str]:
@@ -375,7 +430,8 @@ def report_summary(report: dict[str, Any]) -> str:
         reasons = ", ".join(f"{n} {kind}" for kind, n in files.get("reasons", {}).items())
         left = split.get("left_out", {})
         lines.append(
-            f"**{name}**: {files.get('found', split['tracks'])} files found, {files.get('read', split['tracks'])} read, "
+            f"**{name}**: {files.get('found', split['tracks'])} files found, {files.get('read', split['tracks'])} "
+            f"read, "
             f"{files.get('skipped', 0)} left out{f' ({reasons})' if reasons else ''}; {split['tracks']} tracks, "
             f"{split['examples']} examples; {split['hours_found']:.3f} h found, {split['hours_kept']:.3f} h kept; "
             f"{left.get('too_short_tracks', 0)} too short, {left.get('silent_tracks', 0)} silent; captions: "
@@ -397,8 +453,10 @@ def loss_frames(train: list[dict[str, float]], evals: list[dict[str, float]]) ->
     losses += [{"step": r["step"], "value": r["eval_loss"], "curve": "eval loss"} for r in evals if "eval_loss" in r]
     codebooks = [
         {"step": r["step"], "value": value, "curve": key.replace("ce_", "")}
-        for r in train for key, value in r.items() if key.startswith("ce_q")
-    ]  # fmt: skip
+        for r in train
+        for key, value in r.items()
+        if key.startswith("ce_q")
+    ]
     empty = _empty_losses()
     return (pd.DataFrame(losses) if losses else empty), (pd.DataFrame(codebooks) if codebooks else empty)
 
@@ -435,7 +493,8 @@ def status_line(state: RunState, progress: Progress, run_dir: Path) -> str:
             return "**Starting**: loading the model and preparing the data…"
         percent = 100 * progress.fraction
         return (
-            f"**Training**: step {progress.step}/{progress.total} ({percent:.0f} %), {_clock(progress.elapsed_s)} elapsed, "
+            f"**Training**: step {progress.step}/{progress.total} ({percent:.0f} %), {_clock(progress.elapsed_s)} "
+            f"elapsed, "
             f"about {_clock(progress.remaining_s)} left"
         )
     if state.returncode == 0:

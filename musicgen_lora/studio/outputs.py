@@ -102,10 +102,23 @@ def render(
     results, problems = [], []
     for label in [BASE, *(chosen or [])]:
         argv = python_command(
-            "-m", "musicgen_lora.generate", "--base_model", base_model, "--prompt", prompt.strip(), "--duration",
-            f"{float(duration):g}", "--seed", str(int(seed)), "--guidance_scale", f"{float(guidance):g}",
-            "--out_dir", str(out / label), "--format", "both",
-        )  # fmt: skip
+            "-m",
+            "musicgen_lora.generate",
+            "--base_model",
+            base_model,
+            "--prompt",
+            prompt.strip(),
+            "--duration",
+            f"{float(duration):g}",
+            "--seed",
+            str(int(seed)),
+            "--guidance_scale",
+            f"{float(guidance):g}",
+            "--out_dir",
+            str(out / label),
+            "--format",
+            "both",
+        )
         if label != BASE:
             argv += ["--adapter", available[label]]
         returncode, output = run_command(argv, cwd=project.folder)
@@ -181,8 +194,9 @@ def push(studio: Studio, name: str, repo_id: str, private: bool, token: str | No
     except Exception as err:  # noqa: BLE001
         return error_text(err), None
     argv = python_command("-m", "musicgen_lora.push", str(project.run_dir), "--repo_id", repo_id.strip())
-    returncode, output = run_command(argv + (["--private"] if private else []), cwd=project.folder,
-                                     env={"HF_TOKEN": token} if token else None)  # fmt: skip
+    returncode, output = run_command(
+        argv + (["--private"] if private else []), cwd=project.folder, env={"HF_TOKEN": token} if token else None
+    )
     if token:
         output = output.replace(token, "***")
     if returncode != 0:

@@ -56,7 +56,8 @@ class Project:
         name = (name or "").strip()
         if not PROJECT_NAME.match(name):
             raise backend.UserError(
-                f"project name {name!r} is not allowed; use letters, digits, '_', '-' or '.' (at most 64), e.g. my-songs"
+                f"project name {name!r} is not allowed; use letters, digits, '_', '-' or '.' (at most 64), e.g. "
+                f"my-songs"
             )
         project = cls(Path(projects_dir).expanduser().resolve(), name)
         project.folder.mkdir(parents=True, exist_ok=True)

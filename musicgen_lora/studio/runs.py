@@ -192,16 +192,25 @@ class RunManager:
             out.write(f"{START_MARKER}{time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n")
             out.flush()
             process = subprocess.Popen(
-                argv, cwd=project_dir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=command_env(), start_new_session=True,  # Ctrl-C of the studio's terminal does not stop it
-            )  # fmt: skip
+                argv,
+                cwd=project_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=command_env(),
+                start_new_session=True,  # Ctrl-C of the studio's terminal does not stop it
+            )
         lock.write_text(json.dumps({"pid": process.pid, "kind": kind, "started": now}), encoding="utf-8")
         keep = resume and previous is not None and previous.kind == kind
         state = RunState(
-            kind=kind, argv=argv, pid=process.pid, started=now, log=str(log),
+            kind=kind,
+            argv=argv,
+            pid=process.pid,
+            started=now,
+            log=str(log),
             fresh_since=previous.fresh_since if keep else now,
             history=[*previous.history, " ".join(previous.argv)] if keep else [],
-        )  # fmt: skip
+        )
         self._save(project_dir, state)
         self._processes[project_dir] = process
         threading.Thread(target=self._wait, args=(project_dir, process, lock), daemon=True).start()
@@ -256,9 +265,16 @@ def run_command(
     output is kept in memory only (the push's token must never reach a file)."""
     try:
         done = subprocess.run(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=command_env(env), timeout=timeout, check=False,
-        )  # fmt: skip
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=command_env(env),
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired as err:
         return -1, (err.output or "") + f"\nerror: the command did not finish within {timeout:.0f} s"
     return done.returncode, done.stdout

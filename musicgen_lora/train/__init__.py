@@ -3,7 +3,3 @@ exact loss, callbacks, checkpoints, samples, plots, and the run.
 """
 
 from __future__ import annotations
-
-
-
-

@@ -24,8 +24,6 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
 
 
-
-
 def checkpoint_folders(output_dir: str | Path) -> list[Path]:
     """``checkpoint-N`` folders of a run, oldest (smallest N) first."""
     folder = Path(output_dir)

@@ -16,7 +16,8 @@ Stereo models interleave the codebooks of the two channels (L0, R0, L1, R1, ...)
 together: codebook j is delayed by j // 2, so the sequence has T + K/2 - 1 steps. In general codebook j is delayed
 by j // audio_channels.
 
-The sequence has T + K - 1 steps (mono). The model's input at step s is the label at step s - 1 (the start token, which is
+The sequence has T + K - 1 steps (mono). The model's input at step s is the label at step s - 1 (the start token,
+which is
 also the pad token ``vocab_size``, at step 0) with ignored positions replaced by the pad token — exactly the
 sequence ``generate()`` builds with ``build_delay_pattern_mask``, so training and inference see the same inputs.
 
@@ -142,11 +143,15 @@ class MusicgenCollator:
         return codes[:, start : start + self.max_frames]
 
     def chroma_batch(
-        self, features: list[dict[str, Any]], starts: list[int], frames: list[int], generator: torch.Generator | None = None
+        self,
+        features: list[dict[str, Any]],
+        starts: list[int],
+        frames: list[int],
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """(bsz, chroma_frames, num_chroma) chroma of each clip's window, padded by repetition; some dropped."""
         windows = []
-        for feature, start, length in zip(features, starts, frames):
+        for feature, start, length in zip(features, starts, frames, strict=False):
             chroma = torch.as_tensor(feature["chroma"], dtype=torch.float32)  # (clip_chroma_frames, num_chroma)
             first = min(int(start * self.chroma_per_frame), chroma.shape[0] - 1)
             windows.append(chroma[first : first + max(1, math.ceil(length * self.chroma_per_frame))])
@@ -162,7 +167,7 @@ class MusicgenCollator:
         generator = self.next_generator()
         all_codes = [torch.as_tensor(f[self.codes_column], dtype=torch.long) for f in features]
         starts = [self.window_start(codes.shape[1], generator) for codes in all_codes]
-        windows = [codes[:, start : start + self.max_frames] for codes, start in zip(all_codes, starts)]
+        windows = [codes[:, start : start + self.max_frames] for codes, start in zip(all_codes, starts, strict=False)]
         labels = [delay_pattern_labels(window, self.audio_channels) for window in windows]
         steps = max(label.shape[0] for label in labels)
         num_codebooks = labels[0].shape[1]

@@ -48,8 +48,6 @@ assert set(_TARGET_PATTERNS) == set(LORA_TARGET_NAMES), "config.LORA_TARGET_NAME
 TEXT_ENCODER_PATTERN = r"text_encoder\.encoder\.block\.\d+\.layer\.0\.SelfAttention\.(q|k|v|o)"
 
 
-
-
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -92,7 +90,9 @@ def set_decoder_dropout(model: PreTrainedModel, p: float) -> None:
     """Set the decoder's residual and embedding dropout (its layers copy ``config.dropout`` when built)."""
     model.config.decoder.dropout = p
     for module in model.decoder.modules():
-        if type(module).__name__.endswith(("DecoderLayer", "Decoder")) and isinstance(getattr(module, "dropout", None), (int, float)):
+        if type(module).__name__.endswith(("DecoderLayer", "Decoder")) and isinstance(
+            getattr(module, "dropout", None), (int, float)
+        ):
             module.dropout = p
 
 
@@ -139,10 +139,15 @@ def check_lora_targets(
     matched = [name for name, _ in model.named_modules() if compiled.fullmatch(name)]
     if not matched:
         raise UserError(
-            f"LoRA targets match no module of this model (regex {regex!r}); check lora_target_modules or lora_target_regex"
+            f"LoRA targets match no module of this model (regex {regex!r}); check lora_target_modules or "
+            f"lora_target_regex"
         )
     if report_missing and not lora_args.lora_target_regex and lora_args.lora_target_modules != DEFAULT_LORA_TARGETS:
-        missing = [n for n in lora_args.lora_target_modules if not any(re.fullmatch(lora_target_regex([n]), m) for m in matched)]
+        missing = [
+            n
+            for n in lora_args.lora_target_modules
+            if not any(re.fullmatch(lora_target_regex([n]), m) for m in matched)
+        ]
         if missing:  # e.g. audio_enc_to_dec_proj only exists in melody models
             logger.warning("LoRA targets not present in this model, skipped: %s", ", ".join(missing))
     return regex, matched
@@ -180,5 +185,11 @@ def add_trainable_parts(model: PreTrainedModel, lora_args: LoraArguments) -> tor
     peft_model = get_peft_model(model, config)
     use_packed_bits_dropout(peft_model)
     trainable, total = peft_model.get_nb_trainable_parameters()
-    logger.info("LoRA on %d modules: %d trainable parameters (%.2f%% of %d)", len(matched), trainable, 100 * trainable / total, total)
+    logger.info(
+        "LoRA on %d modules: %d trainable parameters (%.2f%% of %d)",
+        len(matched),
+        trainable,
+        100 * trainable / total,
+        total,
+    )
     return peft_model

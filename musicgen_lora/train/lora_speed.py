@@ -50,7 +50,9 @@ class PackedBitsDropout(torch.nn.Module):
 
 def lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """PEFT's LoRA layers of ``model`` (modules with a ``lora_dropout`` dict)."""
-    return [module for module in model.modules() if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)]
+    return [
+        module for module in model.modules() if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
+    ]
 
 
 def use_packed_bits_dropout(model: torch.nn.Module) -> int:
@@ -84,5 +86,5 @@ def inputs_kept_in_autocast_dtype(layers: list[torch.nn.Module], active: bool = 
     try:
         yield
     finally:
-        for layer, value in zip(layers, saved):
+        for layer, value in zip(layers, saved, strict=False):
             layer.cast_input_dtype_enabled = value

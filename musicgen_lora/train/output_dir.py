@@ -42,7 +42,8 @@ RUN_FILES = (
     *RUN_MARKERS, "adapter_config.json", "adapter_model.bin", "model.safetensors.index.json", "config.json",
     "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
     "processor_config.json", "preprocessor_config.json", "training_args.bin", "train_results.json",
-    "eval_results.json", "all_results.json", "loss_curves.png", "memorisation.json", CARD_NAME, "best", "samples", "runs", "evaluation",
+    "eval_results.json", "all_results.json", "loss_curves.png", "memorisation.json", CARD_NAME, "best", "samples",
+    "runs", "evaluation",
 )  # fmt: skip
 
 
@@ -168,7 +169,8 @@ def _alive(owner: dict) -> bool:
 
 
 def set_previous_run_aside(output_dir: str | Path) -> Path | None:
-    """Move the previous run's files into ``output_dir/previous-run[-N]``; returns that folder (None: no previous run)."""
+    """Move the previous run's files into ``output_dir/previous-run[-N]``; returns that folder (None: no previous
+    run)."""
     folder = Path(output_dir)
     if not previous_run(folder):
         return None

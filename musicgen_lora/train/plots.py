@@ -74,7 +74,9 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: str | Path) -> Pat
         right.plot(*_series(log_history, key), color=color, label=f"q{key.removeprefix('ce_q')} train")
         steps, values = _series(log_history, f"eval_{key}")
         if steps:
-            right.plot(steps, values, color=color, linestyle="--", marker="o", label=f"q{key.removeprefix('ce_q')} eval")
+            right.plot(
+                steps, values, color=color, linestyle="--", marker="o", label=f"q{key.removeprefix('ce_q')} eval"
+            )
     right.set(title="per codebook (q1 = coarsest)", xlabel="optimizer step", ylabel="cross-entropy (nats)")
     right.grid(alpha=0.3)
     if codebooks:
@@ -107,7 +109,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise UserError(f"'{state_file}' not found; give the output_dir of a finished training run")
         history = read_json_object(state_file).get("log_history")
         if not isinstance(history, list):
-            raise UserError(f"'{state_file}' holds no log history (damaged?); give the output_dir of a finished training run")
+            raise UserError(
+                f"'{state_file}' holds no log history (damaged?); give the output_dir of a finished training run"
+            )
         path = plot_loss_curves(history, Path(options.output_dir) / "loss_curves.png")
         print(path)
         return {"plot": str(path)}

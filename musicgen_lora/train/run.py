@@ -72,10 +72,14 @@ def build_trainer(
     if training.sample_prompts:
         callbacks.append(
             SampleCallback(
-                processor, training.sample_prompts, seconds=training.sample_duration_in_seconds,
-                guidance_scale=training.guidance_scale, seed=training.seed, every_steps=training.sample_every_steps,
+                processor,
+                training.sample_prompts,
+                seconds=training.sample_duration_in_seconds,
+                guidance_scale=training.guidance_scale,
+                seed=training.seed,
+                every_steps=training.sample_every_steps,
                 copy_threshold=training.copy_threshold,
-            )  # fmt: skip
+            )
         )
     try:
         trainer = MusicgenTrainer(
@@ -91,7 +95,9 @@ def build_trainer(
             # generation config of the *audio* decoder (align_special_tokens). The processor is saved by run_training.
         )
     except ValueError as err:  # e.g. eval_strategy without eval data
-        raise UserError(f"cannot set up training: {one_line(err)}; check eval_split_name and the *_strategy options") from None
+        raise UserError(
+            f"cannot set up training: {one_line(err)}; check eval_split_name and the *_strategy options"
+        ) from None
     for callback in callbacks:
         callback.attach(trainer)  # before the reporting integrations, so it can still log at the end of training
     return trainer
@@ -113,7 +119,8 @@ def load_datasets(
     parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
-    :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes the main one prepares, the others load."""
+    :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes the main one prepares, the others
+    load."""
     with parsed.training.main_process_first(desc="preparing the dataset"):
         if parsed.training.local_process_index == 0:
             return load_or_prepare(parsed, model, processor)
@@ -224,9 +231,13 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
 
 
 def _outputs(
-    parsed: ParsedConfig, trainer: Trainer, processor: ProcessorMixin, train_result: Any,
-    eval_metrics: dict[str, float] | None, push: PushRequest | None,
-) -> dict[str, Any]:  # fmt: skip
+    parsed: ParsedConfig,
+    trainer: Trainer,
+    processor: ProcessorMixin,
+    train_result: Any,
+    eval_metrics: dict[str, float] | None,
+    push: PushRequest | None,
+) -> dict[str, Any]:
     """The rest of the run's files on the main process (processor, best/, its config, card, plot), the push, and the
     result (see :func:`run_training`)."""
     output_dir = Path(parsed.training.output_dir)
@@ -241,7 +252,9 @@ def _outputs(
         model_args = parsed.model
         log_history = trainer.state.log_history
         # Hub id in adapter_config.json, loss_curves.png, README.md card, push
-        hub_url = finish_run(output_dir, model_args.model_name_or_path, model_args.base_model_id, log_history, push)["hub_url"]
+        hub_url = finish_run(output_dir, model_args.model_name_or_path, model_args.base_model_id, log_history, push)[
+            "hub_url"
+        ]
     # samples/final/ was written by SampleCallback at the end of training (main process only)
     sampler = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, SampleCallback)), None)
     return {
@@ -266,8 +279,13 @@ def _with_absolute_local_paths(requested: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def finish_run(output_dir: str | Path, model_name_or_path: str | None, base_model_id: str | None,
-               log_history: list[dict[str, Any]], push: PushRequest | None) -> dict[str, Any]:  # fmt: skip
+def finish_run(
+    output_dir: str | Path,
+    model_name_or_path: str | None,
+    base_model_id: str | None,
+    log_history: list[dict[str, Any]],
+    push: PushRequest | None,
+) -> dict[str, Any]:
     """After training, on the main process: Hub id into ``adapter_config.json``, loss plot, model card, push.
 
     Returns:

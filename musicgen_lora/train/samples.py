@@ -104,7 +104,12 @@ class SampleCallback(TrainerCallback):
         self._start_step = state.global_step  # > 0 when resuming from a checkpoint
         self._base_done = False
         self.final_paths = []
-        if self.prompts and self.copy_threshold is not None and state.is_world_process_zero and self.trainer is not None:
+        if (
+            self.prompts
+            and self.copy_threshold is not None
+            and state.is_world_process_zero
+            and self.trainer is not None
+        ):
             self._start_memorisation_check(args, state, kwargs["model"])
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
@@ -131,7 +136,9 @@ class SampleCallback(TrainerCallback):
             with model.disable_adapter():
                 self._render(args, state, model, "base", "base")
         elif self._start_step:
-            logger.info("Resumed full fine-tuning: the base model is not at hand, so samples/base/ is not rendered again")
+            logger.info(
+                "Resumed full fine-tuning: the base model is not at hand, so samples/base/ is not rendered again"
+            )
         else:
             self._render(args, state, model, "base", "base")
 
@@ -144,9 +151,14 @@ class SampleCallback(TrainerCallback):
         out_dir = Path(args.output_dir) / "samples" / folder
         with preserved_rng(), captured_codes(model) as calls:
             paths = write_samples(
-                model, self.processor, self.prompts, out_dir,
-                seconds=self.seconds, guidance_scale=self.guidance_scale, seed=self.seed,
-            )  # fmt: skip
+                model,
+                self.processor,
+                self.prompts,
+                out_dir,
+                seconds=self.seconds,
+                guidance_scale=self.guidance_scale,
+                seed=self.seed,
+            )
         logger.info("Wrote %d samples to %s", len(paths), out_dir)
         self._log_audio(args, state, paths, kind)
         if self.index is not None:
@@ -164,12 +176,21 @@ class SampleCallback(TrainerCallback):
             return
         started = time.perf_counter()
         self.index = CodeIndex.from_dataset(dataset, frame_rate=model.config.audio_encoder.frame_rate)
-        logger.info("Indexed %d training clips for the samples' copy score in %.2f s", len(self.index),
-                    time.perf_counter() - started)  # fmt: skip
+        logger.info(
+            "Indexed %d training clips for the samples' copy score in %.2f s",
+            len(self.index),
+            time.perf_counter() - started,
+        )
         previous = read_json_object(Path(args.output_dir) / MEMORISATION_FILE) if self._start_step else {}
         renders = [r for r in previous.get("renders", []) if r.get("step", 0) < state.global_step]
-        first = next((r["step"] for r in renders if r["kind"] != "base" and r["copy_score"] >= self.copy_threshold), None)
-        self.memorisation = {"copy_threshold": self.copy_threshold, "renders": renders, "first_step_at_threshold": first}
+        first = next(
+            (r["step"] for r in renders if r["kind"] != "base" and r["copy_score"] >= self.copy_threshold), None
+        )
+        self.memorisation = {
+            "copy_threshold": self.copy_threshold,
+            "renders": renders,
+            "first_step_at_threshold": first,
+        }
 
     def _check_copies(self, args: TrainingArguments, state: TrainerState, codes: np.ndarray, kind: str) -> None:
         """Score one render's samples ((bsz, K, T) codes), log the scores, warn at the threshold, write the file."""
@@ -178,30 +199,44 @@ class SampleCallback(TrainerCallback):
         logs = {"samples/copy_score": max(scores), **{f"samples/copy_score/{i}": s for i, s in enumerate(scores)}}
         self.trainer.log({k: round(v, 4) for k, v in logs.items()})  # to every tracker and trainer_state.json
         step = state.global_step
-        render = {"step": step, "kind": kind, "copy_score": round(max(scores), 4), "samples": [
-            {"prompt": prompt, **match.record()} for prompt, match in zip(self.prompts, matches)]}  # fmt: skip
+        render = {
+            "step": step,
+            "kind": kind,
+            "copy_score": round(max(scores), 4),
+            "samples": [
+                {"prompt": prompt, **match.record()} for prompt, match in zip(self.prompts, matches, strict=False)
+            ],
+        }
         self.memorisation["renders"].append(render)
         worst = int(np.argmax(scores))
         if kind != "base" and scores[worst] >= self.copy_threshold:
             self._warn_copy(step, worst, matches[worst])
         if kind == "final":
             self.memorisation["final"] = {
-                "step": step, "copy_score": round(max(scores), 4), "copy_score_mean": round(float(np.mean(scores)), 4),
-                "copies": sum(1 for s in scores if s >= self.copy_threshold), "samples": len(scores),
-            }  # fmt: skip
+                "step": step,
+                "copy_score": round(max(scores), 4),
+                "copy_score_mean": round(float(np.mean(scores)), 4),
+                "copies": sum(1 for s in scores if s >= self.copy_threshold),
+                "samples": len(scores),
+            }
         atomic_write_json(Path(args.output_dir) / MEMORISATION_FILE, self.memorisation, indent=2)
 
     def _warn_copy(self, step: int, sample: int, match: Any) -> None:
         """The warning of a sample at or above the threshold: the full advice at the first crossing, then short."""
-        what = (f"sample {sample} ({self.prompts[sample]!r}) copies {100 * match.score:.0f} % of "
-                f"{match.source or f'training example {match.example}'} from {match.offset_seconds:.1f} s")  # fmt: skip
+        what = (
+            f"sample {sample} ({self.prompts[sample]!r}) copies {100 * match.score:.0f} % of "
+            f"{match.source or f'training example {match.example}'} from {match.offset_seconds:.1f} s"
+        )
         if self.memorisation["first_step_at_threshold"] is None:
             self.memorisation["first_step_at_threshold"] = step
             logger.warning(
                 "Memorisation at step %d: %s (copy_score %.2f >= copy_threshold %.2f). Stop here or keep an earlier "
                 "checkpoint; more data, fewer steps or a lower learning rate keep the style without the copy.",
-                step, what, match.score, self.copy_threshold,
-            )  # fmt: skip
+                step,
+                what,
+                match.score,
+                self.copy_threshold,
+            )
         else:
             logger.warning("Still memorising at step %d: %s (copy_score %.2f)", step, what, match.score)
 
@@ -255,7 +290,7 @@ class SampleCallback(TrainerCallback):
         # log. "train/global_step" is the x-axis WandbCallback defines for every key.
         logs: dict[str, Any] = {
             f"samples/{kind}/{index}": wandb.Audio(clip, sample_rate=rate, caption=prompt)
-            for index, (clip, prompt) in enumerate(zip(clips, self.prompts))
+            for index, (clip, prompt) in enumerate(zip(clips, self.prompts, strict=False))
         }
         wandb.log({**logs, "train/global_step": step})
 
@@ -271,6 +306,6 @@ class SampleCallback(TrainerCallback):
             f"samples/{kind}/{index}": trackio.Audio(
                 np.clip(np.round(clip * 32768), -32768, 32767).astype(np.int16), caption=prompt, sample_rate=rate
             )
-            for index, (clip, prompt) in enumerate(zip(clips, self.prompts))
+            for index, (clip, prompt) in enumerate(zip(clips, self.prompts, strict=False))
         }
         trackio.log({**logs, "train/global_step": step})  # as TrackioCallback logs

@@ -40,8 +40,10 @@ class StopOnSignal(TrainerCallback):
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise KeyboardInterrupt
             self.signal_name = signal.Signals(number).name
-            logger.warning("%s received: saving a checkpoint after this step, then stopping (again: stop at once)",
-                           self.signal_name)  # fmt: skip
+            logger.warning(
+                "%s received: saving a checkpoint after this step, then stopping (again: stop at once)",
+                self.signal_name,
+            )
 
         for number in STOP_SIGNALS:
             signal.signal(number, handle)

@@ -55,7 +55,8 @@ class CodebookStats:
         self.counts = counts if self.counts is None else self.counts + counts
 
     def report(self, reduce: Any, prefix: str = "") -> dict[str, float]:
-        """``ce_q1..ce_qK``, their mean ``ce`` and perplexity ``ppl`` over all processes (``reduce`` sums), then reset."""
+        """``ce_q1..ce_qK``, their mean ``ce`` and perplexity ``ppl`` over all processes (``reduce`` sums), then
+        reset."""
         if self.sums is None:
             return {}
         sums, counts = reduce(self.sums), reduce(self.counts)
@@ -98,7 +99,11 @@ class MusicgenTrainer(Trainer):
     """
 
     def __init__(
-        self, *args: Any, skip_nonfinite_batches: bool = False, lora_inputs_in_autocast_dtype: bool = True, **kwargs: Any
+        self,
+        *args: Any,
+        skip_nonfinite_batches: bool = False,
+        lora_inputs_in_autocast_dtype: bool = True,
+        **kwargs: Any,
     ) -> None:
         """Args: as ``Trainer``'s, plus ``skip_nonfinite_batches`` (skip a non-finite batch's update instead of
         stopping) and ``lora_inputs_in_autocast_dtype`` (False: PEFT's own fp32 round trip of the LoRA inputs under
@@ -112,7 +117,9 @@ class MusicgenTrainer(Trainer):
         self._eval_stats = CodebookStats()
         self._lora_layers = lora_layers(self.model) if lora_inputs_in_autocast_dtype else []
 
-    def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
+    def training_step(
+        self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None
+    ) -> torch.Tensor:
         # Under bf16/fp16 autocast the adapters take the half-precision input as it is (see lora_speed).
         mixed = self.args.bf16 or self.args.fp16
         with inputs_kept_in_autocast_dtype(self._lora_layers, active=mixed):
@@ -129,7 +136,9 @@ class MusicgenTrainer(Trainer):
         if self.model.training and not torch.isfinite(loss):
             step = self.state.global_step + 1
             if not self.skip_nonfinite_batches:
-                raise NonFiniteError(f"training stopped: the loss became NaN or infinite at step {step}; {NONFINITE_FIX}")
+                raise NonFiniteError(
+                    f"training stopped: the loss became NaN or infinite at step {step}; {NONFINITE_FIX}"
+                )
             logger.warning("Non-finite loss at step %d: batch skipped (skip_nonfinite_batches)", step)
             self.skipped_batches += 1
             # No gradient at all (NaN * 0 would still be NaN); not a leaf, since Trainer rescales the loss in place.
@@ -185,7 +194,9 @@ class MusicgenTrainer(Trainer):
             logs.update(self._train_stats.report(self._sum_over_processes))
         super().log(logs, start_time)
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         self._eval_stats = CodebookStats()
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         metrics = self._eval_stats.report(self._sum_over_processes, prefix=f"{metric_key_prefix}_")

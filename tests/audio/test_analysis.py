@@ -1,4 +1,5 @@
-"""Tempo, key and loudness estimation (musicgen_lora.analysis): analytic signals and the synthetic corpus' ground truth."""
+"""Tempo, key and loudness estimation (musicgen_lora.audio.analysis): analytic signals and the synthetic corpus'
+ground truth."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def test_k_weighting_matches_the_standard_48k_coefficients():
 def test_loudness_sums_channels_gates_silence_and_weights_frequencies():
     tone = _sine(997, 4.0, 0.5)
     mono = analysis.integrated_loudness(tone, SR)
-    assert analysis.integrated_loudness(np.stack([tone, tone]), SR) == pytest.approx(mono + 10 * math.log10(2), abs=0.01)
+    assert analysis.integrated_loudness(np.stack([tone, tone]), SR) == pytest.approx(
+        mono + 10 * math.log10(2), abs=0.01
+    )
     # the absolute gate (-70 LUFS) leaves silence out of the mean
     padded = np.concatenate([tone, np.zeros(4 * SR)])
     assert analysis.integrated_loudness(padded, SR) == pytest.approx(mono, abs=0.3)
@@ -66,7 +69,9 @@ def test_loudness_agrees_with_pyloudnorm():
 
 def _click_track(bpm: float, seconds: float, sr: int = SR) -> np.ndarray:
     x = np.zeros(int(seconds * sr))
-    click = np.sin(2 * np.pi * 1500 * np.arange(int(0.02 * sr)) / sr) * np.exp(-np.arange(int(0.02 * sr)) / (0.004 * sr))
+    click = np.sin(2 * np.pi * 1500 * np.arange(int(0.02 * sr)) / sr) * np.exp(
+        -np.arange(int(0.02 * sr)) / (0.004 * sr)
+    )
     beat = 60.0 / bpm
     for i in range(int(seconds / beat) + 1):
         start = int(i * beat * sr)

@@ -16,7 +16,8 @@ from musicgen_lora.train.lora import add_trainable_parts
 
 
 def test_counted_flops_of_a_lora_step_are_about_twice_the_forward(tiny_model_dir):
-    """The counter sees the forward and the input-gradient backward of the frozen layers (not their weight gradients)."""
+    """The counter sees the forward and the input-gradient backward of the frozen layers (not their weight
+    gradients)."""
     model, processor = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
     model = add_trainable_parts(model, LoraArguments())
     collator = MusicgenCollator(processor.tokenizer, pad_token_id=64, decoder_start_token_id=64, max_frames=200)

@@ -63,13 +63,24 @@ def test_cast_base_case_really_trains_with_bf16_frozen_weights_and_fp32_adapters
 
 
 def test_gpu_plan_runs_its_melody_case_code_on_the_cpu_and_its_table_builds(smoke, tmp_path):
-    """No GPU here: the --device cuda plan's own code (melody chroma batches, FLOP count, table) runs on the tiny model."""
+    """No GPU here: the --device cuda plan's own code (melody chroma batches, FLOP count, table) runs on the tiny
+    model."""
     plan = cases.cuda_cases("full")
     assert {(c.architecture, c.variant) for c in plan} == {("small", "mono"), ("medium", "mono"), ("medium", "melody")}
     assert all(c.batch_size == 2 and c.seconds == 30 and c.device == "cuda" for c in plan)
     melody = next(c for c in plan if c.variant == "melody" and c.checkpointing)
-    tiny = cases.Case(**{**melody.__dict__, "architecture": "tiny", "seconds": 2.0, "steps": 1, "warmup": 1,
-                         "device": "cpu", "count_flops": True, "extras": True})  # fmt: skip
+    tiny = cases.Case(
+        **{
+            **melody.__dict__,
+            "architecture": "tiny",
+            "seconds": 2.0,
+            "steps": 1,
+            "warmup": 1,
+            "device": "cpu",
+            "count_flops": True,
+            "extras": True,
+        }
+    )
     result = cases.run_case(tiny, tmp_path)
     assert result["flops_per_step"] > 0 and result["trainer_step_s"] > 0 and result["bare_step_s"] > 0
     # the table of a GPU run: every case of the plan, GPU memory and the melody target row

@@ -11,23 +11,50 @@ MACHINE = {"cpu": "test CPU", "threads": 2, "torch": "t", "transformers": "tf", 
 
 def case(name: str, step: float, **extra) -> dict:
     """A CPU case's result as run_case writes it (no FLOPs, no bare loop unless given)."""
-    spec = {"name": name, "precision": "bf16", "variant": "mono", "checkpointing": False, "compile": False,
-            "architecture": "small", "batch_size": 1, "seconds": 10.0, "reference_peak": 0.0}  # fmt: skip
+    spec = {
+        "name": name,
+        "precision": "bf16",
+        "variant": "mono",
+        "checkpointing": False,
+        "compile": False,
+        "architecture": "small",
+        "batch_size": 1,
+        "seconds": 10.0,
+        "reference_peak": 0.0,
+    }
     spec.update(extra.pop("spec", {}))
-    result = {"case": spec, "trainer_step_s": step, "trainer_steps_s": [step], "frames_per_step": 500,
-              "peak_rss_training_bytes": 2 * table.GIB, "peak_rss_process_bytes": 2.5 * table.GIB,
-              "memory_floor_bytes": table.GIB, "peak_flops": 1e12}  # fmt: skip
+    result = {
+        "case": spec,
+        "trainer_step_s": step,
+        "trainer_steps_s": [step],
+        "frames_per_step": 500,
+        "peak_rss_training_bytes": 2 * table.GIB,
+        "peak_rss_process_bytes": 2.5 * table.GIB,
+        "memory_floor_bytes": table.GIB,
+        "peak_flops": 1e12,
+    }
     return {**result, **extra}
 
 
 def results(*cases: dict, **more) -> dict:
-    return {"device": "cpu", "quick": True, "scale": "smoke", "machine": MACHINE,
-            "matmul_peak_flops": {"fp32": 5e11, "bf16": 1e12}, "cases": list(cases), **more}  # fmt: skip
+    return {
+        "device": "cpu",
+        "quick": True,
+        "scale": "smoke",
+        "machine": MACHINE,
+        "matmul_peak_flops": {"fp32": 5e11, "bf16": 1e12},
+        "cases": list(cases),
+        **more,
+    }
 
 
 def test_full_speed_steps_keep_only_pairs_whose_probes_were_both_fast():
-    timings = {"trainer_steps_s": [1.0, 2.0, 3.0], "trainer_step_peaks": [10.0, 10.0, 5.0],
-               "bare_steps_s": [0.9, 1.9, 2.9], "bare_step_peaks": [10.0, 7.0, 10.0]}  # fmt: skip
+    timings = {
+        "trainer_steps_s": [1.0, 2.0, 3.0],
+        "trainer_step_peaks": [10.0, 10.0, 5.0],
+        "bare_steps_s": [0.9, 1.9, 2.9],
+        "bare_step_peaks": [10.0, 7.0, 10.0],
+    }
     assert measure.full_speed_steps(timings, best_peak=10.0) == ([1.0], [0.9])  # 7 and 5 < 0.8 x 10
     del timings["bare_steps_s"], timings["bare_step_peaks"]
     assert measure.full_speed_steps(timings, best_peak=10.0) == ([1.0, 2.0], [])

@@ -87,7 +87,8 @@ def minimal(tmp_path: Path, **extra) -> dict:
 
 @pytest.fixture()
 def punk_folder(corpus_dir, tmp_path) -> Path:
-    """4 clips of the corpus as `punk/clean/`, with only an `others` column of file names (captions: instance_prompt)."""
+    """4 clips of the corpus as `punk/clean/`, with only an `others` column of file names (captions:
+    instance_prompt)."""
     clean = tmp_path / "punk" / "clean"
     clean.mkdir(parents=True)
     rows = [json.loads(line) for line in (corpus_dir / "metadata.jsonl").read_text().splitlines()][:4]
@@ -105,7 +106,10 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
     from finetune_musicgen import main
 
     out = tmp_path / "punk_tmp"
-    config = write_config(tmp_path, {**PUNK, "model_name_or_path": str(tiny_model_dir), "dataset_name": str(punk_folder), "output_dir": str(out)})
+    config = write_config(
+        tmp_path,
+        {**PUNK, "model_name_or_path": str(tiny_model_dir), "dataset_name": str(punk_folder), "output_dir": str(out)},
+    )
     for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
         (tmp_path / name).mkdir()
         monkeypatch.setenv(name, str(tmp_path / name))
@@ -125,9 +129,14 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
     # one notice per translated key, naming ours
     notices = [r.getMessage() for r in caplog.records if r.name == "musicgen_lora.config.compat"]
     for theirs, ours in RENAMED.items():
-        assert f"config key '{theirs}' (from the popular MusicGen LoRA script) is called '{ours}' here; using it as '{ours}'" in notices
+        assert (
+            f"config key '{theirs}' (from the popular MusicGen LoRA script) is called '{ours}' here; using it as "
+            f"'{ours}'" in notices
+        )
     for key in IGNORED:
-        assert any(n.startswith(f"config key '{key}' (from the popular MusicGen LoRA script) is ignored: ") for n in notices)
+        assert any(
+            n.startswith(f"config key '{key}' (from the popular MusicGen LoRA script) is ignored: ") for n in notices
+        )
     assert len(notices) == len(RENAMED) + len(IGNORED) and all("\n" not in n for n in notices)
     # it trained, evaluated on the clean split, rendered its sample, logged to wandb and pushed
     assert result["train"]["epoch"] == pytest.approx(4) and result["eval"]["eval_loss"] > 0
@@ -158,25 +167,49 @@ def test_keys_that_cannot_be_honoured_are_rejected_with_the_reason(tmp_path, key
 
 
 def test_harmless_values_of_those_keys_pass(tmp_path):
-    parsed = parse_config([write_config(tmp_path, minimal(tmp_path, model_revision="main", token=None, config_name=None))])
+    parsed = parse_config(
+        [write_config(tmp_path, minimal(tmp_path, model_revision="main", token=None, config_name=None))]
+    )
     assert "model_revision" not in parsed.requested and "token" not in parsed.requested
 
 
 def test_renamed_values_are_converted_and_conflicts_refused(tmp_path):
-    parsed = parse_config([write_config(tmp_path, minimal(tmp_path, freeze_text_encoder=False, sample_prompts=["jazz"], full_generation_sample_text="punk"))])
+    parsed = parse_config(
+        [
+            write_config(
+                tmp_path,
+                minimal(
+                    tmp_path, freeze_text_encoder=False, sample_prompts=["jazz"], full_generation_sample_text="punk"
+                ),
+            )
+        ]
+    )
     assert parsed.lora.train_text_encoder is True
     assert parsed.training.sample_prompts == ["punk", "jazz"]
-    with pytest.raises(UserError, match="sets both 'target_audio_column_name' .* and 'audio_column_name' with different values"):
+    with pytest.raises(
+        UserError, match="sets both 'target_audio_column_name' .* and 'audio_column_name' with different values"
+    ):
         parse_config([write_config(tmp_path, minimal(tmp_path, target_audio_column_name="a", audio_column_name="b"))])
 
 
 def test_our_own_names_and_unknown_keys_are_untouched(tmp_path):
-    parsed = parse_config([write_config(tmp_path, minimal(tmp_path, guidance_scale=4.0, audio_column_name="song",
-                                                          push_metadata_repo_id="me/enriched"))])  # fmt: skip
+    parsed = parse_config(
+        [
+            write_config(
+                tmp_path,
+                minimal(tmp_path, guidance_scale=4.0, audio_column_name="song", push_metadata_repo_id="me/enriched"),
+            )
+        ]
+    )
     assert (parsed.training.guidance_scale, parsed.data.audio_column_name) == (4.0, "song")
     assert parsed.data.push_metadata_repo_id == "me/enriched"  # their key, our option: the captioned data is pushed
     with pytest.raises(UserError, match="clap_model_name_or_path 'laion/clap-htsat-unfused' is not a local CLAP"):
-        parse_config([write_config(tmp_path, minimal(tmp_path, clap_model_name_or_path="laion/clap-htsat-unfused",
-                                                     add_metadata=True))])  # fmt: skip
+        parse_config(
+            [
+                write_config(
+                    tmp_path, minimal(tmp_path, clap_model_name_or_path="laion/clap-htsat-unfused", add_metadata=True)
+                )
+            ]
+        )
     with pytest.raises(UserError, match="unknown option 'lora_rank' .*did you mean 'lora_r'"):
         parse_config([write_config(tmp_path, minimal(tmp_path, lora_rank=8))])

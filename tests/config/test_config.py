@@ -53,7 +53,9 @@ def test_command_line_overrides_the_json_file(tmp_path):
 
 def test_demo_defaults_apply_only_to_an_empty_command_line(tmp_path):
     demo = parse_config([], defaults=DEMO_CONFIG)
-    assert demo.model.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.lora.lora_r == DEMO_CONFIG["lora_r"]
+    assert (
+        demo.model.model_name_or_path == DEMO_CONFIG["model_name_or_path"] and demo.lora.lora_r == DEMO_CONFIG["lora_r"]
+    )
     # any word means the user's own run: a missing option is an error, never the demo (whose overwrite_output_dir is
     # true) pointed at the user's output_dir
     with pytest.raises(UserError, match="model_name_or_path is not set"):
@@ -69,7 +71,11 @@ def test_the_config_file_is_found_anywhere_on_the_command_line(tmp_path):
     upper.write_text(Path(config).read_text())
     no_suffix = tmp_path / "my-config"
     no_suffix.write_bytes(b"\xef\xbb\xbf" + Path(config).read_bytes())  # a byte-order mark, as Excel writes
-    for argv in (["--max_steps", "5", config], ["--lora_r", "4", str(upper), "--max_steps", "5"], [str(no_suffix), "--max_steps", "5"]):
+    for argv in (
+        ["--max_steps", "5", config],
+        ["--lora_r", "4", str(upper), "--max_steps", "5"],
+        [str(no_suffix), "--max_steps", "5"],
+    ):
         parsed = parse_config(argv)
         assert parsed.model.model_name_or_path == MINIMAL["model_name_or_path"] and parsed.training.max_steps == 5
     assert parse_config(["--output_dir", "x.json", config]).training.output_dir == "x.json"  # a flag's value stays one
@@ -151,10 +157,18 @@ def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
         [sys.executable, str(ROOT / "finetune_musicgen.py"), config, "--debug"], capture_output=True, text=True
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it happened
-    helped = subprocess.run([sys.executable, str(ROOT / "finetune_musicgen.py"), "--help"], capture_output=True, text=True)
+    helped = subprocess.run(
+        [sys.executable, str(ROOT / "finetune_musicgen.py"), "--help"], capture_output=True, text=True
+    )
     assert helped.returncode == 0
-    for option in ("--model_name_or_path", "--lora_target_modules", "--instance_prompt", "--gradient_accumulation_steps",
-                   "--text_column_name", "--sample_prompts"):  # fmt: skip
+    for option in (
+        "--model_name_or_path",
+        "--lora_target_modules",
+        "--instance_prompt",
+        "--gradient_accumulation_steps",
+        "--text_column_name",
+        "--sample_prompts",
+    ):
         assert option in helped.stdout
     assert "LoRA rank" in helped.stdout  # help texts, not just names
 

@@ -199,8 +199,12 @@ def test_module_runs_as_a_script(tmp_path):
     command = [sys.executable, "-m", "musicgen_lora.synth"]
     ok = subprocess.run(
         [*command, str(tmp_path / "ok"), "--clips", "1", "--seconds", "0.5", "--sample_rate", "16000"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "ok" / "clip_000.wav").is_file()
     bad = subprocess.run(

@@ -1,4 +1,5 @@
-"""evaluate.py end to end on the tiny model with two adapters, its metrics' analytic checks, and the report in Chromium."""
+"""evaluate.py end to end on the tiny model with two adapters, its metrics' analytic checks, and the report in
+Chromium."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from musicgen_lora.evaluate.metrics import audio_health, frechet_distance, frech
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
 from musicgen_lora.evaluate.spectrogram import spectrogram_image, write_png
 
+from ..conftest import ROOT
+
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
 MODELS = ("base", "final", "half", "same")  # same: a "fully fine-tuned" folder holding the base weights unchanged
 NUM_SAMPLES = 2
 DURATION = 1.5
 
-from ..conftest import ROOT
 
 # ------------------------------------------------------------------------------------------------ Fréchet
 
@@ -74,9 +76,11 @@ def test_frechet_distance_grows_with_distortion(corpus_dir):
     distances = []
     for noise in (0.0, 0.01, 0.03, 0.1, 0.3):
         distorted = [np.clip(c + noise * rng.standard_normal(c.shape), -1, 1) for c in clips]
-        distances.append(frechet_distance(np.concatenate([analysis.frame_descriptors(c, 32000) for c in distorted]), reference))
+        distances.append(
+            frechet_distance(np.concatenate([analysis.frame_descriptors(c, 32000) for c in distorted]), reference)
+        )
     assert distances[0] == pytest.approx(0.0, abs=1e-6)
-    assert all(later > earlier for earlier, later in zip(distances, distances[1:])), distances
+    assert all(later > earlier for earlier, later in zip(distances, distances[1:], strict=False)), distances
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -144,16 +148,36 @@ def evaluation(trained_run, half_adapter, tiny_model_dir, corpus_dir, data_cache
     prompts = out.parent / "prompts.json"
     prompts.write_text(json.dumps(PROMPTS))
     argv = [
-        "--base_model", str(tiny_model_dir),
-        "--model", f"final={trained_run['output_dir']}",
-        "--model", f"half={half_adapter}",
-        "--model", f"same={same}",
-        "--prompts", str(prompts), "--duration", str(DURATION), "--num_samples", str(NUM_SAMPLES), "--seed", "0",
+        "--base_model",
+        str(tiny_model_dir),
+        "--model",
+        f"final={trained_run['output_dir']}",
+        "--model",
+        f"half={half_adapter}",
+        "--model",
+        f"same={same}",
+        "--prompts",
+        str(prompts),
+        "--duration",
+        str(DURATION),
+        "--num_samples",
+        str(NUM_SAMPLES),
+        "--seed",
+        "0",
         # the 4 clips the adapter was trained on: their codes are cached by the training run (fast)
-        "--eval_dataset", str(corpus_dir), "--max_eval_samples", "4",
-        "--train_dataset", str(corpus_dir), "--max_train_samples", "4",
-        "--data_cache_dir", str(data_cache_dir), "--output_dir", str(out),
-    ]  # fmt: skip
+        "--eval_dataset",
+        str(corpus_dir),
+        "--max_eval_samples",
+        "4",
+        "--train_dataset",
+        str(corpus_dir),
+        "--max_train_samples",
+        "4",
+        "--data_cache_dir",
+        str(data_cache_dir),
+        "--output_dir",
+        str(out),
+    ]
     result = main(argv)
     result["out"] = out
     return result
@@ -205,7 +229,11 @@ def test_every_output_exists_and_parses(evaluation):
     numbers = list(_numbers(metrics))
     assert len(numbers) > 100 and all(math.isfinite(v) for _, v in numbers)
     # non-finite values would have become null: only these may be null (no tempo found in the tiny model's noise)
-    nulls = [p for p in _nulls(metrics) if not p.startswith(".settings") and not p.endswith((".path", "tempo_rel_error_mean"))]
+    nulls = [
+        p
+        for p in _nulls(metrics)
+        if not p.startswith(".settings") and not p.endswith((".path", "tempo_rel_error_mean"))
+    ]
     assert nulls == [], nulls
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
@@ -231,7 +259,9 @@ def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evalua
     assert base["ce"] == pytest.approx(ce_mean, rel=1e-6)  # equal-length windows: equal targets per codebook
 
 
-def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(evaluation, tiny_model_dir, corpus_dir, data_cache_dir):
+def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(
+    evaluation, tiny_model_dir, corpus_dir, data_cache_dir
+):
     """MusicGen's forward(labels=...) averages each codebook's mean; with windows of equal length that is our ce."""
     from musicgen_lora.config.arguments import DataArguments, ModelArguments
     from musicgen_lora.models.loading import load_model_and_processor
@@ -246,7 +276,9 @@ def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(evaluati
     batch = collator([windows[i] for i in range(len(windows))])
     with torch.no_grad():
         loss = model.eval()(**batch).loss
-    assert float(loss) == pytest.approx(evaluation["metrics"]["models"]["base"]["cross_entropy"]["eval"]["ce"], rel=1e-5)
+    assert float(loss) == pytest.approx(
+        evaluation["metrics"]["models"]["base"]["cross_entropy"]["eval"]["ce"], rel=1e-5
+    )
 
 
 def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation):
@@ -258,7 +290,9 @@ def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation
             assert (out / "same" / name).read_bytes() == (out / "base" / name).read_bytes()
     models = evaluation["metrics"]["models"]
     assert models["same"]["kind"] == "full" and "cross_entropy_adapter_disabled" not in models["same"]
-    assert models["same"]["cross_entropy"]["eval"]["ce"] == pytest.approx(models["base"]["cross_entropy"]["eval"]["ce"], abs=1e-6)
+    assert models["same"]["cross_entropy"]["eval"]["ce"] == pytest.approx(
+        models["base"]["cross_entropy"]["eval"]["ce"], abs=1e-6
+    )
     base = sf.read(out / "base" / "0-0.wav")[0]
     assert not np.array_equal(base, sf.read(out / "base" / "0-1.wav")[0])  # two samples of one prompt differ
     assert not np.array_equal(base, sf.read(out / "final" / "0-0.wav")[0])  # the adapter changes the output
@@ -270,20 +304,30 @@ def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation
 
 
 def test_metric_blocks_are_complete(evaluation):
-    for name, block in evaluation["metrics"]["models"].items():
+    for block in evaluation["metrics"]["models"].values():
         frechet = block["frechet"]["eval"]
         for kind, dim in (("encodec_latent", 32), ("descriptor", 32)):
             assert frechet[kind]["value"] >= 0 and frechet[kind]["dim"] == dim
-            assert frechet[kind]["generated_clips"] == len(PROMPTS) * NUM_SAMPLES and frechet[kind]["reference_clips"] == 4
+            assert (
+                frechet[kind]["generated_clips"] == len(PROMPTS) * NUM_SAMPLES and frechet[kind]["reference_clips"] == 4
+            )
         assert block["adherence"]["files_with_target_bpm"] == len(PROMPTS) * NUM_SAMPLES
         assert block["adherence"]["files_with_target_key"] == len(PROMPTS) * NUM_SAMPLES
         assert 0 <= block["adherence"]["key_score_mean"] <= 1
         assert block["health"]["files"] == len(PROMPTS) * NUM_SAMPLES and block["health"]["duration_ratio_min"] == 1.0
-        assert len(block["diversity"]["per_prompt"]) == len(PROMPTS) and block["diversity"]["pairwise_descriptor_distance_mean"] > 0
+        assert (
+            len(block["diversity"]["per_prompt"]) == len(PROMPTS)
+            and block["diversity"]["pairwise_descriptor_distance_mean"] > 0
+        )
         memorisation = block["memorisation"]
         assert memorisation["training_clips"] == 4
         generated_frames = int(DURATION * 50)
-        assert 0 <= memorisation["longest_copied_run_frames"] <= memorisation["longest_copied_run_frames_q1"] <= generated_frames
+        assert (
+            0
+            <= memorisation["longest_copied_run_frames"]
+            <= memorisation["longest_copied_run_frames_q1"]
+            <= generated_frames
+        )
     assert "not the literature's VGGish FAD" in evaluation["metrics"]["notes"]["frechet"].replace("Not", "not")
 
 
@@ -293,8 +337,18 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
     run = tmp_path / "run"  # the training output, with a best/ checkpoint as load_best_model_at_end keeps it
     shutil.copytree(trained_run["output_dir"], run, ignore=shutil.ignore_patterns("samples", "checkpoint-*"))
     shutil.copytree(half_adapter, run / "best")
-    result = main(["--config", str(run / "finetune_config.json"), "--duration", "1", "--num_samples", "1",
-                   "--max_eval_samples", "2"])  # fmt: skip
+    result = main(
+        [
+            "--config",
+            str(run / "finetune_config.json"),
+            "--duration",
+            "1",
+            "--num_samples",
+            "1",
+            "--max_eval_samples",
+            "2",
+        ]
+    )
     assert Path(result["output_dir"]) == run / "evaluation"
     metrics = result["metrics"]
     assert list(metrics["models"]) == ["base", "final", "best"]
@@ -327,11 +381,25 @@ def _tiny_clap(folder: Path) -> Path:
     bpe.save_model(str(folder))
     # transformers 5 takes vocab= / merges= (vocab_file= is ignored and leaves a 5-token vocabulary: all text unknown)
     tokenizer = RobertaTokenizerFast(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    text = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=37, max_position_embeddings=64, projection_dim=16,
-                          pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-    audio = ClapAudioConfig(hidden_size=32, patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2],
-                            window_size=8, projection_dim=16, enable_fusion=False)  # fmt: skip
+    text = ClapTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        projection_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    audio = ClapAudioConfig(
+        hidden_size=32,
+        patch_embeds_hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        window_size=8,
+        projection_dim=16,
+        enable_fusion=False,
+    )
     torch.manual_seed(0)
     model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
     # like laion/clap-htsat-unfused: one random 10 s crop (no fusion), 48 kHz
@@ -350,17 +418,38 @@ def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tmp_path):
     clap = _tiny_clap(tmp_path / "clap")
     prompts = tmp_path / "p.json"
     prompts.write_text('["techno, 128 bpm"]')
-    result = main(["--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1",
-                   "--num_samples", "2", "--output_dir", str(tmp_path / "o"), "--clap_model", str(clap)])  # fmt: skip
+    result = main(
+        [
+            "--base_model",
+            str(tiny_model_dir),
+            "--prompts",
+            str(prompts),
+            "--duration",
+            "1",
+            "--num_samples",
+            "2",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--clap_model",
+            str(clap),
+        ]
+    )
     records = result["records"]
     assert all(-1 <= r["clap_score"] <= 1 for r in records)
-    assert result["metrics"]["models"]["base"]["clap_score_mean"] == pytest.approx(np.mean([r["clap_score"] for r in records]))
+    assert result["metrics"]["models"]["base"]["clap_score_mean"] == pytest.approx(
+        np.mean([r["clap_score"] for r in records])
+    )
     assert "text-audio similarity" in Path(result["report"]).read_text()
     # the same number by hand: the WAV resampled to CLAP's 48 kHz, cosine of the projected embeddings
     model, processor = ClapModel.from_pretrained(clap).eval(), ClapProcessor.from_pretrained(clap)
     audio, sr = sf.read(tmp_path / "o" / records[0]["path"], dtype="float32")
-    inputs = processor(text=["techno, 128 bpm"], audio=[resample(audio[None], sr, 48000)[0]], sampling_rate=48000,
-                       return_tensors="pt", padding=True)  # fmt: skip
+    inputs = processor(
+        text=["techno, 128 bpm"],
+        audio=[resample(audio[None], sr, 48000)[0]],
+        sampling_rate=48000,
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.no_grad():
         out = model(**inputs)
     expected = torch.nn.functional.cosine_similarity(out.audio_embeds, out.text_embeds).item()
@@ -374,10 +463,30 @@ def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_pat
     model_dir = request.getfixturevalue(f"{variant}_model_dir")
     prompts = tmp_path / "p.json"
     prompts.write_text('["techno, 128 bpm"]')
-    result = main(["--base_model", str(model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples", "1",
-                   "--eval_dataset", str(corpus_dir), "--max_eval_samples", "2", "--train_dataset", str(corpus_dir),
-                   "--max_train_samples", "2", "--data_cache_dir", str(tmp_path / "cache"),
-                   "--output_dir", str(tmp_path / "o")])  # fmt: skip
+    result = main(
+        [
+            "--base_model",
+            str(model_dir),
+            "--prompts",
+            str(prompts),
+            "--duration",
+            "1",
+            "--num_samples",
+            "1",
+            "--eval_dataset",
+            str(corpus_dir),
+            "--max_eval_samples",
+            "2",
+            "--train_dataset",
+            str(corpus_dir),
+            "--max_train_samples",
+            "2",
+            "--data_cache_dir",
+            str(tmp_path / "cache"),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     channels = 2 if variant == "stereo" else 1
     assert sf.info(tmp_path / "o" / "base" / "0-0.wav").channels == channels
     block = result["metrics"]["models"]["base"]
@@ -386,8 +495,11 @@ def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_pat
     assert result["records"][0]["generated_frames"] == 50 and block["memorisation"]["training_clips"] == 2
 
 
-def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(evaluation, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
-    """--eval_dataset can be a save_to_disk folder of codes + captions; its reference audio is decoded from the codes."""
+def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(
+    evaluation, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path
+):
+    """--eval_dataset can be a save_to_disk folder of codes + captions; its reference audio is decoded from the
+    codes."""
     from evaluate import main
     from musicgen_lora.config.arguments import DataArguments, ModelArguments
     from musicgen_lora.models.loading import load_model_and_processor
@@ -402,9 +514,24 @@ def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(eva
     prepared.select(range(2)).save_to_disk(tmp_path / "prepared_data" / "train")
     prompts = tmp_path / "p.json"
     prompts.write_text('["jazz"]')
-    result = main(["--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples",
-                   "1", "--eval_dataset", f"prepared={tmp_path / 'prepared_data'}",
-                   "--train_dataset", str(tmp_path / "prepared_data"), "--output_dir", str(tmp_path / "o")])  # fmt: skip
+    result = main(
+        [
+            "--base_model",
+            str(tiny_model_dir),
+            "--prompts",
+            str(prompts),
+            "--duration",
+            "1",
+            "--num_samples",
+            "1",
+            "--eval_dataset",
+            f"prepared={tmp_path / 'prepared_data'}",
+            "--train_dataset",
+            str(tmp_path / "prepared_data"),
+            "--output_dir",
+            str(tmp_path / "o"),
+        ]
+    )
     block = result["metrics"]["models"]["base"]
     assert block["memorisation"]["training_clips"] == 2
     assert block["cross_entropy"]["prepared"]["ce"] == pytest.approx(
@@ -431,8 +558,19 @@ def _error(capsys, argv) -> str:
 def test_clap_without_a_local_checkpoint_is_a_one_line_error(capsys, tiny_model_dir, tmp_path):
     prompts = tmp_path / "p.json"
     prompts.write_text('["jazz"]')
-    message = _error(capsys, ["--base_model", str(tiny_model_dir), "--prompts", str(prompts),
-                              "--output_dir", str(tmp_path / "o"), "--clap_model", "laion/clap-htsat-unfused"])  # fmt: skip
+    message = _error(
+        capsys,
+        [
+            "--base_model",
+            str(tiny_model_dir),
+            "--prompts",
+            str(prompts),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--clap_model",
+            "laion/clap-htsat-unfused",
+        ],
+    )
     assert "--clap_model 'laion/clap-htsat-unfused' is not a local CLAP checkpoint folder" in message
     assert "hf download" in message
 
@@ -480,11 +618,23 @@ def _chromium() -> str | None:
 def _chromium_run(page: Path, profile: Path, *args: str) -> str:
     binary = _chromium()
     command = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--mute-audio",
-        f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args, page.resolve().as_uri(),
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(profile)})
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--mute-audio",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        *args,
+        page.resolve().as_uri(),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(profile)}
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -510,7 +660,9 @@ def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp
         assert float(re.search(r'data-duration="([^"]+)"', tag).group(1)) == pytest.approx(DURATION, abs=0.01)
     # a screenshot of the page, kept as a test artefact
     shot = tmp_path / "report.png"
-    _chromium_run(page, tmp_path / "profile-shot", "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}")
+    _chromium_run(
+        page, tmp_path / "profile-shot", "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}"
+    )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     artifacts = ROOT / "tests" / "artifacts"
     ignored = subprocess.run(["git", "check-ignore", "-q", str(artifacts / "report.png")], cwd=ROOT).returncode == 0

@@ -65,13 +65,18 @@ def test_long_audio_is_exact_length_with_each_window_continuing_the_last(tiny):
     assert [c["max_new_tokens"] - 3 for c in spy.calls] == [50, 30, 30, 16]
     assert "decoder_input_ids" not in spy.calls[0]
     produced = 50
-    for call, output, new in zip(spy.calls[1:], spy.outputs[1:], (30, 30, 16)):
+    for call, output, new in zip(spy.calls[1:], spy.outputs[1:], (30, 30, 16), strict=False):
         # the prompt is the EnCodec code of the last 0.4 s (20 frames) generated so far, for each prompt of the batch
         tail = audio[..., (produced - 20) * HOP : produced * HOP]
-        expected = torch.cat([torch.from_numpy(encode_clip(model.audio_encoder, clip).astype(np.int64)) for clip in tail])
+        expected = torch.cat(
+            [torch.from_numpy(encode_clip(model.audio_encoder, clip).astype(np.int64)) for clip in tail]
+        )
         assert torch.equal(call["decoder_input_ids"], expected)  # (bsz * 4 codebooks, 20 frames)
         assert output.shape[-1] == (20 + new) * HOP  # generate() returns the prompt too; it is dropped
-        assert np.array_equal(audio[..., produced * HOP : (produced + new) * HOP], output[..., 20 * HOP :][..., : audio.shape[-1] - produced * HOP])
+        assert np.array_equal(
+            audio[..., produced * HOP : (produced + new) * HOP],
+            output[..., 20 * HOP :][..., : audio.shape[-1] - produced * HOP],
+        )
         produced += new
     # no silence and no padding at the seams (0.02 s either side of each window boundary)
     rms = frame_rms(audio)
@@ -119,10 +124,24 @@ def test_melody_cli_conditions_each_window_on_its_part_of_the_melody(melody_mode
         return original(self, *args, audio=audio, **kwargs)
 
     monkeypatch.setattr(MusicgenMelodyProcessor, "__call__", spy)
-    result = main([
-        "--base_model", str(melody_model_dir), "--prompt", PROMPTS[0], "--duration", "1.5", "--window", "1.0",
-        "--overlap", "0.4", "--melody", str(melody), "--out_dir", str(tmp_path / "out"),
-    ])  # fmt: skip
+    result = main(
+        [
+            "--base_model",
+            str(melody_model_dir),
+            "--prompt",
+            PROMPTS[0],
+            "--duration",
+            "1.5",
+            "--window",
+            "1.0",
+            "--overlap",
+            "0.4",
+            "--melody",
+            str(melody),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ]
+    )
     (wav,) = result["files"]
     assert sf.info(wav).frames == round(1.5 * RATE)
     assert segments == [50 * HOP, (20 + 25) * HOP]  # window 1: 0-1 s; window 2: 0.6-1.5 s (prompt + new)
@@ -137,10 +156,26 @@ def test_melody_needs_a_melody_model(tiny_model_dir, tmp_path, capsys):
 
 def test_cli_writes_wav_and_mp3_for_batched_prompts_with_the_adapter_base(trained_run, tmp_path):
     out = tmp_path / "out"
-    result = main([
-        "--adapter", trained_run["output_dir"], "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--prompt", "jazz",
-        "--batch_size", "2", "--duration", "0.5", "--format", "both", "--out_dir", str(out),
-    ])  # base model from adapter_config.json  # fmt: skip
+    result = main(
+        [
+            "--adapter",
+            trained_run["output_dir"],
+            "--prompt",
+            PROMPTS[0],
+            "--prompt",
+            PROMPTS[1],
+            "--prompt",
+            "jazz",
+            "--batch_size",
+            "2",
+            "--duration",
+            "0.5",
+            "--format",
+            "both",
+            "--out_dir",
+            str(out),
+        ]
+    )  # base model from adapter_config.json
     assert sorted(Path(f).name for f in result["files"]) == ["0.mp3", "0.wav", "1.mp3", "1.wav", "2.mp3", "2.wav"]
     for name in ("0.wav", "2.mp3"):
         info = sf.info(str(out / name))
@@ -152,13 +187,19 @@ def test_cli_writes_wav_and_mp3_for_batched_prompts_with_the_adapter_base(traine
 
 def test_merged_export_loads_with_pipeline_and_matches_the_adapter(trained_run, tiny_model_dir, tmp_path):
     merged_dir = tmp_path / "merged"
-    result = main(["--base_model", str(tiny_model_dir), "--adapter", trained_run["output_dir"], "--merge", str(merged_dir)])
+    result = main(
+        ["--base_model", str(tiny_model_dir), "--adapter", trained_run["output_dir"], "--merge", str(merged_dir)]
+    )
     assert result["merged"] == str(merged_dir) and result["files"] == []
     assert not (merged_dir / "adapter_config.json").exists()
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
-    adapter = PeftModel.from_pretrained(AutoModelForTextToWaveform.from_pretrained(tiny_model_dir), trained_run["output_dir"])
+    adapter = PeftModel.from_pretrained(
+        AutoModelForTextToWaveform.from_pretrained(tiny_model_dir), trained_run["output_dir"]
+    )
     expected = generate_audio(adapter, processor, PROMPTS[:1], 1.0, guidance_scale=3.0, seed=5)[0, 0]
-    base = generate_audio(AutoModelForTextToWaveform.from_pretrained(tiny_model_dir), processor, PROMPTS[:1], 1.0, seed=5)[0, 0]
+    base = generate_audio(
+        AutoModelForTextToWaveform.from_pretrained(tiny_model_dir), processor, PROMPTS[:1], 1.0, seed=5
+    )[0, 0]
     assert not np.array_equal(expected, base)  # the adapter matters
     merged = AutoModelForTextToWaveform.from_pretrained(merged_dir)
     assert type(merged).__name__ == "MusicgenForConditionalGeneration"
@@ -176,7 +217,10 @@ def test_blending_two_adapters_adds_their_weight_updates(trained_run, tiny_model
     shutil.copy(first / "adapter_config.json", second)
     generator = torch.Generator().manual_seed(0)
     weights = load_file(str(first / "adapter_model.safetensors"))
-    save_file({k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in weights.items()}, str(second / "adapter_model.safetensors"))
+    save_file(
+        {k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in weights.items()},
+        str(second / "adapter_model.safetensors"),
+    )
 
     def merged(*extra: str) -> dict[str, torch.Tensor]:
         folder = tmp_path / f"merged-{len(list(tmp_path.iterdir()))}"
@@ -199,7 +243,10 @@ def test_blending_two_adapters_adds_their_weight_updates(trained_run, tiny_model
 def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
     for argv, message in [
         (["--base_model", str(tiny_model_dir)], "nothing to do; give --prompt"),
-        (["--base_model", str(tiny_model_dir), "--prompt", "x", "--duration", "0"], "--duration must be between 0.02 s"),
+        (
+            ["--base_model", str(tiny_model_dir), "--prompt", "x", "--duration", "0"],
+            "--duration must be between 0.02 s",
+        ),
         (["--base_model", str(tmp_path / "missing"), "--prompt", "x"], "cannot load model"),
         (["--base_model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "x"], "cannot load adapter"),
         (["--prompt", "x"], "--base_model is not set"),

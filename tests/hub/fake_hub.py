@@ -1,8 +1,10 @@
 """A small Hub-compatible HTTP server on 127.0.0.1, enough for ``huggingface_hub``'s repo creation and commits.
 
-It speaks the endpoints the real client calls for ``HfApi.create_repo`` + ``HfApi.create_commit`` (``/api/repos/create``,
+It speaks the endpoints the real client calls for ``HfApi.create_repo`` + ``HfApi.create_commit``
+(``/api/repos/create``,
 ``/api/validate-yaml``, ``/api/models/<repo>/preupload/<rev>``, ``/api/models/<repo>/commit/<rev>``, the same under
-``/api/datasets/`` for dataset repositories, every file uploaded inline), checks the bearer token, records every request and the files that arrived, and can fail on
+``/api/datasets/`` for dataset repositories, every file uploaded inline), checks the bearer token, records every
+request and the files that arrived, and can fail on
 purpose: ``server.fail["commit"] = [500, 500]`` answers the next two commits with HTTP 500; ``server.fail_always
 ["commit"] = 503`` answers every one. Loopback only; the server thread stops when the fixture ends.
 """
@@ -126,7 +128,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(404, {"error": f"Repository {repo_id} not found"})
         if kind == "preupload":
             files = json.loads(body)["files"]
-            return self._reply(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files]})
+            return self._reply(
+                200,
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in files
+                    ]
+                },
+            )
         if kind == "commit":
             arrived: dict[str, bytes] = {}
             for line in body.splitlines():
@@ -141,5 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             with hub.lock:
                 hub.repos[repo_id].files.update(arrived)
                 hub.repos[repo_id].commits.append(oid)
-            return self._reply(200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "success": True})
+            return self._reply(
+                200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "success": True}
+            )
         return self._reply(404, {"error": "not served by the fake hub"})

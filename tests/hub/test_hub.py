@@ -68,12 +68,39 @@ def published(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("hub") / "lora"
     argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-        "--max_train_samples", "4", "--per_device_train_batch_size", "4", "--max_steps", "6", "--logging_steps", "2",
-        "--learning_rate", "3e-3", "--max_duration_in_seconds", "2", "--eval_split_name", "train",
-        "--max_eval_samples", "4", "--instance_prompt", "sks", "--base_model_id", BASE_ID,
-        "--sample_prompts", *PROMPTS, "--sample_duration_in_seconds", "0.5",
-        "--push_to_hub", "true", "--hub_model_id", REPO, "--hub_private_repo", "true", "--hub_token", TOKEN,
-    ]  # fmt: skip
+        "--max_train_samples",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "6",
+        "--logging_steps",
+        "2",
+        "--learning_rate",
+        "3e-3",
+        "--max_duration_in_seconds",
+        "2",
+        "--eval_split_name",
+        "train",
+        "--max_eval_samples",
+        "4",
+        "--instance_prompt",
+        "sks",
+        "--base_model_id",
+        BASE_ID,
+        "--sample_prompts",
+        *PROMPTS,
+        "--sample_duration_in_seconds",
+        "0.5",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        REPO,
+        "--hub_private_repo",
+        "true",
+        "--hub_token",
+        TOKEN,
+    ]
     with FakeHub(TOKEN) as server, pytest.MonkeyPatch.context() as patch:
         patch.setattr(constants, "HF_HUB_OFFLINE", False)
         patch.setenv("HF_HUB_OFFLINE", "0")
@@ -95,7 +122,8 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-# ------------------------------------------------------------------------------------------------ push at the end of training
+# ------------------------------------------------------------------------------------------------ push at the end of
+# training
 
 
 def test_training_pushes_adapter_card_and_samples_in_one_commit(published):
@@ -134,7 +162,9 @@ def test_card_yaml_round_trips_and_holds_no_local_path(published):
     data = card.data
     assert data.base_model == BASE_ID
     assert (data.library_name, data.pipeline_tag) == ("peft", "text-to-audio")
-    assert {"musicgen", "lora", "peft", "transformers", "text-to-audio", f"base_model:adapter:{BASE_ID}"} <= set(data.tags)
+    assert {"musicgen", "lora", "peft", "transformers", "text-to-audio", f"base_model:adapter:{BASE_ID}"} <= set(
+        data.tags
+    )
     assert "sks" not in data.tags  # the trigger word is the instance_prompt, in the text and the widget
     assert data.instance_prompt == "sks"
     assert [w["output"]["url"] for w in data.widget] == ["samples/final/0.wav", "samples/final/1.wav"]
@@ -205,7 +235,9 @@ def test_usage_snippet_runs_as_written(published, tmp_path):
     (code,) = re.findall(r"```python\n(.*?)```", (published["out"] / "README.md").read_text(), flags=re.S)
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("HF_ENDPOINT", None)
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     info = sf.info(str(tmp_path / "sample.wav"))
     assert (info.samplerate, info.channels, info.frames) == (32000, 1, 8 * 32000)
@@ -230,7 +262,9 @@ def test_push_cli_retries_transient_failures(published, fake_hub, monkeypatch, c
     assert f"pushed {published['out']} to {fake_hub.url}/{USER}/retried" in capsys.readouterr().out
 
 
-def test_permanent_failure_leaves_output_intact_and_says_how_to_retry(published, fake_hub, monkeypatch, capsys, tmp_path):
+def test_permanent_failure_leaves_output_intact_and_says_how_to_retry(
+    published, fake_hub, monkeypatch, capsys, tmp_path
+):
     from musicgen_lora.hub.cli import main
 
     monkeypatch.setattr(retries.time, "sleep", lambda seconds: None)
@@ -262,9 +296,20 @@ def test_rejected_token_is_not_retried(published, fake_hub, monkeypatch, capsys)
 def test_push_cli_as_a_process_reads_hf_endpoint_and_hf_token(published, fake_hub):
     env = {**os.environ, "HF_TOKEN": TOKEN, "HF_ENDPOINT": fake_hub.url, "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "musicgen_lora.push", str(published["out"]), "--repo_id", f"{USER}/from-cli", "--private"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "musicgen_lora.push",
+            str(published["out"]),
+            "--repo_id",
+            f"{USER}/from-cli",
+            "--private",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     repo = fake_hub.repos[f"{USER}/from-cli"]
     assert set(repo.files) == PUSHED and repo.private is True
@@ -277,7 +322,12 @@ def test_push_problems_are_found_before_training(tiny_model_dir, corpus_dir, dat
     online.setenv("HF_HOME", str(tmp_path / "no-login"))  # no saved token either
     online.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-login" / "token"))
     out = tmp_path / "run"
-    argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + ["--push_to_hub", "true", "--hub_model_id", REPO]
+    argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        REPO,
+    ]
     with pytest.raises(SystemExit):
         main(argv)
     assert "pushing to the Hub needs a token; set HF_TOKEN" in capsys.readouterr().err

@@ -55,7 +55,9 @@ def test_an_exact_copy_scores_one_and_names_the_file_and_the_offset(training, in
 
 def test_a_copy_inside_a_new_clip_scores_its_share_and_says_where_it_starts(training, index):
     rng = np.random.default_rng(1)
-    clip = np.concatenate([rng.integers(0, 2048, (4, 50)), training[2][:, 30:130], rng.integers(0, 2048, (4, 50))], axis=1)
+    clip = np.concatenate(
+        [rng.integers(0, 2048, (4, 50)), training[2][:, 30:130], rng.integers(0, 2048, (4, 50))], axis=1
+    )
     match = index.match(clip)
     assert match.score == pytest.approx(0.5) and match.source == "c.wav"
     assert match.clip_start_frame == 50 and match.train_start_frame == 30 and match.span_frames == 100
@@ -113,7 +115,9 @@ def test_the_index_reads_a_prepared_split_with_or_without_sources(training):
     assert len(index) == 2 and index.match(training[2][:, :50]).score == 0.0
     match = index.match(training[1][:, :50])
     assert match.example == 1 and match.source is None  # no source column: the row index is reported
-    chunked = datasets.Dataset.from_dict({**rows, "source": ["a.wav", "b.wav", "c.wav"], "offset_seconds": [0.0, 10.0, 0.0]})
+    chunked = datasets.Dataset.from_dict(
+        {**rows, "source": ["a.wav", "b.wav", "c.wav"], "offset_seconds": [0.0, 10.0, 0.0]}
+    )
     index = CodeIndex.from_dataset(chunked.select([2, 1]))  # a selection: its rows, in its order
     match = index.match(training[1][:, 100:150])
     assert (match.example, match.source, match.offset_seconds) == (1, "b.wav", pytest.approx(12.0))
@@ -188,7 +192,9 @@ def test_a_transposed_tune_is_found_with_its_transposition(melodies):
     fixed = MelodyIndex(transpose=False)  # without transpositions the same clip is not found
     for chroma in melodies["index"].chroma:
         fixed.add_chroma(chroma)
-    assert fixed.match(play(melodies["tunes"][2][4:20], "saw synth", shift=3), RATE).similarity < DEFAULT_MELODY_THRESHOLD
+    assert (
+        fixed.match(play(melodies["tunes"][2][4:20], "saw synth", shift=3), RATE).similarity < DEFAULT_MELODY_THRESHOLD
+    )
 
 
 def test_other_tunes_over_the_same_chords_score_low(melodies):
@@ -238,11 +244,32 @@ def memorised_run(tiny_model_dir, data_cache_dir, tmp_path_factory) -> dict:
     caption = synthesize_corpus(corpus, clips=1, seconds=1.5, seed=3)[0]["text"]
     output_dir = tmp_path_factory.mktemp("runs") / "memorised"
     argv = base_argv(tiny_model_dir, corpus, output_dir, data_cache_dir) + [
-        "--chunk_long_tracks", "true",
-        "--max_steps", "120", "--learning_rate", "1e-2", "--lr_scheduler_type", "constant", "--warmup_steps", "0",
-        "--per_device_train_batch_size", "1", "--lora_dropout", "0", "--text_dropout_prob", "0", "--logging_steps", "40",
-        "--sample_prompts", caption, "jazz trio, brushes", "--sample_every_steps", "40", "--sample_duration_in_seconds", "1",
-    ]  # fmt: skip
+        "--chunk_long_tracks",
+        "true",
+        "--max_steps",
+        "120",
+        "--learning_rate",
+        "1e-2",
+        "--lr_scheduler_type",
+        "constant",
+        "--warmup_steps",
+        "0",
+        "--per_device_train_batch_size",
+        "1",
+        "--lora_dropout",
+        "0",
+        "--text_dropout_prob",
+        "0",
+        "--logging_steps",
+        "40",
+        "--sample_prompts",
+        caption,
+        "jazz trio, brushes",
+        "--sample_every_steps",
+        "40",
+        "--sample_duration_in_seconds",
+        "1",
+    ]
     handler = _Records()
     logging.getLogger("musicgen_lora").addHandler(handler)
     try:
@@ -270,7 +297,11 @@ def test_training_logs_each_renders_copy_score_and_warns_at_the_step_it_crosses(
 def test_an_adapter_trained_normally_on_many_clips_scores_low(trained_run):
     """conftest's run: 4 clips, 40 steps at an ordinary learning rate, samples rendered before and after."""
     check = json.loads((Path(trained_run["output_dir"]) / MEMORISATION_FILE).read_text())
-    assert check["final"]["samples"] == 2 and check["final"]["copy_score"] < 0.2 and check["first_step_at_threshold"] is None
+    assert (
+        check["final"]["samples"] == 2
+        and check["final"]["copy_score"] < 0.2
+        and check["first_step_at_threshold"] is None
+    )
     assert all(r["copy_score"] < 0.2 for r in check["renders"])
 
 
@@ -294,7 +325,10 @@ def test_evaluate_flags_the_memorised_clip_and_names_the_copied_file(memorised_e
         assert record["copy_training_file"].endswith("clip_000.wav") and record["copy_offset_seconds"] == 0.0
         excerpt, rate = sf.read(Path(memorised_evaluation["output_dir"]) / record["copy_excerpt"])
         assert rate == RATE and len(excerpt) == pytest.approx(record["copy_span_seconds"] * RATE, abs=RATE // 50)
-    lines = [json.loads(x) for x in (Path(memorised_evaluation["output_dir"]) / "comparison_results.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(x)
+        for x in (Path(memorised_evaluation["output_dir"]) / "comparison_results.jsonl").read_text().splitlines()
+    ]
     assert [x["copy_score"] for x in lines] == [r["copy_score"] for r in records]
     assert all("copy_excerpt" not in r for r in records if r["model"] == "base")
 

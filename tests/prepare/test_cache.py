@@ -55,7 +55,9 @@ def test_audio_and_txt_pairs_in_every_common_format(tmp_path, tiny_model_dir):
     folder.mkdir()
     formats = {"a.wav": 48000, "b.flac": 44100, "c.ogg": 22050, "d.mp3": 44100}
     for index, (name, rate) in enumerate(formats.items()):
-        sf.write(folder / name, tone(1.5, rate=rate, tremolo_hz=2, channels=2, channel_gain=0.3), rate)  # stereo at various rates
+        sf.write(
+            folder / name, tone(1.5, rate=rate, tremolo_hz=2, channels=2, channel_gain=0.3), rate
+        )  # stereo at various rates
         (folder / name).with_suffix(".txt").write_text(f"caption {index}\n")
     split = load_split(args_for(tmp_path, tiny_model_dir, folder), "train")
     assert split["text"] == [f"caption {i}" for i in range(4)]
@@ -95,7 +97,9 @@ def test_second_run_reuses_the_codes_and_a_changed_file_is_encoded_again(
     assert second["codes"] == first["codes"] and second["text"] == first["text"]
 
     # captions and duration limits are applied after the cache: changing them does not re-encode either
-    longer = args_for(tmp_path, tiny_model_dir, corpus_dir, "--instance_prompt", "demo", "--min_duration_in_seconds", "2")
+    longer = args_for(
+        tmp_path, tiny_model_dir, corpus_dir, "--instance_prompt", "demo", "--min_duration_in_seconds", "2"
+    )
     assert prepare_split(longer, "train", model, codec_fingerprint, is_eval=False)["text"][0].startswith("demo, ")
 
     monkeypatch.undo()
@@ -130,9 +134,16 @@ def test_short_clips_are_left_out_and_eval_uses_fixed_windows(tmp_path, tiny_mod
             sf.write(folder / split / f"{index}.wav", tone(length, 200 + 50 * index, tremolo_hz=2), 32000)
             (folder / split / f"{index}.txt").write_text(f"tone {index}")
     args = args_for(
-        tmp_path, tiny_model_dir, folder, "--eval_split_name", "validation",
-        "--max_duration_in_seconds", "2", "--min_duration_in_seconds", "1",
-    )  # fmt: skip
+        tmp_path,
+        tiny_model_dir,
+        folder,
+        "--eval_split_name",
+        "validation",
+        "--max_duration_in_seconds",
+        "2",
+        "--min_duration_in_seconds",
+        "1",
+    )
     train = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert train["text"] == ["tone 1"]  # the 0.5 s clip is shorter than the minimum
     evaluation = prepare_split(args, "validation", model, codec_fingerprint, is_eval=True)
@@ -140,7 +151,9 @@ def test_short_clips_are_left_out_and_eval_uses_fixed_windows(tmp_path, tiny_mod
     assert [len(codes[0]) for codes in evaluation["codes"]] == [100, 100, 50]
 
 
-def test_hub_dataset_path_decodes_audio_bytes_without_ffmpeg(tmp_path, tiny_model_dir, model, codec_fingerprint, monkeypatch):
+def test_hub_dataset_path_decodes_audio_bytes_without_ffmpeg(
+    tmp_path, tiny_model_dir, model, codec_fingerprint, monkeypatch
+):
     wav = tmp_path / "x.wav"
     sf.write(wav, tone(1.5, rate=16000, tremolo_hz=2), 16000)
     hub = datasets.Dataset.from_dict(
@@ -154,9 +167,16 @@ def test_hub_dataset_path_decodes_audio_bytes_without_ffmpeg(tmp_path, tiny_mode
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     args = args_for(
-        tmp_path, tiny_model_dir, Path("someone/tiny-songs"), "--audio_column_name", "song", "--text_column_name",
-        "caption", "--dataset_config_name", "clean",
-    )  # fmt: skip
+        tmp_path,
+        tiny_model_dir,
+        Path("someone/tiny-songs"),
+        "--audio_column_name",
+        "song",
+        "--text_column_name",
+        "caption",
+        "--dataset_config_name",
+        "clean",
+    )
     split = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert seen == {"name": "someone/tiny-songs", "config": "clean", "split": "train"}
     assert split["text"] == ["lofi"] and len(split[0]["codes"][0]) == 75
@@ -171,8 +191,10 @@ def test_hub_dataset_path_decodes_audio_bytes_without_ffmpeg(tmp_path, tiny_mode
         (lambda d: None, "holds no audio files"),
         (lambda d: (d / "metadata.jsonl").write_text('{"file_name": "a.wav"}\n{oops\n'), "line 2 is not valid JSON"),
         (lambda d: (d / "metadata.jsonl").write_text('{"path": "a.wav", "text": "x"}\n'), "no 'file_name' or 'audio'"),
-        (lambda d: (d / "metadata.jsonl").write_text('{"file_name": "a.wav", "caption": "x"}\n'),
-         "caption column 'text' not found.*columns: caption, file_name"),
+        (
+            lambda d: (d / "metadata.jsonl").write_text('{"file_name": "a.wav", "caption": "x"}\n'),
+            "caption column 'text' not found.*columns: caption, file_name",
+        ),
     ],
 )
 def test_bad_folders_get_clear_errors(tmp_path, tiny_model_dir, make, expected):

@@ -46,10 +46,12 @@ def prepare(tmp_path, model_dir, model, dataset, cache, *extra):
 
 def test_captions_get_tempo_and_key_matching_ground_truth(tmp_path, tiny_model_dir, model, truth_corpus, cache):
     folder, rows = truth_corpus
-    split = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "sks")
+    split = prepare(
+        tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "sks"
+    )
     assert len(split) == len(rows)
     tempo_hits, key_hits = 0, 0
-    for caption, row in zip(split["text"], rows):  # files sorted by name = the corpus order
+    for caption, row in zip(split["text"], rows, strict=False):  # files sorted by name = the corpus order
         words = caption.split(", ")
         assert words[0] == "sks" and words[1].endswith(" bpm") and len(words) == 3, caption
         tempo_hits += abs(int(words[1].split()[0]) - row["bpm"]) <= 2
@@ -186,8 +188,13 @@ INSTRUMENTS = ["piano", "saw synth"]
 
 def prepare_with_clap(tmp_path, model_dir, model, dataset, cache, clap, **options):
     """prepare_split with CLAP tags; ``options`` go to a JSON config (lists may be empty there)."""
-    values = {"clap_model_name_or_path": str(clap), "clap_genre_labels": GENRES, "clap_mood_labels": [],
-              "clap_instrument_labels": INSTRUMENTS, **options}  # fmt: skip
+    values = {
+        "clap_model_name_or_path": str(clap),
+        "clap_genre_labels": GENRES,
+        "clap_mood_labels": [],
+        "clap_instrument_labels": INSTRUMENTS,
+        **options,
+    }
     config = tmp_path / "clap.json"
     config.write_text(json.dumps(values))
     args = parse_config([str(config)] + base_argv(model_dir, dataset, tmp_path / "out", cache)).data
@@ -201,8 +208,9 @@ def test_clap_excerpts_sit_at_fixed_evenly_spread_places():
     assert [len(e) for e in clap_tags.clap_excerpts(mono[:800], 100, 10.0)] == [800]  # shorter: the whole clip
 
 
-def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_dir, model, truth_corpus, cache,
-                                                           clap_dir, monkeypatch):  # fmt: skip
+def test_clap_tags_are_zero_shot_probabilities_and_cached(
+    tmp_path, tiny_model_dir, model, truth_corpus, cache, clap_dir, monkeypatch
+):
     from transformers import pipeline
 
     from musicgen_lora.audio.io import decode_audio, resample
@@ -213,19 +221,36 @@ def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_d
     folder.mkdir()
     for name in ("clip_000.wav", "clip_001.wav", "clip_002.wav"):  # 6 s each: one CLAP window
         shutil.copy(source / name, folder / name)
-    split = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=0.0,
-                              instance_prompt="sks")  # fmt: skip
+    split = prepare_with_clap(
+        tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=0.0, instance_prompt="sks"
+    )
     # the same probabilities as transformers' zero-shot pipeline on the clip resampled to CLAP's 48 kHz
     classify = pipeline("zero-shot-audio-classification", model=str(clap_dir))
-    args = parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path),
-                         "--clap_model_name_or_path", str(clap_dir), "--clap_genre_labels", *GENRES,
-                         "--clap_instrument_labels", *INSTRUMENTS]).data  # fmt: skip
+    args = parse_config(
+        [
+            "--model_name_or_path",
+            "m",
+            "--dataset_name",
+            "d",
+            "--output_dir",
+            str(tmp_path),
+            "--clap_model_name_or_path",
+            str(clap_dir),
+            "--clap_genre_labels",
+            *GENRES,
+            "--clap_instrument_labels",
+            *INSTRUMENTS,
+        ]
+    ).data
     tagger = clap_tags.ClapTagger(args, cache)
-    for caption, path in zip(split["text"], sorted(folder.glob("*.wav"))):
+    for caption, path in zip(split["text"], sorted(folder.glob("*.wav")), strict=False):
         audio, sr = decode_audio(str(path))
         embedding = measurements.cached_measure(str(path), cache, tagger.kind, _boom)  # cached by the first run
         ours = tagger.probabilities(embedding)
-        for name, labels, template in (("genre", GENRES, "This is {} music."), ("instrument", INSTRUMENTS, "This is a sound of {}.")):
+        for name, labels, template in (
+            ("genre", GENRES, "This is {} music."),
+            ("instrument", INSTRUMENTS, "This is a sound of {}."),
+        ):
             theirs = classify(resample(audio, sr, 48000)[0], candidate_labels=labels, hypothesis_template=template)
             assert ours[name] == pytest.approx({r["label"]: r["score"] for r in theirs}, abs=1e-4)
         words = caption.split(", ")
@@ -235,12 +260,22 @@ def test_clap_tags_are_zero_shot_probabilities_and_cached(tmp_path, tiny_model_d
     # a higher threshold, other labels and another template: no audio decoded or embedded again, tags follow
     monkeypatch.setattr(measurements, "decode_audio", _boom)
     monkeypatch.setattr(Clap, "audio_embeddings", _boom)
-    strict = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=1.0,
-                               instance_prompt="sks")  # fmt: skip
+    strict = prepare_with_clap(
+        tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=1.0, instance_prompt="sks"
+    )
     assert strict["text"] == ["sks"] * 3  # no label is certain: the tags vanish, separators too
-    relabelled = prepare_with_clap(tmp_path, tiny_model_dir, model, folder, cache, clap_dir, clap_tag_threshold=0.0,
-                                   clap_genre_labels=["ambient", "metal"], clap_instrument_labels=[],
-                                   caption_template="{genre} music")  # fmt: skip
+    relabelled = prepare_with_clap(
+        tmp_path,
+        tiny_model_dir,
+        model,
+        folder,
+        cache,
+        clap_dir,
+        clap_tag_threshold=0.0,
+        clap_genre_labels=["ambient", "metal"],
+        clap_instrument_labels=[],
+        caption_template="{genre} music",
+    )
     assert set(relabelled["text"]) <= {"ambient music", "metal music"}
 
 
@@ -259,20 +294,45 @@ def test_changing_a_caption_option_redoes_only_captioning(tmp_path, tiny_model_d
     cache = tmp_path / "fresh-cache"  # the first run encodes and measures everything
     folder, rows = truth_corpus
     rows = rows[:4]
-    first = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "a",
-                    "--caption_template", "{prompt}, {caption}, {bpm} bpm, {key}, {brightness}", "--max_train_samples",
-                    "4")  # fmt: skip
+    first = prepare(
+        tmp_path,
+        tiny_model_dir,
+        model,
+        folder,
+        cache,
+        "--add_metadata",
+        "true",
+        "--instance_prompt",
+        "a",
+        "--caption_template",
+        "{prompt}, {caption}, {bpm} bpm, {key}, {brightness}",
+        "--max_train_samples",
+        "4",
+    )
     entries = sorted(p.name for p in cache.rglob("*") if "analysis" not in p.parts)
     encoded = len(calls)
     assert encoded >= len(rows) and all(
         len(list((cache / "analysis").glob(f"{kind}-*.json"))) == len(rows) for kind in ("metadata", "level")
-    )  # fmt: skip
+    )
     monkeypatch.setattr(measurements, "decode_audio", _boom)  # no audio is read for captions again
-    again = prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true", "--instance_prompt", "b",
-                    "--caption_template", "{key}; {prompt} ({bpm} bpm)", "--max_train_samples", "4")  # fmt: skip
+    again = prepare(
+        tmp_path,
+        tiny_model_dir,
+        model,
+        folder,
+        cache,
+        "--add_metadata",
+        "true",
+        "--instance_prompt",
+        "b",
+        "--caption_template",
+        "{key}; {prompt} ({bpm} bpm)",
+        "--max_train_samples",
+        "4",
+    )
     assert len(calls) == encoded  # no EnCodec call: the codes come from the cache
     assert sorted(p.name for p in cache.rglob("*") if "analysis" not in p.parts) == entries  # no new cache entry
-    for old, new in zip(first["text"], again["text"]):
+    for old, new in zip(first["text"], again["text"], strict=False):
         words = old.split(", ")
         assert new == f"{words[2]}; b ({words[1]})"  # same measurements, new template and trigger word
     assert again["codes"] == first["codes"]
@@ -297,8 +357,9 @@ def fake_hub(monkeypatch):
         yield server
 
 
-def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(tmp_path, tiny_model_dir, model, truth_corpus,
-                                                                        cache, fake_hub):  # fmt: skip
+def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(
+    tmp_path, tiny_model_dir, model, truth_corpus, cache, fake_hub
+):
     from ..hub.fake_hub import USER
 
     source, _ = truth_corpus
@@ -333,8 +394,9 @@ def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(tmp_path,
     assert prepare(tmp_path, tiny_model_dir, model, download / "data", cache)["text"] == split["text"]
 
 
-def test_a_failed_metadata_push_is_one_line_and_keeps_local_results(tmp_path, tiny_model_dir, model, truth_corpus,
-                                                                     cache, fake_hub, monkeypatch):  # fmt: skip
+def test_a_failed_metadata_push_is_one_line_and_keeps_local_results(
+    tmp_path, tiny_model_dir, model, truth_corpus, cache, fake_hub, monkeypatch
+):
     folder, _ = truth_corpus
     fake_hub.fail_always["commit"] = 403  # permanent: no retry
     options = ["--add_metadata", "true", "--max_train_samples", "2"]
@@ -367,8 +429,9 @@ def tiny_demucs(tmp_path_factory) -> Path:
     return path
 
 
-def test_vocals_are_removed_before_captioning_and_encoding(tmp_path, tiny_model_dir, model, truth_corpus, cache,
-                                                           tiny_demucs, monkeypatch):  # fmt: skip
+def test_vocals_are_removed_before_captioning_and_encoding(
+    tmp_path, tiny_model_dir, model, truth_corpus, cache, tiny_demucs, monkeypatch
+):
     import torch
     from demucs.apply import apply_model
     from demucs.states import load_model
@@ -400,7 +463,10 @@ def test_vocals_are_removed_before_captioning_and_encoding(tmp_path, tiny_model_
     assert split["text"] == ["rock"]
     # a second run separates nothing: the instrumental comes from the cache
     monkeypatch.setattr("musicgen_lora.prepare.vocals.VocalRemover.separate", _boom)
-    assert prepare(tmp_path, tiny_model_dir, model, folder, cache, "--demucs_model_path", str(tiny_demucs))["codes"] == split["codes"]
+    assert (
+        prepare(tmp_path, tiny_model_dir, model, folder, cache, "--demucs_model_path", str(tiny_demucs))["codes"]
+        == split["codes"]
+    )
 
 
 def test_demucs_errors_are_one_line(tmp_path, monkeypatch):

@@ -55,8 +55,13 @@ def mixed_corpus(tmp_path_factory) -> Path:
 def prepared(mixed_corpus, tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("mixed-run")
     argv = base_argv(tiny_model_dir, mixed_corpus, root / "out", root / "cache") + [
-        "--instance_prompt", "sks", "--silence_threshold_db", "-60", "--chunk_long_tracks", "true",
-    ]  # fmt: skip
+        "--instance_prompt",
+        "sks",
+        "--silence_threshold_db",
+        "-60",
+        "--chunk_long_tracks",
+        "true",
+    ]
     report = prepare_main(argv)
     return {"argv": argv, "report": report, "root": root}
 
@@ -74,7 +79,10 @@ def test_mixed_corpus_lists_the_bad_files_and_loses_nothing_else(prepared, mixed
     assert "empty: 0 bytes" == reasons["empty.flac"] and "corrupt.wav" in reasons["corrupt.wav"]
     # every good file is there, whole: one chunk per track (all shorter than 30 s), as long as the file
     train = datasets.load_from_disk(str(prepared["root"] / "out" / "prepared_data" / "train"))
-    lengths = {Path(source).name: len(codes[0]) / FRAME_RATE for source, codes in zip(train["source"], train["codes"])}
+    lengths = {
+        Path(source).name: len(codes[0]) / FRAME_RATE
+        for source, codes in zip(train["source"], train["codes"], strict=False)
+    }
     assert set(lengths) == set(GOOD) and set(train["offset_seconds"]) == {0.0}
     for name in GOOD:
         assert lengths[name] == pytest.approx(sf.info(str(mixed_corpus / name)).duration, abs=1.5 / FRAME_RATE), name
@@ -161,10 +169,12 @@ def test_ffmpeg_formats_without_torchcodec_are_skipped_with_the_fix(tmp_path, mo
     stats: dict = {}
     kept = screening.screen_split(raw, str(folder), "train", tmp_path, False, stats)
     assert kept["audio"] == [str(folder / "good.wav")]
-    assert stats["skipped_files"] == [{
-        "path": str(folder / "phone memo.m4a"),
-        "reason": "unsupported format: .m4a: torchcodec unavailable: no FFmpeg",
-    }]  # fmt: skip
+    assert stats["skipped_files"] == [
+        {
+            "path": str(folder / "phone memo.m4a"),
+            "reason": "unsupported format: .m4a: torchcodec unavailable: no FFmpeg",
+        }
+    ]
     with pytest.raises(UserError) as strict:
         screening.screen_split(raw, str(folder), "train", tmp_path, True, {})
     message = str(strict.value)
@@ -185,8 +195,11 @@ def test_ffmpeg_formats_decode_through_torchcodec_when_it_works(tmp_path, monkey
         def get_all_samples(self):
             import torch
 
-            data, rate = sf.read(self.source if isinstance(self.source, str) else __import__("io").BytesIO(self.source),
-                                 dtype="float32", always_2d=True)  # fmt: skip
+            data, rate = sf.read(
+                self.source if isinstance(self.source, str) else __import__("io").BytesIO(self.source),
+                dtype="float32",
+                always_2d=True,
+            )
             return types.SimpleNamespace(data=torch.from_numpy(data.T.copy()), sample_rate=rate)
 
     decoders = types.ModuleType("torchcodec.decoders")

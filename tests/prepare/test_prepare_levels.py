@@ -35,7 +35,9 @@ def folder(tmp_path_factory) -> Path:
         "a_loud": tone(2.0, amplitude=0.5),
         "b_quiet": tone(2.0, 220.0, amplitude=0.01),  # -43 dBFS: quiet, not silent
         "c_near_silent": noise,
-        "d_gap": np.concatenate([tone(2.0, 330.0, amplitude=0.5), noise, tone(2.0, 330.0, amplitude=0.5)]),  # loud, silent, loud
+        "d_gap": np.concatenate(
+            [tone(2.0, 330.0, amplitude=0.5), noise, tone(2.0, 330.0, amplitude=0.5)]
+        ),  # loud, silent, loud
     }
     for name, audio in tracks.items():
         sf.write(root / f"{name}.wav", audio, RATE, subtype="FLOAT")
@@ -83,11 +85,22 @@ def test_silent_tracks_and_chunks_are_left_out(tmp_path, tiny_model_dir, model, 
     tracks = prepare(tmp_path, tiny_model_dir, model, fingerprint, folder, "--silence_threshold_db", "-60")
     assert tracks["text"] == ["a_loud", "b_quiet", "d_gap"]  # the gap's track is loud overall: kept whole
     chunks = prepare(
-        tmp_path, tiny_model_dir, model, fingerprint, folder, "--silence_threshold_db", "-60", "--chunk_long_tracks", "true"
-    )  # fmt: skip
-    assert list(zip(chunks["text"], chunks["offset_seconds"])) == [
-        ("a_loud", 0.0), ("b_quiet", 0.0), ("d_gap", 0.0), ("d_gap", 4.0)  # the gap's silent 2-4 s chunk is gone
-    ]  # fmt: skip
+        tmp_path,
+        tiny_model_dir,
+        model,
+        fingerprint,
+        folder,
+        "--silence_threshold_db",
+        "-60",
+        "--chunk_long_tracks",
+        "true",
+    )
+    assert list(zip(chunks["text"], chunks["offset_seconds"], strict=False)) == [
+        ("a_loud", 0.0),
+        ("b_quiet", 0.0),
+        ("d_gap", 0.0),
+        ("d_gap", 4.0),  # the gap's silent 2-4 s chunk is gone
+    ]
     stricter = prepare(tmp_path, tiny_model_dir, model, fingerprint, folder, "--silence_threshold_db", "-30")
     assert stricter["text"] == ["a_loud", "d_gap"]
 

@@ -28,17 +28,22 @@ def test_csv_of_paths_and_captions(tmp_path, tiny_model_dir):
     table = tmp_path / "lists" / "songs.csv"
     table.parent.mkdir()
     table.write_text(
-        f"path,caption,melody\n../audio/a.wav,\"lofi, piano\",../audio/a.wav\n{tmp_path / 'elsewhere' / 'b.flac'},jazz,"
+        f'path,caption,melody\n../audio/a.wav,"lofi, piano",../audio/a.wav\n{tmp_path / "elsewhere" / "b.flac"},jazz,'
         "../audio/a.wav\n"
     )
     split = load_split(args_for(tmp_path, tiny_model_dir, table), "train")
     assert split["text"] == ["lofi, piano", "jazz"]  # 'caption' is accepted when there is no 'text' column
-    assert [Path(p).resolve() for p in split["audio"]] == [tmp_path / "audio" / "a.wav", tmp_path / "elsewhere" / "b.flac"]
+    assert [Path(p).resolve() for p in split["audio"]] == [
+        tmp_path / "audio" / "a.wav",
+        tmp_path / "elsewhere" / "b.flac",
+    ]
     melody = load_split(args_for(tmp_path, tiny_model_dir, table, "--conditional_audio_column_name", "melody"), "train")
     assert Path(melody["conditional_audio"][1]).resolve() == tmp_path / "audio" / "a.wav"
     tsv = tmp_path / "songs.tsv"
     tsv.write_text("file_name\tdescr\naudio/a.wav\tslow\n")
-    assert load_split(args_for(tmp_path, tiny_model_dir, tsv, "--text_column_name", "descr"), "train")["text"] == ["slow"]
+    assert load_split(args_for(tmp_path, tiny_model_dir, tsv, "--text_column_name", "descr"), "train")["text"] == [
+        "slow"
+    ]
 
 
 def test_audiocraft_manifest_with_sidecar_metadata(tmp_path, tiny_model_dir):
@@ -102,12 +107,21 @@ def test_a_single_long_file_is_chunked(tmp_path, tiny_model_dir):
     model = AutoModelForTextToWaveform.from_pretrained(tiny_model_dir)
     fingerprint = module_fingerprint(model.audio_encoder)
     args = args_for(
-        tmp_path, tiny_model_dir, track, "--chunk_long_tracks", "true", "--max_duration_in_seconds", "3",
-        "--instance_prompt", "sks",
-    )  # fmt: skip
+        tmp_path,
+        tiny_model_dir,
+        track,
+        "--chunk_long_tracks",
+        "true",
+        "--max_duration_in_seconds",
+        "3",
+        "--instance_prompt",
+        "sks",
+    )
     chunks = prepare_split(args, "train", model, fingerprint, False)
     assert [len(c[0]) for c in chunks["codes"]] == [150, 150, 150]  # 0-3, 3-6, 4-7 s (merge)
     assert chunks["offset_seconds"] == [0.0, 3.0, 4.0]
     assert set(chunks["text"]) == {"sks, live jazz"} and set(chunks["source"]) == {str(track)}
-    whole = prepare_split(args_for(tmp_path, tiny_model_dir, track, "--instance_prompt", "sks"), "train", model, fingerprint, False)
+    whole = prepare_split(
+        args_for(tmp_path, tiny_model_dir, track, "--instance_prompt", "sks"), "train", model, fingerprint, False
+    )
     assert [len(c[0]) for c in whole["codes"]] == [350]  # without chunking: one track, random windows in training

@@ -28,11 +28,20 @@ def wait_until(condition, timeout: float, what: str, poll: float = 0.05):
 def tiny_form(model_dir: Path, dataset: Path, /, **changes) -> RunForm:
     """A form for a quick run on the tiny model (4 clips, 6 steps, a checkpoint and a render every 3 steps)."""
     values = {
-        "base_model": str(model_dir), "dataset": str(dataset), "steps": RUN_STEPS, "epochs": 1, "learning_rate": 3e-3,
-        "rank": 4, "batch_size": 4, "sample_prompts": "lofi hip hop, piano", "sample_every_steps": 3, "save_steps": 3,
-        "logging_steps": 2, "sample_seconds": 0.5,
+        "base_model": str(model_dir),
+        "dataset": str(dataset),
+        "steps": RUN_STEPS,
+        "epochs": 1,
+        "learning_rate": 3e-3,
+        "rank": 4,
+        "batch_size": 4,
+        "sample_prompts": "lofi hip hop, piano",
+        "sample_every_steps": 3,
+        "save_steps": 3,
+        "logging_steps": 2,
+        "sample_seconds": 0.5,
         "extra_json": json.dumps({"max_train_samples": 4, "max_duration_in_seconds": 2, "seed": 0}),
-    }  # fmt: skip
+    }
     values.update(changes)
     return RunForm(**values)
 

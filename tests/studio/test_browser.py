@@ -22,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import ROOT
 from .conftest import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--mute-audio", "--autoplay-policy=no-user-gesture-required",
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
+    "--autoplay-policy=no-user-gesture-required",
 ]  # fmt: skip
 SLOW = 300_000  # ms: a command's subprocess loads torch first, which takes long on a busy 2-core machine
 
@@ -63,8 +64,11 @@ def server(tmp_path_factory):
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "musicgen_lora.studio", "--port", str(port), "--projects_dir", str(projects)],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}/"
 
     def up() -> bool:
@@ -157,8 +161,13 @@ def test_the_studio_in_a_real_browser(server, browser, tmp_path):
     _fill(page, "#learning_rate", "")
     assert "learning rate is empty" in _click(page, "#start", "#train_msg", "Error")
     page.click("text=More options")
-    for selector, value in (("#learning_rate", "0.001"), ("#steps", "4"), ("#sample_every", "2"), ("#logging_steps", "1"),
-                            ("#sample_seconds", "1")):  # fmt: skip
+    for selector, value in (
+        ("#learning_rate", "0.001"),
+        ("#steps", "4"),
+        ("#sample_every", "2"),
+        ("#logging_steps", "1"),
+        ("#sample_seconds", "1"),
+    ):
         _fill(page, selector, value)
     assert "Training started" in _click(page, "#start", "#train_msg", "started", "Error")
     second = _open(browser, server["url"], problems)

@@ -82,7 +82,8 @@ def test_a_refused_push_is_one_line_without_the_token(studio_run, monkeypatch):
         seen.update(argv=argv, env=env)
         return (
             2,
-            f"INFO pushing with {secret}\nerror: pushing 'run' to 'u/r' failed (401: token {secret} is invalid); retry\n",
+            f"INFO pushing with {secret}\nerror: pushing 'run' to 'u/r' failed (401: token {secret} is invalid); "
+            f"retry\n",
         )
 
     monkeypatch.setattr(outputs, "run_command", refused)
@@ -104,7 +105,8 @@ def test_a_busy_port_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert (
         err
-        == f"error: port {port} on 127.0.0.1 is busy (another studio or program uses it); stop it or choose another port: --port {port + 1}"
+        == f"error: port {port} on 127.0.0.1 is busy (another studio or program uses it); stop it or choose another "
+        f"port: --port {port + 1}"
     )
 
 

@@ -98,8 +98,17 @@ def _tracks(folder: Path, text_column: str = "text") -> dict[str, str | None]:
 
 def _config_for(folder: Path, text_column: str) -> Path:
     path = folder.parent / f"{folder.name}-config.json"
-    path.write_text(json.dumps({"model_name_or_path": "m", "dataset_name": str(folder), "output_dir": str(folder.parent / "out"),
-                                "text_column_name": text_column, "instance_prompt": "sks"}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": "m",
+                "dataset_name": str(folder),
+                "output_dir": str(folder.parent / "out"),
+                "text_column_name": text_column,
+                "instance_prompt": "sks",
+            }
+        )
+    )
     return path
 
 
@@ -127,8 +136,10 @@ def test_edits_go_into_metadata_csv_with_its_own_caption_column(corpus_dir, tmp_
         )
     assert save_captions(folder, {str(folder / "audio" / "clip_000.wav"): "fresh, piano"}, text_column="caption") == 1
     rows = list(csv.DictReader((folder / "metadata.csv").open(newline="")))
-    assert rows == [{"file_name": "audio/clip_000.wav", "caption": "fresh, piano", "bpm": "90"},
-                    {"file_name": "audio/clip_001.wav", "caption": "keep", "bpm": "80"}]  # fmt: skip
+    assert rows == [
+        {"file_name": "audio/clip_000.wav", "caption": "fresh, piano", "bpm": "90"},
+        {"file_name": "audio/clip_001.wav", "caption": "keep", "bpm": "80"},
+    ]
     assert _tracks(folder, "caption") == {"clip_000.wav": "fresh, piano", "clip_001.wav": "keep"}
 
 
@@ -163,8 +174,11 @@ def test_uploads_copy_audio_and_extract_zips_safely(corpus_dir, tmp_path):
     target = tmp_path / "project" / "data"
     added, skipped = add_uploads([bundle, corpus_dir / "clip_001.wav", notes], target)
     assert sorted(added) == ["album/a.txt", "album/a.wav", "clip_001.wav"]
-    assert sorted(skipped) == ["../escape.wav (outside the folder)", "notes.docx (not audio or captions)",
-                               "notes.pdf (not audio or captions)"]  # fmt: skip
+    assert sorted(skipped) == [
+        "../escape.wav (outside the folder)",
+        "notes.docx (not audio or captions)",
+        "notes.pdf (not audio or captions)",
+    ]
     assert not (tmp_path / "project" / "escape.wav").exists()
     assert (target / "album" / "a.wav").read_bytes() == (corpus_dir / "clip_000.wav").read_bytes()
 
@@ -190,10 +204,19 @@ def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny
     write_config(project, config)
     # the report as prepare writes it (README, "Prepare the data first"), with the bad file left out
     split = {
-        "tracks": 1, "examples": 1, "hours_found": 0.001, "hours_kept": 0.001, "length_histogram": {"0-5 s": 1},
-        "files": {"found": 2, "read": 1, "skipped": 1, "reasons": {"unreadable": 1},
-                  "skipped_files": [{"path": str(folder / "bad.wav"), "reason": "unreadable: not a WAV file"}]},
-    }  # fmt: skip
+        "tracks": 1,
+        "examples": 1,
+        "hours_found": 0.001,
+        "hours_kept": 0.001,
+        "length_histogram": {"0-5 s": 1},
+        "files": {
+            "found": 2,
+            "read": 1,
+            "skipped": 1,
+            "reasons": {"unreadable": 1},
+            "skipped_files": [{"path": str(folder / "bad.wav"), "reason": "unreadable: not a WAV file"}],
+        },
+    }
     project.report_path.parent.mkdir(parents=True)
     project.report_path.write_text(json.dumps({"splits": {"train": split}}))
     view = studio.data_view("songs")

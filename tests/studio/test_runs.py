@@ -30,7 +30,8 @@ FAKE_TRAINING = textwrap.dedent(
     first = 1 + max([int(p.name.split("-")[1]) for p in run.glob("checkpoint-*")] or [0])
     if mode == "crash":
         print("  0%|          | 0/10 [00:00<?, ?it/s]", flush=True)
-        print("error: training stopped: the loss became NaN at step 1; lower learning_rate", file=sys.stderr, flush=True)
+        message = "error: training stopped: the loss became NaN at step 1; lower learning_rate"
+        print(message, file=sys.stderr, flush=True)
         sys.exit(2)
     step = first - 1
 

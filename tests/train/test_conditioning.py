@@ -44,6 +44,7 @@ def test_dropped_clips_see_exactly_the_null_condition_of_generate(tiny_model_dir
     clip = rows(1)[0]
     captions = ["lofi hip hop, mellow piano", "techno, 140 bpm, acid bass line and loud kicks"]
     with torch.no_grad():
+
         def logits(collator, text):
             batch = collator([{**clip, "text": text}])
             batch.pop("labels")
@@ -92,10 +93,19 @@ def test_the_trained_adapter_follows_the_caption(tiny_model_dir, tmp_path):
         return [(torch.randint(0, 32, (4, 10), generator=generator) * 2 + parity).tolist() for _ in range(n)]
 
     captions = {0: "calm ambient piano", 1: "loud techno drums"}
-    train = datasets.Dataset.from_dict({"codes": clips(32, 0) + clips(32, 1), "text": [captions[0]] * 32 + [captions[1]] * 32})
+    train = datasets.Dataset.from_dict(
+        {"codes": clips(32, 0) + clips(32, 1), "text": [captions[0]] * 32 + [captions[1]] * 32}
+    )
     argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + [
-        "--max_steps", "80", "--per_device_train_batch_size", "16", "--learning_rate", "1e-2", "--logging_steps", "100",
-    ]  # fmt: skip
+        "--max_steps",
+        "80",
+        "--per_device_train_batch_size",
+        "16",
+        "--learning_rate",
+        "1e-2",
+        "--logging_steps",
+        "100",
+    ]
     parsed = parse_config(argv)
     torch.manual_seed(0)
     model, processor = load_model_and_processor(parsed.model)

@@ -22,9 +22,16 @@ from ..conftest import base_argv
 
 def make_trainer(model_dir: Path, tmp_path: Path, *extra: str):
     argv = base_argv(model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + [
-        "--per_device_train_batch_size", "2", "--max_steps", "5", "--logging_steps", "1", "--learning_rate", "1e-2",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "5",
+        "--logging_steps",
+        "1",
+        "--learning_rate",
+        "1e-2",
         *extra,
-    ]  # fmt: skip
+    ]
     parsed = parse_config(argv)
     set_seed(0)
     model, processor = load_model_and_processor(parsed.model)

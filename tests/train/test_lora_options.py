@@ -21,18 +21,35 @@ from ..conftest import base_argv
 
 
 def quick_run(model_dir, corpus_dir, cache_dir, out: Path, *extra: str) -> dict:
-    return main(base_argv(model_dir, corpus_dir, out, cache_dir) + [
-        "--max_steps", "3", "--max_train_samples", "2", "--per_device_train_batch_size", "2",
-        "--learning_rate", "1e-2", *extra,
-    ])  # fmt: skip
+    return main(
+        base_argv(model_dir, corpus_dir, out, cache_dir)
+        + [
+            "--max_steps",
+            "3",
+            "--max_train_samples",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+            "--learning_rate",
+            "1e-2",
+            *extra,
+        ]
+    )
 
 
 def test_single_codebook_targets(tiny_model_dir, tmp_path):
-    parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + [
-        "--lora_target_modules", "lm_heads.1", "embed_tokens.3",
-    ])  # fmt: skip
+    parsed = parse_config(
+        base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c")
+        + [
+            "--lora_target_modules",
+            "lm_heads.1",
+            "embed_tokens.3",
+        ]
+    )
     model, _ = load_model_and_processor(parsed.model)
-    names = {n.split(".lora_")[0] for n, p in add_trainable_parts(model, parsed.lora).named_parameters() if p.requires_grad}
+    names = {
+        n.split(".lora_")[0] for n, p in add_trainable_parts(model, parsed.lora).named_parameters() if p.requires_grad
+    }
     assert names == {"base_model.model.decoder.lm_heads.1", "base_model.model.decoder.model.decoder.embed_tokens.3"}
 
 
@@ -50,18 +67,30 @@ def test_bad_target_names_are_refused_with_the_config(tmp_path, extra, expected)
 
 
 def test_targets_that_match_nothing_are_refused_once_the_model_is_known(tiny_model_dir, tmp_path):
-    parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + [
-        "--lora_target_regex", "nothing_matches_this",
-    ])  # fmt: skip
+    parsed = parse_config(
+        base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c")
+        + [
+            "--lora_target_regex",
+            "nothing_matches_this",
+        ]
+    )
     model, _ = load_model_and_processor(parsed.model)
     with pytest.raises(UserError, match="match no module"):
         add_trainable_parts(model, parsed.lora)
 
 
 def test_rslora_scales_by_the_square_root_of_the_rank(tiny_model_dir, tmp_path):
-    parsed = parse_config(base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c") + [
-        "--use_rslora", "true", "--lora_r", "4", "--lora_alpha", "8",
-    ])  # fmt: skip
+    parsed = parse_config(
+        base_argv(tiny_model_dir, tmp_path, tmp_path / "o", tmp_path / "c")
+        + [
+            "--use_rslora",
+            "true",
+            "--lora_r",
+            "4",
+            "--lora_alpha",
+            "8",
+        ]
+    )
     model, _ = load_model_and_processor(parsed.model)
     model = add_trainable_parts(model, parsed.lora)
     layer = model.base_model.model.decoder.lm_heads[0]
@@ -69,8 +98,19 @@ def test_rslora_scales_by_the_square_root_of_the_rank(tiny_model_dir, tmp_path):
 
 
 def test_dora_trains_and_reloads(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
-    result = quick_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path / "dora", "--use_dora", "true",
-                       "--lora_target_modules", "q_proj", "v_proj", "fc1", "lm_heads")  # fmt: skip
+    result = quick_run(
+        tiny_model_dir,
+        corpus_dir,
+        data_cache_dir,
+        tmp_path / "dora",
+        "--use_dora",
+        "true",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        "fc1",
+        "lm_heads",
+    )
     out = Path(result["output_dir"])
     assert json.loads((out / "adapter_config.json").read_text())["use_dora"] is True
     assert any("lora_magnitude_vector" in k for k in load_file(out / "adapter_model.safetensors"))
@@ -93,8 +133,16 @@ def test_text_encoder_lora(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path)
 
 
 def test_full_fine_tuning_with_the_text_encoder(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
-    quick_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path / "full", "--use_lora", "false",
-              "--train_text_encoder", "true")  # fmt: skip
+    quick_run(
+        tiny_model_dir,
+        corpus_dir,
+        data_cache_dir,
+        tmp_path / "full",
+        "--use_lora",
+        "false",
+        "--train_text_encoder",
+        "true",
+    )
     tuned = AutoModelForTextToWaveform.from_pretrained(tmp_path / "full").state_dict()
     base = AutoModelForTextToWaveform.from_pretrained(tiny_model_dir).state_dict()
     changed = {k for k in base if not torch.equal(base[k], tuned[k])}

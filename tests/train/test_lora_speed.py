@@ -47,7 +47,9 @@ def test_packed_bits_dropout_is_identity_in_eval_mode_and_keeps_dtype_and_gradie
     out = dropout.train()(x)
     assert out.dtype == torch.bfloat16 and out.shape == x.shape
     out.sum().backward()
-    expected = torch.where(out != 0, torch.tensor(dropout.scale, dtype=torch.bfloat16), torch.tensor(0.0, dtype=torch.bfloat16))
+    expected = torch.where(
+        out != 0, torch.tensor(dropout.scale, dtype=torch.bfloat16), torch.tensor(0.0, dtype=torch.bfloat16)
+    )
     torch.testing.assert_close(x.grad, expected)
 
 
@@ -74,7 +76,7 @@ def test_inputs_kept_in_autocast_dtype_gives_the_same_step_under_autocast_and_re
     out_cast, grads_cast = grads(keep_dtype=False)
     out_kept, grads_kept = grads(keep_dtype=True)
     torch.testing.assert_close(out_kept, out_cast, rtol=0, atol=0)
-    for kept, cast in zip(grads_kept, grads_cast):
+    for kept, cast in zip(grads_kept, grads_cast, strict=False):
         torch.testing.assert_close(kept, cast, rtol=0, atol=0)
     # outside the block PEFT casts again, so the fp32 adapter runs on a bf16 input without autocast (generation)
     assert layers[0].cast_input_dtype_enabled
@@ -111,10 +113,10 @@ def test_lora_training_uses_packed_bits_dropout_and_checkpointing_replays_its_ma
         return [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     plain, recomputed = step(checkpointing=False), step(checkpointing=True)
-    for a, b in zip(plain, recomputed):
+    for a, b in zip(plain, recomputed, strict=False):
         torch.testing.assert_close(a, b)
     # and the masks do matter: another seed gives other gradients
-    assert not all(torch.allclose(a, b) for a, b in zip(plain, step(checkpointing=False, seed=4)))
+    assert not all(torch.allclose(a, b) for a, b in zip(plain, step(checkpointing=False, seed=4), strict=False))
 
 
 def test_decoder_dropout_keeps_the_checkpoints_by_default_and_can_be_set(tiny_model_dir, tmp_path):

@@ -34,18 +34,36 @@ def deterministic_model(tiny_model_dir, tmp_path_factory) -> Path:
 
 def test_two_processes_equal_one_with_the_same_global_batch(deterministic_model, corpus_dir, data_cache_dir, tmp_path):
     common = [
-        "--max_steps", "2", "--logging_steps", "1", "--learning_rate", "1e-2",
-        "--text_dropout_prob", "0", "--lora_dropout", "0",
-    ]  # fmt: skip
-    single = main(base_argv(deterministic_model, corpus_dir, tmp_path / "one", data_cache_dir) + common
-                  + ["--per_device_train_batch_size", "4"])  # fmt: skip
+        "--max_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--learning_rate",
+        "1e-2",
+        "--text_dropout_prob",
+        "0",
+        "--lora_dropout",
+        "0",
+    ]
+    single = main(
+        base_argv(deterministic_model, corpus_dir, tmp_path / "one", data_cache_dir)
+        + common
+        + ["--per_device_train_batch_size", "4"]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
         str(ROOT / "finetune_musicgen.py"),
-        *base_argv(deterministic_model, corpus_dir, tmp_path / "two", data_cache_dir), *common,
-        "--per_device_train_batch_size", "2",
-    ]  # fmt: skip
+        *base_argv(deterministic_model, corpus_dir, tmp_path / "two", data_cache_dir),
+        *common,
+        "--per_device_train_batch_size",
+        "2",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     # A rank's own one-line error comes long before the launcher's traceback: show it first.
     errors = [line for line in result.stderr.splitlines() if "error: " in line]

@@ -28,10 +28,25 @@ def run_argv(model_dir: Path, corpus_dir: Path, out: Path, cache: Path) -> list[
     # Random windows (1 s of 3 s clips), conditioning dropout and LoRA dropout all draw random numbers: a resumed
     # run only matches if data order, RNG state, optimizer and scheduler all come back exactly.
     return base_argv(model_dir, corpus_dir, out, cache) + [
-        "--max_steps", str(STEPS), "--per_device_train_batch_size", "2", "--learning_rate", "1e-2",
-        "--max_duration_in_seconds", "1", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
-        "--text_dropout_prob", "0.3", "--lora_dropout", "0.1",
-    ]  # fmt: skip
+        "--max_steps",
+        str(STEPS),
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "1e-2",
+        "--max_duration_in_seconds",
+        "1",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--text_dropout_prob",
+        "0.3",
+        "--lora_dropout",
+        "0.1",
+    ]
 
 
 def losses_by_step(output_dir: Path) -> dict[int, float]:
@@ -53,8 +68,12 @@ def test_a_run_killed_several_times_ends_exactly_like_an_uninterrupted_one(
     resumed_at = []
     for attempt in range(3):
         target = rng.randint(2 + 3 * attempt, 3 + 3 * attempt)  # kill after this checkpoint appears ...
-        process = subprocess.Popen(command + (["--resume_from_checkpoint", "true"] if attempt else []), env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        process = subprocess.Popen(
+            command + (["--resume_from_checkpoint", "true"] if attempt else []),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 120
         while not (out / f"checkpoint-{target}").exists():
             assert process.poll() is None, process.stderr.read().decode()[-2000:]
@@ -64,8 +83,9 @@ def test_a_run_killed_several_times_ends_exactly_like_an_uninterrupted_one(
         process.send_signal(signal.SIGKILL)
         process.wait()
         resumed_at.append(int(newest_complete_checkpoint(out).name.split("-")[1]))
-    finished = subprocess.run(command + ["--resume_from_checkpoint", "true"], env=env, capture_output=True, text=True,
-                              timeout=300)  # fmt: skip
+    finished = subprocess.run(
+        command + ["--resume_from_checkpoint", "true"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
 
     expected, got = load_file(reference / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
@@ -108,8 +128,9 @@ def test_resume_true_takes_the_newest_complete_checkpoint(tmp_path):
     assert resolve_resume(None, tmp_path) is None and resolve_resume(False, tmp_path) is None
 
 
-def test_a_previous_run_is_refused_overwritten_or_resumed(trained_run, tiny_model_dir, corpus_dir, data_cache_dir,
-                                                         capsys):  # fmt: skip
+def test_a_previous_run_is_refused_overwritten_or_resumed(
+    trained_run, tiny_model_dir, corpus_dir, data_cache_dir, capsys
+):
     out = Path(trained_run["output_dir"])
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(SystemExit):
@@ -123,8 +144,13 @@ def test_a_previous_run_is_refused_overwritten_or_resumed(trained_run, tiny_mode
 def test_overwrite_output_dir_removes_the_old_checkpoints(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
     out = tmp_path / "run"
     common = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-        "--max_train_samples", "2", "--per_device_train_batch_size", "2", "--save_strategy", "steps",
-    ]  # fmt: skip
+        "--max_train_samples",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--save_strategy",
+        "steps",
+    ]
     main(common + ["--max_steps", "3", "--save_steps", "1"])
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
     main(common + ["--max_steps", "2", "--save_steps", "2", "--overwrite_output_dir", "true"])
@@ -137,24 +163,49 @@ def test_rotation_keeps_the_best_and_the_newest(tiny_model_dir, corpus_dir, data
 
     dataset = split_corpus(corpus_dir, tmp_path / "split")
     out = tmp_path / "run"
-    result = main(base_argv(tiny_model_dir, dataset, out, data_cache_dir) + [
-        "--eval_split_name", "validation", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps",
-        "--save_steps", "1", "--save_total_limit", "2", "--max_steps", "6", "--per_device_train_batch_size", "3",
-        "--learning_rate", "5e-2", "--load_best_model_at_end", "true", "--metric_for_best_model", "eval_loss",
-    ])  # fmt: skip
+    result = main(
+        base_argv(tiny_model_dir, dataset, out, data_cache_dir)
+        + [
+            "--eval_split_name",
+            "validation",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "1",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "1",
+            "--save_total_limit",
+            "2",
+            "--max_steps",
+            "6",
+            "--per_device_train_batch_size",
+            "3",
+            "--learning_rate",
+            "5e-2",
+            "--load_best_model_at_end",
+            "true",
+            "--metric_for_best_model",
+            "eval_loss",
+        ]
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     best = Path(state["best_model_checkpoint"])
     kept = sorted(p.name for p in out.glob("checkpoint-*"))
     assert best.name in kept and "checkpoint-6" in kept and len(kept) <= 2
-    assert (out / "best" / "adapter_model.safetensors").read_bytes() == (best / "adapter_model.safetensors").read_bytes()
+    assert (out / "best" / "adapter_model.safetensors").read_bytes() == (
+        best / "adapter_model.safetensors"
+    ).read_bytes()
     assert (out / "best" / "tokenizer.json").is_file()  # loadable on its own
     evals = {r["step"]: r["eval_loss"] for r in state["log_history"] if "eval_loss" in r and r["step"] <= 6}
     assert int(best.name.split("-")[1]) == min(evals, key=evals.get)
     assert result["eval"]["eval_loss"] == pytest.approx(min(evals.values()), rel=1e-6)  # final = best weights
 
 
-def test_a_failed_save_leaves_no_partial_checkpoint_and_says_so(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path,
-                                                               monkeypatch, capsys):  # fmt: skip
+def test_a_failed_save_leaves_no_partial_checkpoint_and_says_so(
+    tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, monkeypatch, capsys
+):
     import errno
 
     import transformers.trainer
@@ -171,10 +222,21 @@ def test_a_failed_save_leaves_no_partial_checkpoint_and_says_so(tiny_model_dir, 
 
     monkeypatch.setattr(transformers.trainer.Trainer, "_save_rng_state", fill_disk)
     with pytest.raises(SystemExit):
-        main(base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-            "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "1", "--max_train_samples", "2",
-            "--per_device_train_batch_size", "2",
-        ])  # fmt: skip
+        main(
+            base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir)
+            + [
+                "--max_steps",
+                "4",
+                "--save_strategy",
+                "steps",
+                "--save_steps",
+                "1",
+                "--max_train_samples",
+                "2",
+                "--per_device_train_batch_size",
+                "2",
+            ]
+        )
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: disk full while saving") and "checkpoint-1" in message
     assert is_complete(out / "checkpoint-1") and not (out / "checkpoint-2").exists()

@@ -34,14 +34,21 @@ SAMPLE_ARGS = ["--sample_prompts", *PROMPTS, "--sample_duration_in_seconds", str
 def training_args(model_dir: Path, corpus: Path, out: Path, cache: Path, steps: int = 4) -> list[str]:
     """A short run that draws random numbers everywhere: shuffling, 1 s crops of 3 s clips, text and LoRA dropout."""
     return base_argv(model_dir, corpus, out, cache) + [
-        "--max_steps", str(steps),
-        "--max_train_samples", "4",
-        "--per_device_train_batch_size", "2",
-        "--max_duration_in_seconds", "1",
-        "--learning_rate", "3e-3",
-        "--text_dropout_prob", "0.3",
-        "--lora_dropout", "0.1",
-    ]  # fmt: skip
+        "--max_steps",
+        str(steps),
+        "--max_train_samples",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_duration_in_seconds",
+        "1",
+        "--learning_rate",
+        "3e-3",
+        "--text_dropout_prob",
+        "0.3",
+        "--lora_dropout",
+        "0.1",
+    ]
 
 
 def read(path: Path) -> np.ndarray:
@@ -60,9 +67,16 @@ def sampled_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) ->
     from finetune_musicgen import main
 
     out = tmp_path_factory.mktemp("samples") / "run"
-    argv = training_args(tiny_model_dir, corpus_dir, out, data_cache_dir) + SAMPLE_ARGS + [
-        "--sample_every_steps", "2", "--report_to", "tensorboard",
-    ]  # fmt: skip
+    argv = (
+        training_args(tiny_model_dir, corpus_dir, out, data_cache_dir)
+        + SAMPLE_ARGS
+        + [
+            "--sample_every_steps",
+            "2",
+            "--report_to",
+            "tensorboard",
+        ]
+    )
     result = main(argv)
     result["out"] = out
     return result
@@ -73,7 +87,9 @@ def test_samples_are_rendered_before_during_and_after_training(sampled_run):
     assert sorted(p.name for p in samples.iterdir()) == ["base", "final", "step-2", "step-4"]
     for folder in samples.iterdir():
         assert sorted(p.name for p in folder.iterdir()) == ["0.wav", "1.wav", "prompts.txt"]
-        assert (folder / "prompts.txt").read_text(encoding="utf-8") == "0.wav\tlofi hip hop, piano\n1.wav\ttechno, 128 bpm\n"
+        assert (folder / "prompts.txt").read_text(
+            encoding="utf-8"
+        ) == "0.wav\tlofi hip hop, piano\n1.wav\ttechno, 128 bpm\n"
         for wav in ("0.wav", "1.wav"):
             info = sf.info(str(folder / wav))
             assert (info.samplerate, info.channels, info.frames) == (RATE, 1, FRAMES)
@@ -129,7 +145,9 @@ def test_samples_are_logged_to_tensorboard(sampled_run):
     assert all(prompt in text for prompt in PROMPTS)
 
 
-def test_rendering_samples_does_not_change_training(sampled_run, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, monkeypatch):
+def test_rendering_samples_does_not_change_training(
+    sampled_run, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, monkeypatch
+):
     """Same weights with and without samples; without the RNG guard the renders would change them (control)."""
     from finetune_musicgen import main
     from musicgen_lora.train import samples
@@ -206,5 +224,15 @@ def test_samples_are_logged_to_trackio(tiny_model_dir, corpus_dir, data_cache_di
 
 def test_sample_every_steps_must_not_be_negative(tmp_path):
     with pytest.raises(UserError, match=r"sample_every_steps must be >= 0.*got -1"):
-        parse_config(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path),
-                      "--sample_every_steps", "-1"])  # fmt: skip
+        parse_config(
+            [
+                "--model_name_or_path",
+                "m",
+                "--dataset_name",
+                "d",
+                "--output_dir",
+                str(tmp_path),
+                "--sample_every_steps",
+                "-1",
+            ]
+        )

@@ -32,10 +32,25 @@ def test_bf16_keeps_the_frozen_base_in_bf16_and_adapters_in_fp32_and_everything_
 ):
     out = tmp_path / "run"
     options = [
-        "--bf16", "true", "--max_train_samples", "4", "--per_device_train_batch_size", "2", "--max_steps", "4",
-        "--max_duration_in_seconds", "1", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "2",
-        "--train_sampling_strategy", "group_by_length",
-    ]  # fmt: skip
+        "--bf16",
+        "true",
+        "--max_train_samples",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "4",
+        "--max_duration_in_seconds",
+        "1",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--train_sampling_strategy",
+        "group_by_length",
+    ]
     samples = ["--sample_prompts", "lofi hip hop, piano", "--sample_duration_in_seconds", "0.5"]
     result = main(base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + options + samples)
     model = result["model"]
@@ -98,8 +113,13 @@ def _uneven(frames: list[int]) -> datasets.Dataset:
 
 def _padding_and_order(tiny_model_dir, tmp_path, strategy: str, dataset) -> tuple[float, list[list[int]]]:
     argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + [
-        "--per_device_train_batch_size", "4", "--train_sampling_strategy", strategy, "--max_duration_in_seconds", "2",
-    ]  # fmt: skip
+        "--per_device_train_batch_size",
+        "4",
+        "--train_sampling_strategy",
+        strategy,
+        "--max_duration_in_seconds",
+        "2",
+    ]
     parsed = parse_config(argv)
     model, processor = load_model_and_processor(parsed.model)
     trainer = build_trainer(parsed, add_trainable_parts(model, parsed.lora), processor, dataset, None)
@@ -134,8 +154,13 @@ def test_eager_and_sdpa_attention_give_the_same_loss(tiny_model_dir, tmp_path):
     losses = []
     for kernel in ("eager", "sdpa"):
         argv = base_argv(tiny_model_dir, tmp_path, tmp_path / kernel, tmp_path / "cache") + [
-            "--attn_implementation", kernel, "--text_dropout_prob", "0", "--per_device_eval_batch_size", "3",
-        ]  # fmt: skip
+            "--attn_implementation",
+            kernel,
+            "--text_dropout_prob",
+            "0",
+            "--per_device_eval_batch_size",
+            "3",
+        ]
         parsed = parse_config(argv)
         model, processor = load_model_and_processor(parsed.model)
         assert model.config.decoder._attn_implementation == model.config.text_encoder._attn_implementation == kernel

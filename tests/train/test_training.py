@@ -27,8 +27,16 @@ from ..conftest import base_argv
 
 def test_outputs_are_a_peft_adapter_with_only_lora_weights(trained_run):
     out = Path(trained_run["output_dir"])
-    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "processor_config.json",
-                 RESOLVED_CONFIG_NAME, "train_results.json", "all_results.json", "trainer_state.json"):  # fmt: skip
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+        RESOLVED_CONFIG_NAME,
+        "train_results.json",
+        "all_results.json",
+        "trainer_state.json",
+    ):
         assert (out / name).is_file(), name
     weights = load_file(out / "adapter_model.safetensors")
     assert weights and all("lora_" in key for key in weights)
@@ -104,18 +112,29 @@ def uneven_dataset() -> datasets.Dataset:
 
 def _one_sgd_step(model_dir, dataset, tmp_path, batch_size: int, accumulation: int, checkpointing: bool = False):
     argv = base_argv(model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + [
-        "--per_device_train_batch_size", str(batch_size),
-        "--gradient_accumulation_steps", str(accumulation),
-        "--gradient_checkpointing", str(checkpointing).lower(),
-        "--max_steps", "1",
-        "--logging_steps", "1",
-        "--optim", "sgd",  # update = lr * gradient, so equal updates mean equal gradients
-        "--learning_rate", "0.5",
-        "--max_grad_norm", "0",  # clipping would hide a mis-scaled gradient
-        "--lr_scheduler_type", "constant",
-        "--lora_dropout", "0",
-        "--text_dropout_prob", "0",  # random conditioning dropout would differ between batch shapes
-    ]  # fmt: skip
+        "--per_device_train_batch_size",
+        str(batch_size),
+        "--gradient_accumulation_steps",
+        str(accumulation),
+        "--gradient_checkpointing",
+        str(checkpointing).lower(),
+        "--max_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--optim",
+        "sgd",  # update = lr * gradient, so equal updates mean equal gradients
+        "--learning_rate",
+        "0.5",
+        "--max_grad_norm",
+        "0",  # clipping would hide a mis-scaled gradient
+        "--lr_scheduler_type",
+        "constant",
+        "--lora_dropout",
+        "0",
+        "--text_dropout_prob",
+        "0",  # random conditioning dropout would differ between batch shapes
+    ]
     parsed = parse_config(argv)
     set_seed(0)  # LoRA's A matrices are drawn from the global generator
     model, processor = load_model_and_processor(parsed.model)
@@ -164,9 +183,17 @@ def test_full_fine_tuning_trains_the_decoder_only(tiny_model_dir, corpus_dir, da
 
     out = tmp_path / "full"
     argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-        "--use_lora", "false", "--max_steps", "2", "--max_train_samples", "2", "--per_device_train_batch_size", "2",
-        "--learning_rate", "1e-2",
-    ]  # fmt: skip
+        "--use_lora",
+        "false",
+        "--max_steps",
+        "2",
+        "--max_train_samples",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "1e-2",
+    ]
     main(argv)
     assert not (out / "adapter_config.json").exists()
     tuned = AutoModelForTextToWaveform.from_pretrained(out)
@@ -195,14 +222,29 @@ def test_evaluation_during_and_after_training(tiny_model_dir, corpus_dir, data_c
 
     dataset = split_corpus(corpus_dir, tmp_path / "split")
     out = tmp_path / "run"
-    result = main(base_argv(tiny_model_dir, dataset, out, data_cache_dir) + [
-        "--eval_split_name", "validation", "--eval_strategy", "steps", "--eval_steps", "2", "--max_steps", "4",
-        "--per_device_train_batch_size", "3", "--per_device_eval_batch_size", "2",
-    ])  # fmt: skip
+    result = main(
+        base_argv(tiny_model_dir, dataset, out, data_cache_dir)
+        + [
+            "--eval_split_name",
+            "validation",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "2",
+            "--max_steps",
+            "4",
+            "--per_device_train_batch_size",
+            "3",
+            "--per_device_eval_batch_size",
+            "2",
+        ]
+    )
     evaluations = [r for r in result["log_history"] if "eval_loss" in r]
     assert [r["step"] for r in evaluations] == [2, 4, 4]  # every eval_steps, then the final evaluation
     assert 0 < result["eval"]["eval_loss"] < 10
-    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] == pytest.approx(result["eval"]["eval_loss"])
+    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] == pytest.approx(
+        result["eval"]["eval_loss"]
+    )
 
 
 def test_periodic_evaluation_without_eval_data_is_refused(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, capsys):
@@ -225,8 +267,9 @@ def test_training_logs_per_codebook_cross_entropy(trained_run):
 
 def test_eval_loss_is_the_true_mean_over_clips_of_different_lengths(tiny_model_dir, uneven_dataset, tmp_path):
     argv = base_argv(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "cache") + [
-        "--per_device_eval_batch_size", "1",
-    ]  # fmt: skip
+        "--per_device_eval_batch_size",
+        "1",
+    ]
     parsed = parse_config(argv)
     model, processor = load_model_and_processor(parsed.model)
     trainer = build_trainer(parsed, model, processor, uneven_dataset, uneven_dataset)

@@ -25,10 +25,22 @@ from ..conftest import base_argv, tone
 
 
 def train_briefly(model_dir: Path, dataset: Path, out: Path, cache: Path, *extra: str) -> dict:
-    return main(base_argv(model_dir, dataset, out, cache) + [
-        "--max_steps", "3", "--max_train_samples", "4", "--per_device_train_batch_size", "2",
-        "--learning_rate", "1e-2", "--logging_steps", "1", *extra,
-    ])  # fmt: skip
+    return main(
+        base_argv(model_dir, dataset, out, cache)
+        + [
+            "--max_steps",
+            "3",
+            "--max_train_samples",
+            "4",
+            "--per_device_train_batch_size",
+            "2",
+            "--learning_rate",
+            "1e-2",
+            "--logging_steps",
+            "1",
+            *extra,
+        ]
+    )
 
 
 def assert_reload_parity(result: dict, model_dir: Path, batch: dict) -> None:
@@ -91,7 +103,11 @@ def melody_songs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("melody-songs")
     rows = []
     for index in range(4):
-        sf.write(folder / f"{index}.wav", tone(2.0, 110 * (index + 1), tremolo_hz=3) + tone(2.0, 3000, tremolo_hz=3) * 0.2, 32000)
+        sf.write(
+            folder / f"{index}.wav",
+            tone(2.0, 110 * (index + 1), tremolo_hz=3) + tone(2.0, 3000, tremolo_hz=3) * 0.2,
+            32000,
+        )
         sf.write(folder / f"hum{index}.wav", tone(2.0, 261.6 * 2 ** (index / 12), tremolo_hz=3), 32000)
         rows.append({"file_name": f"{index}.wav", "text": f"song {index}", "hum": f"hum{index}.wav"})
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -106,7 +122,9 @@ def test_melody_trains_on_its_own_chroma_and_reloads(melody_model_dir, melody_so
     inputs = processor(text=["song 1"], audio=[tone(2.0, 220, tremolo_hz=3)], sampling_rate=32000, return_tensors="pt")
     batch = {**inputs, "decoder_input_ids": torch.randint(0, 64, (4, 12))}
     assert_reload_parity(result, melody_model_dir, batch)
-    with_melody = generate_audio(result["model"], processor, ["song"], seconds=0.5, seed=0, melody=tone(2.0, 330, tremolo_hz=3))
+    with_melody = generate_audio(
+        result["model"], processor, ["song"], seconds=0.5, seed=0, melody=tone(2.0, 330, tremolo_hz=3)
+    )
     text_only = generate_audio(result["model"], processor, ["song"], seconds=0.5, seed=0)
     assert with_melody.shape == text_only.shape == (1, 1, 16000)
 
@@ -121,7 +139,9 @@ def test_chroma_comes_from_the_conditional_audio_column(melody_model_dir, melody
     fingerprint = module_fingerprint(model.audio_encoder)
 
     def chroma(*extra: str) -> list:
-        args = parse_config(base_argv(melody_model_dir, melody_songs, tmp_path / "o", tmp_path / "c") + list(extra)).data
+        args = parse_config(
+            base_argv(melody_model_dir, melody_songs, tmp_path / "o", tmp_path / "c") + list(extra)
+        ).data
         return prepare_split(args, "train", model, fingerprint, False, extractor)["chroma"]
 
     own, hummed = chroma(), chroma("--conditional_audio_column_name", "hum")
@@ -148,7 +168,9 @@ def test_collator_crops_chroma_with_the_codes_and_drops_it_to_the_null_melody(me
         assert first_bin == int(start * ratio) % 12  # the chroma window starts where the code window starts
         assert batch["input_features"].shape[1] == int(np.ceil(100 * ratio))
     assert len(starts) > 1
-    always = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=100, chroma_per_frame=ratio, chroma_dropout_prob=0.999999)
+    always = MusicgenCollator(
+        processor.tokenizer, 64, 64, max_frames=100, chroma_per_frame=ratio, chroma_dropout_prob=0.999999
+    )
     dropped = always([feature])["input_features"][0]
     assert (dropped[:, 0] == 1).all() and (dropped[:, 1:] == 0).all()
     assert always.for_evaluation().chroma_dropout_prob == 0.0
@@ -160,8 +182,9 @@ def test_dropped_chroma_is_the_melody_models_own_null_condition(melody_model_dir
     ratio = 32000 / 4096 / 50
     feature = {"codes": torch.randint(0, 64, (4, 30)).tolist(), "text": "song", "chroma": np.eye(12)[[3] * 5].tolist()}
     kept = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=100, chroma_per_frame=ratio)([feature])
-    dropped = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=100, chroma_per_frame=ratio,
-                               chroma_dropout_prob=0.999999)([feature])  # fmt: skip
+    dropped = MusicgenCollator(
+        processor.tokenizer, 64, 64, max_frames=100, chroma_per_frame=ratio, chroma_dropout_prob=0.999999
+    )([feature])
     for batch in (kept, dropped):
         batch.pop("labels")
     no_melody = {k: v for k, v in dropped.items() if k != "input_features"}
