@@ -21,7 +21,7 @@ from ..files import atomic_write_json, cache_root, ensure_writable_folder, save_
 from ..hub.dataset import push_captioned_split
 from ..logs import progress, progress_bars
 from ..models.codec import encode_clip
-from ..models.loading import is_melody_model, load_model_and_processor
+from ..models.loading import check_melody_options, is_melody_model, load_model_and_processor
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from .cache_keys import codec_fingerprint
 from .captions import caption_tracks
@@ -61,6 +61,7 @@ def prepare_data(
         if report is not None:
             return report
         model, processor = load_model_and_processor(parsed.model)
+        check_melody_options(model, parsed)  # training checks them itself, once
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     codec = codec_fingerprint(parsed.model, cache_root(data_args.data_cache_dir), model)
     spec = AudioSpec.of(model)

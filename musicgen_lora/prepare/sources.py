@@ -22,7 +22,7 @@ from ..config.arguments import DataArguments
 from ..errors import UserError, one_line
 from ..files import read_user_text
 from .captions import caption_of
-from .file_sources import load_file_source
+from .file_sources import chosen_column, load_file_source, refuse_column_options
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +73,23 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
                 f"conditional_audio_column_name needs a metadata.jsonl/.csv in '{folder}' with that column; add one or "
                 "unset it"
             )
+        refuse_column_options(data_args, f"'{folder}' (no metadata.jsonl/.csv: captions come from .txt files)")
         return _load_audio_files(folder, data_args)
     rows, source = metadata
     if not rows:
         raise UserError(f"the metadata file '{source}' has no rows; add one row per audio file")
     columns = sorted({key for _, row in rows for key in row})
-    path_column = "file_name" if "file_name" in columns else data_args.audio_column_name
-    if path_column not in columns:
+    audio_option, text_option = data_args.audio_column_name, data_args.text_column_name
+    path_column = chosen_column("audio_column_name", audio_option, ("file_name", audio_option), columns, f"'{source}'")
+    if path_column is None:
         raise UserError(
-            f"the metadata in '{folder}' has no 'file_name' or '{data_args.audio_column_name}' column (columns: "
+            f"the metadata in '{folder}' has no 'file_name' or '{audio_option}' column (columns: "
             f"{', '.join(columns)}); add file_name with each audio file's path relative to the folder"
         )
-    text_column = data_args.text_column_name
-    if text_column not in columns and (text_column != "text" or data_args.instance_prompt is None):
+    text_column = chosen_column("text_column_name", text_option, (text_option,), columns, f"'{source}'")
+    if text_column is None and data_args.instance_prompt is None:
         raise UserError(
-            f"caption column '{text_column}' not found in the metadata of '{folder}' (columns: {', '.join(columns)}); "
+            f"caption column '{text_option}' not found in the metadata of '{folder}' (columns: {', '.join(columns)}); "
             "set text_column_name to the caption column, or set instance_prompt"
         )
     conditional = data_args.conditional_audio_column_name
