@@ -5,8 +5,8 @@ Usage::
     python bench/analysis_vs_librosa.py CORPUS_DIR [--limit N] [--before PATH]
 
 ``CORPUS_DIR`` is a folder written by ``bench/key_tempo_corpora.py``; ``--before`` is the previous analysis.py
-(``git show REV:musicgen_lora/analysis.py > before.py``) whose hand-written STFT, mel filterbank, MFCC, chroma and
-onset code is compared with librosa's. Speed: best and median of 5 runs on a 60 s excerpt (one core: run with
+(``git show e2d5858:musicgen_lora/audio/analysis.py > before.py``) whose hand-written STFT, mel filterbank, MFCC,
+chroma and onset code is compared with librosa's. Speed: best and median of 5 runs on a 60 s excerpt (one core: run with
 OMP_NUM_THREADS=1); memory: tracemalloc's peak (numpy allocations are traced). Prints a markdown report.
 """
 
@@ -26,7 +26,10 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from key_tempo_accuracy import load_module  # noqa: E402
-from musicgen_lora import analysis  # noqa: E402
+
+from musicgen_lora.audio import analysis  # noqa: E402
+from musicgen_lora.audio.key import estimate_key, key_scores  # noqa: E402
+from musicgen_lora.audio.tempo import estimate_tempo  # noqa: E402
 
 
 def cost(function, repeats: int = 5) -> tuple[float, float, float]:
@@ -55,7 +58,7 @@ def librosa_key(audio: np.ndarray, sr: int, kind: str) -> tuple[int, str]:
         chroma = librosa.feature.chroma_cqt(y=audio, sr=sr)
     else:
         chroma = librosa.feature.chroma_stft(y=audio, sr=sr, n_fft=8192)
-    scores = analysis.key_scores(chroma.sum(axis=1), np.zeros(12))
+    scores = key_scores(chroma.sum(axis=1), np.zeros(12))
     mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
     return int(tonic), ("major", "minor")[mode]
 
@@ -67,14 +70,17 @@ def accuracy(corpus: Path, limit: int | None) -> list[str]:
     for row in rows:
         audio, sr = sf.read(corpus / row["file"], dtype="float32")
         if row.get("bpm"):
-            for name, bpm in (("ours", analysis.estimate_tempo(audio, sr)), ("librosa", librosa_tempo(audio, sr))):
+            for name, bpm in (("ours", estimate_tempo(audio, sr)), ("librosa", librosa_tempo(audio, sr))):
                 bpm = getattr(bpm, "bpm", bpm)
                 hits.setdefault(f"tempo {name}", []).append(bpm is not None and abs(bpm / row["bpm"] - 1) <= 0.04)
         if row.get("key"):
             target = analysis.parse_key(row["key"])
-            ours = analysis.estimate_key(audio, sr)
-            for name, est in (("ours (NNLS notes + bass)", (ours.tonic, ours.mode)), ("librosa chroma_cqt", librosa_key(audio, sr, "cqt")),
-                              ("librosa chroma_stft", librosa_key(audio, sr, "stft"))):  # fmt: skip
+            ours = estimate_key(audio, sr)
+            for name, est in (
+                ("ours (NNLS notes + bass)", (ours.tonic, ours.mode)),
+                ("librosa chroma_cqt", librosa_key(audio, sr, "cqt")),
+                ("librosa chroma_stft", librosa_key(audio, sr, "stft")),
+            ):
                 hits.setdefault(f"key {name}", []).append(analysis.key_score(est, target)[0])
     lines = ["| estimator | n | exact (tempo within 4 % / key exact) | MIREX (key) |", "|---|---|---|---|"]
     for name, values in hits.items():
@@ -91,17 +97,31 @@ def speed(before, sr: int = 32000) -> list[str]:
         0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) + 0.05 * rng.standard_normal(len(t))
     ).astype(np.float32)
     n_fft, hop = 4096, 1365
+    old_mel = getattr(before, "_mel_filterbank", None) or before.mel_filterbank
+
+    def new_mel():
+        return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=40, fmin=30.0, fmax=11000.0, htk=True, norm=None)
+
     cases = {
-        "STFT magnitude (4096/1365)": (lambda: before.stft_magnitude(audio.astype(np.float64), n_fft, hop),
-                                      lambda: np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop, pad_mode="constant"))),
-        "mel filterbank (40 bands)": (lambda: before._mel_filterbank(sr, n_fft, 40, fmax=11000.0),
-                                      lambda: librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=40, fmin=30.0, fmax=11000.0, htk=True, norm=None)),
-        "onset strength": (lambda: before.onset_envelope(audio, sr), lambda: librosa.onset.onset_strength(y=audio, sr=sr)),
-        "chroma (frame descriptors)": (lambda: before.chroma_frames(audio, sr, n_fft=n_fft, hop=hop),
-                                       lambda: librosa.feature.chroma_stft(y=audio, sr=sr, n_fft=n_fft, hop_length=hop)),
-        "MFCC + chroma descriptors": (lambda: before.frame_descriptors(audio, sr), lambda: analysis.frame_descriptors(audio, sr)),
+        "STFT magnitude (4096/1365)": (
+            lambda: before.stft_magnitude(audio.astype(np.float64), n_fft, hop),
+            lambda: np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop, pad_mode="constant")),
+        ),
+        "mel filterbank (40 bands)": (lambda: old_mel(sr, n_fft, 40, fmax=11000.0), new_mel),
+        "onset strength": (
+            lambda: before.onset_envelope(audio, sr),
+            lambda: librosa.onset.onset_strength(y=audio, sr=sr),
+        ),
+        "chroma (frame descriptors)": (
+            lambda: before.chroma_frames(audio, sr, n_fft=n_fft, hop=hop),
+            lambda: librosa.feature.chroma_stft(y=audio, sr=sr, n_fft=n_fft, hop_length=hop),
+        ),
+        "MFCC + chroma descriptors": (
+            lambda: before.frame_descriptors(audio, sr),
+            lambda: analysis.frame_descriptors(audio, sr),
+        ),
         "tempo (60 s)": (lambda: before.estimate_tempo(audio, sr), lambda: librosa_tempo(audio, sr)),
-    }  # fmt: skip
+    }
     lines = [
         "| function | ours: best / median s, peak MB | librosa (or new): best / median s, peak MB |",
         "|---|---|---|",
@@ -109,10 +129,9 @@ def speed(before, sr: int = 32000) -> list[str]:
     for name, (ours, theirs) in cases.items():
         a, b = cost(ours, 2 if "tempo" in name else 5), cost(theirs, 2 if "tempo" in name else 5)
         lines.append(f"| {name} | {a[0]:.3f} / {a[1]:.3f}, {a[2]:.1f} | {b[0]:.3f} / {b[1]:.3f}, {b[2]:.1f} |")
-    ours_mel = before._mel_filterbank(sr, n_fft, 40, fmax=11000.0)
-    theirs_mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=40, fmin=30.0, fmax=11000.0, htk=True, norm=None)
-    lines.append(f"\nmel filterbanks: largest difference {np.abs(ours_mel - theirs_mel).max():.1e} (weights up to 1)")
-    new = cost(lambda: (analysis.estimate_tempo(audio, sr), analysis.estimate_key(audio, sr)))
+    difference = np.abs(old_mel(sr, n_fft, 40, fmax=11000.0) - new_mel()).max()
+    lines.append(f"\nmel filterbanks: largest difference {difference:.1e} (weights up to 1)")
+    new = cost(lambda: (estimate_tempo(audio, sr), estimate_key(audio, sr)))
     lines.append(
         f"new estimate_tempo + estimate_key on 60 s: best {new[0]:.3f} s, median {new[1]:.3f} s, peak {new[2]:.1f} MB"
     )

@@ -6,9 +6,11 @@ Usage::
 
 prints, per corpus, genre and instrumentation and for the ``tune`` / ``test`` splits: tempo within 4 % (the exact
 octave), tempo within 4 % allowing a factor 2 or 3, key with its mode exactly right, and the MIREX weighted key
-score; then how the confidence thresholds of :mod:`musicgen_lora.analysis` sort right from wrong estimates.
-``--analysis-module`` measures another version of ``analysis.py`` (e.g. ``git show REV:musicgen_lora/analysis.py``
-saved to a file: the "before" column of bench/RESULTS.md).
+score; then how the confidence thresholds of :mod:`musicgen_lora.audio.tempo` and :mod:`musicgen_lora.audio.key`
+sort right from wrong estimates. ``--analysis-module`` measures another version of the estimators: one file with
+``estimate_tempo``, ``estimate_key``, ``tempo_error``, ``key_score`` and ``parse_key`` (e.g. ``git show
+e2d5858:musicgen_lora/audio/analysis.py``, the code before this work, saved to a file: the "before" column of
+bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -20,16 +22,30 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from musicgen_lora import analysis as current  # noqa: E402
+from musicgen_lora.audio import analysis  # noqa: E402
+from musicgen_lora.audio import key as key_module  # noqa: E402
+from musicgen_lora.audio import tempo as tempo_module  # noqa: E402
+
+# today's estimators, seen as one module (the shape of the single file that --analysis-module loads)
+current = SimpleNamespace(
+    estimate_tempo=tempo_module.estimate_tempo,
+    estimate_key=key_module.estimate_key,
+    tempo_error=analysis.tempo_error,
+    key_score=analysis.key_score,
+    parse_key=analysis.parse_key,
+    TEMPO_CONFIDENCE_THRESHOLD=tempo_module.TEMPO_CONFIDENCE_THRESHOLD,
+    KEY_CONFIDENCE_THRESHOLD=key_module.KEY_CONFIDENCE_THRESHOLD,
+)
 
 
 def load_module(path: str | None):
-    """``musicgen_lora.analysis``, or the module at ``path``."""
+    """Today's estimators, or the module at ``path``."""
     if not path:
         return current
     spec = importlib.util.spec_from_file_location("analysis_under_test", path)
@@ -84,33 +100,37 @@ def summarise(results: list[dict]) -> dict[str, float | int]:
     return out
 
 
-def table(results: list[dict]) -> str:
-    """A markdown table: every corpus, genre and instrumentation, split into tune / test / all."""
-    groups: dict[str, list[dict]] = defaultdict(list)
+def table(results: list[dict], before: list[dict] | None = None, kinds=("corpus", "genre", "instrumentation")) -> str:
+    """A markdown table: all, then every corpus, genre and instrumentation, split into tune / test / all; with
+    ``before`` (results of another version on the same excerpts), its figures in parentheses."""
+    earlier = {r["id"]: r for r in before or []}
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in results:
         for split in (r["split"], "all"):
             groups[("ALL", split)].append(r)
-            groups[(f"corpus {r['corpus']}", split)].append(r)
-            groups[(f"genre {r['genre']}", split)].append(r)
-            groups[(f"instr. {r['instrumentation']}", split)].append(r)
+            for kind in kinds:
+                groups[(f"{kind} {r[kind]}", split)].append(r)
     lines = [
         "| group | split | tempo n | tempo 4 % | any octave | key n | key exact | MIREX |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for (group, split), rows in sorted(groups.items(), key=lambda item: (item[0][0] != "ALL", item[0][0], item[0][1])):
-        s = summarise(rows)
-
-        def pct(name):
-            return f"{100 * s[name]:.0f} %" if name in s else "-"
-
-        mirex = f"{s['key_mirex']:.3f}" if "key_mirex" in s else "-"
-        lines.append(f"| {group} | {split} | {s['tempo_n']} | {pct('tempo_4pct')} | {pct('tempo_4pct_any_octave')} | "
-                     f"{s['key_n']} | {pct('key_exact')} | {mirex} |")  # fmt: skip
+        now = summarise(rows)
+        then = summarise([earlier[r["id"]] for r in rows if r["id"] in earlier]) if earlier else {}
+        cells = []
+        for name, percent in (("tempo_4pct", True), ("tempo_4pct_any_octave", True), ("key_exact", True),
+                              ("key_mirex", False)):  # fmt: skip
+            text = "-" if name not in now else (f"{100 * now[name]:.0f} %" if percent else f"{now[name]:.3f}")
+            if name in then:
+                text += f" ({100 * then[name]:.0f} %)" if percent else f" ({then[name]:.3f})"
+            cells.append(text)
+        tempo_cells, key_cells = " | ".join(cells[:2]), " | ".join(cells[2:])
+        lines.append(f"| {group} | {split} | {now['tempo_n']} | {tempo_cells} | {now['key_n']} | {key_cells} |")
     return "\n".join(lines)
 
 
 def threshold_report(results: list[dict], field: str, hit: str, thresholds) -> str:
-    """For each threshold: the share of wrong estimates removed and of right ones lost when fields below it are dropped."""
+    """For each threshold: how many wrong estimates are removed and right ones lost when fields below it are dropped."""
     rows = [r for r in results if r.get(field) is not None and hit in r]
     right = [r for r in rows if r[hit]]
     wrong = [r for r in rows if not r[hit]]
@@ -128,29 +148,24 @@ def threshold_report(results: list[dict], field: str, hit: str, thresholds) -> s
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("corpus_dir", type=Path)
-    parser.add_argument("--analysis-module", default=None, help="path of another analysis.py to measure")
+    parser.add_argument("corpus_dirs", type=Path, nargs="+", help="folders written by key_tempo_corpora.py")
+    parser.add_argument("--analysis-module", default=None, help="path of another version of the estimators")
     parser.add_argument("--json", type=Path, default=None, help="write the per-excerpt results here")
+    parser.add_argument("--before", type=Path, default=None, help="per-excerpt results (--json) of another version")
     parser.add_argument("--seconds", type=float, default=None, help="use only the first S seconds of each excerpt")
     args = parser.parse_args(argv)
     module = load_module(args.analysis_module)
-    results = evaluate(args.corpus_dir, module, args.seconds)
-    print(table(results))
+    results = [r for folder in args.corpus_dirs for r in evaluate(folder, module, args.seconds)]
+    before = json.loads(args.before.read_text()) if args.before else None
+    print(table(results, before))
     times = [r["seconds_taken"] for r in results]
     print(f"\ntime per excerpt (tempo + key): median {np.median(times):.3f} s, max {max(times):.3f} s")
     if hasattr(module, "TEMPO_CONFIDENCE_THRESHOLD"):
-        print(
-            "\n"
-            + threshold_report(
-                results, "tempo_conf", "tempo_hit", sorted({0.1, 0.2, 0.3, 0.4, 0.5, module.TEMPO_CONFIDENCE_THRESHOLD})
-            )
-        )
-        print(
-            "\n"
-            + threshold_report(
-                results, "key_conf", "key_hit", sorted({0.1, 0.2, 0.3, 0.4, 0.5, module.KEY_CONFIDENCE_THRESHOLD})
-            )
-        )
+        for field, hit, threshold in (
+            ("tempo_conf", "tempo_hit", module.TEMPO_CONFIDENCE_THRESHOLD),
+            ("key_conf", "key_hit", module.KEY_CONFIDENCE_THRESHOLD),
+        ):
+            print("\n" + threshold_report(results, field, hit, sorted({0.1, 0.2, 0.3, 0.4, 0.5, threshold})))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return summarise(results)

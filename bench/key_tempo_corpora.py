@@ -9,9 +9,9 @@ writes ``OUT_DIR/<corpus>/<id>.wav`` and ``OUT_DIR/manifest.jsonl`` (one row per
 ``corpus``, ``genre``, ``instrumentation``, ``piece``, ``bpm``, ``key``, ``meter``, ``split``). Nothing is written
 into the repository. Same arguments, same audio (every random choice is seeded by the piece's name).
 
-Needs ``pip install music21 mido pyfluidsynth`` and ``apt-get install -y fluidsynth fluid-soundfont-gm`` (FluidSynth plays the
-MIDI with the Fluid R3 General MIDI sample set: recorded pianos, strings, organs, guitars, drums...). Optionally
-``apt-get download openttd-openmsx`` for the pop corpus (it is read from the .deb, no installation needed, see
+Needs ``pip install music21 mido pyfluidsynth`` and ``apt-get install -y fluidsynth fluid-soundfont-gm`` (FluidSynth
+plays the MIDI with the Fluid R3 General MIDI sample set: recorded pianos, strings, organs, guitars, drums...).
+Optionally ``apt-get download openttd-openmsx`` for the pop corpus (read from the .deb, no installation needed, see
 ``--openmsx-deb``).
 
 The corpora (what each is, how its truth is known, and its limits):
@@ -34,7 +34,8 @@ The corpora (what each is, how its truth is known, and its limits):
 * ``folk`` -- Irish, Scottish and American fiddle tunes (Ryan's Mammoth Collection 1883, O'Neill's Music of
   Ireland 1850) and German folk songs (Essen collection), all from music21's corpus: real tunes, monophonic.
   Key: the ABC ``K:`` field, kept only for major and minor (``K:Ador``, ``K:Gmix``... are left out) and only when
-  the tune ends on its tonic; for the Essen songs the tonic from ``K:`` and the mode from the thirds (see below). Tempo: dance tunes log-uniform 84-140 on the notated beat, songs 66-126.
+  the tune ends on its tonic; for the Essen songs the tonic from ``K:`` and the mode from the thirds (see below).
+  Tempo: dance tunes log-uniform 84-140 on the notated beat, songs 66-126.
   Instrumentations: solo fiddle, solo flute, accordion, and a "folk band" (melody + drum kit on the metre, no
   harmony added, so the key evidence stays the tune's own). Limit: a single melodic line is the hardest case for
   key finding (no chords), and fiddle tunes lean on their fifth.
@@ -60,16 +61,12 @@ Split: every piece is assigned ``tune`` (60 %) or ``test`` (40 %) by a hash of i
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import io
 import json
 import math
-import os
 import random
 import subprocess
-import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,7 +268,8 @@ def classical(limit: int) -> list[Piece]:
     pieces = []
     # round-robin over the composers, so that a small limit is not all Mozart
     lists = [_corpus_paths(folder) for folder in CLASSICAL_FOLDERS]
-    paths = [p for row in zip(*[l + [None] * (max(map(len, lists)) - len(l)) for l in lists]) for p in row if p]
+    longest = max(map(len, lists))
+    paths = [p for row in zip(*[x + [None] * (longest - len(x)) for x in lists], strict=True) for p in row if p]
     seen = set()
     for path in paths:
         stem = str(Path(path).with_suffix(""))
