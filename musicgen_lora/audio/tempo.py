@@ -41,7 +41,7 @@ TEMPO_CLEAR_PULSE = (0.25, 0.75)
 
 
 # Below this a caption leaves the tempo out. Every noise and drone measured scores 0 (no pulse); on the corpora
-# (bench/RESULTS.md) it drops 2 of 20 wrong tempi and 8 of 229 right ones, those with the faintest pulse. The
+# (bench/RESULTS.md) it drops 2 of 24 wrong tempi and 10 of 237 right ones, those with the faintest pulse. The
 # remaining errors are octave errors with a clear pulse, which no confidence built from the pulse can see.
 TEMPO_CONFIDENCE_THRESHOLD = 0.1
 

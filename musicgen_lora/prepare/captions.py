@@ -9,9 +9,8 @@ when no tempo was measured). A tempo or key the track's own caption already stat
 
 What is measured, and when:
 
-* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.analysis`): tempo
-and
-  key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
+* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.tempo`,
+  :mod:`~musicgen_lora.audio.key`, :mod:`~musicgen_lora.audio.analysis`): tempo and key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
   and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
   :data:`BRIGHTNESS_WORDS`.
 * ``clap_model_name_or_path`` (a local transformers ``ClapModel`` folder) adds zero-shot tags: for each label set
@@ -19,6 +18,11 @@ and
   among the set's labels reaches ``clap_tag_threshold``. The track is embedded on up to :data:`CLAP_EXCERPTS`
   excerpts of CLAP's window (10 s) at fixed positions (evenly spread, same for every run and seed), resampled to
   CLAP's 48 kHz, and the excerpt embeddings are averaged.
+* Every tempo and key estimate carries a confidence (0 to 1); below :data:`CONFIDENCE_THRESHOLDS` the field is
+  left out of the caption (no word rather than a wrong word), and the data report counts and lists those tracks.
+* ``prepared_data/captions.jsonl`` (:func:`review_row`) shows every track's final caption with the estimates and
+  their confidences. Corrected and copied into the dataset folder as ``metadata.jsonl``, its rows
+  (``caption_is_final: true``) are trained on as written: no template, nothing measured or decoded.
 
 Everything measured is cached as small JSON files under ``<data_cache_dir>/analysis/``, keyed by the audio's identity
 (path, size and modification time, or a hash of the bytes): tempo/key, loudness/brightness and the CLAP audio
