@@ -10,9 +10,9 @@ when no tempo was measured). A tempo or key the track's own caption already stat
 What is measured, and when:
 
 * ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.tempo`,
-  :mod:`~musicgen_lora.audio.key`, :mod:`~musicgen_lora.audio.analysis`): tempo and key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
-  and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
-  :data:`BRIGHTNESS_WORDS`.
+  :mod:`~musicgen_lora.audio.key`, :mod:`~musicgen_lora.audio.analysis`): tempo and key on the track's central
+  excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track) and brightness (spectral
+  centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and :data:`BRIGHTNESS_WORDS`.
 * ``clap_model_name_or_path`` (a local transformers ``ClapModel`` folder) adds zero-shot tags: for each label set
   (genre, mood, instrument) the label whose prompt CLAP finds most similar to the track, kept when its probability
   among the set's labels reaches ``clap_tag_threshold``. The track is embedded on up to :data:`CLAP_EXCERPTS`
