@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 
+# A metadata column saying that the row's text is the final caption (captions.jsonl, reviewed and copied in as
+# metadata.jsonl, sets it): trained on as written, without the template or measured fields.
+FINAL_COLUMN = "caption_is_final"
+
+
 def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path] | None:
     """The rows of a folder's ``metadata.jsonl`` (or ``.csv``) with their line numbers, and the file; None without.
 
@@ -99,6 +104,8 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
             f"{', '.join(columns)}); set conditional_audio_column_name to a column of audio paths, or unset it"
         )
     table: dict[str, list] = {"audio": [], "text": [], **({"conditional_audio": []} if conditional else {})}
+    if FINAL_COLUMN in columns:  # a reviewed captions.jsonl: its captions are trained on as written
+        table["caption_final"] = []
     seen: dict[str, tuple[int, str | None]] = {}
     for number, row in rows:
         where = f"{source} line {number}"
@@ -118,9 +125,24 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
         seen[audio] = (number, text)
         table["audio"].append(audio)
         table["text"].append(text)
+        if "caption_final" in table:
+            table["caption_final"].append(_flag(row.get(FINAL_COLUMN), FINAL_COLUMN, where))
         if conditional:
             table["conditional_audio"].append(str(folder / _relative_path(row.get(conditional), conditional, where)))
     return datasets.Dataset.from_dict(table)
+
+
+def _flag(value: Any, column: str, where: str) -> bool:
+    """A metadata row's true/false column (JSON true/false or null; in a CSV: true, false or empty).
+
+    Raises:
+        UserError: anything else.
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", ""):
+        return value.strip().lower() == "true"
+    raise UserError(f"{where}: '{column}' is {json.dumps(value)[:60]}; write true or false (or leave it out)")
 
 
 def _relative_path(value: Any, column: str, where: str) -> str:
@@ -239,6 +261,32 @@ def load_split(data_args: DataArguments, split: str, cache_dir: str | None = Non
             "'user/name')"
         )
     return _load_hub_split(data_args, split, cache_dir)
+
+
+def source_names(raw: datasets.Dataset, data_args: DataArguments, split: str) -> list[str]:
+    """A name for each track of a split as :func:`load_split` returned it, for the ``source`` column of every prepared
+    example and for captions.jsonl: the audio file's path relative to the dataset folder (the split's folder, or the
+    manifest's folder) for local data, the file name or ``row N`` for Hub data. Paths outside that folder stay whole.
+    """
+    local = Path(data_args.dataset_name).expanduser()
+    base = None
+    if local.is_dir():
+        base = local / split if (local / split).is_dir() else local
+    elif local.is_file():
+        base = local.parent
+    names = []
+    for index, audio in enumerate(raw["audio"]):
+        path = audio.get("path") if isinstance(audio, dict) else audio
+        if not path:
+            names.append(f"row {index}")
+        elif base is None:  # a Hub dataset: the file name it was uploaded with
+            names.append(Path(str(path)).name)
+        else:
+            try:
+                names.append(Path(str(path)).resolve().relative_to(base.resolve()).as_posix())
+            except ValueError:
+                names.append(str(path))
+    return names
 
 
 def open_stream(data_args: DataArguments, split: str, cache_dir: str | None = None) -> datasets.IterableDataset:
