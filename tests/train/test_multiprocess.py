@@ -86,3 +86,24 @@ def test_each_process_gets_its_own_random_stream():
     assert torch.initial_seed() == 8
     SeedPerProcess().on_train_begin(SimpleNamespace(world_size=1, process_index=0, seed=3), None, None)
     assert torch.initial_seed() == 8  # a single process keeps Trainer's seeding untouched
+
+
+# each launched process writes a file named by its pid holding the world size it was started in
+PROBE = "import os, pathlib\nworld = os.environ.get('WORLD_SIZE', '1')\n" + (
+    "pathlib.Path(os.environ['PROBE_DIR'], str(os.getpid())).write_text(world)"
+)
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
+@pytest.mark.parametrize("launcher, processes", [("--cpu", 1), ("--multi_gpu", 2)])
+def test_accelerate_launch_cpu_starts_one_process_and_multi_gpu_two(launcher, processes, tmp_path):
+    """The README's note: `accelerate launch --cpu --num_processes 2` starts ONE process on a machine without GPUs;
+    `--multi_gpu` is what starts several (each writes its pid and WORLD_SIZE)."""
+    (tmp_path / "probe.py").write_text(PROBE + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PROBE_DIR": str(tmp_path / "seen")}
+    (tmp_path / "seen").mkdir()
+    command = ["accelerate", "launch", launcher, "--num_processes", "2", str(tmp_path / "probe.py")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = [path.read_text() for path in (tmp_path / "seen").iterdir()]
+    assert seen == [str(processes)] * processes
