@@ -47,12 +47,19 @@ KNOWN_LICENSES = {"facebook/musicgen": "cc-by-nc-4.0"}
 
 
 def fix_adapter_config(output_dir: str | Path, base_id: str | None) -> bool:
-    """Write the base model's Hub id into ``adapter_config.json`` in place of PEFT's local path; True if changed."""
+    """Write the base model's Hub id into ``adapter_config.json`` in place of PEFT's local path; without an id, a
+    relative local path becomes absolute (run from the training's folder); True if changed.
+
+    Read from another folder later (a card, a push, ``generate --adapter``), a relative ``models/tiny`` would look
+    like a Hub id; an absolute path never does, and a push leaves it out."""
     path = Path(output_dir) / "adapter_config.json"
-    if base_id is None or not path.is_file():
+    if not path.is_file():
         return False
     config = json.loads(path.read_text(encoding="utf-8"))
-    if config.get("base_model_name_or_path") == base_id:
+    recorded = config.get("base_model_name_or_path")
+    if base_id is None and isinstance(recorded, str) and recorded and Path(recorded).expanduser().exists():
+        base_id = str(Path(recorded).expanduser().resolve())
+    if base_id is None or recorded == base_id:
         return False
     config["base_model_name_or_path"] = base_id
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")

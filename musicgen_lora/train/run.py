@@ -315,7 +315,7 @@ def finish_run(
 
     output_dir = Path(output_dir)
     base_id = hub_id_of(model_name_or_path, base_model_id)
-    if fix_adapter_config(output_dir, base_id):
+    if fix_adapter_config(output_dir, base_id) and base_id:  # (without an id: the local base's absolute path)
         logger.info("adapter_config.json names the base model by its Hub id, %s", base_id)
     plot = plot_loss_curves_if_possible(log_history, output_dir / PLOT_NAME)
     card = write_model_card(output_dir, push.repo_id if push else None)
