@@ -13,6 +13,9 @@ import transformers
 
 from musicgen_lora.config.arguments import MusicgenTrainingArguments
 from musicgen_lora.logs import apply_process_log_level, progress, progress_bars, setup_logging
+from musicgen_lora.prepare.cli import main as prepare_main
+
+from .conftest import base_argv
 
 
 @pytest.mark.parametrize(
@@ -66,3 +69,20 @@ def test_our_bars_show_on_a_terminal_and_follow_disable_tqdm():
     assert progress(total=2, file=io.StringIO()).disable  # a file or a pipe: no bar
     with progress_bars(enabled=False):
         assert progress(total=2, file=_Terminal()).disable
+
+
+BAR_MARKS = ("it/s]", "examples/s]", "%|")  # what any tqdm bar prints
+
+
+def test_no_bar_of_the_preparation_reaches_a_file_with_disable_tqdm(tiny_model_dir, corpus_dir, tmp_path, capfd):
+    # loading weights, encoding, cutting chunks and evaluation windows, saving the splits: every bar of prepare
+    options = ["--chunk_long_tracks", "true", "--max_duration_in_seconds", "1", "--eval_split_percentage", "25"]
+    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + options
+    prepare_main(argv + ["--disable_tqdm", "false"])  # the last value of a flag wins
+    shown = capfd.readouterr().err
+    assert "Saving the dataset" in shown  # without disable_tqdm the libraries' bars do print (the check can fail)
+    assert "Encoding audio with EnCodec" not in shown  # ours: only on a terminal
+    report = prepare_main(base_argv(tiny_model_dir, corpus_dir, tmp_path / "again", tmp_path / "cache2") + options)
+    assert report["splits"]["eval"]["examples"] > 0  # chunks cut, evaluation windows cut, splits saved: no bar
+    err = capfd.readouterr().err
+    assert not [mark for mark in BAR_MARKS if mark in err], err[-2000:]

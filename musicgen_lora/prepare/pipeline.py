@@ -60,6 +60,15 @@ def prepare_data(
     The splits, ``data_report.json`` and, last, ``fingerprint.json`` (see :func:`prepared_fingerprint`) are written
     to ``OUTPUT_DIR/prepared_data``; training reuses them while the fingerprint matches.
     """
+    # disable_tqdm covers every bar of the preparation: loading the model, encoding, cutting chunks, saving the splits
+    with progress_bars(not parsed.training.disable_tqdm):
+        return _prepare_all_splits(parsed, model, processor)
+
+
+def _prepare_all_splits(
+    parsed: ParsedConfig, model: PreTrainedModel | None, processor: ProcessorMixin | None
+) -> dict[str, Any]:
+    """:func:`prepare_data` without the progress-bar switch."""
     data_args, training = parsed.data, parsed.training
     out = Path(training.output_dir) / PREPARED_DIR_NAME
     ensure_writable_folder(cache_root(data_args.data_cache_dir), "data_cache_dir")
@@ -76,16 +85,15 @@ def prepare_data(
     report: dict[str, Any] = {"dataset_name": data_args.dataset_name, "output": str(out), "splits": {}}
     splits = split_plan(data_args)
     prepared, review_rows = {}, []
-    with progress_bars(not training.disable_tqdm):
-        # every split is prepared before the folder is touched, so bad data never spoils an earlier run's
-        for name, (split, is_eval) in splits.items():
-            stats: dict[str, Any] = {}
-            dataset = prepare_split(
-                data_args, split, model, codec, is_eval, chroma_extractor, training.seed, stats, parsed.model.cache_dir
-            )
-            prepared[name] = dataset
-            review_rows += [{**row, "split": name} for row in stats.pop("review_rows", [])]
-            report["splits"][name] = split_report(dataset, stats, spec.frame_rate, data_args.max_duration_in_seconds)
+    # every split is prepared before the folder is touched, so bad data never spoils an earlier run's
+    for name, (split, is_eval) in splits.items():
+        stats: dict[str, Any] = {}
+        dataset = prepare_split(
+            data_args, split, model, codec, is_eval, chroma_extractor, training.seed, stats, parsed.model.cache_dir
+        )
+        prepared[name] = dataset
+        review_rows += [{**row, "split": name} for row in stats.pop("review_rows", [])]
+        report["splits"][name] = split_report(dataset, stats, spec.frame_rate, data_args.max_duration_in_seconds)
     (out / FINGERPRINT_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new one is written
     for name, dataset in prepared.items():
         save_dataset_atomically(dataset, out / name, replace=True)

@@ -213,6 +213,36 @@ def test_split_needs_two_tracks(tmp_path, tiny_model_dir, model, fingerprint, ca
         prepare_split(args, "train", model, fingerprint, False)
 
 
+def test_bad_files_are_screened_before_tracks_are_held_out(tmp_path, tiny_model_dir, cache):
+    """eval_split_percentage holds out a share of the readable tracks: bad files never count, never land in eval."""
+    import datasets
+
+    from musicgen_lora.prepare.cli import main as prepare_main
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    readable = [f"good{i}.wav" for i in range(3)]
+    for index, name in enumerate(readable):
+        sf.write(folder / name, tone(2.0, 200 + 50 * index, tremolo_hz=3), RATE)
+    (folder / "bad0.wav").write_bytes(b"RIFFjunk")  # the bad files sort first: an early split would pick them
+    (folder / "bad1.wav").write_bytes(b"")
+    sf.write(folder / "bad2.wav", np.full(3200, np.nan, np.float32), RATE, subtype="FLOAT")
+    sf.write(folder / "bad3.wav", np.zeros(1), RATE)
+    names = sorted(p.name for p in folder.glob("*.wav"))
+    (folder / "metadata.jsonl").write_text("".join(json.dumps({"file_name": n, "text": n}) + "\n" for n in names))
+    out = tmp_path / "out"
+    argv = base_argv(tiny_model_dir, folder, out, cache) + ["--eval_split_percentage", "50", "--seed", "3"]
+    report = prepare_main(argv)
+    held_out = [readable[i] for i in split_tracks(len(readable), 50, seed=3)[1]]
+    train = datasets.load_from_disk(str(out / "prepared_data" / "train"))
+    evaluation = datasets.load_from_disk(str(out / "prepared_data" / "eval"))
+    assert sorted(set(evaluation["source"])) == held_out  # the share of the 3 readable tracks, chosen by seed
+    assert sorted(set(train["source"]) | set(evaluation["source"])) == readable
+    files = report["splits"]["train"]["files"]  # the bad files are reported once, with the training side
+    assert (files["found"], files["read"], files["skipped"]) == (7, 3, 4)
+    assert report["splits"]["eval"]["files"]["skipped"] == 0
+
+
 def test_training_run_with_chunks_and_held_out_tracks(tmp_path, tiny_model_dir, tracks_dir, cache):
     from finetune_musicgen import main
 
