@@ -257,3 +257,70 @@ def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
         assert exit_info.value.code == 2
         (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
         assert line.startswith("error: ") and message in line, line
+
+
+def test_the_same_prompts_seed_and_batch_give_the_same_audio(trained_run, tmp_path):
+    def render(name: str, seed: str) -> list[np.ndarray]:
+        result = main(
+            ["--adapter", trained_run["output_dir"], "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--batch_size", "2"]
+            + ["--duration", "0.4", "--seed", seed, "--out_dir", str(tmp_path / name)]
+        )
+        return [sf.read(path)[0] for path in result["files"]]
+
+    first, again, other_seed = render("a", "7"), render("b", "7"), render("c", "8")
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))
+    assert not any(np.array_equal(x, y) for x, y in zip(first, other_seed, strict=True))  # the seed matters
+
+
+def test_a_melody_shorter_than_the_clip_repeats(melody_model_dir, tmp_path, monkeypatch):
+    from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
+
+    rate = AutoProcessor.from_pretrained(melody_model_dir).feature_extractor.sampling_rate
+    t = np.arange(int(0.3 * rate)) / rate
+    tune = (0.3 * np.sin(2 * np.pi * np.where(t < 0.15, 220, 330) * t)).astype(np.float32)
+    sf.write(tmp_path / "hum.wav", tune, rate, subtype="FLOAT")
+    segments: list[np.ndarray] = []
+    original = MusicgenMelodyProcessor.__call__
+
+    def spy(self, *args, audio=None, **kwargs):
+        segments.append(np.asarray(audio[0]))
+        return original(self, *args, audio=audio, **kwargs)
+
+    monkeypatch.setattr(MusicgenMelodyProcessor, "__call__", spy)
+    main(["--base_model", str(melody_model_dir), "--prompt", PROMPTS[0], "--duration", "1.0"]
+         + ["--melody", str(tmp_path / "hum.wav"), "--out_dir", str(tmp_path / "out")])  # fmt: skip
+    (segment,) = segments  # one window of 1 s: the 0.3 s tune three times and a bit
+    assert len(segment) == round(1.0 * rate)
+    np.testing.assert_array_equal(segment, np.resize(tune, len(segment)))
+
+
+def test_blend_cat_is_exact_for_adapters_of_different_ranks(trained_run, tiny_model_dir, tmp_path, capsys):
+    first = Path(trained_run["output_dir"])
+    config = json.loads((first / "adapter_config.json").read_text())
+    rank = config["r"] // 4
+    second = tmp_path / "low-rank"  # the first adapter's leading directions at a quarter of its rank
+    second.mkdir()
+    (second / "adapter_config.json").write_text(
+        json.dumps({**config, "r": rank, "lora_alpha": config["lora_alpha"] / 4})
+    )
+    weights = load_file(str(first / "adapter_model.safetensors"))
+    low = {k: v[:rank].clone() if "lora_A" in k else v[:, :rank].clone() for k, v in weights.items()}
+    save_file(low, str(second / "adapter_model.safetensors"))
+
+    def merged(*extra: str) -> dict[str, torch.Tensor]:
+        folder = tmp_path / f"merged-{len(list(tmp_path.iterdir()))}"
+        main(["--base_model", str(tiny_model_dir), *extra, "--merge", str(folder)])
+        return load_file(str(folder / "model.safetensors"))
+
+    only_first, only_second = merged("--adapter", str(first)), merged("--adapter", str(second))
+    blend = merged("--adapter", str(first), "--adapter", str(second), "--adapter_weights", "0.7", "0.3")
+    base = AutoModelForTextToWaveform.from_pretrained(tiny_model_dir).state_dict()
+    changed = [k for k in blend if not torch.equal(only_second[k], base[k])]
+    assert changed and all(not torch.equal(only_first[k], only_second[k]) for k in changed)  # two different updates
+    for key in changed:  # W_blend = W + 0.7 dW_first + 0.3 dW_second, whatever the ranks
+        expected = base[key] + 0.7 * (only_first[key] - base[key]) + 0.3 * (only_second[key] - base[key])
+        torch.testing.assert_close(blend[key], expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(SystemExit):  # linear needs equal ranks: one line that points to cat
+        main(["--base_model", str(tiny_model_dir), "--adapter", str(first), "--adapter", str(second)]
+             + ["--blend", "linear", "--merge", str(tmp_path / "linear")])  # fmt: skip
+    assert "try --blend cat" in capsys.readouterr().err
