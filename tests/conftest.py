@@ -183,3 +183,23 @@ def tiny_clap_dir(tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> dict:
+    """The offline demo exactly as the README's quickstart runs it, ``python finetune_musicgen.py`` with no arguments,
+    in-process from an empty folder, where it builds ``demo_output/`` (its time is the README's figure, not asserted).
+
+    Returns:
+        ``{"root": the folder it ran in, "result": what main() returned}``.
+    """
+    from finetune_musicgen import main
+
+    root = tmp_path_factory.mktemp("demo")
+    previous = Path.cwd()
+    os.chdir(root)  # the demo's paths (demo_output/...) are relative to where it runs, as for a user
+    try:
+        result = main([])
+    finally:
+        os.chdir(previous)
+    return {"root": root, "result": result}

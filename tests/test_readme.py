@@ -282,7 +282,7 @@ NEEDS_GPUS = "needs several GPUs (this machine and CI have none)"
 SKIPPED: dict[str, str] = {
     "pip install torch==2.13.0 -r requirements.txt": "installs packages (network); CI installs them the same way",
     "pip install torch==2.13.0 -r requirements-dev.txt": "installs packages (network); CI installs them the same way",
-    "python -m pytest -q": "the test suite itself",
+    "python -m pytest -q -p no:cacheprovider": "the test suite itself",
     "pip install torch==2.13.0 -r requirements.txt -r requirements-studio.txt": "installs packages (network)",
     "python -m musicgen_lora.studio": "serves a web page until stopped; tests/studio/ drive the studio",
     "python -m musicgen_lora.studio --projects_dir ~/music-lora --port 7861 [--host 0.0.0.0] [--share]": "serves a "
