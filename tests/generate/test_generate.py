@@ -262,8 +262,8 @@ def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
 def test_the_same_prompts_seed_and_batch_give_the_same_audio(trained_run, tmp_path):
     def render(name: str, seed: str) -> list[np.ndarray]:
         result = main(
-            ["--adapter", trained_run["output_dir"], "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--batch_size", "2"]
-            + ["--duration", "0.4", "--seed", seed, "--out_dir", str(tmp_path / name)]
+            ["--adapter", trained_run["output_dir"], "--prompt", PROMPTS[0], "--prompt", PROMPTS[1]]
+            + ["--batch_size", "2", "--duration", "0.4", "--seed", seed, "--out_dir", str(tmp_path / name)]
         )
         return [sf.read(path)[0] for path in result["files"]]
 
