@@ -13,11 +13,13 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForTextToWaveform, AutoProcessor, pipeline
+from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
 
 from musicgen_lora.generate.cli import main
 from musicgen_lora.generate.long_form import generate_long
 from musicgen_lora.generate.render import generate_audio
 from musicgen_lora.models.codec import encode_clip
+from musicgen_lora.models.processors import load_processor
 
 from ..conftest import RATE
 
@@ -273,9 +275,7 @@ def test_the_same_prompts_seed_and_batch_give_the_same_audio(trained_run, tmp_pa
 
 
 def test_a_melody_shorter_than_the_clip_repeats(melody_model_dir, tmp_path, monkeypatch):
-    from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
-
-    rate = AutoProcessor.from_pretrained(melody_model_dir).feature_extractor.sampling_rate
+    rate = load_processor(melody_model_dir).feature_extractor.sampling_rate  # (AutoProcessor needs torchaudio)
     t = np.arange(int(0.3 * rate)) / rate
     tune = (0.3 * np.sin(2 * np.pi * np.where(t < 0.15, 220, 330) * t)).astype(np.float32)
     sf.write(tmp_path / "hum.wav", tune, rate, subtype="FLOAT")
@@ -304,7 +304,8 @@ def test_blend_cat_is_exact_for_adapters_of_different_ranks(trained_run, tiny_mo
         json.dumps({**config, "r": rank, "lora_alpha": config["lora_alpha"] / 4})
     )
     weights = load_file(str(first / "adapter_model.safetensors"))
-    low = {k: v[:rank].clone() if "lora_A" in k else v[:, :rank].clone() for k, v in weights.items()}
+    # A matrices (lora_A, lora_embedding_A) are (rank, in): their first rows; B matrices (out, rank): first columns
+    low = {k: v[:rank].clone() if "_A" in k else v[:, :rank].clone() for k, v in weights.items()}
     save_file(low, str(second / "adapter_model.safetensors"))
 
     def merged(*extra: str) -> dict[str, torch.Tensor]:
