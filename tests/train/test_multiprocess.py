@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import accelerate.utils.random
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -80,7 +81,9 @@ def test_two_processes_equal_one_with_the_same_global_batch(deterministic_model,
         torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5)
 
 
-def test_each_process_gets_its_own_random_stream():
+def test_each_process_gets_its_own_random_stream(monkeypatch):
+    # accelerate's device-specific seed reads the process index from its own state: rank 1 of 2, as in a launch
+    monkeypatch.setattr(accelerate.utils.random, "AcceleratorState", lambda: SimpleNamespace(process_index=1))
     args = SimpleNamespace(world_size=2, process_index=1, seed=7)
     SeedPerProcess().on_train_begin(args, None, None)
     assert torch.initial_seed() == 8
