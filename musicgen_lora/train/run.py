@@ -242,10 +242,13 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
     if stopper.signal_name is not None:
         step, total = trainer.state.global_step, trainer.state.max_steps
         checkpoint = newest_complete_checkpoint(training.output_dir)
-        raise Interrupted(
-            f"stopped by {stopper.signal_name} at step {step} of {total}; the checkpoint is "
-            f"'{checkpoint or 'not written'}': run the same command again to continue from it"
+        then = (  # without a checkpoint the same command starts over (see train/rerun.py): say so, not "continue"
+            f"the checkpoint is '{checkpoint}': run the same command again to continue from it"
+            if checkpoint
+            else "no checkpoint was written (stopped before the first step ended or after the last): the same command "
+            "starts over"
         )
+        raise Interrupted(f"stopped by {stopper.signal_name} at step {step} of {total}; {then}")
     trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
     # what training ran in, for the card: on a CPU a requested fp16 ran in fp32 (the config keeps what was asked)
     train_result.metrics["precision"] = "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32"
