@@ -5,10 +5,8 @@ its line."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -20,7 +18,7 @@ from musicgen_lora.prepare.cli import main as prepare_main
 from musicgen_lora.prepare.encoding import share_rows
 from musicgen_lora.prepare.reuse import FINGERPRINT_NAME, PREPARED_DIR_NAME
 
-from ..conftest import ROOT, base_argv
+from ..conftest import base_argv, process_lines, run_in_two_processes
 from .prepare_in_processes import USER_ERROR
 
 HELPER = Path(__file__).with_name("prepare_in_processes.py")
@@ -32,29 +30,13 @@ def prepared_train(output_dir: Path) -> datasets.Dataset:
 
 
 def in_two_processes(argv: list[str], tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[int]]:
-    """Run the helper under torchrun with 2 processes; its result and the clips each process encoded."""
+    """Run the helper in 2 processes; its result and the clips each process encoded."""
     counts = tmp_path / "counts"
     counts.mkdir(exist_ok=True)
     for old in counts.glob("*.json"):
         old.unlink()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--tee", "3"]
-    environment = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",  # torchrun's default too: one thread per process
-        "PYTHONPATH": str(ROOT),
-        "CLIPS_PER_SHARD": str(SHARD),
-        **env,
-    }
-    result = subprocess.run(
-        [*command, str(HELPER), str(counts), *argv], capture_output=True, text=True, env=environment, timeout=240
-    )
+    result = run_in_two_processes([str(HELPER), str(counts), *argv], CLIPS_PER_SHARD=str(SHARD), **env)
     return result, [json.loads((counts / f"encoded-{rank}.json").read_text()) for rank in range(2)]
-
-
-def process_lines(result: subprocess.CompletedProcess, rank: int) -> list[str]:
-    """What process ``rank`` printed (torchrun --tee prefixes each line with [default<rank>]:)."""
-    prefix = f"[default{rank}]:"
-    return [line[len(prefix) :] for line in (result.stdout + result.stderr).splitlines() if line.startswith(prefix)]
 
 
 @pytest.fixture(scope="module")
