@@ -23,6 +23,8 @@ from .prepare_in_processes import USER_ERROR
 
 HELPER = Path(__file__).with_name("prepare_in_processes.py")
 SHARD = 2  # 8 clips: 4 shards, two per process
+# what each process measures for the main one besides the codes: loudness for the captions, levels per frame
+OPTIONS = ["--add_metadata", "true", "--caption_template", "{caption}; {lufs}", "--silence_threshold_db", "-70"]
 
 
 def prepared_train(output_dir: Path) -> datasets.Dataset:
@@ -48,7 +50,7 @@ def one_process(tiny_model_dir, corpus_dir, tmp_path_factory) -> datasets.Datase
         patch.setattr(encoding, "CLIPS_PER_SHARD", SHARD)
         torch.set_num_threads(1)
         try:
-            prepare_main(base_argv(tiny_model_dir, corpus_dir, folder / "out", folder / "cache"))
+            prepare_main(base_argv(tiny_model_dir, corpus_dir, folder / "out", folder / "cache") + OPTIONS)
         finally:
             torch.set_num_threads(threads)
     return prepared_train(folder / "out")
@@ -65,18 +67,19 @@ def test_shares_are_whole_interleaved_shards():
 def test_two_processes_each_encode_half_and_prepare_the_same_data_as_one(
     one_process, tiny_model_dir, corpus_dir, tmp_path
 ):
-    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache")
+    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + OPTIONS
     result, encoded = in_two_processes(argv, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert encoded == [4, 4]  # shards 0 and 2, 1 and 3; the main process then only assembles
     two = prepared_train(tmp_path / "out")
     assert two["codes"] == one_process["codes"] and two["text"] == one_process["text"]
+    assert all(text.endswith(" LUFS") for text in two["text"])  # the measured loudness is in the captions
 
 
 def test_an_interrupted_two_process_preparation_continues_with_what_it_finished(
     one_process, tiny_model_dir, corpus_dir, tmp_path
 ):
-    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache")
+    argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache") + OPTIONS
     # process 1 dies at its third clip (the first of its second shard); process 0 finishes its shards
     result, encoded = in_two_processes(argv, tmp_path, FAIL_RANK="1", FAIL_AT="3", FAIL_WITH="crash")
     assert result.returncode != 0 and encoded == [4, 3]
