@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..errors import UserError, exit_on_user_error
+from ..errors import CommandLineParser, UserError, exit_on_user_error
 from .composition import KEYS
 from .render import check_sample_rate, check_seconds, clip_samples, render_clip
 from .styles import GENRES, genre_style
@@ -93,19 +93,11 @@ def synthesize_corpus(
     return rows
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """Reports usage errors as a one-line UserError instead of usage text."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{message}; run with --help for the options")
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m musicgen_lora.synth",
         description="Write a procedural demo-music corpus (WAV clips + metadata.jsonl with captions and "
         "ground-truth bpm/key/genre/instrument) for smoke-testing fine-tuning.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", help="folder to write clip_000.wav ... and metadata.jsonl into (created if missing)")
     parser.add_argument("--clips", type=int, default=16, help="number of clips; genres are cycled so each appears")

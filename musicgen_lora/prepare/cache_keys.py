@@ -127,4 +127,6 @@ def source_fingerprint(dataset: datasets.Dataset) -> str:
         for start in range(0, len(dataset), ROWS_PER_READ):  # a slice at a time: audio bytes never all in memory
             digest.update(codes_key("", audio[start : start + ROWS_PER_READ]).encode())
     digest.update(json.dumps(list(dataset["text"]) if "text" in dataset.column_names else None).encode())
+    if "caption_final" in dataset.column_names:  # captions taken as written are shaped differently
+        digest.update(json.dumps(list(dataset["caption_final"])).encode())
     return digest.hexdigest()[:24]
