@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,8 +195,6 @@ def demo_run(tmp_path_factory) -> dict:
     Returns:
         ``{"root": the folder it ran in, "result": what main() returned}``.
     """
-    from finetune_musicgen import main
-
     root = tmp_path_factory.mktemp("demo")
     previous = Path.cwd()
     os.chdir(root)  # the demo's paths (demo_output/...) are relative to where it runs, as for a user
@@ -203,3 +203,17 @@ def demo_run(tmp_path_factory) -> dict:
     finally:
         os.chdir(previous)
     return {"root": root, "result": result}
+
+
+def run_in_two_processes(command: list[str], timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 --tee 3 COMMAND...`` (gloo on the CPU, one thread per process),
+    with this checkout importable; each output line of process N starts with ``[defaultN]:``."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--tee", "3"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run([*launcher, *command], capture_output=True, text=True, env=environment, timeout=timeout)
+
+
+def process_lines(result: subprocess.CompletedProcess, rank: int) -> list[str]:
+    """What process ``rank`` of :func:`run_in_two_processes` printed."""
+    prefix = f"[default{rank}]:"
+    return [line[len(prefix) :] for line in (result.stdout + result.stderr).splitlines() if line.startswith(prefix)]

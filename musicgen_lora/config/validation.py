@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,25 @@ def check_training_options(training: dict[str, Any]) -> None:
         training["remove_unused_columns"] is False,
         "remove_unused_columns must be false: the collator needs the caption column; remove the option",
     )
+    check_sharding_options(training)
+
+
+# Why FSDP is refused (accelerate 1.16, torch 2.13; forced on the CPU, the failures are in code that does not depend
+# on the device): accelerate enables FSDP for GPUs only, so on a CPU the option is silently ignored (plain DDP); and
+# its FSDP2 (transformers' default) cannot shard MusicGen: T5's tied input embeddings (two modules) fall into two FSDP
+# groups, which torch refuses; the decoder's output embeddings are a ModuleList, which accelerate shards as a unit
+# whose forward never runs, so its weights are never gathered; PEFT's adapter of embed_tokens is saved unsharded.
+FSDP_REFUSED = (
+    "fsdp is not supported for MusicGen (accelerate's FSDP cannot shard it, and ignores it on a CPU); remove fsdp "
+    "and fsdp_config (and accelerate's --use_fsdp): several processes train with DDP by default, or set deepspeed "
+    "to a ZeRO-2 config file to shard the optimizer state"
+)
+
+
+def check_sharding_options(training: dict[str, Any]) -> None:
+    """Raises UserError for FSDP (see :data:`FSDP_REFUSED`), asked in the config or through accelerate's launcher."""
+    launcher_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1")
+    _require(not training.get("fsdp") and not launcher_fsdp, FSDP_REFUSED)
 
 
 def check_caption_options(args: DataArguments) -> None:

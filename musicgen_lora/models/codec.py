@@ -27,8 +27,10 @@ def encode_channels(audio_encoder: torch.nn.Module, audio: torch.Tensor) -> torc
 
 
 def encode_clip(audio_encoder: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
-    """Codes of one decoded (channels, samples) float32 clip, as stored in the cache: int16 (num_codebooks, frames)."""
-    return encode_channels(audio_encoder, torch.from_numpy(audio)).to(torch.int16).numpy()
+    """Codes of one decoded (channels, samples) float32 clip, as stored in the cache: int16 (num_codebooks, frames),
+    encoded on the codec's device."""
+    device = next(audio_encoder.parameters()).device
+    return encode_channels(audio_encoder, torch.from_numpy(audio).to(device)).to(torch.int16).cpu().numpy()
 
 
 @torch.no_grad()

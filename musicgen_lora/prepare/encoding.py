@@ -86,6 +86,18 @@ def normalize_loudness(audio: np.ndarray, sr: int, target_lufs: float) -> np.nda
 CLIPS_PER_SHARD = 32
 
 
+def share_rows(rows: int, index: int, count: int) -> list[int]:
+    """The rows of process ``index`` of ``count`` in a several-process preparation: every ``count``-th shard of
+    :data:`CLIPS_PER_SHARD` rows, starting at shard ``index``.
+
+    Whole shards in their order, so :func:`encode_dataset` of these rows alone forms exactly those shards, with the
+    cache keys the whole split's encoding looks for; and interleaved, so that each process gets about as much audio,
+    and an interrupted preparation rerun with as many processes leaves each about as much to do.
+    """
+    shards = range(index, math.ceil(rows / CLIPS_PER_SHARD), count)
+    return [row for shard in shards for row in range(shard * CLIPS_PER_SHARD, min((shard + 1) * CLIPS_PER_SHARD, rows))]
+
+
 class ClipEncoder:
     """Decodes, normalises and encodes clips (and computes melody chroma): all that one process needs.
 

@@ -33,8 +33,9 @@ from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from .cache_keys import codec_fingerprint
 from .captions import caption_tracks, review_row
 from .chunking import chunk_dataset, fixed_windows, frame_levels, level_db, plan_summary, split_tracks
-from .encoding import encode_dataset, encode_stream
+from .encoding import encode_dataset, encode_stream, share_rows
 from .measurements import cached_measure
+from .processes import from_main_process, run_in_step
 from .report import CAPTIONS_NAME, REPORT_NAME, REPORTED_OPTIONS, split_report
 from .reuse import (
     FINGERPRINT_NAME,
@@ -114,22 +115,101 @@ def load_or_prepare(
     """The run's train (and eval) split from ``OUTPUT_DIR/prepared_data`` when it was prepared with the same data
     options, codec and source files; otherwise prepared now (written there, as ``prepare`` does) and then loaded.
 
+    With several processes (torchrun, accelerate launch) every process calls this. When the data must be prepared,
+    each process first prepares its share of the tracks into the shared ``data_cache_dir`` (:func:`prepare_share`,
+    encoding on its own device), then each machine's main process assembles ``prepared_data`` from the cache and the
+    others load it. An error in any process stops every process with that error's line.
+
     Returns:
         ``(train, eval or None)``.
+
+    Raises:
+        UserError: bad input, in whichever process met it.
     """
-    folder = Path(parsed.training.output_dir) / PREPARED_DIR_NAME
+    training = parsed.training
+    folder = Path(training.output_dir) / PREPARED_DIR_NAME
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     codec = codec_fingerprint(parsed.model, cache_root(parsed.data.data_cache_dir), model)
     current = prepared_fingerprint(parsed, codec, AudioSpec.of(model), chroma_extractor)
-    reason = usable_reason(folder, current, list(split_plan(parsed.data)))
+    reason = from_main_process(usable_reason(folder, current, list(split_plan(parsed.data))))  # one decision for all
     if reason is None:
         logger.info("Using the prepared data in %s (same data options, codec and source files)", folder)
     else:
-        log = logger.info if reason.startswith("no complete") else logger.warning
-        log("Preparing the data into %s (%s), as python -m musicgen_lora.prepare does", folder, reason)
-        prepare_data(parsed, model, processor)
+        if training.process_index == 0:
+            log = logger.info if reason.startswith("no complete") else logger.warning
+            log("Preparing the data into %s (%s), as python -m musicgen_lora.prepare does", folder, reason)
+        if training.world_size > 1 and not parsed.data.streaming:  # a stream is read once, by the main process
+            share = partial(prepare_share, parsed, model, processor, training.process_index, training.world_size)
+            run_in_step(share, what="encoding its share of the data")
+        run_in_step(partial(prepare_data, parsed, model, processor), active=training.local_process_index == 0)
     splits = load_prepared(folder, list(split_plan(parsed.data)))
     return splits["train"], splits.get("eval")
+
+
+def prepare_share(
+    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin, index: int, count: int
+) -> None:
+    """Process ``index`` of ``count``'s share of a several-process preparation, written to the shared cache.
+
+    For every split, the tracks of the shards :func:`~.encoding.share_rows` gives this process have their vocals
+    removed (``demucs_model_path``), are measured for their captions, encoded with EnCodec on this process' device
+    (``training.device``) and measured for ``silence_threshold_db``: everything :func:`prepare_data` then finds in
+    the cache. A one-process preparation encodes the same shards with the same cache keys, so an interrupted
+    preparation continues with any number of processes.
+    """
+    data_args, training = parsed.data, parsed.training
+    root = cache_root(data_args.data_cache_dir)
+    ensure_writable_folder(root, "data_cache_dir")
+    chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
+    codec = codec_fingerprint(parsed.model, root, model)
+    codec_device = next(model.audio_encoder.parameters()).device
+    model.audio_encoder.to(training.device)
+    try:
+        with progress_bars(not training.disable_tqdm and index == 0):  # one process' bars stand for all
+            for split, is_eval in split_plan(data_args).values():
+                raw, _, _, _ = _tracks(
+                    data_args,
+                    split,
+                    is_eval,
+                    model,
+                    root,
+                    codec,
+                    chroma_extractor,
+                    training.seed,
+                    {},
+                    parsed.model.cache_dir,
+                )
+                rows = share_rows(len(raw), index, count)
+                if rows:
+                    _prepare_tracks(raw.select(rows), data_args, model, root, codec, chroma_extractor)
+    finally:
+        model.audio_encoder.to(codec_device)
+
+
+def _prepare_tracks(
+    raw: datasets.Dataset,
+    data_args: DataArguments,
+    model: PreTrainedModel,
+    root: Path,
+    codec: str,
+    chroma_extractor: Any,
+) -> None:
+    """Into the cache: ``raw``'s instrumentals, caption measurements, codes and (for the long enough) levels."""
+    if data_args.demucs_model_path:
+        raw = remove_vocals(raw, data_args.demucs_model_path, root, progress)
+    caption_tracks(raw, data_args, root, None, progress)
+    lufs, workers = data_args.loudness_target_lufs, data_args.preprocessing_num_workers
+    encoded = encode_dataset(raw, model, root, codec, chroma_extractor, lufs, workers)
+    if data_args.silence_threshold_db is not None:
+        frame_rate = AudioSpec.of(model).frame_rate
+        for source, seconds in zip(raw["audio"], encoded["seconds"], strict=True):
+            if seconds >= data_args.min_duration_in_seconds:
+                track_levels(source, root, frame_rate)
+
+
+def track_levels(source: Any, root: Path, frame_rate: float) -> list[float]:
+    """A track's level (dBFS) per codec frame, measured once and cached in ``root``."""
+    return cached_measure(source, root, f"levels|{frame_rate}", partial(frame_levels, frame_rate=frame_rate))
 
 
 def prepare_split(
@@ -191,10 +271,8 @@ def prepare_split(
     encoded, kept = _long_enough(encoded, raw, data_args, split, stats)
     levels = None
     if data_args.silence_threshold_db is not None:  # each track's level per codec frame, measured once and cached
-        kind = f"levels|{spec.frame_rate}"
-        measure_levels = partial(frame_levels, frame_rate=spec.frame_rate)
         levels = [
-            cached_measure(raw[i]["audio"], root, kind, measure_levels)
+            track_levels(raw[i]["audio"], root, spec.frame_rate)
             for i in progress(iterable=kept, desc="Measuring levels", unit="track")
         ]
     if data_args.chunk_long_tracks:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+import types
+from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -62,13 +64,55 @@ def frozen_base_dtype(model_args: ModelArguments, training: MusicgenTrainingArgu
     return torch.float32
 
 
+def kept_in_fp32(model: PreTrainedModel, dtype: torch.dtype) -> re.Pattern | None:
+    """The parameters that the model classes keep in fp32 when loaded in ``dtype``, as one pattern searched in
+    full parameter names, exactly as ``from_pretrained(dtype=...)`` matches them; None when none are.
+
+    transformers lists them per class: ``_keep_in_fp32_modules`` applies to fp16 only (T5 keeps its feed-forward
+    output projections ``wo`` in fp32: their activations exceed fp16's range in the real checkpoints),
+    ``_keep_in_fp32_modules_strict`` to fp16 and bf16. A composite model's instance gathers its parts' lists.
+    """
+    names: set[str] = set()
+    for module in model.modules():
+        if not isinstance(module, PreTrainedModel):
+            continue
+        if dtype == torch.float16:
+            names |= set(module._keep_in_fp32_modules or ())
+        if dtype in (torch.float16, torch.bfloat16):
+            names |= set(module._keep_in_fp32_modules_strict or ())
+    if not names:
+        return None
+    # as transformers' dtype plan (core_model_loading.build_glob_alternation) reads them: '*' is any text, the rest
+    # a regex, searched anywhere in the parameter's name
+    return re.compile("|".join("(" + name.replace("*", ".*") + ")" for name in sorted(names)))
+
+
+def compute_in_fp32(module: torch.nn.Module) -> None:
+    """Make ``module`` compute in fp32 under autocast too, its floating-point inputs cast to fp32.
+
+    Autocast runs every Linear in the half dtype whatever its weight's dtype: a layer kept in fp32 because its
+    activations exceed fp16's range (T5's ``wo``) would overflow all the same during fp16 training.
+    """
+
+    def forward(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
+        args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+        with torch.autocast(device_type=device, enabled=False):
+            return type(self).forward(self, *args, **kwargs)
+
+    # bound to the module, like keep_in_eval_mode's train(): a deep copy rebinds it to the copy
+    module.forward = types.MethodType(forward, module)
+
+
 def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, lora_args: LoraArguments) -> list[str]:
     """Keep the frozen parts of the base model in ``dtype`` (before LoRA is added, so adapters stay fp32).
 
     Under bf16/fp16 autocast a frozen fp32 weight is cast again at every matmul and its half-precision copy kept for
     the backward pass: casting the frozen weights once halves their memory and saves that work. Trainable weights
     (the decoder in full fine-tuning, a fully trained text encoder) stay fp32 for the optimizer; EnCodec stays fp32
-    so that encoding (done before this) and decoding the samples are unchanged.
+    so that encoding (done before this) and decoding the samples are unchanged; and what the model classes keep in
+    fp32 (:func:`kept_in_fp32`, e.g. T5's ``wo`` under fp16) stays fp32, as when loading in ``dtype``, and computes
+    in fp32 even under autocast (:func:`compute_in_fp32`).
 
     Returns:
         The names of the parts cast (empty for fp32).
@@ -80,8 +124,16 @@ def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, lora_args: Lora
         parts.append("text_encoder")
     if lora_args.use_lora:
         parts += [name for name in ("decoder", "enc_to_dec_proj", "audio_enc_to_dec_proj") if hasattr(model, name)]
+    kept = kept_in_fp32(model, dtype)
     for name in parts:
-        getattr(model, name).to(dtype)
+        for module_name, module in getattr(model, name).named_modules(prefix=name):
+            own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+            protected = {n for n, _ in own if kept is not None and kept.search(f"{module_name}.{n}")}
+            for tensor_name, tensor in own:
+                if tensor.is_floating_point() and tensor_name not in protected:
+                    tensor.data = tensor.data.to(dtype)  # in place, as Module.to does: tied weights stay tied
+            if protected:
+                compute_in_fp32(module)
     logger.info("Frozen base weights kept in %s: %s", str(dtype).removeprefix("torch."), ", ".join(parts))
     return parts
 

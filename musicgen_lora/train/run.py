@@ -22,7 +22,6 @@ from ..logs import apply_process_log_level, progress_bars
 from ..models.loading import check_melody_options, is_melody_model, load_model_and_processor
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.pipeline import load_or_prepare
-from ..prepare.reuse import PREPARED_DIR_NAME, load_prepared, split_plan
 from .checkpoints import keep_best, newest_complete_checkpoint
 from .collator import MusicgenCollator
 from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
@@ -122,14 +121,9 @@ def load_datasets(
     parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
-    :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes the main one prepares, the others
-    load."""
-    with parsed.training.main_process_first(desc="preparing the dataset"):
-        if parsed.training.local_process_index == 0:
-            return load_or_prepare(parsed, model, processor)
-        # the main process has just prepared (or checked) OUTPUT_DIR/prepared_data
-        splits = load_prepared(Path(parsed.training.output_dir) / PREPARED_DIR_NAME, list(split_plan(parsed.data)))
-        return splits["train"], splits.get("eval")
+    :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes each encodes a share of the
+    audio, the main one assembles the splits and the others load them."""
+    return load_or_prepare(parsed, model, processor)
 
 
 def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
