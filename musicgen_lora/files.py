@@ -178,6 +178,24 @@ def ensure_writable_folder(folder: str | Path, what: str) -> Path:
     return folder
 
 
+def check_apart_from_data(output_dir: str | Path, dataset_name: str | None) -> None:
+    """Refuse an output folder that is a local training-data folder, lies inside one, or holds one.
+
+    Raises:
+        UserError: they overlap (adapters, samples and checkpoints would mix with the audio, and a later run could
+            train on its own samples).
+    """
+    if not dataset_name or not Path(dataset_name).expanduser().is_dir():
+        return
+    data, out = Path(dataset_name).expanduser().resolve(), Path(output_dir).expanduser().resolve()
+    if data == out or data in out.parents or out in data.parents:
+        raise UserError(
+            f"output_dir '{output_dir}' and the training data '{dataset_name}' overlap (adapters, samples and "
+            "checkpoints would mix with the audio, and a later run could train on its own samples); choose an "
+            "output_dir outside the data folder"
+        )
+
+
 def cache_root(data_cache_dir: str | None) -> Path:
     """Where encoded codes and per-file measurements are cached: ``data_cache_dir``, else
     ``$HF_HOME/musicgen_lora`` (``~/.cache/huggingface/musicgen_lora``)."""

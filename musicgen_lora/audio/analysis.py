@@ -111,6 +111,8 @@ def estimate_tempo(
         sr: its sample rate.
         min_bpm, max_bpm: the range searched.
     """
+    if to_mono(audio).shape[-1] < sr:  # under 1 s; shorter than the envelope's smoothing window, it would not fit
+        return None
     env = onset_envelope(audio, sr)
     if len(env) < ONSET_FRAME_RATE or not np.any(env > 0):
         return None
@@ -168,6 +170,8 @@ def chroma_frames(audio: np.ndarray, sr: int, n_fft: int = 8192, hop: int | None
     spec = np.log1p(100.0 * mag[:, band] / max(mag.max(), 1e-12))
     # whiten: subtract a moving average along frequency, so that tonal peaks stand out from broadband energy
     width = 31
+    if spec.shape[1] < width:  # an excerpt of a few ms: too few bins to whiten, and no pitch to find in it
+        return np.zeros((mag.shape[0], 12))
     spec = np.maximum(spec - np.apply_along_axis(lambda r: np.convolve(r, np.ones(width) / width, "same"), 1, spec), 0)
     midi = 69.0 + 12.0 * np.log2(freqs[band] / 440.0)
     pitch_class = np.round(midi).astype(int) % 12

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME
-from ..config.parsing import load_json_config, parse_config
-from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number
+from ..config.parsing import check_json_values, load_json_config, parse_config
+from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
 from ..files import ensure_writable_folder, read_json_object
 from ..logs import setup_logging
 from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--num_samples", type=int, default=2, help="samples per prompt and model (diversity needs >= 2)")
     add(
         "--seed",
-        type=int,
+        type=seed_number,
         help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0",
     )
     add("--guidance_scale", type=finite_number, help="classifier-free guidance (1: none); default: config's, else 3")
@@ -139,11 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_config(path: str) -> tuple[Path, dict[str, Any]]:
+def _config_file(path: str) -> Path:
+    """The training config that --config names: the file, or a run folder's finetune_config.json."""
     location = Path(path).expanduser()
-    if location.is_dir():
-        location = location / RESOLVED_CONFIG_NAME
-    return location.parent, load_json_config(location)
+    return location / RESOLVED_CONFIG_NAME if location.is_dir() else location
+
+
+def _read_config(path: str) -> tuple[Path, dict[str, Any]]:
+    """The run folder and the values of the training config --config names, their types checked (a hand-edited
+    file is read as training reads it).
+
+    Raises:
+        UserError: missing, not JSON, an unknown key or a value of the wrong type.
+    """
+    location = _config_file(path)
+    values = load_json_config(location)
+    check_json_values(values, f"'{location}'")
+    return location.parent, values
 
 
 def _split_name(value: str, default: str) -> tuple[str, str]:
@@ -283,7 +295,11 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
     guidance = args.guidance_scale if args.guidance_scale is not None else config.get("guidance_scale", 3.0)
     if guidance < 1:
         raise UserError(f"--guidance_scale must be >= 1 (1 disables guidance), got {guidance:g}")
-    window = args.max_duration_in_seconds or config.get("max_duration_in_seconds", MODEL_MAX_SECONDS)
+    window = (
+        args.max_duration_in_seconds
+        if args.max_duration_in_seconds is not None
+        else config.get("max_duration_in_seconds", MODEL_MAX_SECONDS)
+    )
     if not 0 < window <= MODEL_MAX_SECONDS:
         raise UserError(f"--max_duration_in_seconds must be in (0, {MODEL_MAX_SECONDS:g}], got {window:g}")
     max_train_samples = (
@@ -312,7 +328,7 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
         eval_datasets.append(DatasetSpec(name, source, resolve_split(source, args.eval_split)))
     run, seed = None, 42
     if args.config:  # the run's data options, so its data is prepared exactly as training prepared it
-        parsed = parse_config([str(_read_config(args.config)[0] / RESOLVED_CONFIG_NAME)])
+        parsed = parse_config([str(_config_file(args.config))])
         run = dataclasses.replace(
             parsed.data, data_cache_dir=args.data_cache_dir or parsed.data.data_cache_dir, push_metadata_repo_id=None
         )  # prepared as in training, never pushed again

@@ -23,7 +23,12 @@ Without ``--base_model`` the base recorded in the (first) adapter's ``adapter_co
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +36,14 @@ import numpy as np
 import torch
 
 from ..audio.io import load_audio, write_audio
-from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number
+from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
 from ..files import atomic_write_json, atomic_write_text, ensure_writable_folder
 from ..logs import setup_logging
 from ..models.loading import is_melody_model, pick_device
 from .adapters import load_for_generation, merge_and_save
 from .long_form import MAX_WINDOW_SECONDS, generate_long
+
+logger = logging.getLogger(__name__)
 
 FORMATS = ("wav", "mp3", "both")
 MIN_SECONDS = 0.02  # one codec frame at 50 Hz
@@ -65,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", action="append", default=[], help="text prompt; repeat for several clips")
     parser.add_argument("--duration", type=finite_number, default=10.0, help="seconds of audio per prompt (any length)")
     parser.add_argument("--guidance_scale", type=finite_number, default=3.0, help="classifier-free guidance (1: none)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, prompts and batch -> same audio")
+    parser.add_argument(
+        "--seed", type=seed_number, default=0, help="sampling seed: same seed, prompts and batch -> same audio"
+    )
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     parser.add_argument("--out_dir", default="generated", help="where the audio files and prompts.txt go")
     parser.add_argument("--format", choices=FORMATS, default="wav", help="audio file format")
@@ -144,7 +153,7 @@ def _check_options(options: argparse.Namespace) -> None:
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Raises UserError when --out_dir is a file, not writable, or holds earlier generations (without --overwrite,
-    which removes only those)."""
+    which lets this generation replace them once it has succeeded: see :func:`_earlier_generations_aside`)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out_dir '{out}' is a file, not a folder; choose a folder")
     earlier = _generation_files(out)
@@ -154,8 +163,34 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
             "--out_dir, or add --overwrite to replace them"
         )
     ensure_writable_folder(out, "--out_dir")
-    for path in earlier:  # --overwrite: only what an earlier generation wrote
-        path.unlink()
+
+
+@contextlib.contextmanager
+def _earlier_generations_aside(out: Path) -> Iterator[None]:
+    """While this generation writes: the earlier one's files (only those: numbered clips, prompts.txt,
+    generation_config.json) wait in ``out/previous-generation``, so no stale clip mixes with the new ones. They are
+    deleted when this generation succeeds, and put back, in place of its partial files, when it fails."""
+    earlier = _generation_files(out)
+    if not earlier:
+        yield
+        return
+    aside = out / "previous-generation"
+    while aside.exists():
+        aside = aside.with_name(aside.name + "-1")
+    aside.mkdir()
+    for path in earlier:
+        os.replace(path, aside / path.name)
+    try:
+        yield
+    except BaseException:
+        for path in _generation_files(out):
+            path.unlink()
+        for path in aside.iterdir():
+            os.replace(path, out / path.name)
+        aside.rmdir()
+        logger.warning("Generation failed: the earlier generations in %s are back in place", out)
+        raise
+    shutil.rmtree(aside)
 
 
 def _generation_files(out: Path) -> list[Path]:
@@ -183,7 +218,18 @@ def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np
 def _generate_files(
     model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None
 ) -> list[str]:
-    out = Path(options.out_dir)  # checked (and emptied of earlier generations, with --overwrite) by _check_options
+    out = Path(options.out_dir)  # checked by _check_options
+    with _earlier_generations_aside(out):
+        files = _write_generations(model, processor, options, melody, out)
+    for path in files:
+        print(path)
+    return files
+
+
+def _write_generations(
+    model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None, out: Path
+) -> list[str]:
+    """Generate every prompt (in batches) and write the clips, prompts.txt and generation_config.json to ``out``."""
     rate = model.config.audio_encoder.sampling_rate
     batch = options.batch_size or len(options.prompt)
     files: list[str] = []
@@ -206,6 +252,4 @@ def _generate_files(
     atomic_write_text(out / "prompts.txt", "".join(f"{i}\t{p}\n" for i, p in enumerate(options.prompt)))
     settings = {k: v for k, v in vars(options).items() if k != "debug"}
     atomic_write_json(out / "generation_config.json", settings, indent=2)
-    for path in files:
-        print(path)
     return files

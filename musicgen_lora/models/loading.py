@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForTextToWaveform,
     MusicgenForConditionalGeneration,
@@ -57,7 +58,7 @@ def load_model_and_processor(
             f"cannot load the processor of '{name}': {one_line(err)[:200]}; install torchaudio matching your torch, "
             "or download the model to a local folder (hf download ... --local-dir DIR) and point to it"
         ) from None
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # a damaged weights file: SafetensorError
         if model_args.attn_implementation != "sdpa" and "attn" in str(err).lower():
             raise UserError(
                 f"attn_implementation '{model_args.attn_implementation}' is not available here "
@@ -165,6 +166,15 @@ def pick_device(device: str | None) -> torch.device:
         raise UserError(f"--device '{device}' is not a device; use cpu, cuda or cuda:N") from None
     if chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
         raise UserError(f"--device {device}: this machine has no such CUDA GPU; use --device cpu (or leave it out)")
-    if chosen.type not in ("cpu", "cuda") and not getattr(torch, chosen.type, None):
+    backend = getattr(torch, chosen.type, None)  # torch.mps, torch.xpu, ... (each says whether it is usable)
+    if chosen.type not in ("cpu", "cuda") and not (backend is not None and _available(backend)):
         raise UserError(f"--device {device}: not available here; use --device cpu")
     return chosen
+
+
+def _available(backend: Any) -> bool:
+    """Whether a torch device backend module (torch.mps, torch.xpu...) has a usable device on this machine."""
+    try:
+        return bool(backend.is_available()) if hasattr(backend, "is_available") else False
+    except (RuntimeError, AssertionError):  # builds without the backend raise instead of answering False
+        return False

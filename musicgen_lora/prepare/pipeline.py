@@ -17,7 +17,13 @@ from transformers import PreTrainedModel, ProcessorMixin
 from ..audio.io import describe_source
 from ..config.arguments import DataArguments, ParsedConfig
 from ..errors import UserError
-from ..files import atomic_write_json, cache_root, ensure_writable_folder, save_dataset_atomically
+from ..files import (
+    atomic_write_json,
+    cache_root,
+    check_apart_from_data,
+    ensure_writable_folder,
+    save_dataset_atomically,
+)
 from ..hub.dataset import push_captioned_split
 from ..logs import progress, progress_bars
 from ..models.codec import encode_clip
@@ -55,6 +61,8 @@ def prepare_data(
     """
     data_args, training = parsed.data, parsed.training
     out = Path(training.output_dir) / PREPARED_DIR_NAME
+    check_apart_from_data(training.output_dir, data_args.dataset_name)
+    ensure_writable_folder(training.output_dir, "output_dir")
     ensure_writable_folder(cache_root(data_args.data_cache_dir), "data_cache_dir")
     if model is None or processor is None:
         report = already_prepared(parsed, out)

@@ -16,15 +16,15 @@ import socket
 import sys
 from typing import Any
 
-from .backend import UserError
-from .project import DEMO_PROJECT
+from .backend import CommandLineParser, UserError, ensure_writable_folder, exit_on_user_error
+from .project import DEMO_PROJECT, check_project_name
 
 logger = logging.getLogger(__name__)
 DEFAULT_PORT = 7860
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m musicgen_lora.studio",
         description="A local web page to prepare data, train, listen to, evaluate and share MusicGen LoRA adapters.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -61,15 +61,18 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse the options, check the port, build the demo assets if needed, and serve the page until Ctrl-C."""
+    """Parse the options, check the port and folders, build the demo assets if needed, and serve the page until
+    Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    options = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported (by .app)
-    try:
+    with exit_on_user_error(argv):
+        options = build_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+        )
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported (by .app)
         check_port(options.host, options.port)
+        check_project_name(options.project)
+        ensure_writable_folder(options.projects_dir, "--projects_dir")
         if importlib.util.find_spec("gradio") is None:  # said before the demo assets take their time
             raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
         from .handlers import Studio  # imported here: it loads torch and transformers (seconds)
@@ -79,11 +82,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from .app import build_app  # gradio is an optional dependency: imported only by the studio's page
 
         app = build_app(studio, options.project)
-    except UserError as err:
-        if options.debug:
-            raise
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        raise SystemExit(2) from None
     print(f"MusicGen LoRA Studio on http://{options.host}:{options.port} (projects in {studio.root}); Ctrl-C stops it")
     app.queue(default_concurrency_limit=4).launch(
         server_name=options.host,
