@@ -7,17 +7,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from .errors import UserError
+
+logger = logging.getLogger(__name__)
 
 # Hub repository ids: 'name' or 'org/name', letters, digits, '_', '.', '-' (the Hub's own rule).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
@@ -151,6 +154,50 @@ def save_dataset_atomically(dataset: datasets.Dataset, target: Path, replace: bo
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def kept_aside(
+    folder: str | Path, earlier: list[Path], label: str, written: Callable[[], list[Path]]
+) -> Iterator[None]:
+    """An earlier result's files, moved out of the way while a command writes its new one into the same folder.
+
+    They wait in ``folder/previous-<label>`` (a new name if that exists), so nothing stale mixes with the new result
+    and nothing is lost if the command fails or is killed: they are deleted once the block succeeds, and put back
+    (in place of what ``written()`` lists: the failed command's partial files) when it fails.
+
+    Args:
+        earlier: files and folders directly in ``folder`` (none: nothing is moved).
+        label: what they are, for the folder's name and the log ("generation", "evaluation").
+        written: the paths the command writes, called after a failure.
+    """
+    folder = Path(folder)
+    if not earlier:
+        yield
+        return
+    aside = folder / f"previous-{label}"
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = folder / f"previous-{label}-{number}"
+    aside.mkdir()
+    for path in earlier:
+        os.replace(path, aside / path.name)
+    logger.info("The earlier %s in %s waits in %s until this one has succeeded", label, folder, aside)
+    try:
+        yield
+    except BaseException:
+        for path in written():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        for path in aside.iterdir():
+            os.replace(path, folder / path.name)
+        aside.rmdir()
+        logger.warning("The %s failed: the earlier one is back in %s", label, folder)
+        raise
+    shutil.rmtree(aside)
 
 
 def ensure_writable_folder(folder: str | Path, what: str) -> Path:

@@ -11,6 +11,7 @@ and ``report.html``; see ``python evaluate.py --help`` and :mod:`musicgen_lora.e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import re
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME
 from ..config.parsing import check_json_values, load_json_config, parse_config
 from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
-from ..files import ensure_writable_folder, read_json_object
+from ..files import ensure_writable_folder, kept_aside, read_json_object
 from ..logs import setup_logging
 from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
@@ -349,11 +350,40 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
     return eval_datasets, train_dataset
 
 
+def earlier_evaluation(out: Path) -> list[Path]:
+    """An earlier evaluation in ``out``: its results and the folders of the models its metrics.json names, where
+    they hold only what an evaluation writes there (WAVs and spectrogram PNGs: never a checkpoint folder)."""
+    results = [out / name for name in EVALUATION_FILES if (out / name).exists()]
+    models = read_json_object(out / "metrics.json").get("models") if results else None
+    folders = [out / name for name in (models if isinstance(models, dict) else {}) if _NAME.match(str(name))]
+    return results + [
+        folder
+        for folder in folders
+        if folder.is_dir() and all(p.is_file() and p.suffix in (".wav", ".png") for p in folder.iterdir())
+    ]
+
+
+def _replacing_earlier_evaluation(out: Path, models: list[str]) -> contextlib.AbstractContextManager:
+    """An earlier evaluation in ``out`` (only with --overwrite: see _check_output_dir) kept aside until this one has
+    succeeded; after a failure, what this one wrote is removed (not folders it found and wrote into)."""
+    earlier = earlier_evaluation(out)
+    found = {out / name for name in (BASE, *models) if (out / name).exists()} - set(earlier)
+
+    def written() -> list[Path]:
+        return [out / name for name in EVALUATION_FILES] + [
+            out / name for name in (BASE, *models) if out / name not in found
+        ]
+
+    return kept_aside(out, earlier, "evaluation", written)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
     with exit_on_user_error(argv):
         args = build_parser().parse_args(argv)
-        result = run_evaluation(settings_from_args(args))
+        settings = settings_from_args(args)
+        with _replacing_earlier_evaluation(settings.output_dir, [m.name for m in settings.models]):
+            result = run_evaluation(settings)
     print(f"wrote {len(result['records'])} clips, metrics.json and {result['report']}")
     return result

@@ -23,12 +23,7 @@ Without ``--base_model`` the base recorded in the (first) adapter's ``adapter_co
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +32,11 @@ import torch
 
 from ..audio.io import load_audio, write_audio
 from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
-from ..files import atomic_write_json, atomic_write_text, ensure_writable_folder
+from ..files import atomic_write_json, atomic_write_text, ensure_writable_folder, kept_aside
 from ..logs import setup_logging
 from ..models.loading import is_melody_model, pick_device
 from .adapters import load_for_generation, merge_and_save
 from .long_form import MAX_WINDOW_SECONDS, generate_long
-
-logger = logging.getLogger(__name__)
 
 FORMATS = ("wav", "mp3", "both")
 MIN_SECONDS = 0.02  # one codec frame at 50 Hz
@@ -144,7 +137,9 @@ def _check_options(options: argparse.Namespace) -> None:
         _check_out_dir(Path(options.out_dir), options.overwrite)
     if options.merge:
         merge = Path(options.merge)
-        if merge.exists() and (not merge.is_dir() or any(merge.iterdir())):
+        if merge.exists() and not merge.is_dir():
+            raise UserError(f"--merge '{merge}' is a file; give a new or empty folder for the merged model")
+        if merge.exists() and any(merge.iterdir()):
             raise UserError(
                 f"--merge folder '{merge}' is not empty (the merged model would replace what is there); give a new or "
                 "empty folder"
@@ -153,7 +148,7 @@ def _check_options(options: argparse.Namespace) -> None:
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Raises UserError when --out_dir is a file, not writable, or holds earlier generations (without --overwrite,
-    which lets this generation replace them once it has succeeded: see :func:`_earlier_generations_aside`)."""
+    which lets this generation replace them once it has succeeded)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out_dir '{out}' is a file, not a folder; choose a folder")
     earlier = _generation_files(out)
@@ -163,34 +158,6 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
             "--out_dir, or add --overwrite to replace them"
         )
     ensure_writable_folder(out, "--out_dir")
-
-
-@contextlib.contextmanager
-def _earlier_generations_aside(out: Path) -> Iterator[None]:
-    """While this generation writes: the earlier one's files (only those: numbered clips, prompts.txt,
-    generation_config.json) wait in ``out/previous-generation``, so no stale clip mixes with the new ones. They are
-    deleted when this generation succeeds, and put back, in place of its partial files, when it fails."""
-    earlier = _generation_files(out)
-    if not earlier:
-        yield
-        return
-    aside = out / "previous-generation"
-    while aside.exists():
-        aside = aside.with_name(aside.name + "-1")
-    aside.mkdir()
-    for path in earlier:
-        os.replace(path, aside / path.name)
-    try:
-        yield
-    except BaseException:
-        for path in _generation_files(out):
-            path.unlink()
-        for path in aside.iterdir():
-            os.replace(path, out / path.name)
-        aside.rmdir()
-        logger.warning("Generation failed: the earlier generations in %s are back in place", out)
-        raise
-    shutil.rmtree(aside)
 
 
 def _generation_files(out: Path) -> list[Path]:
@@ -219,7 +186,8 @@ def _generate_files(
     model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None
 ) -> list[str]:
     out = Path(options.out_dir)  # checked by _check_options
-    with _earlier_generations_aside(out):
+    # an earlier generation (only with --overwrite: see _check_out_dir) is deleted once this one has succeeded
+    with kept_aside(out, _generation_files(out), "generation", lambda: _generation_files(out)):
         files = _write_generations(model, processor, options, melody, out)
     for path in files:
         print(path)

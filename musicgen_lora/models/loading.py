@@ -5,6 +5,7 @@ forward(labels=...) needs, everything frozen.
 from __future__ import annotations
 
 import contextlib
+import os
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from transformers import (
 
 from ..config.arguments import ModelArguments
 from ..errors import UserError, one_line
+from ..files import is_local_path
 from .processors import load_processor
 
 
@@ -39,6 +41,10 @@ def load_model_and_processor(
         UserError: the path/id cannot be loaded, or it is not a (mono, text-conditioned) MusicGen model.
     """
     name = model_args.model_name_or_path
+    if is_local_path(name) and not os.path.exists(os.path.expanduser(name)):
+        raise UserError(
+            f"model folder '{name}' not found; check the path, or give a MusicGen Hub id (e.g. facebook/musicgen-small)"
+        )
     try:
         with _half_precision_loading(dtype):
             model = AutoModelForTextToWaveform.from_pretrained(

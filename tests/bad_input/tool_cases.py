@@ -3,6 +3,7 @@ studio's command line. Earlier outputs (generations, evaluations, model folders,
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import socket
@@ -10,7 +11,15 @@ from typing import Any
 
 from .world import Case, World
 
-GENERATE, EVALUATE, PUSH, PLOTS, TINY, SYNTH, STUDIO = "generate", "evaluate", "push", "plots", "tiny", "synth", "studio"
+GENERATE, EVALUATE, PUSH, PLOTS, TINY, SYNTH, STUDIO = (
+    "generate",
+    "evaluate",
+    "push",
+    "plots",
+    "tiny",
+    "synth",
+    "studio",
+)
 EARLIER = {"0.wav": b"RIFF earlier clip 0", "1.wav": b"RIFF earlier clip 1", "prompts.txt": "0\tearlier\n1\tolder\n",
            "generation_config.json": "{}"}  # fmt: skip
 
@@ -45,6 +54,16 @@ def _over_earlier(*words: str, adapter: str | None = None) -> Any:
     return argv
 
 
+def _interrupt(w: World, target: str) -> None:
+    """Ctrl-C arrives while ``target`` (a module attribute, "module:name") runs."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    module, name = target.split(":")
+    w.monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+
+
 def _broken_adapter(w: World, how: str) -> str:
     """A copy of the run's adapter files, damaged ``how``."""
     folder = w.path("adapter")
@@ -68,6 +87,14 @@ def evaluate(*words: str) -> Any:
                 "0.2", "--num_samples", "1", "--output_dir", str(w.path("eval")), "--skip_melody", *words]  # fmt: skip
 
     return argv
+
+
+def _earlier_evaluation(w: World) -> None:
+    """An earlier evaluation in ``eval/``, beside a file of the user's."""
+    w.write("eval/metrics.json", json.dumps({"models": {"base": {}, "final": {}}}))
+    for name in ("report.html", "comparison_results.jsonl", "base/0-0.wav", "final/0-0.wav", "final/0-0.png"):
+        w.write(f"eval/{name}", "earlier")
+    w.write("eval/my-notes.txt", "mine")
 
 
 def prompts_file(content: str | bytes, name: str = "bad-prompts.json") -> Any:
@@ -141,10 +168,14 @@ GENERATE_CASES: dict[str, Case] = {
     "duration text": Case(GENERATE, generate("--duration", "ten"), r"--duration: 'ten' is not a number"),
     "guidance nan": Case(GENERATE, generate("--guidance_scale", "nan"), r"--guidance_scale: 'nan' is not a finite"),
     "guidance 0.5": Case(GENERATE, generate("--guidance_scale", "0.5"), r"--guidance_scale must be >= 1"),
-    "adapter_weights nan 1": Case(GENERATE, generate("--adapter", "x", "--adapter_weights", "nan", "1"),
-                                  r"--adapter_weights: 'nan' is not a finite number"),
-    "adapter_weights count": Case(GENERATE, generate("--adapter_weights", "0.5", "0.5"),
-                                  r"--adapter_weights has 2 value\(s\) for 1 adapter\(s\)"),
+    "adapter_weights nan 1": Case(
+        GENERATE,
+        generate("--adapter", "x", "--adapter_weights", "nan", "1"),
+        r"--adapter_weights: 'nan' is not a finite number",
+    ),
+    "adapter_weights count": Case(
+        GENERATE, generate("--adapter_weights", "0.5", "0.5"), r"--adapter_weights has 2 value\(s\) for 1 adapter\(s\)"
+    ),
     "batch_size 0": Case(GENERATE, generate("--batch_size", "0"), r"--batch_size must be >= 1"),
     "seed -1": Case(GENERATE, generate("--seed=-1"), r"--seed: -1 is not between 0 and 4294967295"),
     "seed 2**70": Case(GENERATE, generate("--seed", str(2**70)), r"--seed: \d+ is not between 0 and 4294967295"),
@@ -161,57 +192,116 @@ GENERATE_CASES: dict[str, Case] = {
     "device mps": Case(GENERATE, generate("--device", "mps"), r"--device mps: not available here"),
     "device xpu": Case(GENERATE, generate("--device", "xpu"), r"--device xpu: not available here"),
     "device banana": Case(GENERATE, generate("--device", "banana"), r"--device 'banana' is not a device"),
-    "out_dir is a file": Case(GENERATE, lambda w: generate("--out_dir", str(w.write("f", "x")))(w),
-                              r"--out_dir .* is a file"),
-    "out_dir under a file": Case(GENERATE, lambda w: generate("--out_dir", str(w.write("f", "x") / "o"))(w),
-                                 r"--out_dir .* (is not writable|is a file)"),
-    "earlier generations, no --overwrite": Case(GENERATE, _over_earlier(),
-                                                r"holds earlier generations \(0.wav, 1.wav, generation_config.json\)"),
+    "out_dir is a file": Case(
+        GENERATE, lambda w: generate("--out_dir", str(w.write("f", "x")))(w), r"--out_dir .* is a file"
+    ),
+    "out_dir under a file": Case(
+        GENERATE,
+        lambda w: generate("--out_dir", str(w.write("f", "x") / "o"))(w),
+        r"--out_dir .* (is not writable|is a file)",
+    ),
+    "earlier generations, no --overwrite": Case(
+        GENERATE, _over_earlier(), r"holds earlier generations \(0.wav, 1.wav, generation_config.json\)"
+    ),
     "--overwrite, but the adapter is missing": Case(
-        GENERATE, _over_earlier("--overwrite", adapter="{tmp}/no-adapter"), r"cannot load adapter"),
+        GENERATE, _over_earlier("--overwrite", adapter="{tmp}/no-adapter"), r"cannot load adapter"
+    ),
     "--overwrite, but the adapter is damaged": Case(
-        GENERATE, lambda w: _over_earlier("--overwrite", adapter=_broken_adapter(w, "weights"))(w), r"cannot load adapter"),
-    "merge into the adapter's own folder": Case(GENERATE, lambda w: ["--adapter", str(w.run), "--merge", str(w.run)],
-                                                r"--merge folder .* is not empty"),
-    "merge into a file": Case(GENERATE, lambda w: ["--adapter", str(w.run), "--merge", str(w.write("f", "x"))],
-                              r"--merge folder .* is not empty|file"),
-    "merge without an adapter": Case(GENERATE, lambda w: ["--base_model", str(w.model), "--merge", str(w.path("m"))],
-                                     r"--merge needs at least one --adapter"),
-    "adapter missing": Case(GENERATE, lambda w: ["--base_model", str(w.model), "--adapter", str(w.path("none")),
-                                                 "--prompt", "x"], r"cannot load adapter"),
-    "adapter weights truncated": Case(GENERATE, lambda w: ["--base_model", str(w.model), "--adapter",
-                                                           _broken_adapter(w, "weights"), "--prompt", "x"],
-                                      r"cannot load adapter"),
-    "adapter config broken": Case(GENERATE, lambda w: ["--base_model", str(w.model), "--adapter",
-                                                       _broken_adapter(w, "config"), "--prompt", "x"],
-                                  r"cannot load adapter"),
-    "adapter of another base": Case(GENERATE, lambda w: ["--base_model", str(w.model), "--adapter",
-                                                         str(w.other_checkpoint), "--prompt", "x"],
-                                    r"cannot load adapter"),
-    "adapter without base, no --base_model": Case(GENERATE, lambda w: ["--adapter", str(w.songs("empty", 0)),
-                                                                       "--prompt", "x"], r"--base_model is not set"),
-    "base model missing": Case(GENERATE, lambda w: ["--base_model", str(w.path("none")), "--prompt", "x"],
-                               r"cannot load model"),
-    "melody on a mono model": Case(GENERATE, lambda w: generate("--melody", str(w.wav("hum.wav")))(w),
-                                   r"--melody needs a melody model"),
-    "blend unknown": Case(GENERATE, lambda w: generate("--adapter", str(w.run), "--blend", "average")(w),
-                          r"cannot blend the adapters with --blend average"),
-}  # fmt: skip
+        GENERATE,
+        lambda w: _over_earlier("--overwrite", adapter=_broken_adapter(w, "weights"))(w),
+        r"cannot load adapter",
+    ),
+    "Ctrl-C while generating over earlier generations: they are back": Case(
+        GENERATE,
+        lambda w: (_interrupt(w, "musicgen_lora.generate.cli:generate_long"), _over_earlier("--overwrite")(w))[1],
+        r"interrupted; nothing finished was lost",
+        code=130,
+    ),
+    "merge into the adapter's own folder": Case(
+        GENERATE, lambda w: ["--adapter", str(w.run), "--merge", str(w.run)], r"--merge folder .* is not empty"
+    ),
+    "merge into a file": Case(
+        GENERATE,
+        lambda w: ["--adapter", str(w.run), "--merge", str(w.write("f", "x"))],
+        r"--merge '.*/f' is a file; give a new or empty folder",
+    ),
+    "merge without an adapter": Case(
+        GENERATE,
+        lambda w: ["--base_model", str(w.model), "--merge", str(w.path("m"))],
+        r"--merge needs at least one --adapter",
+    ),
+    "adapter missing": Case(
+        GENERATE,
+        lambda w: ["--base_model", str(w.model), "--adapter", str(w.path("none")), "--prompt", "x"],
+        r"cannot load adapter",
+    ),
+    "adapter weights truncated": Case(
+        GENERATE,
+        lambda w: ["--base_model", str(w.model), "--adapter", _broken_adapter(w, "weights"), "--prompt", "x"],
+        r"cannot load adapter",
+    ),
+    "adapter config broken": Case(
+        GENERATE,
+        lambda w: ["--base_model", str(w.model), "--adapter", _broken_adapter(w, "config"), "--prompt", "x"],
+        r"cannot load adapter",
+    ),
+    "adapter of another base": Case(
+        GENERATE,
+        lambda w: ["--base_model", str(w.model), "--adapter", str(w.other_checkpoint), "--prompt", "x"],
+        r"cannot load adapter",
+    ),
+    "adapter without base, no --base_model": Case(
+        GENERATE, lambda w: ["--adapter", str(w.songs("empty", 0)), "--prompt", "x"], r"--base_model is not set"
+    ),
+    "base model missing": Case(
+        GENERATE,
+        lambda w: ["--base_model", str(w.path("none")), "--prompt", "x"],
+        r"model folder '.*/none' not found; check the path, or give a MusicGen Hub id",
+    ),
+    "melody on a mono model": Case(
+        GENERATE, lambda w: generate("--melody", str(w.wav("hum.wav")))(w), r"--melody needs a melody model"
+    ),
+    "blend unknown": Case(
+        GENERATE,
+        lambda w: generate("--adapter", str(w.run), "--blend", "average")(w),
+        r"cannot blend the adapters with --blend average",
+    ),
+}
 
 EVALUATE_CASES: dict[str, Case] = {
     "no arguments": Case(EVALUATE, lambda w: [], r"no base model; give --base_model"),
     "config missing": Case(EVALUATE, lambda w: ["--config", str(w.path("none.json"))], r"config file .* not found"),
-    "config folder without its config": Case(EVALUATE, lambda w: ["--config", str(w.songs("empty", 0))],
-                                             r"config file .*finetune_config.json' not found"),
+    "config folder without its config": Case(
+        EVALUATE, lambda w: ["--config", str(w.songs("empty", 0))], r"config file .*finetune_config.json' not found"
+    ),
     "config not JSON": Case(EVALUATE, lambda w: ["--config", str(w.write("c.json", "{oops"))], r"not valid JSON"),
     "config hand-edited badly": Case(
-        EVALUATE, lambda w: ["--config", str(w.write("c.json", json.dumps(
-            {"model_name_or_path": str(w.model), "dataset_name": str(w.shared_corpus), "output_dir": str(w.run),
-             "lora_r": "eight", "sample_prompts": ["x"]})))], r"'lora_r'.*must be of type int"),
+        EVALUATE,
+        lambda w: [
+            "--config",
+            str(
+                w.write(
+                    "c.json",
+                    json.dumps(
+                        {
+                            "model_name_or_path": str(w.model),
+                            "dataset_name": str(w.shared_corpus),
+                            "output_dir": str(w.run),
+                            "lora_r": "eight",
+                            "sample_prompts": ["x"],
+                        }
+                    ),
+                )
+            ),
+        ],
+        r"'lora_r'.*must be of type int",
+    ),
     "prompts missing": Case(EVALUATE, evaluate("--prompts", "/no/prompts.json"), r"prompts file .* not found"),
     "prompts not UTF-8": Case(EVALUATE, prompts_file('["caf\xe9"]'.encode("latin-1")), r"prompts file .* is not UTF-8"),
     "prompts not JSON": Case(EVALUATE, prompts_file('["a",]'), r"prompts file .* is not valid JSON"),
-    "prompts an object without a list": Case(EVALUATE, prompts_file('{"x": 1}'), r"must hold a JSON list of prompts"),
+    "prompts an object without a list": Case(
+        EVALUATE, prompts_file('{"x": 1}'), r"holds no list of prompts; write a JSON list"
+    ),
     "prompts empty list": Case(EVALUATE, prompts_file("[]"), r"holds no prompts"),
     "prompts a number": Case(EVALUATE, prompts_file("[3]"), r"prompt 1 in .* is 3; each prompt must be"),
     "prompt text not a string": Case(EVALUATE, prompts_file('[{"text": 5}]'), r"prompt 1 in .* is \{\"text\": 5\}"),
@@ -233,30 +323,62 @@ EVALUATE_CASES: dict[str, Case] = {
     "window 0": Case(EVALUATE, evaluate("--max_duration_in_seconds", "0"), r"--max_duration_in_seconds must be in"),
     "seed -1": Case(EVALUATE, evaluate("--seed=-1"), r"--seed: -1 is not between 0"),
     "model without =": Case(EVALUATE, evaluate("--model", "final"), r"--model 'final' must be NAME=DIR"),
-    "model name not allowed": Case(EVALUATE, lambda w: evaluate("--model", f"a b={w.run}")(w),
-                                   r"model name 'a b' is not allowed"),
+    "model name not allowed": Case(
+        EVALUATE, lambda w: evaluate("--model", f"a b={w.run}")(w), r"model name 'a b' is not allowed"
+    ),
     "model named base": Case(EVALUATE, lambda w: evaluate("--model", f"base={w.run}")(w), r"model name 'base'"),
-    "model name twice": Case(EVALUATE, lambda w: evaluate("--model", f"final={w.run}")(w),
-                             r"model name\(s\) final given twice"),
+    "model name twice": Case(
+        EVALUATE, lambda w: evaluate("--model", f"final={w.run}")(w), r"model name\(s\) final given twice"
+    ),
     "model folder missing": Case(EVALUATE, evaluate("--model", "x=/no/run"), r"model 'x': folder '/no/run' not found"),
-    "model folder holds nothing": Case(EVALUATE, lambda w: evaluate("--model", f"x={w.songs('e', 0)}")(w),
-                                       r"holds no adapter .* or model"),
-    "output_dir is a file": Case(EVALUATE, lambda w: evaluate("--output_dir", str(w.write("f", "x")))(w),
-                                 r"--output_dir .* is a file"),
+    "model folder holds nothing": Case(
+        EVALUATE, lambda w: evaluate("--model", f"x={w.songs('e', 0)}")(w), r"holds no adapter .* or model"
+    ),
+    "output_dir is a file": Case(
+        EVALUATE, lambda w: evaluate("--output_dir", str(w.write("f", "x")))(w), r"--output_dir .* is a file"
+    ),
     "earlier evaluation, no --overwrite": Case(
-        EVALUATE, lambda w: (w.write("eval/metrics.json", "{}"), w.write("eval/report.html", "<p>"), evaluate()(w))[2],
-        r"holds an earlier evaluation \(metrics.json, report.html\)"),
-    "no output_dir": Case(EVALUATE, lambda w: ["--base_model", str(w.model), "--prompts",
-                                               str(w.write("p.txt", "lofi"))], r"no --output_dir"),
+        EVALUATE,
+        lambda w: (w.write("eval/metrics.json", "{}"), w.write("eval/report.html", "<p>"), evaluate()(w))[2],
+        r"holds an earlier evaluation \(metrics.json, report.html\)",
+    ),
+    "--overwrite, but the eval data is broken": Case(
+        EVALUATE,
+        lambda w: (
+            _earlier_evaluation(w),
+            evaluate("--overwrite", "--eval_dataset", str(w.songs(metadata='{"file_name": 3, "text": "x"}\n')))(w),
+        )[1],
+        r"line 1: 'file_name' is 3",
+    ),
+    "Ctrl-C while evaluating over an earlier evaluation: it is back": Case(
+        EVALUATE,
+        lambda w: (
+            _earlier_evaluation(w),
+            _interrupt(w, "musicgen_lora.evaluate.cli:run_evaluation"),
+            evaluate("--overwrite")(w),
+        )[2],
+        r"interrupted; nothing finished was lost",
+        code=130,
+    ),
+    "no output_dir": Case(
+        EVALUATE,
+        lambda w: ["--base_model", str(w.model), "--prompts", str(w.write("p.txt", "lofi"))],
+        r"no --output_dir",
+    ),
     "device cuda": Case(EVALUATE, evaluate("--device", "cuda"), r"--device cuda: this machine has no"),
-    "eval datasets named twice": Case(EVALUATE, lambda w: evaluate("--eval_dataset", f"a={w.shared_corpus}",
-                                                                   "--eval_dataset", f"a={w.shared_corpus}")(w),
-                                      r"evaluation dataset names .* repeat"),
-    "eval dataset metadata broken": Case(EVALUATE, lambda w: evaluate("--eval_dataset", str(w.songs(
-        metadata='{"file_name": "a.wav", "text": ["x"]}\n')))(w), r"the caption is \[\"x\"\], not text"),
+    "eval datasets named twice": Case(
+        EVALUATE,
+        lambda w: evaluate("--eval_dataset", f"a={w.shared_corpus}", "--eval_dataset", f"a={w.shared_corpus}")(w),
+        r"evaluation dataset names .* repeat",
+    ),
+    "eval dataset metadata broken": Case(
+        EVALUATE,
+        lambda w: evaluate("--eval_dataset", str(w.songs(metadata='{"file_name": "a.wav", "text": ["x"]}\n')))(w),
+        r"the caption is \[\"x\"\], not text",
+    ),
     "unknown flag": Case(EVALUATE, evaluate("--lora_r", "4"), r"unrecognized arguments: --lora_r 4"),
     "abbreviated flag": Case(EVALUATE, evaluate("--dur", "4"), r"unrecognized arguments: --dur 4"),
-}  # fmt: skip
+}
 
 PUSH_CASES: dict[str, Case] = {
     "no arguments": Case(PUSH, lambda w: [], r"the following arguments are required: OUTPUT_DIR, --repo_id"),
@@ -268,7 +390,7 @@ PUSH_CASES: dict[str, Case] = {
     "attempts text": Case(PUSH, push("--attempts", "many"), r"--attempts: invalid int value: 'many'"),
     "offline": Case(PUSH, push(), r"cannot push to the Hub: HF_HUB_OFFLINE is set"),
     "online without a token": Case(PUSH, _online_without_token, r"pushing to the Hub needs a token"),
-}  # fmt: skip
+}
 
 PLOTS_CASES: dict[str, Case] = {
     "no arguments": Case(PLOTS, lambda w: [], r"the following arguments are required: OUTPUT_DIR"),
@@ -277,14 +399,19 @@ PLOTS_CASES: dict[str, Case] = {
     "state not UTF-8": Case(PLOTS, plots_of(b'{"log_history": ["\xe9"]}'), r"holds no log history|UTF-8"),
     "history not a list": Case(PLOTS, plots_of('{"log_history": {"loss": 1}}'), r"holds no log history"),
     "history of strings": Case(PLOTS, plots_of('{"log_history": ["loss", "x"]}'), r"no loss was logged"),
-    "history with text losses": Case(PLOTS, plots_of('{"log_history": [{"step": 1, "loss": "high"}]}'),
-                                     r"no loss was logged"),
-    "history with a null step": Case(PLOTS, plots_of('{"log_history": [{"step": null, "loss": 1.0}]}'),
-                                     r"no loss was logged"),
-    "history with NaN losses and odd keys": Case(PLOTS, plots_of(
-        '{"log_history": [{"step": 1, "loss": NaN, "ce_qx": 1}, {"step": true, "loss": 2}]}'), r"no loss was logged"),
+    "history with text losses": Case(
+        PLOTS, plots_of('{"log_history": [{"step": 1, "loss": "high"}]}'), r"no loss was logged"
+    ),
+    "history with a null step": Case(
+        PLOTS, plots_of('{"log_history": [{"step": null, "loss": 1.0}]}'), r"no loss was logged"
+    ),
+    "history with NaN losses and odd keys": Case(
+        PLOTS,
+        plots_of('{"log_history": [{"step": 1, "loss": NaN, "ce_qx": 1}, {"step": true, "loss": 2}]}'),
+        r"no loss was logged",
+    ),
     "unknown flag": Case(PLOTS, lambda w: [str(w.run), "--dpi", "300"], r"unrecognized arguments: --dpi 300"),
-}  # fmt: skip
+}
 
 TINY_CASES: dict[str, Case] = {
     "no arguments": Case(TINY, lambda w: [], r"the following arguments are required: OUT_DIR"),
@@ -293,11 +420,13 @@ TINY_CASES: dict[str, Case] = {
     "out_dir is a file": Case(TINY, lambda w: [str(w.write("f", "x"))], r"exists and is not a model folder"),
     "out_dir under a file": Case(TINY, lambda w: [str(w.write("f", "x") / "m")], r"OUT_DIR's folder .* is a file"),
     "out_dir holds other files": Case(TINY, lambda w: [_non_model_folder(w)], r"exists and is not a model folder"),
-    "--force on a folder of other files": Case(TINY, lambda w: [_non_model_folder(w), "--force"],
-                                               r"exists and is not a model folder"),
-    "out_dir holds another variant": Case(TINY, lambda w: [str(w.model), "--variant", "stereo"],
-                                          r"holds a tiny MusicGen of variant 'mono', not 'stereo'"),
-}  # fmt: skip
+    "--force on a folder of other files": Case(
+        TINY, lambda w: [_non_model_folder(w), "--force"], r"exists and is not a model folder"
+    ),
+    "out_dir holds another variant": Case(
+        TINY, lambda w: [str(w.model), "--variant", "stereo"], r"holds a tiny MusicGen of variant 'mono', not 'stereo'"
+    ),
+}
 
 SYNTH_CASES: dict[str, Case] = {
     "no arguments": Case(SYNTH, lambda w: [], r"the following arguments are required: out_dir"),
@@ -312,12 +441,18 @@ SYNTH_CASES: dict[str, Case] = {
     "unknown genre": Case(SYNTH, lambda w: [str(w.path("c")), "--genres", "polka"], r"polka"),
     "no genre": Case(SYNTH, lambda w: [str(w.path("c")), "--genres", " , "], r"genres must name at least one"),
     "out_dir is a file": Case(SYNTH, lambda w: [str(w.write("f", "x"))], r"out_dir .*/f' is a file, not a folder"),
-    "out_dir holds someone's metadata": Case(SYNTH, lambda w: [str(w.write("mine/metadata.jsonl", "{}\n").parent)],
-                                             r"already holds metadata.jsonl, which a corpus writes; .* --overwrite"),
-    "out_dir holds someone's clip_000.wav": Case(SYNTH, lambda w: [str(w.wav("mine/clip_000.wav").parent)],
-                                                 r"already holds clip_000.wav"),
-    "out_dir under a file": Case(SYNTH, lambda w: [str(w.write("f", "x") / "c")], r"cannot write to .* choose a folder"),
-}  # fmt: skip
+    "out_dir holds someone's metadata": Case(
+        SYNTH,
+        lambda w: [str(w.write("mine/metadata.jsonl", "{}\n").parent)],
+        r"already holds metadata.jsonl, which a corpus writes; .* --overwrite",
+    ),
+    "out_dir holds someone's clip_000.wav": Case(
+        SYNTH, lambda w: [str(w.wav("mine/clip_000.wav").parent)], r"already holds clip_000.wav"
+    ),
+    "out_dir under a file": Case(
+        SYNTH, lambda w: [str(w.write("f", "x") / "c")], r"cannot write to .* choose a folder"
+    ),
+}
 
 STUDIO_CASES: dict[str, Case] = {
     "unknown flag": Case(STUDIO, studio("--colour", "blue"), r"unrecognized arguments: --colour blue"),
@@ -326,13 +461,16 @@ STUDIO_CASES: dict[str, Case] = {
     "port 70000": Case(STUDIO, lambda w: ["--port", "70000"], r"--port must be between 1 and 65535"),
     "busy port": Case(STUDIO, _busy_port, r"port \d+ on 127.0.0.1 is busy"),
     "host not an address": Case(STUDIO, lambda w: ["--host", "999.1.1.1", "--port", _free_port()], r"cannot serve on"),
-    "projects_dir is a file": Case(STUDIO, lambda w: studio()(w)[:2] + ["--projects_dir", str(w.write("f", "x"))],
-                                   r"--projects_dir .* is a file"),
-    "projects_dir under a file": Case(STUDIO, lambda w: studio()(w)[:2] + ["--projects_dir",
-                                                                          str(w.write("f", "x") / "p")],
-                                      r"--projects_dir .* is not writable"),
+    "projects_dir is a file": Case(
+        STUDIO, lambda w: studio()(w)[:2] + ["--projects_dir", str(w.write("f", "x"))], r"--projects_dir .* is a file"
+    ),
+    "projects_dir under a file": Case(
+        STUDIO,
+        lambda w: studio()(w)[:2] + ["--projects_dir", str(w.write("f", "x") / "p")],
+        r"--projects_dir .* is not writable",
+    ),
     "project name escapes": Case(STUDIO, studio("--project", "../elsewhere"), r"project name '../elsewhere' is not"),
     "project name with spaces": Case(STUDIO, studio("--project", "my songs"), r"project name 'my songs' is not"),
-}  # fmt: skip
+}
 
 TOOL_CASES = (GENERATE_CASES, EVALUATE_CASES, PUSH_CASES, PLOTS_CASES, TINY_CASES, SYNTH_CASES, STUDIO_CASES)

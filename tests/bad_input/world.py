@@ -86,9 +86,7 @@ class World:
 
     def train(self, *extra: str, data: Path | None = None, out: Path | None = None) -> list[str]:
         """A quick training command line aimed at the earlier run, with ``extra`` words last (they win)."""
-        return (
-            base_argv(self.model, data or self.shared_corpus, out or self.run, self.cache) + TRAIN_TAIL + list(extra)
-        )
+        return base_argv(self.model, data or self.shared_corpus, out or self.run, self.cache) + TRAIN_TAIL + list(extra)
 
     def deny_read(self, path: Path) -> Path:
         """Make ``path`` unreadable to this process, as ``chmod 000`` does for a normal user (as root, which reads
