@@ -19,6 +19,7 @@ import pytest
 import finetune_musicgen
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.demo import synth, tiny
+from musicgen_lora.demo.tiny import build_tiny_musicgen
 from musicgen_lora.evaluate import cli as evaluate_cli
 from musicgen_lora.generate import cli as generate_cli
 from musicgen_lora.hub import cli as push_cli
@@ -31,7 +32,7 @@ from musicgen_lora.train.output_dir import LOCK_NAME
 from .bad_input.data_cases import DATA_CASES
 from .bad_input.tool_cases import TOOL_CASES
 from .bad_input.train_cases import TRAIN_CASES
-from .bad_input.world import Case, World, changed_files, check_failure, tree_hashes
+from .bad_input.world import Case, World, changed_files, check_failure, deny_read, run_case, tree_hashes
 from .conftest import ROOT, base_argv, write_tone
 
 MAINS = {
@@ -57,63 +58,42 @@ def other_base_checkpoint(tmp_path_factory, corpus_dir, data_cache_dir):
 
     def make() -> Path:
         if not made:
-            from musicgen_lora.demo.tiny import build_tiny_musicgen
-
             root = tmp_path_factory.mktemp("other-base")
             model, processor = build_tiny_musicgen(seed=1, codebook_size=32)
             model.save_pretrained(root / "model")
             processor.save_pretrained(root / "model")
-            finetune_musicgen.main(
-                base_argv(root / "model", corpus_dir, root / "run", data_cache_dir)
-                + [
-                    "--max_steps",
-                    "1",
-                    "--save_strategy",
-                    "steps",
-                    "--save_steps",
-                    "1",
-                    "--max_train_samples",
-                    "2",
-                    "--per_device_train_batch_size",
-                    "2",
-                ]  # fmt: skip
-            )
+            quick = ["--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1", "--max_train_samples", "2",
+                     "--per_device_train_batch_size", "2"]  # fmt: skip
+            finetune_musicgen.main(base_argv(root / "model", corpus_dir, root / "run", data_cache_dir) + quick)
             made.append(root / "run" / "checkpoint-1")
         return made[0]
 
     return make
 
 
+@pytest.fixture
+def make_world(monkeypatch, tiny_model_dir, corpus_dir, data_cache_dir, trained_run, other_base_checkpoint):
+    """A case's World in a new folder (``folder``: a path that does not exist yet)."""
+
+    def make(folder: Path) -> World:
+        folder.mkdir()
+        return World(
+            tmp=folder, model=tiny_model_dir, shared_corpus=corpus_dir, cache=data_cache_dir,
+            trained_run=Path(trained_run["output_dir"]), other_checkpoint_factory=other_base_checkpoint,
+            monkeypatch=monkeypatch,
+        )  # fmt: skip
+
+    return make
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, monkeypatch, capsys, tiny_model_dir, corpus_dir, data_cache_dir, trained_run,
-                   other_base_checkpoint):  # fmt: skip
+def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, tiny_model_dir, corpus_dir):
     case = CASES[name]
-    world = World(
-        tmp=tmp_path / "case", model=tiny_model_dir, shared_corpus=corpus_dir, cache=data_cache_dir,
-        trained_run=Path(trained_run["output_dir"]), other_checkpoint_factory=other_base_checkpoint,
-        monkeypatch=monkeypatch,
-    )  # fmt: skip
-    world.tmp.mkdir()
+    world = make_world(tmp_path / "case")
     monkeypatch.chdir(world.tmp)
     with world.resources:
-        check_case(case, world, capsys, {"case": world.tmp, "model": tiny_model_dir, "corpus": corpus_dir})
-
-
-def check_case(case: Case, world: World, capsys: pytest.CaptureFixture, watched: dict[str, Path]) -> None:
-    """Run one case in-process and check its promise (see tests/bad_input/world.py)."""
-    argv = case.argv(world)
-    before = {label: tree_hashes(folder) for label, folder in watched.items()}
-    capsys.readouterr()
-    try:
-        MAINS[case.command](argv)
-        code: object = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    captured = capsys.readouterr()
-    print(check_failure(code, captured.out, captured.err, case.code, case.expect))  # shown by pytest -rP
-    for label, folder in watched.items():
-        changed = changed_files(before[label], tree_hashes(folder), case.may_change)
-        assert not changed, f"earlier files in the {label} folder changed: {changed[:5]}"
+        watched = {"case": world.tmp, "model": tiny_model_dir, "corpus": corpus_dir}
+        print(run_case(case, world, MAINS[case.command], capsys, watched))  # the messages: pytest -rP
 
 
 # ------------------------------------------------------------------------------------------------ the real scripts
@@ -137,17 +117,11 @@ SCRIPT_SAMPLE = [
 ]  # fmt: skip
 
 
-def test_the_real_scripts_keep_the_promise(tmp_path, monkeypatch, tiny_model_dir, corpus_dir, data_cache_dir,
-                                           trained_run, other_base_checkpoint):  # fmt: skip
+def test_the_real_scripts_keep_the_promise(tmp_path, make_world):
     started = []
     for number, name in enumerate(SCRIPT_SAMPLE):
         case = CASES[name]
-        world = World(
-            tmp=tmp_path / f"case-{number}", model=tiny_model_dir, shared_corpus=corpus_dir, cache=data_cache_dir,
-            trained_run=Path(trained_run["output_dir"]), other_checkpoint_factory=other_base_checkpoint,
-            monkeypatch=monkeypatch,
-        )  # fmt: skip
-        world.tmp.mkdir()
+        world = make_world(tmp_path / f"case-{number}")
         argv = case.argv(world)
         before = tree_hashes(world.tmp)
         process = subprocess.Popen(
@@ -257,10 +231,8 @@ def test_a_permission_problem_fixed_is_not_remembered(tmp_path, data_cache_dir, 
     write_tone(folder / "a.wav", 2.0, 220.0)
     write_tone(folder / "b.wav", 2.5, 330.0)
     argv = base_argv(tiny_model_dir, folder, tmp_path / "out", data_cache_dir) + ["--instance_prompt", "tone"]
-    world = World(tmp_path, tiny_model_dir, folder, data_cache_dir, folder, lambda: folder, monkeypatch)
     with monkeypatch.context() as denied:
-        world.monkeypatch = denied
-        world.deny_read(folder / "b.wav")
+        deny_read(folder / "b.wav", denied)
         first = prepare_cli.main(argv)
     (folder / "b.wav").chmod(0o644)
     second = prepare_cli.main(argv)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -89,26 +88,29 @@ class World:
         return base_argv(self.model, data or self.shared_corpus, out or self.run, self.cache) + TRAIN_TAIL + list(extra)
 
     def deny_read(self, path: Path) -> Path:
-        """Make ``path`` unreadable to this process, as ``chmod 000`` does for a normal user (as root, which reads
-        everything, by making the checks and reads of exactly that path fail the way they do for a user)."""
-        path.chmod(0)
-        if os.geteuid() == 0:
-            target = os.path.abspath(path)
-            access, read_bytes = os.access, pathlib.Path.read_bytes
+        """See :func:`deny_read` (undone when the case ends)."""
+        return deny_read(path, self.monkeypatch)
 
-            def denied_access(candidate, mode, *args, **kwargs):
-                if os.path.abspath(candidate) == target:
-                    return False
-                return access(candidate, mode, *args, **kwargs)
 
-            def denied_read(self_path):
-                if os.path.abspath(self_path) == target:
-                    raise PermissionError(13, "Permission denied", str(self_path))
-                return read_bytes(self_path)
+def deny_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``path`` unreadable to this process, as ``chmod 000`` does for a normal user; as root, who reads
+    everything, by making the checks and reads of exactly that path fail the way they do for a user."""
+    path.chmod(0)
+    if os.geteuid() == 0:
+        target = os.path.abspath(path)
+        access, read_bytes = os.access, pathlib.Path.read_bytes
 
-            self.monkeypatch.setattr(os, "access", denied_access)
-            self.monkeypatch.setattr(pathlib.Path, "read_bytes", denied_read)
-        return path
+        def denied_access(candidate, mode, *args, **kwargs):
+            return False if os.path.abspath(candidate) == target else access(candidate, mode, *args, **kwargs)
+
+        def denied_read(self_path):
+            if os.path.abspath(self_path) == target:
+                raise PermissionError(13, "Permission denied", str(self_path))
+            return read_bytes(self_path)
+
+        monkeypatch.setattr(os, "access", denied_access)
+        monkeypatch.setattr(pathlib.Path, "read_bytes", denied_read)
+    return path
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,6 @@ class Case:
     argv: Callable[[World], list[str]]
     expect: str
     code: int = 2
-    # folders (relative to the case's folder) whose files may legitimately change: none unless a case says so
-    may_change: tuple[str, ...] = field(default=())
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -134,12 +134,12 @@ def tree_hashes(folder: Path) -> dict[str, str]:
     return hashes
 
 
-def changed_files(before: dict[str, str], after: dict[str, str], allowed: tuple[str, ...] = ()) -> list[str]:
-    """Files that were there before and are now missing or different (``allowed`` prefixes excepted)."""
+def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Files that were there before and are now missing or different (new files are allowed)."""
     return [
         f"{name} ({'missing' if name not in after else 'changed'})"
         for name, digest in before.items()
-        if after.get(name) != digest and not name.startswith(allowed)
+        if after.get(name) != digest
     ]
 
 
@@ -156,5 +156,21 @@ def check_failure(code: object, out: str, err: str, expected_code: int, expect: 
     return errors[0]
 
 
-def silent_noise(seconds: float = 1.0) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), np.float32)
+def run_case(case: Case, world: World, main: Callable[[list[str]], object], capsys: pytest.CaptureFixture,
+             watched: dict[str, Path]) -> str:  # fmt: skip
+    """Run one case's command in-process (``main(argv)``, SystemExit caught) and check its promise (see the module
+    docstring) and that no earlier file under ``watched`` changed; returns the error line."""
+    argv = case.argv(world)
+    before = {label: tree_hashes(folder) for label, folder in watched.items()}
+    capsys.readouterr()
+    try:
+        main(argv)
+        code: object = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    line = check_failure(code, captured.out, captured.err, case.code, case.expect)
+    for label, folder in watched.items():
+        changed = changed_files(before[label], tree_hashes(folder))
+        assert not changed, f"earlier files in the {label} folder changed: {changed[:5]}"
+    return line
