@@ -33,9 +33,22 @@ class Interrupted(UserError):
 INTERRUPTED = "interrupted; nothing finished was lost: run the same command again to continue"
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` showing each option's default, except where there is none to show (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class CommandLineParser(argparse.ArgumentParser):
     """``argparse`` whose usage errors (unknown flag, missing or malformed value) are one-line UserErrors instead of a
-    usage dump, so every command answers bad input the same way."""
+    usage dump, so every command answers bad input the same way; ``--help`` shows the defaults."""
+
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         raise UserError(f"{one_line(message)}; run {self.prog} --help for the options")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import datasets
+import huggingface_hub
 import transformers
 
 
@@ -22,6 +23,15 @@ def setup_logging() -> None:
     datasets.utils.logging.set_verbosity(logging.getLevelName(library_level))
 
 
+def apply_process_log_level(training: transformers.TrainingArguments) -> None:
+    """Our messages at ``log_level`` on the process that logs (the main one) and ``log_level_replica`` on the others
+    (default "warning": under several processes only the main one logs INFO); "passive" keeps the level as it is.
+    Trainer sets transformers' own verbosity from the same two options."""
+    name = training.log_level if training.should_log else training.log_level_replica
+    if name != "passive":
+        logging.getLogger("musicgen_lora").setLevel(name.upper())
+
+
 def progress(**kwargs: Any) -> Any:
     """A ``datasets`` progress bar: hidden when datasets' bars are disabled (``disable_tqdm``, see
     :func:`musicgen_lora.logs.progress_bars`) or when the output is not a terminal."""
@@ -30,12 +40,31 @@ def progress(**kwargs: Any) -> Any:
 
 @contextlib.contextmanager
 def progress_bars(enabled: bool) -> Iterator[None]:
-    """``datasets`` progress bars (and ours, which follow them) on or off for a block (``disable_tqdm``)."""
-    was_enabled = datasets.utils.is_progress_bar_enabled()
-    if was_enabled and not enabled:
-        datasets.disable_progress_bars()
+    """Progress bars on or off for a block (``disable_tqdm``): ours, which follow ``datasets``' switch, and those of
+    ``datasets``, ``transformers`` (loading weights) and ``huggingface_hub`` (downloads, uploads)."""
+    if enabled:
+        yield
+        return
+    switches = [
+        (datasets.utils.is_progress_bar_enabled, datasets.disable_progress_bars, datasets.enable_progress_bars),
+        (
+            transformers.utils.logging.is_progress_bar_enabled,
+            transformers.utils.logging.disable_progress_bar,
+            transformers.utils.logging.enable_progress_bar,
+        ),
+        (
+            lambda: not huggingface_hub.utils.are_progress_bars_disabled(),
+            huggingface_hub.utils.disable_progress_bars,
+            huggingface_hub.utils.enable_progress_bars,
+        ),
+    ]
+    turned_off = []
+    for is_enabled, disable, enable in switches:
+        if is_enabled():
+            disable()
+            turned_off.append(enable)
     try:
         yield
     finally:
-        if was_enabled and not enabled:
-            datasets.enable_progress_bars()
+        for enable in turned_off:
+            enable()

@@ -359,8 +359,10 @@ class MusicgenTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
-            "help": "Start over in an output_dir that holds a previous run (its checkpoints are deleted). Without "
-            "it, such a run is refused unless resume_from_checkpoint is set."
+            "help": "Start over in an output_dir that holds a previous run (its files are kept in "
+            "output_dir/previous-run until the new run succeeds, then deleted). Without it, the same config continues "
+            "the previous run from its newest complete checkpoint (or reports it finished), and another config is "
+            "refused."
         },
     )
     text_dropout_prob: float = field(

@@ -4,7 +4,6 @@ the nearest valid one, GPU configs adapted to a CPU.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import json
@@ -17,7 +16,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import HfArgumentParser
 
-from ..errors import UserError, one_line
+from ..errors import DefaultsHelpFormatter, UserError, one_line
 from ..files import read_user_text
 from .arguments import (
     ARGUMENT_GROUPS,
@@ -42,18 +41,18 @@ class _Parser(HfArgumentParser):
         raise UserError(f"{one_line(message)}; run with --help to list every option")
 
 
-def build_parser() -> HfArgumentParser:
-    parser = _Parser(
+def build_parser(prog: str = "finetune_musicgen.py") -> HfArgumentParser:
+    """The parser of a run's options, grouped as the argument dataclasses are (model, data, LoRA, training)."""
+    return _Parser(
         ARGUMENT_GROUPS,
-        prog="finetune_musicgen.py",
-        description="Fine-tune MusicGen with LoRA adapters. Usage: finetune_musicgen.py [CONFIG.json] [--key value "
-        "...]; "
-        "command-line flags override keys of the JSON file; with no JSON file the offline demo runs. "
-        "--debug (or LOGLEVEL=DEBUG) shows full tracebacks instead of one-line errors.",
+        prog=prog,
+        usage=f"{prog} [CONFIG.json] [--key value ...]",
+        description="Command-line flags override keys of the JSON file; with no JSON file at all, the offline demo "
+        "runs (finetune_musicgen.py only). --debug (or LOGLEVEL=DEBUG) shows full tracebacks instead of one-line "
+        "errors. Each option's default is the one a config-file run gets.",
         allow_abbrev=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
-    return parser
 
 
 def _fields() -> dict[str, dataclasses.Field]:
@@ -189,7 +188,9 @@ def _adapt_to_hardware(training: dict[str, Any]) -> None:
         training["fp16"] = False
 
 
-def parse_config(argv: list[str] | None, defaults: dict[str, Any] | None = None) -> ParsedConfig:
+def parse_config(
+    argv: list[str] | None, defaults: dict[str, Any] | None = None, prog: str = "finetune_musicgen.py"
+) -> ParsedConfig:
     """Parse ``[CONFIG.json] [--key value ...]`` into the argument groups.
 
     Args:
@@ -197,6 +198,7 @@ def parse_config(argv: list[str] | None, defaults: dict[str, Any] | None = None)
             object) anywhere among them, and ``--key value`` flags, which override its keys.
         defaults: the values used when the command line is empty (the embedded demo config); any word at all
             means the user's own run, which never falls back to them.
+        prog: the command's name, for --help and its usage line.
 
     Returns:
         A :class:`ParsedConfig`: the argument groups and the requested values to save beside the adapter.
@@ -219,7 +221,7 @@ def parse_config(argv: list[str] | None, defaults: dict[str, Any] | None = None)
         values = {}
     check_json_values(values, source)
 
-    parser = build_parser()
+    parser = build_parser(prog)
     parser.set_defaults(**values)
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -277,3 +279,45 @@ def _requested_values(groups: tuple[Any, ...], training: dict[str, Any]) -> dict
         if value != defaults.get(name) or name == "output_dir":
             values[name] = value.value if hasattr(value, "value") else value
     return json.loads(json.dumps(values, default=str))
+
+
+# Options that change how a run reports, saves, shares or renders its samples, not what it trains: the same command
+# run again with another value of these still continues the run (see ``musicgen_lora.train.rerun``).
+RERUN_FREE_OPTIONS = frozenset({
+    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "cache_dir", "data_cache_dir",
+    "preprocessing_num_workers", "push_metadata_repo_id", "strict", "report_to", "run_name", "project",
+    "trackio_space_id", "trackio_static_space_id", "trackio_bucket_id", "logging_steps", "logging_strategy",
+    "logging_first_step", "logging_nan_inf_filter", "log_level", "log_level_replica", "log_on_each_node",
+    "disable_tqdm", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_strategy", "hub_always_push",
+    "hub_revision", "save_steps", "save_strategy", "save_total_limit", "save_on_each_node", "save_only_model",
+    "dataloader_num_workers", "dataloader_persistent_workers", "dataloader_pin_memory", "dataloader_prefetch_factor",
+    "skip_memory_metrics", "ddp_timeout", "torch_empty_cache_steps", "use_cpu", "sample_prompts",
+    "sample_every_steps", "sample_duration_in_seconds", "copy_threshold", "guidance_scale",
+})  # fmt: skip
+
+
+def with_absolute_local_paths(requested: dict[str, Any]) -> dict[str, Any]:
+    """The requested values with a local model or data folder written as an absolute path: read from another folder
+    later (a card, a push, evaluate.py --config), a relative 'songs/jazz' would look like a Hub id."""
+    values = dict(requested)
+    for key in ("model_name_or_path", "dataset_name"):
+        value = values.get(key)
+        if isinstance(value, str) and value and Path(value).expanduser().exists():
+            values[key] = str(Path(value).expanduser().resolve())
+    return values
+
+
+def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list[str]:
+    """The options that would make a run train something else than the run saved as ``saved`` (its
+    finetune_config.json), as ``"key: old -> new"``; an option one side does not name counts as its default.
+    Options in :data:`RERUN_FREE_OPTIONS` are left out."""
+    defaults = json.loads(json.dumps(vars(build_parser().parse_known_args([])[0]), default=str))
+    saved, requested = with_absolute_local_paths(saved), with_absolute_local_paths(requested)
+    differences = []
+    for key in sorted(set(saved) | set(requested)):
+        if key in RERUN_FREE_OPTIONS or "token" in key:
+            continue
+        old, new = saved.get(key, defaults.get(key)), requested.get(key, defaults.get(key))
+        if old != new:
+            differences.append(f"{key}: {json.dumps(old)} -> {json.dumps(new)}")
+    return differences

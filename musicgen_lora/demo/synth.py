@@ -98,7 +98,6 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="python -m musicgen_lora.synth",
         description="Write a procedural demo-music corpus (WAV clips + metadata.jsonl with captions and "
         "ground-truth bpm/key/genre/instrument) for smoke-testing fine-tuning.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("out_dir", help="folder to write clip_000.wav ... and metadata.jsonl into (created if missing)")
     parser.add_argument("--clips", type=int, default=16, help="number of clips; genres are cycled so each appears")

@@ -41,10 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
         "write WAVs, comparison_results.jsonl, metrics.json (held-out cross-entropy per codebook, Fréchet distances, "
         "prompt adherence, audio health, diversity, memorisation, optional CLAP) and report.html. --debug shows "
         "full tracebacks.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    add = parser.add_argument
+    for add_options in (_add_models_and_prompts, _add_sampling, _add_data, _add_memorisation, _add_output):
+        add_options(parser)
+    return parser
+
+
+def _add_models_and_prompts(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("models and prompts").add_argument
     add(
         "--config",
         help=f"a training {RESOLVED_CONFIG_NAME} (or its output folder): base model, adapter "
@@ -64,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='JSON list of prompts (strings, or {"text", "bpm", "key"} objects) or a .txt file, one '
         "per line; default with --config: its sample_prompts",
     )
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("sampling").add_argument
     add(
         "--duration",
         type=finite_number,
@@ -76,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0",
     )
     add("--guidance_scale", type=finite_number, help="classifier-free guidance (1: none); default: config's, else 3")
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("data").add_argument
     add(
         "--eval_dataset",
         action="append",
@@ -98,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="use only the first N clips of --train_dataset, as training did (default: config's max_train_samples)",
     )
+    add("--max_eval_samples", type=int, help="use only the first N clips of each evaluation dataset")
+    add(
+        "--max_duration_in_seconds", type=finite_number, help="cross-entropy window length (default: config's, else 30)"
+    )
+    add("--instance_prompt", help="caption prefix used in training (default: config's)")
+    add("--text_column_name", help="caption column (default: config's, else text)")
+    add("--audio_column_name", help="audio column (default: config's, else audio)")
+    add("--data_cache_dir", help="EnCodec codes cache (default: config's, else $HF_HOME/musicgen_lora)")
+    add("--cache_dir", help="Hugging Face download cache")
+
+
+def _add_memorisation(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("memorisation check").add_argument
     add(
         "--copy_threshold",
         type=finite_number,
@@ -118,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the melodic similarity, which decodes every training clip "
         "with EnCodec (minutes per hour of training audio on a CPU)",
     )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument_group("output and run").add_argument
     add("--output_dir", help="where to write everything (default with --config: OUTPUT_DIR/evaluation)")
     add("--overwrite", action="store_true", help="replace an earlier evaluation in --output_dir")
     add(
@@ -126,18 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "downloaded with hf download) for text-audio similarity; off by default",
     )
     add("--batch_size", type=int, default=4, help="evaluation windows per forward pass (cross-entropy)")
-    add("--max_eval_samples", type=int, help="use only the first N clips of each evaluation dataset")
-    add(
-        "--max_duration_in_seconds", type=finite_number, help="cross-entropy window length (default: config's, else 30)"
-    )
-    add("--instance_prompt", help="caption prefix used in training (default: config's)")
-    add("--text_column_name", help="caption column (default: config's, else text)")
-    add("--audio_column_name", help="audio column (default: config's, else audio)")
-    add("--data_cache_dir", help="EnCodec codes cache (default: config's, else $HF_HOME/musicgen_lora)")
-    add("--cache_dir", help="Hugging Face download cache")
     add("--device", help="torch device (default: cuda if available, else cpu)")
     add("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
-    return parser
 
 
 def _config_file(path: str) -> Path:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..audio import analysis
+from ..audio.key import estimate_key
+from ..audio.tempo import estimate_tempo
 from .prompts import Prompt
 
 SILENCE_DBFS = -60.0  # a 50 ms window quieter than this (RMS) counts as silent
@@ -91,8 +93,8 @@ def audio_health(audio: np.ndarray, sr: int, requested_seconds: float) -> dict[s
 
 def adherence(audio: np.ndarray, sr: int, prompt: Prompt) -> dict[str, Any]:
     """Estimated tempo and key of ``audio``, and their error against what the prompt asked for."""
-    tempo = analysis.estimate_tempo(audio, sr)
-    key = analysis.estimate_key(audio, sr)
+    tempo = estimate_tempo(audio, sr)
+    key = estimate_key(audio, sr)
     result: dict[str, Any] = {
         "estimated_bpm": tempo.bpm if tempo else None,
         "estimated_key": key.key if key else None,

@@ -8,8 +8,10 @@ to load), which is what the headless-browser test reads."""
 
 from __future__ import annotations
 
+import functools
 import html
 import math
+import operator
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,143 +88,97 @@ def _fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _read(*keys: str) -> Callable[[dict[str, Any]], Any]:
+    """A reader of the value at ``block[k1][k2]...`` in a model's block of metrics.json."""
+    return lambda block: functools.reduce(operator.getitem, keys, block)
+
+
+_ADHERENCE_ROWS: list[Row] = [
+    ("files with a tempo in the prompt", _read("adherence", "files_with_target_bpm"), None, "d"),
+    ("tempo within 4 %", _read("adherence", "tempo_within_4pct"), "higher", "pct"),
+    ("tempo within 4 % (any octave)", _read("adherence", "tempo_within_4pct_any_octave"), "higher", "pct"),
+    ("mean relative tempo error", _read("adherence", "tempo_rel_error_mean"), "lower", "pct"),
+    ("files with a key in the prompt", _read("adherence", "files_with_target_key"), None, "d"),
+    ("key score (MIREX: 1 same, .5 fifth, .3 relative, .2 parallel)", _read("adherence", "key_score_mean"), "higher",
+     ".2f"),
+    ("key exact", _read("adherence", "key_exact"), "higher", "pct"),
+]  # fmt: skip
+_HEALTH_ROWS: list[Row] = [
+    ("shortest duration / requested", _read("health", "duration_ratio_min"), None, ".3f"),
+    ("silent fraction (50 ms windows under -60 dBFS)", _read("health", "silent_fraction_mean"), "lower", "pct"),
+    ("clipped samples", _read("health", "clipping_fraction_mean"), "lower", "pct"),
+    ("loudness (LUFS, BS.1770)", _read("health", "loudness_lufs_mean"), None, ".1f"),
+    ("files with NaN/Inf samples", _read("health", "files_with_nonfinite_samples"), "lower", "d"),
+]  # fmt: skip
+
+
 def _rows(metrics: dict[str, Any]) -> list[tuple[str, list[Row]]]:
-    blocks = metrics["models"]
-    first = next(iter(blocks.values()))
-    sections: list[tuple[str, list[Row]]] = []
+    """The report's tables: a title and its rows, for the metrics the first model's block holds."""
+    first = next(iter(metrics["models"].values()))
+    sections = _cross_entropy_sections(first) + _frechet_sections(first)
+    sections += [("Prompt adherence", _ADHERENCE_ROWS), ("Audio health", _HEALTH_ROWS)]
+    sections.append(("Diversity and memorisation", _diversity_rows(first)))
+    if "clap_score_mean" in first:
+        sections.append(("CLAP", [("text-audio similarity", _read("clap_score_mean"), "higher", ".3f")]))
+    return sections
+
+
+def _cross_entropy_sections(first: dict[str, Any]) -> list[tuple[str, list[Row]]]:
+    sections = []
+    counts = "{targets} / {windows}".format
     for dataset, ce in first.get("cross_entropy", {}).items():
         label = f"Cross-entropy on '{dataset}'" + ("" if ce.get("held_out", True) else " (training data, not held out)")
         codebooks = sorted((k for k in ce if k.startswith("ce_q")), key=lambda k: int(k[4:]))
         rows: list[Row] = [
-            ("ce (mean over all targets, nats)", lambda b, d=dataset: b["cross_entropy"][d]["ce"], "lower", ".4f"),
-            ("perplexity", lambda b, d=dataset: b["cross_entropy"][d]["ppl"], "lower", ".2f"),
+            ("ce (mean over all targets, nats)", _read("cross_entropy", dataset, "ce"), "lower", ".4f"),
+            ("perplexity", _read("cross_entropy", dataset, "ppl"), "lower", ".2f"),
         ]
-        rows += [(k, lambda b, d=dataset, k=k: b["cross_entropy"][d][k], "lower", ".4f") for k in codebooks]
-        rows.append(
-            (
-                "targets / windows",
-                lambda b, d=dataset: f"{b['cross_entropy'][d]['targets']} / {b['cross_entropy'][d]['windows']}",
-                None,
-                "s",
-            )
-        )
+        rows += [(k, _read("cross_entropy", dataset, k), "lower", ".4f") for k in codebooks]
+        rows.append(("targets / windows", lambda b, d=dataset: counts(**b["cross_entropy"][d]), None, "s"))
         sections.append((label, rows))
-    for dataset in first.get("frechet", {}):
-        rows = []
-        for kind, name in (("encodec_latent", "EnCodec latents"), ("descriptor", "MFCC+chroma descriptor")):
-            rows.append((f"{name}", lambda b, d=dataset, k=kind: b["frechet"][d][k]["value"], "lower", ".4g"))
-            rows.append(
-                (
-                    f"{name}: frames generated / reference (clips)",
-                    lambda b, d=dataset, k=kind: (
-                        "{generated_frames} / {reference_frames} ({generated_clips} / {reference_clips})".format(
-                            **b["frechet"][d][k]
-                        )
-                    ),
-                    None,
-                    "s",
-                )
-            )
-        sections.append((f"Fréchet distance to '{dataset}' (frame-level; not VGGish FAD)", rows))
-    sections.append(
-        (
-            "Prompt adherence",
-            [
-                ("files with a tempo in the prompt", lambda b: b["adherence"]["files_with_target_bpm"], None, "d"),
-                ("tempo within 4 %", lambda b: b["adherence"]["tempo_within_4pct"], "higher", "pct"),
-                (
-                    "tempo within 4 % (any octave)",
-                    lambda b: b["adherence"]["tempo_within_4pct_any_octave"],
-                    "higher",
-                    "pct",
-                ),
-                ("mean relative tempo error", lambda b: b["adherence"]["tempo_rel_error_mean"], "lower", "pct"),
-                ("files with a key in the prompt", lambda b: b["adherence"]["files_with_target_key"], None, "d"),
-                (
-                    "key score (MIREX: 1 same, .5 fifth, .3 relative, .2 parallel)",
-                    lambda b: b["adherence"]["key_score_mean"],
-                    "higher",
-                    ".2f",
-                ),
-                ("key exact", lambda b: b["adherence"]["key_exact"], "higher", "pct"),
-            ],
-        )
-    )
-    sections.append(
-        (
-            "Audio health",
-            [
-                ("shortest duration / requested", lambda b: b["health"]["duration_ratio_min"], None, ".3f"),
-                (
-                    "silent fraction (50 ms windows under -60 dBFS)",
-                    lambda b: b["health"]["silent_fraction_mean"],
-                    "lower",
-                    "pct",
-                ),
-                ("clipped samples", lambda b: b["health"]["clipping_fraction_mean"], "lower", "pct"),
-                ("loudness (LUFS, BS.1770)", lambda b: b["health"]["loudness_lufs_mean"], None, ".1f"),
-                ("files with NaN/Inf samples", lambda b: b["health"]["files_with_nonfinite_samples"], "lower", "d"),
-            ],
-        )
-    )
-    rows = [
-        (
-            "mean distance between samples of a prompt",
-            lambda b: b["diversity"]["pairwise_descriptor_distance_mean"],
-            None,
-            ".3f",
-        )
-    ]
-    if first.get("memorisation"):
-        memorisation = first["memorisation"]
-        rows += [
-            (
-                "copy score, max over clips (share of a clip lined up with one training clip)",
-                lambda b: b["memorisation"]["copy_score"],
-                "lower",
-                ".2f",
-            ),
-            ("copy score, mean", lambda b: b["memorisation"]["copy_score_mean"], "lower", ".2f"),
-            (
-                f"clips flagged as copies (copy score >= {memorisation['copy_threshold']:g})",
-                lambda b: b["memorisation"]["copies"],
-                "lower",
-                "d",
-            ),
-        ]
-        if "melody_similarity" in memorisation:
-            rows += [
-                (
-                    "melody similarity, max (chroma correlation, any key)",
-                    lambda b: b["memorisation"]["melody_similarity"],
-                    "lower",
-                    ".2f",
-                ),
-                (
-                    f"clips flagged as melodic copies (>= {memorisation['melody_threshold']:g})",
-                    lambda b: b["memorisation"]["melody_copies"],
-                    "lower",
-                    "d",
-                ),
-            ]
-        rows += [
-            (
-                "longest run copied from training (s)",
-                lambda b: b["memorisation"]["longest_copied_run_seconds"],
-                "lower",
-                ".2f",
-            ),
-            (
-                "longest run copied, first codebook (frames)",
-                lambda b: b["memorisation"]["longest_copied_run_frames_q1"],
-                "lower",
-                "d",
-            ),
-        ]
-    sections.append(("Diversity and memorisation", rows))
-    if "clap_score_mean" in first:
-        sections.append(("CLAP", [("text-audio similarity", lambda b: b["clap_score_mean"], "higher", ".3f")]))
     return sections
+
+
+def _frechet_sections(first: dict[str, Any]) -> list[tuple[str, list[Row]]]:
+    sections = []
+    counts = "{generated_frames} / {reference_frames} ({generated_clips} / {reference_clips})".format
+    for dataset in first.get("frechet", {}):
+        rows: list[Row] = []
+        for kind, name in (("encodec_latent", "EnCodec latents"), ("descriptor", "MFCC+chroma descriptor")):
+            rows.append((name, _read("frechet", dataset, kind, "value"), "lower", ".4g"))
+            read_counts = lambda b, d=dataset, k=kind: counts(**b["frechet"][d][k])  # noqa: E731
+            rows.append((f"{name}: frames generated / reference (clips)", read_counts, None, "s"))
+        sections.append((f"Fréchet distance to '{dataset}' (frame-level; not VGGish FAD)", rows))
+    return sections
+
+
+def _diversity_rows(first: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [
+        ("mean distance between samples of a prompt", _read("diversity", "pairwise_descriptor_distance_mean"), None,
+         ".3f"),
+    ]  # fmt: skip
+    memorisation = first.get("memorisation")
+    if not memorisation:
+        return rows
+    rows += [
+        ("copy score, max over clips (share of a clip lined up with one training clip)",
+         _read("memorisation", "copy_score"), "lower", ".2f"),
+        ("copy score, mean", _read("memorisation", "copy_score_mean"), "lower", ".2f"),
+        (f"clips flagged as copies (copy score >= {memorisation['copy_threshold']:g})", _read("memorisation", "copies"),
+         "lower", "d"),
+    ]  # fmt: skip
+    if "melody_similarity" in memorisation:
+        rows += [
+            ("melody similarity, max (chroma correlation, any key)", _read("memorisation", "melody_similarity"),
+             "lower", ".2f"),
+            (f"clips flagged as melodic copies (>= {memorisation['melody_threshold']:g})",
+             _read("memorisation", "melody_copies"), "lower", "d"),
+        ]  # fmt: skip
+    return rows + [
+        ("longest run copied from training (s)", _read("memorisation", "longest_copied_run_seconds"), "lower", ".2f"),
+        ("longest run copied, first codebook (frames)", _read("memorisation", "longest_copied_run_frames_q1"), "lower",
+         "d"),
+    ]  # fmt: skip
 
 
 def _cell(value: Any, base: Any, better: str | None, spec: str, is_base: bool) -> str:

@@ -48,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m musicgen_lora.generate",
         description="Generate music with a MusicGen base and LoRA adapters (any length, batched prompts, melody), "
         "or merge / blend adapters into a standalone model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--base_model", default=None, help="base MusicGen (Hub id or folder); default: the adapter's base"

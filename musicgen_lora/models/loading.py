@@ -5,6 +5,7 @@ forward(labels=...) needs, everything frozen.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import types
 from collections.abc import Iterator
@@ -20,10 +21,12 @@ from transformers import (
     ProcessorMixin,
 )
 
-from ..config.arguments import ModelArguments
+from ..config.arguments import ModelArguments, ParsedConfig
 from ..errors import UserError, one_line
 from ..files import is_local_path
 from .processors import load_processor
+
+logger = logging.getLogger(__name__)
 
 
 def load_model_and_processor(
@@ -126,6 +129,25 @@ def is_melody_model(model: torch.nn.Module) -> bool:
     """MusicGen-Melody conditions on chroma as well as text (prepended to the decoder's input)."""
     config = model.config
     return getattr(config, "model_type", None) == "musicgen_melody"
+
+
+def check_melody_options(model: torch.nn.Module, parsed: ParsedConfig) -> None:
+    """Options that only a melody model uses, on a model without melody conditioning: the melody audio column is
+    refused (it would be read and ignored), a changed ``chroma_dropout_prob`` is flagged (running on is harmless).
+
+    Raises:
+        UserError: ``conditional_audio_column_name`` set for a model that is not MusicGen-Melody.
+    """
+    if is_melody_model(model):
+        return
+    name = parsed.model.model_name_or_path
+    if parsed.data.conditional_audio_column_name is not None:
+        raise UserError(
+            f"conditional_audio_column_name is set but '{name}' is not a melody model, so that melody audio would be "
+            "ignored; unset it, or train a melody model such as facebook/musicgen-melody"
+        )
+    if "chroma_dropout_prob" in parsed.requested:
+        logger.warning("chroma_dropout_prob has no effect: '%s' is not a melody model (it has no chroma input)", name)
 
 
 def ready_for_training(model: PreTrainedModel, train_text_encoder: bool = False) -> None:

@@ -137,4 +137,6 @@ def source_fingerprint(dataset: datasets.Dataset) -> str:
             # a chmod changes neither size nor modification time: a file left out as unreadable is used once fixed
             digest.update(json.dumps([_unreadable(a) for values in rows.values() for a in values]).encode())
     digest.update(json.dumps(list(dataset["text"]) if "text" in dataset.column_names else None).encode())
+    if "caption_final" in dataset.column_names:  # captions taken as written are shaped differently
+        digest.update(json.dumps(list(dataset["caption_final"])).encode())
     return digest.hexdigest()[:24]

@@ -9,16 +9,20 @@ when no tempo was measured). A tempo or key the track's own caption already stat
 
 What is measured, and when:
 
-* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.analysis`): tempo
-and
-  key on the track's central excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track)
-  and brightness (spectral centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and
-  :data:`BRIGHTNESS_WORDS`.
+* ``add_metadata: true`` measures the analysis fields the template names (:mod:`musicgen_lora.audio.tempo`,
+  :mod:`~musicgen_lora.audio.key`, :mod:`~musicgen_lora.audio.analysis`): tempo and key on the track's central
+  excerpt of at most :data:`EXCERPT_SECONDS`; loudness (BS.1770 integrated, whole track) and brightness (spectral
+  centroid, central excerpt), turned into words by :data:`LOUDNESS_WORDS` and :data:`BRIGHTNESS_WORDS`.
 * ``clap_model_name_or_path`` (a local transformers ``ClapModel`` folder) adds zero-shot tags: for each label set
   (genre, mood, instrument) the label whose prompt CLAP finds most similar to the track, kept when its probability
   among the set's labels reaches ``clap_tag_threshold``. The track is embedded on up to :data:`CLAP_EXCERPTS`
   excerpts of CLAP's window (10 s) at fixed positions (evenly spread, same for every run and seed), resampled to
   CLAP's 48 kHz, and the excerpt embeddings are averaged.
+* Every tempo and key estimate carries a confidence (0 to 1); below :data:`CONFIDENCE_THRESHOLDS` the field is
+  left out of the caption (no word rather than a wrong word), and the data report counts and lists those tracks.
+* ``prepared_data/captions.jsonl`` (:func:`review_row`) shows every track's final caption with the estimates and
+  their confidences. Corrected and copied into the dataset folder as ``metadata.jsonl``, its rows
+  (``caption_is_final: true``) are trained on as written: no template, nothing measured or decoded.
 
 Everything measured is cached as small JSON files under ``<data_cache_dir>/analysis/``, keyed by the audio's identity
 (path, size and modification time, or a hash of the bytes): tempo/key, loudness/brightness and the CLAP audio
@@ -40,6 +44,8 @@ import numpy as np
 
 from ..audio import analysis
 from ..audio.io import describe_source
+from ..audio.key import KEY_CONFIDENCE_THRESHOLD
+from ..audio.tempo import TEMPO_CONFIDENCE_THRESHOLD
 from ..config.arguments import DataArguments
 from ..config.caption_template import ANALYSIS_FIELDS, FIELDS, TAG_FIELDS, TAG_SETS, effective_template
 from ..errors import UserError
@@ -65,6 +71,11 @@ LOUDNESS_WORDS = (
 # Spectral centroid (Hz, of the average spectrum up to 16 kHz) -> word. Bass-heavy, muffled or lo-fi mixes sit below
 # 1 kHz, most full-band mixes between 1.5 and 3 kHz, hi-hat- or noise-heavy material above 3.5 kHz (white noise: 8 kHz).
 BRIGHTNESS_WORDS = ((1000.0, "dark"), (2000.0, "warm"), (3500.0, "bright"), (math.inf, "very bright"))
+
+
+# The measured fields a caption leaves out below their confidence threshold (chosen on real music, bench/RESULTS.md):
+# no word rather than a wrong word. captions.jsonl still shows the estimate and its confidence, for review.
+CONFIDENCE_THRESHOLDS = {"bpm": TEMPO_CONFIDENCE_THRESHOLD, "key": KEY_CONFIDENCE_THRESHOLD}
 
 
 def _states_key(caption: str) -> bool:
@@ -98,6 +109,17 @@ def caption_of(value: Any, where: str) -> str | None:
     return value.strip() or None
 
 
+def low_confidence(metadata: dict[str, Any]) -> dict[str, float]:
+    """The measured fields of ``metadata`` (bpm, key) whose confidence is below :data:`CONFIDENCE_THRESHOLDS`:
+    ``{field: confidence}``. A field without a confidence (a value the user gave) is trusted."""
+    out = {}
+    for name, threshold in CONFIDENCE_THRESHOLDS.items():
+        confidence = metadata.get(f"{name}_confidence")
+        if metadata.get(name) is not None and confidence is not None and confidence < threshold:
+            out[name] = confidence
+    return out
+
+
 def track_fields(
     caption: str | None,
     instance_prompt: str | None,
@@ -116,9 +138,10 @@ def track_fields(
     values["caption"] = caption
     stated = caption if caption_shown else ""
     metadata = measured.get("metadata") or {}
-    if metadata.get("bpm") is not None and not _BPM_WORDS.search(stated):
+    unsure = low_confidence(metadata)
+    if metadata.get("bpm") is not None and "bpm" not in unsure and not _BPM_WORDS.search(stated):
         values["bpm"] = str(metadata["bpm"])
-    if metadata.get("key") and not _states_key(stated):
+    if metadata.get("key") and "key" not in unsure and not _states_key(stated):
         values["key"] = metadata["key"]
     level = measured.get("level")
     if level:
@@ -139,15 +162,21 @@ def caption_tracks(
     stats: dict[str, Any] | None = None,
     progress: Callable[..., Any] | None = None,
 ) -> tuple[list[str], list[dict[str, Any]]]:
-    """Every track's final caption, and what was measured for it (for the pushed metadata).
+    """Every track's final caption, and what was measured for it (for the pushed metadata and captions.jsonl).
+
+    A track whose metadata row says ``caption_is_final`` (a reviewed captions.jsonl copied in as metadata.jsonl) is
+    trained on with its ``text`` as written: no template, nothing measured, so nothing is decoded for it.
 
     Args:
-        stats: when given, ``auto_captioned`` is set to the number of tracks whose caption got a measured field.
+        stats: when given, set: ``auto_captioned`` (tracks whose caption got a measured field), ``final_captions``
+            (tracks captioned as written) and ``low_confidence`` (one entry per track with a field left out for low
+            confidence: ``{"index", "bpm"/"key": confidence}``).
         progress: wraps the iteration over the tracks when something is measured (a tqdm-like progress bar).
 
     Returns:
-        ``(captions, measured)``; ``measured[i]`` holds ``metadata`` (bpm, key), ``level`` (lufs, peak,
-        centroid_hz) and ``tags`` where the options asked for them.
+        ``(captions, measured)``; ``measured[i]`` holds ``metadata`` (bpm, key and their confidences), ``level``
+        (lufs, peak, centroid_hz), ``tags`` and ``tag_scores`` (label, probability per set) where the options asked
+        for them, and ``final`` (True) for a caption taken as written.
 
     Raises:
         UserError: a track ends up with an empty caption (no caption, no instance_prompt and nothing measured).
@@ -157,7 +186,7 @@ def caption_tracks(
         check_can_push_metadata(data_args.push_metadata_repo_id)
     computes: dict[str, Callable[[np.ndarray, int], Any]] = {}
     if data_args.add_metadata and template.fields & {"bpm", "key"}:
-        computes["metadata"] = lambda audio, sr: measure(audio, sr)
+        computes["metadata"] = measure
     if data_args.add_metadata and template.fields & {"lufs", "loudness", "brightness"}:
         computes["level"] = measure_level
     tagger = None
@@ -165,20 +194,28 @@ def caption_tracks(
         tagger = ClapTagger(data_args, cache_root)
         computes[tagger.kind] = tagger.embed
     texts = raw["text"]
-    captions, measured, missing, added = [], [], [], 0
+    finals = raw["caption_final"] if "caption_final" in raw.column_names else [False] * len(raw)
+    captions, measured, missing, added, unsure = [], [], [], 0, []
     sources = raw["audio"] if computes else [None] * len(raw)
     if computes and progress is not None:
         sources = progress(iterable=sources, desc="Measuring tracks for captions", unit="track")
-    for index, (source, text) in enumerate(zip(sources, texts, strict=False)):
-        found = cached_measures(source, cache_root, computes) if computes else {}
-        if tagger is not None:
-            found["tags"] = tagger.tags(found.pop(tagger.kind))
-        fields = track_fields(
-            text, data_args.instance_prompt, found, data_args.loudness_target_lufs, "caption" in template.fields
-        )
-        caption = template.render(fields)
-        plain = template.render({**fields, **{name: "" for name in (*ANALYSIS_FIELDS, *TAG_FIELDS)}})
-        added += caption != plain
+    for index, (source, text, final) in enumerate(zip(sources, texts, finals, strict=False)):
+        if final:  # the user's reviewed caption wins: used as written, nothing measured
+            caption, found = (text or "").strip(), {"final": True}
+        else:
+            found = cached_measures(source, cache_root, computes) if computes else {}
+            if tagger is not None:
+                found["tag_scores"] = tagger.best_labels(found.pop(tagger.kind))
+                found["tags"] = tagger.tags_of(found["tag_scores"])
+            fields = track_fields(
+                text, data_args.instance_prompt, found, data_args.loudness_target_lufs, "caption" in template.fields
+            )
+            caption = template.render(fields)
+            plain = template.render({**fields, **{name: "" for name in (*ANALYSIS_FIELDS, *TAG_FIELDS)}})
+            added += caption != plain
+            left_out = {k: v for k, v in low_confidence(found.get("metadata") or {}).items() if k in template.fields}
+            if left_out:
+                unsure.append({"index": index, **left_out})
         if not caption:
             missing.append(index)
         captions.append(caption)
@@ -190,5 +227,35 @@ def caption_tracks(
             "files) or set instance_prompt to caption every clip"
         )
     if stats is not None:
-        stats["auto_captioned"] = added
+        stats.update(auto_captioned=added, final_captions=sum(bool(f) for f in finals), low_confidence=unsure)
     return captions, measured
+
+
+def review_row(
+    name: str, caption: str, own_caption: str | None, found: dict[str, Any], loudness_target: float | None = None
+) -> dict[str, Any]:
+    """One row of captions.jsonl: a metadata.jsonl row (``file_name``, ``text`` = the final caption) plus the own
+    caption and every measured field with its confidence, for a person to check and correct.
+
+    ``caption_is_final`` is true, so that the file, corrected and copied into the dataset folder as
+    ``metadata.jsonl``, is trained on as written (see :func:`caption_tracks`).
+    """
+    row: dict[str, Any] = {"file_name": name, "text": caption, "caption_is_final": True, "own_caption": own_caption}
+    metadata = found.get("metadata") or {}
+    for field in ("bpm", "bpm_confidence", "key", "key_confidence"):
+        if field in metadata:
+            row[field] = metadata[field]
+    unsure = low_confidence(metadata)
+    if unsure:
+        row["left_out_low_confidence"] = sorted(unsure)
+    level = found.get("level")
+    if level:
+        row.update(lufs=level["lufs"], centroid_hz=level["centroid_hz"])
+        heard = heard_loudness(level["lufs"], level["peak"], loudness_target)
+        row.update(loudness=_word(heard, LOUDNESS_WORDS) or None)
+        row.update(brightness=_word(level["centroid_hz"], BRIGHTNESS_WORDS) or None)
+    # a tag below clap_tag_threshold is null, with its best label and probability beside it
+    for tag_set, (label, prob) in (found.get("tag_scores") or {}).items():
+        row[tag_set] = (found.get("tags") or {}).get(tag_set) or None
+        row[f"{tag_set}_best"], row[f"{tag_set}_confidence"] = label, round(prob, 3)
+    return row

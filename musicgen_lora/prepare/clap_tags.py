@@ -110,11 +110,14 @@ class ClapTagger:
             out[name] = dict(zip(self.labels[name], (probs / probs.sum()).tolist(), strict=False))
         return out
 
-    def tags(self, embedding: list[float]) -> dict[str, str]:
-        """Per set, its most probable label when that probability reaches the threshold, else ``""``."""
+    def best_labels(self, embedding: list[float]) -> dict[str, tuple[str, float]]:
+        """Per set, its most probable label and that probability (the tag's confidence)."""
+        return {
+            name: max(probs.items(), key=lambda item: item[1]) for name, probs in self.probabilities(embedding).items()
+        }
+
+    def tags_of(self, best: dict[str, tuple[str, float]]) -> dict[str, str]:
+        """Per set, the label of :meth:`best_labels` when its probability reaches the threshold, else ``""``."""
         tags = {name: "" for name in TAG_SETS}
-        for name, probs in self.probabilities(embedding).items():
-            label, prob = max(probs.items(), key=lambda item: item[1])
-            if prob >= self.threshold:
-                tags[name] = label
+        tags.update({name: label for name, (label, prob) in best.items() if prob >= self.threshold})
         return tags

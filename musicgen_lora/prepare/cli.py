@@ -11,11 +11,13 @@ from ..logs import setup_logging
 from .pipeline import prepare_data
 from .report import summary
 
+PROG = "python -m musicgen_lora.prepare"
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
     with exit_on_user_error(argv):
-        report = prepare_data(parse_config(argv))
+        report = prepare_data(parse_config(argv, prog=PROG))
         print(summary(report))
         return report

@@ -19,6 +19,7 @@ own folder first, then the working directory (audiocraft writes manifests with p
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -46,6 +47,39 @@ CSV_CAPTION_FALLBACKS = ("caption", "description")
 
 # Sidecar metadata fields (audiocraft's MusicInfo) turned into a caption when there is no description, in this order.
 SIDECAR_FIELDS = ("genre", "moods", "keywords", "instrument", "bpm", "key")
+
+
+# The column options' defaults: a changed one names a column the user expects to be read, so it must exist.
+DEFAULT_COLUMNS = {
+    f.name: f.default for f in dataclasses.fields(DataArguments) if f.name in ("audio_column_name", "text_column_name")
+}
+
+
+def chosen_column(option: str, value: str, candidates: tuple[str, ...], columns: list[str], where: str) -> str | None:
+    """The column a column option picks: the user's own name when they changed the option (it must exist), else the
+    first of ``candidates`` that exists (None: none does).
+
+    Raises:
+        UserError: the option was changed and names no column of the table.
+    """
+    if value != DEFAULT_COLUMNS[option]:
+        if value not in columns:
+            raise UserError(
+                f"{option} '{value}' is not a column of {where} (columns: {', '.join(columns)}); set it to one of "
+                "them, or remove it"
+            )
+        return value
+    return next((column for column in candidates if column in columns), None)
+
+
+def refuse_column_options(data_args: DataArguments, where: str, options: tuple[str, ...] = tuple(DEFAULT_COLUMNS)):
+    """Raises UserError when a column option was changed for a source that has no such column (it would be ignored)."""
+    for option in options:
+        value = getattr(data_args, option)
+        if value != DEFAULT_COLUMNS[option]:
+            raise UserError(
+                f"{option} '{value}' names a column, but {where} has no table of columns; remove the option"
+            )
 
 
 def _resolve(base: Path, value: Any, source: Path, line: int) -> str:
@@ -130,13 +164,18 @@ def load_csv(path: Path, data_args: DataArguments) -> datasets.Dataset:
     if not rows:
         raise UserError(f"'{path}' has no rows; add a header row and one row per audio file")
     columns = list(rows[0])
-    path_column = next((c for c in (*CSV_PATH_COLUMNS, data_args.audio_column_name) if c in columns), None)
+    audio_option, text_option = data_args.audio_column_name, data_args.text_column_name
+    path_column = chosen_column(
+        "audio_column_name", audio_option, (*CSV_PATH_COLUMNS, audio_option), columns, f"'{path}'"
+    )
     if path_column is None:
         raise UserError(
             f"'{path}' has no path column (columns: {', '.join(columns)}); name the column of audio paths "
             f"'file_name' or 'path', or set audio_column_name to it"
         )
-    text_column = next((c for c in (data_args.text_column_name, *CSV_CAPTION_FALLBACKS) if c in columns), None)
+    text_column = chosen_column(
+        "text_column_name", text_option, (text_option, *CSV_CAPTION_FALLBACKS), columns, f"'{path}'"
+    )
     if text_column is None and data_args.instance_prompt is None:
         raise UserError(
             f"caption column '{data_args.text_column_name}' not found in '{path}' (columns: {', '.join(columns)}); set "
@@ -191,6 +230,7 @@ def load_manifest(path: Path, data_args: DataArguments) -> datasets.Dataset:
             f"conditional_audio_column_name is not supported with a jsonl manifest ('{path}'); use a CSV with that "
             "column, or unset it"
         )
+    refuse_column_options(data_args, f"the manifest '{path}' (its audio paths are in 'path')", ("audio_column_name",))
     if path.name.lower().endswith(".gz"):
         try:
             with gzip.open(path, "rt", encoding="utf-8-sig") as handle:
@@ -227,6 +267,7 @@ def load_audio_file(path: Path, data_args: DataArguments) -> datasets.Dataset:
             f"conditional_audio_column_name needs a table of audio paths, not the single file '{path}'; use a CSV "
             "or unset it"
         )
+    refuse_column_options(data_args, f"the single audio file '{path}'")
     caption_file = path.with_suffix(".txt")
     text = read_user_text(caption_file, "caption file").strip() if caption_file.is_file() else None
     return datasets.Dataset.from_dict({"audio": [str(path)], "text": [text or None]})

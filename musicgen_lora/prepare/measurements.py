@@ -15,12 +15,14 @@ import numpy as np
 
 from ..audio import analysis
 from ..audio.io import decode_audio, describe_source
+from ..audio.key import estimate_key
+from ..audio.tempo import estimate_tempo
 from ..files import atomic_write_json, file_identity
 
 EXCERPT_SECONDS = 60.0
 
 
-ANALYSIS_VERSION = 1  # bump when the estimators change, so cached estimates are redone
+ANALYSIS_VERSION = 2  # bump when the estimators change, so cached estimates are redone
 
 
 def _central(mono: np.ndarray, sr: int) -> np.ndarray:
@@ -32,11 +34,21 @@ def _central(mono: np.ndarray, sr: int) -> np.ndarray:
 
 
 def measure(audio: np.ndarray, sr: int) -> dict[str, Any]:
-    """Tempo (bpm, rounded) and key of (channels, samples) audio, on its central excerpt; None where not measurable."""
-    mono = _central(analysis.to_mono(audio), sr)
-    tempo = analysis.estimate_tempo(mono, sr)
-    key = analysis.estimate_key(mono, sr)
-    return {"bpm": None if tempo is None else int(round(tempo.bpm)), "key": None if key is None else key.key}
+    """Tempo (bpm, rounded) and key of (channels, samples) audio on its central excerpt, each with its confidence
+    (0 to 1, see :mod:`musicgen_lora.audio.tempo` and :mod:`musicgen_lora.audio.key`); None where not measurable.
+
+    Every estimate is kept, however low its confidence: the caption leaves out those below the thresholds
+    (:func:`musicgen_lora.prepare.captions.track_fields`), and captions.jsonl shows them all for review.
+    """
+    mono = _central(analysis.to_mono32(audio), sr)
+    tempo = estimate_tempo(mono, sr)
+    key = estimate_key(mono, sr)
+    return {
+        "bpm": None if tempo is None else int(round(tempo.bpm)),
+        "bpm_confidence": None if tempo is None else round(tempo.confidence, 3),
+        "key": None if key is None else key.key,
+        "key_confidence": None if key is None else round(key.confidence, 3),
+    }
 
 
 def measure_level(audio: np.ndarray, sr: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ together; training reuses them (:func:`load_or_prepare`) while nothing that shap
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from functools import partial
@@ -19,6 +20,7 @@ from ..config.arguments import DataArguments, ParsedConfig
 from ..errors import UserError
 from ..files import (
     atomic_write_json,
+    atomic_write_text,
     cache_root,
     check_apart_from_data,
     ensure_writable_folder,
@@ -27,14 +29,14 @@ from ..files import (
 from ..hub.dataset import push_captioned_split
 from ..logs import progress, progress_bars
 from ..models.codec import encode_clip
-from ..models.loading import is_melody_model, load_model_and_processor
+from ..models.loading import check_melody_options, is_melody_model, load_model_and_processor
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from .cache_keys import codec_fingerprint
-from .captions import caption_tracks
+from .captions import caption_tracks, review_row
 from .chunking import chunk_dataset, fixed_windows, frame_levels, level_db, plan_summary, split_tracks
 from .encoding import encode_dataset, encode_stream
 from .measurements import cached_measure
-from .report import REPORT_NAME, REPORTED_OPTIONS, split_report
+from .report import CAPTIONS_NAME, REPORT_NAME, REPORTED_OPTIONS, split_report
 from .reuse import (
     FINGERPRINT_NAME,
     PREPARED_DIR_NAME,
@@ -45,7 +47,7 @@ from .reuse import (
     usable_reason,
 )
 from .screening import screen_split, skipped_entry
-from .sources import load_split
+from .sources import load_split, source_names
 from .vocals import remove_vocals
 
 logger = logging.getLogger(__name__)
@@ -69,13 +71,14 @@ def prepare_data(
         if report is not None:
             return report
         model, processor = load_model_and_processor(parsed.model)
+        check_melody_options(model, parsed)  # training checks them itself, once
     chroma_extractor = processor.feature_extractor if is_melody_model(model) else None
     codec = codec_fingerprint(parsed.model, cache_root(data_args.data_cache_dir), model)
     spec = AudioSpec.of(model)
     fingerprint = prepared_fingerprint(parsed, codec, spec, chroma_extractor)  # before: files may change
     report: dict[str, Any] = {"dataset_name": data_args.dataset_name, "output": str(out), "splits": {}}
     splits = split_plan(data_args)
-    prepared = {}
+    prepared, review_rows = {}, []
     with progress_bars(not training.disable_tqdm):
         # every split is prepared before the folder is touched, so bad data never spoils an earlier run's
         for name, (split, is_eval) in splits.items():
@@ -84,6 +87,7 @@ def prepare_data(
                 data_args, split, model, codec, is_eval, chroma_extractor, training.seed, stats, parsed.model.cache_dir
             )
             prepared[name] = dataset
+            review_rows += [{**row, "split": name} for row in stats.pop("review_rows", [])]
             report["splits"][name] = split_report(dataset, stats, spec.frame_rate, data_args.max_duration_in_seconds)
     (out / FINGERPRINT_NAME).unlink(missing_ok=True)  # the folder is incomplete until the new one is written
     for name, dataset in prepared.items():
@@ -91,6 +95,9 @@ def prepare_data(
     if "eval" not in splits:
         shutil.rmtree(out / "eval", ignore_errors=True)  # from an earlier preparation with evaluation
     report["options"] = {key: getattr(data_args, key) for key in REPORTED_OPTIONS}
+    # every track's final caption and what was measured, to review, correct and copy back as metadata.jsonl
+    atomic_write_text(out / CAPTIONS_NAME, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in review_rows))
+    report["captions_file"] = str(out / CAPTIONS_NAME)
     atomic_write_json(out / REPORT_NAME, report, indent=2)
     atomic_write_json(out / FINGERPRINT_NAME, fingerprint, indent=2)
     return report
@@ -147,7 +154,7 @@ def prepare_split(
     root = cache_root(data_args.data_cache_dir)
     stats = {} if stats is None else stats
     spec = AudioSpec.of(model)
-    raw, encoded, split = _tracks(
+    raw, encoded, split, names = _tracks(
         data_args, split, is_eval, model, root, codec, chroma_extractor, seed, stats, cache_dir
     )
     if data_args.demucs_model_path:  # each track's instrumental (cached) is what gets captioned and encoded
@@ -156,7 +163,13 @@ def prepare_split(
     # measurement cached per file apart from the codes, so a caption option never re-encodes)
     captions, measured = caption_tracks(raw, data_args, root, stats, progress)
     if data_args.add_metadata:  # each track's estimated tempo and key, for the data report's distribution
-        stats["track_metadata"] = [found.get("metadata") or {} for found in measured]
+        stats["track_metadata"] = [found.get("metadata") or {} for found in measured if not found.get("final")]
+    for entry in stats.get("low_confidence", []):
+        entry["source"] = names[entry.pop("index")]
+    stats["review_rows"] = [
+        review_row(name, caption, own, found, data_args.loudness_target_lufs)
+        for name, caption, own, found in zip(names, captions, raw["text"], measured, strict=True)
+    ]
     if encoded is None:
         encoded = encode_dataset(
             raw,
@@ -169,7 +182,8 @@ def prepare_split(
         )
     if data_args.push_metadata_repo_id:  # audio + final captions to a Hub dataset, after the (cached) encoding
         push_captioned_split(raw, captions, measured, data_args, "eval" if is_eval else "train", root)
-    encoded, kept = _long_enough(encoded.add_column("text", captions), raw, data_args, split, stats)
+    encoded = encoded.add_column("text", captions).add_column("source", names)  # every example traces to its file
+    encoded, kept = _long_enough(encoded, raw, data_args, split, stats)
     levels = None
     if data_args.silence_threshold_db is not None:  # each track's level per codec frame, measured once and cached
         kind = f"levels|{spec.frame_rate}"
@@ -179,8 +193,10 @@ def prepare_split(
             for i in progress(iterable=kept, desc="Measuring levels", unit="track")
         ]
     if data_args.chunk_long_tracks:
-        sources = [describe_source(raw[i]["audio"]) for i in kept]
-        encoded = _chunks(encoded, sources, levels, data_args, model, chroma_extractor, split, stats)
+        sources = list(encoded["source"])  # chunk_dataset gives each chunk its track's source
+        encoded = _chunks(
+            encoded.remove_columns(["source"]), sources, levels, data_args, model, chroma_extractor, split, stats
+        )
     elif levels is not None:
         encoded = _loud_enough(encoded, raw, kept, levels, data_args, split, stats)
     if is_eval:
@@ -202,8 +218,9 @@ def _tracks(
     seed: int,
     stats: dict[str, Any],
     cache_dir: str | None,
-) -> tuple[datasets.Dataset, datasets.Dataset | None, str]:
-    """The split's readable tracks (``audio``, ``text``), their codes when streamed (else None), and the split's name.
+) -> tuple[datasets.Dataset, datasets.Dataset | None, str, list[str]]:
+    """The split's readable tracks (``audio``, ``text``), their codes when streamed (else None), the split's name,
+    and each track's name (:func:`~.sources.source_names`).
 
     Every file is checked before anything else (bad ones skipped and listed, or an error with ``strict``), so that
     ``eval_split_percentage`` holds out readable tracks only.
@@ -213,7 +230,7 @@ def _tracks(
         encoded = encode_stream(data_args, split, model, root, codec, chroma_extractor, limit, cache_dir)
         raw = encoded.select_columns(["source", "text"]).rename_column("source", "audio")
         stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
-        return raw, encoded.remove_columns(["source", "text"]), split
+        return raw, encoded.remove_columns(["source", "text"]), split, list(raw["audio"])
     if data_args.eval_split_percentage > 0:  # both sides come from the training split, whole tracks on one side
         raw = load_split(data_args, data_args.train_split_name, cache_dir)
         # the bad files are reported once, with the training side
@@ -225,6 +242,7 @@ def _tracks(
             )
         train_tracks, eval_tracks = split_tracks(len(raw), data_args.eval_split_percentage, seed)
         raw = raw.select(eval_tracks if is_eval else train_tracks)
+        loaded = data_args.train_split_name
         split = "eval" if is_eval else "train"
         if limit is not None:
             raw = raw.select(range(min(limit, len(raw))))
@@ -233,8 +251,9 @@ def _tracks(
         if limit is not None:  # the first N clips, checked
             raw = raw.select(range(min(limit, len(raw))))
         raw = screen_split(raw, data_args.dataset_name, split, root, data_args.strict, stats)
+        loaded = split
     stats.update(tracks=len(raw), own_captions=sum(bool((t or "").strip()) for t in raw["text"]), auto_captioned=0)
-    return raw, None, split
+    return raw, None, split, source_names(raw, data_args, loaded)
 
 
 def _long_enough(

@@ -13,6 +13,11 @@ import datasets
 from .screening import counts_text, reason_counts
 
 REPORT_NAME = "data_report.json"
+
+
+CAPTIONS_NAME = (
+    "captions.jsonl"  # every track's final caption and measured fields, for review (see captions.review_row)
+)
 # The data options repeated in the report, so it says how the data was prepared.
 REPORTED_OPTIONS = (
     "chunk_long_tracks", "tail_policy", "eval_split_percentage", "add_metadata", "loudness_target_lufs",
@@ -65,6 +70,30 @@ def tempo_key_report(estimates: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def low_confidence_report(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many captions left the tempo / key out because its confidence was below the threshold, and which tracks
+    (``{"source", "bpm"/"key": confidence}``, as :func:`~.captions.caption_tracks` found them)."""
+    return {
+        "bpm": sum("bpm" in e for e in entries),
+        "key": sum("key" in e for e in entries),
+        "tracks": entries,
+    }
+
+
+def _low_confidence_line(left: dict[str, Any], shown: int = 5) -> str:
+    names = [
+        f"{e['source']} (" + ", ".join(f"{k} {e[k]:.2f}" for k in ("bpm", "key") if k in e) + ")"
+        for e in left["tracks"][:shown]
+    ]
+    more = f" and {len(left['tracks']) - shown} more" if len(left["tracks"]) > shown else ""
+    return (
+        f"  low confidence, left out of the caption: tempo {left['bpm']}, key {left['key']}: "
+        + "; ".join(names)
+        + more
+        + f" (all listed in {REPORT_NAME}; estimates in {CAPTIONS_NAME})"
+    )
+
+
 def split_report(dataset: datasets.Dataset, stats: dict[str, Any], frame_rate: float, maximum: float) -> dict[str, Any]:
     """One split's part of the data report."""
     lengths = [len(codes[0]) / frame_rate for codes in dataset["codes"]]
@@ -80,7 +109,9 @@ def split_report(dataset: datasets.Dataset, stats: dict[str, Any], frame_rate: f
         "captions": {
             "tracks_with_own_caption": stats["own_captions"],
             "tracks_with_added_tempo_key": stats["auto_captioned"],
+            "tracks_with_final_caption": stats.get("final_captions", 0),
             "coverage": stats["own_captions"] / max(stats["tracks"], 1),
+            "left_out_low_confidence": low_confidence_report(stats.get("low_confidence", [])),
         },
         "left_out": {
             "too_short_tracks": stats["too_short"],
@@ -105,10 +136,17 @@ def summary(report: dict[str, Any]) -> str:
             f"{part['hours_kept']:.2f} h kept",
             "  lengths: " + ", ".join(f"{k}: {v}" for k, v in part["length_histogram"].items() if v),
             f"  captions: {captions['tracks_with_own_caption']}/{part['tracks']} tracks had one, "
-            f"{captions['tracks_with_added_tempo_key']} got tempo/key added",
+            f"{captions['tracks_with_added_tempo_key']} got tempo/key added"
+            + (
+                f", {captions['tracks_with_final_caption']} taken as written"
+                if captions["tracks_with_final_caption"]
+                else ""
+            ),
             f"  left out: {left['too_short_tracks']} too short, {left['silent_tracks']} silent tracks, "
             f"{left['silent_chunks']} silent chunks, {left['dropped_tail_seconds']:.1f} s of tails",
         ]
+        if captions["left_out_low_confidence"]["tracks"]:
+            lines.append(_low_confidence_line(captions["left_out_low_confidence"]))
         files = part["files"]
         lines.append(
             f"  files: {files['found']} found, {files['read']} read, {files['skipped']} left out"
@@ -122,5 +160,5 @@ def summary(report: dict[str, Any]) -> str:
                 + "; keys: "
                 + (", ".join(f"{k}: {v}" for k, v in tempo_key["keys"].items()) or "none found")
             )
-    lines.append(f"written to {report['output']} ({REPORT_NAME})")
+    lines.append(f"written to {report['output']} ({REPORT_NAME}; every caption, to review, in {CAPTIONS_NAME})")
     return "\n".join(lines)

@@ -30,7 +30,7 @@ PREPARED_DIR_NAME = "prepared_data"
 FINGERPRINT_NAME = "fingerprint.json"  # written last: its presence means the prepared splits are complete
 
 
-PREPARED_FORMAT = 1  # bump when what the prepared splits hold changes, so older prepared folders are redone
+PREPARED_FORMAT = 2  # bump when what the prepared splits hold changes, so older prepared folders are redone
 
 
 # The data options that never change the prepared data (where caches live, how many processes, whether a bad file

@@ -20,12 +20,17 @@ from ..config.arguments import DataArguments
 from ..errors import UserError, one_line
 from ..files import read_user_text
 from .captions import caption_of
-from .file_sources import load_file_source, read_csv_rows, unique_tracks
+from .file_sources import chosen_column, load_file_source, read_csv_rows, refuse_column_options, unique_tracks
 
 logger = logging.getLogger(__name__)
 
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+
+
+# A metadata column saying that the row's text is the final caption (captions.jsonl, reviewed and copied in as
+# metadata.jsonl, sets it): trained on as written, without the template or measured fields.
+FINAL_COLUMN = "caption_is_final"
 
 
 def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path] | None:
@@ -67,21 +72,23 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
                 f"conditional_audio_column_name needs a metadata.jsonl/.csv in '{folder}' with that column; add one or "
                 "unset it"
             )
+        refuse_column_options(data_args, f"'{folder}' (no metadata.jsonl/.csv: captions come from .txt files)")
         return _load_audio_files(folder, data_args)
     rows, source = metadata
     if not rows:
         raise UserError(f"the metadata file '{source}' has no rows; add one row per audio file")
     columns = sorted({key for _, row in rows for key in row})
-    path_column = "file_name" if "file_name" in columns else data_args.audio_column_name
-    if path_column not in columns:
+    audio_option, text_option = data_args.audio_column_name, data_args.text_column_name
+    path_column = chosen_column("audio_column_name", audio_option, ("file_name", audio_option), columns, f"'{source}'")
+    if path_column is None:
         raise UserError(
-            f"the metadata in '{folder}' has no 'file_name' or '{data_args.audio_column_name}' column (columns: "
+            f"the metadata in '{folder}' has no 'file_name' or '{audio_option}' column (columns: "
             f"{', '.join(columns)}); add file_name with each audio file's path relative to the folder"
         )
-    text_column = data_args.text_column_name
-    if text_column not in columns and (text_column != "text" or data_args.instance_prompt is None):
+    text_column = chosen_column("text_column_name", text_option, (text_option,), columns, f"'{source}'")
+    if text_column is None and data_args.instance_prompt is None:
         raise UserError(
-            f"caption column '{text_column}' not found in the metadata of '{folder}' (columns: {', '.join(columns)}); "
+            f"caption column '{text_option}' not found in the metadata of '{folder}' (columns: {', '.join(columns)}); "
             "set text_column_name to the caption column, or set instance_prompt"
         )
     conditional = data_args.conditional_audio_column_name
@@ -97,12 +104,29 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
         entries.append((number, str(folder / written), written, caption_of(row.get(text_column), where)))
     keep = unique_tracks(entries, source)
     table: dict[str, list] = {"audio": [entries[i][1] for i in keep], "text": [entries[i][3] for i in keep]}
+    if FINAL_COLUMN in columns:  # a reviewed captions.jsonl: its captions are trained on as written
+        table["caption_final"] = [
+            _flag(rows[i][1].get(FINAL_COLUMN), FINAL_COLUMN, f"{source} line {rows[i][0]}") for i in keep
+        ]
     if conditional:
         table["conditional_audio"] = [
             str(folder / _relative_path(rows[i][1].get(conditional), conditional, f"{source} line {rows[i][0]}"))
             for i in keep
         ]
     return datasets.Dataset.from_dict(table)
+
+
+def _flag(value: Any, column: str, where: str) -> bool:
+    """A metadata row's true/false column (JSON true/false or null; in a CSV: true, false or empty).
+
+    Raises:
+        UserError: anything else.
+    """
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", ""):
+        return value.strip().lower() == "true"
+    raise UserError(f"{where}: '{column}' is {json.dumps(value)[:60]}; write true or false (or leave it out)")
 
 
 def _relative_path(value: Any, column: str, where: str) -> str:
@@ -221,6 +245,32 @@ def load_split(data_args: DataArguments, split: str, cache_dir: str | None = Non
             "'user/name')"
         )
     return _load_hub_split(data_args, split, cache_dir)
+
+
+def source_names(raw: datasets.Dataset, data_args: DataArguments, split: str) -> list[str]:
+    """A name for each track of a split as :func:`load_split` returned it, for the ``source`` column of every prepared
+    example and for captions.jsonl: the audio file's path relative to the dataset folder (the split's folder, or the
+    manifest's folder) for local data, the file name or ``row N`` for Hub data. Paths outside that folder stay whole.
+    """
+    local = Path(data_args.dataset_name).expanduser()
+    base = None
+    if local.is_dir():
+        base = local / split if (local / split).is_dir() else local
+    elif local.is_file():
+        base = local.parent
+    names = []
+    for index, audio in enumerate(raw["audio"]):
+        path = audio.get("path") if isinstance(audio, dict) else audio
+        if not path:
+            names.append(f"row {index}")
+        elif base is None:  # a Hub dataset: the file name it was uploaded with
+            names.append(Path(str(path)).name)
+        else:
+            try:
+                names.append(Path(str(path)).resolve().relative_to(base.resolve()).as_posix())
+            except ValueError:
+                names.append(str(path))
+    return names
 
 
 def open_stream(data_args: DataArguments, split: str, cache_dir: str | None = None) -> datasets.IterableDataset:

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import argparse
 import errno
-import importlib.util
 import logging
 import os
 import socket
 import sys
 from typing import Any
 
-from .backend import CommandLineParser, UserError, ensure_writable_folder, exit_on_user_error
+from ..errors import CommandLineParser, exit_on_user_error
+from ..files import ensure_writable_folder
+from .backend import UserError
+from .handlers import Studio
 from .project import DEMO_PROJECT, check_project_name
+
+try:
+    from .app import build_app
+except ModuleNotFoundError as missing:  # gradio is optional (requirements-studio.txt): main() says how to install it
+    if missing.name != "gradio":
+        raise
+    build_app = None
 
 logger = logging.getLogger(__name__)
 DEFAULT_PORT = 7860
@@ -27,7 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandLineParser(
         prog="python -m musicgen_lora.studio",
         description="A local web page to prepare data, train, listen to, evaluate and share MusicGen LoRA adapters.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every network interface)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to serve on")
@@ -61,26 +69,21 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse the options, check the port and folders, build the demo assets if needed, and serve the page until
-    Ctrl-C."""
+    """Parse the options, check the port, build the demo assets if needed, and serve the page until Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # gradio reads it when a page is built and served
     with exit_on_user_error(argv):
         options = build_parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-        )
-        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported (by .app)
         check_port(options.host, options.port)
         check_project_name(options.project)
         ensure_writable_folder(options.projects_dir, "--projects_dir")
-        if importlib.util.find_spec("gradio") is None:  # said before the demo assets take their time
+        if build_app is None:  # said before the demo assets take their time
             raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
-        from .handlers import Studio  # imported here: it loads torch and transformers (seconds)
-
         studio = Studio(options.projects_dir)
         studio.defaults(options.project)  # builds the demo's model and corpus before the page opens
-        from .app import build_app  # gradio is an optional dependency: imported only by the studio's page
-
         app = build_app(studio, options.project)
     print(f"MusicGen LoRA Studio on http://{options.host}:{options.port} (projects in {studio.root}); Ctrl-C stops it")
     app.queue(default_concurrency_limit=4).launch(

@@ -19,8 +19,8 @@ from ..config.arguments import RESOLVED_CONFIG_NAME, DataArguments
 from ..config.caption_template import effective_template
 from ..config.parsing import parse_config
 from ..demo.assets import DEMO_CONFIG, build_demo_assets
-from ..errors import CommandLineParser, UserError, exit_on_user_error, one_line
-from ..files import cache_root, ensure_writable_folder
+from ..errors import UserError, one_line
+from ..files import cache_root
 from ..prepare.captions import track_fields
 from ..prepare.measurements import cached_measures, measure
 from ..prepare.report import REPORT_NAME
@@ -31,9 +31,8 @@ from ..train.output_dir import RUN_MARKERS
 
 __all__ = [
     "AUDIO_EXTENSIONS", "DEMO_CONFIG", "FFMPEG_EXTENSIONS", "PREPARED_DIR_NAME", "REPORT_NAME", "RESOLVED_CONFIG_NAME",
-    "RUN_MARKERS", "CommandLineParser", "UserError", "check_config", "checkpoint_folders", "ensure_demo_assets",
-    "ensure_writable_folder", "exit_on_user_error", "final_caption", "is_complete", "list_tracks", "measured_fields",
-    "newest_complete_checkpoint", "one_line",
+    "RUN_MARKERS", "UserError", "check_config", "checkpoint_folders", "ensure_demo_assets", "final_caption",
+    "is_complete", "list_tracks", "measured_fields", "newest_complete_checkpoint", "one_line",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)

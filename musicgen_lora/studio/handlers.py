@@ -301,7 +301,7 @@ class Studio:
             if previous and not start_over:
                 return (
                     f"**Error:** this project already holds a run ({previous}); press *Resume* to continue it, or tick "
-                    "*Start over* to replace it (its checkpoints are deleted)"
+                    "*Start over* to replace it (kept aside until the new run succeeds, then deleted)"
                 )
             config_path, notices = self._config(project, form, overwrite_output_dir=bool(start_over))
             self.runs.start(project.folder, "train", python_command(script("finetune_musicgen.py"), str(config_path)))
@@ -319,7 +319,7 @@ class Studio:
                     "**Error:** no checkpoint to resume from yet; press *Start* (checkpoints are saved every *save "
                     "every N steps*)"
                 )
-            # as a flag: `"resume_from_checkpoint": true` in the JSON is rejected by today's config parser
+            # as a flag, so a config edited in the page since the run started still continues it (see train.rerun)
             argv = python_command(
                 script("finetune_musicgen.py"), str(project.config_path), "--resume_from_checkpoint", "true"
             )

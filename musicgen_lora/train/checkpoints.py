@@ -49,11 +49,14 @@ def safetensors_intact(path: Path) -> bool:
     """Whether a safetensors file is whole: an 8-byte header length, a JSON header, and exactly the tensor bytes the
     header's offsets promise (a truncated or overwritten file fails; bit flips inside tensors are not detected)."""
     try:
+        size = path.stat().st_size
         with path.open("rb") as handle:
             length = int.from_bytes(handle.read(8), "little")
+            if length > size - 8:  # a file still being written (or garbage) can promise a header of exabytes
+                return False
             header = json.loads(handle.read(length))
         end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-        return path.stat().st_size == 8 + length + end
+        return size == 8 + length + end
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return False
 

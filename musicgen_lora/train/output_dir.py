@@ -25,6 +25,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
 from ..files import check_apart_from_data, ensure_writable_folder
 from ..hub.card import CARD_MARKER, CARD_NAME
@@ -36,7 +37,7 @@ LOCK_NAME = ".musicgen-lora.lock"
 PREVIOUS_RUN = "previous-run"
 PREPARED_DIR_NAME = "prepared_data"  # reused by the next run (its own fingerprint says when it is stale); never moved
 # Files that show a folder already holds a run of this project.
-RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", "finetune_config.json")
+RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", RESOLVED_CONFIG_NAME)
 # Everything a training run writes into output_dir (besides checkpoint-N/ and prepared_data/).
 RUN_FILES = (
     *RUN_MARKERS, "adapter_config.json", "adapter_model.bin", "model.safetensors.index.json", "config.json",
@@ -67,7 +68,7 @@ def check_output_dir(output_dir: str, dataset_name: str | None, overwrite: bool,
             "it); move it elsewhere or choose another output_dir"
         )
     previous = previous_run(folder)
-    if previous and not resuming and not overwrite:
+    if previous and not resuming and not overwrite:  # train.rerun decides first; this guards other callers
         raise UserError(
             f"output_dir '{folder}' already holds a previous run ({', '.join(previous[:3])}); continue it with "
             "resume_from_checkpoint true, start over with overwrite_output_dir true (the previous run is kept aside "
@@ -187,7 +188,9 @@ def settle_previous_run(aside: Path | None, output_dir: str | Path, succeeded: b
         shutil.rmtree(aside)
         logger.info("Deleted the previous run (%s): this run has replaced it", aside)
         return ""
-    if not _run_files(folder):
+    # the config the new run wrote when it started is not worth keeping: it goes, and the previous one comes back
+    if not [path for path in _run_files(folder) if path.name != RESOLVED_CONFIG_NAME]:
+        (folder / RESOLVED_CONFIG_NAME).unlink(missing_ok=True)
         for path in aside.iterdir():
             os.replace(path, folder / path.name)
         aside.rmdir()

@@ -13,19 +13,22 @@ import torch
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
 from ..config.arguments import RESOLVED_CONFIG_NAME, ParsedConfig
+from ..config.parsing import with_absolute_local_paths
 from ..errors import Interrupted, UserError, one_line
 from ..files import atomic_write_json, cache_root, ensure_writable_folder, hub_id_of
 from ..hub.card import PLOT_NAME, fix_adapter_config, write_model_card
 from ..hub.upload import PushRequest, push_folder, take_push_request
-from ..models.loading import is_melody_model, load_model_and_processor
+from ..logs import apply_process_log_level, progress_bars
+from ..models.loading import check_melody_options, is_melody_model, load_model_and_processor
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.pipeline import load_or_prepare
 from ..prepare.reuse import PREPARED_DIR_NAME, load_prepared, split_plan
-from .checkpoints import keep_best, newest_complete_checkpoint, resolve_resume
+from .checkpoints import keep_best, newest_complete_checkpoint
 from .collator import MusicgenCollator
 from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
 from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
 from .plots import plot_loss_curves_if_possible
+from .rerun import finished_run_results, plan_rerun
 from .samples import SampleCallback
 from .stopping import StopOnSignal
 from .trainer import MusicgenTrainer
@@ -166,16 +169,25 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
             130) after Ctrl-C or SIGTERM, with a checkpoint saved.
     """
     training = parsed.training
+    apply_process_log_level(training)
     push = take_push_request(parsed)  # checked before training; the token leaves the arguments the Trainer saves
-    resume = resolve_resume(training.resume_from_checkpoint, training.output_dir)
-    check_output_dir(training.output_dir, parsed.data.dataset_name, training.overwrite_output_dir, bool(resume))
+    plan = plan_rerun(
+        training.output_dir, parsed.requested, training.resume_from_checkpoint, training.overwrite_output_dir
+    )
+    resume = plan.resume
+    check_output_dir(training.output_dir, parsed.data.dataset_name, plan.start_over, bool(resume) or plan.finished)
+    if plan.finished:
+        return _already_finished(training.output_dir, push)
     ensure_writable_folder(cache_root(parsed.data.data_cache_dir), "data_cache_dir")
     is_main = training.process_index == 0
     with run_lock(training.output_dir, active=is_main):
-        replacing = is_main and training.overwrite_output_dir and not resume
-        aside = set_previous_run_aside(training.output_dir) if replacing else None
+        aside = set_previous_run_aside(training.output_dir) if is_main and plan.start_over else None
+        if is_main:  # written first, so that running the same command again after a crash continues this run
+            config = with_absolute_local_paths(parsed.requested)
+            atomic_write_json(Path(training.output_dir) / RESOLVED_CONFIG_NAME, config, indent=2)
         try:
-            trainer, processor, train_result, eval_metrics = _train(parsed, resume)
+            with progress_bars(not training.disable_tqdm):
+                trainer, processor, train_result, eval_metrics = _train(parsed, resume)
         except BaseException as err:
             note = settle_previous_run(aside, training.output_dir, succeeded=False)
             if note and isinstance(err, UserError):
@@ -185,6 +197,23 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
             raise
         settle_previous_run(aside, training.output_dir, succeeded=True)
         return _outputs(parsed, trainer, processor, train_result, eval_metrics, push)
+
+
+def _already_finished(output_dir: str, push: PushRequest | None) -> dict[str, Any]:
+    """The results of the finished run in output_dir, which the same command asked for again: nothing is trained."""
+    results = finished_run_results(output_dir)
+    loss = results["train"].get("train_loss")
+    logger.warning(
+        "The run in %s already finished with this config (train loss %s): nothing to train. Start over with "
+        "overwrite_output_dir true, or train more with a new max_steps and resume_from_checkpoint true.",
+        output_dir,
+        f"{loss:.4f}" if isinstance(loss, float) else "not recorded",
+    )
+    if push is not None:
+        logger.warning(
+            "Not pushed again; to push it, run: python -m musicgen_lora.push %s --repo_id %s", output_dir, push.repo_id
+        )
+    return results
 
 
 def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, ProcessorMixin, Any, dict[str, float] | None]:
@@ -201,6 +230,7 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
         parsed.model, dtype=base_dtype if lora_args.use_lora else None, train_text_encoder=lora_args.train_text_encoder
     )
     check_lora_targets(model, lora_args)  # before the data is prepared: a bad option costs no file
+    check_melody_options(model, parsed)
     train_dataset, eval_dataset = load_datasets(parsed, model, processor)
     cast_frozen_base(model, base_dtype, lora_args)  # full fine-tuning: the text encoder; EnCodec stays fp32
     model = add_trainable_parts(model, lora_args)
@@ -214,7 +244,7 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
         checkpoint = newest_complete_checkpoint(training.output_dir)
         raise Interrupted(
             f"stopped by {stopper.signal_name} at step {step} of {total}; the checkpoint is "
-            f"'{checkpoint or 'not written'}': continue with the same command and --resume_from_checkpoint true"
+            f"'{checkpoint or 'not written'}': run the same command again to continue from it"
         )
     trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
     # what training ran in, for the card: on a CPU a requested fp16 ran in fp32 (the config keeps what was asked)
@@ -248,7 +278,6 @@ def _outputs(
         if best is not None:
             processor.save_pretrained(best)
             logger.info("Best checkpoint (%s) kept as %s", trainer.state.best_model_checkpoint, best)
-        atomic_write_json(output_dir / RESOLVED_CONFIG_NAME, _with_absolute_local_paths(parsed.requested), indent=2)
         model_args = parsed.model
         log_history = trainer.state.log_history
         # Hub id in adapter_config.json, loss_curves.png, README.md card, push
@@ -266,17 +295,6 @@ def _outputs(
         "log_history": trainer.state.log_history,
         "hub_url": hub_url,
     }
-
-
-def _with_absolute_local_paths(requested: dict[str, Any]) -> dict[str, Any]:
-    """The requested values with a local model or data folder written as an absolute path: read from another folder
-    later (a card, a push, evaluate.py --config), a relative 'songs/jazz' would look like a Hub id."""
-    values = dict(requested)
-    for key in ("model_name_or_path", "dataset_name"):
-        value = values.get(key)
-        if isinstance(value, str) and value and Path(value).expanduser().exists():
-            values[key] = str(Path(value).expanduser().resolve())
-    return values
 
 
 def finish_run(

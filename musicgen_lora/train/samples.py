@@ -197,7 +197,11 @@ class SampleCallback(TrainerCallback):
         matches = [self.index.match(clip) for clip in codes]
         scores = [m.score for m in matches]
         logs = {"samples/copy_score": max(scores), **{f"samples/copy_score/{i}": s for i, s in enumerate(scores)}}
-        self.trainer.log({k: round(v, 4) for k, v in logs.items()})  # to every tracker and trainer_state.json
+        # to every tracker and trainer_state.json; Trainer's on_log clears control.should_log, which would swallow the
+        # loss log due at this very step (we log from on_step_end, before Trainer logs the loss)
+        should_log = self.trainer.control.should_log
+        self.trainer.log({k: round(v, 4) for k, v in logs.items()})
+        self.trainer.control.should_log = should_log
         step = state.global_step
         render = {
             "step": step,

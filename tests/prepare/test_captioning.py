@@ -100,7 +100,8 @@ def test_unmeasurable_track_without_caption_still_needs_one(tmp_path, tiny_model
     folder = tmp_path / "silent"
     folder.mkdir()
     sf.write(folder / "quiet.wav", np.zeros(32000 * 2, np.float32), 32000)
-    assert measurements.measure(np.zeros((1, 32000 * 2), np.float32), 32000) == {"bpm": None, "key": None}
+    nothing = {"bpm": None, "bpm_confidence": None, "key": None, "key_confidence": None}
+    assert measurements.measure(np.zeros((1, 32000 * 2), np.float32), 32000) == nothing
     with pytest.raises(UserError, match="1 clip.* have no caption"):
         prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true")
 
@@ -381,7 +382,9 @@ def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(
     rows = [json.loads(line) for line in pushed.files["data/train/metadata.jsonl"].decode().splitlines()]
     assert [r["file_name"] for r in rows] == names and [r["text"] for r in rows] == split["text"]  # final captions
     assert rows[1]["own_caption"] == "techno, driving" and rows[0]["own_caption"] is None
-    assert all(f"{r['bpm']} bpm" in r["text"] and r["key"] in r["text"] for r in rows)
+    for r in rows:  # each estimate with its confidence; in the caption only when confident enough
+        assert (f"{r['bpm']} bpm" in r["text"]) == (r["bpm_confidence"] >= captions.CONFIDENCE_THRESHOLDS["bpm"]), r
+        assert (r["key"] in r["text"]) == (r["key_confidence"] >= captions.CONFIDENCE_THRESHOLDS["key"]), r
     assert "path: data/train/*" in pushed.files["README.md"].decode()
     # the same data again: nothing new is pushed
     prepare(tmp_path, tiny_model_dir, model, folder, cache, *options)

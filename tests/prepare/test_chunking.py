@@ -128,7 +128,10 @@ def whole_codes(tracks_dir, model, fingerprint, cache, tmp_path_factory, tiny_mo
 def test_default_keeps_whole_tracks_for_random_windows(tmp_path, tiny_model_dir, tracks_dir, model, fingerprint, cache):
     train = prepare_split(args_for(tmp_path, tiny_model_dir, tracks_dir, cache), "train", model, fingerprint, False)
     assert sorted(len(c[0]) for c in train["codes"]) == [75, 200, 265]  # the 0.4 s track is below the minimum
-    assert "source" not in train.column_names
+    # every example names its file, relative to the dataset folder, and has no chunk offset
+    lengths = {source: len(codes[0]) for source, codes in zip(train["source"], train["codes"], strict=True)}
+    assert lengths == {f"{name}.wav": round(seconds * 50) for name, seconds in TRACK_SECONDS.items() if seconds >= 1}
+    assert "offset_seconds" not in train.column_names
 
 
 @pytest.mark.parametrize(

@@ -120,8 +120,37 @@ def test_a_single_long_file_is_chunked(tmp_path, tiny_model_dir):
     chunks = prepare_split(args, "train", model, fingerprint, False)
     assert [len(c[0]) for c in chunks["codes"]] == [150, 150, 150]  # 0-3, 3-6, 4-7 s (merge)
     assert chunks["offset_seconds"] == [0.0, 3.0, 4.0]
-    assert set(chunks["text"]) == {"sks, live jazz"} and set(chunks["source"]) == {str(track)}
+    assert set(chunks["text"]) == {"sks, live jazz"} and set(chunks["source"]) == {track.name}  # beside the file
     whole = prepare_split(
         args_for(tmp_path, tiny_model_dir, track, "--instance_prompt", "sks"), "train", model, fingerprint, False
     )
     assert [len(c[0]) for c in whole["codes"]] == [350]  # without chunking: one track, random windows in training
+
+
+def test_a_column_option_is_never_silently_ignored(tmp_path, tiny_model_dir):
+    folder = tmp_path / "songs"
+    write_tone(folder / "a.wav", 1.0)
+    write_tone(folder / "b.wav", 1.0)
+    (folder / "metadata.jsonl").write_text(
+        '{"file_name": "a.wav", "song": "b.wav", "text": "x", "mood": "calm"}\n'
+        '{"file_name": "b.wav", "song": "a.wav", "text": "y", "mood": "dark"}\n'
+    )
+    chosen = load_split(args_for(tmp_path, tiny_model_dir, folder, "--audio_column_name", "song"), "train")
+    assert [Path(p).name for p in chosen["audio"]] == ["b.wav", "a.wav"]  # the user's column wins over file_name
+    moods = load_split(args_for(tmp_path, tiny_model_dir, folder, "--text_column_name", "mood"), "train")
+    assert moods["text"] == ["calm", "dark"]
+    table = tmp_path / "songs.csv"
+    table.write_text("path,caption\nsongs/a.wav,lofi\n")
+    bare = tmp_path / "bare"
+    write_tone(bare / "c.wav", 1.0)
+    refused = [
+        (folder, "--audio_column_name", "track", r"audio_column_name 'track' is not a column of .*metadata.jsonl"),
+        (folder, "--text_column_name", "prompt", r"text_column_name 'prompt' is not a column of .*metadata.jsonl"),
+        (table, "--text_column_name", "prompt", r"text_column_name 'prompt' is not a column of .*songs.csv"),
+        (table, "--audio_column_name", "track", r"audio_column_name 'track' is not a column of .*songs.csv"),
+        (bare, "--text_column_name", "prompt", r"text_column_name 'prompt' names a column, but .*bare.* \.txt files"),
+        (folder / "a.wav", "--audio_column_name", "x", r"audio_column_name 'x' names a column, but the single audio"),
+    ]
+    for dataset, option, value, message in refused:
+        with pytest.raises(UserError, match=message):
+            load_split(args_for(tmp_path, tiny_model_dir, dataset, option, value), "train")

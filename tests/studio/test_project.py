@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.studio import backend
 from musicgen_lora.studio.handlers import form_from_config
@@ -28,11 +29,12 @@ def project(tmp_path) -> Project:
 def test_the_config_from_the_form_parses_as_training_parses_it(project, tiny_model_dir, corpus_dir):
     form = tiny_form(tiny_model_dir, corpus_dir, precision="bf16", trigger_word="sks", gradient_checkpointing=True)
     config, notices = build_config(project, form)
-    args = backend.check_config(write_config(project, config))  # the real parse_config
-    assert notices == []
-    assert args.model_name_or_path == str(tiny_model_dir) and args.dataset_name == str(corpus_dir.resolve())
-    assert args.instance_prompt == "sks" and args.lora_r == 4 and args.lora_alpha == 8  # alpha = 2 x rank by default
-    assert args.sample_prompts == ["lofi hip hop, piano"] and args.max_train_samples == 4  # from the JSON box
+    data = backend.check_config(write_config(project, config))  # the real parse_config, as the page runs it
+    parsed = parse_config([str(project.config_path)])
+    assert notices == [] and data == parsed.data
+    assert parsed.model.model_name_or_path == str(tiny_model_dir) and data.dataset_name == str(corpus_dir.resolve())
+    assert data.instance_prompt == "sks" and parsed.lora.lora_r == 4 and parsed.lora.lora_alpha == 8  # alpha = 2 x r
+    assert parsed.training.sample_prompts == ["lofi hip hop, piano"] and data.max_train_samples == 4  # the JSON box
     assert config["max_steps"] == 6 and config["bf16"] is True and config["fp16"] is False
     assert config["gradient_checkpointing"] is True and config["disable_tqdm"] is False
     assert config["output_dir"] == str(project.run_dir) and config["data_cache_dir"] == str(project.cache_dir)

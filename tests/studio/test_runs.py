@@ -38,7 +38,7 @@ FAKE_TRAINING = textwrap.dedent(
     def save_and_exit(*_):
         folder = run / f"checkpoint-{step}"
         folder.mkdir(parents=True)
-        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        (folder / "adapter_model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")  # empty, but whole
         history = [{"loss": 5.0 - s / 10, "step": s} for s in range(1, step + 1)]
         (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": history}))
         print(f"Saved {folder.name}; continue with --resume_from_checkpoint true", flush=True)

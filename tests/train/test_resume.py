@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from finetune_musicgen import main
+from musicgen_lora.config.arguments import LoraArguments
 from musicgen_lora.errors import UserError
 from musicgen_lora.train.checkpoints import is_complete, newest_complete_checkpoint, resolve_resume
 
@@ -69,7 +71,7 @@ def test_a_run_killed_several_times_ends_exactly_like_an_uninterrupted_one(
     for attempt in range(3):
         target = rng.randint(2 + 3 * attempt, 3 + 3 * attempt)  # kill after this checkpoint appears ...
         process = subprocess.Popen(
-            command + (["--resume_from_checkpoint", "true"] if attempt else []),
+            command,  # the same command every time: it continues from the newest complete checkpoint
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -83,10 +85,13 @@ def test_a_run_killed_several_times_ends_exactly_like_an_uninterrupted_one(
         process.send_signal(signal.SIGKILL)
         process.wait()
         resumed_at.append(int(newest_complete_checkpoint(out).name.split("-")[1]))
-    finished = subprocess.run(
-        command + ["--resume_from_checkpoint", "true"], env=env, capture_output=True, text=True, timeout=300
-    )
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"checkpoint-{resumed_at[-1]} detected, resuming" in finished.stderr
+    adapter = (out / "adapter_model.safetensors").read_bytes()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already finished with this config" in again.stderr, again.stderr[-3000:]
+    assert (out / "adapter_model.safetensors").read_bytes() == adapter
 
     expected, got = load_file(reference / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
     assert expected.keys() == got.keys()
@@ -116,7 +121,10 @@ def test_resume_true_takes_the_newest_complete_checkpoint(tmp_path):
     make_checkpoint(tmp_path / "checkpoint-12", None)  # killed before writing its state
     make_checkpoint(tmp_path / "checkpoint-13", "{}", weights=False)
     make_checkpoint(tmp_path / "checkpoint-14", "{}", truncate=True)  # its weights damaged
+    garbage = make_checkpoint(tmp_path / "checkpoint-15", "{}") / "adapter_model.safetensors"
+    garbage.write_bytes(b"\xff" * 64)  # a header length of exabytes: refused without reading it
     assert resolve_resume(True, tmp_path) == str(tmp_path / "checkpoint-10")  # numeric order: 10 > 2
+    assert not is_complete(tmp_path / "checkpoint-15")
     assert not is_complete(tmp_path / "checkpoint-14")
     with pytest.raises(UserError, match="checkpoint-14' is incomplete or damaged"):
         resolve_resume(str(tmp_path / "checkpoint-14"), tmp_path)
@@ -128,17 +136,49 @@ def test_resume_true_takes_the_newest_complete_checkpoint(tmp_path):
     assert resolve_resume(None, tmp_path) is None and resolve_resume(False, tmp_path) is None
 
 
-def test_a_previous_run_is_refused_overwritten_or_resumed(
-    trained_run, tiny_model_dir, corpus_dir, data_cache_dir, capsys
-):
+def test_the_same_command_again_reports_a_finished_run_and_another_config_is_refused(trained_run, capsys):
     out = Path(trained_run["output_dir"])
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(SystemExit):
-        main(base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + ["--max_steps", "1"])
+    again = main(
+        trained_run["argv"] + ["--logging_steps", "1", "--disable_tqdm", "false"]
+    )  # options that shape nothing
+    assert again["already_finished"] and again["model"] is None
+    assert again["train"]["train_loss"] == pytest.approx(trained_run["train"]["train_loss"])
+    assert again["samples"] == sorted(trained_run["samples"])
+    with pytest.raises(SystemExit) as stopped:
+        main(trained_run["argv"] + ["--max_steps", "1", "--lora_r", "2"])
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "already holds a previous run" in message
+    assert stopped.value.code == 2
+    default_rank = LoraArguments().lora_r
+    assert f"holds a finished run with another config (lora_r: {default_rank} -> 2; max_steps: 40 -> 1)" in message
     assert "resume_from_checkpoint true" in message and "overwrite_output_dir true" in message
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+
+
+def test_a_run_without_a_checkpoint_starts_over_and_a_stopped_one_continues(
+    tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, caplog
+):
+    out = tmp_path / "run"
+    argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + ["--max_train_samples", "2", "--max_steps", "4"]
+    argv += ["--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "2"]
+    out.mkdir()
+    (out / "finetune_config.json").write_text(json.dumps({"lora_r": 64}))  # a run that failed before any checkpoint
+    main(argv)  # another config, but nothing to lose: it starts over
+    assert (
+        not (out / "previous-run").exists()
+        and json.loads((out / "finetune_config.json").read_text())["lora_r"] == LoraArguments().lora_r
+    )
+    reference = load_file(out / "adapter_model.safetensors")
+
+    # as if the machine went away after checkpoint-2: the same command continues from there and ends the same
+    shutil.rmtree(out / "checkpoint-4")
+    for name in ("adapter_model.safetensors", "train_results.json", "trainer_state.json"):
+        (out / name).unlink()
+    with caplog.at_level("INFO"):
+        main(argv)
+    assert "checkpoint-2 detected, resuming" in caplog.text
+    got = load_file(out / "adapter_model.safetensors")
+    assert max(float((got[k] - reference[k]).abs().max()) for k in reference) <= 1e-6
 
 
 def test_overwrite_output_dir_removes_the_old_checkpoints(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):

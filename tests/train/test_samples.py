@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import io
 import shutil
+import struct
 import sys
 from pathlib import Path
 
@@ -204,7 +205,23 @@ def test_samples_are_logged_to_wandb_offline(tiny_model_dir, corpus_dir, data_ca
     assert logged == ["base/0", "base/1", "final/0", "final/1", "step/0", "step/1"]
     assert all(sf.info(str(p)).frames == FRAMES for p in media.rglob("*.wav"))
     (history,) = run_dir.glob("run-*.wandb")
-    assert all(prompt.encode() in history.read_bytes() for prompt in PROMPTS)  # the captions
+    records = wandb_log_payload(history.read_bytes())
+    assert all(prompt.encode() in records for prompt in PROMPTS)  # the captions
+
+
+def wandb_log_payload(raw: bytes, block: int = 32768, header: int = 7) -> bytes:
+    """The records of a ``.wandb`` file joined, without the framing: it is a LevelDB-style log (a 7-byte file header,
+    then 32 KiB blocks of records, each with a 7-byte header: crc32, length, type), so a caption can be split by a
+    block boundary in the raw bytes."""
+    payload, position = bytearray(), header
+    while position + header <= len(raw):
+        if block - position % block < header:  # too little room left in the block: zero padding
+            position += block - position % block
+            continue
+        _crc, length, _kind = struct.unpack("<IHB", raw[position : position + header])
+        payload += raw[position + header : position + header + length]
+        position += header + length
+    return bytes(payload)
 
 
 def test_samples_are_logged_to_trackio(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, monkeypatch):

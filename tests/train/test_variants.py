@@ -191,3 +191,19 @@ def test_dropped_chroma_is_the_melody_models_own_null_condition(melody_model_dir
     with torch.no_grad():
         torch.testing.assert_close(model(**dropped).logits, model(**no_melody).logits)
         assert not torch.allclose(model(**kept).logits, model(**dropped).logits, atol=1e-5)
+
+
+def test_melody_options_on_a_model_without_melody_are_refused_or_flagged(
+    tiny_model_dir, corpus_dir, data_cache_dir, tmp_path, capsys, caplog
+):
+    out = tmp_path / "run"
+    argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + ["--max_steps", "1"]
+    with pytest.raises(SystemExit) as stopped:
+        main(argv + ["--conditional_audio_column_name", "melody"])
+    error = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and error.count("\n") == 0
+    assert "conditional_audio_column_name is set but" in error and "is not a melody model" in error
+    assert not (out / "prepared_data").exists()  # refused before any data was prepared
+    with caplog.at_level("WARNING"):
+        main(argv + ["--chroma_dropout_prob", "0.2", "--max_train_samples", "2", "--per_device_train_batch_size", "2"])
+    assert "chroma_dropout_prob has no effect" in caplog.text

@@ -1,0 +1,563 @@
+"""Real music with known tempo and key, rendered with real instrument samples: the corpora that measure captions.
+
+Usage::
+
+    python bench/key_tempo_corpora.py OUT_DIR [--corpora chorales,classical,folk,openmsx] [--per-corpus N]
+        [--seconds 30] [--sr 22050] [--soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2]
+
+writes ``OUT_DIR/<corpus>/<id>.wav`` and ``OUT_DIR/manifest.jsonl`` (one row per excerpt: ``id``, ``file``,
+``corpus``, ``genre``, ``instrumentation``, ``piece``, ``bpm``, ``key``, ``meter``, ``split``). Nothing is written
+into the repository. Same arguments, same audio (every random choice is seeded by the piece's name).
+
+Needs ``pip install music21 mido pyfluidsynth`` and ``apt-get install -y fluidsynth fluid-soundfont-gm`` (FluidSynth
+plays the MIDI with the Fluid R3 General MIDI sample set: recorded pianos, strings, organs, guitars, drums...).
+Optionally ``apt-get download openttd-openmsx`` for the pop corpus (read from the .deb, no installation needed, see
+``--openmsx-deb``).
+
+The corpora (what each is, how its truth is known, and its limits):
+
+* ``chorales`` -- J. S. Bach's four-part chorales from music21's bundled corpus (real compositions, 18th century).
+  Key: the key music21 reads from the score (key signature + mode), kept only when the final bass note is that
+  key's tonic (chorales ending on the dominant or in a church mode are left out). Tempo: chosen per piece,
+  log-uniform in 60-110 quarter notes per minute (the range chorales are sung at), so the truth is exact.
+  Instrumentations (one per piece, cycled): church organ, string ensemble, piano, choir, brass section, and a
+  "pop band" (electric piano on the upper voices, electric bass on the bass voice an octave down, a drum kit
+  playing a backbeat on the metre). Limit: one style of harmony, and chorales modulate briefly (to the dominant or
+  the relative) within their first 30 s; the stated global key is still the truth.
+* ``classical`` -- opening excerpts of movements from music21's corpus (Mozart, Haydn and Beethoven string
+  quartets, Schumann, Chopin, Joplin, Schubert, Handel, Corelli, C. P. E. Bach, Beach, songs and hymns). Key: the
+  key signature read with the mode whose tonic is the bass note of both the first and the final sonority of the
+  movement (pieces where they disagree are left out); only the first ``--seconds`` are rendered, where the stated
+  key is established (sonata expositions modulate later). Tempo: chosen per piece, log-uniform 66-160.
+  Instrumentations: string quartet, piano, woodwinds, guitars. Limit: parts are rendered as written (no dynamics
+  or articulation), so the excerpts sound mechanical; 40 movements at most.
+* ``folk`` -- Irish, Scottish and American fiddle tunes (Ryan's Mammoth Collection 1883, O'Neill's Music of
+  Ireland 1850) and German folk songs (Essen collection), all from music21's corpus: real tunes, monophonic.
+  Key: the ABC ``K:`` field, kept only for major and minor (``K:Ador``, ``K:Gmix``... are left out) and only when
+  the tune ends on its tonic; for the Essen songs the tonic from ``K:`` and the mode from the thirds (see below).
+  Tempo: dance tunes log-uniform 84-140 on the notated beat, songs 66-126.
+  Instrumentations: solo fiddle, solo flute, accordion, and a "folk band" (melody + drum kit on the metre, no
+  harmony added, so the key evidence stays the tune's own). Limit: a single melodic line is the hardest case for
+  key finding (no chords), and fiddle tunes lean on their fifth.
+* ``openmsx`` -- the OpenMSX music set of OpenTTD (Debian package ``openttd-openmsx``, GPL-2): pop, jazz, blues,
+  ragtime and rock-style pieces by several composers, arranged by them in General MIDI with drums, bass and chords.
+  Tempo: the file's own tempo (pieces whose tempo changes are left out), in quarter notes. Key: only where the
+  composer wrote a key signature event into the file (the "redfarn" pieces) and the opening bass note agrees with it
+  (otherwise the piece counts for tempo only). Limit: 30 pieces, 11 with a key; the excerpt starts at the first note.
+
+Tempo convention (the truth's "beat"): the denominator's note in simple metres (the quarter in 2/4, 3/4, 4/4; the
+half note in 2/2, 3/2, 4/2), the dotted note in compound metres (the dotted quarter in 6/8, 9/8, 12/8; the dotted
+half in 6/4); other metres are left out of the music21 corpora.
+
+Key truth is checked twice: the stated tonic must be the final bass note, and the stated mode must be the one whose
+third (major or minor above the tonic) sounds at least twice as long as the other. The Essen songs' ``K:`` field
+names only the final note (accidentals are written out), so their mode comes from the thirds alone; a tune whose
+thirds do not decide is left out.
+
+Split: every piece is assigned ``tune`` (60 %) or ``test`` (40 %) by a hash of its name; estimators are tuned on
+``tune`` and reported on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import random
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+CORPORA = ("chorales", "classical", "folk", "openmsx")
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+# General MIDI programs (0-based) of each instrumentation: one per part, the last repeated for extra parts
+INSTRUMENTATIONS = {
+    "organ": [19],
+    "strings": [48],
+    "piano": [0],
+    "choir": [52],
+    "brass": [61],
+    "pop band": [4, 4, 4, 33],  # electric piano on the upper parts, electric bass on the lowest part
+    "string quartet": [40, 40, 41, 42],
+    "woodwinds": [73, 68, 71, 70],
+    "guitars": [24, 25, 24, 32],
+    "fiddle": [40],
+    "flute": [73],
+    "accordion": [21],
+    "folk band": [40],
+}
+DRUMMED = {"pop band", "folk band"}
+CHORALE_BANDS = ["organ", "strings", "piano", "choir", "brass", "pop band"]
+CLASSICAL_BANDS = ["string quartet", "piano", "woodwinds", "guitars"]
+FOLK_BANDS = ["fiddle", "flute", "accordion", "folk band"]
+CLASSICAL_FOLDERS = (
+    "mozart", "haydn", "beethoven", "schumann_robert", "schumann_clara", "chopin", "joplin", "schubert", "handel",
+    "corelli", "cpebach", "beach", "liliuokalani", "johnson_j_r", "weber", "verdi", "leadSheet",
+)  # fmt: skip
+
+
+@dataclass
+class Note:
+    start: float  # quarter notes (music21 offsets)
+    length: float  # quarter notes
+    pitch: int  # MIDI
+    part: int  # 0 = top
+
+
+@dataclass
+class Piece:
+    piece: str
+    corpus: str
+    genre: str
+    notes: list[Note]
+    key: str | None
+    meter: str
+    beat_quarters: float  # the truth's beat in quarter notes (1 or 1.5)
+    bar_quarters: float
+    parts: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+def split_of(piece: str) -> str:
+    """``tune`` for 60 % of the pieces, ``test`` for the rest, by a hash of the name (stable across runs)."""
+    return "test" if int(hashlib.sha1(piece.encode()).hexdigest(), 16) % 10 < 4 else "tune"
+
+
+def _rng(piece: str) -> random.Random:
+    return random.Random(int(hashlib.sha1(("seed:" + piece).encode()).hexdigest(), 16))
+
+
+# ---------------------------------------------------------------------------------------------- music21 scores
+
+
+def _metre(score) -> tuple[str, float, float] | None:
+    """(``"6/8"``, beat in quarter notes, bar in quarter notes), or None for metres left out.
+
+    The beat is the note value of the denominator in simple metres (the half note in 2/2, 3/2, 4/2: old and
+    alla-breve notation, where the half note is what is counted) and the dotted note in compound ones (the dotted
+    quarter in 6/8, 9/8, 12/8; the dotted half in 6/4).
+    """
+    from music21 import meter
+
+    ts = score.recurse().getElementsByClass(meter.TimeSignature).first()
+    if ts is None:
+        return None
+    num, den = ts.numerator, ts.denominator
+    bar = num * 4.0 / den
+    if den in (2, 4) and num in (2, 3, 4):
+        return f"{num}/{den}", 4.0 / den, bar
+    if num in (6, 9, 12) and den in (4, 8):
+        return f"{num}/{den}", 3 * 4.0 / den, bar
+    return None
+
+
+def _notes(score) -> list[Note]:
+    notes = []
+    for index, part in enumerate(score.parts if score.parts else [score]):
+        for element in part.stripTies().flatten().notes:
+            length = float(element.quarterLength)
+            if length <= 0:  # grace notes
+                continue
+            for p in element.pitches:
+                notes.append(Note(float(element.offset), length, int(p.midi), index))
+    return sorted(notes, key=lambda n: (n.start, n.part))
+
+
+def _bass_pitch_class(notes: list[Note], first: bool) -> int:
+    edge = notes[0].start if first else max(n.start for n in notes)
+    chord = (
+        [n.pitch for n in notes if abs(n.start - edge) < 1e-6]
+        if first
+        else [n.pitch for n in notes if n.start <= edge + 1e-6 and n.start + n.length >= edge - 1e-6]
+    )
+    return min(chord) % 12
+
+
+def _mode_from_thirds(notes: list[Note], tonic: int) -> str | None:
+    """``"major"`` or ``"minor"`` by which third above the tonic sounds longer (at least twice as long as the other),
+    None when neither does (a modal or ambiguous tune)."""
+    major = sum(n.length for n in notes if (n.pitch - tonic) % 12 == 4)
+    minor = sum(n.length for n in notes if (n.pitch - tonic) % 12 == 3)
+    if major >= 2 * minor and major > 0:
+        return "major"
+    if minor >= 2 * major and minor > 0:
+        return "minor"
+    return None
+
+
+def _stated_key(score, notes: list[Note], need_first: bool, tonic_only: bool = False) -> str | None:
+    """The key the score states, checked against its bass and its thirds (see the module docstring); None when
+    unclear.
+
+    Args:
+        tonic_only: the key field names the tonic only (the Essen collection: ``K:E`` with the accidentals written
+            out, so a tune in E minor reads ``K:E``); the mode then comes from the thirds alone.
+    """
+    from music21 import key
+
+    signature = score.recurse().getElementsByClass(key.KeySignature).first()
+    if signature is None or not notes:
+        return None
+    last = _bass_pitch_class(notes, first=False)
+    first = _bass_pitch_class(notes, first=True)
+    if tonic_only and isinstance(signature, key.Key):
+        tonic = signature.tonic.pitchClass
+        mode = _mode_from_thirds(notes, tonic)
+        ok = mode is not None and last == tonic and (first == tonic or not need_first)
+        return f"{NOTE_NAMES[tonic]} {mode}" if ok else None
+    if isinstance(signature, key.Key) and signature.mode in ("major", "minor"):
+        candidates = [(signature.tonic.pitchClass, signature.mode)]
+    elif isinstance(signature, key.Key):
+        return None  # a church mode
+    else:
+        candidates = [
+            (signature.asKey("major").tonic.pitchClass, "major"),
+            (signature.asKey("minor").tonic.pitchClass, "minor"),
+        ]
+    for tonic, mode in candidates:
+        # the thirds must agree with the stated mode: a tune whose minor third dominates is not "major"
+        if last == tonic and (first == tonic or not need_first) and _mode_from_thirds(notes, tonic) == mode:
+            return f"{NOTE_NAMES[tonic]} {mode}"
+    return None
+
+
+def _corpus_paths(folder: str) -> list[str]:
+    from music21 import common, corpus
+
+    root = Path(str(common.getCorpusFilePath()))
+    keep = []
+    for path in corpus.getCorePaths():
+        relative = Path(str(path)).relative_to(root)
+        if relative.parts[0] == folder:
+            keep.append(str(relative))
+    return sorted(keep)
+
+
+def chorales(limit: int) -> list[Piece]:
+    from music21 import corpus
+
+    pieces = []
+    for path in _corpus_paths("bach"):
+        if len(pieces) >= limit:
+            break
+        name = Path(path).stem
+        if not name.startswith("bwv") or not path.endswith((".mxl", ".xml")):
+            continue
+        score = corpus.parse(path)
+        metre = _metre(score)
+        if len(score.parts) != 4 or metre is None:
+            continue
+        notes = _notes(score)
+        key = _stated_key(score, notes, need_first=False)
+        if key:
+            pieces.append(Piece(f"bach/{name}", "chorales", "chorale", notes, key, *metre, parts=4))
+    return pieces
+
+
+def classical(limit: int) -> list[Piece]:
+    from music21 import corpus
+
+    pieces = []
+    # round-robin over the composers, so that a small limit is not all Mozart
+    lists = [_corpus_paths(folder) for folder in CLASSICAL_FOLDERS]
+    longest = max(map(len, lists))
+    paths = [p for row in zip(*[x + [None] * (longest - len(x)) for x in lists], strict=True) for p in row if p]
+    seen = set()
+    for path in paths:
+        stem = str(Path(path).with_suffix(""))
+        if len(pieces) >= limit or stem in seen:
+            continue
+        seen.add(stem)  # the same movement in .krn and .mxl: once
+        try:
+            score = corpus.parse(path)
+        except Exception:  # a few corpus files do not parse in this music21 version
+            continue
+        if not hasattr(score, "parts"):
+            continue
+        metre = _metre(score)
+        notes = _notes(score)
+        if metre is None or len(notes) < 50:
+            continue
+        key = _stated_key(score, notes, need_first=True)
+        if key:
+            genre = (
+                "string quartet"
+                if len(score.parts) == 4 and path.split("/")[0] in ("mozart", "haydn", "beethoven")
+                else "classical"
+            )
+            pieces.append(Piece(stem, "classical", genre, notes, key, *metre, parts=max(1, len(score.parts))))
+    return pieces
+
+
+def folk(limit: int) -> list[Piece]:
+    from music21 import corpus
+
+    # 40 % American/Scottish dance tunes, 27 % Irish ones, a third German songs
+    sources = [
+        ("ryansMammoth", "dance tune", 0.4),
+        ("oneills1850", "dance tune", 0.27),
+        ("essenFolksong", "folk song", 0.33),
+    ]
+    pieces = []
+    for folder, genre, share in sources:
+        quota, count = max(1, round(limit * share)), 0
+        paths = _corpus_paths(folder)
+        for path in paths[:: max(1, len(paths) // quota)] if folder == "ryansMammoth" else paths:
+            if count >= quota:
+                break
+            parsed = corpus.parse(path)
+            scores = parsed.scores if hasattr(parsed, "scores") else [parsed]
+            for number, score in enumerate(scores[:25]):
+                if count >= quota:
+                    break
+                metre = _metre(score)
+                notes = _notes(score)
+                if metre is None or len(notes) < 24:
+                    continue
+                key = _stated_key(score, notes, need_first=False, tonic_only=folder == "essenFolksong")
+                if key:
+                    title = score.metadata.title if score.metadata and score.metadata.title else str(number)
+                    name = f"{folder}/{Path(path).stem}/{title}"
+                    pieces.append(Piece(name, "folk", genre, notes, key, *metre))
+                    count += 1
+    return pieces
+
+
+# ---------------------------------------------------------------------------------------------------- MIDI
+
+
+def _drum_notes(
+    bar_quarters: float, beat_quarters: float, total_quarters: float
+) -> list[tuple[float, float, int, int]]:
+    """(start, length, drum key, velocity) in quarter notes: kick on the bar's first beat (and the middle of a
+    4-beat bar), snare on the off-beats of the metre, closed hi-hat on every half beat."""
+    beats = round(bar_quarters / beat_quarters)
+    hits = []
+    t = 0.0
+    while t < total_quarters:
+        for b in range(beats):
+            start = t + b * beat_quarters
+            if b == 0 or (beats == 4 and b == 2):
+                hits.append((start, 0.25, 36, 100))
+            elif beats != 3 or b == 1:
+                hits.append((start, 0.25, 38, 90))
+            for half in (0.0, 0.5):
+                hits.append((start + half * beat_quarters, 0.2, 42, 70 if half else 80))
+        t += bar_quarters
+    return hits
+
+
+def piece_events(piece: Piece, bpm: float, band: str, seconds: float, rng: random.Random) -> list[tuple]:
+    """The piece (repeated to fill ``seconds``) at ``bpm`` beats per minute: sorted (seconds, on?, channel, key,
+    velocity) events, parts on channels 0-3 and drums on channel 9."""
+    quarter_seconds = 60.0 / bpm / piece.beat_quarters
+    total_quarters = seconds / quarter_seconds + 1.0
+    length = max(n.start + n.length for n in piece.notes) - piece.notes[0].start
+    length = math.ceil(length / piece.bar_quarters) * piece.bar_quarters
+    events = []
+    copy = 0
+    while copy * length < total_quarters:
+        for n in piece.notes:
+            start = (n.start - piece.notes[0].start) + copy * length
+            if start >= total_quarters:
+                continue
+            pitch = n.pitch - 12 if band == "pop band" and n.part == piece.parts - 1 else n.pitch  # bass guitar octave
+            on = max(0.0, start * quarter_seconds + rng.uniform(-0.008, 0.008))  # a player's timing, not a sequencer's
+            off = on + max(0.05, n.length * quarter_seconds * 0.95)
+            velocity = int(np.clip(rng.gauss(88 if n.part == 0 else 76, 6), 40, 120))
+            events += [
+                (on, 1, min(n.part, 3), int(np.clip(pitch, 0, 127)), velocity),
+                (off, 0, min(n.part, 3), int(np.clip(pitch, 0, 127)), 0),
+            ]
+        copy += 1
+    if band in DRUMMED:
+        for start, dur, drum, velocity in _drum_notes(piece.bar_quarters, piece.beat_quarters, total_quarters):
+            on = max(0.0, start * quarter_seconds + rng.uniform(-0.005, 0.005))
+            events += [(on, 1, 9, drum, velocity), (on + dur * quarter_seconds, 0, 9, drum, 0)]
+    return sorted(events, key=lambda e: (e[0], e[1]))
+
+
+class Synth:
+    """FluidSynth in this process (pyfluidsynth): the sound font is loaded once, events are rendered offline."""
+
+    def __init__(self, soundfont: str, sr: int):
+        import fluidsynth  # pyfluidsynth: needs libfluidsynth (apt-get install fluidsynth)
+
+        self.sr = sr
+        self.synth = fluidsynth.Synth(samplerate=float(sr), gain=0.6)
+        self.font = self.synth.sfload(soundfont)
+        if self.font < 0:
+            raise SystemExit(
+                f"cannot load the sound font {soundfont}; apt-get install -y fluid-soundfont-gm or pass --soundfont"
+            )
+
+    def render(self, events: list[tuple], programs: list[int], seconds: float) -> np.ndarray:
+        """Mono float32 audio of ``events``, ``seconds`` long, peak-normalised to 0.7."""
+        synth = self.synth
+        synth.system_reset()  # silence and forget the previous excerpt
+        for channel in range(4):
+            synth.program_select(channel, self.font, 0, programs[min(channel, len(programs) - 1)])
+        synth.program_select(9, self.font, 128, 0)  # the standard drum kit
+        chunks, now = [], 0
+        total = int(seconds * self.sr)
+        for when, on, channel, pitch, velocity in events:
+            sample = min(int(round(when * self.sr)), total)
+            if sample > now:
+                chunks.append(synth.get_samples(sample - now))
+                now = sample
+            if now >= total:
+                break
+            synth.noteon(channel, pitch, velocity) if on else synth.noteoff(channel, pitch)
+        if now < total:
+            chunks.append(synth.get_samples(total - now))
+        stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2)
+        audio = stereo.mean(axis=1)
+        return audio / max(float(np.abs(audio).max()), 1e-6) * 0.7
+
+
+def render(midi_path: Path, soundfont: str, sr: int, seconds: float, start: float = 0.0) -> np.ndarray:
+    """FluidSynth's rendering of a MIDI file, mono float32, ``seconds`` long from ``start`` (peak-normalised)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "out.wav"
+        subprocess.run(["fluidsynth", "-ni", "-g", "0.6", "-r", str(sr), "-F", str(wav), soundfont, str(midi_path)],
+                       check=True, capture_output=True)  # fmt: skip
+        audio, _ = sf.read(wav, dtype="float32")
+    audio = audio.mean(axis=1) if audio.ndim == 2 else audio
+    audio = audio[int(start * sr) : int((start + seconds) * sr)]
+    return audio / max(float(np.abs(audio).max()), 1e-6) * 0.7
+
+
+# ------------------------------------------------------------------------------------------------- openmsx
+
+
+def _openmsx_midis(deb: str | None) -> dict[str, bytes]:
+    """The OpenMSX MIDI files, read from the installed package or from a downloaded .deb."""
+    installed = Path("/usr/share/games/openttd/baseset/openmsx")
+    if installed.is_dir():
+        return {p.name: p.read_bytes() for p in sorted(installed.glob("*.mid"))}
+    if not deb:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+        return {p.name: p.read_bytes() for p in sorted(Path(tmp).rglob("openmsx/*.mid"))}
+
+
+def openmsx(deb: str | None, out: Path, soundfont: str, sr: int, seconds: float) -> list[dict]:
+    import mido
+
+    rows = []
+    (out / "openmsx").mkdir(parents=True, exist_ok=True)
+    for name, data in _openmsx_midis(deb).items():
+        midi = mido.MidiFile(file=io.BytesIO(data))
+        tempos, keys, first_note, bass = set(), [], None, None
+        for message in mido.merge_tracks(midi.tracks):
+            if message.type == "set_tempo":
+                tempos.add(message.tempo)
+            elif message.type == "key_signature":
+                keys.append(message.key)
+        if len(tempos) > 1:
+            continue  # a changing tempo has no single truth
+        bpm = mido.tempo2bpm(tempos.pop()) if tempos else 120.0
+        # first note time and the lowest non-drum pitch in the first second after it
+        now, onsets = 0.0, []
+        for message in midi:
+            now += message.time
+            if message.type == "note_on" and message.velocity > 0 and message.channel != 9:
+                onsets.append((now, message.note))
+        if not onsets:
+            continue
+        first_note = onsets[0][0]
+        bass = min(p for t, p in onsets if t < first_note + 60.0 / bpm * 4) % 12
+        key = None
+        if keys and len(set(keys[:2])) == 1:  # the opening key (say_what changes key later)
+            text = keys[0]
+            tonic = NOTE_NAMES.index(
+                {"Db": "C#", "D#": "Eb", "Gb": "F#", "G#": "Ab", "A#": "Bb"}.get(text.rstrip("m"), text.rstrip("m"))
+            )
+            mode = "minor" if text.endswith("m") else "major"
+            key = f"{NOTE_NAMES[tonic]} {mode}" if bass == tonic else None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            audio = render(path, soundfont, sr, seconds, start=first_note)
+        if len(audio) < 0.8 * seconds * sr:
+            continue
+        piece = f"openmsx/{Path(name).stem}"
+        file = f"openmsx/{Path(name).stem}.wav"
+        sf.write(out / file, audio, sr, subtype="PCM_16")
+        rows.append({"id": piece, "file": file, "corpus": "openmsx", "genre": "pop/jazz (game music)",
+                     "instrumentation": "composer's GM arrangement", "piece": piece, "bpm": round(bpm, 2), "key": key,
+                     "meter": None, "split": split_of(piece), "seconds": len(audio) / sr})  # fmt: skip
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+TEMPO_RANGES = {"chorale": (60, 110), "classical": (66, 160), "string quartet": (66, 160), "dance tune": (84, 140),
+                "folk song": (66, 126)}  # fmt: skip
+
+
+def build(out: Path, corpora=CORPORA, per_corpus: int = 120, seconds: float = 30.0, sr: int = 22050,
+          soundfont: str = DEFAULT_SOUNDFONT, openmsx_deb: str | None = None, log=print) -> list[dict]:  # fmt: skip
+    """Render the corpora into ``out`` and write ``out/manifest.jsonl``; returns its rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    synth = Synth(soundfont, sr)
+    makers = {
+        "chorales": (chorales, CHORALE_BANDS),
+        "classical": (classical, CLASSICAL_BANDS),
+        "folk": (folk, FOLK_BANDS),
+    }
+    for name in corpora:
+        if name == "openmsx":
+            rows += openmsx(openmsx_deb, out, soundfont, sr, seconds)
+            log(f"openmsx: {sum(r['corpus'] == 'openmsx' for r in rows)} excerpts")
+            continue
+        maker, bands = makers[name]
+        pieces = maker(per_corpus if name != "classical" else min(per_corpus, 40))
+        (out / name).mkdir(parents=True, exist_ok=True)
+        for index, piece in enumerate(pieces):
+            rng = _rng(piece.piece)
+            low, high = TEMPO_RANGES[piece.genre]
+            bpm = round(math.exp(rng.uniform(math.log(low), math.log(high))), 1)
+            band = bands[index % len(bands)]
+            ident = f"{name}/{index:03d}"
+            audio = synth.render(piece_events(piece, bpm, band, seconds, rng), INSTRUMENTATIONS[band], seconds)
+            file = f"{ident}.wav"
+            sf.write(out / file, audio, sr, subtype="PCM_16")
+            rows.append({"id": ident, "file": file, "corpus": name, "genre": piece.genre, "instrumentation": band,
+                         "piece": piece.piece, "bpm": bpm, "key": piece.key, "meter": piece.meter,
+                         "split": split_of(piece.piece), "seconds": len(audio) / sr})  # fmt: skip
+        log(f"{name}: {len(pieces)} excerpts")
+    with open(out / "manifest.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder to write the excerpts and manifest.jsonl into")
+    parser.add_argument("--corpora", default=",".join(CORPORA), help="comma-separated subset of " + ", ".join(CORPORA))
+    parser.add_argument("--per-corpus", type=int, default=120, help="pieces per corpus at most (classical: 40)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="excerpt length")
+    parser.add_argument("--sr", type=int, default=22050, help="sample rate of the written audio")
+    parser.add_argument("--soundfont", default=DEFAULT_SOUNDFONT, help="General MIDI .sf2 file")
+    parser.add_argument("--openmsx-deb", default=None, help="openttd-openmsx .deb (when the package is not installed)")
+    args = parser.parse_args(argv)
+    rows = build(
+        args.out, args.corpora.split(","), args.per_corpus, args.seconds, args.sr, args.soundfont, args.openmsx_deb
+    )
+    return {"excerpts": len(rows), "out": str(args.out)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
