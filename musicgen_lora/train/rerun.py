@@ -10,15 +10,17 @@ or sharing may differ).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..config.parsing import config_differences
 from ..errors import UserError
-from ..files import read_json_object
+from ..files import atomic_write_json, read_json_object, replaced_atomically
 from .checkpoints import newest_complete_checkpoint, resolve_resume
 from .output_dir import previous_run
 
@@ -93,6 +95,24 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
         return RerunPlan(finished=True)
     logger.info("%s detected, resuming (the same config as the run that wrote it)", checkpoint.name)
     return RerunPlan(resume=str(checkpoint))
+
+
+@contextlib.contextmanager
+def config_written_for_this_run(output_dir: str | Path, config: dict[str, Any]) -> Iterator[None]:
+    """Write this run's ``finetune_config.json`` first (so the same command, run again after a crash, continues it),
+    and put the previous one back if the run fails before it has written a checkpoint of its own: a resume that
+    fails (another base, bad data) leaves the run it was resuming exactly as it was."""
+    path = Path(output_dir) / RESOLVED_CONFIG_NAME
+    previous = path.read_bytes() if path.is_file() else None
+    newest = newest_complete_checkpoint(output_dir)
+    atomic_write_json(path, config, indent=2)
+    try:
+        yield
+    except BaseException:
+        if previous is not None and newest_complete_checkpoint(output_dir) == newest:
+            with replaced_atomically(path) as staging:
+                staging.write_bytes(previous)
+        raise
 
 
 def finished_run_results(output_dir: str | Path) -> dict[str, Any]:

@@ -210,7 +210,7 @@ DATA_CASES: dict[str, Case] = {
     "conditional column missing": Case(
         TRAIN,
         lambda w: folder(jsonl(ROW_A, ROW_B))(w) + ["--conditional_audio_column_name", "melody"],
-        r"conditional audio column 'melody' not found",
+        r"conditional_audio_column_name is set but .* is not a melody model",
     ),
     # ---------------------------------------------------------------- metadata.csv in a folder
     "metadata.csv not UTF-8": Case(

@@ -337,8 +337,15 @@ TRAIN_CASES: dict[str, Case] = {
         TRAIN, flag("--remove_unused_columns", "true"), r"remove_unused_columns must be false"
     ),
     # ---------------------------------------------------------------- output_dir and the cache
-    "previous run, neither overwrite nor resume": Case(
-        TRAIN, flag("--overwrite_output_dir", "false"), r"already holds a previous run .* overwrite_output_dir true"
+    "previous run, another config, neither overwrite nor resume": Case(
+        TRAIN,
+        flag("--overwrite_output_dir", "false"),
+        r"holds a finished run with another config \(learning_rate: .*\); run the same config to continue it",
+    ),
+    "previous run without its config": Case(
+        TRAIN,
+        lambda w: ((w.run / "finetune_config.json").unlink(), w.train("--overwrite_output_dir", "false"))[1],
+        r"holds a finished run without its finetune_config.json, so it cannot be told whether this is the same run",
     ),
     "output_dir is a file": Case(TRAIN, lambda w: w.train(out=w.write("a-file", "x")), r"output_dir .* is a file"),
     "output_dir under a file": Case(
@@ -431,7 +438,9 @@ TRAIN_CASES: dict[str, Case] = {
         TRAIN, lambda w: w.train("--model_name_or_path", str(w.songs("empty-model", 0))), r"cannot load model"
     ),
     "melody options on a mono model": Case(
-        TRAIN, flag("--conditional_audio_column_name", "melody"), r"conditional_audio_column_name"
+        TRAIN,
+        flag("--conditional_audio_column_name", "melody"),
+        r"conditional_audio_column_name is set but .* is not a melody model, so that melody audio would be ignored",
     ),
     # ---------------------------------------------------------------- Ctrl-C before training
     "Ctrl-C while preparing: the earlier run back": Case(
