@@ -11,6 +11,7 @@ from typing import Any
 import datasets
 import huggingface_hub
 import transformers
+from tqdm.auto import tqdm
 
 
 def setup_logging() -> None:
@@ -33,9 +34,10 @@ def apply_process_log_level(training: transformers.TrainingArguments) -> None:
 
 
 def progress(**kwargs: Any) -> Any:
-    """A ``datasets`` progress bar: hidden when datasets' bars are disabled (``disable_tqdm``, see
-    :func:`musicgen_lora.logs.progress_bars`) or when the output is not a terminal."""
-    return datasets.utils.tqdm(disable=None, **kwargs)
+    """A ``tqdm.auto`` progress bar (a widget in notebooks): hidden while bars are off (``disable_tqdm``, see
+    :func:`progress_bars`) and when the output is not a terminal; ``disable=True`` hides it too."""
+    hidden = kwargs.pop("disable", False) or not datasets.utils.is_progress_bar_enabled()
+    return tqdm(disable=True if hidden else None, **kwargs)
 
 
 @contextlib.contextmanager

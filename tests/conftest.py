@@ -8,8 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from huggingface_hub import constants as hub_constants
-from transformers import AutoModelForTextToWaveform
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (
+    AutoModelForTextToWaveform,
+    ClapAudioConfig,
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapProcessor,
+    ClapTextConfig,
+    RobertaTokenizerFast,
+)
+
+from finetune_musicgen import main
+from musicgen_lora.demo.synth import synthesize_corpus
+from musicgen_lora.demo.tiny import save_tiny_musicgen
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -54,8 +69,6 @@ def write_tone(path: Path, seconds: float, freq: float = 330.0, rate: int = RATE
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from musicgen_lora.demo.tiny import save_tiny_musicgen
-
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
 
 
@@ -68,8 +81,6 @@ def tiny_model(tiny_model_dir):
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory) -> Path:
     """8 clips of 3 s with metadata.jsonl captions."""
-    from musicgen_lora.demo.synth import synthesize_corpus
-
     folder = tmp_path_factory.mktemp("data") / "corpus"
     synthesize_corpus(folder, clips=8, seconds=3.0, seed=0)
     return folder
@@ -105,8 +116,6 @@ def data_cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> dict:
     """One short LoRA run of the real script, in-process, on an overfit set of 4 clips."""
-    from finetune_musicgen import main
-
     output_dir = tmp_path_factory.mktemp("runs") / "lora"
     argv = base_argv(tiny_model_dir, corpus_dir, output_dir, data_cache_dir) + [
         "--max_train_samples",
@@ -134,13 +143,47 @@ def trained_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) ->
 
 @pytest.fixture(scope="session")
 def stereo_model_dir(tmp_path_factory) -> Path:
-    from musicgen_lora.demo.tiny import save_tiny_musicgen
-
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-stereo", seed=0, variant="stereo")
 
 
 @pytest.fixture(scope="session")
 def melody_model_dir(tmp_path_factory) -> Path:
-    from musicgen_lora.demo.tiny import save_tiny_musicgen
-
     return save_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-melody", seed=0, variant="melody")
+
+
+@pytest.fixture(scope="session")
+def tiny_clap_dir(tmp_path_factory) -> Path:
+    """A random CLAP (text + HTSAT audio towers, 31k parameters) with a locally trained RoBERTa tokenizer."""
+    folder = tmp_path_factory.mktemp("clap")
+    bpe = ByteLevelBPETokenizer()
+    words = ["lofi hip hop piano techno saw synth rock jazz bpm minor major"] * 10
+    bpe.train_from_iterator(words, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    # transformers 5 takes vocab= / merges= (vocab_file= is ignored and leaves a 5-token vocabulary: all text unknown)
+    tokenizer = RobertaTokenizerFast(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
+    text = ClapTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        projection_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    audio = ClapAudioConfig(
+        hidden_size=32,
+        patch_embeds_hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        window_size=8,
+        projection_dim=16,
+        enable_fusion=False,
+    )
+    torch.manual_seed(0)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    # like laion/clap-htsat-unfused: one random 10 s crop (no fusion), 48 kHz
+    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -3,6 +3,7 @@ library's bars for the block and puts them back after."""
 
 from __future__ import annotations
 
+import io
 import logging
 
 import datasets
@@ -11,7 +12,7 @@ import pytest
 import transformers
 
 from musicgen_lora.config.arguments import MusicgenTrainingArguments
-from musicgen_lora.logs import apply_process_log_level, progress_bars, setup_logging
+from musicgen_lora.logs import apply_process_log_level, progress, progress_bars, setup_logging
 
 
 @pytest.mark.parametrize(
@@ -50,3 +51,18 @@ def test_disable_tqdm_silences_every_librarys_bars_and_restores_them():
     assert states() == before
     with progress_bars(enabled=True):
         assert states() == before
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_our_bars_show_on_a_terminal_and_follow_disable_tqdm():
+    terminal = _Terminal()
+    with progress(total=2, desc="Encoding", file=terminal) as bar:
+        bar.update(2)
+    assert "Encoding" in terminal.getvalue() and "2/2" in terminal.getvalue()
+    assert progress(total=2, file=io.StringIO()).disable  # a file or a pipe: no bar
+    with progress_bars(enabled=False):
+        assert progress(total=2, file=_Terminal()).disable

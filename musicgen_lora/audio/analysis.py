@@ -94,7 +94,8 @@ def parse_key(text: str) -> tuple[int, str] | None:
     match = re.fullmatch(r"\s*([A-Ga-g])([#b♯♭]?)\s*(major|minor|maj|min)\s*", text, flags=re.IGNORECASE)
     if not match:
         return None
-    root = match.group(1).upper() + match.group(2).replace("♯", "#").replace("♭", "b")
+    accidental = {"♯": "#", "♭": "b", "B": "b"}.get(match.group(2), match.group(2))  # "EB major" is E flat
+    root = match.group(1).upper() + accidental
     mode = "major" if match.group(3).lower().startswith("maj") else "minor"
     return _PITCH_CLASSES[root], mode
 

@@ -1,6 +1,6 @@
 """How fast the memorisation check is: index hours of training codes, score many generated clips.
 
-    python -m musicgen_lora.memorisation_bench [--hours 10] [--clips 100] [--repeat 3] [--melody] [--out FILE.json]
+    python -m musicgen_lora.bench.memorisation [--hours 10] [--clips 100] [--repeat 3] [--melody] [--out FILE.json]
 
 The training codes are synthetic songs with the structure that makes real codes hard to index: 4 codebooks at 50
 frames/s, bars of 2 s that repeat within a song (the coarse codebook mostly the same, the fine ones varying, as
@@ -154,7 +154,7 @@ def _melody_benchmark(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
-        prog="python -m musicgen_lora.memorisation_bench", description=__doc__.split("\n\n")[0]
+        prog="python -m musicgen_lora.bench.memorisation", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--hours", type=float, default=10.0, help="hours of training codes to index")
     parser.add_argument("--clips", type=int, default=100, help="generated clips (10-30 s) to score")

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from ..config.arguments import DataArguments
 from ..errors import UserError
 from ..files import cache_root, is_saved_dataset
+from ..logs import progress
 from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.codec import decode_codes
@@ -158,7 +159,8 @@ def load_eval_data(
         windows = prepare_split(
             args, args.train_split_name, model, codec_fingerprint, True, chroma_extractor, cache_dir=settings.cache_dir
         )
-    reference = [decode_codes(model, np.asarray(codes)) for codes in windows["codes"]]
+    clips = progress(iterable=windows["codes"], desc="Decoding the reference clips", unit="clip")
+    reference = [decode_codes(model, np.asarray(codes)) for codes in clips]
     return EvalData(spec, windows, reference)
 
 

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForTextToWaveform, PreTrainedModel
 
 from ..errors import UserError, one_line
+from ..logs import progress
 from ..models.loading import ready_for_training
 from ..prepare.clap import Clap
 from ..train.collator import MusicgenCollator
@@ -102,7 +103,7 @@ def heldout_cross_entropy(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(windows), batch_size):
+        for start in progress(iterable=range(0, len(windows), batch_size), desc="Cross-entropy", unit="batch"):
             rows = [windows[i] for i in range(start, min(start + batch_size, len(windows)))]
             batch = {k: v.to(device) for k, v in evaluation(rows).items()}
             logits = model(**batch).logits

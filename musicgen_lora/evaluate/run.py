@@ -20,6 +20,7 @@ from ..audio.io import write_wav
 from ..config.arguments import ModelArguments
 from ..files import atomic_write_json, atomic_write_text
 from ..generate.render import captured_codes, generate_audio, generated_codes
+from ..logs import progress
 from ..memorisation.check import CopyChecker
 from ..models.codec import decode_codes, encodec_latents
 from ..models.loading import is_melody_model, load_model_and_processor, pick_device
@@ -31,7 +32,7 @@ from .metrics import FRECHET_NOTE, adherence, audio_health, frechet_block, mean_
 from .models import BASE, ClapScorer, ModelSpec, adapted, heldout_cross_entropy
 from .prompts import Prompt
 from .report import write_report
-from .spectrogram import spectrogram_image, write_png
+from .spectrogram import write_spectrogram_png
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +164,8 @@ def _evaluate_model(bench: _Bench, model_spec: ModelSpec) -> _ModelOutputs:
                     d.spec.name: heldout_cross_entropy(model, d.windows, bench.collator, settings.batch_size)
                     for d in bench.eval_data
                 }
-        for index, prompt in enumerate(settings.prompts):
+        prompts = progress(iterable=settings.prompts, desc=f"Rendering with {model_spec.name}", unit="prompt")
+        for index, prompt in enumerate(prompts):
             _render_prompt(bench, model, model_spec, index, prompt, output)
     output.block.update(summarise(output.records))
     return output
@@ -193,7 +195,7 @@ def _render_prompt(
         wav = model_dir / f"{index}-{sample}.wav"
         png = wav.with_suffix(".png")
         write_wav(wav, clean, sr)
-        write_png(png, spectrogram_image(clip, sr))
+        write_spectrogram_png(png, clip, sr)
         record: dict[str, Any] = {
             "model": model_spec.name,
             "model_path": model_spec.path,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..logs import progress
 from ..models.codec import encode_prompt
 from ..models.spec import AudioSpec, new_tokens_for
 from .render import evaluation_mode
@@ -61,16 +62,7 @@ def generate_long(
     num_delays = config.decoder.num_codebooks // config.decoder.audio_channels
     total_samples = round(seconds * rate)
     total_frames = math.ceil(total_samples / hop)
-    window = spec.frames(window_seconds)
-    overlap = spec.frames(overlap_seconds)
-    if not 0 < window <= spec.frames(MAX_WINDOW_SECONDS):
-        raise UserError(
-            f"--window must be in (0, {MAX_WINDOW_SECONDS:g}] seconds (MusicGen's window), got {window_seconds}"
-        )
-    if total_frames > window and not 0 < overlap < window:
-        raise UserError(
-            f"--overlap must be between one frame and the window ({window_seconds:g} s), got {overlap_seconds}"
-        )
+    window, overlap = _checked_window(spec, total_frames, window_seconds, overlap_seconds)
     if melody is not None:
         melody_rate = processor.feature_extractor.sampling_rate
         melody = np.resize(melody, max(len(melody), math.ceil(seconds * melody_rate) + 1))  # repeat if shorter
@@ -78,7 +70,10 @@ def generate_long(
     device = next(model.parameters()).device
     pieces: list[np.ndarray] = []
     produced = 0  # frames generated so far
-    with evaluation_mode(model):
+    bar = progress(
+        total=round(seconds), desc="Generating (windowed continuation)", unit="s", disable=total_frames <= window
+    )
+    with evaluation_mode(model), bar:
         torch.manual_seed(seed)
         while produced < total_frames:
             prompt_frames = min(overlap, produced)  # 0 for the first window
@@ -100,7 +95,29 @@ def generate_long(
                 raise RuntimeError(f"generate() returned {audio.shape[-1]} new samples, expected {new_frames * hop}")
             pieces.append(audio)
             produced += new_frames
+            bar.update(min(round(seconds), round(produced * hop / rate)) - bar.n)
     return np.concatenate(pieces, axis=-1)[..., :total_samples]
+
+
+def _checked_window(
+    spec: AudioSpec, total_frames: int, window_seconds: float, overlap_seconds: float
+) -> tuple[int, int]:
+    """The window and its overlap in frames.
+
+    Raises:
+        UserError: a window longer than MusicGen's 30 s (or empty); an overlap not shorter than the window when more
+            than one window is needed.
+    """
+    window, overlap = spec.frames(window_seconds), spec.frames(overlap_seconds)
+    if not 0 < window <= spec.frames(MAX_WINDOW_SECONDS):
+        raise UserError(
+            f"--window must be in (0, {MAX_WINDOW_SECONDS:g}] seconds (MusicGen's window), got {window_seconds}"
+        )
+    if total_frames > window and not 0 < overlap < window:
+        raise UserError(
+            f"--overlap must be between one frame and the window ({window_seconds:g} s), got {overlap_seconds}"
+        )
+    return window, overlap
 
 
 def _window_inputs(

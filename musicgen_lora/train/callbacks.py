@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from accelerate.utils import set_seed
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..errors import UserError
@@ -54,10 +55,12 @@ class SeedPerProcess(TrainerCallback):
     """Give each process its own random stream when training starts.
 
     Trainer seeds every process with the same ``seed``, so with several processes each rank would draw the same
-    window crops, conditioning-dropout decisions and dropout masks for its (different) clips. Offsetting the seed by
-    the process index keeps runs reproducible while making those draws independent across ranks.
+    dropout masks for its (different) clips. accelerate's device-specific seed (``seed + process index``, for
+    ``random``, numpy and torch) keeps runs reproducible while making those draws independent across ranks. (The
+    collator's window crops and conditioning dropout have their own generator, keyed by process and batch, so that a
+    resumed run draws them exactly as before.)
     """
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
         if args.world_size > 1:
-            torch.manual_seed(args.seed + args.process_index)
+            set_seed(args.seed, device_specific=True)

@@ -5,7 +5,7 @@ any time from a finished run's ``trainer_state.json``::
 
     python -m musicgen_lora.plots OUTPUT_DIR
 
-matplotlib is imported only here, on use, and draws without pyplot (no global backend state, no display needed)."""
+matplotlib draws without pyplot (no global backend state, no display needed)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from ..errors import CommandLineParser, UserError, exit_on_user_error
 from ..files import read_json_object
 
 logger = logging.getLogger(__name__)
-
-
-MATPLOTLIB_MISSING = "matplotlib is not installed, so no loss_curves.png is drawn; pip install matplotlib"
 
 
 def _number(value: Any) -> bool:
@@ -50,14 +50,8 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: str | Path) -> Pat
         ``path``.
 
     Raises:
-        UserError: matplotlib is missing, or there is no logged loss to draw.
+        UserError: there is no logged loss to draw.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise UserError(MATPLOTLIB_MISSING) from None
-
     train = _series(log_history, "loss")
     evaluation = _series(log_history, "eval_loss")
     if not train[0] and not evaluation[0]:
@@ -96,7 +90,7 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: str | Path) -> Pat
 
 
 def plot_loss_curves_if_possible(log_history: list[dict[str, Any]], path: str | Path) -> Path | None:
-    """:func:`plot_loss_curves` at the end of training: a missing matplotlib or an empty history is only a warning."""
+    """:func:`plot_loss_curves` at the end of training: an empty history is only a warning."""
     try:
         return plot_loss_curves(log_history, path)
     except UserError as err:

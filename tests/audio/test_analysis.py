@@ -14,12 +14,9 @@ from musicgen_lora.audio import analysis
 from musicgen_lora.audio.key import estimate_key
 from musicgen_lora.audio.tempo import estimate_tempo
 
+from ..conftest import tone
+
 SR = 32000
-
-
-def _sine(freq: float, seconds: float, amplitude: float = 1.0, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return amplitude * np.sin(2 * np.pi * freq * t)
 
 
 # ------------------------------------------------------------------------------------------------- loudness
@@ -28,9 +25,9 @@ def _sine(freq: float, seconds: float, amplitude: float = 1.0, sr: int = SR) -> 
 @pytest.mark.parametrize("sr", [32000, 44100, 48000])
 def test_full_scale_1khz_sine_reads_minus_3_01_lufs(sr):
     # BS.1770 / EBU Tech 3341 calibration: a 0 dBFS 997 Hz sine in one channel measures -3.01 LUFS
-    assert analysis.integrated_loudness(_sine(997, 5.0, sr=sr), sr) == pytest.approx(-3.01, abs=0.02)
+    assert analysis.integrated_loudness(tone(5.0, 997, rate=sr, amplitude=1.0), sr) == pytest.approx(-3.01, abs=0.02)
     # 20 dB quieter reads 20 LU lower
-    assert analysis.integrated_loudness(_sine(997, 5.0, 0.1, sr=sr), sr) == pytest.approx(-23.01, abs=0.02)
+    assert analysis.integrated_loudness(tone(5.0, 997, rate=sr, amplitude=0.1), sr) == pytest.approx(-23.01, abs=0.02)
 
 
 def test_k_weighting_matches_the_standard_48k_coefficients():
@@ -42,19 +39,21 @@ def test_k_weighting_matches_the_standard_48k_coefficients():
 
 
 def test_loudness_sums_channels_gates_silence_and_weights_frequencies():
-    tone = _sine(997, 4.0, 0.5)
-    mono = analysis.integrated_loudness(tone, SR)
-    assert analysis.integrated_loudness(np.stack([tone, tone]), SR) == pytest.approx(
+    sine = tone(4.0, 997, rate=SR, amplitude=0.5)
+    mono = analysis.integrated_loudness(sine, SR)
+    assert analysis.integrated_loudness(np.stack([sine, sine]), SR) == pytest.approx(
         mono + 10 * math.log10(2), abs=0.01
     )
     # the absolute gate (-70 LUFS) leaves silence out of the mean
-    padded = np.concatenate([tone, np.zeros(4 * SR)])
+    padded = np.concatenate([sine, np.zeros(4 * SR)])
     assert analysis.integrated_loudness(padded, SR) == pytest.approx(mono, abs=0.3)
     assert analysis.integrated_loudness(np.zeros(SR), SR) == -math.inf
-    assert analysis.integrated_loudness(tone[: SR // 4], SR) == -math.inf  # shorter than one 400 ms block
+    assert analysis.integrated_loudness(sine[: SR // 4], SR) == -math.inf  # shorter than one 400 ms block
     # K-weighting: 30 Hz counts much less than 1 kHz; 8 kHz gets the +4 dB shelf, of which 1 kHz already has 0.7 dB
-    assert analysis.integrated_loudness(_sine(30, 4.0, 0.5), SR) < mono - 5
-    assert analysis.integrated_loudness(_sine(8000, 4.0, 0.5), SR) == pytest.approx(mono + 3.3, abs=0.2)
+    assert analysis.integrated_loudness(tone(4.0, 30, rate=SR, amplitude=0.5), SR) < mono - 5
+    assert analysis.integrated_loudness(tone(4.0, 8000, rate=SR, amplitude=0.5), SR) == pytest.approx(
+        mono + 3.3, abs=0.2
+    )
 
 
 def test_loudness_agrees_with_pyloudnorm():
@@ -108,7 +107,7 @@ def test_tempo_error_counts_octave_errors_separately():
 def _tone(freq: float, seconds: float, amplitude: float) -> np.ndarray:
     # a harmonic tone (partials 1..6 at 1/h), as instruments play: chords of pure sines over a bass are
     # indistinguishable from the bass note's own harmonics (D3 + D4 + A4 sines = a D3 with partials 1, 2, 3)
-    return sum(_sine(h * freq, seconds, amplitude / h) for h in range(1, 7) if h * freq < SR / 2)
+    return sum(tone(seconds, h * freq, rate=SR, amplitude=amplitude / h) for h in range(1, 7) if h * freq < SR / 2)
 
 
 def _chord_progression(tonic_midi: int, mode: str, seconds_per_chord: float = 1.0) -> np.ndarray:
@@ -132,6 +131,12 @@ def test_key_of_a_chord_progression(tonic, mode):
 def test_key_parsing_and_scores():
     assert analysis.parse_key("F# minor") == (6, "minor")
     assert analysis.parse_key("bb maj") == (10, "major")
+    assert (
+        analysis.parse_key("EB MAJOR")
+        == analysis.parse_key("Eb major")
+        == analysis.parse_key("e♭ major")
+        == (3, "major")
+    )
     assert analysis.parse_key("H minor") is None and analysis.parse_key("A") is None
     a_minor = analysis.parse_key("A minor")
     assert analysis.key_score(a_minor, a_minor) == (1.0, "same")

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -20,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from musicgen_lora.audio import analysis
 from musicgen_lora.evaluate.metrics import audio_health, frechet_distance, frechet_distance_from_stats
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
-from musicgen_lora.evaluate.spectrogram import spectrogram_image, write_png
+from musicgen_lora.evaluate.spectrogram import write_spectrogram_png
 
 from ..conftest import ROOT
 
@@ -113,14 +114,17 @@ def test_prompts_are_parsed_for_tempo_and_key(tmp_path):
     assert [p.key for p in read_prompts(tmp_path / "p.txt")] == [None, "C major"]
 
 
-def test_spectrogram_png_is_a_valid_image(tmp_path):
-    image = spectrogram_image(np.sin(np.arange(32000) * 2 * np.pi * 440 / 32000), 32000)
-    assert image.shape[0] == 128 and image.dtype == np.uint8
-    write_png(tmp_path / "s.png", image)
+def test_spectrogram_png_shows_a_tone_as_one_bright_band(tmp_path):
+    sr, hz = 32000, 440.0
+    drawn = write_spectrogram_png(tmp_path / "s.png", np.sin(np.arange(2 * sr) * 2 * np.pi * hz / sr), sr)
     pil = pytest.importorskip("PIL.Image")
     with pil.open(tmp_path / "s.png") as png:
-        assert png.size == (image.shape[1], image.shape[0]) and png.mode == "RGB"
-        assert np.array_equal(np.asarray(png), image)
+        pixels = np.asarray(png.convert("RGB"), dtype=float)
+    assert pixels.shape[:2] == drawn.shape and drawn.shape[0] == 128 and drawn.max() == 0.0
+    brightness = pixels.sum(axis=2).mean(axis=1)[::-1]  # per mel band, lowest first (the PNG has them at the bottom)
+    mel_hz = librosa.mel_frequencies(n_mels=128, fmin=30.0, fmax=sr / 2, htk=True)
+    assert abs(mel_hz[int(np.argmax(brightness))] - hz) < 0.1 * hz  # the brightest row is the tone's
+    assert np.median(brightness) < 0.25 * brightness.max()  # and the rest is dark
 
 
 # ------------------------------------------------------------------------------------------------ the script
@@ -361,61 +365,13 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
     assert len((run / "evaluation" / "comparison_results.jsonl").read_text().splitlines()) == 6
 
 
-def _tiny_clap(folder: Path) -> Path:
-    """A random CLAP (text + HTSAT audio towers, 31k parameters) with a locally trained RoBERTa tokenizer."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import (
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapProcessor,
-        ClapTextConfig,
-        RobertaTokenizerFast,
-    )
-
-    folder.mkdir(parents=True)
-    bpe = ByteLevelBPETokenizer()
-    words = ["lofi hip hop piano techno saw synth rock jazz bpm minor major"] * 10
-    bpe.train_from_iterator(words, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(folder))
-    # transformers 5 takes vocab= / merges= (vocab_file= is ignored and leaves a 5-token vocabulary: all text unknown)
-    tokenizer = RobertaTokenizerFast(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"))
-    text = ClapTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        projection_dim=16,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    audio = ClapAudioConfig(
-        hidden_size=32,
-        patch_embeds_hidden_size=16,
-        depths=[1, 1],
-        num_attention_heads=[2, 2],
-        window_size=8,
-        projection_dim=16,
-        enable_fusion=False,
-    )
-    torch.manual_seed(0)
-    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
-    # like laion/clap-htsat-unfused: one random 10 s crop (no fusion), 48 kHz
-    processor = ClapProcessor(feature_extractor=ClapFeatureExtractor(truncation="rand_trunc"), tokenizer=tokenizer)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
-
-
-def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tmp_path):
+def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, tmp_path):
     from transformers import ClapModel, ClapProcessor
 
     from evaluate import main
     from musicgen_lora.audio.io import resample
 
-    clap = _tiny_clap(tmp_path / "clap")
+    clap = tiny_clap_dir
     prompts = tmp_path / "p.json"
     prompts.write_text('["techno, 128 bpm"]')
     result = main(

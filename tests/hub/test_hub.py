@@ -23,7 +23,6 @@ from huggingface_hub import ModelCard
 from musicgen_lora.files import hub_id_of
 from musicgen_lora.hub import retries
 from musicgen_lora.hub.card import base_model_license, build_model_card
-from musicgen_lora.train.plots import plot_loss_curves_if_possible
 
 from ..conftest import ROOT, base_argv
 from .fake_hub import USER, FakeHub
@@ -351,14 +350,6 @@ def test_loss_curves_png_is_drawn_at_the_end_of_training(trained_run):
     image = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
     assert image.shape == (400, 1100)
     assert image.std() > 10  # lines and labels, not a blank canvas
-
-
-def test_without_matplotlib_the_plot_is_skipped_with_the_install_command(monkeypatch, tmp_path, caplog):
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
-    history = [{"loss": 3.0, "step": 1}, {"loss": 2.5, "step": 2}]
-    with caplog.at_level("WARNING"):
-        assert plot_loss_curves_if_possible(history, tmp_path / "loss_curves.png") is None
-    assert "pip install matplotlib" in caplog.text and not (tmp_path / "loss_curves.png").exists()
 
 
 def test_plots_cli_redraws_from_trainer_state(trained_run, tmp_path):

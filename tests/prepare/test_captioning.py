@@ -177,10 +177,8 @@ def _boom(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def clap_dir(tmp_path_factory) -> Path:
-    from ..evaluate.test_evaluate import _tiny_clap  # the tiny local CLAP evaluation is tested with
-
-    return _tiny_clap(tmp_path_factory.mktemp("clap") / "clap")
+def clap_dir(tiny_clap_dir) -> Path:
+    return tiny_clap_dir  # the tiny local CLAP that evaluation is tested with too
 
 
 GENRES = ["rock", "jazz", "techno", "lofi hip hop"]
