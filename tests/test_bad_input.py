@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 import finetune_musicgen
+from musicgen_lora import cli as console
+from musicgen_lora.bench import suite as bench_suite
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.demo import synth, tiny
 from musicgen_lora.demo.tiny import build_tiny_musicgen
@@ -45,6 +47,8 @@ MAINS = {
     "tiny": tiny.main,
     "synth": synth.main,
     "studio": studio_cli.main,
+    "bench": bench_suite.main,
+    "musicgen-lora": console.main,
 }
 CASES: dict[str, Case] = {
     f"{case.command}: {name}": case for group in (TRAIN_CASES, DATA_CASES, *TOOL_CASES) for name, case in group.items()
@@ -86,11 +90,20 @@ def make_world(monkeypatch, tiny_model_dir, corpus_dir, data_cache_dir, trained_
     return make
 
 
+def never_reached(*args: object, **kwargs: object) -> None:
+    """The studio's page builder and the benchmark suite in the catalogue: reaching them fails the case (it never
+    blocks)."""
+    raise AssertionError("the command got past every check (to the studio's page or the benchmark suite)")
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, tiny_model_dir, corpus_dir):
     case = CASES[name]
     world = make_world(tmp_path / "case")
     monkeypatch.chdir(world.tmp)
+    # a case that got past every check would serve the studio's page until killed, or run the whole benchmark
+    monkeypatch.setattr(studio_cli, "build_app", never_reached)
+    monkeypatch.setattr(bench_suite, "run_suite", never_reached)
     with world.resources:
         watched = {"case": world.tmp, "model": tiny_model_dir, "corpus": corpus_dir}
         print(run_case(case, world, MAINS[case.command], capsys, watched))  # the messages: pytest -rP
@@ -108,12 +121,15 @@ COMMAND_LINES = {
     "tiny": [sys.executable, "-m", "musicgen_lora.tiny"],
     "synth": [sys.executable, "-m", "musicgen_lora.synth"],
     "studio": [sys.executable, "-m", "musicgen_lora.studio"],
+    "bench": [sys.executable, "-m", "musicgen_lora.bench"],
+    "musicgen-lora": [sys.executable, "-m", "musicgen_lora"],
 }
 # One case of each command, run as the user runs it (a process each, started together: the interpreter's start
 # costs seconds, the cases themselves almost nothing).
 SCRIPT_SAMPLE = [
     "train: config not JSON (trailing comma)", "prepare: prepare: CSV extra fields",
     "generate: earlier generations, no --overwrite", "evaluate: prompts not UTF-8", "push: offline",
+    "musicgen-lora: unknown command",
 ]  # fmt: skip
 
 

@@ -56,7 +56,13 @@ json_values = st.recursive(
 caption_values = st.one_of(st.text(max_size=30), st.text(max_size=30), st.none(), json_values)
 rows = st.fixed_dictionaries(
     {"file_name": st.one_of(st.sampled_from(FILES[:2]), st.sampled_from(FILES), json_scalars)},
-    optional={"text": caption_values, "genre": json_scalars, "audio": st.sampled_from(FILES)},
+    optional={
+        "text": caption_values,
+        "genre": json_scalars,
+        "audio": st.sampled_from(FILES),
+        # a reviewed captions.jsonl's flag: true/false/null, and what a hand edit makes of it
+        "caption_is_final": st.one_of(st.booleans(), st.sampled_from(["true", "False", "", "yes"]), json_scalars),
+    },
 )
 
 
@@ -98,10 +104,16 @@ def metadata_bytes(draw: st.DrawFn) -> bytes:
 def csv_bytes(draw: st.DrawFn) -> bytes:
     """A CSV of paths and captions as a spreadsheet or a hand writes it: a good table with a few rows replaced by odd
     ones (short, long, a caption with commas left unquoted, empty, repeated), maybe another header or encoding."""
-    header = draw(st.sampled_from([["file_name", "text"], ["path", "caption"], ["file_name", "text", "genre"]]))
+    header = draw(
+        st.sampled_from(
+            [["file_name", "text"], ["path", "caption"], ["file_name", "text", "genre"],
+             ["file_name", "text", "caption_is_final"]]
+        )
+    )  # fmt: skip
     lines = [["a.wav", "a low tone"], ["b.wav", "lofi, piano"]]
     for _ in range(draw(st.integers(0, 3))):
-        fields = draw(st.lists(st.one_of(st.sampled_from(FILES), st.text(max_size=15)), max_size=4))
+        words = st.one_of(st.sampled_from(FILES), st.text(max_size=15), st.sampled_from(["true", "FALSE", "no"]))
+        fields = draw(st.lists(words, max_size=4))
         at = draw(st.integers(0, len(lines)))
         lines.insert(at, fields) if draw(st.booleans()) or at == len(lines) else lines.__setitem__(at, fields)
     if draw(st.integers(0, 3)) == 0:

@@ -4,14 +4,15 @@ studio's command line. Earlier outputs (generations, evaluations, model folders,
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import socket
 from typing import Any
 
+import torch
+
 from .world import Case, World
 
-GENERATE, EVALUATE, PUSH, PLOTS, TINY, SYNTH, STUDIO = (
+GENERATE, EVALUATE, PUSH, PLOTS, TINY, SYNTH, STUDIO, BENCH, CONSOLE = (
     "generate",
     "evaluate",
     "push",
@@ -19,6 +20,8 @@ GENERATE, EVALUATE, PUSH, PLOTS, TINY, SYNTH, STUDIO = (
     "tiny",
     "synth",
     "studio",
+    "bench",
+    "musicgen-lora",
 )
 EARLIER = {"0.wav": b"RIFF earlier clip 0", "1.wav": b"RIFF earlier clip 1", "prompts.txt": "0\tearlier\n1\tolder\n",
            "generation_config.json": "{}"}  # fmt: skip
@@ -144,14 +147,9 @@ def _free_port() -> str:
 
 
 def studio(*words: str) -> Any:
-    """The studio's command line; the page is never served (``build_app`` fails the test if reached)."""
+    """The studio's command line on a free port (the page is never served: see test_bad_input's ``never_served``)."""
 
     def argv(w: World) -> list[str]:
-        def never(*args: Any, **kwargs: Any) -> None:
-            raise AssertionError("the studio got as far as building its page")
-
-        if importlib.util.find_spec("gradio") is not None:  # without it the command stops before the page
-            w.monkeypatch.setattr("musicgen_lora.studio.app.build_app", never)
         return ["--port", _free_port(), "--projects_dir", str(w.path("projects")), *words]
 
     return argv
@@ -473,4 +471,40 @@ STUDIO_CASES: dict[str, Case] = {
     "project name with spaces": Case(STUDIO, studio("--project", "my songs"), r"project name 'my songs' is not"),
 }
 
-TOOL_CASES = (GENERATE_CASES, EVALUATE_CASES, PUSH_CASES, PLOTS_CASES, TINY_CASES, SYNTH_CASES, STUDIO_CASES)
+BENCH_CASES: dict[str, Case] = {
+    "unknown flag": Case(BENCH, lambda w: ["--fast"], r"unrecognized arguments: --fast; run .* --help"),
+    "device not a choice": Case(BENCH, lambda w: ["--device", "tpu"], r"--device: invalid choice: 'tpu'"),
+    "out a folder": Case(BENCH, lambda w: ["--quick", "--out", str(w.path("."))], r"--out .* is a folder; give a file"),
+    "out under a file": Case(
+        BENCH, lambda w: ["--quick", "--out", str(w.write("f", "x") / "r.json")], r"--out's folder .* is a file"
+    ),
+    **(
+        {}
+        if torch.cuda.is_available()  # there it would run the whole suite
+        else {"cuda without a GPU": Case(BENCH, lambda w: ["--device", "cuda"], r"--device cuda needs a CUDA GPU")}
+    ),
+}
+
+# The console script: each subcommand is the command it names (a sample of each, and its own errors).
+CONSOLE_CASES: dict[str, Case] = {
+    "no command": Case(CONSOLE, lambda w: [], r"no command given; choose one of train, prepare, generate"),
+    "unknown command": Case(CONSOLE, lambda w: ["trian", "x.json"], r"unknown command 'trian'; choose one of train"),
+    "flag before the command": Case(CONSOLE, lambda w: ["--quiet", "train"], r"unknown command '--quiet'"),
+    "demo with options": Case(CONSOLE, lambda w: ["demo", "--max_steps", "1"], r"demo takes no options"),
+    "train: config missing": Case(
+        CONSOLE, lambda w: ["train", str(w.path("missing.json"))], r"config file .*missing.json' not found"
+    ),
+    "prepare: unknown flag": Case(CONSOLE, lambda w: ["prepare", "--colour", "1"], r"unknown option '--colour'"),
+    "generate: duration nan": Case(
+        CONSOLE, lambda w: ["generate", *generate("--duration", "nan")(w)], r"--duration: 'nan' is not a finite"
+    ),
+    "evaluate: no models": Case(CONSOLE, lambda w: ["evaluate"], r"(required|--base_model|--model|--config)"),
+    "push: no run": Case(CONSOLE, lambda w: ["push"], r"(required|OUTPUT_DIR|output_dir)"),
+    "bench: unknown flag": Case(CONSOLE, lambda w: ["bench", "--fast"], r"unrecognized arguments: --fast"),
+    "studio: busy port": Case(CONSOLE, lambda w: ["studio", *_busy_port(w)], r"port \d+ on 127.0.0.1 is busy"),
+}
+
+TOOL_CASES = (
+    GENERATE_CASES, EVALUATE_CASES, PUSH_CASES, PLOTS_CASES, TINY_CASES, SYNTH_CASES, STUDIO_CASES, BENCH_CASES,
+    CONSOLE_CASES,
+)  # fmt: skip
