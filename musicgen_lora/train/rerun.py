@@ -54,7 +54,7 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
 
     Raises:
         UserError: the saved config differs (the keys named); a previous run without a saved config (written by a
-            version before this rule); an explicit checkpoint that is missing or incomplete.
+            version before this rule) or with a damaged one; an explicit checkpoint that is missing or incomplete.
     """
     folder = Path(output_dir).expanduser()
     saved_path = folder / RESOLVED_CONFIG_NAME
@@ -75,14 +75,20 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
         )
         return RerunPlan(start_over=True)
     state = "finished" if finished else f"stopped at {checkpoint.name}"
-    if not saved_path.is_file():
+    saved = read_json_object(saved_path)
+    if not saved:  # missing (a version before this rule), or damaged by hand: no config to compare with
+        which = (
+            f"whose {RESOLVED_CONFIG_NAME} is not a readable JSON object"
+            if saved_path.is_file()
+            else f"without its {RESOLVED_CONFIG_NAME}"
+        )
         raise UserError(
-            f"output_dir '{folder}' holds a {state} run without its {RESOLVED_CONFIG_NAME}, so it cannot be told "
+            f"output_dir '{folder}' holds a {state} run {which}, so it cannot be told "
             "whether this is the same run; continue it with resume_from_checkpoint true, start over with "
             "overwrite_output_dir true (the previous run is kept aside until the new one succeeds), or choose another "
             "output_dir"
         )
-    changed = config_differences(read_json_object(saved_path), requested)
+    changed = config_differences(saved, requested)
     if changed:
         shown = "; ".join(changed[:4]) + ("; ..." if len(changed) > 4 else "")
         raise UserError(

@@ -347,6 +347,19 @@ TRAIN_CASES: dict[str, Case] = {
         lambda w: ((w.run / "finetune_config.json").unlink(), w.train("--overwrite_output_dir", "false"))[1],
         r"holds a finished run without its finetune_config.json, so it cannot be told whether this is the same run",
     ),
+    "previous run, its config damaged": Case(
+        TRAIN,
+        lambda w: (
+            (w.run / "finetune_config.json").write_text('{"lora_r": 8,'),
+            w.train("--overwrite_output_dir", "false"),
+        )[1],
+        r"holds a finished run whose finetune_config.json is not a readable JSON object, so it cannot be told",
+    ),
+    "previous run, its config a list": Case(
+        TRAIN,
+        lambda w: ((w.run / "finetune_config.json").write_text("[]"), w.train("--overwrite_output_dir", "false"))[1],
+        r"holds a finished run whose finetune_config.json is not a readable JSON object",
+    ),
     "output_dir is a file": Case(TRAIN, lambda w: w.train(out=w.write("a-file", "x")), r"output_dir .* is a file"),
     "output_dir under a file": Case(
         TRAIN, lambda w: w.train(out=w.write("a-file", "x") / "out"), r"output_dir .*a-file/out' is not writable"
