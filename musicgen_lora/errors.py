@@ -65,6 +65,20 @@ def finite_number(text: str) -> float:
     return value
 
 
+MAX_SEED = 2**32 - 1  # numpy's limit; torch wraps larger ones, so one range serves every command
+
+
+def seed_number(text: str) -> int:
+    """``argparse`` type: a random seed, an integer from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_SEED}")
+    return value
+
+
 def debug_requested(argv: list[str] | None = None) -> bool:
     """True when the user asked for tracebacks (``--debug`` or ``LOGLEVEL=DEBUG``)."""
     argv = sys.argv[1:] if argv is None else argv

@@ -7,17 +7,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from .errors import UserError
+
+logger = logging.getLogger(__name__)
 
 # Hub repository ids: 'name' or 'org/name', letters, digits, '_', '.', '-' (the Hub's own rule).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
@@ -153,6 +156,50 @@ def save_dataset_atomically(dataset: datasets.Dataset, target: Path, replace: bo
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def kept_aside(
+    folder: str | Path, earlier: list[Path], label: str, written: Callable[[], list[Path]]
+) -> Iterator[None]:
+    """An earlier result's files, moved out of the way while a command writes its new one into the same folder.
+
+    They wait in ``folder/previous-<label>`` (a new name if that exists), so nothing stale mixes with the new result
+    and nothing is lost if the command fails or is killed: they are deleted once the block succeeds, and put back
+    (in place of what ``written()`` lists: the failed command's partial files) when it fails.
+
+    Args:
+        earlier: files and folders directly in ``folder`` (none: nothing is moved).
+        label: what they are, for the folder's name and the log ("generation", "evaluation").
+        written: the paths the command writes, called after a failure.
+    """
+    folder = Path(folder)
+    if not earlier:
+        yield
+        return
+    aside = folder / f"previous-{label}"
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = folder / f"previous-{label}-{number}"
+    aside.mkdir()
+    for path in earlier:
+        os.replace(path, aside / path.name)
+    logger.info("The earlier %s in %s waits in %s until this one has succeeded", label, folder, aside)
+    try:
+        yield
+    except BaseException:
+        for path in written():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        for path in aside.iterdir():
+            os.replace(path, folder / path.name)
+        aside.rmdir()
+        logger.warning("The %s failed: the earlier one is back in %s", label, folder)
+        raise
+    shutil.rmtree(aside)
+
+
 def ensure_writable_folder(folder: str | Path, what: str) -> Path:
     """Create ``folder`` if needed and check that this process can write there (a probe file, per process: every
     process of a launch checks at once).
@@ -176,6 +223,24 @@ def ensure_writable_folder(folder: str | Path, what: str) -> Path:
             f"{what} '{folder}' is not writable ({err.strerror}); choose a folder you can write to"
         ) from None
     return folder
+
+
+def check_apart_from_data(output_dir: str | Path, dataset_name: str | None) -> None:
+    """Refuse an output folder that is a local training-data folder, lies inside one, or holds one.
+
+    Raises:
+        UserError: they overlap (adapters, samples and checkpoints would mix with the audio, and a later run could
+            train on its own samples).
+    """
+    if not dataset_name or not Path(dataset_name).expanduser().is_dir():
+        return
+    data, out = Path(dataset_name).expanduser().resolve(), Path(output_dir).expanduser().resolve()
+    if data == out or data in out.parents or out in data.parents:
+        raise UserError(
+            f"output_dir '{output_dir}' and the training data '{dataset_name}' overlap (adapters, samples and "
+            "checkpoints would mix with the audio, and a later run could train on its own samples); choose an "
+            "output_dir outside the data folder"
+        )
 
 
 def cache_root(data_cache_dir: str | None) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from huggingface_hub import constants as hub_constants
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     AutoModelForTextToWaveform,
@@ -30,6 +31,9 @@ from musicgen_lora.demo.tiny import save_tiny_musicgen
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# huggingface_hub read HF_HUB_OFFLINE when transformers imported it (above): without this, a Hub id tries the network
+# (and waits for its timeouts) instead of failing at once
+hub_constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in ("1", "ON", "YES", "TRUE")
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 32000  # the tiny model's sampling rate (and musicgen-small's)

@@ -1,236 +1,285 @@
-"""The bad-input catalogue through the real CLI: exit status 2, one line naming the problem and the fix, no
-traceback, and an earlier good run in the same output_dir left byte-for-byte intact."""
+"""The bad-input catalogue: every command, given what users get wrong, answers with exit status 2 (130 after
+Ctrl-C), one line naming the problem and the fix, no traceback, and leaves every earlier file in its output and data
+folders byte-identical (the framework: tests/bad_input/world.py; the cases, as data: tests/bad_input/*_cases.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shutil
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from .conftest import ROOT, base_argv
+import finetune_musicgen
+from musicgen_lora import cli as console
+from musicgen_lora.bench import suite as bench_suite
+from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.demo import synth, tiny
+from musicgen_lora.demo.tiny import build_tiny_musicgen
+from musicgen_lora.evaluate import cli as evaluate_cli
+from musicgen_lora.generate import cli as generate_cli
+from musicgen_lora.hub import cli as push_cli
+from musicgen_lora.prepare import cli as prepare_cli
+from musicgen_lora.studio import __main__ as studio_cli
+from musicgen_lora.train import plots
+from musicgen_lora.train.checkpoints import is_complete
+from musicgen_lora.train.output_dir import LOCK_NAME
+
+from .bad_input.data_cases import DATA_CASES
+from .bad_input.tool_cases import TOOL_CASES
+from .bad_input.train_cases import TRAIN_CASES
+from .bad_input.world import Case, World, changed_files, check_failure, deny_read, run_case, tree_hashes
+from .conftest import ROOT, base_argv, write_tone
+
+MAINS = {
+    "train": finetune_musicgen.main,
+    "prepare": prepare_cli.main,
+    "generate": generate_cli.main,
+    "evaluate": evaluate_cli.main,
+    "push": push_cli.main,
+    "plots": plots.main,
+    "tiny": tiny.main,
+    "synth": synth.main,
+    "studio": studio_cli.main,
+    "bench": bench_suite.main,
+    "musicgen-lora": console.main,
+}
+CASES: dict[str, Case] = {
+    f"{case.command}: {name}": case for group in (TRAIN_CASES, DATA_CASES, *TOOL_CASES) for name, case in group.items()
+}
 
 
 @pytest.fixture(scope="module")
-def earlier_run(trained_run, tmp_path_factory) -> Path:
-    """A copy of a finished good run: every bad input below is aimed at it with overwrite_output_dir true."""
-    target = tmp_path_factory.mktemp("earlier") / "run"
-    shutil.copytree(trained_run["output_dir"], target)
-    return target
+def other_base_checkpoint(tmp_path_factory, corpus_dir, data_cache_dir):
+    """Made on first use: a complete checkpoint trained on a tiny MusicGen with another codebook size."""
+    made: list[Path] = []
+
+    def make() -> Path:
+        if not made:
+            root = tmp_path_factory.mktemp("other-base")
+            model, processor = build_tiny_musicgen(seed=1, codebook_size=32)
+            model.save_pretrained(root / "model")
+            processor.save_pretrained(root / "model")
+            quick = ["--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1", "--max_train_samples", "2",
+                     "--per_device_train_batch_size", "2"]  # fmt: skip
+            finetune_musicgen.main(base_argv(root / "model", corpus_dir, root / "run", data_cache_dir) + quick)
+            made.append(root / "run" / "checkpoint-1")
+        return made[0]
+
+    return make
 
 
-@pytest.fixture(scope="module")
-def other_base_checkpoint(tmp_path_factory, corpus_dir, data_cache_dir) -> Path:
-    """A checkpoint trained on a tiny MusicGen with another codebook size (so every LoRA head differs in shape)."""
-    from finetune_musicgen import main
-    from musicgen_lora.demo.tiny import build_tiny_musicgen
+@pytest.fixture
+def make_world(monkeypatch, tiny_model_dir, corpus_dir, data_cache_dir, trained_run, other_base_checkpoint):
+    """A case's World in a new folder (``folder``: a path that does not exist yet)."""
 
-    root = tmp_path_factory.mktemp("other-base")
-    model, processor = build_tiny_musicgen(seed=1, codebook_size=32)
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
-    main(
-        base_argv(root / "model", corpus_dir, root / "run", data_cache_dir)
-        + [
-            "--max_steps",
-            "1",
-            "--save_strategy",
-            "steps",
-            "--save_steps",
-            "1",
-            "--max_train_samples",
-            "2",
-            "--per_device_train_batch_size",
-            "2",
-        ]
-    )
-    return root / "run" / "checkpoint-1"
+    def make(folder: Path) -> World:
+        folder.mkdir()
+        return World(
+            tmp=folder, model=tiny_model_dir, shared_corpus=corpus_dir, cache=data_cache_dir,
+            trained_run=Path(trained_run["output_dir"]), other_checkpoint_factory=other_base_checkpoint,
+            monkeypatch=monkeypatch,
+        )  # fmt: skip
+
+    return make
 
 
-def folder_with_audio(root: Path, write) -> Path:
-    folder = root / "songs"
-    folder.mkdir()
-    write(folder / "a.wav")
-    (folder / "a.txt").write_text("a caption")
-    return folder
+def never_reached(*args: object, **kwargs: object) -> None:
+    """The studio's page builder and the benchmark suite in the catalogue: reaching them fails the case (it never
+    blocks)."""
+    raise AssertionError("the command got past every check (to the studio's page or the benchmark suite)")
 
 
-def config_file(root: Path, text: str) -> str:
-    path = root / "config.json"
-    path.write_text(text)
-    return str(path)
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, tiny_model_dir, corpus_dir):
+    case = CASES[name]
+    world = make_world(tmp_path / "case")
+    monkeypatch.chdir(world.tmp)
+    # a case that got past every check would serve the studio's page until killed, or run the whole benchmark
+    monkeypatch.setattr(studio_cli, "build_app", never_reached)
+    monkeypatch.setattr(bench_suite, "run_suite", never_reached)
+    with world.resources:
+        watched = {"case": world.tmp, "model": tiny_model_dir, "corpus": corpus_dir}
+        print(run_case(case, world, MAINS[case.command], capsys, watched))  # the messages: pytest -rP
 
 
-def _corrupt(path: Path) -> None:
-    path.write_bytes(b"RIFFjunk")
+# ------------------------------------------------------------------------------------------------ the real scripts
+
+COMMAND_LINES = {
+    "train": [sys.executable, str(ROOT / "finetune_musicgen.py")],
+    "prepare": [sys.executable, "-m", "musicgen_lora.prepare"],
+    "generate": [sys.executable, "-m", "musicgen_lora.generate"],
+    "evaluate": [sys.executable, str(ROOT / "evaluate.py")],
+    "push": [sys.executable, "-m", "musicgen_lora.push"],
+    "plots": [sys.executable, "-m", "musicgen_lora.plots"],
+    "tiny": [sys.executable, "-m", "musicgen_lora.tiny"],
+    "synth": [sys.executable, "-m", "musicgen_lora.synth"],
+    "studio": [sys.executable, "-m", "musicgen_lora.studio"],
+    "bench": [sys.executable, "-m", "musicgen_lora.bench"],
+    "musicgen-lora": [sys.executable, "-m", "musicgen_lora"],
+}
+# One case of each command, run as the user runs it (a process each, started together: the interpreter's start
+# costs seconds, the cases themselves almost nothing).
+SCRIPT_SAMPLE = [
+    "train: config not JSON (trailing comma)", "prepare: prepare: CSV extra fields",
+    "generate: earlier generations, no --overwrite", "evaluate: prompts not UTF-8", "push: offline",
+    "musicgen-lora: unknown command",
+]  # fmt: skip
 
 
-def _samples(count: int):
-    return lambda path: sf.write(path, np.zeros(count), 32000)
+def test_the_real_scripts_keep_the_promise(tmp_path, make_world):
+    started = []
+    for number, name in enumerate(SCRIPT_SAMPLE):
+        case = CASES[name]
+        world = make_world(tmp_path / f"case-{number}")
+        argv = case.argv(world)
+        before = tree_hashes(world.tmp)
+        process = subprocess.Popen(
+            [*COMMAND_LINES[case.command], *argv], cwd=world.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        started.append((name, case, world, before, process))
+    for name, case, world, before, process in started:
+        out, err = process.communicate(timeout=300)
+        print(name, "->", check_failure(process.returncode, out, err, case.code, case.expect))
+        assert not changed_files(before, tree_hashes(world.tmp)), name
 
 
-MINIMAL = '{"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o"'
-
-# id -> (argv builder(tmp, model, corpus, checkpoint), expected message pattern)
-CASES = {
-    "config missing": (lambda t, m, c, k: [str(t / "missing.json")], r"config file .*missing.json' not found"),
-    "config not JSON": (lambda t, m, c, k: [config_file(t, MINIMAL + ',\n  "lora_r": 8,\n}')],
-                        r"not valid JSON: .* line 3, column 1"),
-    "unknown key": (lambda t, m, c, k: [config_file(t, MINIMAL + ', "learning_rat": 0.1}')],
-                    r"unknown option 'learning_rat'.*did you mean 'learning_rate'"),
-    "wrong type": (lambda t, m, c, k: [config_file(t, MINIMAL + ', "lora_r": "eight"}')],
-                   r"'lora_r'.*must be of type int, got \"eight\""),
-    "learning rate <= 0": (lambda t, m, c, k: ["--learning_rate", "0"], r"learning_rate must be > 0"),
-    "lora_r <= 0": (lambda t, m, c, k: ["--lora_r", "0"], r"lora_r must be a positive integer"),
-    "dropout outside [0, 1)": (lambda t, m, c, k: ["--lora_dropout", "1.5"], r"lora_dropout must be in \[0, 1\)"),
-    "min duration > max": (lambda t, m, c, k: ["--min_duration_in_seconds", "20", "--max_duration_in_seconds", "10"],
-                           r"min_duration_in_seconds \(20.0\) is larger than max_duration_in_seconds"),
-    "max duration > 30 s": (lambda t, m, c, k: ["--max_duration_in_seconds", "60"],
-                            r"max_duration_in_seconds must be in \(0, 30\]"),
-    "dataset path missing": (lambda t, m, c, k: ["--dataset_name", str(t / "no-such-folder")],
-                             r"dataset path .*no-such-folder' not found"),
-    "dataset folder empty": (lambda t, m, c, k: ["--dataset_name", str(Path(t / "empty").mkdir() or t / "empty")],
-                             r"holds no audio files"),
-    "audio column missing": (lambda t, m, c, k: ["--dataset_name", str(_metadata_without_file_name(t))],
-                             r"no 'file_name' or 'audio' column \(columns: path, text\)"),
-    # a corpus of only a bad file: it is skipped, and nothing usable remains
-    "corrupt audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, _corrupt))],
-                      r"all 1 audio file\(s\) of .*songs' \(train split\) were skipped \(1 unreadable; .*"
-                      r"because cannot read audio file .*a.wav'"),
-    "empty audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, _samples(0)))],
-                    r"were skipped \(1 empty; .*because audio file .*a.wav' is empty \(0 samples\)"),
-    "NaN audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(
-        t, lambda p: sf.write(p, np.full(3200, np.nan, np.float32), 32000, subtype="FLOAT")))],
-        r"were skipped \(1 not finite; .*because audio file .*a.wav' contains NaN"),
-    "one-sample audio": (lambda t, m, c, k: ["--dataset_name", str(folder_with_audio(t, _samples(1)))],
-                         r"were skipped \(1 too short; .*because audio file .*a.wav' holds a single sample"),
-    # strict: a good file and a bad one; the bad one stops the run
-    "bad audio with strict": (lambda t, m, c, k: ["--dataset_name", str(_good_and_corrupt(t)), "--strict", "true"],
-                              r"cannot read audio file .*b.wav' .*\(strict is on: .*set strict false to skip them\)"),
-    "model is not MusicGen": (lambda t, m, c, k: ["--model_name_or_path", str(_t5_folder(t))],
-                              r"cannot load model .*give a MusicGen Hub id"),
-    "adapter of another base": (lambda t, m, c, k: ["--resume_from_checkpoint", str(k)],
-                                r"checkpoint .*checkpoint-1' was trained on another base model \(.*size mismatch"),
-    "output_dir not writable": (lambda t, m, c, k: ["--output_dir", str(_file(t / "a-file") / "out")],
-                                r"output_dir .*a-file/out' is not writable"),
-}  # fmt: skip
+# ------------------------------------------------------------------------------------------------ Ctrl-C and SIGTERM
 
 
-def _good_and_corrupt(root: Path) -> Path:
-    folder = folder_with_audio(root, lambda p: sf.write(p, 0.3 * np.sin(np.arange(64000) / 10.0), 32000))
-    (folder / "b.wav").write_bytes(b"RIFFjunk")
-    return folder
+def _wait_for_line(process: subprocess.Popen, marker: str, timeout: float = 240.0) -> list[str]:
+    """Read the process' stdout until a line holds ``marker`` (the lines read so far); fail after ``timeout``."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
+        if not ready:
+            break
+        line = process.stdout.readline()
+        if not line:  # the process ended without logging
+            break
+        lines.append(line)
+        if marker in line:
+            return lines
+    process.kill()
+    raise AssertionError(f"no line with {marker!r} within {timeout:g} s; got: {lines[-5:]}; {process.stderr.read()}")
 
 
-def _metadata_without_file_name(root: Path) -> Path:
-    folder = root / "meta"
-    folder.mkdir()
-    sf.write(folder / "a.wav", np.zeros(3200), 32000)
-    (folder / "metadata.jsonl").write_text(json.dumps({"path": "a.wav", "text": "x"}) + "\n")
-    return folder
-
-
-def _t5_folder(root: Path) -> Path:
-    from transformers import T5Config
-
-    T5Config(d_model=8, d_ff=8, num_layers=1, num_heads=1, d_kv=8, vocab_size=32).save_pretrained(root / "t5")
-    return root / "t5"
-
-
-def _file(path: Path) -> Path:
-    path.write_text("not a folder")
-    return path
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_through_the_cli(
-    case, tmp_path, tiny_model_dir, corpus_dir, data_cache_dir, earlier_run, other_base_checkpoint
-):
-    build, pattern = CASES[case]
-    extra = build(tmp_path, tiny_model_dir, corpus_dir, other_base_checkpoint)
-    if extra and extra[0].endswith(".json"):
-        argv = extra  # the config file itself is the problem
-    else:
-        argv = (
-            base_argv(tiny_model_dir, corpus_dir, earlier_run, data_cache_dir)
-            + [
-                "--overwrite_output_dir",
-                "true",
-                "--max_steps",
-                "2",
-                "--max_train_samples",
-                "2",
-                "--per_device_train_batch_size",
-                "2",
-            ]
-            + extra
-        )
-    before = snapshot(earlier_run)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "finetune_musicgen.py"), *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0]
-    assert re.search(pattern, errors[0]), errors[0]
-    assert ";" in errors[0]  # the problem; then the fix
-    if case == "adapter of another base":  # fails after preparing: the new config's prepared_data/ stays, for reuse
-        before = {k: v for k, v in before.items() if not k.startswith("prepared_data/")}
-        assert {k: v for k, v in snapshot(earlier_run).items() if not k.startswith("prepared_data/")} == before
-    else:
-        assert snapshot(earlier_run) == before  # the earlier good run is untouched
-
-
-def test_disk_full_while_saving_keeps_the_previous_checkpoint(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path):
-    """The real CLI in a subprocess whose disk 'fills up' while the second checkpoint is written."""
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_saves_a_checkpoint_that_resumes(signal_name, tmp_path, tiny_model_dir, corpus_dir,
+                                                       data_cache_dir):  # fmt: skip
+    """The real script, stopped while it trains: exit 130, one line naming the checkpoint and how to continue, no
+    traceback; the checkpoint is complete and a resumed run continues from it."""
     out = tmp_path / "run"
     argv = base_argv(tiny_model_dir, corpus_dir, out, data_cache_dir) + [
-        "--max_steps",
-        "4",
-        "--save_strategy",
-        "steps",
-        "--save_steps",
-        "1",
-        "--max_train_samples",
-        "2",
-        "--per_device_train_batch_size",
-        "2",
-    ]
-    script = (
-        "import errno, sys, safetensors.torch as st, transformers.trainer as tt\n"
-        "original, calls = tt.Trainer._save_rng_state, []\n"
-        "def full(self, output_dir):\n"
-        "    calls.append(1)\n"
-        "    if len(calls) == 2: raise OSError(errno.ENOSPC, 'No space left on device')\n"
-        "    return original(self, output_dir)\n"
-        "tt.Trainer._save_rng_state = full\n"
-        "import finetune_musicgen; finetune_musicgen.main(sys.argv[1:])\n"
+        "--max_steps", "100000", "--save_strategy", "steps", "--save_steps", "100000", "--logging_steps", "1",
+        "--max_train_samples", "4", "--per_device_train_batch_size", "4",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        [*COMMAND_LINES["train"], *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    _wait_for_line(process, "'loss'")  # training has started: a step was logged
+    process.send_signal(getattr(signal, signal_name))
+    _, err = process.communicate(timeout=240)
+    line = check_failure(process.returncode, "", err, 130, rf"stopped by {signal_name} at step \d+ of 100000")
+    step = int(re.search(r"at step (\d+)", line).group(1))
+    checkpoint = out / f"checkpoint-{step}"
+    assert line.endswith(f"the checkpoint is '{checkpoint}': run the same command again to continue from it")
+    assert is_complete(checkpoint)
+    assert not (out / LOCK_NAME).exists()  # the lock is released: the same command can run again
+    resumed = finetune_musicgen.main(argv[:-12] + [
+        "--max_steps", str(step + 1), "--save_strategy", "no", "--logging_steps", "1", "--max_train_samples", "4",
+        "--per_device_train_batch_size", "4", "--resume_from_checkpoint", "true",
+    ])  # fmt: skip
+    steps = [record["step"] for record in resumed["log_history"] if "loss" in record]
+    assert steps[-1] == step + 1 and steps[:step] == list(range(1, step + 1))  # it continued, it did not restart
+
+
+# ------------------------------------------------------------------------------------------- what the refusals keep
+
+
+def test_help_shows_the_defaults_a_config_file_run_gets(tmp_path, capsys):
+    config = tmp_path / "my-run.JSON"
+    config.write_text(json.dumps({"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o", "lora_r": 7}))
+    with pytest.raises(SystemExit) as helped:
+        finetune_musicgen.main([str(config), "--help"])
+    assert helped.value.code == 0
+    help_of = re.search(
+        r"^  --lora_r LORA_R, --lora-r LORA_R\n\s+LoRA rank. \(default: (\d+)\)", capsys.readouterr().out, re.M
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, *argv],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    assert help_of is not None and help_of.group(1) == "7"
+
+
+def test_json_false_turns_an_option_off_and_true_reads_as_the_command_line_writes_it(tmp_path):
+    config = tmp_path / "config.json"
+    values = {"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o", "deepspeed": False,
+              "resume_from_checkpoint": True, "accelerator_config": False}  # fmt: skip
+    config.write_text(json.dumps(values))
+    training = parse_config([str(config)]).training
+    assert training.deepspeed is None and training.resume_from_checkpoint == "true"
+
+
+def test_bom_and_repeated_identical_rows_are_accepted(tmp_path, data_cache_dir, tiny_model_dir, caplog):
+    folder = tmp_path / "songs"
+    write_tone(folder / "a.wav", 2.0, 220.0)
+    write_tone(folder / "b.wav", 2.5, 330.0)
+    rows = [{"file_name": "a.wav", "text": "low"}, {"file_name": "b.wav", "text": "high"}]
+    text = "".join(json.dumps(row) + "\n" for row in [*rows, rows[0]])
+    (folder / "metadata.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    report = prepare_cli.main(
+        base_argv(tiny_model_dir, folder, tmp_path / "out", data_cache_dir) + ["--min_duration_in_seconds", "1"]
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: disk full while saving") and "resume_from_checkpoint true" in last
-    assert (out / "checkpoint-1" / "trainer_state.json").is_file() and not (out / "checkpoint-2").exists()
+    assert report["splits"]["train"]["tracks"] == 2
+    assert "lists 'a.wav' twice (lines 1 and 3): the repeat is ignored" in caplog.text
+
+
+def test_a_permission_problem_fixed_is_not_remembered(tmp_path, data_cache_dir, tiny_model_dir, monkeypatch):
+    """An unreadable file is skipped and named; once readable, the next preparation uses it (nothing cached)."""
+    folder = tmp_path / "songs"
+    write_tone(folder / "a.wav", 2.0, 220.0)
+    write_tone(folder / "b.wav", 2.5, 330.0)
+    argv = base_argv(tiny_model_dir, folder, tmp_path / "out", data_cache_dir) + ["--instance_prompt", "tone"]
+    with monkeypatch.context() as denied:
+        deny_read(folder / "b.wav", denied)
+        first = prepare_cli.main(argv)
+    (folder / "b.wav").chmod(0o644)
+    second = prepare_cli.main(argv)
+    assert first["splits"]["train"]["tracks"] == 1 and second["splits"]["train"]["tracks"] == 2
+    assert first["splits"]["train"]["files"]["reasons"] == {"permission denied": 1}
+
+
+def test_generate_overwrite_replaces_earlier_generations_once_it_succeeded(tmp_path, trained_run):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("0.wav", "1.wav", "prompts.txt", "generation_config.json", "notes.md"):
+        (out / name).write_text("earlier")
+    generate_cli.main(["--adapter", trained_run["output_dir"], "--prompt", "lofi", "--duration", "0.1", "--out_dir",
+                       str(out), "--overwrite"])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["0.wav", "generation_config.json", "notes.md", "prompts.txt"]
+    assert (out / "prompts.txt").read_text() == "0\tlofi\n" and (out / "notes.md").read_text() == "earlier"
+
+
+def test_evaluate_overwrite_replaces_an_earlier_evaluation_once_it_succeeded(tmp_path, trained_run, tiny_model_dir):
+    out = tmp_path / "eval"
+    for name in ("metrics.json", "report.html", "base/7-1.wav", "final/7-1.png"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(json.dumps({"models": {"base": {}, "final": {}}}) if name == "metrics.json" else "x")
+    (out / "best").mkdir()
+    (out / "best" / "adapter_config.json").write_text("{}")  # not an evaluation's folder: never touched
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("lofi piano\n")
+    evaluate_cli.main(["--base_model", str(tiny_model_dir), "--model", f"final={trained_run['output_dir']}",
+                       "--prompts", str(prompts), "--duration", "0.5", "--num_samples", "1", "--skip_melody",
+                       "--output_dir", str(out), "--overwrite"])  # fmt: skip
+    assert not (out / "base" / "7-1.wav").exists() and not (out / "final" / "7-1.png").exists()  # nothing stale
+    assert (out / "best" / "adapter_config.json").read_text() == "{}"
+    assert not any(p.name.startswith("previous-") for p in out.iterdir())
+    assert set(json.loads((out / "metrics.json").read_text())["models"]) == {"base", "final"}

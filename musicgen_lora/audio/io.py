@@ -152,7 +152,9 @@ def _check_path(target: Any, name: str) -> None:
     if isinstance(target, str):
         if not os.path.exists(target):
             raise AudioProblem("missing", name, "file not found")
-        if not os.access(target, os.R_OK) or os.path.isdir(target):
+        if os.path.isdir(target):
+            raise AudioProblem("unreadable", name, "a folder, not an audio file")
+        if not os.access(target, os.R_OK):
             raise AudioProblem("permission denied", name, "not a readable file")
         if os.path.getsize(target) == 0:
             raise AudioProblem("empty", name, "0 bytes")

@@ -217,4 +217,6 @@ def estimate_tempo(
         sr: its sample rate.
         min_bpm, max_bpm: the range searched.
     """
+    if np.shape(audio)[-1] < sr:  # under 1 s: shorter than the envelope's smoothing, which would not fit
+        return None
     return tempo_from_envelope(onset_envelope(audio, sr), min_bpm, max_bpm)

@@ -49,7 +49,8 @@ import peft
 import torch
 import transformers
 
-from ..errors import UserError, exit_on_user_error
+from ..errors import CommandLineParser, UserError, exit_on_user_error
+from ..files import ensure_writable_folder
 from ..logs import setup_logging
 from .cases import Case, cpu_cases, cuda_cases, run_case, run_case_in_subprocess, save_random_model
 from .measure import matmul_peak
@@ -87,10 +88,15 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
-def run_suite(scale: str, device: str, out: Path | None, case_timeout: float = 1200.0) -> dict[str, Any]:
-    """Every measurement at ``scale`` (see SCALES); returns the results (also written to ``out`` as JSON)."""
+def check_device(device: str) -> None:
+    """Raises UserError when ``device`` is cuda and this machine has no CUDA GPU."""
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda needs a CUDA GPU, and torch.cuda.is_available() is false here; use --device cpu")
+
+
+def run_suite(scale: str, device: str, out: Path | None, case_timeout: float = 1200.0) -> dict[str, Any]:
+    """Every measurement at ``scale`` (see SCALES); returns the results (also written to ``out`` as JSON)."""
+    check_device(device)
     quick = scale != "full"
     results: dict[str, Any] = {"quick": quick, "scale": scale, "device": device, "machine": machine_info(device)}
     size = 1024 if quick else (8192 if device == "cuda" else 2048)
@@ -186,16 +192,25 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     out.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
 
 
+def _check_out(out: Path) -> None:
+    """Raises UserError when the results file ``out`` cannot be written (a folder, or a folder that is not
+    writable)."""
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder; give a file name, e.g. {out / 'results.json'}")
+    ensure_writable_folder(out.parent, "--out's folder")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m musicgen_lora.bench``: runs the suite and prints its table; returns the results. With ``--worker``
     (the suite's own subprocesses) runs one case and prints its result as one JSON line."""
-    parser = argparse.ArgumentParser(prog="python -m musicgen_lora.bench", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m musicgen_lora.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps: a smoke test of every measurement")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the training steps run")
     parser.add_argument("--out", default="bench/results.json", help="JSON file for every number (default %(default)s)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # one case, in a fresh process (JSON of a Case)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    with exit_on_user_error(argv):
+        args = parser.parse_args(argv)
     if args.worker:
         logging.basicConfig(level=logging.WARNING)
         result = run_case(Case(**json.loads(args.worker)), Path(args.workdir))
@@ -203,5 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return result
     setup_logging()
     with exit_on_user_error(argv):
+        check_device(args.device)
+        if args.out:  # checked now: it is first written after the first measurement, minutes in
+            _check_out(Path(args.out))
         results = run_suite("quick" if args.quick else "full", args.device, Path(args.out) if args.out else None)
         print(results["table"])

@@ -153,16 +153,19 @@ def _config_file_index(argv: list[str]) -> int | None:
 
 
 def check_json_values(values: dict[str, Any], source: str) -> None:
-    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type; a JSON ``true``/``false``
-    for an option the command line takes as text (``resume_from_checkpoint``) becomes that text, in place."""
+    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type. A JSON ``true`` for an
+    option the command line takes as text (``resume_from_checkpoint``) becomes ``"true"``, and a JSON ``false`` for
+    an option that can be null (off: ``resume_from_checkpoint``, ``deepspeed``...) becomes null, in place."""
     known = _fields()
     hints = _type_hints()
     for key, value in values.items():
         if key not in known:
             raise UserError(f"unknown option '{key}' in {source}{_nearest(key, known)}")
         hint = hints.get(key, Any)
-        if isinstance(value, bool) and not _value_matches(value, hint) and _value_matches("true", hint):
-            values[key] = value = str(value).lower()  # JSON true/false where the command line takes "true"/"false"
+        if value is False and not _value_matches(value, hint) and _value_matches(None, hint):
+            values[key] = value = None  # "false" would read as a file name for deepspeed or accelerator_config
+        if value is True and not _value_matches(value, hint) and _value_matches("true", hint):
+            values[key] = value = "true"  # as the command line writes it
         if not _value_matches(value, hint):
             raise UserError(
                 f"option '{key}' in {source} must be of type {_describe(hint)}, got {json.dumps(value)}; "
@@ -222,6 +225,11 @@ def parse_config(
     parser.set_defaults(**values)
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
+        if config is not None and _config_file_index(unknown) is not None:
+            raise UserError(
+                f"two config files ({source} and '{unknown[_config_file_index(unknown)]}'); give one, and any other "
+                "setting as --key value"
+            )
         flag = next((word for word in unknown if word.startswith("-")), unknown[0])
         name = flag.lstrip("-").split("=")[0]
         raise UserError(f"unknown option '{flag}'{_nearest(name, _fields())}")
@@ -247,8 +255,9 @@ def parse_config(
     _adapt_to_hardware(training_values)
     try:
         training = MusicgenTrainingArguments(**training_values)
-    except (ValueError, TypeError, ImportError) as err:  # TrainingArguments' own consistency checks
-        raise UserError(f"invalid training options: {one_line(err)}") from None
+    # TrainingArguments' own checks; a missing deepspeed or accelerator_config file is an OSError
+    except (ValueError, TypeError, ImportError, OSError) as err:
+        raise UserError(f"invalid training options: {one_line(err)}; fix the option it names (see --help)") from None
     return ParsedConfig(model, data, lora, training, requested)
 
 

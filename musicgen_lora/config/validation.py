@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError, one_line
+from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+from ..errors import MAX_SEED, UserError, one_line
 from ..files import looks_like_hub_id
 from .arguments import (
     ATTN_IMPLEMENTATIONS,
@@ -26,6 +28,10 @@ from .arguments import (
     ModelArguments,
 )
 from .caption_template import ANALYSIS_FIELDS, TAG_FIELDS, TAG_SETS, effective_template
+
+MAX_INTEGER = MAX_SEED + 1  # every integer option is checked against it: no option needs more
+REPORT_TO_NAMES = ("none", "all", *INTEGRATION_TO_CALLBACK)  # checked before the run (Trainer checks it late)
+MAX_LORA_RANK = 4096  # twice the widest MusicGen layer (large: 2048); a rank above a layer's width adds nothing
 
 
 def _require(ok: bool, message: str) -> None:
@@ -48,6 +54,11 @@ def check_options(model: ModelArguments, data: DataArguments, lora: LoraArgument
             _require(
                 not isinstance(value, float) or math.isfinite(value), f"{name} must be a finite number, got {value}"
             )
+            # a JSON integer has no size limit; past 2**32 no option makes sense, and the libraries fail deep inside
+            _require(
+                not isinstance(value, int) or abs(value) < MAX_INTEGER,
+                f"{name} must be below {MAX_INTEGER}, got {value}",
+            )
     check_model_options(model)
     check_data_options(data)
     check_lora_options(lora)
@@ -69,6 +80,10 @@ def check_model_options(model: ModelArguments) -> None:
 def check_lora_options(lora: LoraArguments) -> None:
     """Raises UserError for a LoRA option out of range."""
     _require(lora.lora_r >= 1, f"lora_r must be a positive integer, got {lora.lora_r}")
+    _require(
+        lora.lora_r <= MAX_LORA_RANK,
+        f"lora_r must be at most {MAX_LORA_RANK} (a rank above a layer's width adds nothing), got {lora.lora_r}",
+    )
     _require(lora.lora_alpha > 0, f"lora_alpha must be > 0, got {lora.lora_alpha}")
     _require(0 <= lora.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {lora.lora_dropout}")
     _require(
@@ -178,6 +193,20 @@ def check_training_options(training: dict[str, Any]) -> None:
         training["max_steps"] >= 1 or training["num_train_epochs"] > 0,
         f"num_train_epochs must be > 0 (or set max_steps), got {training['num_train_epochs']}",
     )
+    for name in ("seed", "data_seed"):
+        value = training.get(name)
+        _require(value is None or 0 <= value <= MAX_SEED, f"{name} must be between 0 and {MAX_SEED}, got {value}")
+    reports = training.get("report_to")
+    unknown = [n for n in ([reports] if isinstance(reports, str) else reports or []) if n not in REPORT_TO_NAMES]
+    _require(
+        not unknown,
+        f"report_to '{unknown[0] if unknown else ''}' is not a logging backend; use none, all or some of "
+        f"{', '.join(INTEGRATION_TO_CALLBACK)}",
+    )
+    # transformers accepts 0 and negative intervals and then silently never saves, logs or evaluates
+    for name in ("save_steps", "logging_steps", "eval_steps"):
+        value = training.get(name)
+        _require(value is None or value > 0, f"{name} must be > 0 (a ratio of all steps if below 1), got {value}")
     for name in ("text_dropout_prob", "chroma_dropout_prob"):
         _require(0 <= training[name] < 1, f"{name} must be in [0, 1), got {training[name]}")
     _require(

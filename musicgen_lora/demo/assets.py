@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.arguments import ParsedConfig
+from ..errors import UserError
 from .synth import synthesize_corpus
 from .tiny import save_tiny_musicgen
 
@@ -65,9 +66,21 @@ def ensure_demo_assets(parsed: ParsedConfig) -> None:
 def build_demo_assets(model_dir: Path | None, corpus_dir: Path | None) -> None:
     """The demo's tiny random MusicGen in ``model_dir`` and its synthetic captioned corpus in ``corpus_dir``, each
     built only where it is missing (None: not wanted)."""
+    build_corpus = corpus_dir is not None and not (corpus_dir / "metadata.jsonl").is_file()
+    if build_corpus and corpus_dir.is_dir() and any(corpus_dir.iterdir()):  # said before the model's build
+        raise UserError(
+            f"the demo corpus folder '{corpus_dir}' holds files but no metadata.jsonl (the corpus would be written "
+            "over them); move it, or run the demo from another folder"
+        )
     if model_dir is not None and not (model_dir / "config.json").is_file():
         logger.info("Building the tiny demo MusicGen in %s", model_dir)
-        save_tiny_musicgen(model_dir)
-    if corpus_dir is not None and not (corpus_dir / "metadata.jsonl").is_file():
+        try:
+            save_tiny_musicgen(model_dir)
+        except FileExistsError:  # a folder of someone else's files where the demo model goes: left alone
+            raise UserError(
+                f"the demo model folder '{model_dir}' holds files but no model (config.json); move it, or run the demo "
+                "from another folder"
+            ) from None
+    if build_corpus:
         logger.info("Synthesising the demo corpus in %s", corpus_dir)
         synthesize_corpus(corpus_dir, clips=DEMO_CLIPS, seconds=DEMO_CLIP_SECONDS, seed=0)

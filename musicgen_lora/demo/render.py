@@ -40,14 +40,21 @@ MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 192000
 
 
+# Demo clips are short; 10 minutes is far past MusicGen's 30 s window, and a longer request (a typo: 86400) would
+# fill the memory (the mix is rendered whole, in float64).
+MAX_SECONDS = 600.0
+
+
 def check_seconds(seconds: float) -> float:
-    """``seconds`` as a positive finite float; ValueError otherwise."""
+    """``seconds`` as a positive finite float of at most :data:`MAX_SECONDS`; ValueError otherwise."""
     try:
         seconds = float(seconds)
     except (TypeError, ValueError):
         raise ValueError(f"seconds must be a number, got {seconds!r}") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"seconds must be at most {MAX_SECONDS:g} for a demo clip, got {seconds:g}")
     return seconds
 
 

@@ -109,7 +109,23 @@ def _build_parser() -> argparse.ArgumentParser:
         default=",".join(GENRES),
         help="comma-separated genres to cycle through (clip i gets genre i mod their count)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the clips and metadata.jsonl of an earlier corpus in out_dir"
+    )
     return parser
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    """Raises UserError when ``out`` is a file, or holds files a corpus writes (metadata.jsonl, clip_NNN.wav) that
+    ``overwrite`` does not allow to replace."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out_dir '{out}' is a file, not a folder; choose a folder (it is created if missing)")
+    earlier = sorted(p.name for p in out.glob("clip_*.wav")) + ["metadata.jsonl"] * (out / "metadata.jsonl").exists()
+    if earlier and not overwrite:
+        raise UserError(
+            f"out_dir '{out}' already holds {', '.join(earlier[:3])}, which a corpus writes; choose a new or empty "
+            "folder, or add --overwrite to replace them"
+        )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -118,10 +134,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args = _build_parser().parse_args(argv)
         genres = [g.strip() for g in args.genres.split(",") if g.strip()]
         started = time.perf_counter()
+        _check_out_dir(Path(args.out_dir), args.overwrite)
         try:
             rows = synthesize_corpus(args.out_dir, args.clips, args.seconds, args.seed, args.sample_rate, genres)
-        except (ValueError, OSError) as err:
+        except ValueError as err:
             raise UserError(str(err)) from None
+        except OSError as err:
+            raise UserError(
+                f"cannot write to '{args.out_dir}' ({err.strerror}); choose a folder you can write to"
+            ) from None
     counts = {g: sum(r["genre"] == g for r in rows) for g in dict.fromkeys(r["genre"] for r in rows)}
     summary = ", ".join(f"{g} x{c}" for g, c in counts.items())
     print(

@@ -24,7 +24,6 @@ the command line."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -40,6 +39,8 @@ from transformers import (
 )
 from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
 
+from ..errors import CommandLineParser, UserError, exit_on_user_error
+from ..files import ensure_writable_folder
 from ..models.processors import melody_feature_extractor
 from .tiny_codec import init_codebooks
 from .tiny_configs import MIRRORS, VARIANTS, architecture_sizes, check_variant, generation_config, musicgen_config
@@ -146,18 +147,24 @@ def save_tiny_musicgen(out_dir, seed: int = 0, force: bool = False, variant: str
     If ``out_dir`` already holds a model (``config.json``) and ``force`` is false, nothing is touched (but a
     folder built here for another variant raises FileExistsError).
     The folder is written to a temporary sibling directory and renamed into place, so an interrupted build
-    never leaves a half-written ``out_dir``. An existing ``out_dir`` that is not a model folder is replaced
-    only if it is empty or ``force`` is set.
+    never leaves a half-written ``out_dir``. An existing ``out_dir`` that is not a model folder is used only if
+    it is an empty folder: ``force`` rebuilds model folders, it never replaces someone's files.
+
+    Raises:
+        FileExistsError: ``out_dir`` is a file or a folder of other files, or (without ``force``) holds a tiny model
+            of another variant.
     """
     check_variant(variant)
     out = pathlib.Path(out_dir).expanduser().absolute()
-    if out.exists() and not force:
-        if _holds_model(out):
-            _check_existing(out, variant)
-            print(f"tiny MusicGen already exists at {out} (use --force to rebuild)")
-            return out
-        if not out.is_dir() or any(out.iterdir()):
-            raise FileExistsError(f"{out} exists and is not a model folder; use force=True / --force to replace it")
+    if out.exists() and not _holds_model(out) and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(
+            f"{out} exists and is not a model folder (no config.json); choose a new or empty folder (--force only "
+            "rebuilds a model folder)"
+        )
+    if out.exists() and not force and _holds_model(out):
+        _check_existing(out, variant)
+        print(f"tiny MusicGen already exists at {out} (use --force to rebuild)")
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
 
     model, processor = build_tiny_musicgen(seed=seed, variant=variant)
@@ -225,7 +232,7 @@ def _move_into_place(tmp: pathlib.Path, out: pathlib.Path, force: bool, variant:
 
 def main(argv: list[str] | None = None) -> pathlib.Path:
     """Command-line entry point; returns the model folder."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="python -m musicgen_lora.tiny",
         description=(
             "Build a tiny, randomly initialised but fully working MusicGen model folder (32 kHz, 4 codebooks "
@@ -246,5 +253,14 @@ def main(argv: list[str] | None = None) -> pathlib.Path:
         help="checkpoint structure to mirror: mono = facebook/musicgen-small, stereo = facebook/musicgen-stereo-small "
         "(8 interleaved codebooks), melody = facebook/musicgen-melody (chroma conditioning) (default mono)",
     )
-    args = parser.parse_args(argv)
-    return save_tiny_musicgen(args.out_dir, seed=args.seed, force=args.force, variant=args.variant)
+    with exit_on_user_error(argv):
+        args = parser.parse_args(argv)
+        try:
+            ensure_writable_folder(pathlib.Path(args.out_dir).expanduser().absolute().parent, "OUT_DIR's folder")
+            return save_tiny_musicgen(args.out_dir, seed=args.seed, force=args.force, variant=args.variant)
+        except FileExistsError as err:
+            if err.errno is not None:  # the system's, not one of ours naming the fix
+                raise UserError(f"cannot write '{args.out_dir}' ({err.strerror}); choose another OUT_DIR") from None
+            raise UserError(str(err)) from None
+        except OSError as err:
+            raise UserError(f"cannot write '{args.out_dir}' ({err.strerror}); choose another OUT_DIR") from None

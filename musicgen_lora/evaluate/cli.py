@@ -11,6 +11,7 @@ and ``report.html``; see ``python evaluate.py --help`` and :mod:`musicgen_lora.e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import re
 import sys
@@ -18,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME
-from ..config.parsing import load_json_config, parse_config
-from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number
-from ..files import ensure_writable_folder, read_json_object
+from ..config.parsing import check_json_values, load_json_config, parse_config
+from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
+from ..files import ensure_writable_folder, kept_aside, read_json_object
 from ..logs import setup_logging
 from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
@@ -80,7 +81,7 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     add("--num_samples", type=int, default=2, help="samples per prompt and model (diversity needs >= 2)")
     add(
         "--seed",
-        type=int,
+        type=seed_number,
         help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0",
     )
     add("--guidance_scale", type=finite_number, help="classifier-free guidance (1: none); default: config's, else 3")
@@ -159,11 +160,23 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
     add("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
 
 
-def _read_config(path: str) -> tuple[Path, dict[str, Any]]:
+def _config_file(path: str) -> Path:
+    """The training config that --config names: the file, or a run folder's finetune_config.json."""
     location = Path(path).expanduser()
-    if location.is_dir():
-        location = location / RESOLVED_CONFIG_NAME
-    return location.parent, load_json_config(location)
+    return location / RESOLVED_CONFIG_NAME if location.is_dir() else location
+
+
+def _read_config(path: str) -> tuple[Path, dict[str, Any]]:
+    """The run folder and the values of the training config --config names, their types checked (a hand-edited
+    file is read as training reads it).
+
+    Raises:
+        UserError: missing, not JSON, an unknown key or a value of the wrong type.
+    """
+    location = _config_file(path)
+    values = load_json_config(location)
+    check_json_values(values, f"'{location}'")
+    return location.parent, values
 
 
 def _split_name(value: str, default: str) -> tuple[str, str]:
@@ -303,7 +316,11 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
     guidance = args.guidance_scale if args.guidance_scale is not None else config.get("guidance_scale", 3.0)
     if guidance < 1:
         raise UserError(f"--guidance_scale must be >= 1 (1 disables guidance), got {guidance:g}")
-    window = args.max_duration_in_seconds or config.get("max_duration_in_seconds", MODEL_MAX_SECONDS)
+    window = (
+        args.max_duration_in_seconds
+        if args.max_duration_in_seconds is not None
+        else config.get("max_duration_in_seconds", MODEL_MAX_SECONDS)
+    )
     if not 0 < window <= MODEL_MAX_SECONDS:
         raise UserError(f"--max_duration_in_seconds must be in (0, {MODEL_MAX_SECONDS:g}], got {window:g}")
     max_train_samples = (
@@ -332,7 +349,7 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
         eval_datasets.append(DatasetSpec(name, source, resolve_split(source, args.eval_split)))
     run, seed = None, 42
     if args.config:  # the run's data options, so its data is prepared exactly as training prepared it
-        parsed = parse_config([str(_read_config(args.config)[0] / RESOLVED_CONFIG_NAME)])
+        parsed = parse_config([str(_config_file(args.config))])
         run = dataclasses.replace(
             parsed.data, data_cache_dir=args.data_cache_dir or parsed.data.data_cache_dir, push_metadata_repo_id=None
         )  # prepared as in training, never pushed again
@@ -353,11 +370,40 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
     return eval_datasets, train_dataset
 
 
+def earlier_evaluation(out: Path) -> list[Path]:
+    """An earlier evaluation in ``out``: its results and the folders of the models its metrics.json names, where
+    they hold only what an evaluation writes there (WAVs and spectrogram PNGs: never a checkpoint folder)."""
+    results = [out / name for name in EVALUATION_FILES if (out / name).exists()]
+    models = read_json_object(out / "metrics.json").get("models") if results else None
+    folders = [out / name for name in (models if isinstance(models, dict) else {}) if _NAME.match(str(name))]
+    return results + [
+        folder
+        for folder in folders
+        if folder.is_dir() and all(p.is_file() and p.suffix in (".wav", ".png") for p in folder.iterdir())
+    ]
+
+
+def _replacing_earlier_evaluation(out: Path, models: list[str]) -> contextlib.AbstractContextManager:
+    """An earlier evaluation in ``out`` (only with --overwrite: see _check_output_dir) kept aside until this one has
+    succeeded; after a failure, what this one wrote is removed (not folders it found and wrote into)."""
+    earlier = earlier_evaluation(out)
+    found = {out / name for name in (BASE, *models) if (out / name).exists()} - set(earlier)
+
+    def written() -> list[Path]:
+        return [out / name for name in EVALUATION_FILES] + [
+            out / name for name in (BASE, *models) if out / name not in found
+        ]
+
+    return kept_aside(out, earlier, "evaluation", written)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
     with exit_on_user_error(argv):
         args = build_parser().parse_args(argv)
-        result = run_evaluation(settings_from_args(args))
+        settings = settings_from_args(args)
+        with _replacing_earlier_evaluation(settings.output_dir, [m.name for m in settings.models]):
+            result = run_evaluation(settings)
     print(f"wrote {len(result['records'])} clips, metrics.json and {result['report']}")
     return result

@@ -57,7 +57,9 @@ def read_prompts(path: str | Path) -> list[Prompt]:
         if isinstance(items, dict):
             items = items.get("prompts", items.get("test_prompts"))
         if not isinstance(items, list):
-            raise UserError(f"prompts file '{path}' must hold a JSON list of prompts, e.g. [\"lofi piano, 80 bpm\"]")
+            raise UserError(
+                f"prompts file '{path}' holds no list of prompts; write a JSON list, e.g. [\"lofi piano, 80 bpm\"]"
+            )
     prompts = []
     for number, item in enumerate(items, start=1):
         if isinstance(item, str) and item.strip():

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ..audio.io import load_audio, write_audio
-from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number
-from ..files import atomic_write_json, atomic_write_text, ensure_writable_folder
+from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
+from ..files import atomic_write_json, atomic_write_text, ensure_writable_folder, kept_aside
 from ..logs import setup_logging
 from ..models.loading import is_melody_model, pick_device
 from .adapters import load_for_generation, merge_and_save
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", action="append", default=[], help="text prompt; repeat for several clips")
     parser.add_argument("--duration", type=finite_number, default=10.0, help="seconds of audio per prompt (any length)")
     parser.add_argument("--guidance_scale", type=finite_number, default=3.0, help="classifier-free guidance (1: none)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed: same seed, prompts and batch -> same audio")
+    parser.add_argument(
+        "--seed", type=seed_number, default=0, help="sampling seed: same seed, prompts and batch -> same audio"
+    )
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     parser.add_argument("--out_dir", default="generated", help="where the audio files and prompts.txt go")
     parser.add_argument("--format", choices=FORMATS, default="wav", help="audio file format")
@@ -134,7 +136,9 @@ def _check_options(options: argparse.Namespace) -> None:
         _check_out_dir(Path(options.out_dir), options.overwrite)
     if options.merge:
         merge = Path(options.merge)
-        if merge.exists() and (not merge.is_dir() or any(merge.iterdir())):
+        if merge.exists() and not merge.is_dir():
+            raise UserError(f"--merge '{merge}' is a file; give a new or empty folder for the merged model")
+        if merge.exists() and any(merge.iterdir()):
             raise UserError(
                 f"--merge folder '{merge}' is not empty (the merged model would replace what is there); give a new or "
                 "empty folder"
@@ -143,7 +147,7 @@ def _check_options(options: argparse.Namespace) -> None:
 
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     """Raises UserError when --out_dir is a file, not writable, or holds earlier generations (without --overwrite,
-    which removes only those)."""
+    which lets this generation replace them once it has succeeded)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out_dir '{out}' is a file, not a folder; choose a folder")
     earlier = _generation_files(out)
@@ -153,8 +157,6 @@ def _check_out_dir(out: Path, overwrite: bool) -> None:
             "--out_dir, or add --overwrite to replace them"
         )
     ensure_writable_folder(out, "--out_dir")
-    for path in earlier:  # --overwrite: only what an earlier generation wrote
-        path.unlink()
 
 
 def _generation_files(out: Path) -> list[Path]:
@@ -182,7 +184,19 @@ def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np
 def _generate_files(
     model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None
 ) -> list[str]:
-    out = Path(options.out_dir)  # checked (and emptied of earlier generations, with --overwrite) by _check_options
+    out = Path(options.out_dir)  # checked by _check_options
+    # an earlier generation (only with --overwrite: see _check_out_dir) is deleted once this one has succeeded
+    with kept_aside(out, _generation_files(out), "generation", lambda: _generation_files(out)):
+        files = _write_generations(model, processor, options, melody, out)
+    for path in files:
+        print(path)
+    return files
+
+
+def _write_generations(
+    model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None, out: Path
+) -> list[str]:
+    """Generate every prompt (in batches) and write the clips, prompts.txt and generation_config.json to ``out``."""
     rate = model.config.audio_encoder.sampling_rate
     batch = options.batch_size or len(options.prompt)
     files: list[str] = []
@@ -205,6 +219,4 @@ def _generate_files(
     atomic_write_text(out / "prompts.txt", "".join(f"{i}\t{p}\n" for i, p in enumerate(options.prompt)))
     settings = {k: v for k, v in vars(options).items() if k != "debug"}
     atomic_write_json(out / "generation_config.json", settings, indent=2)
-    for path in files:
-        print(path)
     return files

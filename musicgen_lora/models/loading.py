@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import types
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForTextToWaveform,
     MusicgenForConditionalGeneration,
@@ -21,6 +23,7 @@ from transformers import (
 
 from ..config.arguments import ModelArguments, ParsedConfig
 from ..errors import UserError, one_line
+from ..files import is_local_path
 from .processors import load_processor
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,10 @@ def load_model_and_processor(
         UserError: the path/id cannot be loaded, or it is not a (mono, text-conditioned) MusicGen model.
     """
     name = model_args.model_name_or_path
+    if is_local_path(name) and not os.path.exists(os.path.expanduser(name)):
+        raise UserError(
+            f"model folder '{name}' not found; check the path, or give a MusicGen Hub id (e.g. facebook/musicgen-small)"
+        )
     try:
         with _half_precision_loading(dtype):
             model = AutoModelForTextToWaveform.from_pretrained(
@@ -60,7 +67,7 @@ def load_model_and_processor(
             f"cannot load the processor of '{name}': {one_line(err)[:200]}; install torchaudio matching your torch, "
             "or download the model to a local folder (hf download ... --local-dir DIR) and point to it"
         ) from None
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, SafetensorError) as err:  # a damaged weights file: SafetensorError
         if model_args.attn_implementation != "sdpa" and "attn" in str(err).lower():
             raise UserError(
                 f"attn_implementation '{model_args.attn_implementation}' is not available here "
@@ -187,6 +194,15 @@ def pick_device(device: str | None) -> torch.device:
         raise UserError(f"--device '{device}' is not a device; use cpu, cuda or cuda:N") from None
     if chosen.type == "cuda" and (not torch.cuda.is_available() or (chosen.index or 0) >= torch.cuda.device_count()):
         raise UserError(f"--device {device}: this machine has no such CUDA GPU; use --device cpu (or leave it out)")
-    if chosen.type not in ("cpu", "cuda") and not getattr(torch, chosen.type, None):
+    backend = getattr(torch, chosen.type, None)  # torch.mps, torch.xpu, ... (each says whether it is usable)
+    if chosen.type not in ("cpu", "cuda") and not (backend is not None and _available(backend)):
         raise UserError(f"--device {device}: not available here; use --device cpu")
     return chosen
+
+
+def _available(backend: Any) -> bool:
+    """Whether a torch device backend module (torch.mps, torch.xpu...) has a usable device on this machine."""
+    try:
+        return bool(backend.is_available()) if hasattr(backend, "is_available") else False
+    except (RuntimeError, AssertionError):  # builds without the backend raise instead of answering False
+        return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,12 @@ def audio_columns(dataset: datasets.Dataset) -> list[str]:
     return [c for c in ("audio", "conditional_audio") if c in dataset.column_names]
 
 
+def _unreadable(source: Any) -> bool:
+    """Whether ``source`` is a file on this machine that this process may not read."""
+    path = source.get("path") if isinstance(source, dict) and not source.get("bytes") else source
+    return isinstance(path, str) and os.path.exists(path) and not os.access(path, os.R_OK)
+
+
 def source_fingerprint(dataset: datasets.Dataset) -> str:
     """Identity of a split's content, as :func:`~.sources.load_split` returns it (whole, not a selection): its audio's
     identities (see :func:`codes_key`) and its captions.
@@ -125,7 +132,10 @@ def source_fingerprint(dataset: datasets.Dataset) -> str:
         digest.update(json.dumps([file_identity(entry["filename"]) for entry in dataset.cache_files]).encode())
     else:
         for start in range(0, len(dataset), ROWS_PER_READ):  # a slice at a time: audio bytes never all in memory
-            digest.update(codes_key("", audio[start : start + ROWS_PER_READ]).encode())
+            rows = audio[start : start + ROWS_PER_READ]
+            digest.update(codes_key("", rows).encode())
+            # a chmod changes neither size nor modification time: a file left out as unreadable is used once fixed
+            digest.update(json.dumps([_unreadable(a) for values in rows.values() for a in values]).encode())
     digest.update(json.dumps(list(dataset["text"]) if "text" in dataset.column_names else None).encode())
     if "caption_final" in dataset.column_names:  # captions taken as written are shaped differently
         digest.update(json.dumps(list(dataset["caption_final"])).encode())

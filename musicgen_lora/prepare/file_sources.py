@@ -23,6 +23,8 @@ import dataclasses
 import gzip
 import io
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,10 @@ from ..errors import UserError
 from ..files import read_user_text
 from .captions import caption_of
 
+logger = logging.getLogger(__name__)
+
 CSV_PATH_COLUMNS = ("file_name", "path")
+_EXTRA_FIELDS = object()  # csv.DictReader's key for the values of a row longer than the header
 
 
 CSV_CAPTION_FALLBACKS = ("caption", "description")
@@ -95,14 +100,67 @@ def _as_caption(value: Any) -> str | None:
     return text or None
 
 
+def read_csv_rows(path: Path, what: str, delimiter: str = ",") -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a CSV the user wrote, with the line each ends on: ``(line, {column: value})``; a value missing
+    from a short row is None.
+
+    Raises:
+        UserError: not UTF-8, not CSV, or a row with more values than the header has columns (a caption holding the
+            delimiter without quotes, which would otherwise be cut short silently).
+    """
+    text = read_user_text(path, what)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restkey=_EXTRA_FIELDS)  # type: ignore[arg-type]
+    rows = []
+    try:
+        for row in reader:
+            if _EXTRA_FIELDS in row:
+                columns, separators = len(reader.fieldnames or []), "tabs" if delimiter == "\t" else "commas"
+                raise UserError(
+                    f"{path} line {reader.line_num} has {columns + len(row[_EXTRA_FIELDS])} fields but the header has "
+                    f"{columns}; put values that hold {separators} (e.g. a caption) in double quotes"
+                )
+            rows.append((reader.line_num, row))
+    except csv.Error as err:
+        raise UserError(f"cannot read '{path}' as CSV ({err}); save it as CSV with a header row") from None
+    return rows
+
+
+def unique_tracks(entries: list[tuple[int, str, str, str | None]], source: Path) -> list[int]:
+    """Which of a table's rows to keep: each audio file once (the same track twice would be trained twice, and could
+    land on both sides of a split).
+
+    Args:
+        entries: per row, ``(line, audio path, the path as written, caption)``.
+
+    Returns:
+        The indices of the rows to keep; a repeat with the same caption is dropped with a warning.
+
+    Raises:
+        UserError: a file listed twice with different captions.
+    """
+    seen: dict[str, tuple[int, str | None]] = {}
+    keep = []
+    for index, (line, audio, written, caption) in enumerate(entries):
+        key = os.path.normpath(audio)
+        if key not in seen:
+            seen[key] = (line, caption)
+            keep.append(index)
+            continue
+        first, first_caption = seen[key]
+        if first_caption != caption:
+            raise UserError(
+                f"{source} lists '{written}' twice (lines {first} and {line}) with different captions; keep one row "
+                "per audio file"
+            )
+        logger.warning("%s lists '%s' twice (lines %d and %d): the repeat is ignored", source, written, first, line)
+    return keep
+
+
 def load_csv(path: Path, data_args: DataArguments) -> datasets.Dataset:
     """A CSV (or TSV) of audio paths and captions."""
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    text = read_user_text(path, "CSV file")
-    try:
-        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except csv.Error as err:
-        raise UserError(f"cannot read '{path}' as CSV ({err}); save it as CSV with a header row") from None
+    numbered = read_csv_rows(path, "CSV file", delimiter)
+    rows = [row for _, row in numbered]
     if not rows:
         raise UserError(f"'{path}' has no rows; add a header row and one row per audio file")
     columns = list(rows[0])
@@ -124,18 +182,22 @@ def load_csv(path: Path, data_args: DataArguments) -> datasets.Dataset:
             "text_column_name to the caption column, or set instance_prompt"
         )
     base = path.parent
-    data: dict[str, list] = {
-        "audio": [_resolve(base, row.get(path_column), path, n) for n, row in enumerate(rows, start=2)],
-        "text": [_as_caption(row.get(text_column)) if text_column else None for row in rows],
-    }
     conditional = data_args.conditional_audio_column_name
+    if conditional is not None and conditional not in columns:
+        raise UserError(
+            f"conditional audio column '{conditional}' not found in '{path}' (columns: {', '.join(columns)}); "
+            "set conditional_audio_column_name to a column of audio paths, or unset it"
+        )
+    entries = [
+        (line, _resolve(base, row.get(path_column), path, line), row[path_column], _as_caption(row.get(text_column)))
+        for line, row in numbered
+    ]
+    keep = unique_tracks(entries, path)
+    data: dict[str, list] = {"audio": [entries[i][1] for i in keep], "text": [entries[i][3] for i in keep]}
     if conditional is not None:
-        if conditional not in columns:
-            raise UserError(
-                f"conditional audio column '{conditional}' not found in '{path}' (columns: {', '.join(columns)}); "
-                "set conditional_audio_column_name to a column of audio paths, or unset it"
-            )
-        data["conditional_audio"] = [_resolve(base, row.get(conditional), path, n) for n, row in enumerate(rows, 2)]
+        data["conditional_audio"] = [
+            _resolve(base, numbered[i][1].get(conditional), path, numbered[i][0]) for i in keep
+        ]
     return datasets.Dataset.from_dict(data)
 
 
@@ -179,7 +241,7 @@ def load_manifest(path: Path, data_args: DataArguments) -> datasets.Dataset:
             ) from None
     else:
         lines = read_user_text(path, "manifest").splitlines()
-    paths, texts = [], []
+    entries = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -190,11 +252,12 @@ def load_manifest(path: Path, data_args: DataArguments) -> datasets.Dataset:
         if not isinstance(row, dict) or "path" not in row:
             raise UserError(f"{path} line {number} has no 'path' field; each line needs the audio file's path")
         audio = _resolve(path.parent, row["path"], path, number)
-        paths.append(audio)
-        texts.append(caption_of(row.get(data_args.text_column_name), f"{path} line {number}") or sidecar_caption(audio))
-    if not paths:
+        caption = caption_of(row.get(data_args.text_column_name), f"{path} line {number}") or sidecar_caption(audio)
+        entries.append((number, audio, str(row["path"]), caption))
+    if not entries:
         raise UserError(f"manifest '{path}' has no entries; add one JSON line per audio file")
-    return datasets.Dataset.from_dict({"audio": paths, "text": texts})
+    keep = unique_tracks(entries, path)
+    return datasets.Dataset.from_dict({"audio": [entries[i][1] for i in keep], "text": [entries[i][3] for i in keep]})
 
 
 def load_audio_file(path: Path, data_args: DataArguments) -> datasets.Dataset:

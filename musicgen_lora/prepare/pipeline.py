@@ -22,6 +22,7 @@ from ..files import (
     atomic_write_json,
     atomic_write_text,
     cache_root,
+    check_apart_from_data,
     ensure_writable_folder,
     save_dataset_atomically,
 )
@@ -72,6 +73,8 @@ def _prepare_all_splits(
     """:func:`prepare_data` without the progress-bar switch."""
     data_args, training = parsed.data, parsed.training
     out = Path(training.output_dir) / PREPARED_DIR_NAME
+    check_apart_from_data(training.output_dir, data_args.dataset_name)
+    ensure_writable_folder(training.output_dir, "output_dir")
     ensure_writable_folder(cache_root(data_args.data_cache_dir), "data_cache_dir")
     if model is None or processor is None:
         report = already_prepared(parsed, out)

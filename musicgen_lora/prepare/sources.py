@@ -6,8 +6,6 @@ a local folder (metadata.jsonl/.csv or .txt captions), a Hub dataset (downloaded
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import logging
 import os
@@ -22,7 +20,7 @@ from ..config.arguments import DataArguments
 from ..errors import UserError, one_line
 from ..files import read_user_text
 from .captions import caption_of
-from .file_sources import chosen_column, load_file_source, refuse_column_options
+from .file_sources import chosen_column, load_file_source, read_csv_rows, refuse_column_options, unique_tracks
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +45,9 @@ def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path
             break
     else:
         return None
-    text = read_user_text(path, "metadata file")
     rows = []
     if path.suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(read_user_text(path, "metadata file").splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -63,10 +60,7 @@ def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path
                 )
             rows.append((number, row))
     else:
-        try:
-            rows = list(enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2))
-        except csv.Error as err:
-            raise UserError(f"cannot read '{path}' as CSV ({err}); save it as CSV with a header row") from None
+        rows = read_csv_rows(path, "metadata file")
     return rows, path
 
 
@@ -103,32 +97,22 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
             f"conditional audio column '{conditional}' not found in the metadata of '{folder}' (columns: "
             f"{', '.join(columns)}); set conditional_audio_column_name to a column of audio paths, or unset it"
         )
-    table: dict[str, list] = {"audio": [], "text": [], **({"conditional_audio": []} if conditional else {})}
-    if FINAL_COLUMN in columns:  # a reviewed captions.jsonl: its captions are trained on as written
-        table["caption_final"] = []
-    seen: dict[str, tuple[int, str | None]] = {}
+    entries = []
     for number, row in rows:
         where = f"{source} line {number}"
-        audio = str(folder / _relative_path(row.get(path_column), path_column, where))
-        text = caption_of(row.get(text_column), where)
-        if audio in seen:  # the same track twice would be trained twice, and could land on both sides of a split
-            first, first_text = seen[audio]
-            if first_text != text:
-                raise UserError(
-                    f"{source} lists '{row[path_column]}' twice (lines {first} and {number}) with different captions; "
-                    "keep one row per audio file"
-                )
-            logger.warning(
-                "%s lists '%s' twice (lines %d and %d): the repeat is ignored", source, row[path_column], first, number
-            )
-            continue
-        seen[audio] = (number, text)
-        table["audio"].append(audio)
-        table["text"].append(text)
-        if "caption_final" in table:
-            table["caption_final"].append(_flag(row.get(FINAL_COLUMN), FINAL_COLUMN, where))
-        if conditional:
-            table["conditional_audio"].append(str(folder / _relative_path(row.get(conditional), conditional, where)))
+        written = _relative_path(row.get(path_column), path_column, where)
+        entries.append((number, str(folder / written), written, caption_of(row.get(text_column), where)))
+    keep = unique_tracks(entries, source)
+    table: dict[str, list] = {"audio": [entries[i][1] for i in keep], "text": [entries[i][3] for i in keep]}
+    if FINAL_COLUMN in columns:  # a reviewed captions.jsonl: its captions are trained on as written
+        table["caption_final"] = [
+            _flag(rows[i][1].get(FINAL_COLUMN), FINAL_COLUMN, f"{source} line {rows[i][0]}") for i in keep
+        ]
+    if conditional:
+        table["conditional_audio"] = [
+            str(folder / _relative_path(rows[i][1].get(conditional), conditional, f"{source} line {rows[i][0]}"))
+            for i in keep
+        ]
     return datasets.Dataset.from_dict(table)
 
 

@@ -16,9 +16,10 @@ import sys
 from typing import Any
 
 from ..errors import CommandLineParser, exit_on_user_error
+from ..files import ensure_writable_folder
 from .backend import UserError
 from .handlers import Studio
-from .project import DEMO_PROJECT
+from .project import DEMO_PROJECT, check_project_name
 
 try:
     from .app import build_app
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with exit_on_user_error(argv):
         options = build_parser().parse_args(argv)
         check_port(options.host, options.port)
+        check_project_name(options.project)
+        ensure_writable_folder(options.projects_dir, "--projects_dir")
         if build_app is None:  # said before the demo assets take their time
             raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
         studio = Studio(options.projects_dir)

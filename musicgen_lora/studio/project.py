@@ -39,6 +39,20 @@ UPLOAD_EXTENSIONS = (*backend.AUDIO_EXTENSIONS, *backend.FFMPEG_EXTENSIONS, ".tx
 STUDIO_KEYS = ("output_dir", "dataset_name")
 
 
+def check_project_name(name: str | None) -> str:
+    """``name`` stripped, when it is a plain folder name.
+
+    Raises:
+        UserError: it is not (a path, spaces, empty, too long).
+    """
+    name = (name or "").strip()
+    if not PROJECT_NAME.match(name):
+        raise backend.UserError(
+            f"project name {name!r} is not allowed; use letters, digits, '_', '-' or '.' (at most 64), e.g. my-songs"
+        )
+    return name
+
+
 @dataclass(frozen=True)
 class Project:
     """Paths of one project folder (see the module docstring)."""
@@ -53,13 +67,7 @@ class Project:
         Raises:
             UserError: a name that is not a plain folder name.
         """
-        name = (name or "").strip()
-        if not PROJECT_NAME.match(name):
-            raise backend.UserError(
-                f"project name {name!r} is not allowed; use letters, digits, '_', '-' or '.' (at most 64), e.g. "
-                f"my-songs"
-            )
-        project = cls(Path(projects_dir).expanduser().resolve(), name)
+        project = cls(Path(projects_dir).expanduser().resolve(), check_project_name(name))
         project.folder.mkdir(parents=True, exist_ok=True)
         return project
 

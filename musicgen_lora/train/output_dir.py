@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
-from ..files import ensure_writable_folder
+from ..files import check_apart_from_data, ensure_writable_folder
 from ..hub.card import CARD_MARKER, CARD_NAME
 from .checkpoints import checkpoint_folders
 
@@ -60,7 +60,7 @@ def check_output_dir(output_dir: str, dataset_name: str | None, overwrite: bool,
     folder = Path(output_dir).expanduser()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"output_dir '{folder}' is a file, not a folder; choose a folder (it is created if missing)")
-    _check_apart_from_data(folder, dataset_name)
+    check_apart_from_data(folder, dataset_name)
     card = folder / CARD_NAME
     if card.is_file() and not is_our_card(card):
         raise UserError(
@@ -81,19 +81,6 @@ def check_output_dir(output_dir: str, dataset_name: str | None, overwrite: bool,
             "move them elsewhere or choose another output_dir"
         )
     ensure_writable_folder(folder, "output_dir")
-
-
-def _check_apart_from_data(folder: Path, dataset_name: str | None) -> None:
-    """Raises UserError when output_dir and a local training-data folder are the same or one holds the other."""
-    if not dataset_name or not Path(dataset_name).expanduser().is_dir():
-        return
-    data, out = Path(dataset_name).expanduser().resolve(), folder.resolve()
-    if data == out or data in out.parents or out in data.parents:
-        raise UserError(
-            f"output_dir '{folder}' and the training data '{dataset_name}' overlap (adapters, samples and checkpoints "
-            "would mix with the audio, and a later run could train on its own samples); choose an output_dir outside "
-            "the data folder"
-        )
 
 
 def is_our_card(path: Path) -> bool:

@@ -10,6 +10,7 @@ matplotlib draws without pyplot (no global backend state, no display needed)."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,18 @@ from ..files import read_json_object
 logger = logging.getLogger(__name__)
 
 
-def _series(log_history: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _series(log_history: list[Any], key: str) -> tuple[list[float], list[float]]:
+    """The (step, value) points of one logged quantity; records that are not well-formed (a hand-edited or damaged
+    trainer_state.json) are left out."""
     steps, values = [], []
     for record in log_history:
-        value = record.get(key)
-        if isinstance(value, (int, float)) and "step" in record:
+        if isinstance(record, dict) and _number(record.get(key)) and _number(record.get("step")):
             steps.append(record["step"])
-            values.append(float(value))
+            values.append(float(record[key]))
     return steps, values
 
 
@@ -50,8 +56,10 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: str | Path) -> Pat
     evaluation = _series(log_history, "eval_loss")
     if not train[0] and not evaluation[0]:
         raise UserError("no loss was logged (too few steps for logging_steps?); lower logging_steps to get curves")
+    names = {k for record in log_history if isinstance(record, dict) for k in record if isinstance(k, str)}
     codebooks = sorted(
-        {k for record in log_history for k in record if k.startswith("ce_q")}, key=lambda k: int(k.removeprefix("ce_q"))
+        (k for k in names if k.startswith("ce_q") and k.removeprefix("ce_q").isdigit()),
+        key=lambda k: int(k.removeprefix("ce_q")),
     )
     figure = Figure(figsize=(11, 4), dpi=100)
     FigureCanvasAgg(figure)

@@ -10,15 +10,17 @@ or sharing may differ).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..config.parsing import config_differences
 from ..errors import UserError
-from ..files import read_json_object
+from ..files import atomic_write_json, read_json_object, replaced_atomically
 from .checkpoints import newest_complete_checkpoint, resolve_resume
 from .output_dir import previous_run
 
@@ -52,7 +54,7 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
 
     Raises:
         UserError: the saved config differs (the keys named); a previous run without a saved config (written by a
-            version before this rule); an explicit checkpoint that is missing or incomplete.
+            version before this rule) or with a damaged one; an explicit checkpoint that is missing or incomplete.
     """
     folder = Path(output_dir).expanduser()
     saved_path = folder / RESOLVED_CONFIG_NAME
@@ -73,14 +75,20 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
         )
         return RerunPlan(start_over=True)
     state = "finished" if finished else f"stopped at {checkpoint.name}"
-    if not saved_path.is_file():
+    saved = read_json_object(saved_path)
+    if not saved:  # missing (a version before this rule), or damaged by hand: no config to compare with
+        which = (
+            f"whose {RESOLVED_CONFIG_NAME} is not a readable JSON object"
+            if saved_path.is_file()
+            else f"without its {RESOLVED_CONFIG_NAME}"
+        )
         raise UserError(
-            f"output_dir '{folder}' holds a {state} run without its {RESOLVED_CONFIG_NAME}, so it cannot be told "
+            f"output_dir '{folder}' holds a {state} run {which}, so it cannot be told "
             "whether this is the same run; continue it with resume_from_checkpoint true, start over with "
             "overwrite_output_dir true (the previous run is kept aside until the new one succeeds), or choose another "
             "output_dir"
         )
-    changed = config_differences(read_json_object(saved_path), requested)
+    changed = config_differences(saved, requested)
     if changed:
         shown = "; ".join(changed[:4]) + ("; ..." if len(changed) > 4 else "")
         raise UserError(
@@ -93,6 +101,24 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
         return RerunPlan(finished=True)
     logger.info("%s detected, resuming (the same config as the run that wrote it)", checkpoint.name)
     return RerunPlan(resume=str(checkpoint))
+
+
+@contextlib.contextmanager
+def config_written_for_this_run(output_dir: str | Path, config: dict[str, Any]) -> Iterator[None]:
+    """Write this run's ``finetune_config.json`` first (so the same command, run again after a crash, continues it),
+    and put the previous one back if the run fails before it has written a checkpoint of its own: a resume that
+    fails (another base, bad data) leaves the run it was resuming exactly as it was."""
+    path = Path(output_dir) / RESOLVED_CONFIG_NAME
+    previous = path.read_bytes() if path.is_file() else None
+    newest = newest_complete_checkpoint(output_dir)
+    atomic_write_json(path, config, indent=2)
+    try:
+        yield
+    except BaseException:
+        if previous is not None and newest_complete_checkpoint(output_dir) == newest:
+            with replaced_atomically(path) as staging:
+                staging.write_bytes(previous)
+        raise
 
 
 def finished_run_results(output_dir: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -12,10 +13,10 @@ import datasets
 import torch
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
-from ..config.arguments import RESOLVED_CONFIG_NAME, ParsedConfig
+from ..config.arguments import ParsedConfig
 from ..config.parsing import with_absolute_local_paths
 from ..errors import Interrupted, UserError, one_line
-from ..files import atomic_write_json, cache_root, ensure_writable_folder, hub_id_of
+from ..files import cache_root, ensure_writable_folder, hub_id_of
 from ..hub.card import PLOT_NAME, fix_adapter_config, write_model_card
 from ..hub.upload import PushRequest, push_folder, take_push_request
 from ..logs import apply_process_log_level, progress_bars
@@ -27,7 +28,7 @@ from .collator import MusicgenCollator
 from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
 from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
 from .plots import plot_loss_curves_if_possible
-from .rerun import finished_run_results, plan_rerun
+from .rerun import config_written_for_this_run, finished_run_results, plan_rerun
 from .samples import SampleCallback
 from .stopping import StopOnSignal
 from .trainer import MusicgenTrainer
@@ -176,11 +177,10 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     is_main = training.process_index == 0
     with run_lock(training.output_dir, active=is_main):
         aside = set_previous_run_aside(training.output_dir) if is_main and plan.start_over else None
-        if is_main:  # written first, so that running the same command again after a crash continues this run
-            config = with_absolute_local_paths(parsed.requested)
-            atomic_write_json(Path(training.output_dir) / RESOLVED_CONFIG_NAME, config, indent=2)
+        config = with_absolute_local_paths(parsed.requested)
+        written = config_written_for_this_run(training.output_dir, config) if is_main else contextlib.nullcontext()
         try:
-            with progress_bars(not training.disable_tqdm):
+            with written, progress_bars(not training.disable_tqdm):
                 trainer, processor, train_result, eval_metrics = _train(parsed, resume)
         except BaseException as err:
             note = settle_previous_run(aside, training.output_dir, succeeded=False)

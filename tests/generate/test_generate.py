@@ -249,7 +249,7 @@ def test_cli_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
             ["--base_model", str(tiny_model_dir), "--prompt", "x", "--duration", "0"],
             "--duration must be between 0.02 s",
         ),
-        (["--base_model", str(tmp_path / "missing"), "--prompt", "x"], "cannot load model"),
+        (["--base_model", str(tmp_path / "missing"), "--prompt", "x"], "model folder"),
         (["--base_model", str(tiny_model_dir), "--adapter", str(tmp_path), "--prompt", "x"], "cannot load adapter"),
         (["--prompt", "x"], "--base_model is not set"),
         (["--base_model", str(tiny_model_dir), "--merge", str(tmp_path / "m")], "--merge needs at least one --adapter"),
