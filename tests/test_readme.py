@@ -291,7 +291,6 @@ SKIPPED: dict[str, str] = {
     NEEDS_GPUS + "; tests/train/test_multiprocess.py runs torchrun with 2 CPU processes",
     "accelerate launch --multi_gpu --num_processes 4 finetune_musicgen.py "
     "example_configs/musicgen_small_lora_my_songs.json": NEEDS_GPUS + "; the 2-process CPU command below runs",
-    "torchrun --nproc_per_node 8 finetune_musicgen.py CONFIG.json": NEEDS_GPUS + " (FSDP / DeepSpeed, not run by us)",
     "python -m musicgen_lora.bench": "15-20 min on 2 cores (its figures are in bench/RESULTS.md)",
     "python -m musicgen_lora.bench --quick": "about 2 min, over this file's budget; tests/bench/ test its parts",
     "python -m musicgen_lora.bench --device cuda": "needs a GPU",

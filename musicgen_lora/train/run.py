@@ -11,6 +11,7 @@ from typing import Any
 
 import datasets
 import torch
+from accelerate import PartialState
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
 from ..config.arguments import ParsedConfig
@@ -171,6 +172,9 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     )
     resume = plan.resume
     check_output_dir(training.output_dir, parsed.data.dataset_name, plan.start_over, bool(resume) or plan.finished)
+    # the main process writes finetune_config.json next: every process must have read output_dir as it was before,
+    # or a slower one takes this run's fresh config for a previous run's (a no-op with one process)
+    PartialState().wait_for_everyone()
     if plan.finished:
         return _already_finished(training.output_dir, push)
     ensure_writable_folder(cache_root(parsed.data.data_cache_dir), "data_cache_dir")
