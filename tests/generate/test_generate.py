@@ -55,6 +55,13 @@ def frame_rms(audio: np.ndarray) -> np.ndarray:
     return np.sqrt((blocks**2).mean(axis=-1))
 
 
+def merged_weights(base: Path, tmp_path: Path, *extra: str) -> dict[str, torch.Tensor]:
+    """The weights `generate --merge` writes for the base and the adapter options `extra` (a new folder per call)."""
+    folder = tmp_path / f"merged-{len(list(tmp_path.iterdir()))}"
+    main(["--base_model", str(base), *extra, "--merge", str(folder)])
+    return load_file(str(folder / "model.safetensors"))
+
+
 def test_long_audio_is_exact_length_with_each_window_continuing_the_last(tiny):
     model, processor = tiny
     spy = GenerateSpy(model)
@@ -225,9 +232,7 @@ def test_blending_two_adapters_adds_their_weight_updates(trained_run, tiny_model
     )
 
     def merged(*extra: str) -> dict[str, torch.Tensor]:
-        folder = tmp_path / f"merged-{len(list(tmp_path.iterdir()))}"
-        main(["--base_model", str(tiny_model_dir), *extra, "--merge", str(folder)])
-        return load_file(str(folder / "model.safetensors"))
+        return merged_weights(tiny_model_dir, tmp_path, *extra)
 
     only_first, only_second = merged("--adapter", str(first)), merged("--adapter", str(second))
     blend = merged("--adapter", str(first), "--adapter", str(second), "--adapter_weights", "0.7", "0.3")
@@ -309,9 +314,7 @@ def test_blend_cat_is_exact_for_adapters_of_different_ranks(trained_run, tiny_mo
     save_file(low, str(second / "adapter_model.safetensors"))
 
     def merged(*extra: str) -> dict[str, torch.Tensor]:
-        folder = tmp_path / f"merged-{len(list(tmp_path.iterdir()))}"
-        main(["--base_model", str(tiny_model_dir), *extra, "--merge", str(folder)])
-        return load_file(str(folder / "model.safetensors"))
+        return merged_weights(tiny_model_dir, tmp_path, *extra)
 
     only_first, only_second = merged("--adapter", str(first)), merged("--adapter", str(second))
     blend = merged("--adapter", str(first), "--adapter", str(second), "--adapter_weights", "0.7", "0.3")
