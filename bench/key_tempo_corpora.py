@@ -3,6 +3,7 @@
 Usage::
 
     python bench/key_tempo_corpora.py OUT_DIR [--corpora chorales,classical,folk,openmsx] [--per-corpus N]
+        [--split tune|test]
         [--seconds 30] [--sr 22050] [--soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2]
 
 writes ``OUT_DIR/<corpus>/<id>.wav`` and ``OUT_DIR/manifest.jsonl`` (one row per excerpt: ``id``, ``file``,
@@ -450,7 +451,9 @@ def _openmsx_midis(deb: str | None) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted(Path(tmp).rglob("openmsx/*.mid"))}
 
 
-def openmsx(deb: str | None, out: Path, soundfont: str, sr: int, seconds: float) -> list[dict]:
+def openmsx(
+    deb: str | None, out: Path, soundfont: str, sr: int, seconds: float, split: str | None = None
+) -> list[dict]:
     import mido
 
     rows = []
@@ -484,13 +487,15 @@ def openmsx(deb: str | None, out: Path, soundfont: str, sr: int, seconds: float)
             )
             mode = "minor" if text.endswith("m") else "major"
             key = f"{NOTE_NAMES[tonic]} {mode}" if bass == tonic else None
+        piece = f"openmsx/{Path(name).stem}"
+        if split not in (None, split_of(piece)):
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             path.write_bytes(data)
             audio = render(path, soundfont, sr, seconds, start=first_note)
         if len(audio) < 0.8 * seconds * sr:
             continue
-        piece = f"openmsx/{Path(name).stem}"
         file = f"openmsx/{Path(name).stem}.wav"
         sf.write(out / file, audio, sr, subtype="PCM_16")
         rows.append({"id": piece, "file": file, "corpus": "openmsx", "genre": "pop/jazz (game music)",
@@ -505,9 +510,11 @@ TEMPO_RANGES = {"chorale": (60, 110), "classical": (66, 160), "string quartet": 
                 "folk song": (66, 126)}  # fmt: skip
 
 
-def build(out: Path, corpora=CORPORA, per_corpus: int = 120, seconds: float = 30.0, sr: int = 22050,
-          soundfont: str = DEFAULT_SOUNDFONT, openmsx_deb: str | None = None, log=print) -> list[dict]:  # fmt: skip
-    """Render the corpora into ``out`` and write ``out/manifest.jsonl``; returns its rows."""
+def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30.0, sr: int = 22050,
+          soundfont: str = DEFAULT_SOUNDFONT, openmsx_deb: str | None = None, log=print,
+          split: str | None = None) -> list[dict]:  # fmt: skip
+    """Render the corpora into ``out`` and write ``out/manifest.jsonl``; returns its rows. ``split`` (``"tune"`` or
+    ``"test"``): render only that split's pieces (``per_corpus`` still counts the pieces read before the split)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -519,13 +526,15 @@ def build(out: Path, corpora=CORPORA, per_corpus: int = 120, seconds: float = 30
     }
     for name in corpora:
         if name == "openmsx":
-            rows += openmsx(openmsx_deb, out, soundfont, sr, seconds)
+            rows += openmsx(openmsx_deb, out, soundfont, sr, seconds, split)
             log(f"openmsx: {sum(r['corpus'] == 'openmsx' for r in rows)} excerpts")
             continue
         maker, bands = makers[name]
         pieces = maker(per_corpus if name != "classical" else min(per_corpus, 40))
         (out / name).mkdir(parents=True, exist_ok=True)
         for index, piece in enumerate(pieces):
+            if split not in (None, split_of(piece.piece)):
+                continue  # skipped after counting, so a piece keeps its number and instrumentation in either build
             rng = _rng(piece.piece)
             low, high = TEMPO_RANGES[piece.genre]
             bpm = round(math.exp(rng.uniform(math.log(low), math.log(high))), 1)
@@ -537,7 +546,7 @@ def build(out: Path, corpora=CORPORA, per_corpus: int = 120, seconds: float = 30
             rows.append({"id": ident, "file": file, "corpus": name, "genre": piece.genre, "instrumentation": band,
                          "piece": piece.piece, "bpm": bpm, "key": piece.key, "meter": piece.meter,
                          "split": split_of(piece.piece), "seconds": len(audio) / sr})  # fmt: skip
-        log(f"{name}: {len(pieces)} excerpts")
+        log(f"{name}: {sum(r['corpus'] == name for r in rows)} excerpts")
     with open(out / "manifest.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     return rows
@@ -547,14 +556,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to write the excerpts and manifest.jsonl into")
     parser.add_argument("--corpora", default=",".join(CORPORA), help="comma-separated subset of " + ", ".join(CORPORA))
-    parser.add_argument("--per-corpus", type=int, default=120, help="pieces per corpus at most (classical: 40)")
+    parser.add_argument("--per-corpus", type=int, default=500, help="pieces per corpus at most (classical: 40)")
+    parser.add_argument("--split", choices=("tune", "test"), default=None, help="render only this split's pieces")
     parser.add_argument("--seconds", type=float, default=30.0, help="excerpt length")
     parser.add_argument("--sr", type=int, default=22050, help="sample rate of the written audio")
     parser.add_argument("--soundfont", default=DEFAULT_SOUNDFONT, help="General MIDI .sf2 file")
     parser.add_argument("--openmsx-deb", default=None, help="openttd-openmsx .deb (when the package is not installed)")
     args = parser.parse_args(argv)
     rows = build(
-        args.out, args.corpora.split(","), args.per_corpus, args.seconds, args.sr, args.soundfont, args.openmsx_deb
+        args.out,
+        args.corpora.split(","),
+        args.per_corpus,
+        args.seconds,
+        args.sr,
+        args.soundfont,
+        args.openmsx_deb,
+        split=args.split,
     )
     return {"excerpts": len(rows), "out": str(args.out)}
 

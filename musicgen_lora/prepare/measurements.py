@@ -22,7 +22,7 @@ from ..files import atomic_write_json, file_identity
 EXCERPT_SECONDS = 60.0
 
 
-ANALYSIS_VERSION = 2  # bump when the estimators change, so cached estimates are redone
+ANALYSIS_VERSION = 3  # bump when the estimators change, so cached estimates are redone
 
 
 def _central(mono: np.ndarray, sr: int) -> np.ndarray:
