@@ -36,7 +36,8 @@ MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214
 # `test` half, the classical and OpenMSX corpora and the demo seed of the tests were never seen. Averaged profiles
 # (Albrecht & Shanahan's, or ones learned as mean chromas) weigh the dominant almost like the tonic, so a piece that
 # leans on its fifth, or visits its dominant or relative, was named after it: fitted for discrimination, the weights
-# learn what tells a key from its neighbours (82 % -> 90 % of keys exactly right on real music, bench/RESULTS.md).
+# learn what tells a key from its neighbours (84 % -> 91 % of keys exactly right on 656 excerpts of real music, 90 %
+# on the test half; bench/RESULTS.md).
 KEY_FEATURES = ("chroma", "bass chroma", "log chroma")
 LOG_CHROMA_FLOOR = 0.01  # share added before the log: a pitch class never heard counts as one heard 1 % of the time
 # (major/minor, feature, pitch class counted from the tonic), then the bias added to the score of every minor key
@@ -63,8 +64,8 @@ BASS_MAX_MIDI = 48  # notes below C3 make the bass chroma
 _BINS_PER_SEMITONE = 3
 HARMONIC_DECAY = 0.8  # amplitude of harmonic h relative to h - 1 in the note templates
 WHITENING_FLOOR = 1.0  # the least deviation used in _whiten, relative to the mean deviation
-# Tonal clarity: the best correlation of a chroma with the 24 rotated Albrecht & Shanahan profiles. On the 700
-# excerpts of the corpora (bench/RESULTS.md) it is above 0.62 for 99 % of them (lowest 0.53); white and pink noise
+# Tonal clarity: the best correlation of a chroma with the 24 rotated Albrecht & Shanahan profiles. On the 716
+# excerpts of the corpora and the demo corpus it is above 0.62 for 99 % of them (lowest 0.53); white and pink noise
 # reach 0.27 and 0.28. Mapped linearly from KEY_CLEAR_SCORES[0] (clarity 0) to [1] (clarity 1).
 KEY_CLEAR_SCORES = (0.35, 0.6)
 # Pitch variety: a key needs several pitch classes. The effective number of pitch classes heard (exp of the chroma's
