@@ -133,9 +133,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--penalties", default="0.001,0.003,0.01,0.03", help="L2 penalties to choose from")
     parser.add_argument("--json", type=Path, default=None, help="also write the constants and figures here")
     args = parser.parse_args(argv)
+    for folder in args.corpus_dirs:
+        if not (folder / "manifest.jsonl").is_file():
+            parser.error(f"{folder} has no manifest.jsonl: write the corpus with bench/key_tempo_corpora.py first")
+    try:
+        seeds = [int(seed) for seed in filter(None, args.demo_seeds.split(","))]
+        penalties = [float(p) for p in args.penalties.split(",")]
+    except ValueError as error:
+        parser.error(f"--demo-seeds takes integers and --penalties numbers, comma-separated ({error})")
+    if args.folds < 2 or not penalties or min(penalties) < 0:
+        parser.error("--folds must be at least 2 and --penalties at least one number >= 0")
     excerpts = [e for folder in args.corpus_dirs for e in tune_excerpts(folder)]
-    excerpts += [e for seed in filter(None, args.demo_seeds.split(",")) for e in demo_excerpts(int(seed))]
-    penalties = [float(p) for p in args.penalties.split(",")]
+    excerpts += [e for seed in seeds for e in demo_excerpts(seed)]
+    if len({e["label"] for e in excerpts}) < 2:
+        parser.error("the tune split of these corpora holds fewer than two keys: nothing to fit")
     scores = {p: cross_validate(excerpts, p, args.folds) for p in penalties}
     for penalty, score in scores.items():
         print(f"penalty {penalty:g}: {100 * score:.1f} % exactly right on held-out folds ({len(excerpts)} excerpts)")

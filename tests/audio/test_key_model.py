@@ -121,3 +121,26 @@ def test_fitted_constants_print_as_python(fitting_script):
     exec(fitting_script.python_constants(weights, -0.25), namespace)
     np.testing.assert_allclose(namespace["KEY_WEIGHTS"], weights)
     assert namespace["MINOR_BIAS"] == -0.25
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{missing}"], "has no manifest.jsonl"),
+        (["{empty}", "--penalties", "a,b"], "--penalties numbers"),
+        (["{empty}", "--folds", "1"], "--folds must be at least 2"),
+        (["{empty}", "--demo-seeds", ""], "fewer than two keys"),
+    ],
+)
+def test_bad_arguments_get_one_line(fitting_script, tmp_path, capsys, argv, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "manifest.jsonl").write_text("")
+    argv = [a.format(missing=tmp_path / "nowhere", empty=empty) for a in argv]
+    with pytest.raises(SystemExit) as stop:
+        fitting_script.main(argv)
+    assert stop.value.code == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "error:" in last and message in last, stderr
