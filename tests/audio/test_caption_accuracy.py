@@ -75,9 +75,9 @@ def test_tempo_and_key_of_real_music(real_music):
         if not (r.get("tempo_hit") and r.get("key_hit"))
     ]
     # full corpora (bench/RESULTS.md, 30 s excerpts, test split): tempo 86 %, key exact 90 %, MIREX 0.93; this subset
-    # of 20 s excerpts measured tempo 90 %, key exact 83 %, MIREX 0.91 (the profiles before the fitted model: 72 %,
-    # 0.86); the thresholds leave room for two more misses
-    assert np.mean(tempo) >= 0.85, misses
+    # of 20 s excerpts measured tempo 90 % (26 of 29), key exact 83 %, MIREX 0.91 (the profiles before the fitted
+    # model: 72 %, 0.86); the thresholds leave room for two or three more misses
+    assert np.mean(tempo) >= 0.8, misses
     assert np.mean(key_exact) >= 0.75, misses
     assert np.mean(mirex) >= 0.87, misses
     # most wrong keys of a plain chroma were a fifth up (before: 4 in 10); the note transcription leaves fewer
