@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
 from evaluate import main as evaluate_main
@@ -44,7 +43,7 @@ from musicgen_lora.hub.cli import main as push_main
 from musicgen_lora.prepare.cli import main as prepare_main
 
 from .conftest import RATE, ROOT, tone
-from .hub.fake_hub import FakeHub
+from .hub.fake_hub import FakeHub, served_hub
 
 README = ROOT / "README.md"
 TOKEN = "hf_testReadmeToken789"
@@ -410,11 +409,8 @@ def fake_hub_if_needed(block: str, monkeypatch) -> Iterator[FakeHub | None]:
     if "your-name/" not in block:
         yield None
         return
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    with FakeHub(TOKEN) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+    with served_hub(monkeypatch, TOKEN) as server:
         yield server
 
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 
-from ..hub.fake_hub import USER, FakeHub
+from ..hub.fake_hub import USER, served_hub
 
 TOKEN = "hf_compatToken"
 
@@ -101,7 +101,6 @@ def punk_folder(corpus_dir, tmp_path) -> Path:
 
 def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_folder, tmp_path, monkeypatch, caplog):
     wandb = pytest.importorskip("wandb", reason="wandb is not installed (pip install -r requirements-dev.txt)")
-    from huggingface_hub import constants
 
     from finetune_musicgen import main
 
@@ -117,10 +116,7 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # the codes cache defaults to $HF_HOME/musicgen_lora
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    with FakeHub(TOKEN) as hub, caplog.at_level(logging.WARNING, logger="musicgen_lora"):
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    with served_hub(monkeypatch, TOKEN) as hub, caplog.at_level(logging.WARNING, logger="musicgen_lora"):
         try:
             result = main([config, "--sample_duration_in_seconds", "1"])  # the config's 8 s samples: slow on a CPU
         finally:

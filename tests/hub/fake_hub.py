@@ -12,14 +12,19 @@ purpose: ``server.fail["commit"] = [500, 500]`` answers the next two commits wit
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
+from huggingface_hub import constants
 
 USER = "test-user"
 
@@ -154,3 +159,14 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"commitUrl": f"{hub.url}/{repo_id}/commit/{oid}", "commitOid": oid, "success": True}
             )
         return self._reply(404, {"error": "not served by the fake hub"})
+
+
+@contextlib.contextmanager
+def served_hub(patch: pytest.MonkeyPatch, token: str) -> Iterator[FakeHub]:
+    """A FakeHub that huggingface_hub talks to: offline mode off and ``HF_ENDPOINT`` at the server, set through
+    ``patch`` (so undone with it). Tokens in the environment are the caller's business."""
+    patch.setattr(constants, "HF_HUB_OFFLINE", False)
+    patch.setenv("HF_HUB_OFFLINE", "0")
+    with FakeHub(token) as server:
+        patch.setenv("HF_ENDPOINT", server.url)
+        yield server

@@ -10,13 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from huggingface_hub import ModelCard, constants
+from huggingface_hub import ModelCard
 
 from musicgen_lora.hub.card import build_model_card
 from musicgen_lora.hub.upload import push_folder
 
 from ..conftest import base_argv
-from .fake_hub import USER, FakeHub
+from .fake_hub import USER, served_hub
 
 TOKEN = "hf_testCardToken456"
 
@@ -75,10 +75,7 @@ def test_a_relative_local_base_is_never_taken_for_a_hub_id(relative_base_run, tm
     assert ModelCard.load(relative_base_run / "README.md").data.base_model is None  # the one training wrote
 
     # pushed later from that other folder: no base path in the card or adapter_config.json
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    with FakeHub(TOKEN) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+    with served_hub(monkeypatch, TOKEN) as server:
         push_folder(relative_base_run, f"{USER}/relative-base", token=TOKEN)
         files = server.repos[f"{USER}/relative-base"].files
     assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] is None

@@ -25,7 +25,7 @@ from musicgen_lora.hub import retries
 from musicgen_lora.hub.card import base_model_license, build_model_card
 
 from ..conftest import ROOT, base_argv
-from .fake_hub import USER, FakeHub
+from .fake_hub import USER, served_hub
 
 TOKEN = "hf_testSecretToken123"
 BASE_ID = "musicgen-lora-tests/tiny-musicgen"
@@ -53,15 +53,13 @@ def online(monkeypatch):
 
 @pytest.fixture()
 def fake_hub(online):
-    with FakeHub(TOKEN) as server:
-        online.setenv("HF_ENDPOINT", server.url)
+    with served_hub(online, TOKEN) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def published(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory):
     """A short run with a trigger word, evaluation, and push_to_hub to the loopback server at the end of training."""
-    from huggingface_hub import constants
 
     from finetune_musicgen import main
 
@@ -100,10 +98,7 @@ def published(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory):
         "--hub_token",
         TOKEN,
     ]
-    with FakeHub(TOKEN) as server, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(constants, "HF_HUB_OFFLINE", False)
-        patch.setenv("HF_HUB_OFFLINE", "0")
-        patch.setenv("HF_ENDPOINT", server.url)
+    with pytest.MonkeyPatch.context() as patch, served_hub(patch, TOKEN) as server:
         patch.delenv("HF_TOKEN", raising=False)
         result = main(argv)
     return {"out": out, "result": result, "server": server, "tiny": tiny_model_dir, "corpus": corpus_dir}

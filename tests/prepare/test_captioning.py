@@ -21,6 +21,7 @@ from musicgen_lora.prepare.cache_keys import module_fingerprint
 from musicgen_lora.prepare.pipeline import prepare_split
 
 from ..conftest import base_argv
+from ..hub.fake_hub import USER, served_hub
 
 
 @pytest.fixture(scope="module")
@@ -344,23 +345,14 @@ TOKEN = "hf_testSecretToken123"
 
 @pytest.fixture()
 def fake_hub(monkeypatch):
-    from huggingface_hub import constants
-
-    from ..hub.fake_hub import FakeHub
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    with FakeHub(TOKEN) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+    with served_hub(monkeypatch, TOKEN) as server:
         yield server
 
 
 def test_captioned_split_is_pushed_once_and_trains_from_the_hub_layout(
     tmp_path, tiny_model_dir, model, truth_corpus, cache, fake_hub
 ):
-    from ..hub.fake_hub import USER
-
     source, _ = truth_corpus
     folder = tmp_path / "songs"
     folder.mkdir()
