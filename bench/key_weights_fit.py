@@ -74,6 +74,12 @@ def demo_excerpts(seed: int) -> list[dict]:
         ]  # fmt: skip
 
 
+def class_scores(weights: np.ndarray, minor_bias: float, features: np.ndarray) -> np.ndarray:
+    """Scores (n, 24) of features (n, 3, 12), column ``key_class`` = 2 * tonic + (1 if minor else 0)."""
+    scores = key_module.scores_from_features(features, weights, minor_bias)  # (n, mode, tonic)
+    return scores.transpose(0, 2, 1).reshape(len(features), 24)
+
+
 def fit(features: np.ndarray, labels: np.ndarray, penalty: float) -> tuple[np.ndarray, float]:
     """Weights (2, 3, 12) and minor bias maximising the mean log-likelihood of ``labels`` (n,) given ``features``
     (n, 3, 12), minus ``penalty`` times the squared weights (the bias is not penalised)."""
@@ -83,8 +89,7 @@ def fit(features: np.ndarray, labels: np.ndarray, penalty: float) -> tuple[np.nd
 
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         weights = theta[:size].reshape(2, features.shape[1], 12)
-        scores = key_module.scores_from_features(features, weights, theta[size])  # (n, mode, tonic)
-        flat = scores.transpose(0, 2, 1).reshape(n, 24)  # class 2 * tonic + mode, as key_class
+        flat = class_scores(weights, theta[size], features)
         top = flat.max(axis=1, keepdims=True)
         log_total = np.log(np.exp(flat - top).sum(axis=1)) + top[:, 0]
         loss = (log_total - flat[np.arange(n), labels]).mean() + penalty * float(theta[:size] @ theta[:size])
@@ -99,8 +104,7 @@ def fit(features: np.ndarray, labels: np.ndarray, penalty: float) -> tuple[np.nd
 
 
 def accuracy(weights: np.ndarray, minor_bias: float, features: np.ndarray, labels: np.ndarray) -> float:
-    scores = key_module.scores_from_features(features, weights, minor_bias).transpose(0, 2, 1).reshape(len(labels), 24)
-    return float(np.mean(scores.argmax(axis=1) == labels))
+    return float(np.mean(class_scores(weights, minor_bias, features).argmax(axis=1) == labels))
 
 
 def cross_validate(excerpts: list[dict], penalty: float, folds: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -37,6 +38,16 @@ hub_constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in ("1", "ON
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 32000  # the tiny model's sampling rate (and musicgen-small's)
+
+
+def load_bench_script(name: str):
+    """``bench/<name>.py`` as a module (the bench scripts are scripts, not a package), registered in sys.modules under
+    ``name`` so that its dataclasses can look their module up."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def tone(

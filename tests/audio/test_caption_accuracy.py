@@ -9,9 +9,7 @@ subset of 24 excerpts.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -22,21 +20,14 @@ import pytest
 from musicgen_lora.audio.key import KEY_CONFIDENCE_THRESHOLD, estimate_key
 from musicgen_lora.audio.tempo import TEMPO_CONFIDENCE_THRESHOLD, estimate_tempo
 
+from ..conftest import load_bench_script
+
 SR = 32000
-BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def _harmonic(freq: float, seconds: float, amplitude: float, sr: int = SR) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return sum(amplitude / h * np.sin(2 * np.pi * h * freq * t) for h in range(1, 7) if h * freq < sr / 2)
-
-
-def _load_corpora_script():
-    spec = importlib.util.spec_from_file_location("key_tempo_corpora", BENCH / "key_tempo_corpora.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["key_tempo_corpora"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +36,7 @@ def real_music(tmp_path_factory):
     chorales and 45 folk tunes, excerpts of 20 s rendered by FluidSynth: 19 chorales and 10 folk tunes."""
     pytest.importorskip("music21", reason="pip install music21 (the real pieces' scores)")
     pytest.importorskip("fluidsynth", reason="pip install pyfluidsynth and apt-get install -y fluidsynth")
-    corpora = _load_corpora_script()
+    corpora = load_bench_script("key_tempo_corpora")
     if not Path(corpora.DEFAULT_SOUNDFONT).exists():
         pytest.skip("apt-get install -y fluid-soundfont-gm (the General MIDI instrument samples)")
     folder = tmp_path_factory.mktemp("real_music")
@@ -56,9 +47,7 @@ def real_music(tmp_path_factory):
 
 
 def _evaluate(rows, folder):
-    spec = importlib.util.spec_from_file_location("key_tempo_accuracy", BENCH / "key_tempo_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench_script("key_tempo_accuracy")
     return module.evaluate(folder, module.current, rows=rows)
 
 

@@ -6,25 +6,17 @@ fitted weights read keys from the tonic, and the fitting script learns keys from
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from musicgen_lora.audio import key as key_module
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from ..conftest import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def fitting_script():
-    spec = importlib.util.spec_from_file_location("key_weights_fit", BENCH / "key_weights_fit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["key_weights_fit"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("key_weights_fit")
 
 
 def _chroma_of_key(
