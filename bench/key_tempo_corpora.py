@@ -3,7 +3,7 @@
 Usage::
 
     python bench/key_tempo_corpora.py OUT_DIR [--corpora chorales,classical,folk,openmsx] [--per-corpus N]
-        [--split tune|test]
+        [--split tune|test] [--no-accents]
         [--seconds 30] [--sr 22050] [--soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2]
 
 writes ``OUT_DIR/<corpus>/<id>.wav`` and ``OUT_DIR/manifest.jsonl`` (one row per excerpt: ``id``, ``file``,
@@ -46,6 +46,12 @@ The corpora (what each is, how its truth is known, and its limits):
   composer wrote a key signature event into the file (the "redfarn" pieces) and the opening bass note agrees with it
   (otherwise the piece counts for tempo only). Limit: 30 pieces, 11 with a key; the excerpt starts at the first note.
 
+Performance: the scores are played as abc2midi (the ABC reference player) plays them by default: the bar's first
+note louder (velocity +25), the other strong beats (each dotted beat of a compound metre, the middle of a 4-beat bar)
++15, a player's timing (+-8 ms); pickups and drums keep the notated bar (the kick on the downbeat, the hi-hat on the
+eighths of a compound beat). ``--no-accents`` plays every note at one velocity, as these corpora did before: a jig of
+running eighths then carries no grouping in threes (bench/RESULTS.md reports both).
+
 Tempo convention (the truth's "beat"): the denominator's note in simple metres (the quarter in 2/4, 3/4, 4/4; the
 half note in 2/2, 3/2, 4/2), the dotted note in compound metres (the dotted quarter in 6/8, 9/8, 12/8; the dotted
 half in 6/4); other metres are left out of the music21 corpora.
@@ -62,6 +68,7 @@ Split: every piece is assigned ``tune`` (60 %) or ``test`` (40 %) by a hash of i
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import io
 import json
@@ -111,6 +118,7 @@ class Note:
     length: float  # quarter notes
     pitch: int  # MIDI
     part: int  # 0 = top
+    bar_position: float = 0.0  # quarter notes after the downbeat of the note's bar (a pickup's notes: late in it)
 
 
 @dataclass
@@ -161,14 +169,23 @@ def _metre(score) -> tuple[str, float, float] | None:
 
 
 def _notes(score) -> list[Note]:
+    from music21 import stream
+
     notes = []
     for index, part in enumerate(score.parts if score.parts else [score]):
-        for element in part.stripTies().flatten().notes:
+        part = part.stripTies()
+        # each measure's start and its left padding (a pickup bar's missing beats), to place notes within their bar
+        measures = [(float(m.offset), float(m.paddingLeft)) for m in part.getElementsByClass(stream.Measure)]
+        starts = [start for start, _ in measures]
+        for element in part.flatten().notes:
             length = float(element.quarterLength)
             if length <= 0:  # grace notes
                 continue
+            offset = float(element.offset)
+            measure = bisect.bisect_right(starts, offset + 1e-9) - 1
+            position = offset - measures[measure][0] + measures[measure][1] if measure >= 0 else offset
             for p in element.pitches:
-                notes.append(Note(float(element.offset), length, int(p.midi), index))
+                notes.append(Note(offset, length, int(p.midi), index, position))
     return sorted(notes, key=lambda n: (n.start, n.part))
 
 
@@ -335,14 +352,40 @@ def folk(limit: int) -> list[Piece]:
 # ---------------------------------------------------------------------------------------------------- MIDI
 
 
+# Metric stress of the played notes: the velocities abc2midi (the ABC reference player, Debian abcmidi 20230208)
+# gives by default, read from its output for each metre: 105 on a bar's first note, 95 on its other strong beats (each
+# dotted beat of a compound metre, the middle of a 4-beat bar), 80 on the rest -- an external convention, not one
+# tuned to the estimators. ``--no-accents`` renders every note alike (the corpora before this stress was added).
+DOWNBEAT_STRESS, STRONG_BEAT_STRESS = 25, 15
+
+
+def _dotted(beat_quarters: float) -> bool:
+    """Whether a beat is a dotted note (a compound metre's: 1.5 or 3 quarter notes; simple metres count 1 or 2)."""
+    return round(beat_quarters * 2) % 3 == 0
+
+
+def _stress(piece: Piece, bar_position: float) -> int:
+    """Velocity added to a note at ``bar_position`` (quarter notes after its bar's downbeat), see DOWNBEAT_STRESS."""
+    position = bar_position % piece.bar_quarters
+    if min(position, piece.bar_quarters - position) < 1e-6:
+        return DOWNBEAT_STRESS
+    beats = round(piece.bar_quarters / piece.beat_quarters)
+    on_beat = abs(position / piece.beat_quarters - round(position / piece.beat_quarters)) < 1e-6
+    if on_beat and (_dotted(piece.beat_quarters) or (beats == 4 and abs(position - piece.bar_quarters / 2) < 1e-6)):
+        return STRONG_BEAT_STRESS
+    return 0
+
+
 def _drum_notes(
-    bar_quarters: float, beat_quarters: float, total_quarters: float
+    bar_quarters: float, beat_quarters: float, total_quarters: float, first_downbeat: float = 0.0
 ) -> list[tuple[float, float, int, int]]:
     """(start, length, drum key, velocity) in quarter notes: kick on the bar's first beat (and the middle of a
-    4-beat bar), snare on the off-beats of the metre, closed hi-hat on every half beat."""
+    4-beat bar), snare on the off-beats of the metre, closed hi-hat on every half beat (every third of a dotted
+    beat, the eighth notes of a compound metre). Bars start at ``first_downbeat`` (after a pickup)."""
     beats = round(bar_quarters / beat_quarters)
+    ticks = (0.0, 1 / 3, 2 / 3) if _dotted(beat_quarters) else (0.0, 0.5)
     hits = []
-    t = 0.0
+    t = first_downbeat - bar_quarters if first_downbeat > 0 else 0.0
     while t < total_quarters:
         for b in range(beats):
             start = t + b * beat_quarters
@@ -350,15 +393,18 @@ def _drum_notes(
                 hits.append((start, 0.25, 36, 100))
             elif beats != 3 or b == 1:
                 hits.append((start, 0.25, 38, 90))
-            for half in (0.0, 0.5):
-                hits.append((start + half * beat_quarters, 0.2, 42, 70 if half else 80))
+            for tick in ticks:
+                hits.append((start + tick * beat_quarters, 0.2, 42, 70 if tick else 80))
         t += bar_quarters
-    return hits
+    return [hit for hit in hits if hit[0] >= 0.0]
 
 
-def piece_events(piece: Piece, bpm: float, band: str, seconds: float, rng: random.Random) -> list[tuple]:
+def piece_events(
+    piece: Piece, bpm: float, band: str, seconds: float, rng: random.Random, accents: bool = True
+) -> list[tuple]:
     """The piece (repeated to fill ``seconds``) at ``bpm`` beats per minute: sorted (seconds, on?, channel, key,
-    velocity) events, parts on channels 0-3 and drums on channel 9."""
+    velocity) events, parts on channels 0-3 and drums on channel 9. ``accents``: the metric stress of
+    DOWNBEAT_STRESS on the notes."""
     quarter_seconds = 60.0 / bpm / piece.beat_quarters
     total_quarters = seconds / quarter_seconds + 1.0
     length = max(n.start + n.length for n in piece.notes) - piece.notes[0].start
@@ -373,14 +419,18 @@ def piece_events(piece: Piece, bpm: float, band: str, seconds: float, rng: rando
             pitch = n.pitch - 12 if band == "pop band" and n.part == piece.parts - 1 else n.pitch  # bass guitar octave
             on = max(0.0, start * quarter_seconds + rng.uniform(-0.008, 0.008))  # a player's timing, not a sequencer's
             off = on + max(0.05, n.length * quarter_seconds * 0.95)
-            velocity = int(np.clip(rng.gauss(88 if n.part == 0 else 76, 6), 40, 120))
+            stress = _stress(piece, n.bar_position) if accents else 8  # 8: about the stress's mean, same loudness
+            velocity = int(np.clip(rng.gauss(80 if n.part == 0 else 68, 6) + stress, 40, 120))
             events += [
                 (on, 1, min(n.part, 3), int(np.clip(pitch, 0, 127)), velocity),
                 (off, 0, min(n.part, 3), int(np.clip(pitch, 0, 127)), 0),
             ]
         copy += 1
     if band in DRUMMED:
-        for start, dur, drum, velocity in _drum_notes(piece.bar_quarters, piece.beat_quarters, total_quarters):
+        first = piece.notes[0]
+        first_downbeat = (piece.bar_quarters - first.bar_position % piece.bar_quarters) % piece.bar_quarters
+        drums = _drum_notes(piece.bar_quarters, piece.beat_quarters, total_quarters, first_downbeat)
+        for start, dur, drum, velocity in drums:
             on = max(0.0, start * quarter_seconds + rng.uniform(-0.005, 0.005))
             events += [(on, 1, 9, drum, velocity), (on + dur * quarter_seconds, 0, 9, drum, 0)]
     return sorted(events, key=lambda e: (e[0], e[1]))
@@ -512,9 +562,10 @@ TEMPO_RANGES = {"chorale": (60, 110), "classical": (66, 160), "string quartet": 
 
 def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30.0, sr: int = 22050,
           soundfont: str = DEFAULT_SOUNDFONT, openmsx_deb: str | None = None, log=print,
-          split: str | None = None) -> list[dict]:  # fmt: skip
+          split: str | None = None, accents: bool = True) -> list[dict]:  # fmt: skip
     """Render the corpora into ``out`` and write ``out/manifest.jsonl``; returns its rows. ``split`` (``"tune"`` or
-    ``"test"``): render only that split's pieces (``per_corpus`` still counts the pieces read before the split)."""
+    ``"test"``): render only that split's pieces (``per_corpus`` still counts the pieces read before the split).
+    ``accents``: play the scores with the metric stress of DOWNBEAT_STRESS (OpenMSX keeps its composers' own)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -540,7 +591,7 @@ def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30
             bpm = round(math.exp(rng.uniform(math.log(low), math.log(high))), 1)
             band = bands[index % len(bands)]
             ident = f"{name}/{index:03d}"
-            audio = synth.render(piece_events(piece, bpm, band, seconds, rng), INSTRUMENTATIONS[band], seconds)
+            audio = synth.render(piece_events(piece, bpm, band, seconds, rng, accents), INSTRUMENTATIONS[band], seconds)
             file = f"{ident}.wav"
             sf.write(out / file, audio, sr, subtype="PCM_16")
             rows.append({"id": ident, "file": file, "corpus": name, "genre": piece.genre, "instrumentation": band,
@@ -561,6 +612,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=30.0, help="excerpt length")
     parser.add_argument("--sr", type=int, default=22050, help="sample rate of the written audio")
     parser.add_argument("--soundfont", default=DEFAULT_SOUNDFONT, help="General MIDI .sf2 file")
+    parser.add_argument("--no-accents", action="store_true", help="play every note alike (no metric stress)")
     parser.add_argument("--openmsx-deb", default=None, help="openttd-openmsx .deb (when the package is not installed)")
     args = parser.parse_args(argv)
     rows = build(
@@ -572,6 +624,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.soundfont,
         args.openmsx_deb,
         split=args.split,
+        accents=not args.no_accents,
     )
     return {"excerpts": len(rows), "out": str(args.out)}
 

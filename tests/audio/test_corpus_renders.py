@@ -1,0 +1,91 @@
+"""How bench/key_tempo_corpora.py plays its scores: the metric stress of abc2midi, bars that start after a pickup,
+and drums that keep the metre (the caption accuracy figures of bench/RESULTS.md rest on these renders)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from ..conftest import load_bench_script
+
+# abc2midi 20230208 (Debian abcmidi), default settings, a bar of sixteenth notes in each metre: A = velocity 105,
+# b = 95, . = 80 (read from the MIDI file it wrote)
+ABC2MIDI_STRESS = {
+    "2/4": "A.......",
+    "3/4": "A...........",
+    "4/4": "A.......b.......",
+    "2/2": "A...............",
+    "3/2": "A.......................",
+    "4/2": "A...............b...............",
+    "6/8": "A.....b.....",
+    "9/8": "A.....b.....b.....",
+    "12/8": "A.....b.....b.....b.....",
+    "6/4": "A...........b...........",
+}
+
+
+@pytest.fixture(scope="module")
+def corpora():
+    return load_bench_script("key_tempo_corpora")
+
+
+def _piece(corpora, metre: str, notes):
+    numerator, denominator = map(int, metre.split("/"))
+    bar = numerator * 4.0 / denominator
+    beat = 3 * 4.0 / denominator if numerator in (6, 9, 12) else 4.0 / denominator
+    return corpora.Piece("test/piece", "folk", "dance tune", notes, None, metre, beat, bar)
+
+
+@pytest.mark.parametrize("metre", sorted(ABC2MIDI_STRESS))
+def test_metric_stress_is_abc2midis(corpora, metre):
+    piece = _piece(corpora, metre, [])
+    symbol = {corpora.DOWNBEAT_STRESS: "A", corpora.STRONG_BEAT_STRESS: "b", 0: "."}
+    played = "".join(symbol[corpora._stress(piece, i * 0.25)] for i in range(int(piece.bar_quarters * 4)))
+    assert played == ABC2MIDI_STRESS[metre]
+    # the next bar starts stressed again
+    assert corpora._stress(piece, piece.bar_quarters) == corpora.DOWNBEAT_STRESS
+
+
+def _jig_with_pickup(corpora):
+    """A 6/8 tune of running eighths with a one-eighth pickup: the first note is the bar's last eighth."""
+    notes = [corpora.Note(0.0, 0.5, 62, 0, bar_position=2.5)]
+    notes += [corpora.Note(0.5 + 0.5 * i, 0.5, 67 + i % 5, 0, bar_position=(0.5 * i) % 3.0) for i in range(47)]
+    return _piece(corpora, "6/8", notes)
+
+
+def test_stress_and_drums_follow_the_bar_after_a_pickup(corpora):
+    piece = _jig_with_pickup(corpora)
+    bpm = 100.0  # dotted quarters: an eighth lasts 0.2 s
+    events = corpora.piece_events(piece, bpm, "folk band", 6.0, random.Random(0))
+    melody = [(when, velocity) for when, on, channel, _, velocity in events if on and channel == 0]
+    kicks = [when for when, on, channel, key, _ in events if on and channel == 9 and key == 36]
+    hats = [when for when, on, channel, key, _ in events if on and channel == 9 and key == 42]
+    # melody notes every 0.2 s from 0; downbeats at 0.2 + 1.2 k (after the pickup)
+    downbeats = [when for when, _ in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) < 0.03]
+    assert len(downbeats) >= 4 and abs(downbeats[0] - 0.2) < 0.02
+    assert np.allclose(kicks[: len(downbeats)], downbeats, atol=0.025)  # the kick is on the bar's first beat
+    assert np.allclose(np.diff(hats), 0.2, atol=0.02)  # the hi-hat plays the eighths of the compound beat
+    stressed = np.mean([v for when, v in melody if when in downbeats])
+    middle = np.mean([v for when, v in melody if any(abs(when - d - 0.6) < 0.02 for d in downbeats)])
+    others = np.mean([v for when, v in melody[1:] if all(abs(when - d) > 0.02 and abs(when - d - 0.6) > 0.02
+                                                          for d in downbeats)])  # fmt: skip
+    assert stressed - others > 15 and middle - others > 8 and stressed > middle
+
+
+def test_no_accents_plays_every_note_alike(corpora):
+    piece = _jig_with_pickup(corpora)
+    events = corpora.piece_events(piece, 100.0, "fiddle", 6.0, random.Random(0), accents=False)
+    melody = [(when, velocity) for when, on, channel, _, velocity in events if on and channel == 0]
+    on_downbeat = [v for when, v in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) < 0.03]
+    elsewhere = [v for when, v in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) >= 0.03]
+    assert abs(np.mean(on_downbeat) - np.mean(elsewhere)) < 6  # jitter only (sd 6), against +25 with accents
+
+
+def test_bar_positions_of_a_score_with_a_pickup(corpora):
+    converter = pytest.importorskip("music21", reason="pip install music21 (the real pieces' scores)").converter
+    score = converter.parse("X:1\nT:t\nM:6/8\nL:1/8\nK:G\nD|GAB cde|dBG AFD|G3 G2:|\n", format="abc")
+    notes = corpora._notes(score)
+    assert [n.bar_position for n in notes[:8]] == [2.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0.0]
+    assert notes[-1].bar_position == 1.5  # G3 G2: the second G on the bar's second dotted beat
