@@ -32,12 +32,13 @@ MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214
 # pitch-class features read from its tonic (the chroma of the transcription, its bass chroma and the log of its
 # chroma, each standardised), plus a bias for minor; the weights are shared by the 12 tonics of a mode. Fitted by
 # ``python bench/key_weights_fit.py`` (maximum likelihood with an L2 penalty chosen by 5-fold cross-validation) on
-# the `tune` half of bench/key_tempo_corpora.py's chorales and folk tunes and on two seeds of the demo corpus; the
-# `test` half, the classical and OpenMSX corpora and the demo seed of the tests were never seen. Averaged profiles
-# (Albrecht & Shanahan's, or ones learned as mean chromas) weigh the dominant almost like the tonic, so a piece that
-# leans on its fifth, or visits its dominant or relative, was named after it: fitted for discrimination, the weights
-# learn what tells a key from its neighbours (84 % -> 91 % of keys exactly right on 656 excerpts of real music, 90 %
-# on the test half; bench/RESULTS.md).
+# the `tune` half of bench/key_tempo_corpora.py's chorales and folk tunes (rendered ``--no-accents``; refitted on the
+# renders with metric stress, the weights change little and score the same, 89 %) and on two seeds of the demo
+# corpus; the `test` half, the classical and OpenMSX corpora and the demo seed of the tests were never seen. Averaged
+# profiles (Albrecht & Shanahan's, or ones learned as mean chromas) weigh the dominant almost like the tonic, so a
+# piece that leans on its fifth, or visits its dominant or relative, was named after it: fitted for discrimination,
+# the weights learn what tells a key from its neighbours (84 % -> 90 % of keys exactly right on 656 excerpts of real
+# music rendered without stress, 89 % with it, 89 % on the test half; bench/RESULTS.md).
 KEY_FEATURES = ("chroma", "bass chroma", "log chroma")
 LOG_CHROMA_FLOOR = 0.01  # share added before the log: a pitch class never heard counts as one heard 1 % of the time
 # (major/minor, feature, pitch class counted from the tonic), then the bias added to the score of every minor key

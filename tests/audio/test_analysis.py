@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from musicgen_lora.audio import analysis
+from musicgen_lora.audio import tempo as tempo_module
 from musicgen_lora.audio.key import estimate_key
 from musicgen_lora.audio.tempo import estimate_tempo
 
@@ -86,6 +87,28 @@ def test_tempo_of_a_click_track(bpm):
     estimate = estimate_tempo(_click_track(bpm, 8.0), SR)
     assert estimate is not None
     assert estimate.bpm == pytest.approx(bpm, rel=0.01)
+
+
+def _onset_pulses(bpm: float, seconds: float, strengths: list[float]) -> np.ndarray:
+    """An onset envelope (100 frames/s) with one onset every 1/bpm minutes, strengths cycling through ``strengths``."""
+    env = np.zeros(int(seconds * 100))
+    step = 100 * 60 / bpm
+    for i in range(int(len(env) / step)):
+        env[int(round(i * step))] = strengths[i % len(strengths)]
+    return env
+
+
+def test_double_half_rule_halves_eighth_notes_with_nothing_between_them():
+    # a chorale in eighth notes at 63 bpm: onsets at 126 bpm alternating strong and weak, silence between them; the
+    # salience alone prefers 126 (salience_ratio < 1: the half tempo loses), the rule halves it
+    chorale = _onset_pulses(126, 20.0, [1.0, 0.35])
+    estimate = tempo_module.tempo_from_envelope(chorale)
+    assert estimate.bpm == pytest.approx(63, rel=0.01) and estimate.salience_ratio < 1
+    # a reel at 120 bpm played with beats 1 and 3 stressed: its beats alternate too, but soft eighth notes sound
+    # between them, so it is not the eighths of a 60 bpm beat (halved while EMPTY_HALF_BEATS was 0.5)
+    reel = _onset_pulses(240, 20.0, [1.0, 0.2, 0.45, 0.2, 0.9, 0.2, 0.45, 0.2])
+    assert not tempo_module.is_eighth_note_pulse(reel, 120.0)
+    assert tempo_module.tempo_from_envelope(reel).bpm == pytest.approx(120, rel=0.01)
 
 
 def test_no_tempo_for_silence_or_a_steady_tone():

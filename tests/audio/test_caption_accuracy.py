@@ -4,7 +4,7 @@ The real-music fixture renders a small subset of ``bench/key_tempo_corpora.py`` 
 instrumentations, Irish/American fiddle tunes and German folk songs in four): it needs ``pip install music21
 pyfluidsynth`` and ``apt-get install -y fluidsynth fluid-soundfont-gm``, and skips with the reason otherwise. The
 thresholds sit below the full-corpus figures of bench/RESULTS.md ("Captions you can trust") with margin for a
-subset of 24 excerpts.
+subset of 29 excerpts.
 """
 
 from __future__ import annotations
@@ -63,12 +63,13 @@ def test_tempo_and_key_of_real_music(real_music):
         for r in results
         if not (r.get("tempo_hit") and r.get("key_hit"))
     ]
-    # full corpora (bench/RESULTS.md, 30 s excerpts, test split): tempo 86 %, key exact 90 %, MIREX 0.93; this subset
-    # of 20 s excerpts measured tempo 90 % (26 of 29), key exact 83 %, MIREX 0.91 (the profiles before the fitted
-    # model: 72 %, 0.86); the thresholds leave room for two or three more misses
-    assert np.mean(tempo) >= 0.8, misses
-    assert np.mean(key_exact) >= 0.75, misses
-    assert np.mean(mirex) >= 0.87, misses
+    # full corpora (bench/RESULTS.md, 30 s excerpts, test split): tempo 94 %, key exact 89 %, MIREX 0.93; this subset
+    # of 20 s excerpts measured tempo 97 % (28 of 29; 26 played without metric stress), key exact 79 % (23 of 29),
+    # MIREX 0.88 (the profiles before the fitted model: 72 %, 0.86, on the unstressed renders); the thresholds leave
+    # room for two more misses
+    assert np.mean(tempo) >= 0.85, misses
+    assert np.mean(key_exact) >= 0.72, misses
+    assert np.mean(mirex) >= 0.85, misses
     # most wrong keys of a plain chroma were a fifth up (before: 4 in 10); the note transcription leaves fewer
     fifths = sum(r.get("key_relation") == "fifth" for r in results)
     assert fifths <= 0.25 * len(key_exact), misses
