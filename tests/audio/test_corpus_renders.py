@@ -31,6 +31,11 @@ def corpora():
     return load_bench_script("key_tempo_corpora")
 
 
+@pytest.fixture(scope="module")
+def scores():
+    return load_bench_script("score_corpora")
+
+
 def _piece(corpora, metre: str, notes):
     numerator, denominator = map(int, metre.split("/"))
     bar = numerator * 4.0 / denominator
@@ -48,15 +53,15 @@ def test_metric_stress_is_abc2midis(corpora, metre):
     assert corpora._stress(piece, piece.bar_quarters) == corpora.DOWNBEAT_STRESS
 
 
-def _jig_with_pickup(corpora):
+def _jig_with_pickup(corpora, scores):
     """A 6/8 tune of running eighths with a one-eighth pickup: the first note is the bar's last eighth."""
-    notes = [corpora.Note(0.0, 0.5, 62, 0, bar_position=2.5)]
-    notes += [corpora.Note(0.5 + 0.5 * i, 0.5, 67 + i % 5, 0, bar_position=(0.5 * i) % 3.0) for i in range(47)]
+    notes = [scores.Note(0.0, 0.5, 62, 0, bar_position=2.5)]
+    notes += [scores.Note(0.5 + 0.5 * i, 0.5, 67 + i % 5, 0, bar_position=(0.5 * i) % 3.0) for i in range(47)]
     return _piece(corpora, "6/8", notes)
 
 
-def test_stress_and_drums_follow_the_bar_after_a_pickup(corpora):
-    piece = _jig_with_pickup(corpora)
+def test_stress_and_drums_follow_the_bar_after_a_pickup(corpora, scores):
+    piece = _jig_with_pickup(corpora, scores)
     bpm = 100.0  # dotted quarters: an eighth lasts 0.2 s
     events = corpora.piece_events(piece, bpm, "folk band", 6.0, random.Random(0))
     melody = [(when, velocity) for when, on, channel, _, velocity in events if on and channel == 0]
@@ -74,8 +79,8 @@ def test_stress_and_drums_follow_the_bar_after_a_pickup(corpora):
     assert stressed - others > 15 and middle - others > 8 and stressed > middle
 
 
-def test_no_accents_plays_every_note_alike(corpora):
-    piece = _jig_with_pickup(corpora)
+def test_no_accents_plays_every_note_alike(corpora, scores):
+    piece = _jig_with_pickup(corpora, scores)
     events = corpora.piece_events(piece, 100.0, "fiddle", 6.0, random.Random(0), accents=False)
     melody = [(when, velocity) for when, on, channel, _, velocity in events if on and channel == 0]
     on_downbeat = [v for when, v in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) < 0.03]
@@ -83,9 +88,9 @@ def test_no_accents_plays_every_note_alike(corpora):
     assert abs(np.mean(on_downbeat) - np.mean(elsewhere)) < 6  # jitter only (sd 6), against +25 with accents
 
 
-def test_bar_positions_of_a_score_with_a_pickup(corpora):
+def test_bar_positions_of_a_score_with_a_pickup(scores):
     converter = pytest.importorskip("music21", reason="pip install music21 (the real pieces' scores)").converter
     score = converter.parse("X:1\nT:t\nM:6/8\nL:1/8\nK:G\nD|GAB cde|dBG AFD|G3 G2:|\n", format="abc")
-    notes = corpora._notes(score)
+    notes = scores._notes(score)
     assert [n.bar_position for n in notes[:8]] == [2.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0.0]
     assert notes[-1].bar_position == 1.5  # G3 G2: the second G on the bar's second dotted beat
