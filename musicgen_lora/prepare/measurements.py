@@ -22,7 +22,7 @@ from ..files import atomic_write_json, file_identity
 EXCERPT_SECONDS = 60.0
 
 
-ANALYSIS_VERSION = 3  # bump when the estimators change, so cached estimates are redone
+ANALYSIS_VERSION = 4  # bump when the estimators change, so cached estimates are redone (4: EMPTY_HALF_BEATS 0.15)
 
 
 def _central(mono: np.ndarray, sr: int) -> np.ndarray:

@@ -94,6 +94,22 @@ def test_estimates_are_cached_and_never_re_encode(tmp_path, tiny_model_dir, mode
     assert sorted(p.name for p in cache.glob("codes-*")) == codes_dirs
 
 
+def test_a_new_analysis_version_measures_again(tmp_path, monkeypatch):
+    # estimates cached by an older estimator (before a change of its constants) must not outlive it
+    path = tmp_path / "clip.wav"
+    sf.write(path, np.sin(np.linspace(0, 2000, 16000)).astype(np.float32), 16000)
+    calls = []
+
+    def compute(audio, sr):
+        calls.append(sr)
+        return {"n": len(calls)}
+
+    first = measurements.cached_measure(str(path), tmp_path / "cache", "tempo", compute)
+    assert measurements.cached_measure(str(path), tmp_path / "cache", "tempo", compute) == first and len(calls) == 1
+    monkeypatch.setattr(measurements, "ANALYSIS_VERSION", measurements.ANALYSIS_VERSION + 1)
+    assert measurements.cached_measure(str(path), tmp_path / "cache", "tempo", compute) == {"n": 2}
+
+
 def test_unmeasurable_track_without_caption_still_needs_one(tmp_path, tiny_model_dir, model, cache):
     import numpy as np
     import soundfile as sf
