@@ -52,25 +52,28 @@ def split_of(piece: str) -> str:
     return "test" if int(hashlib.sha1(piece.encode()).hexdigest(), 16) % 10 < 4 else "tune"
 
 
-def _metre(score) -> tuple[str, float, float] | None:
-    """(``"6/8"``, beat in quarter notes, bar in quarter notes), or None for metres left out.
+def metre_of(num: int, den: int) -> tuple[str, float, float] | None:
+    """(``"6/8"``, beat in quarter notes, bar in quarter notes) of the time signature num/den, or None for metres
+    left out.
 
     The beat is the note value of the denominator in simple metres (the half note in 2/2, 3/2, 4/2: old and
     alla-breve notation, where the half note is what is counted) and the dotted note in compound ones (the dotted
     quarter in 6/8, 9/8, 12/8; the dotted half in 6/4).
     """
-    from music21 import meter
-
-    ts = score.recurse().getElementsByClass(meter.TimeSignature).first()
-    if ts is None:
-        return None
-    num, den = ts.numerator, ts.denominator
     bar = num * 4.0 / den
     if den in (2, 4) and num in (2, 3, 4):
         return f"{num}/{den}", 4.0 / den, bar
     if num in (6, 9, 12) and den in (4, 8):
         return f"{num}/{den}", 3 * 4.0 / den, bar
     return None
+
+
+def _metre(score) -> tuple[str, float, float] | None:
+    """:func:`metre_of` the score's first time signature (None without one)."""
+    from music21 import meter
+
+    ts = score.recurse().getElementsByClass(meter.TimeSignature).first()
+    return None if ts is None else metre_of(ts.numerator, ts.denominator)
 
 
 def _notes(score) -> list[Note]:

@@ -36,16 +36,13 @@ def scores():
     return load_bench_script("score_corpora")
 
 
-def _piece(corpora, metre: str, notes):
-    numerator, denominator = map(int, metre.split("/"))
-    bar = numerator * 4.0 / denominator
-    beat = 3 * 4.0 / denominator if numerator in (6, 9, 12) else 4.0 / denominator
-    return corpora.Piece("test/piece", "folk", "dance tune", notes, None, metre, beat, bar)
+def _piece(scores, metre: str, notes):
+    return scores.Piece("test/piece", "folk", "dance tune", notes, None, *scores.metre_of(*map(int, metre.split("/"))))
 
 
 @pytest.mark.parametrize("metre", sorted(ABC2MIDI_STRESS))
-def test_metric_stress_is_abc2midis(corpora, metre):
-    piece = _piece(corpora, metre, [])
+def test_metric_stress_is_abc2midis(corpora, scores, metre):
+    piece = _piece(scores, metre, [])
     symbol = {corpora.DOWNBEAT_STRESS: "A", corpora.STRONG_BEAT_STRESS: "b", 0: "."}
     played = "".join(symbol[corpora._stress(piece, i * 0.25)] for i in range(int(piece.bar_quarters * 4)))
     assert played == ABC2MIDI_STRESS[metre]
@@ -53,22 +50,27 @@ def test_metric_stress_is_abc2midis(corpora, metre):
     assert corpora._stress(piece, piece.bar_quarters) == corpora.DOWNBEAT_STRESS
 
 
-def _jig_with_pickup(corpora, scores):
+def _on_downbeat(when: float) -> bool:
+    """Whether a time (s) of the jig below at 100 bpm falls on a downbeat: 0.2 s (after the pickup) + 1.2 s k."""
+    return abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) < 0.03
+
+
+def _jig_with_pickup(scores):
     """A 6/8 tune of running eighths with a one-eighth pickup: the first note is the bar's last eighth."""
     notes = [scores.Note(0.0, 0.5, 62, 0, bar_position=2.5)]
     notes += [scores.Note(0.5 + 0.5 * i, 0.5, 67 + i % 5, 0, bar_position=(0.5 * i) % 3.0) for i in range(47)]
-    return _piece(corpora, "6/8", notes)
+    return _piece(scores, "6/8", notes)
 
 
 def test_stress_and_drums_follow_the_bar_after_a_pickup(corpora, scores):
-    piece = _jig_with_pickup(corpora, scores)
+    piece = _jig_with_pickup(scores)
     bpm = 100.0  # dotted quarters: an eighth lasts 0.2 s
     events = corpora.piece_events(piece, bpm, "folk band", 6.0, random.Random(0))
     melody = [(when, velocity) for when, on, channel, _, velocity in events if on and channel == 0]
     kicks = [when for when, on, channel, key, _ in events if on and channel == 9 and key == 36]
     hats = [when for when, on, channel, key, _ in events if on and channel == 9 and key == 42]
     # melody notes every 0.2 s from 0; downbeats at 0.2 + 1.2 k (after the pickup)
-    downbeats = [when for when, _ in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) < 0.03]
+    downbeats = [when for when, _ in melody if _on_downbeat(when)]
     assert len(downbeats) >= 4 and abs(downbeats[0] - 0.2) < 0.02
     assert np.allclose(kicks[: len(downbeats)], downbeats, atol=0.025)  # the kick is on the bar's first beat
     assert np.allclose(np.diff(hats), 0.2, atol=0.02)  # the hi-hat plays the eighths of the compound beat
@@ -80,11 +82,11 @@ def test_stress_and_drums_follow_the_bar_after_a_pickup(corpora, scores):
 
 
 def test_no_accents_plays_every_note_alike(corpora, scores):
-    piece = _jig_with_pickup(corpora, scores)
+    piece = _jig_with_pickup(scores)
     events = corpora.piece_events(piece, 100.0, "fiddle", 6.0, random.Random(0), accents=False)
     melody = [(when, velocity) for when, on, channel, _, velocity in events if on and channel == 0]
-    on_downbeat = [v for when, v in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) < 0.03]
-    elsewhere = [v for when, v in melody if abs((when - 0.2) / 1.2 - round((when - 0.2) / 1.2)) >= 0.03]
+    on_downbeat = [v for when, v in melody if _on_downbeat(when)]
+    elsewhere = [v for when, v in melody if not _on_downbeat(when)]
     assert abs(np.mean(on_downbeat) - np.mean(elsewhere)) < 6  # jitter only (sd 6), against +25 with accents
 
 
