@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..memorisation.codes import CodeIndex
 from ..memorisation.melody import CHROMA_RATE, MelodyIndex
+from ..train.copy_score import CodeIndex
 
 FRAME_RATE = 50
 BAR_FRAMES = 100  # 2 s bars (120 bpm, 4/4)

@@ -400,7 +400,7 @@ class MusicgenTrainingArguments(TrainingArguments):
     )
     sample_duration_in_seconds: float = field(default=8.0, metadata={"help": "Length of each sample."})
     copy_threshold: float = field(
-        default=0.5,  # musicgen_lora.memorisation.codes.DEFAULT_COPY_THRESHOLD (measured there)
+        default=0.5,  # musicgen_lora.train.copy_score.DEFAULT_COPY_THRESHOLD (measured there)
         metadata={
             "help": "Memorisation check of the samples: each rendered sample's copy score (the share of its code "
             "frames that line up with one training clip, 0-1) is logged as samples/copy_score, and a warning names "

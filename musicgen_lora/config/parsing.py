@@ -26,7 +26,7 @@ from .arguments import (
     MusicgenTrainingArguments,
     ParsedConfig,
 )
-from .compat import translate_foreign_keys
+from .foreign_configs import translate_foreign_keys
 from .validation import check_options
 
 logger = logging.getLogger(__name__)

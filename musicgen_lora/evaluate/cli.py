@@ -23,9 +23,9 @@ from ..config.parsing import check_json_values, load_json_config, parse_config
 from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
 from ..files import ensure_writable_folder, kept_aside, read_json_object
 from ..logs import setup_logging
-from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.loading import pick_device
+from ..train.copy_score import DEFAULT_COPY_THRESHOLD
 from .data import DatasetSpec, EvalSettings, resolve_split
 from .models import BASE, ModelSpec, classify_model_dir
 from .prompts import Prompt, read_prompts

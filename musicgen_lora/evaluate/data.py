@@ -16,7 +16,6 @@ from ..config.arguments import DataArguments
 from ..errors import UserError
 from ..files import cache_root, is_saved_dataset
 from ..logs import progress
-from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.codec import decode_codes
 from ..models.loading import is_melody_model
@@ -26,6 +25,7 @@ from ..prepare.encoding import encode_dataset
 from ..prepare.pipeline import prepare_split
 from ..prepare.screening import screen_split
 from ..prepare.sources import load_split
+from ..train.copy_score import DEFAULT_COPY_THRESHOLD
 from .models import ModelSpec
 from .prompts import Prompt
 

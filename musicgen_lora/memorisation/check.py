@@ -3,7 +3,7 @@
 Used by ``evaluate.py`` (per clip in ``comparison_results.jsonl``, per model in ``metrics.json``, a warning badge and
 the copied training excerpt in ``report.html``) and by training's sample renders (:mod:`musicgen_lora.train.samples`).
 The
-measures are defined in :mod:`.codes` and :mod:`.melody`.
+measures are defined in :mod:`musicgen_lora.train.copy_score` and :mod:`.melody`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .codes import DEFAULT_COPY_THRESHOLD, CodeIndex
+from ..train.copy_score import DEFAULT_COPY_THRESHOLD, CodeIndex
 from .melody import DEFAULT_MELODY_THRESHOLD, MelodyIndex
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ COPY_NOTE = (
 
 
 class CopyChecker:
-    """Scores generated clips against one training set (see :mod:`.codes` and :mod:`.melody`).
+    """Scores generated clips against one training set (see :mod:`musicgen_lora.train.copy_score` and :mod:`.melody`).
 
     Args:
         codes: the code index of the training set.

@@ -14,7 +14,7 @@ process only and leaves the random number generators as it found them, so traini
 (crops, dropout, shuffling) with or without samples and ends with the same weights.
 
 **Memorisation check.** At the start of training the callback indexes the training codes the Trainer holds
-(:class:`~musicgen_lora.memorisation.codes.CodeIndex`, about a second for 10 hours); every render's samples are then
+(:class:`~musicgen_lora.train.copy_score.CodeIndex`, about a second for 10 hours); every render's samples are then
 scored (``copy_score``: the share of a sample's code frames that line up with one training clip) and logged through
 ``trainer.log`` as ``samples/copy_score`` (the highest) and ``samples/copy_score/<i>`` (so every tracker and
 ``trainer_state.json`` get them), with a warning naming the step when a sample reaches ``copy_threshold``, so a
@@ -41,8 +41,8 @@ from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 from ..files import atomic_write_json, read_json_object
 from ..generate.render import captured_codes, generated_codes, write_samples
 from ..hub.card import MEMORISATION_FILE
-from ..memorisation.codes import DEFAULT_COPY_THRESHOLD, CodeIndex
 from ..rng import preserved_rng
+from .copy_score import DEFAULT_COPY_THRESHOLD, CodeIndex
 
 logger = logging.getLogger(__name__)
 

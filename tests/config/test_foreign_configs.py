@@ -123,7 +123,7 @@ def test_the_popular_scripts_punk_config_trains_unchanged(tiny_model_dir, punk_f
             wandb.finish()
             wandb.teardown()  # wandb keeps its settings (WANDB_DIR) per process; later tests need fresh ones
     # one notice per translated key, naming ours
-    notices = [r.getMessage() for r in caplog.records if r.name == "musicgen_lora.config.compat"]
+    notices = [r.getMessage() for r in caplog.records if r.name == "musicgen_lora.config.foreign_configs"]
     for theirs, ours in RENAMED.items():
         assert (
             f"config key '{theirs}' (from the popular MusicGen LoRA script) is called '{ours}' here; using it as "

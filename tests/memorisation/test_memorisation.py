@@ -24,8 +24,8 @@ from musicgen_lora.demo.instruments import TIMBRES
 from musicgen_lora.demo.synth import synthesize_corpus
 from musicgen_lora.errors import UserError
 from musicgen_lora.hub.card import MEMORISATION_FILE
-from musicgen_lora.memorisation.codes import DEFAULT_COPY_THRESHOLD, DEFAULT_MAX_GAP_FRAMES, CodeIndex
 from musicgen_lora.memorisation.melody import DEFAULT_MELODY_THRESHOLD, MelodyIndex, chroma_features
+from musicgen_lora.train.copy_score import DEFAULT_COPY_THRESHOLD, DEFAULT_MAX_GAP_FRAMES, CodeIndex
 
 from ..conftest import RATE, base_argv
 
