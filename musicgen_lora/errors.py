@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import contextvars
 import math
 import os
 import sys
@@ -42,12 +43,35 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# The name a command was started by, when the ``musicgen-lora`` script runs it ("musicgen-lora generate"): its usage
+# line and its errors then name that, not the module it mirrors (see :func:`invoked_as`).
+_INVOKED_AS: contextvars.ContextVar[str | None] = contextvars.ContextVar("invoked_as", default=None)
+
+
+@contextlib.contextmanager
+def invoked_as(name: str) -> Iterator[None]:
+    """Within the block, every command names itself ``name`` in its usage line, ``--help`` and errors."""
+    token = _INVOKED_AS.set(name)
+    try:
+        yield
+    finally:
+        _INVOKED_AS.reset(token)
+
+
+def program_name(default: str) -> str:
+    """The name the running command was started by: ``default`` (its own), unless :func:`invoked_as` says another."""
+    return _INVOKED_AS.get() or default
+
+
 class CommandLineParser(argparse.ArgumentParser):
     """``argparse`` whose usage errors (unknown flag, missing or malformed value) are one-line UserErrors instead of a
-    usage dump, so every command answers bad input the same way; ``--help`` shows the defaults."""
+    usage dump, so every command answers bad input the same way; ``--help`` shows the defaults. Its ``prog`` is the
+    name the command was started by (:func:`program_name`)."""
 
     def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        if kwargs.get("prog"):
+            kwargs["prog"] = program_name(kwargs["prog"])
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:

@@ -1,8 +1,10 @@
 """The ``musicgen-lora`` console script: every subcommand is the command it mirrors (same options, same output, same
-exit codes), and the package builds as a wheel with the script, every module and its data file."""
+exit codes, named as it was started), only the chosen command is imported, and the package builds as a wheel with
+the script, every module and its data file."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from packaging.requirements import Requirement
 
 import finetune_musicgen
 from musicgen_lora import __version__, cli
+from musicgen_lora.errors import UserError
 from musicgen_lora.evaluate import cli as evaluate_cli
 from musicgen_lora.generate import cli as generate_cli
 from musicgen_lora.hub import cli as push_cli
@@ -26,6 +29,14 @@ MIRRORED = {
     "generate": generate_cli.main,
     "evaluate": evaluate_cli.main,
     "push": push_cli.main,
+}
+# the name each mirrored command gives itself in its usage line and errors
+OWN_NAMES = {
+    "train": "finetune_musicgen.py",
+    "prepare": "python -m musicgen_lora.prepare",
+    "generate": "python -m musicgen_lora.generate",
+    "evaluate": "evaluate.py",
+    "push": "python -m musicgen_lora.push",
 }
 
 
@@ -44,9 +55,55 @@ def outcome(run, argv: list[str], capsys) -> tuple[object, str, str]:
 def test_each_subcommand_is_the_command_it_mirrors(command, capsys):
     for argv in (["--help"], ["--no_such_option", "1"]):
         mirrored = outcome(MIRRORED[command], argv, capsys)
-        via_script = outcome(cli.main, [command, *argv], capsys)
-        assert via_script == mirrored, (command, argv)
+        code, out, err = outcome(cli.main, [command, *argv], capsys)
+        # the same output, naming itself as it was started (UC12: not "usage: finetune_musicgen.py", no error naming
+        # "python -m musicgen_lora.generate")
+        if argv == ["--help"]:
+            assert out.startswith(f"usage: musicgen-lora {command} "), command
+        else:
+            assert OWN_NAMES[command] not in err, command
+        # (argparse wraps the usage line by the name's length: compared word by word)
+        named_back = tuple(text.replace(f"musicgen-lora {command}", OWN_NAMES[command]).split() for text in (out, err))
+        assert (code, *named_back) == (mirrored[0], *(text.split() for text in mirrored[1:])), (command, argv)
     assert mirrored[0] == 2 and mirrored[2].count("\n") == 1 and mirrored[2].startswith("error: ")
+
+
+def test_train_help_names_the_script_it_was_started_by(capsys):
+    code, out, _ = outcome(cli.main, ["train", "--help"], capsys)
+    assert code == 0 and out.startswith("usage: musicgen-lora train [CONFIG.json]")
+    code, out, _ = outcome(finetune_musicgen.main, ["--help"], capsys)
+    assert code == 0 and out.startswith("usage: finetune_musicgen.py [CONFIG.json]")
+
+
+def test_debug_before_the_command_is_passed_on_to_it(capsys):
+    code, _, err = outcome(cli.main, ["train", "--no_such_option", "1"], capsys)
+    assert code == 2 and err.startswith("error: unknown option '--no_such_option'")
+    with pytest.raises(UserError, match="unknown option '--no_such_option'"):  # --debug: the traceback, not a line
+        cli.main(["--debug", "train", "--no_such_option", "1"])
+    with pytest.raises(UserError, match="unknown command 'trian'"):  # the script's own errors too
+        cli.main(["--debug", "trian"])
+
+
+def test_the_script_imports_only_the_command_it_runs():
+    """In a fresh interpreter (what is imported is under test): ``musicgen-lora --help`` and a refused command import
+    no command module, and ``musicgen-lora push --help`` imports the push command but none of the others."""
+    probe = (
+        "import json, sys\n"
+        "from musicgen_lora import cli\n"
+        "for argv in (['--help'], ['trian'], ['push', '--help']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    print('MODULES', json.dumps(sorted(m for m in sys.modules if m.startswith('musicgen_lora'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = [line.removeprefix("MODULES ") for line in done.stdout.splitlines() if line.startswith("MODULES ")]
+    after_help, after_refusal, after_push = (set(json.loads(line)) for line in seen)
+    commands = {command.module for command in cli.COMMANDS.values()}
+    assert after_help == after_refusal == {"musicgen_lora", "musicgen_lora.cli", "musicgen_lora.errors"}
+    assert "musicgen_lora.hub.cli" in after_push and not (commands - {"musicgen_lora.hub.cli"}) & after_push
 
 
 def test_the_script_lists_every_command_and_refuses_unknown_ones(capsys):

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import HfArgumentParser
 
-from ..errors import DefaultsHelpFormatter, UserError, one_line
+from ..errors import DefaultsHelpFormatter, UserError, one_line, program_name
 from ..files import read_user_text
 from .arguments import (
     ARGUMENT_GROUPS,
@@ -42,14 +42,20 @@ class _Parser(HfArgumentParser):
 
 
 def build_parser(prog: str = "finetune_musicgen.py") -> HfArgumentParser:
-    """The parser of a run's options, grouped as the argument dataclasses are (model, data, LoRA, training)."""
+    """The parser of a run's options, grouped as the argument dataclasses are (model, data, LoRA, training).
+
+    Args:
+        prog: the command's own name, used unless the ``musicgen-lora`` script started it (see
+            :func:`~musicgen_lora.errors.invoked_as`).
+    """
+    prog = program_name(prog)
     return _Parser(
         ARGUMENT_GROUPS,
         prog=prog,
         usage=f"{prog} [CONFIG.json] [--key value ...]",
-        description="Command-line flags override keys of the JSON file; with no JSON file at all, the offline demo "
-        "runs (finetune_musicgen.py only). --debug (or LOGLEVEL=DEBUG) shows full tracebacks instead of one-line "
-        "errors. Each option's default is the one a config-file run gets.",
+        description="Command-line flags override keys of the JSON file; with nothing at all on the command line, "
+        "the offline demo runs (finetune_musicgen.py and musicgen-lora train only). --debug (or LOGLEVEL=DEBUG) "
+        "shows full tracebacks instead of one-line errors. Each option's default is the one a config-file run gets.",
         allow_abbrev=False,
         formatter_class=DefaultsHelpFormatter,
     )

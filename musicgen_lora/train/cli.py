@@ -1,5 +1,7 @@
-"""The training command: ``python finetune_musicgen.py [CONFIG.json] [--key value ...]`` (also
-``musicgen-lora train``); with nothing on the command line, the offline demo."""
+"""The training command: ``python finetune_musicgen.py CONFIG.json [--key value ...]`` (also ``musicgen-lora
+train``). With nothing on the command line those two run the offline demo instead (:func:`musicgen_lora.cli.finetune`
+chooses; :mod:`musicgen_lora.demo.cli`), so this module, and training from a config, never load the demo's
+synthesiser."""
 
 from __future__ import annotations
 
@@ -7,18 +9,14 @@ import sys
 from typing import Any
 
 from ..config.parsing import parse_config
-from ..demo.assets import DEMO_CONFIG, ensure_demo_assets
 from ..errors import exit_on_user_error
 from ..logs import setup_logging
 from .run import run_training
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Parse the config (the embedded demo for an empty command line), build the demo's assets if it names them, and
-    train; bad input exits with one ``error:`` line (status 2; 130 after Ctrl-C)."""
+    """Parse the config and train; bad input exits with one ``error:`` line (status 2; 130 after Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
     with exit_on_user_error(argv):
-        parsed = parse_config(argv, defaults=DEMO_CONFIG)
-        ensure_demo_assets(parsed)
-        return run_training(parsed)
+        return run_training(parse_config(argv))
