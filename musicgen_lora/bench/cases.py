@@ -23,6 +23,7 @@ import torch
 from peft import PeftModel
 from transformers import Trainer
 
+from ..compat import lora_layers
 from ..config.arguments import ParsedConfig
 from ..config.parsing import parse_config
 from ..demo.tiny import build_tiny_musicgen
@@ -30,7 +31,7 @@ from ..errors import UserError
 from ..models.loading import load_model_and_processor, ready_for_training
 from ..train.collator import MusicgenCollator
 from ..train.lora import add_trainable_parts, cast_frozen_base, frozen_base_dtype
-from ..train.lora_speed import PackedBitsDropout, lora_layers
+from ..train.lora_speed import PackedBitsDropout
 from ..train.run import build_trainer
 from .measure import (
     BareStep,

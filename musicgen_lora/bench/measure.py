@@ -19,6 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 
+from ..compat import attention_kernel
 from ..train.trainer import codebook_cross_entropy
 
 try:  # the fallback of peak_rss_bytes where /proc is missing (macOS); Windows has neither
@@ -101,7 +102,7 @@ def count_step_flops(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> 
     so the count is the model's work, not recomputation. Gradients are cleared afterwards.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    kernel = base.config.decoder._attn_implementation  # transformers has no public getter for the kernel in use
+    kernel = attention_kernel(base.config.decoder)
     base.set_attn_implementation({"decoder": "eager", "text_encoder": "eager"})
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     try:

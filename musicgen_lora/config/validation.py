@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+from transformers.integrations import INTEGRATION_TO_CALLBACK
 
 from ..errors import MAX_SEED, UserError, one_line
 from ..files import looks_like_hub_id

@@ -37,8 +37,8 @@ from transformers import (
     PreTrainedTokenizerBase,
     ProcessorMixin,
 )
-from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
 
+from ..compat import MusicgenMelodyProcessor
 from ..errors import CommandLineParser, UserError, exit_on_user_error
 from ..files import ensure_writable_folder
 from ..models.processors import melody_feature_extractor

@@ -4,23 +4,15 @@ forward(labels=...) needs, everything frozen.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import types
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from transformers import (
-    AutoModelForTextToWaveform,
-    MusicgenForConditionalGeneration,
-    MusicgenMelodyForConditionalGeneration,
-    PreTrainedModel,
-    ProcessorMixin,
-)
+from transformers import AutoModelForTextToWaveform, PreTrainedModel, ProcessorMixin
 
+from ..compat import half_precision_loading, keep_in_eval_mode
 from ..config.arguments import ModelArguments, ParsedConfig
 from ..errors import UserError, one_line
 from ..files import is_local_path
@@ -38,7 +30,8 @@ def load_model_and_processor(
         train_text_encoder: leave the text encoder in training mode (it will be trained); else it stays in eval mode.
         dtype: load the text encoder, decoder and projections in this dtype straight from the checkpoint (EnCodec
             stays fp32, exactly as stored), so a half-precision run never holds the fp32 model: the frozen-base
-            cast of :func:`cast_frozen_base` without its peak. None: everything as stored (fp32).
+            cast of :func:`cast_frozen_base` without its peak (see :func:`musicgen_lora.compat.half_precision_loading`).
+            None: everything as stored (fp32).
 
     Raises:
         UserError: the path/id cannot be loaded, or it is not a (mono, text-conditioned) MusicGen model.
@@ -49,7 +42,7 @@ def load_model_and_processor(
             f"model folder '{name}' not found; check the path, or give a MusicGen Hub id (e.g. facebook/musicgen-small)"
         )
     try:
-        with _half_precision_loading(dtype):
+        with half_precision_loading(dtype):  # EnCodec stays fp32; files read, not mapped
             model = AutoModelForTextToWaveform.from_pretrained(
                 name,
                 cache_dir=model_args.cache_dir,
@@ -86,43 +79,6 @@ def load_model_and_processor(
         )
     ready_for_training(model, train_text_encoder=train_text_encoder)
     return model, processor
-
-
-@contextlib.contextmanager
-def _half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
-    """While loading in half precision: EnCodec stays fp32, and checkpoint files are read, not memory-mapped.
-
-    transformers' "keep these modules in fp32 whatever dtype is asked" list names the codec. Its fp32 tensors would
-    otherwise be views into the memory-mapped checkpoint, which then stays mapped (its pages resident: the whole fp32
-    file, 2.2 GB for musicgen-small, counted in the process' memory for the rest of the run); reading each tensor
-    (safetensors' pread backend) peaks at the half-precision model plus one tensor.
-    """
-    if dtype is None or dtype == torch.float32:
-        yield
-        return
-    import transformers.modeling_utils as loading
-
-    classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration]
-    saved = [cls.__dict__.get("_keep_in_fp32_modules_strict") for cls in classes]
-    safe_open = loading.safe_open
-
-    def read_not_mapped(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("backend") == "mmap":
-            kwargs["backend"] = "pread"
-        return safe_open(*args, **kwargs)
-
-    try:
-        for cls in classes:
-            cls._keep_in_fp32_modules_strict = ["audio_encoder"]
-        loading.safe_open = read_not_mapped
-        yield
-    finally:
-        loading.safe_open = safe_open
-        for cls, value in zip(classes, saved, strict=False):
-            if value is None:
-                del cls._keep_in_fp32_modules_strict
-            else:
-                cls._keep_in_fp32_modules_strict = value
 
 
 def is_melody_model(model: torch.nn.Module) -> bool:
@@ -164,20 +120,11 @@ def ready_for_training(model: PreTrainedModel, train_text_encoder: bool = False)
     model.accepts_loss_kwargs = False
     model.requires_grad_(False)
     # The frozen text encoder and codec run in inference mode even while the decoder trains: Trainer calls
-    # model.train() every step, which would otherwise switch on T5's dropout and make the conditioning noisy.
+    # model.train() every step, which would otherwise switch on T5's dropout and make the conditioning noisy
+    # (keep_in_eval_mode: see musicgen_lora.compat).
     if not train_text_encoder:
         keep_in_eval_mode(model.text_encoder)
     keep_in_eval_mode(model.audio_encoder)
-
-
-def keep_in_eval_mode(module: torch.nn.Module) -> None:
-    """Make ``module.train()`` (called by its parent's ``train()``) leave it, and its children, in eval mode."""
-
-    def train(self: torch.nn.Module, mode: bool = True) -> torch.nn.Module:
-        return torch.nn.Module.train(self, False)
-
-    module.train = types.MethodType(train, module)
-    module.eval()
 
 
 def pick_device(device: str | None) -> torch.device:

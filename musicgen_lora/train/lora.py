@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import re
-import types
-from typing import Any
 
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel
 
+from ..compat import compute_in_fp32, kept_in_fp32_names, set_decoder_dropout
 from ..config.arguments import (
     DEFAULT_LORA_TARGETS,
     INDEXED_LORA_TARGET,
@@ -68,40 +67,15 @@ def kept_in_fp32(model: PreTrainedModel, dtype: torch.dtype) -> re.Pattern | Non
     """The parameters that the model classes keep in fp32 when loaded in ``dtype``, as one pattern searched in
     full parameter names, exactly as ``from_pretrained(dtype=...)`` matches them; None when none are.
 
-    transformers lists them per class: ``_keep_in_fp32_modules`` applies to fp16 only (T5 keeps its feed-forward
-    output projections ``wo`` in fp32: their activations exceed fp16's range in the real checkpoints),
-    ``_keep_in_fp32_modules_strict`` to fp16 and bf16. A composite model's instance gathers its parts' lists.
+    transformers lists them per class (:func:`musicgen_lora.compat.kept_in_fp32_names`): T5 keeps its feed-forward
+    output projections ``wo`` in fp32 under fp16 (their activations exceed fp16's range in the real checkpoints).
     """
-    names: set[str] = set()
-    for module in model.modules():
-        if not isinstance(module, PreTrainedModel):
-            continue
-        if dtype == torch.float16:
-            names |= set(module._keep_in_fp32_modules or ())
-        if dtype in (torch.float16, torch.bfloat16):
-            names |= set(module._keep_in_fp32_modules_strict or ())
+    names = kept_in_fp32_names(model, dtype)
     if not names:
         return None
     # as transformers' dtype plan (core_model_loading.build_glob_alternation) reads them: '*' is any text, the rest
     # a regex, searched anywhere in the parameter's name
     return re.compile("|".join("(" + name.replace("*", ".*") + ")" for name in sorted(names)))
-
-
-def compute_in_fp32(module: torch.nn.Module) -> None:
-    """Make ``module`` compute in fp32 under autocast too, its floating-point inputs cast to fp32.
-
-    Autocast runs every Linear in the half dtype whatever its weight's dtype: a layer kept in fp32 because its
-    activations exceed fp16's range (T5's ``wo``) would overflow all the same during fp16 training.
-    """
-
-    def forward(self: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        device = next((a.device.type for a in args if torch.is_tensor(a)), "cpu")
-        args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-        with torch.autocast(device_type=device, enabled=False):
-            return type(self).forward(self, *args, **kwargs)
-
-    # bound to the module, like keep_in_eval_mode's train(): a deep copy rebinds it to the copy
-    module.forward = types.MethodType(forward, module)
 
 
 def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, lora_args: LoraArguments) -> list[str]:
@@ -112,7 +86,7 @@ def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, lora_args: Lora
     (the decoder in full fine-tuning, a fully trained text encoder) stay fp32 for the optimizer; EnCodec stays fp32
     so that encoding (done before this) and decoding the samples are unchanged; and what the model classes keep in
     fp32 (:func:`kept_in_fp32`, e.g. T5's ``wo`` under fp16) stays fp32, as when loading in ``dtype``, and computes
-    in fp32 even under autocast (:func:`compute_in_fp32`).
+    in fp32 even under autocast (:func:`~musicgen_lora.compat.compute_in_fp32`).
 
     Returns:
         The names of the parts cast (empty for fp32).
@@ -136,16 +110,6 @@ def cast_frozen_base(model: PreTrainedModel, dtype: torch.dtype, lora_args: Lora
                 compute_in_fp32(module)
     logger.info("Frozen base weights kept in %s: %s", str(dtype).removeprefix("torch."), ", ".join(parts))
     return parts
-
-
-def set_decoder_dropout(model: PreTrainedModel, p: float) -> None:
-    """Set the decoder's residual and embedding dropout (its layers copy ``config.dropout`` when built)."""
-    model.config.decoder.dropout = p
-    for module in model.decoder.modules():
-        if type(module).__name__.endswith(("DecoderLayer", "Decoder")) and isinstance(
-            getattr(module, "dropout", None), (int, float)
-        ):
-            module.dropout = p
 
 
 def lora_target_regex(names: list[str]) -> str:

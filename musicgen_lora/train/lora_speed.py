@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..compat import lora_input_casting, replace_lora_dropout
+
 # Dropout probabilities are quantised to 1/65536: each mask element is one 16-bit lane of a 64-bit random draw.
 _LANES = 65536
 
@@ -48,30 +50,18 @@ class PackedBitsDropout(torch.nn.Module):
         return f"p={self.p}"
 
 
-def lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """PEFT's LoRA layers of ``model`` (modules with a ``lora_dropout`` dict)."""
-    return [
-        module for module in model.modules() if isinstance(getattr(module, "lora_dropout", None), torch.nn.ModuleDict)
-    ]
-
-
 def use_packed_bits_dropout(model: torch.nn.Module) -> int:
     """Replace every LoRA layer's ``nn.Dropout`` by :class:`PackedBitsDropout`; returns how many were replaced.
 
     Dropout modules hold no weights, so saved adapters and ``PeftModel.from_pretrained`` are unaffected.
     """
-    replaced = 0
-    for layer in lora_layers(model):
-        for name, dropout in layer.lora_dropout.items():
-            if isinstance(dropout, torch.nn.Dropout) and dropout.p > 0:
-                layer.lora_dropout[name] = PackedBitsDropout(dropout.p)
-                replaced += 1
-    return replaced
+    return replace_lora_dropout(model, PackedBitsDropout)
 
 
 @contextlib.contextmanager
 def inputs_kept_in_autocast_dtype(layers: list[torch.nn.Module], active: bool = True) -> Iterator[None]:
-    """Within the block, LoRA layers pass their (half-precision) input to the adapter as it is.
+    """Within the block, LoRA layers (:func:`musicgen_lora.compat.lora_layers`) pass their (half-precision) input to
+    the adapter as it is.
 
     Only correct under autocast, which casts it for the adapter's matmul anyway; outside autocast an fp32 adapter
     needs PEFT's cast (e.g. generating samples from a bf16 base). Wrap forward *and* backward, so that recomputation
@@ -80,11 +70,5 @@ def inputs_kept_in_autocast_dtype(layers: list[torch.nn.Module], active: bool = 
     if not active:
         yield
         return
-    saved = [getattr(layer, "cast_input_dtype_enabled", True) for layer in layers]
-    for layer in layers:
-        layer.cast_input_dtype_enabled = False
-    try:
+    with lora_input_casting(layers, enabled=False):
         yield
-    finally:
-        for layer, value in zip(layers, saved, strict=False):
-            layer.cast_input_dtype_enabled = value

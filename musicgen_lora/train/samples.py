@@ -36,8 +36,8 @@ import torch
 from peft import PeftModel
 from transformers import ProcessorMixin, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
-from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
+from ..compat import insert_before_reporters
 from ..files import atomic_write_json, read_json_object
 from ..generate.render import captured_codes, generated_codes, write_samples
 from ..hub.card import MEMORISATION_FILE
@@ -88,14 +88,9 @@ class SampleCallback(TrainerCallback):
 
     def attach(self, trainer: Any) -> SampleCallback:
         """Run before the reporting integrations (see the class docstring); returns ``self``."""
-        callbacks = trainer.callback_handler.callbacks
-        self.callbacks = callbacks
+        self.callbacks = trainer.callback_handler.callbacks
         self.trainer = trainer
-        if self in callbacks:
-            callbacks.remove(self)
-        reporters = tuple(INTEGRATION_TO_CALLBACK.values())
-        first = next((i for i, cb in enumerate(callbacks) if isinstance(cb, reporters)), len(callbacks))
-        callbacks.insert(first, self)
+        insert_before_reporters(trainer, self)
         return self
 
     # ------------------------------------------------------------------------------------------------ events

@@ -7,18 +7,16 @@ import logging
 import math
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from ..compat import LengthGroupedSampler, TrainerHooks, get_length_grouped_indices, lora_layers
 from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
 from .collator import IGNORE_INDEX
-from .lora_speed import inputs_kept_in_autocast_dtype, lora_layers
+from .lora_speed import inputs_kept_in_autocast_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +87,10 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
-class MusicgenTrainer(Trainer):
+class MusicgenTrainer(TrainerHooks):
     """Trainer with MusicGen's loss: exact token-weighted mean over the whole optimizer step, per-codebook metrics.
+
+    (:class:`musicgen_lora.compat.TrainerHooks` turns the private Trainer methods it needs into the hooks below.)
 
     Trainer counts ``num_items_in_batch`` over all micro-batches of an optimizer step (and all processes) when a
     ``compute_loss_func`` is set, and then neither divides by the accumulation steps nor averages per micro-batch; so
@@ -156,8 +156,7 @@ class MusicgenTrainer(Trainer):
         finally:
             self.data_collator = training_collator
 
-    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        dataset = self.train_dataset if train_dataset is None else train_dataset
+    def train_sampler(self, dataset: Any) -> Any:
         column = self.args.length_column_name
         if (
             self.args.train_sampling_strategy == "group_by_length"
@@ -167,7 +166,7 @@ class MusicgenTrainer(Trainer):
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return SeededLengthGroupedSampler(batch, list(dataset[column]), seed)
-        return super()._get_train_sampler(train_dataset)
+        return None  # Trainer's own
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
         with self._deterministic_collator():
@@ -177,14 +176,9 @@ class MusicgenTrainer(Trainer):
         with self._deterministic_collator():
             return super().get_test_dataloader(test_dataset)
 
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+    def on_failed_checkpoint(self, folder: str) -> None:
         # A save that fails (disk full, ...) must not leave a half-written checkpoint-N behind.
-        try:
-            super()._save_checkpoint(model, trial)
-        except OSError:
-            partial = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
+        shutil.rmtree(folder, ignore_errors=True)
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()
@@ -194,14 +188,12 @@ class MusicgenTrainer(Trainer):
             logs.update(self._train_stats.report(self._sum_over_processes))
         super().log(logs, start_time)
 
-    def evaluation_loop(
-        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
-    ):
+    def before_evaluation(self) -> None:
         self._eval_stats = CodebookStats()
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        metrics = self._eval_stats.report(self._sum_over_processes, prefix=f"{metric_key_prefix}_")
+
+    def evaluation_metrics(self, prefix: str) -> dict[str, float]:
+        metrics = self._eval_stats.report(self._sum_over_processes, prefix=f"{prefix}_")
         if metrics:
             # Trainer's eval loss averages per-batch means; the true mean weights every target equally.
-            metrics[f"{metric_key_prefix}_loss"] = metrics.pop(f"{metric_key_prefix}_ce")
-        output.metrics.update(metrics)
-        return output
+            metrics[f"{prefix}_loss"] = metrics.pop(f"{prefix}_ce")
+        return metrics

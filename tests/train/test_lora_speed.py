@@ -8,11 +8,12 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
+from musicgen_lora.compat import lora_layers
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.models.loading import load_model_and_processor
 from musicgen_lora.train.lora import add_trainable_parts
-from musicgen_lora.train.lora_speed import PackedBitsDropout, inputs_kept_in_autocast_dtype, lora_layers
+from musicgen_lora.train.lora_speed import PackedBitsDropout, inputs_kept_in_autocast_dtype
 
 from ..conftest import base_argv
 
