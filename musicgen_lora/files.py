@@ -1,5 +1,6 @@
 """Files, for every stage: what identifies a file or a folder of weights, writes that an interruption never leaves
-half-done, saved datasets, where caches live, and telling a local path from a Hub id.
+half-done, saved datasets, where caches live, telling a local path from a Hub id, a folder's lock, and earlier
+results kept aside while a command writes new ones.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
+from filelock import FileLock, Timeout
 
 from .errors import UserError
 
@@ -156,25 +159,12 @@ def save_dataset_atomically(dataset: datasets.Dataset, target: Path, replace: bo
         shutil.rmtree(staging, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def kept_aside(
-    folder: str | Path, earlier: list[Path], label: str, written: Callable[[], list[Path]]
-) -> Iterator[None]:
-    """An earlier result's files, moved out of the way while a command writes its new one into the same folder.
-
-    They wait in ``folder/previous-<label>`` (a new name if that exists), so nothing stale mixes with the new result
-    and nothing is lost if the command fails or is killed: they are deleted once the block succeeds, and put back
-    (in place of what ``written()`` lists: the failed command's partial files) when it fails.
-
-    Args:
-        earlier: files and folders directly in ``folder`` (none: nothing is moved).
-        label: what they are, for the folder's name and the log ("generation", "evaluation").
-        written: the paths the command writes, called after a failure.
-    """
-    folder = Path(folder)
+def set_aside(folder: str | Path, earlier: list[Path], label: str) -> Path | None:
+    """Move ``earlier`` (files and folders directly in ``folder``) into ``folder/previous-<label>``, or
+    ``previous-<label>-2``, ``-3``... when that exists; returns that folder (None, and nothing moved, without any)."""
     if not earlier:
-        yield
-        return
+        return None
+    folder = Path(folder)
     aside = folder / f"previous-{label}"
     number = 1
     while aside.exists():
@@ -183,6 +173,35 @@ def kept_aside(
     aside.mkdir()
     for path in earlier:
         os.replace(path, aside / path.name)
+    return aside
+
+
+def put_back(aside: Path, folder: str | Path) -> None:
+    """Move everything :func:`set_aside` put in ``aside`` back into ``folder``, and remove ``aside``."""
+    for path in aside.iterdir():
+        os.replace(path, Path(folder) / path.name)
+    aside.rmdir()
+
+
+@contextlib.contextmanager
+def kept_aside(
+    folder: str | Path, earlier: list[Path], label: str, written: Callable[[], list[Path]]
+) -> Iterator[None]:
+    """An earlier result's files, moved out of the way while a command writes its new one into the same folder.
+
+    They wait in ``folder/previous-<label>`` (:func:`set_aside`), so nothing stale mixes with the new result and
+    nothing is lost if the command fails or is killed: they are deleted once the block succeeds, and put back (in
+    place of what ``written()`` lists: the failed command's partial files) when it fails.
+
+    Args:
+        earlier: files and folders directly in ``folder`` (none: nothing is moved).
+        label: what they are, for the folder's name and the log ("generation", "evaluation").
+        written: the paths the command writes, called after a failure.
+    """
+    aside = set_aside(folder, earlier, label)
+    if aside is None:
+        yield
+        return
     logger.info("The earlier %s in %s waits in %s until this one has succeeded", label, folder, aside)
     try:
         yield
@@ -192,9 +211,7 @@ def kept_aside(
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-        for path in aside.iterdir():
-            os.replace(path, folder / path.name)
-        aside.rmdir()
+        put_back(aside, folder)
         logger.warning("The %s failed: the earlier one is back in %s", label, folder)
         raise
     shutil.rmtree(aside)
@@ -293,3 +310,70 @@ def hub_id_of(model_name_or_path: str | None, base_model_id: str | None = None) 
         if match:
             return f"{match['org']}/{match['name']}"
     return None
+
+
+# ------------------------------------------------------------------------------------------------ locks
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``holder`` is what it wrote, ``{"pid", "host"}`` (empty when unreadable)."""
+
+    def __init__(self, holder: dict[str, Any]) -> None:
+        super().__init__(f"held by {holder or 'an unknown process'}")
+        self.holder = holder
+
+
+def _holder_record(text: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else {}
+
+
+def _read_holder(path: Path) -> dict[str, Any]:
+    try:
+        return _holder_record(path.read_bytes())
+    except OSError:
+        return {}
+
+
+@contextlib.contextmanager
+def holding_lock(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Hold an exclusive lock on the file ``path`` for the block, never waiting for it.
+
+    The lock is the operating system's (``filelock``: ``flock`` on Unix), so it is taken atomically and freed by the
+    system when its process ends, however it ends (a crash, ``kill -9``, a restart): no stale lock can block a later
+    run. The holder writes its process id and host into the file, for a refused process to name it, and removes the
+    file when it releases the lock (while still holding it: filelock makes a process that opened the old file try
+    again). On a network filesystem the lock holds across machines where the filesystem supports ``flock``.
+
+    Yields:
+        What a previous holder left in the file (``{"pid", "host"}``; ``{}`` when nothing): a holder that ended
+        without releasing the lock.
+
+    Raises:
+        LockHeld: another process holds it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    left: dict[str, Any] = {}
+
+    def write_holder(fd: int) -> None:  # filelock passes the locked file's descriptor once the lock is held
+        os.lseek(fd, 0, os.SEEK_SET)
+        left.update(_holder_record(os.read(fd, 4096)))
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode("utf-8"))
+
+    lock = FileLock(path, timeout=0, on_acquired=write_holder)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockHeld(_read_holder(path)) from None
+    try:
+        yield left
+    finally:
+        with contextlib.suppress(OSError):  # (Windows cannot remove an open file; filelock removes it there)
+            path.unlink()
+        lock.release()

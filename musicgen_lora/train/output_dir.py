@@ -1,9 +1,10 @@
 """Nothing in ``output_dir`` lost: one run at a time, files this project did not write refused, and a run being
 replaced (``overwrite_output_dir``) moved aside until the new run has succeeded.
 
-- **One run per folder**: the main process holds ``output_dir/.musicgen-lora.lock`` (its process id and host) while
-  it trains; a second run into the same folder is refused while that process lives. A lock left by a process that
-  is gone (killed, machine restarted) is taken over, with a notice.
+- **One run per folder**: the main process holds the lock ``output_dir/.musicgen-lora.lock`` (an operating-system
+  lock, :func:`~musicgen_lora.files.holding_lock`, with its process id and host written in it) while it trains; a
+  second run into the same folder is refused, naming that process, while it lives. The system frees the lock of a
+  process that is gone (killed, machine restarted): the next run takes it, with a notice.
 - **Files it did not write**: the names a run writes (adapter, configs, tokenizer, card, checkpoints, samples...)
   must not belong to something else: a ``README.md`` that is not a card of this project, or such files without a
   previous run of this project around them, make the run refuse before any work.
@@ -17,24 +18,20 @@ replaced (``overwrite_output_dir``) moved aside until the new run has succeeded.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
-from ..files import check_apart_from_data, ensure_writable_folder
+from ..files import LockHeld, check_apart_from_data, ensure_writable_folder, holding_lock, put_back, set_aside
 from ..hub.card import CARD_MARKER, CARD_NAME
 from .checkpoints import checkpoint_folders
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".musicgen-lora.lock"
-PREVIOUS_RUN = "previous-run"
 PREPARED_DIR_NAME = "prepared_data"  # reused by the next run (its own fingerprint says when it is stale); never moved
 # Files that show a folder already holds a run of this project.
 RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", RESOLVED_CONFIG_NAME)
@@ -108,68 +105,37 @@ def run_lock(output_dir: str | Path, active: bool = True) -> Iterator[None]:
     """Hold ``output_dir``'s lock for a block (``active`` False: another process of the same launch holds it).
 
     Raises:
-        UserError: a live process (on this host) holds it.
+        UserError: another run holds it.
     """
     if not active:
         yield
         return
-    lock = Path(output_dir) / LOCK_NAME
-    owner = _lock_owner(lock)
-    if owner is not None and _alive(owner):
+    held = contextlib.ExitStack()
+    try:
+        left = held.enter_context(holding_lock(Path(output_dir) / LOCK_NAME))
+    except LockHeld as refused:
+        holder = refused.holder
+        who = f" (process {holder['pid']} on {holder.get('host', 'an unknown host')})" if holder else ""
         raise UserError(
-            f"another training run (process {owner['pid']} on {owner['host']}) is writing to '{output_dir}'; wait for "
-            "it to finish, stop it, or choose another output_dir"
-        )
-    if owner is not None:
-        logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", owner.get("pid"))
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    lock.write_text(json.dumps(me), encoding="utf-8")
-    try:
+            f"another training run{who} is writing to '{output_dir}'; wait for it to finish, stop it, or choose "
+            "another output_dir"
+        ) from None
+    with held:
+        if left:
+            logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", left["pid"])
         yield
-    finally:
-        if _lock_owner(lock) == me:
-            lock.unlink(missing_ok=True)
-
-
-def _lock_owner(lock: Path) -> dict | None:
-    try:
-        owner = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
-
-
-def _alive(owner: dict) -> bool:
-    """Whether the lock's process still runs; a lock from another host counts as live (it cannot be checked)."""
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(owner["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
 
 
 # ------------------------------------------------------------------------------------------------ overwrite
 
 
 def set_previous_run_aside(output_dir: str | Path) -> Path | None:
-    """Move the previous run's files into ``output_dir/previous-run[-N]``; returns that folder (None: no previous
-    run)."""
+    """Move the previous run's files into ``output_dir/previous-run[-N]`` (:func:`~musicgen_lora.files.set_aside`);
+    returns that folder (None: no previous run)."""
     folder = Path(output_dir)
     if not previous_run(folder):
         return None
-    aside = folder / PREVIOUS_RUN
-    number = 1
-    while aside.exists():
-        number += 1
-        aside = folder / f"{PREVIOUS_RUN}-{number}"
-    aside.mkdir()
-    for path in _run_files(folder):
-        os.replace(path, aside / path.name)
+    aside = set_aside(folder, _run_files(folder), "run")
     logger.info("The previous run in %s is kept in %s until this run has succeeded", folder, aside)
     return aside
 
@@ -191,8 +157,6 @@ def settle_previous_run(aside: Path | None, output_dir: str | Path, succeeded: b
     # the config the new run wrote when it started is not worth keeping: it goes, and the previous one comes back
     if not [path for path in _run_files(folder) if path.name != RESOLVED_CONFIG_NAME]:
         (folder / RESOLVED_CONFIG_NAME).unlink(missing_ok=True)
-        for path in aside.iterdir():
-            os.replace(path, folder / path.name)
-        aside.rmdir()
+        put_back(aside, folder)
         return f"the previous run in '{folder}' is back in place"
     return f"the previous run is kept in '{aside}'"

@@ -5,9 +5,9 @@ true, which must come out of it byte-identical."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 from typing import Any
+
+from musicgen_lora.train.output_dir import run_lock
 
 from .world import Case, World
 
@@ -44,8 +44,7 @@ def flag(*words: str, **kwargs: Any) -> Any:
 
 
 def _lock_held_by_a_live_process(w: World) -> list[str]:
-    lock = {"pid": os.getppid(), "host": socket.gethostname()}  # the test runner's parent: alive
-    w.write(f"{w.run.name}/.musicgen-lora.lock", json.dumps(lock))
+    w.resources.enter_context(run_lock(w.run))  # held as a running training holds it, until the case ends
     return w.train()
 
 
