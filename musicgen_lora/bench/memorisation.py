@@ -13,17 +13,19 @@ training audio in ``evaluate.py`` is not included). Times are the best and the m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import time
 import tracemalloc
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..config.parsing import OptionsParser
+from ..errors import exit_on_user_error
 from ..memorisation.melody import CHROMA_RATE, MelodyIndex
 from ..train.copy_score import CodeIndex
 
@@ -152,17 +154,24 @@ def _melody_benchmark(
     }
 
 
+@dataclass
+class MemorisationBenchOptions:
+    """The options of ``python -m musicgen_lora.bench.memorisation``."""
+
+    hours: float = field(default=10.0, metadata={"help": "hours of training codes to index"})
+    clips: int = field(default=100, metadata={"help": "generated clips (10-30 s) to score"})
+    repeat: int = field(default=3, metadata={"help": "runs of each timing (best and median reported)"})
+    melody: bool = field(default=False, metadata={"help": "also time the chroma search"})
+    seed: int = field(default=0, metadata={"help": "random seed of the synthetic codes, chroma and clips"})
+    out: str | None = field(default=None, metadata={"help": "also write the result to this JSON file"})
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        prog="python -m musicgen_lora.bench.memorisation", description=__doc__.split("\n\n")[0]
+    parser = OptionsParser(
+        MemorisationBenchOptions, "python -m musicgen_lora.bench.memorisation", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--hours", type=float, default=10.0, help="hours of training codes to index")
-    parser.add_argument("--clips", type=int, default=100, help="generated clips (10-30 s) to score")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each timing (best and median reported)")
-    parser.add_argument("--melody", action="store_true", help="also time the chroma search")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="also write the result to this JSON file")
-    args = parser.parse_args(argv)
+    with exit_on_user_error(argv):
+        (args,) = parser.parse(argv)
     result = run_benchmark(args.hours, args.clips, max(1, args.repeat), args.melody, args.seed)
     text = json.dumps(result, indent=2)
     print(text)

@@ -42,6 +42,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ import peft
 import torch
 import transformers
 
-from ..errors import CommandLineParser, UserError, exit_on_user_error
+from ..config.parsing import OptionsParser
+from ..errors import UserError, exit_on_user_error
 from ..files import ensure_writable_folder
 from ..logs import setup_logging
 from .cases import Case, cpu_cases, cuda_cases, run_case, run_case_in_subprocess, save_random_model
@@ -200,17 +202,25 @@ def _check_out(out: Path) -> None:
     ensure_writable_folder(out.parent, "--out's folder")
 
 
+@dataclass
+class BenchOptions:
+    """The options of ``python -m musicgen_lora.bench``."""
+
+    quick: bool = field(default=False, metadata={"help": "tiny model, few steps: a smoke test of every measurement"})
+    device: str = field(default="cpu", metadata={"choices": ["cpu", "cuda"], "help": "where the training steps run"})
+    out: str = field(default="bench/results.json", metadata={"help": "JSON file for every number"})
+    debug: bool = field(default=False, metadata={"help": "full tracebacks instead of one-line errors"})
+    # the suite's own subprocesses: one case (JSON of a Case) in a fresh process, and its scratch folder
+    worker: str | None = field(default=None, metadata={"help": argparse.SUPPRESS})
+    workdir: str | None = field(default=None, metadata={"help": argparse.SUPPRESS})
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m musicgen_lora.bench``: runs the suite and prints its table; returns the results. With ``--worker``
     (the suite's own subprocesses) runs one case and prints its result as one JSON line."""
-    parser = CommandLineParser(prog="python -m musicgen_lora.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny model, few steps: a smoke test of every measurement")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the training steps run")
-    parser.add_argument("--out", default="bench/results.json", help="JSON file for every number (default %(default)s)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one case, in a fresh process (JSON of a Case)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser = OptionsParser(BenchOptions, "python -m musicgen_lora.bench", description=__doc__.split("\n\n")[0])
     with exit_on_user_error(argv):
-        args = parser.parse_args(argv)
+        (args,) = parser.parse(argv)
     if args.worker:
         logging.basicConfig(level=logging.WARNING)
         result = run_case(Case(**json.loads(args.worker)), Path(args.workdir))

@@ -34,8 +34,31 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class _Parser(HfArgumentParser):
-    """HfArgumentParser whose errors become one-line UserErrors instead of usage dumps."""
+class OptionsParser(HfArgumentParser):
+    """``HfArgumentParser`` for a command whose options are dataclasses (one definition each: ``--help``, JSON and
+    the code read the same fields): usage errors are one-line UserErrors naming the command's ``--help``, ``--help``
+    shows the defaults, and ``prog`` is the name the command was started by."""
+
+    def __init__(self, dataclass_types: Any, prog: str, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(dataclass_types, prog=program_name(prog), **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(f"{one_line(message)}; run {self.prog} --help for the options")
+
+    def parse(self, argv: list[str] | None) -> tuple[Any, ...]:
+        """The dataclasses filled from ``argv`` (then a namespace of any arguments added by hand, e.g. a
+        positional); a word that is no option is a usage error."""
+        *parsed, unknown = self.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True, look_for_args_file=False
+        )
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return tuple(parsed)
+
+
+class _Parser(OptionsParser):
+    """The training options' parser: its errors point at ``--help`` without repeating the command."""
 
     def error(self, message: str) -> typing.NoReturn:
         raise UserError(f"{one_line(message)}; run with --help to list every option")
@@ -51,7 +74,7 @@ def build_parser(prog: str = "finetune_musicgen.py") -> HfArgumentParser:
     prog = program_name(prog)
     return _Parser(
         ARGUMENT_GROUPS,
-        prog=prog,
+        prog,
         usage=f"{prog} [CONFIG.json] [--key value ...]",
         description="Command-line flags override keys of the JSON file; with nothing at all on the command line, "
         "the offline demo runs (finetune_musicgen.py and musicgen-lora train only). --debug (or LOGLEVEL=DEBUG) "
