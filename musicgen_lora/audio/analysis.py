@@ -63,27 +63,6 @@ def tempo_error(estimated: float, target: float) -> dict[str, float]:
     return {"abs_error_bpm": abs(estimated - target), "rel_error": relative, "rel_error_any_octave": octave}
 
 
-def chroma_frames(audio: np.ndarray, sr: int, n_fft: int = 8192, hop: int | None = None) -> np.ndarray:
-    """Pitch-class energy per frame, (num_frames, 12), from a whitened log spectrum between 50 Hz and 2.1 kHz."""
-    x = to_mono(audio)
-    hop = hop or n_fft // 4
-    n_fft = min(n_fft, 1 << int(math.log2(max(len(x), 256))))
-    mag = stft_magnitude(x, n_fft, hop)
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    band = (freqs >= 50.0) & (freqs <= 2100.0)
-    spec = np.log1p(100.0 * mag[:, band] / max(mag.max(), 1e-12))
-    # whiten: subtract a moving average along frequency, so that tonal peaks stand out from broadband energy
-    width = 31
-    spec = np.maximum(spec - np.apply_along_axis(lambda r: np.convolve(r, np.ones(width) / width, "same"), 1, spec), 0)
-    midi = 69.0 + 12.0 * np.log2(freqs[band] / 440.0)
-    pitch_class = np.round(midi).astype(int) % 12
-    # weight each bin by how close it is to an equal-tempered pitch (bins between two notes count little)
-    closeness = np.cos(np.pi * (midi - np.round(midi))) ** 2
-    chroma = np.zeros((mag.shape[0], 12))
-    np.add.at(chroma.T, pitch_class, (spec * closeness).T)
-    return chroma
-
-
 def key_name(tonic: int, mode: str) -> str:
     """``(9, "minor")`` -> ``"A minor"``."""
     return f"{NOTE_NAMES[tonic % 12]} {mode}"
@@ -201,7 +180,10 @@ def frame_descriptors(audio: np.ndarray, sr: int, n_mfcc: int = 20) -> np.ndarra
     """Per-frame MFCCs and normalised chroma, (num_frames, n_mfcc + 12), about 23 frames per second.
 
     A weight-free timbre + harmony embedding: 40 mel bands (30 Hz to 11 kHz) in dB, DCT-II to ``n_mfcc``
-    coefficients, plus the 12 pitch classes of each frame normalised to sum 1 (so loudness lives in the MFCCs).
+    coefficients, plus the 12 pitch classes of each frame normalised to sum 1 (so loudness lives in the MFCCs):
+    librosa's ``chroma_stft`` (the project's one chroma, as in :mod:`musicgen_lora.memorisation.melody`) of the same
+    magnitude spectrum, tuning fixed at A440. Measured against the hand-written whitened chroma it replaced
+    (bench/RESULTS.md, *Core and extras*): the same Fréchet distances, in half the time.
     """
     x = to_mono(audio)
     n_fft = 4096 if sr > 24000 else 2048
@@ -210,7 +192,7 @@ def frame_descriptors(audio: np.ndarray, sr: int, n_mfcc: int = 20) -> np.ndarra
     mel = mel_filterbank(sr, n_fft, 40, fmax=min(11000.0, sr / 2)) @ (mag.T**2)  # (40, frames)
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=n_mfcc, dct_type=2, norm="ortho").T  # (frames, n_mfcc)
-    chroma = chroma_frames(x, sr, n_fft=n_fft, hop=hop)
+    chroma = librosa.feature.chroma_stft(S=mag.T, sr=sr, n_fft=n_fft, tuning=0.0, norm=None).T  # (frames, 12)
     chroma = chroma / np.maximum(chroma.sum(axis=1, keepdims=True), 1e-9)
     frames = min(len(mfcc), len(chroma))
     return np.concatenate([mfcc[:frames], chroma[:frames]], axis=1)
