@@ -43,6 +43,8 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
 def imported_modules(argv: list[str], cwd: Path) -> dict[str, int]:
     """How many modules a run imports, in all and of ``musicgen_lora``."""
     done = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}")
     names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     names = [name for name in names if name != "imported package"]  # the header line
     return {"all": len(names), "musicgen_lora": sum(name.startswith("musicgen_lora") for name in names)}
