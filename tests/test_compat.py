@@ -9,6 +9,7 @@ import logging
 import pytest
 from packaging.requirements import Requirement
 
+import finetune_musicgen
 from musicgen_lora import compat
 
 from .conftest import ROOT
@@ -49,3 +50,17 @@ def test_a_version_outside_the_range_is_one_line_naming_the_fix(monkeypatch, cap
     assert all("\n" not in line for line in lines)
     installed["peft"], installed["datasets"] = "0.21.0", "5.2.0"  # the lowest tested versions are inside
     assert compat.untested_versions() == []
+
+
+def test_a_training_run_warns_at_its_start_and_goes_on(monkeypatch, tmp_path, capsys, caplog):
+    installed = {**compat.TESTED_ON, "peft": "0.22.0"}
+    monkeypatch.setattr(compat, "version", lambda library: installed[library])
+    a_file = tmp_path / "out"
+    a_file.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="musicgen_lora.compat"), pytest.raises(SystemExit) as stopped:
+        finetune_musicgen.main(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(a_file)])
+    (warning,) = [record.getMessage() for record in caplog.records if record.name == "musicgen_lora.compat"]
+    assert warning.startswith("Untested library version: peft 0.22.0 is outside the tested range >=0.21,<0.22")
+    lines = capsys.readouterr().err.strip().splitlines()
+    # it went on to the run's own checks, which stop this one
+    assert stopped.value.code == 2 and lines[-1].startswith(f"error: output_dir '{a_file}' is a file")
