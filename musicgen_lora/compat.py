@@ -210,7 +210,7 @@ def melody_extractor_without_torchaudio(options: dict[str, Any], unknown: dict[s
     Replaces: the class's ``__init__``, which needs torchaudio (whose newest release pins an older torch than this
     project's) only to build its spectrogram. Built with ``__new__``, ``SequenceFeatureExtractor.__init__`` and the
     attributes the class's ``__init__`` sets, so ``input_features`` and the saved config are the class's own.
-    Tested on transformers 5.23-5.25 (tests/demo/test_tiny_variants.py: bit-identical chroma).
+    Tested on transformers 5.23-5.25 (tests/demo/test_tiny_variants.py, tests/train/test_variants.py).
 
     Args:
         options: every argument of the class's ``__init__`` (see ``models.processors.melody_feature_extractor``).
