@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -250,6 +251,66 @@ def cache_root(data_cache_dir: str | None) -> Path:
         return Path(data_cache_dir).expanduser()
     hf_home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
     return Path(hf_home) / "musicgen_lora"
+
+
+# ------------------------------------------------------------------------------------------------ one writer per folder
+
+LOCK_NAME = ".musicgen-lora.lock"
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: str | Path, active: bool = True, what: str = "training") -> Iterator[None]:
+    """Hold ``output_dir``'s lock for a block: a training run, or ``prepare`` writing its ``prepared_data``
+    (``active`` False: another process of the same launch holds it).
+
+    Args:
+        what: who holds it, for the message another command gets ("training", "prepare").
+
+    Raises:
+        UserError: a live process (on this host) holds it.
+    """
+    if not active:
+        yield
+        return
+    lock = Path(output_dir).expanduser() / LOCK_NAME
+    owner = _lock_owner(lock)
+    if owner is not None and _alive(owner):
+        holder = "preparation" if owner.get("what") == "prepare" else "training run"
+        raise UserError(
+            f"another {holder} (process {owner['pid']} on {owner['host']}) is writing to '{output_dir}'; wait for "
+            "it to finish, stop it, or choose another output_dir"
+        )
+    if owner is not None:
+        logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", owner.get("pid"))
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "what": what}
+    lock.write_text(json.dumps(me), encoding="utf-8")
+    try:
+        yield
+    finally:
+        if _lock_owner(lock) == me:
+            lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> dict | None:
+    try:
+        owner = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+
+
+def _alive(owner: dict) -> bool:
+    """Whether the lock's process still runs; a lock from another host counts as live (it cannot be checked)."""
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 # ------------------------------------------------------------------------------------------------ path or Hub id

@@ -16,24 +16,20 @@ replaced (``overwrite_output_dir``) moved aside until the new run has succeeded.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
-from ..files import check_apart_from_data, ensure_writable_folder
+from ..files import LOCK_NAME, check_apart_from_data, ensure_writable_folder, run_lock
 from ..hub.card import CARD_MARKER, CARD_NAME
 from .checkpoints import checkpoint_folders
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".musicgen-lora.lock"
+__all__ = ["LOCK_NAME", "run_lock", "check_output_dir", "previous_run", "set_previous_run_aside", "settle_previous_run"]
 PREVIOUS_RUN = "previous-run"
 PREPARED_DIR_NAME = "prepared_data"  # reused by the next run (its own fingerprint says when it is stale); never moved
 # Files that show a folder already holds a run of this project.
@@ -98,59 +94,6 @@ def previous_run(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return [p.name for p in checkpoint_folders(folder)] + [n for n in RUN_MARKERS if (folder / n).exists()]
-
-
-# ------------------------------------------------------------------------------------------------ the lock
-
-
-@contextlib.contextmanager
-def run_lock(output_dir: str | Path, active: bool = True) -> Iterator[None]:
-    """Hold ``output_dir``'s lock for a block (``active`` False: another process of the same launch holds it).
-
-    Raises:
-        UserError: a live process (on this host) holds it.
-    """
-    if not active:
-        yield
-        return
-    lock = Path(output_dir) / LOCK_NAME
-    owner = _lock_owner(lock)
-    if owner is not None and _alive(owner):
-        raise UserError(
-            f"another training run (process {owner['pid']} on {owner['host']}) is writing to '{output_dir}'; wait for "
-            "it to finish, stop it, or choose another output_dir"
-        )
-    if owner is not None:
-        logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", owner.get("pid"))
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    lock.write_text(json.dumps(me), encoding="utf-8")
-    try:
-        yield
-    finally:
-        if _lock_owner(lock) == me:
-            lock.unlink(missing_ok=True)
-
-
-def _lock_owner(lock: Path) -> dict | None:
-    try:
-        owner = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
-
-
-def _alive(owner: dict) -> bool:
-    """Whether the lock's process still runs; a lock from another host counts as live (it cannot be checked)."""
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(owner["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True
 
 
 # ------------------------------------------------------------------------------------------------ overwrite

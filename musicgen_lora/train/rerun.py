@@ -106,8 +106,9 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
 @contextlib.contextmanager
 def config_written_for_this_run(output_dir: str | Path, config: dict[str, Any]) -> Iterator[None]:
     """Write this run's ``finetune_config.json`` first (so the same command, run again after a crash, continues it),
-    and put the previous one back if the run fails before it has written a checkpoint of its own: a resume that
-    fails (another base, bad data) leaves the run it was resuming exactly as it was."""
+    and put the previous one back (or remove it, when there was none) if the run fails before it has written a
+    checkpoint of its own: a resume that fails (another base, bad data) leaves the run it was resuming exactly as it
+    was, and a config error leaves no config of a run that never trained."""
     path = Path(output_dir) / RESOLVED_CONFIG_NAME
     previous = path.read_bytes() if path.is_file() else None
     newest = newest_complete_checkpoint(output_dir)
@@ -115,9 +116,12 @@ def config_written_for_this_run(output_dir: str | Path, config: dict[str, Any]) 
     try:
         yield
     except BaseException:
-        if previous is not None and newest_complete_checkpoint(output_dir) == newest:
-            with replaced_atomically(path) as staging:
-                staging.write_bytes(previous)
+        if newest_complete_checkpoint(output_dir) == newest:  # failed before a checkpoint of its own
+            if previous is None:  # a new output_dir: no config of a run that never trained
+                path.unlink(missing_ok=True)
+            else:
+                with replaced_atomically(path) as staging:
+                    staging.write_bytes(previous)
         raise
 
 

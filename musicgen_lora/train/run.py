@@ -120,12 +120,14 @@ def with_window_lengths(dataset: datasets.Dataset, max_frames: int, column: str)
 
 
 def load_datasets(
-    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
+    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin, resume: str | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
     :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes each encodes a share of the
-    audio, the main one assembles the splits and the others load them."""
-    return load_or_prepare(parsed, model, processor)
+    audio, the main one assembles the splits and the others load them. A stopped run that the same command
+    continues (``resume`` found without resume_from_checkpoint) must find the data it was trained on."""
+    asked = str(parsed.training.resume_from_checkpoint or "").lower() not in ("", "false")
+    return load_or_prepare(parsed, model, processor, continuing=None if asked else resume)
 
 
 def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
@@ -229,7 +231,7 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
     )
     check_lora_targets(model, lora_args)  # before the data is prepared: a bad option costs no file
     check_melody_options(model, parsed)
-    train_dataset, eval_dataset = load_datasets(parsed, model, processor)
+    train_dataset, eval_dataset = load_datasets(parsed, model, processor, resume)
     cast_frozen_base(model, base_dtype, lora_args)  # full fine-tuning: the text encoder; EnCodec stays fp32
     model = add_trainable_parts(model, lora_args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
