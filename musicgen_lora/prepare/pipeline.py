@@ -61,6 +61,7 @@ def prepare_command(parsed: ParsedConfig) -> dict[str, Any]:
     Raises:
         UserError: as :func:`prepare_data`; the folder is locked; it holds a run prepared with other data.
     """
+    check_apart_from_data(parsed.training.output_dir, parsed.data.dataset_name)  # before the lock is written there
     ensure_writable_folder(parsed.training.output_dir, "output_dir")
     with run_lock(parsed.training.output_dir, what="prepare"):
         check_prepared_data_is_free(parsed)

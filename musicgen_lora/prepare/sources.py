@@ -325,9 +325,9 @@ def list_source(data_args: DataArguments, split: str, cache_dir: str | None = No
     if local.is_file():  # a CSV, a jsonl manifest or one audio file
         return Listing(load_file_source(local, data_args, split))
     if _looks_like_path(name):
+        looked = f"looked for '{local}'" if local.is_absolute() else f"looked in '{Path.cwd()}'"  # '~' expanded
         raise UserError(
-            f"dataset path '{name}' not found (looked for '{local.absolute()}'); check the path (or use a Hub dataset "
-            "id like 'user/name')"
+            f"dataset path '{name}' not found ({looked}); check the path (or use a Hub dataset id like 'user/name')"
         )
     return Listing(_load_hub_split(data_args, split, cache_dir))
 
