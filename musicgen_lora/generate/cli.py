@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..audio.io import load_audio, write_audio
-from ..config.parsing import CommandParser
+from ..config.commands import CommandParser
 from ..errors import FiniteNumber, SeedNumber, UserError, exit_on_user_error
 from ..files import atomic_write_json, atomic_write_text, kept_aside
 from ..logs import progress_bars, setup_logging

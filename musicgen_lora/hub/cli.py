@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config.parsing import CommandParser
+from ..config.commands import CommandParser
 from ..errors import exit_on_user_error
 from ..logs import progress_bars, setup_logging
 from .upload import push_folder
