@@ -87,7 +87,9 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
     checkpoint = None if finished else _resumable(folder, max_steps)
     if not finished and checkpoint is None:  # nothing to continue: whatever its config, nothing is lost
         logger.info(
-            "The run in %s wrote no complete checkpoint: starting over (kept aside until this run succeeds)", folder
+            "The run in %s has no complete checkpoint to continue from: starting over (kept aside until this run "
+            "succeeds)",
+            folder,
         )
         return RerunPlan(start_over=True)
     state = "finished" if finished else f"stopped at {checkpoint.name}"
@@ -109,8 +111,8 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
         shown = "; ".join(changed[:4]) + ("; ..." if len(changed) > 4 else "")
         shape = _shape_options(changed)
         resume = (
-            f"{', '.join(shape)} cannot change in a run that continues (its checkpoints hold weights of that shape)"
-            if shape and not finished
+            f"{', '.join(shape)} cannot change in a run that continues (its weights have that shape)"
+            if shape
             else "add resume_from_checkpoint true to continue it with the new values"
         )
         raise UserError(

@@ -167,10 +167,10 @@ def failed_save_message(target: Path, cause: BaseException, output_dir: str | Pa
     what = "disk full while saving" if full else f"saving failed ({one_line(cause)[:160]}; is the disk full?) for"
     removed = " (its partial folder was removed)" if CHECKPOINT_PATTERN.match(target.name) else ""
     last = newest_complete_checkpoint(output_dir)
-    then = f"continue from '{last}'" if last else "start again (no checkpoint is complete)"
+    then = f"to continue from '{last}'" if last else "(no checkpoint is complete yet: it starts from the beginning)"
     return (
         f"{what} '{target}'{removed}; free some space (or lower save_total_limit), then run the same command again "
-        f"to {then}"
+        f"{then}"
     )
 
 
