@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from ..config.parsing import parse_config
-from ..demo.assets import DEMO_CONFIG, ensure_demo_assets
+from ..demo.assets import DEMO_CONFIG, ensure_demo_assets, require_demo_assets
 from ..errors import exit_on_user_error
 from ..logs import setup_logging
 from .run import run_training
@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging()
     with exit_on_user_error(argv):
         parsed = parse_config(argv, defaults=DEMO_CONFIG)
-        if not [word for word in argv if word != "--debug"]:  # the demo; a config naming its folders needs them there
+        if [word for word in argv if word != "--debug"]:  # a config of the user's: the demo's folders must be there
+            require_demo_assets(parsed)
+        else:
             ensure_demo_assets(parsed)
         return run_training(parsed)

@@ -92,7 +92,7 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
             folder,
         )
         return RerunPlan(start_over=True)
-    state = "finished" if finished else f"stopped at {checkpoint.name}"
+    state = "finished run" if finished else f"run stopped at {checkpoint.name}"
     saved = read_json_object(saved_path)
     if not saved:  # missing (a version before this rule), or damaged by hand: no config to compare with
         which = (
@@ -101,7 +101,7 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
             else f"without its {RESOLVED_CONFIG_NAME}"
         )
         raise UserError(
-            f"output_dir '{folder}' holds a {state} run {which}, so it cannot be told "
+            f"output_dir '{folder}' holds a {state} {which}, so it cannot be told "
             "whether this is the same run; continue it with resume_from_checkpoint true, start over with "
             "overwrite_output_dir true (the previous run is kept aside until the new one succeeds), or choose another "
             "output_dir"
@@ -116,7 +116,7 @@ def plan_rerun(output_dir: str, requested: dict[str, Any], resume_from_checkpoin
             else "add resume_from_checkpoint true to continue it with the new values"
         )
         raise UserError(
-            f"output_dir '{folder}' holds a {state} run with another config ({shown}); run the same config to "
+            f"output_dir '{folder}' holds a {state} with another config ({shown}); run the same config to "
             f"continue it, {resume}, set overwrite_output_dir true to start over (the previous run is kept aside "
             "until the new one succeeds), or choose another output_dir"
         )
