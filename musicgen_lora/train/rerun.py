@@ -165,15 +165,17 @@ def _plan_explicit(
     """The plan for an explicit ``resume_from_checkpoint`` (``asked``: as given), resolved to ``checkpoint``.
 
     Raises:
-        UserError: a checkpoint path at or past ``max_steps`` of a run that did not finish.
+        UserError: a checkpoint at or past ``max_steps`` that is another run's, or given by its path for a run that
+            did not finish.
     """
     step = checkpoint_step(checkpoint)
     at_the_end = 0 < max_steps <= step
-    if finished and (at_the_end or not changed):  # training again would give what the run already holds
+    own = Path(checkpoint).resolve().parent == folder.resolve()  # not a checkpoint of another run
+    if finished and own and (at_the_end or not changed):  # training again would give what the run already holds
         return RerunPlan(finished=True)
     if not at_the_end:
         return RerunPlan(resume=checkpoint)
-    if str(asked).lower() != "true" and Path(str(asked)).expanduser().resolve() != folder.resolve():
+    if not own or (str(asked).lower() != "true" and Path(str(asked)).expanduser().resolve() != folder.resolve()):
         raise UserError(
             f"checkpoint '{checkpoint}' is at step {step} and max_steps is {max_steps}: nothing is left to train from "
             "it; raise max_steps to train longer, or give an earlier checkpoint"
