@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .errors import UserError
 
@@ -317,8 +319,15 @@ def _alive(owner: dict) -> bool:
 
 
 def looks_like_hub_id(name: str | None) -> bool:
-    """``org/name`` or ``name`` as the Hub spells repository ids (no path syntax)."""
-    return bool(name) and bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".", "-"))
+    """``org/name`` or ``name`` as the Hub spells repository ids (no path syntax; huggingface_hub's own rules: no
+    ``--`` or ``..``, no ``.git`` ending)."""
+    if not name or not _HUB_ID.match(name) or name.endswith((".", "-")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def is_local_path(value: Any, suffixes: tuple[str, ...] = ()) -> bool:

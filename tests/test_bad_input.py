@@ -31,6 +31,7 @@ from musicgen_lora.train import plots
 from musicgen_lora.train.checkpoints import is_complete
 from musicgen_lora.train.output_dir import LOCK_NAME
 
+from .bad_input.afternoon_cases import AFTERNOON_CASES
 from .bad_input.data_cases import DATA_CASES
 from .bad_input.prepare_afternoon_cases import PREPARE_AFTERNOON_CASES
 from .bad_input.tool_cases import TOOL_CASES
@@ -53,7 +54,7 @@ MAINS = {
 }
 CASES: dict[str, Case] = {
     f"{case.command}: {name}": case
-    for group in (TRAIN_CASES, DATA_CASES, PREPARE_AFTERNOON_CASES, *TOOL_CASES)
+    for group in (TRAIN_CASES, DATA_CASES, PREPARE_AFTERNOON_CASES, *TOOL_CASES, *AFTERNOON_CASES)
     for name, case in group.items()
 }
 

@@ -63,6 +63,24 @@ def ensure_demo_assets(parsed: ParsedConfig) -> None:
     build_demo_assets(model, corpus)
 
 
+def require_demo_assets(parsed: ParsedConfig) -> None:
+    """A config of the user's that names the demo's model or corpus: only the demo builds them, so they must be where
+    the command runs.
+
+    Raises:
+        UserError: one is missing there, with how to make it.
+    """
+    for named, path, build in (
+        (parsed.model.model_name_or_path, DEMO_MODEL, f"python -m musicgen_lora.tiny {DEMO_MODEL}"),
+        (parsed.data.dataset_name, DEMO_CORPUS, f"python -m musicgen_lora.synth {DEMO_CORPUS}"),
+    ):
+        if named == path and not Path(path).exists():
+            raise UserError(
+                f"'{path}' not found in '{Path.cwd()}': it is the offline demo's, which `python finetune_musicgen.py` "
+                f"(no arguments) builds where it runs; run from the folder that holds it, or build it with `{build}`"
+            )
+
+
 def build_demo_assets(model_dir: Path | None, corpus_dir: Path | None) -> None:
     """The demo's tiny random MusicGen in ``model_dir`` and its synthetic captioned corpus in ``corpus_dir``, each
     built only where it is missing (None: not wanted)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
 from ..files import LOCK_NAME, check_apart_from_data, ensure_writable_folder, run_lock
-from ..hub.card import CARD_MARKER, CARD_NAME
+from ..hub.card import CARD_NAME, is_our_card
 from .checkpoints import checkpoint_folders
 
 logger = logging.getLogger(__name__)
@@ -77,16 +77,6 @@ def check_output_dir(output_dir: str, dataset_name: str | None, overwrite: bool,
             "move them elsewhere or choose another output_dir"
         )
     ensure_writable_folder(folder, "output_dir")
-
-
-def is_our_card(path: Path) -> bool:
-    """Whether a README.md is a model card written by this project (cards from before the marker say how they were
-    trained)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return CARD_MARKER in text or "trained with musicgen-lora" in text
 
 
 def previous_run(folder: Path) -> list[str]:

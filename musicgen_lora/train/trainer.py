@@ -13,10 +13,12 @@ from typing import Any
 import datasets
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
+from .checkpoints import CheckpointNotSaved
 from .collator import IGNORE_INDEX
 from .lora_speed import inputs_kept_in_autocast_dtype, lora_layers
 
@@ -181,10 +183,10 @@ class MusicgenTrainer(Trainer):
         # A save that fails (disk full, ...) must not leave a half-written checkpoint-N behind.
         try:
             super()._save_checkpoint(model, trial)
-        except OSError:
+        except (OSError, RuntimeError, SafetensorError) as err:  # a full disk: torch.save and safetensors' own types
             partial = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             shutil.rmtree(partial, ignore_errors=True)
-            raise
+            raise CheckpointNotSaved(partial, err) from err
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()
