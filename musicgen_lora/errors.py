@@ -89,6 +89,14 @@ def finite_number(text: str) -> float:
     return value
 
 
+class FiniteNumber(float):
+    """A dataclass field's type for a float option that must be a finite number: ``HfArgumentParser`` parses the
+    command line's text with it (:func:`finite_number`'s one-line refusals); the value is a plain float."""
+
+    def __new__(cls, text: str) -> float:  # type: ignore[misc]
+        return finite_number(text)
+
+
 MAX_SEED = 2**32 - 1  # numpy's limit; torch wraps larger ones, so one range serves every command
 
 
@@ -101,6 +109,13 @@ def seed_number(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"{text} is not between 0 and {MAX_SEED}")
     return value
+
+
+class SeedNumber(int):
+    """A dataclass field's type for a random seed option (see :func:`seed_number`); the value is a plain int."""
+
+    def __new__(cls, text: str) -> int:  # type: ignore[misc]
+        return seed_number(text)
 
 
 def debug_requested(argv: list[str] | None = None) -> bool:
@@ -123,10 +138,21 @@ def exit_on_user_error(argv: list[str] | None = None) -> Iterator[None]:
     except UserError as err:
         if debug_requested(argv):
             raise
+        _end_progress_bars()
         print(f"error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(err.exit_code) from None
     except KeyboardInterrupt:
         if debug_requested(argv):
             raise
+        _end_progress_bars()
         print(f"error: {INTERRUPTED}", file=sys.stderr)
         raise SystemExit(Interrupted.exit_code) from None
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars a failed command left open (Trainer's, a loading bar), so the error starts its own
+    line and stays the last one (an open bar redraws itself when the interpreter exits)."""
+    bars = sys.modules.get("tqdm.std")  # only where a library drew bars; tqdm itself is not needed here
+    if bars is not None:
+        for bar in list(bars.tqdm._instances):
+            bar.close()

@@ -20,6 +20,8 @@ from typing import Any
 
 import datasets
 from filelock import FileLock, Timeout
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from .errors import UserError
 
@@ -269,12 +271,55 @@ def cache_root(data_cache_dir: str | None) -> Path:
     return Path(hf_home) / "musicgen_lora"
 
 
+# ------------------------------------------------------------------------------------------------ one writer per folder
+
+LOCK_NAME = ".musicgen-lora.lock"
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: str | Path, active: bool = True, what: str = "training") -> Iterator[None]:
+    """Hold ``output_dir``'s lock for a block: a training run, or ``prepare`` writing its ``prepared_data``
+    (``active`` False: another process of the same launch holds it). The lock is ``holding_lock``'s.
+
+    Args:
+        what: who holds it, for the message another command gets ("training", "prepare").
+
+    Raises:
+        UserError: another process holds it.
+    """
+    if not active:
+        yield
+        return
+    held = contextlib.ExitStack()
+    try:
+        left = held.enter_context(holding_lock(Path(output_dir).expanduser() / LOCK_NAME, what=what))
+    except LockHeld as refused:
+        holder = refused.holder
+        who = f" (process {holder['pid']} on {holder.get('host', 'an unknown host')})" if holder else ""
+        name = "preparation" if holder.get("what") == "prepare" else "training run"
+        raise UserError(
+            f"another {name}{who} is writing to '{output_dir}'; wait for it to finish, stop it, or choose another "
+            "output_dir"
+        ) from None
+    with held:
+        if left:
+            logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", left["pid"])
+        yield
+
+
 # ------------------------------------------------------------------------------------------------ path or Hub id
 
 
 def looks_like_hub_id(name: str | None) -> bool:
-    """``org/name`` or ``name`` as the Hub spells repository ids (no path syntax)."""
-    return bool(name) and bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".", "-"))
+    """``org/name`` or ``name`` as the Hub spells repository ids (no path syntax; huggingface_hub's own rules: no
+    ``--`` or ``..``, no ``.git`` ending)."""
+    if not name or not _HUB_ID.match(name) or name.endswith((".", "-")):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def is_local_path(value: Any, suffixes: tuple[str, ...] = ()) -> bool:
@@ -339,7 +384,7 @@ def _read_holder(path: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def holding_lock(path: str | Path) -> Iterator[dict[str, Any]]:
+def holding_lock(path: str | Path, what: str | None = None) -> Iterator[dict[str, Any]]:
     """Hold an exclusive lock on the file ``path`` for the block, never waiting for it.
 
     The lock is the operating system's (``filelock``: ``flock`` on Unix), so it is taken atomically and freed by the
@@ -347,6 +392,9 @@ def holding_lock(path: str | Path) -> Iterator[dict[str, Any]]:
     run. The holder writes its process id and host into the file, for a refused process to name it, and removes the
     file when it releases the lock (while still holding it: filelock makes a process that opened the old file try
     again). On a network filesystem the lock holds across machines where the filesystem supports ``flock``.
+
+    Args:
+        what: written beside the process id, for a refused process to say who holds it.
 
     Yields:
         What a previous holder left in the file (``{"pid", "host"}``; ``{}`` when nothing): a holder that ended
@@ -364,7 +412,8 @@ def holding_lock(path: str | Path) -> Iterator[dict[str, Any]]:
         left.update(_holder_record(os.read(fd, 4096)))
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode("utf-8"))
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), **({"what": what} if what else {})}
+        os.write(fd, json.dumps(holder).encode("utf-8"))
 
     lock = FileLock(path, timeout=0, on_acquired=write_holder)
     try:

@@ -31,7 +31,9 @@ from musicgen_lora.train import plots
 from musicgen_lora.train.checkpoints import is_complete
 from musicgen_lora.train.output_dir import LOCK_NAME
 
+from .bad_input.afternoon_cases import AFTERNOON_CASES
 from .bad_input.data_cases import DATA_CASES
+from .bad_input.prepare_afternoon_cases import PREPARE_AFTERNOON_CASES
 from .bad_input.tool_cases import TOOL_CASES
 from .bad_input.train_cases import TRAIN_CASES
 from .bad_input.world import Case, World, changed_files, check_failure, deny_read, run_case, tree_hashes
@@ -51,7 +53,9 @@ MAINS = {
     "musicgen-lora": console.main,
 }
 CASES: dict[str, Case] = {
-    f"{case.command}: {name}": case for group in (TRAIN_CASES, DATA_CASES, *TOOL_CASES) for name, case in group.items()
+    f"{case.command}: {name}": case
+    for group in (TRAIN_CASES, DATA_CASES, PREPARE_AFTERNOON_CASES, *TOOL_CASES, *AFTERNOON_CASES)
+    for name, case in group.items()
 }
 
 
@@ -96,7 +100,9 @@ def never_reached(*args: object, **kwargs: object) -> None:
     raise AssertionError("the command got past every check (to the studio's page or the benchmark suite)")
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if case.slow else name for name, case in CASES.items()]
+)
 def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, tiny_model_dir, corpus_dir):
     case = CASES[name]
     world = make_world(tmp_path / "case")

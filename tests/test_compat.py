@@ -36,13 +36,13 @@ def test_requirements_cap_each_library_at_its_tested_range(library):
 
 
 def test_a_version_outside_the_range_is_one_line_naming_the_fix(monkeypatch, caplog):
-    installed = {"transformers": "5.25.0", "peft": "0.22.0", "accelerate": "1.16.0", "datasets": "6.0.1"}
+    installed = {"transformers": "5.25.0", "peft": "0.23.0", "accelerate": "1.16.0", "datasets": "6.0.1"}
     monkeypatch.setattr(compat, "version", lambda library: installed[library])
     with caplog.at_level(logging.WARNING, logger="musicgen_lora.compat"):
         lines = compat.warn_about_untested_versions()
     assert lines == [
-        "peft 0.22.0 is outside the tested range >=0.21,<0.22 (musicgen_lora/compat.py reaches into its internals); "
-        "pip install 'peft>=0.21,<0.22'",
+        "peft 0.23.0 is outside the tested range >=0.21,<0.23 (musicgen_lora/compat.py reaches into its internals); "
+        "pip install 'peft>=0.21,<0.23'",
         "datasets 6.0.1 is outside the tested range >=5.2,<6 (musicgen_lora/compat.py reaches into its internals); "
         "pip install 'datasets>=5.2,<6'",
     ]
@@ -53,14 +53,14 @@ def test_a_version_outside_the_range_is_one_line_naming_the_fix(monkeypatch, cap
 
 
 def test_a_training_run_warns_at_its_start_and_goes_on(monkeypatch, tmp_path, capsys, caplog):
-    installed = {**compat.TESTED_ON, "peft": "0.22.0"}
+    installed = {**compat.TESTED_ON, "peft": "0.23.0"}
     monkeypatch.setattr(compat, "version", lambda library: installed[library])
     a_file = tmp_path / "out"
     a_file.write_text("not a folder")
     with caplog.at_level(logging.WARNING, logger="musicgen_lora.compat"), pytest.raises(SystemExit) as stopped:
         finetune_musicgen.main(["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(a_file)])
     (warning,) = [record.getMessage() for record in caplog.records if record.name == "musicgen_lora.compat"]
-    assert warning.startswith("Untested library version: peft 0.22.0 is outside the tested range >=0.21,<0.22")
+    assert warning.startswith("Untested library version: peft 0.23.0 is outside the tested range >=0.21,<0.23")
     lines = capsys.readouterr().err.strip().splitlines()
     # it went on to the run's own checks, which stop this one
     assert stopped.value.code == 2 and lines[-1].startswith(f"error: output_dir '{a_file}' is a file")

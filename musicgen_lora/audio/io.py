@@ -40,14 +40,26 @@ FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 PROBE_BLOCK = 4096  # frames read at each end of a compressed file by probe_audio (decoder errors show there)
 
 
+# The lowest sample rate read as music: telephone audio is 8 kHz; a header saying 1 Hz makes a few bytes an hour of
+# "audio" (a broken export), which would be resampled to hours of training data.
+MIN_SAMPLE_RATE = 4000
+
+
+# The longest track read: preparation decodes each track whole, into memory, and EnCodec encodes it in one pass (its
+# first layers hold dozens of values per sample), so memory grows with the length; a 10-hour file needs tens of GB.
+# Longer recordings (a DJ set, a concert) are left out before they are read, with the command that cuts them up.
+MAX_TRACK_SECONDS = 30 * 60
+
+
 _SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError)
 
 
 class AudioProblem(UserError):
     """An audio source that cannot be used, with what is wrong (``kind``, ``detail``) and the fix.
 
-    ``kind`` is one of ``missing``, ``permission denied``, ``unreadable``, ``empty``, ``too short``, ``not finite``
-    and ``unsupported format``; ``reason`` (``"<kind>: <detail>"``) is what the data report lists for the file.
+    ``kind`` is one of ``missing``, ``permission denied``, ``unreadable``, ``empty``, ``too short``, ``not finite``,
+    ``bad sample rate``, ``too long`` and ``unsupported format``; ``reason`` (``"<kind>: <detail>"``) is what the data
+    report lists for the file.
     """
 
     FIXES = {
@@ -57,6 +69,8 @@ class AudioProblem(UserError):
         "empty": "remove it from the dataset",
         "too short": "re-export it or remove it from the dataset",
         "not finite": "re-export it or remove it from the dataset",
+        "bad sample rate": "re-export it at 32 kHz or more, or remove it from the dataset",
+        "too long": "cut it into parts (e.g. ffmpeg -i IN -f segment -segment_time 600 -c copy OUT-%03d.wav)",
     }
 
     def __init__(self, kind: str, name: str, detail: str, fix: str | None = None) -> None:
@@ -70,6 +84,8 @@ class AudioProblem(UserError):
             "too short": f"audio file '{name}' holds {self.detail}",
             "not finite": f"audio file '{name}' contains {self.detail}",
             "unsupported format": f"audio file '{name}' is in a format that needs FFmpeg ({self.detail})",
+            "bad sample rate": f"audio file '{name}' has {self.detail}",
+            "too long": f"audio file '{name}' is {self.detail}",
         }[kind]
         super().__init__(f"{problem}; {self.fix}")
 
@@ -148,6 +164,23 @@ def check_samples(audio: np.ndarray, name: str) -> None:
         raise AudioProblem("not finite", name, "NaN or infinite samples")
 
 
+def check_format(frames: int, rate: int, name: str) -> None:
+    """Raise an :class:`AudioProblem` for audio whose sample rate is below :data:`MIN_SAMPLE_RATE` or that is longer
+    than :data:`MAX_TRACK_SECONDS` (checked from the header, before anything is decoded)."""
+    if rate < MIN_SAMPLE_RATE:
+        raise AudioProblem("bad sample rate", name, f"a sample rate of {rate} Hz (below {MIN_SAMPLE_RATE} Hz)")
+    if frames / rate > MAX_TRACK_SECONDS:
+        raise AudioProblem(
+            "too long",
+            name,
+            f"{_duration(frames / rate)} long (the longest track read whole is {MAX_TRACK_SECONDS // 60} min)",
+        )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 def _check_path(target: Any, name: str) -> None:
     if isinstance(target, str):
         if not os.path.exists(target):
@@ -211,11 +244,13 @@ def probe_audio(source: Any) -> dict[str, Any]:
     target = _open_target(source)
     if isinstance(target, dict) or _suffix(source) in FFMPEG_EXTENSIONS:
         audio, rate = decode_audio(source)
+        check_format(audio.shape[-1], rate, name)
         return {"seconds": audio.shape[-1] / rate, "sampling_rate": rate, "channels": int(audio.shape[0])}
     _check_path(target, name)
     try:
         with sf.SoundFile(target) as handle:
             frames, rate, channels = handle.frames, handle.samplerate, handle.channels
+            check_format(frames, rate, name)  # before anything is decoded
             if frames >= 2 and handle.subtype in FLOAT_SUBTYPES:  # every sample checked, a block at a time
                 for block in handle.blocks(blocksize=1 << 16, dtype="float32"):
                     if not np.isfinite(block).all():

@@ -8,6 +8,8 @@ import dataclasses
 import difflib
 import json
 import logging
+import re
+import sys
 import types
 import typing
 from pathlib import Path
@@ -181,16 +183,83 @@ def _config_file_index(argv: list[str]) -> int | None:
     return None
 
 
+# Text options where JSON true and false mean what "true" and "false" mean on the command line.
+TEXT_SWITCHES = ("resume_from_checkpoint",)
+
+
+def _list_items(hint: Any) -> Any:
+    """The item type of a list option (None: not one), as HfArgumentParser reads the type (a ``str | list[str]``
+    takes several words)."""
+    for arg in typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,):
+        if typing.get_origin(arg) is list:
+            (item,) = typing.get_args(arg) or (str,)
+            return item
+    return None
+
+
+def _json_list_words(flag: str, text: str, item: Any) -> list[str] | None:
+    """The words of a list option written as a JSON list on the command line (``--sample_prompts '["a", "b"]'``), or
+    None when ``text`` is not written as one.
+
+    Raises:
+        UserError: it looks like a JSON list of quoted items but is not valid JSON (``['a']``), is empty, or holds
+            items of the wrong type.
+    """
+    stripped = text.strip()
+    if not (stripped.startswith("[") and stripped.endswith("]")):
+        return None
+    try:
+        items = json.loads(stripped)
+    except json.JSONDecodeError as err:
+        if not re.match(r"\[\s*['\"]", stripped):  # "[drums] lofi [outro]" is a prompt, not a broken list
+            return None
+        raise UserError(
+            f'{flag} {text!r} looks like a JSON list but is not valid JSON ({err.msg}); write it as \'["a", "b"]\' '
+            "(double quotes), or give the items as separate words"
+        ) from None
+    if not items:
+        raise UserError(f"{flag} is an empty list; leave it out, or set it to [] in a config file")
+    wanted = (str,) if item is str else (int, float) if item in (int, float) else (str, int, float)
+    wrong = next((v for v in items if not isinstance(v, wanted) or isinstance(v, bool)), None)
+    if wrong is not None:
+        raise UserError(f"{flag} holds {json.dumps(wrong)}, not {_describe(item)}; fix the list (see --help)")
+    return [v if isinstance(v, str) else json.dumps(v) for v in items]
+
+
+def expand_json_lists(argv: list[str]) -> list[str]:
+    """Command-line words with every list option written as a JSON list (``--sample_prompts '["lofi"]'``, as a
+    config file writes it) turned into the separate words argparse takes, instead of one literal item."""
+    hints = _type_hints()
+    words: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        name, has_value, value = word[2:].partition("=") if word.startswith("--") else ("", "", "")
+        item = _list_items(hints.get(name.replace("-", "_"))) if name else None
+        if item is not None and not has_value and index + 1 < len(argv):
+            has_value, value, index = "=", argv[index + 1], index + 1
+        expanded = _json_list_words(f"--{name}", value, item) if item is not None and has_value else None
+        if expanded is not None:
+            words += [f"--{name}", *expanded]
+        else:
+            words += [word] if item is None or not has_value else [f"--{name}", value]
+        index += 1
+    return words
+
+
 def check_json_values(values: dict[str, Any], source: str) -> None:
-    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type. A JSON ``true`` for an
-    option the command line takes as text (``resume_from_checkpoint``) becomes ``"true"``, and a JSON ``false`` for
-    an option that can be null (off: ``resume_from_checkpoint``, ``deepspeed``...) becomes null, in place."""
+    """Reject unknown keys (suggesting the nearest valid one) and values of the wrong type. A JSON ``true`` or
+    ``false`` for an option the command line takes as text (``resume_from_checkpoint``) becomes ``"true"`` or
+    ``"false"``, and a JSON ``false`` for another option that can be null (off: ``deepspeed``...) becomes null, in
+    place."""
     known = _fields()
     hints = _type_hints()
     for key, value in values.items():
         if key not in known:
             raise UserError(f"unknown option '{key}' in {source}{_nearest(key, known)}")
         hint = hints.get(key, Any)
+        if value is False and key in TEXT_SWITCHES:
+            values[key] = value = "false"  # as the command line writes it: an explicit "do not resume"
         if value is False and not _value_matches(value, hint) and _value_matches(None, hint):
             values[key] = value = None  # "false" would read as a file name for deepspeed or accelerator_config
         if value is True and not _value_matches(value, hint) and _value_matches("true", hint):
@@ -252,7 +321,7 @@ def parse_config(
 
     parser = build_parser(prog)
     parser.set_defaults(**values)
-    namespace, unknown = parser.parse_known_args(argv)
+    namespace, unknown = parser.parse_known_args(expand_json_lists(argv))
     if unknown:
         if config is not None and _config_file_index(unknown) is not None:
             raise UserError(
@@ -282,6 +351,8 @@ def parse_config(
         raise UserError(f"output_dir is {state}; set it to the folder where the adapter and checkpoints should go")
     requested = _requested_values((model, data, lora), training_values)
     _adapt_to_hardware(training_values)
+    if training_values.get("disable_tqdm") is None and not sys.stderr.isatty():
+        training_values["disable_tqdm"] = True  # bars only where a person watches them, not into a log file
     try:
         training = MusicgenTrainingArguments(**training_values)
     # TrainingArguments' own checks; a missing deepspeed or accelerator_config file is an OSError
@@ -325,6 +396,10 @@ RERUN_FREE_OPTIONS = frozenset({
 })  # fmt: skip
 
 
+# List options whose order (and repeats) mean nothing: the same set of LoRA targets adapts the same modules.
+UNORDERED_OPTIONS = frozenset({"lora_target_modules"})
+
+
 def with_absolute_local_paths(requested: dict[str, Any]) -> dict[str, Any]:
     """The requested values with a local model or data folder written as an absolute path: read from another folder
     later (a card, a push, evaluate.py --config), a relative 'songs/jazz' would look like a Hub id."""
@@ -347,6 +422,8 @@ def config_differences(saved: dict[str, Any], requested: dict[str, Any]) -> list
         if key in RERUN_FREE_OPTIONS or "token" in key:
             continue
         old, new = saved.get(key, defaults.get(key)), requested.get(key, defaults.get(key))
+        if key in UNORDERED_OPTIONS and isinstance(old, list) and isinstance(new, list):
+            old, new = sorted(set(map(str, old))), sorted(set(map(str, new)))  # the same modules, in any order
         if old != new:
             differences.append(f"{key}: {json.dumps(old)} -> {json.dumps(new)}")
     return differences

@@ -227,6 +227,10 @@ def check_training_options(training: dict[str, Any]) -> None:
         f"guidance_scale must be >= 1 (1 disables guidance), got {training['guidance_scale']}",
     )
     _require(
+        not (training.get("fp16") and training.get("bf16")),
+        "fp16 and bf16 are both set; keep one: bf16 on Ampere or newer GPUs (and on a CPU), fp16 on older GPUs",
+    )
+    _require(
         training["remove_unused_columns"] is False,
         "remove_unused_columns must be false: the collator needs the caption column; remove the option",
     )
@@ -246,9 +250,11 @@ FSDP_REFUSED = (
 
 
 def check_sharding_options(training: dict[str, Any]) -> None:
-    """Raises UserError for FSDP (see :data:`FSDP_REFUSED`), asked in the config or through accelerate's launcher."""
+    """Raises UserError for FSDP (see :data:`FSDP_REFUSED`), asked in the config (``fsdp``, or ``fsdp_config`` alone,
+    even ``{}``) or through accelerate's launcher."""
     launcher_fsdp = os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("true", "1")
-    _require(not training.get("fsdp") and not launcher_fsdp, FSDP_REFUSED)
+    asked = training.get("fsdp") or training.get("fsdp_config") is not None
+    _require(not asked and not launcher_fsdp, FSDP_REFUSED)
 
 
 def check_caption_options(args: DataArguments) -> None:

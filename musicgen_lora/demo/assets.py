@@ -12,20 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config.arguments import ParsedConfig
+from ..config.demo_paths import DEMO_CORPUS, DEMO_MODEL, DEMO_ROOT
 from ..errors import UserError
 from .synth import synthesize_corpus
 from .tiny import save_tiny_musicgen
 
 logger = logging.getLogger(__name__)
-
-
-DEMO_ROOT = "demo_output"
-
-
-DEMO_MODEL = f"{DEMO_ROOT}/tiny-musicgen"
-
-
-DEMO_CORPUS = f"{DEMO_ROOT}/corpus"
 
 
 DEMO_CLIPS = 16

@@ -21,6 +21,7 @@ from ..models.codec import decode_codes
 from ..models.loading import is_melody_model
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.chunking import fixed_windows
+from ..prepare.context import PrepareContext
 from ..prepare.encoding import encode_dataset
 from ..prepare.pipeline import prepare_split
 from ..prepare.screening import screen_split
@@ -144,9 +145,8 @@ def load_eval_data(
             spec.run_args, max_eval_samples=settings.max_eval_samples or spec.run_args.max_eval_samples
         )
         split = spec.split or args.train_split_name
-        windows = prepare_split(
-            args, split, model, codec_fingerprint, True, chroma_extractor, spec.run_seed, cache_dir=settings.cache_dir
-        )
+        context = PrepareContext(args, model, codec_fingerprint, chroma_extractor, spec.run_seed, settings.cache_dir)
+        windows = prepare_split(context, split, True).examples
     elif prepared is not None:
         dataset = _load_prepared(prepared, settings.max_eval_samples)
         max_frames = audio_spec.frames(settings.max_duration_in_seconds)
@@ -156,9 +156,8 @@ def load_eval_data(
         windows = fixed_windows(dataset.select_columns(columns), max_frames, min_frames, ratio)
     else:
         args = _data_args(settings, spec)
-        windows = prepare_split(
-            args, args.train_split_name, model, codec_fingerprint, True, chroma_extractor, cache_dir=settings.cache_dir
-        )
+        context = PrepareContext(args, model, codec_fingerprint, chroma_extractor, hub_cache_dir=settings.cache_dir)
+        windows = prepare_split(context, args.train_split_name, True).examples
     clips = progress(iterable=windows["codes"], desc="Decoding the reference clips", unit="clip")
     reference = [decode_codes(model, np.asarray(codes)) for codes in clips]
     return EvalData(spec, windows, reference)
@@ -175,16 +174,8 @@ def load_training_codes(
     prepared = prepared_folder(spec.source, spec.split or "train") if spec.run_args is None else None
     if spec.run_args is not None:  # the clips (or chunks) the run trained on
         args = spec.run_args
-        return prepare_split(
-            args,
-            args.train_split_name,
-            model,
-            codec_fingerprint,
-            False,
-            None,
-            spec.run_seed,
-            cache_dir=settings.cache_dir,
-        )
+        context = PrepareContext(args, model, codec_fingerprint, seed=spec.run_seed, hub_cache_dir=settings.cache_dir)
+        return prepare_split(context, args.train_split_name, False).examples
     if prepared is not None:
         return _load_prepared(prepared, settings.max_train_samples)
     args = _data_args(settings, spec)
@@ -192,5 +183,5 @@ def load_training_codes(
     if settings.max_train_samples is not None:  # as in training: the first N clips
         raw = raw.select(range(min(settings.max_train_samples, len(raw))))
     root = cache_root(settings.data_cache_dir)
-    raw = screen_split(raw, args.dataset_name, args.train_split_name, root, args.strict, {})  # as training
+    raw, _ = screen_split(raw, args.dataset_name, args.train_split_name, root, args.strict)  # as training
     return encode_dataset(raw, model, root, codec_fingerprint)

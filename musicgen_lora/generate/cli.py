@@ -22,78 +22,94 @@ Without ``--base_model`` the base recorded in the (first) adapter's ``adapter_co
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import dataclasses
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from ..audio.io import load_audio, write_audio
-from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
-from ..files import atomic_write_json, atomic_write_text, ensure_writable_folder, kept_aside
-from ..logs import setup_logging
+from ..config.commands import CommandParser
+from ..errors import FiniteNumber, SeedNumber, UserError, exit_on_user_error
+from ..files import atomic_write_json, atomic_write_text, kept_aside
+from ..logs import progress_bars, setup_logging
 from ..models.loading import is_melody_model, pick_device
 from .adapters import load_for_generation, merge_and_save
 from .long_form import MAX_WINDOW_SECONDS, generate_long
+from .out_dir import check_out_dir, generation_files, out_dir_lock
 
-FORMATS = ("wav", "mp3", "both")
 MIN_SECONDS = 0.02  # one codec frame at 50 Hz
 MAX_SECONDS = 3600.0  # an hour: longer is surely a typo (it would take days on a CPU)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = CommandLineParser(
+@dataclass
+class GenerateArguments:
+    """The options of ``python -m musicgen_lora.generate`` (also ``musicgen-lora generate``)."""
+
+    base_model: str | None = field(
+        default=None, metadata={"help": "base MusicGen (Hub id or folder); default: the adapter's base"}
+    )
+    adapter: list[str] = field(
+        default_factory=list, metadata={"repeat": True, "help": "LoRA adapter folder or Hub id; repeat to blend"}
+    )
+    adapter_weights: list[FiniteNumber] | None = field(
+        default=None, metadata={"help": "blend weights, one per --adapter"}
+    )
+    blend: str = field(
+        default="cat",
+        metadata={
+            "help": "PEFT add_weighted_adapter combination_type (cat: exact, any ranks; linear: same ranks; svd)"
+        },
+    )
+    prompt: list[str] = field(
+        default_factory=list, metadata={"repeat": True, "help": "text prompt; repeat for several clips"}
+    )
+    duration: FiniteNumber = field(default=10.0, metadata={"help": "seconds of audio per prompt (any length)"})
+    guidance_scale: FiniteNumber = field(default=3.0, metadata={"help": "classifier-free guidance (1: none)"})
+    seed: SeedNumber = field(default=0, metadata={"help": "sampling seed: same seed, prompts and batch -> same audio"})
+    greedy: bool = field(default=False, metadata={"help": "greedy decoding instead of sampling"})
+    out_dir: str = field(default="generated", metadata={"help": "where the audio files and prompts.txt go"})
+    format: Literal["wav", "mp3", "both"] = field(default="wav", metadata={"help": "audio file format"})
+    overwrite: bool = field(default=False, metadata={"help": "replace earlier generations in --out_dir"})
+    window: FiniteNumber = field(
+        default=MAX_WINDOW_SECONDS, metadata={"help": "seconds generated at once (at most 30)"}
+    )
+    overlap: FiniteNumber = field(default=10.0, metadata={"help": "seconds of audio that condition each next window"})
+    melody: str | None = field(
+        default=None, metadata={"help": "melody models: audio file whose chroma conditions the music"}
+    )
+    batch_size: int | None = field(default=None, metadata={"help": "prompts generated together (default: all)"})
+    merge: str | None = field(
+        default=None, metadata={"metavar": "DIR", "help": "write the base with the adapter(s) merged in to DIR"}
+    )
+    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available, else cpu)"})
+    debug: bool = field(default=False, metadata={"help": "full tracebacks instead of one-line errors"})
+
+
+def build_parser() -> CommandParser:
+    return CommandParser(
+        GenerateArguments,
         prog="python -m musicgen_lora.generate",
         description="Generate music with a MusicGen base and LoRA adapters (any length, batched prompts, melody), "
         "or merge / blend adapters into a standalone model.",
     )
-    parser.add_argument(
-        "--base_model", default=None, help="base MusicGen (Hub id or folder); default: the adapter's base"
-    )
-    parser.add_argument("--adapter", action="append", default=[], help="LoRA adapter folder or Hub id; repeat to blend")
-    parser.add_argument(
-        "--adapter_weights", type=finite_number, nargs="+", default=None, help="blend weights, one per --adapter"
-    )
-    parser.add_argument(
-        "--blend",
-        default="cat",
-        help="PEFT add_weighted_adapter combination_type (cat: exact, any ranks; linear: same ranks; svd)",
-    )
-    parser.add_argument("--prompt", action="append", default=[], help="text prompt; repeat for several clips")
-    parser.add_argument("--duration", type=finite_number, default=10.0, help="seconds of audio per prompt (any length)")
-    parser.add_argument("--guidance_scale", type=finite_number, default=3.0, help="classifier-free guidance (1: none)")
-    parser.add_argument(
-        "--seed", type=seed_number, default=0, help="sampling seed: same seed, prompts and batch -> same audio"
-    )
-    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    parser.add_argument("--out_dir", default="generated", help="where the audio files and prompts.txt go")
-    parser.add_argument("--format", choices=FORMATS, default="wav", help="audio file format")
-    parser.add_argument("--overwrite", action="store_true", help="replace earlier generations in --out_dir")
-    parser.add_argument(
-        "--window", type=finite_number, default=MAX_WINDOW_SECONDS, help="seconds generated at once (at most 30)"
-    )
-    parser.add_argument(
-        "--overlap", type=finite_number, default=10.0, help="seconds of audio that condition each next window"
-    )
-    parser.add_argument("--melody", default=None, help="melody models: audio file whose chroma conditions the music")
-    parser.add_argument("--batch_size", type=int, default=None, help="prompts generated together (default: all)")
-    parser.add_argument(
-        "--merge", default=None, metavar="DIR", help="write the base with the adapter(s) merged in to DIR"
-    )
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Returns ``{"files": [paths], "merged": folder or None, "sampling_rate": rate}``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
-    with exit_on_user_error(argv):
-        options = build_parser().parse_args(argv)
+    # progress bars (loading the weights, long generations) only where a person watches: not into a log file
+    with exit_on_user_error(argv), contextlib.ExitStack() as held, progress_bars(sys.stderr.isatty()):
+        options = build_parser().parse(argv)
         _check_options(options)
+        if options.prompt:  # one generation per folder at a time; checked again once held
+            held.enter_context(out_dir_lock(Path(options.out_dir)))
+            check_out_dir(Path(options.out_dir), options.overwrite)
         model, processor, base_model = load_for_generation(
             options.base_model, options.adapter, options.adapter_weights, options.blend, options.device
         )
@@ -103,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             model, merged_dir = merge_and_save(model, processor, options.merge, base_model)
         files: list[str] = []
         if options.prompt:
-            files = _generate_files(model, processor, options, melody)
+            files = _generate_files(model, processor, options, melody, base_model)
         return {
             "files": files,
             "merged": str(merged_dir) if merged_dir else None,
@@ -111,12 +127,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
 
 
-def _check_options(options: argparse.Namespace) -> None:
+def _check_options(options: GenerateArguments) -> None:
     """Every option checked before the model loads, and the output folders before anything is written.
 
     Raises:
-        UserError: nothing to do, a number out of range, no such device, or an output folder that holds something
-            this command would replace.
+        UserError: nothing to do, a number out of range, a prompt on several lines, no such device, or an output
+            folder that holds something this command would replace or that is training data.
     """
     if not options.prompt and not options.merge:
         raise UserError("nothing to do; give --prompt TEXT (repeatable) to generate, and/or --merge DIR to export")
@@ -131,9 +147,12 @@ def _check_options(options: argparse.Namespace) -> None:
         raise UserError(f"--batch_size must be >= 1, got {options.batch_size}")
     if any(not prompt.strip() for prompt in options.prompt):
         raise UserError("--prompt is empty; give each --prompt some text")
+    broken = next((i for i, prompt in enumerate(options.prompt, 1) if "\n" in prompt or "\r" in prompt), None)
+    if broken is not None:  # prompts.txt lists one prompt per line
+        raise UserError(f"--prompt number {broken} holds a line break; write each prompt on one line")
     pick_device(options.device)
     if options.prompt:
-        _check_out_dir(Path(options.out_dir), options.overwrite)
+        check_out_dir(Path(options.out_dir), options.overwrite)
     if options.merge:
         merge = Path(options.merge)
         if merge.exists() and not merge.is_dir():
@@ -143,31 +162,6 @@ def _check_options(options: argparse.Namespace) -> None:
                 f"--merge folder '{merge}' is not empty (the merged model would replace what is there); give a new or "
                 "empty folder"
             )
-
-
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    """Raises UserError when --out_dir is a file, not writable, or holds earlier generations (without --overwrite,
-    which lets this generation replace them once it has succeeded)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out_dir '{out}' is a file, not a folder; choose a folder")
-    earlier = _generation_files(out)
-    if earlier and not overwrite:
-        raise UserError(
-            f"--out_dir '{out}' holds earlier generations ({', '.join(p.name for p in earlier[:3])}); choose another "
-            "--out_dir, or add --overwrite to replace them"
-        )
-    ensure_writable_folder(out, "--out_dir")
-
-
-def _generation_files(out: Path) -> list[Path]:
-    """The files an earlier generation wrote into ``out`` (numbered clips, prompts.txt, generation_config.json)."""
-    if not out.is_dir():
-        return []
-    return sorted(
-        p
-        for p in out.iterdir()
-        if p.name in ("prompts.txt", "generation_config.json") or (p.suffix in (".wav", ".mp3") and p.stem.isdigit())
-    )
 
 
 def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np.ndarray | None:
@@ -182,19 +176,24 @@ def _read_melody(path: str | None, model: torch.nn.Module, processor: Any) -> np
 
 
 def _generate_files(
-    model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None
+    model: torch.nn.Module, processor: Any, options: GenerateArguments, melody: np.ndarray | None, base_model: str
 ) -> list[str]:
     out = Path(options.out_dir)  # checked by _check_options
-    # an earlier generation (only with --overwrite: see _check_out_dir) is deleted once this one has succeeded
-    with kept_aside(out, _generation_files(out), "generation", lambda: _generation_files(out)):
-        files = _write_generations(model, processor, options, melody, out)
+    # an earlier generation (only with --overwrite: see check_out_dir) is deleted once this one has succeeded
+    with kept_aside(out, generation_files(out), "generation", lambda: generation_files(out)):
+        files = _write_generations(model, processor, options, melody, out, base_model)
     for path in files:
         print(path)
     return files
 
 
 def _write_generations(
-    model: torch.nn.Module, processor: Any, options: argparse.Namespace, melody: np.ndarray | None, out: Path
+    model: torch.nn.Module,
+    processor: Any,
+    options: GenerateArguments,
+    melody: np.ndarray | None,
+    out: Path,
+    base_model: str,
 ) -> list[str]:
     """Generate every prompt (in batches) and write the clips, prompts.txt and generation_config.json to ``out``."""
     rate = model.config.audio_encoder.sampling_rate
@@ -217,6 +216,7 @@ def _write_generations(
         for offset, clip in enumerate(audio):
             files += [str(p) for p in write_audio(out / str(first + offset), clip, rate, options.format)]
     atomic_write_text(out / "prompts.txt", "".join(f"{i}\t{p}\n" for i, p in enumerate(options.prompt)))
-    settings = {k: v for k, v in vars(options).items() if k != "debug"}
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k != "debug"}
+    settings["base_model"] = base_model  # the one used, also when it came from the adapter
     atomic_write_json(out / "generation_config.json", settings, indent=2)
     return files

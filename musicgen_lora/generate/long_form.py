@@ -90,7 +90,8 @@ def generate_long(
                 guidance_scale=guidance_scale,
                 max_new_tokens=new_tokens_for(new_frames, num_delays),
             )  # (bsz, channels, (prompt_frames + new_frames) * hop): the prompt is decoded again in front
-            audio = audio.float().cpu().numpy()[..., prompt_frames * hop :]
+            # (a very short first window comes with a few frames more than asked: see new_tokens_for)
+            audio = audio.float().cpu().numpy()[..., prompt_frames * hop : (prompt_frames + new_frames) * hop]
             if audio.shape[-1] != new_frames * hop:
                 raise RuntimeError(f"generate() returned {audio.shape[-1]} new samples, expected {new_frames * hop}")
             pieces.append(audio)

@@ -52,13 +52,17 @@ def generate_audio(
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in inputs.items()}
     num_delays = config.decoder.num_codebooks // config.decoder.audio_channels
-    max_new_tokens = new_tokens_for(AudioSpec.of(model).frames(seconds), num_delays)
+    spec = AudioSpec.of(model)
+    frames = max(1, spec.frames(seconds))
     with evaluation_mode(model):
         torch.manual_seed(seed)
         audio = model.generate(
-            **inputs, do_sample=do_sample, guidance_scale=guidance_scale, max_new_tokens=max_new_tokens
-        )  # (bsz, channels, samples)
-    return audio.float().cpu().numpy()
+            **inputs,
+            do_sample=do_sample,
+            guidance_scale=guidance_scale,
+            max_new_tokens=new_tokens_for(frames, num_delays),
+        )  # (bsz, channels, samples); a very short clip comes with a few frames more (see new_tokens_for)
+    return audio.float().cpu().numpy()[..., : frames * spec.samples_per_frame]
 
 
 @contextlib.contextmanager

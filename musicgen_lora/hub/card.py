@@ -30,6 +30,16 @@ CARD_NAME = "README.md"
 CARD_MARKER = "<!-- written by musicgen-lora -->"
 
 
+def is_our_card(path: Path) -> bool:
+    """Whether a README.md is a model card written by this project (cards from before the marker say how they were
+    trained)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return CARD_MARKER in text or "trained with musicgen-lora" in text
+
+
 PLOT_NAME = "loss_curves.png"
 
 

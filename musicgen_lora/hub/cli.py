@@ -8,42 +8,48 @@ another Hub-compatible server."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CommandLineParser, exit_on_user_error
-from ..logs import setup_logging
+from ..config.commands import CommandParser
+from ..errors import exit_on_user_error
+from ..logs import progress_bars, setup_logging
 from .upload import push_folder
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = CommandLineParser(
+@dataclass
+class PushArguments:
+    """The options of ``python -m musicgen_lora.push`` (also ``musicgen-lora push``)."""
+
+    output_dir: str = field(
+        metadata={"positional": True, "metavar": "OUTPUT_DIR", "help": "the output_dir of a finished training run"}
+    )
+    repo_id: str = field(metadata={"help": "Hub repository, e.g. your-name/musicgen-lora-jazz"})
+    private: bool = field(default=False, metadata={"help": "create the repository private"})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)"})
+    attempts: int = field(
+        default=4,
+        metadata={"choices": range(1, 21), "metavar": "1..20", "help": "tries in all for transient errors"},
+    )
+    debug: bool = field(default=False, metadata={"help": "full tracebacks instead of one-line errors"})
+
+
+def build_parser() -> CommandParser:
+    return CommandParser(
+        PushArguments,
         prog="python -m musicgen_lora.push",
         description="Push a training run's output folder to a Hub model repository (created if missing), with a "
         "model card that names the base model by its Hub id and links the final samples.",
     )
-    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="the output_dir of a finished training run")
-    parser.add_argument("--repo_id", required=True, help="Hub repository, e.g. your-name/musicgen-lora-jazz")
-    parser.add_argument("--private", action="store_true", help="create the repository private")
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
-    parser.add_argument(
-        "--attempts",
-        type=int,
-        default=4,
-        choices=range(1, 21),
-        metavar="1..20",
-        help="tries in all for transient errors (default 4)",
-    )
-    parser.add_argument("--debug", action="store_true", help="full tracebacks instead of one-line errors")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
-    with exit_on_user_error(argv):
-        options = build_parser().parse_args(argv)
+    # upload bars only where a person watches them, not into a log file
+    with exit_on_user_error(argv), progress_bars(sys.stderr.isatty()):
+        options = build_parser().parse(argv)
         url = push_folder(
             options.output_dir,
             options.repo_id,

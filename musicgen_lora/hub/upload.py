@@ -13,9 +13,10 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi
 
+from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
 from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_object
-from .card import CARD_NAME, PLOT_NAME, SAMPLES_FOLDER, build_model_card, run_settings
+from .card import CARD_NAME, PLOT_NAME, SAMPLES_FOLDER, build_model_card, is_our_card, run_settings
 from .retries import call_with_retries, check_can_push
 
 logger = logging.getLogger(__name__)
@@ -134,13 +135,20 @@ def push_folder(
     """
 
     output_dir = Path(output_dir)
+    if not output_dir.exists():
+        raise UserError(f"'{output_dir}' not found; give the output_dir of a finished training run")
+    if not output_dir.is_dir():
+        raise UserError(f"'{output_dir}' is a file, not a run's folder; give the output_dir of a finished training run")
     if not ((output_dir / "adapter_config.json").is_file() or (output_dir / "config.json").is_file()):
         raise UserError(
             f"'{output_dir}' holds no adapter (adapter_config.json) or model (config.json); give the output_dir of a "
             "finished training run"
         )
     if not looks_like_hub_id(repo_id):
-        raise UserError(f"'{repo_id}' is not a Hub repository id; use the form 'your-name/musicgen-lora-jazz'")
+        raise UserError(
+            f"'{repo_id}' is not a Hub repository id (letters, digits, '-', '_', '.'; no '--' or '..', no '.git' "
+            "ending); use the form 'your-name/musicgen-lora-jazz'"
+        )
     check_can_push(token)
     settings = run_settings(output_dir)
     adapter_base = read_json_object(output_dir / "adapter_config.json").get("base_model_name_or_path")
@@ -167,7 +175,10 @@ def push_folder(
     repo_url, card_text = call_with_retries(
         push_once, f"pushing '{output_dir}' to '{repo_id}'", retry, attempts, wait_seconds
     )
-    # the folder now mirrors the repository: its card names the repository in the usage snippet
-    (output_dir / CARD_NAME).write_text(card_text, encoding="utf-8")
+    # a run's folder now mirrors the repository: its card names the repository in the usage snippet (a checkpoint,
+    # or a card this project did not write, is left as it was)
+    card = output_dir / CARD_NAME
+    if (output_dir / RESOLVED_CONFIG_NAME).is_file() and (not card.exists() or is_our_card(card)):
+        card.write_text(card_text, encoding="utf-8")
     logger.info("Pushed %s to %s", output_dir, repo_url)
     return str(repo_url)

@@ -46,9 +46,12 @@ def chroma_frames_per_code_frame(extractor: Any, spec: AudioSpec) -> float:
 
 
 def new_tokens_for(frames: int, num_delays: int) -> int:
-    """``max_new_tokens`` that yields ``frames`` complete codec frames (at least one).
+    """``max_new_tokens`` that yields at least ``frames`` complete codec frames (at least one; callers cut any extra).
 
     With the delay pattern, the last codebook lags the first by ``num_delays - 1`` steps (``num_delays`` is the number
-    of codebooks per channel), so ``generate()`` returns ``max_new_tokens - num_delays + 1`` complete frames.
+    of codebooks per channel), so ``generate()`` returns ``max_new_tokens - num_delays + 1`` complete frames. But
+    MusicGen applies the pattern only to a sequence (start token + new tokens) of at least ``2 * num_delays - 1``
+    steps; a shorter one comes back undelayed, as ``max_new_tokens`` frames that are not the music's (a 0.02 s clip
+    of musicgen-small). So at least ``num_delays - 1`` frames are asked for.
     """
-    return max(1, frames) + num_delays - 1
+    return max(1, frames, num_delays - 1) + num_delays - 1

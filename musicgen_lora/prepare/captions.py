@@ -33,6 +33,7 @@ re-encodes (the codes are cached apart, by the audio alone)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable
@@ -43,15 +44,16 @@ import datasets
 import numpy as np
 
 from ..audio import analysis
-from ..audio.io import describe_source
 from ..audio.key import KEY_CONFIDENCE_THRESHOLD
 from ..audio.tempo import TEMPO_CONFIDENCE_THRESHOLD
 from ..config.arguments import DataArguments
 from ..config.caption_template import ANALYSIS_FIELDS, FIELDS, TAG_FIELDS, TAG_SETS, effective_template
 from ..errors import UserError
-from ..hub.dataset import check_can_push_metadata
 from .clap_tags import ClapTagger
 from .measurements import cached_measures, measure, measure_level
+from .report import CaptionReport
+
+logger = logging.getLogger(__name__)
 
 _BPM_WORDS = re.compile(r"\b\d+(\.\d+)?\s*bpm\b", re.IGNORECASE)
 
@@ -96,8 +98,29 @@ def heard_loudness(lufs: float | None, peak: float, target: float | None) -> flo
     return min(target, lufs - 20 * math.log10(max(peak, 1e-12)))
 
 
+# Control characters (NUL, BEL, ESC, ...; not tab or newline) and invisible format characters (zero-width spaces and
+# joiners, soft hyphen, direction marks, byte-order marks): pasted from web pages or spreadsheets, never meant as words.
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+
+
+def clean_caption(text: str, where: str) -> str | None:
+    """``text`` without control and invisible characters (a warning names them), stripped; None when nothing is
+    left."""
+    hidden = sorted({f"U+{ord(char):04X}" for char in _HIDDEN.findall(text)})
+    if hidden:
+        logger.warning(
+            "%s: the caption holds control or invisible characters (%s); they are left out",
+            where,
+            ", ".join(hidden[:4]),
+        )
+        text = _HIDDEN.sub("", text)
+    return text.strip() or None
+
+
 def caption_of(value: Any, where: str) -> str | None:
-    """A caption from a metadata row: text (stripped; empty means none) or null.
+    """A caption from a metadata row: text (cleaned by :func:`clean_caption`; empty means none) or null.
 
     Raises:
         UserError: a number, list or object, which would otherwise be trained as its Python text.
@@ -106,7 +129,7 @@ def caption_of(value: Any, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise UserError(f"{where}: the caption is {json.dumps(value)[:60]}, not text; write it as a string (or null)")
-    return value.strip() or None
+    return clean_caption(value, where)
 
 
 def low_confidence(metadata: dict[str, Any]) -> dict[str, float]:
@@ -137,6 +160,8 @@ def track_fields(
     values["prompt"] = (instance_prompt or "").strip()
     values["caption"] = caption
     stated = caption if caption_shown else ""
+    if values["prompt"].lower() in (part.strip().lower() for part in re.split(r"[,;]", stated)):
+        values["prompt"] = ""  # a reviewed caption copied back already starts with the trigger word
     metadata = measured.get("metadata") or {}
     unsure = low_confidence(metadata)
     if metadata.get("bpm") is not None and "bpm" not in unsure and not _BPM_WORDS.search(stated):
@@ -155,35 +180,12 @@ def track_fields(
     return values
 
 
-def caption_tracks(
-    raw: datasets.Dataset,
-    data_args: DataArguments,
-    cache_root: Path,
-    stats: dict[str, Any] | None = None,
-    progress: Callable[..., Any] | None = None,
-) -> tuple[list[str], list[dict[str, Any]]]:
-    """Every track's final caption, and what was measured for it (for the pushed metadata and captions.jsonl).
-
-    A track whose metadata row says ``caption_is_final`` (a reviewed captions.jsonl copied in as metadata.jsonl) is
-    trained on with its ``text`` as written: no template, nothing measured, so nothing is decoded for it.
-
-    Args:
-        stats: when given, set: ``auto_captioned`` (tracks whose caption got a measured field), ``final_captions``
-            (tracks captioned as written) and ``low_confidence`` (one entry per track with a field left out for low
-            confidence: ``{"index", "bpm"/"key": confidence}``).
-        progress: wraps the iteration over the tracks when something is measured (a tqdm-like progress bar).
-
-    Returns:
-        ``(captions, measured)``; ``measured[i]`` holds ``metadata`` (bpm, key and their confidences), ``level``
-        (lufs, peak, centroid_hz), ``tags`` and ``tag_scores`` (label, probability per set) where the options asked
-        for them, and ``final`` (True) for a caption taken as written.
-
-    Raises:
-        UserError: a track ends up with an empty caption (no caption, no instance_prompt and nothing measured).
-    """
+def caption_measures(
+    data_args: DataArguments, cache_root: Path
+) -> tuple[dict[str, Callable[[np.ndarray, int], Any]], ClapTagger | None]:
+    """What the caption template needs measured of each track (``{cache kind: compute(audio, sr)}``, each cached per
+    file by :func:`~.measurements.cached_measures`), and the CLAP tagger when it adds tags."""
     template = effective_template(data_args.caption_template)
-    if data_args.push_metadata_repo_id:  # fail before the work, not after it
-        check_can_push_metadata(data_args.push_metadata_repo_id)
     computes: dict[str, Callable[[np.ndarray, int], Any]] = {}
     if data_args.add_metadata and template.fields & {"bpm", "key"}:
         computes["metadata"] = measure
@@ -193,13 +195,39 @@ def caption_tracks(
     if data_args.clap_model_name_or_path and template.fields & set(TAG_FIELDS):
         tagger = ClapTagger(data_args, cache_root)
         computes[tagger.kind] = tagger.embed
-    texts = raw["text"]
-    finals = raw["caption_final"] if "caption_final" in raw.column_names else [False] * len(raw)
-    captions, measured, missing, added, unsure = [], [], [], 0, []
-    sources = raw["audio"] if computes else [None] * len(raw)
-    if computes and progress is not None:
-        sources = progress(iterable=sources, desc="Measuring tracks for captions", unit="track")
-    for index, (source, text, final) in enumerate(zip(sources, texts, finals, strict=False)):
+    return computes, tagger
+
+
+def caption_tracks(
+    tracks: datasets.Dataset, data_args: DataArguments, cache_root: Path
+) -> tuple[list[str], list[dict[str, Any]], CaptionReport]:
+    """Every track's final caption, what was measured for it (for the pushed metadata) and the captions' report.
+
+    The measurements come from the cache, where the one decode of each track put them (see
+    :func:`~.encoding.encode_dataset`); a track missing one is decoded for it here. A track whose metadata row says
+    ``caption_is_final`` (a reviewed captions.jsonl copied in as metadata.jsonl) is trained on with its ``text`` as
+    written: no template, nothing measured.
+
+    Args:
+        tracks: columns ``audio``, ``text`` (the own caption or None), ``source`` (the track's name), and
+            ``caption_final`` where the metadata has it.
+
+    Returns:
+        ``(captions, measured, report)``; ``measured[i]`` holds ``metadata`` (bpm, key and their confidences),
+        ``level`` (lufs, peak, centroid_hz), ``tags`` and ``tag_scores`` (label, probability per set) where the
+        options asked for them, and ``final`` (True) for a caption taken as written.
+
+    Raises:
+        UserError: a track ends up with an empty caption (no caption, no instance_prompt and nothing measured; or a
+            reviewed row with empty text).
+    """
+    template = effective_template(data_args.caption_template)
+    computes, tagger = caption_measures(data_args, cache_root)
+    texts, names = tracks["text"], tracks["source"]
+    finals = tracks["caption_final"] if "caption_final" in tracks.column_names else [False] * len(tracks)
+    sources = tracks["audio"] if computes else [None] * len(tracks)
+    captions, measured, added, unsure = [], [], 0, []
+    for name, source, text, final in zip(names, sources, texts, finals, strict=True):
         if final:  # the user's reviewed caption wins: used as written, nothing measured
             caption, found = (text or "").strip(), {"final": True}
         else:
@@ -215,20 +243,94 @@ def caption_tracks(
             added += caption != plain
             left_out = {k: v for k, v in low_confidence(found.get("metadata") or {}).items() if k in template.fields}
             if left_out:
-                unsure.append({"index": index, **left_out})
-        if not caption:
-            missing.append(index)
+                unsure.append({"source": name, **left_out})
         captions.append(caption)
         measured.append(found)
-    if missing:
-        first = describe_source(raw[missing[0]]["audio"])
+    _refuse_missing(captions, finals, names)
+    report = CaptionReport(
+        own_captions=sum(bool((t or "").strip()) for t in texts),
+        auto_captioned=added,
+        final_captions=sum(bool(f) for f in finals),
+        low_confidence=unsure,
+        track_metadata=(
+            [found.get("metadata") or {} for found in measured if not found.get("final")]
+            if data_args.add_metadata
+            else None
+        ),
+        review_rows=[
+            review_row(name, caption, own, found, data_args.loudness_target_lufs)
+            for name, caption, own, found in zip(names, captions, texts, measured, strict=True)
+        ],
+    )
+    return captions, measured, report
+
+
+def check_captions(tracks: datasets.Dataset, data_args: DataArguments, cache_root: Path) -> None:
+    """Before any audio is decoded: the error :func:`caption_tracks` would give when no measurement could fill a
+    track's caption.
+
+    Raises:
+        UserError: a track would end up with an empty caption.
+    """
+    if not caption_measures(data_args, cache_root)[0]:
+        caption_tracks(tracks, data_args, cache_root)
+
+
+def _refuse_missing(captions: list[str], finals: list[bool], names: list[str]) -> None:
+    missing = [i for i, caption in enumerate(captions) if not caption]
+    reviewed = [i for i in missing if finals[i]]
+    if reviewed:
         raise UserError(
-            f"{len(missing)} clip(s) have no caption (first: '{first}'); add captions (metadata text column or .txt "
-            "files) or set instance_prompt to caption every clip"
+            f"{len(reviewed)} reviewed clip(s) (caption_is_final true) have an empty caption (first: "
+            f"'{names[reviewed[0]]}'); write their caption in the text column, or set caption_is_final false on those "
+            "rows to caption them from the template (and instance_prompt)"
         )
-    if stats is not None:
-        stats.update(auto_captioned=added, final_captions=sum(bool(f) for f in finals), low_confidence=unsure)
-    return captions, measured
+    if missing:
+        raise UserError(
+            f"{len(missing)} clip(s) have no caption (first: '{names[missing[0]]}'); add captions (metadata text "
+            "column or .txt files) or set instance_prompt to caption every clip"
+        )
+
+
+# The text encoder's length when its tokenizer states none (T5, MusicGen's text encoder, was trained on 512 tokens).
+TEXT_ENCODER_TOKENS = 512
+
+
+def fit_text_encoder(captions: list[str], names: list[str], tokenizer: Any) -> list[str]:
+    """The captions cut to what the text encoder reads (its tokenizer's ``model_max_length`` tokens), with a
+    warning naming each track whose caption was cut: a longer one is read past the encoder's trained positions, and a
+    huge one makes the first training step allocate memory for its attention over every token.
+
+    Args:
+        tokenizer: the text encoder's tokenizer (None: the captions are returned as they are).
+    """
+    if tokenizer is None or not captions:
+        return captions
+    limit = getattr(tokenizer, "model_max_length", 0) or 0
+    limit = limit if 0 < limit <= 100_000 else TEXT_ENCODER_TOKENS
+    lengths = [len(ids) for ids in tokenizer(captions, truncation=True, max_length=limit + 1)["input_ids"]]
+    fitted = list(captions)
+    for index in (i for i, length in enumerate(lengths) if length > limit):
+        kept = _first_tokens(captions[index], tokenizer, limit)
+        logger.warning(
+            "The caption of '%s' (%d characters) is longer than the %d tokens the text encoder reads: cut to its "
+            'first %d characters ("%s...")',
+            names[index],
+            len(captions[index]),
+            limit,
+            len(kept),
+            kept[:40],
+        )
+        fitted[index] = kept
+    return fitted
+
+
+def _first_tokens(caption: str, tokenizer: Any, limit: int) -> str:
+    """The longest start of ``caption`` that stays within ``limit`` tokens (special tokens included)."""
+    encoded = tokenizer(caption, truncation=True, max_length=limit, return_offsets_mapping=tokenizer.is_fast)
+    if tokenizer.is_fast:
+        return caption[: max(end for _, end in encoded["offset_mapping"])].strip()
+    return tokenizer.decode(encoded["input_ids"], skip_special_tokens=True).strip()
 
 
 def review_row(

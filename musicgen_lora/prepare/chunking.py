@@ -68,58 +68,66 @@ def plan_chunks(frames: int, max_frames: int, min_frames: int, policy: str) -> l
     return chunks
 
 
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How tracks are cut: chunks of at most ``max_frames`` codec frames (``frame_rate`` per second), tails by
+    ``policy`` (see :func:`plan_chunks`; ``pad`` pads with ``silence_codes``, (K, >= max_frames) codes of silence),
+    melody chroma cut along at ``chroma_ratio`` chroma frames per code frame, and chunks quieter than
+    ``silence_threshold_db`` (by their :func:`level_db`) left out."""
+
+    max_frames: int
+    min_frames: int
+    policy: str
+    frame_rate: float
+    silence_codes: np.ndarray | None = None
+    chroma_ratio: float | None = None
+    silence_threshold_db: float | None = None
+
+    def loud_chunks(self, frames: int, levels: list[float] | None) -> tuple[list[Chunk], int]:
+        """The chunks of a track of ``frames`` frames that are loud enough, and how many were too quiet."""
+        chunks = plan_chunks(frames, self.max_frames, self.min_frames, self.policy)
+        if levels is None or self.silence_threshold_db is None:
+            return chunks, 0
+        loud = [c for c in chunks if level_db(levels, c.start, c.length) >= self.silence_threshold_db]
+        return loud, len(chunks) - len(loud)
+
+
 def chunk_dataset(
-    dataset: datasets.Dataset,
-    max_frames: int,
-    min_frames: int,
-    policy: str,
-    sources: list[str],
-    frame_rate: float,
-    silence_codes: np.ndarray | None = None,
-    chroma_ratio: float | None = None,
-    levels: list[list[float]] | None = None,
-    silence_threshold_db: float | None = None,
+    dataset: datasets.Dataset, settings: ChunkSettings, levels: list[list[float]] | None = None
 ) -> datasets.Dataset:
-    """Replace each track (row with ``codes``, ``text``, maybe ``chroma``) by its chunks.
+    """Replace each track (row with ``codes``, ``text``, ``source``, maybe ``chroma``) by its chunks.
 
     Args:
-        sources: a name of each row's track (its path), kept in the ``source`` column of its chunks.
-        silence_codes: (K, >= max_frames) codes of silence, needed by the ``pad`` policy.
-        chroma_ratio: chroma frames per code frame (melody models).
-        levels, silence_threshold_db: each track's :func:`frame_levels`; chunks whose :func:`level_db` is below
-            the threshold are left out.
+        levels: each track's :func:`frame_levels`, for ``settings.silence_threshold_db``.
 
     Returns:
-        A dataset with the same columns plus ``source`` (str) and ``offset_seconds`` (float).
+        A dataset with the same columns (each chunk keeps its track's ``source`` and caption) plus
+        ``offset_seconds`` (float).
     """
-
-    if policy == "pad" and silence_codes is None:
+    if settings.policy == "pad" and settings.silence_codes is None:
         raise ValueError("the pad policy needs silence_codes")
 
     def split_rows(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out: dict[str, list] = {name: [] for name in [*batch, "source", "offset_seconds"]}
+        out: dict[str, list] = {name: [] for name in [*batch, "offset_seconds"]}
         for row, index in enumerate(indices):
             codes = batch["codes"][row]
-            for chunk in plan_chunks(len(codes[0]), max_frames, min_frames, policy):
-                if levels is not None and silence_threshold_db is not None:
-                    if level_db(levels[index], chunk.start, chunk.length) < silence_threshold_db:
-                        continue
+            chunks, _ = settings.loud_chunks(len(codes[0]), levels[index] if levels is not None else None)
+            for chunk in chunks:
                 piece = [list(c[chunk.start : chunk.start + chunk.length]) for c in codes]
                 if chunk.pad:
-                    piece = [p + silence_codes[k, : chunk.pad].tolist() for k, p in enumerate(piece)]
+                    piece = [p + settings.silence_codes[k, : chunk.pad].tolist() for k, p in enumerate(piece)]
                 for name in batch:
                     if name == "codes":
                         out[name].append(piece)
                     elif name == "chroma":
-                        out[name].append(chroma_window(batch["chroma"][row], chunk.start, chunk.length, chroma_ratio))
+                        window = chroma_window(batch["chroma"][row], chunk.start, chunk.length, settings.chroma_ratio)
+                        out[name].append(window)
                     else:
                         out[name].append(batch[name][row])
-                out["source"].append(sources[index])
-                out["offset_seconds"].append(chunk.start / frame_rate)
+                out["offset_seconds"].append(chunk.start / settings.frame_rate)
         return out
 
     features = dataset.features.copy()
-    features["source"] = datasets.Value("string")
     features["offset_seconds"] = datasets.Value("float32")
     return dataset.map(
         split_rows,
@@ -132,27 +140,19 @@ def chunk_dataset(
 
 
 def plan_summary(
-    track_frames: list[int],
-    max_frames: int,
-    min_frames: int,
-    policy: str,
-    levels: list[list[float]] | None = None,
-    silence_threshold_db: float | None = None,
+    track_frames: list[int], settings: ChunkSettings, levels: list[list[float]] | None = None
 ) -> dict[str, int]:
     """What :func:`chunk_dataset` does to tracks of these lengths, in counts and frames (for the data report)."""
     summary = {"chunks": 0, "silent_chunks": 0, "dropped_tail_frames": 0, "padded_frames": 0, "overlap_frames": 0}
     for index, frames in enumerate(track_frames):
-        chunks = plan_chunks(frames, max_frames, min_frames, policy)
+        chunks = plan_chunks(frames, settings.max_frames, settings.min_frames, settings.policy)
         covered = len({f for c in chunks for f in range(c.start, c.start + c.length)}) if chunks else 0
         summary["dropped_tail_frames"] += frames - covered
         summary["overlap_frames"] += sum(c.length for c in chunks) - covered
-        for chunk in chunks:
-            if levels is not None and silence_threshold_db is not None:
-                if level_db(levels[index], chunk.start, chunk.length) < silence_threshold_db:
-                    summary["silent_chunks"] += 1
-                    continue
-            summary["chunks"] += 1
-            summary["padded_frames"] += chunk.pad
+        loud, silent = settings.loud_chunks(frames, levels[index] if levels is not None else None)
+        summary["silent_chunks"] += silent
+        summary["chunks"] += len(loud)
+        summary["padded_frames"] += sum(c.pad for c in loud)
     return summary
 
 

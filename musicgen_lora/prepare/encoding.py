@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,15 @@ import torch
 from transformers import PreTrainedModel
 
 from ..audio.analysis import integrated_loudness
-from ..audio.io import load_audio, resample
-from ..config.arguments import DataArguments
+from ..audio.io import decode_audio, load_audio, resample, set_channels
 from ..errors import UserError
 from ..files import atomic_write_json, is_saved_dataset, save_dataset_atomically
 from ..logs import progress
 from ..models.codec import encode_clip
 from ..models.spec import AudioSpec
 from .cache_keys import audio_columns, codes_key, encoding_settings, module_fingerprint
+from .context import PrepareContext
+from .measurements import cached_measures
 from .sources import open_stream, stream_rows
 
 logger = logging.getLogger(__name__)
@@ -98,20 +99,32 @@ def share_rows(rows: int, index: int, count: int) -> list[int]:
     return [row for shard in shards for row in range(shard * CLIPS_PER_SHARD, min((shard + 1) * CLIPS_PER_SHARD, rows))]
 
 
+# What is measured of each track while it is decoded for its codes: ``{cache kind: compute(audio, sr)}`` (see
+# :func:`~.measurements.cached_measures`), cached under the cache folder given with it.
+Measures = dict[str, Callable[[np.ndarray, int], Any]]
+
+
 class ClipEncoder:
-    """Decodes, normalises and encodes clips (and computes melody chroma): all that one process needs.
+    """Decodes each clip once, measures it (``measures``: caption fields, levels; cached in ``cache_root``),
+    normalises and encodes it (and computes melody chroma): all that one process needs.
 
     Pickled once per worker process: the codec travels as its class, config and weights and is rebuilt there, so it
     is never re-pickled per clip (and parametrised modules, which refuse to pickle, are no problem).
     """
 
     def __init__(
-        self, codec: torch.nn.Module, spec: AudioSpec, chroma_extractor: Any = None, loudness_lufs: float | None = None
+        self,
+        codec: torch.nn.Module,
+        spec: AudioSpec,
+        chroma_extractor: Any = None,
+        loudness_lufs: float | None = None,
+        measured: tuple[Measures, Path] | None = None,
     ) -> None:
         self.codec = codec.eval()
         self.spec = spec
         self.chroma_extractor = chroma_extractor
         self.loudness_lufs = loudness_lufs
+        self.measured = measured
         self.features = CHROMA_FEATURES if chroma_extractor is not None else CODES_FEATURES
 
     def __getstate__(self) -> dict[str, Any]:
@@ -130,7 +143,12 @@ class ClipEncoder:
         """Codes (and chroma) of one row's ``audio`` (melody from ``conditional_audio`` when given); the row's
         ``text`` and ``source`` are passed through when present (streamed rows keep nothing else)."""
         spec = self.spec
-        audio = load_audio(row["audio"], spec.sampling_rate, spec.channels)  # (channels, samples)
+        decoded = decode_audio(row["audio"])  # the track's one decode: measured and encoded from it
+        if self.measured is not None:
+            measures, cache_root = self.measured
+            cached_measures(row["audio"], cache_root, measures, decoded)
+        audio = resample(set_channels(decoded[0], spec.channels), decoded[1], spec.sampling_rate)  # (channels, samples)
+        del decoded
         if self.loudness_lufs is not None:
             audio = normalize_loudness(audio, spec.sampling_rate, self.loudness_lufs)
         encoded = {"codes": encode_clip(self.codec, audio).tolist(), "seconds": audio.shape[-1] / spec.sampling_rate}
@@ -235,11 +253,14 @@ def encode_dataset(
     model: PreTrainedModel,
     cache_root: Path,
     codec_fingerprint: str | None = None,
+    *,
     chroma_extractor: Any = None,
     loudness_lufs: float | None = None,
     num_workers: int | None = None,
+    measures: Measures | None = None,
 ) -> datasets.Dataset:
-    """Codes of every clip (columns ``codes``, ``seconds``, and ``chroma`` for melody), from the cache or encoded once.
+    """Codes of every clip (columns ``codes``, ``seconds``, and ``chroma`` for melody), from the cache or encoded once;
+    each clip encoded now is decoded once, and ``measures`` are taken (and cached) from that decode.
 
     The clips are encoded in shards of :data:`CLIPS_PER_SHARD`, each saved as its own cache entry as soon as it is
     done (keyed by its files' identities and the codec), so an interrupted run continues with the shards it had not
@@ -254,11 +275,14 @@ def encode_dataset(
             is stored too.
         loudness_lufs: when set, each clip is normalised to this integrated loudness before encoding.
         num_workers: encode in this many processes (None or 1: in this one); the codes are the same.
+        measures: what else to measure of each clip while it is decoded (a clip whose codes are cached is decoded
+            for them only when one is not cached yet).
     """
     spec = AudioSpec.of(model)
     codec_fingerprint = codec_fingerprint or module_fingerprint(model.audio_encoder)
     settings = encoding_settings(codec_fingerprint, spec, chroma_extractor, loudness_lufs)
-    encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, loudness_lufs)
+    measured = (measures, cache_root) if measures else None
+    encoder = ClipEncoder(model.audio_encoder, spec, chroma_extractor, loudness_lufs, measured)
     audio = dataset.select_columns(audio_columns(dataset))
     shards = []
     for start in range(0, len(dataset), CLIPS_PER_SHARD):  # a slice at a time: audio bytes never all in memory
@@ -280,22 +304,18 @@ def encode_dataset(
         encode_shards(encoder, jobs, clips, num_workers, len(todo))
     else:
         logger.info("Using cached EnCodec codes from %s (no encoding needed)", cache_root)
+    if measures:  # clips whose codes were cached already: measured where something is missing (decoded only then)
+        encoded_now = {target for _, target in todo}
+        cached_rows = [row for rows, target in shards if target not in encoded_now for row in rows]
+        for source in progress(iterable=dataset.select(cached_rows)["audio"], desc="Measuring tracks", unit="track"):
+            cached_measures(source, cache_root, measures)
     if not shards:
         return datasets.Dataset.from_list([], features=encoder.features)
     parts = [datasets.load_from_disk(str(target)) for _, target in shards]
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def encode_stream(
-    data_args: DataArguments,
-    split: str,
-    model: PreTrainedModel,
-    cache_root: Path,
-    codec_fingerprint: str,
-    chroma_extractor: Any = None,
-    limit: int | None = None,
-    cache_dir: str | None = None,
-) -> datasets.Dataset:
+def encode_stream(context: PrepareContext, split: str, limit: int | None = None) -> datasets.Dataset:
     """Codes of a streamed split (``streaming``): each clip is decoded and encoded as it arrives and only its codes,
     caption and source name are kept (columns ``codes``, ``seconds``, ``text``, ``source``, and ``chroma``).
 
@@ -304,17 +324,18 @@ def encode_stream(
     clips again without encoding them, and once all are done, a manifest lets later runs skip the stream.
 
     Args:
-        cache_dir: where the Hub caches the stream's files (the ``cache_dir`` model option).
+        limit: read only the first ``limit`` clips.
     """
+    data_args, model, cache_root, chroma_extractor = context.data, context.model, context.root, context.chroma_extractor
     spec = AudioSpec.of(model)
-    settings = encoding_settings(codec_fingerprint, spec, chroma_extractor, data_args.loudness_target_lufs)
+    settings = encoding_settings(context.codec, spec, chroma_extractor, data_args.loudness_target_lufs)
     identity = json.dumps(
         [settings, "stream", data_args.dataset_name, data_args.dataset_config_name, split, limit, CLIPS_PER_SHARD]
     )
     key = hashlib.sha256(identity.encode()).hexdigest()[:24]
     manifest = cache_root / f"stream-{key}.json"
     if not manifest.is_file():
-        stream = open_stream(data_args, split, cache_dir)
+        stream = open_stream(data_args, split, context.hub_cache_dir)
         if limit is not None:
             stream = stream.take(limit)
         targets: list[Path] = []

@@ -34,7 +34,7 @@ from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from ..config.arguments import DataArguments
 from ..errors import UserError
 from ..files import read_user_text
-from .captions import caption_of
+from .captions import caption_of, clean_caption
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +91,12 @@ def _resolve(base: Path, value: Any, source: Path, line: int) -> str:
     return str(base / path) if (base / path).exists() or not path.exists() else str(path.resolve())
 
 
-def _as_caption(value: Any) -> str | None:
+def _as_caption(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, list):
         value = ", ".join(str(v) for v in value if str(v).strip())
-    text = str(value).strip()
-    return text or None
+    return clean_caption(str(value), where)
 
 
 def read_csv_rows(path: Path, what: str, delimiter: str = ",") -> list[tuple[int, dict[str, Any]]]:
@@ -141,7 +140,7 @@ def unique_tracks(entries: list[tuple[int, str, str, str | None]], source: Path)
     seen: dict[str, tuple[int, str | None]] = {}
     keep = []
     for index, (line, audio, written, caption) in enumerate(entries):
-        key = os.path.normpath(audio)
+        key = os.path.realpath(audio)  # a link to a listed file is the same track
         if key not in seen:
             seen[key] = (line, caption)
             keep.append(index)
@@ -189,7 +188,12 @@ def load_csv(path: Path, data_args: DataArguments) -> datasets.Dataset:
             "set conditional_audio_column_name to a column of audio paths, or unset it"
         )
     entries = [
-        (line, _resolve(base, row.get(path_column), path, line), row[path_column], _as_caption(row.get(text_column)))
+        (
+            line,
+            _resolve(base, row.get(path_column), path, line),
+            row[path_column],
+            _as_caption(row.get(text_column), f"{path} line {line}"),
+        )
         for line, row in numbered
     ]
     keep = unique_tracks(entries, path)
@@ -212,12 +216,12 @@ def sidecar_caption(audio_path: str) -> str | None:
         raise UserError(f"sidecar metadata '{sidecar}' is not valid JSON ({err}); fix or remove it") from None
     if not isinstance(info, dict):
         return None
-    description = _as_caption(info.get("description"))
+    description = _as_caption(info.get("description"), f"sidecar '{sidecar}'")
     if description:
         return description
     words = []
     for name in SIDECAR_FIELDS:
-        value = _as_caption(info.get(name))
+        value = _as_caption(info.get(name), f"sidecar '{sidecar}'")
         if value:
             words.append(f"{value} bpm" if name == "bpm" else value)
     return ", ".join(words) or None

@@ -68,14 +68,21 @@ def measurement_cache_path(cache_root: Path, kind: str, identity: str) -> Path:
 
 
 def cached_measures(
-    source: Any, cache_root: Path, computes: dict[str, Callable[[np.ndarray, int], Any]]
+    source: Any,
+    cache_root: Path,
+    computes: dict[str, Callable[[np.ndarray, int], Any]],
+    decoded: tuple[np.ndarray, int] | None = None,
 ) -> dict[str, Any]:
     """``{kind: compute(audio, sr)}`` of one audio source, each cached as JSON under ``cache_root/analysis`` by the
-    source's identity and its ``kind`` (which must name everything its ``compute`` depends on). The audio is decoded
-    once, and only when some kind is not cached yet."""
+    source's identity and its ``kind`` (which must name everything its ``compute`` depends on).
+
+    Args:
+        decoded: the source already decoded (:func:`~musicgen_lora.audio.io.decode_audio`); without it the audio is
+            decoded once, and only when some kind is not cached yet.
+    """
     identity = json.dumps([*(file_identity(source) or [describe_source(source)]), ANALYSIS_VERSION])
     results: dict[str, Any] = {}
-    audio = None
+    audio = decoded
     for kind, compute in computes.items():
         path = measurement_cache_path(cache_root, kind, identity)
         if path.is_file():

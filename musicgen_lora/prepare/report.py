@@ -5,12 +5,11 @@ printed lines.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import statistics
 from typing import Any
 
 import datasets
-
-from .screening import counts_text, reason_counts
 
 REPORT_NAME = "data_report.json"
 
@@ -25,6 +24,129 @@ REPORTED_OPTIONS = (
     "caption_template", "clap_model_name_or_path", "clap_tag_threshold", "demucs_model_path",
 )  # fmt: skip
 
+
+# ------------------------------------------------------------------------------------------------ each stage's report
+
+
+def skipped_entry(path: str, reason: str) -> dict[str, str]:
+    """One line of the data report's list of files left out: ``{"path": ..., "reason": "<kind>: <detail>"}``."""
+    return {"path": path, "reason": reason}
+
+
+def reason_counts(skipped: list[dict[str, str]]) -> dict[str, int]:
+    """How many files were left out for each kind of reason (``{"unreadable": 2, "silent": 1}``)."""
+    return dict(collections.Counter(entry["reason"].split(":", 1)[0] for entry in skipped))
+
+
+def counts_text(skipped: list[dict[str, str]]) -> str:
+    """``"2 unreadable, 1 silent"``."""
+    return ", ".join(f"{n} {kind}" for kind, n in reason_counts(skipped).items())
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreenReport:
+    """What screening found: files listed, files readable, the bad ones (data report entries, see
+    :func:`~.screening.skipped_entry`), and the audio files the listing left out (not in the metadata)."""
+
+    found: int
+    read: int
+    skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    not_listed: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionReport:
+    """What captioning did: own captions, captions that got a measured field, captions taken as written, fields left
+    out for low confidence (``{"source", "bpm"/"key": confidence}``), every track's estimates (None without
+    ``add_metadata``) and the rows of captions.jsonl."""
+
+    own_captions: int
+    auto_captioned: int
+    final_captions: int
+    low_confidence: list[dict[str, Any]]
+    track_metadata: list[dict[str, Any]] | None
+    review_rows: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class LengthReport:
+    """The audio found, and the tracks shorter than ``min_duration_in_seconds`` (left out)."""
+
+    seconds_found: float
+    too_short: int
+    seconds_too_short: float
+    skipped: list[dict[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SilenceReport:
+    """Whole tracks quieter than ``silence_threshold_db`` (left out)."""
+
+    silent_tracks: int
+    skipped: list[dict[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkReport:
+    """What cutting into chunks did (see :func:`~.chunking.plan_summary`), and the tracks left with no loud chunk."""
+
+    chunks: int
+    silent_chunks: int
+    dropped_tail_frames: int
+    padded_frames: int
+    overlap_frames: int
+    skipped: list[dict[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitReport:
+    """One split's stage reports, assembled into its part of ``data_report.json`` by :meth:`as_json`."""
+
+    tracks: int
+    screen: ScreenReport
+    captions: CaptionReport
+    lengths: LengthReport
+    silence: SilenceReport | None = None
+    chunks: ChunkReport | None = None
+
+    @property
+    def skipped(self) -> list[dict[str, str]]:
+        """Every file left out, with its reason, in the order the stages left them out."""
+        stages = (self.screen, self.lengths, self.silence, self.chunks)
+        return [entry for stage in stages if stage is not None for entry in stage.skipped]
+
+    def as_json(self, dataset: datasets.Dataset, frame_rate: float, maximum: float) -> dict[str, Any]:
+        """The split's part of the data report, for its final examples ``dataset``."""
+        lengths = [len(codes[0]) / frame_rate for codes in dataset["codes"]]
+        chunks, captions = self.chunks, self.captions
+        return {
+            "tracks": self.tracks,
+            "examples": len(dataset),
+            "hours_found": self.lengths.seconds_found / 3600,
+            "hours_kept": sum(lengths) / 3600,
+            "seconds_padded_with_silence": (chunks.padded_frames if chunks else 0) / frame_rate,
+            "seconds_seen_twice_by_overlap": (chunks.overlap_frames if chunks else 0) / frame_rate,
+            "length_histogram": _histogram(lengths, maximum),
+            "captions": {
+                "tracks_with_own_caption": captions.own_captions,
+                "tracks_with_added_tempo_key": captions.auto_captioned,
+                "tracks_with_final_caption": captions.final_captions,
+                "coverage": captions.own_captions / max(self.tracks, 1),
+                "left_out_low_confidence": low_confidence_report(captions.low_confidence),
+            },
+            "left_out": {
+                "too_short_tracks": self.lengths.too_short,
+                "too_short_seconds": self.lengths.seconds_too_short,
+                "silent_tracks": self.silence.silent_tracks if self.silence else 0,
+                "silent_chunks": chunks.silent_chunks if chunks else 0,
+                "dropped_tail_seconds": (chunks.dropped_tail_frames if chunks else 0) / frame_rate,
+            },
+            "files": files_report(self.screen, self.skipped),
+            **({"tempo_key": tempo_key_report(captions.track_metadata)} if captions.track_metadata is not None else {}),
+        }
+
+
+# ------------------------------------------------------------------------------------------------ data_report.json
 
 HISTOGRAM_BINS = 6
 
@@ -41,16 +163,21 @@ def _histogram(seconds: list[float], maximum: float) -> dict[str, int]:
     return {f"{i * width:g}-{(i + 1) * width:g} s": n for i, n in enumerate(counts)}
 
 
-def files_report(stats: dict[str, Any]) -> dict[str, Any]:
-    """Files found, read (decodable) and left out, with each left-out file and its reason, and the reason counts."""
-    skipped = stats.get("skipped_files", [])
-    found = stats.get("files_found", stats["tracks"])  # streamed data is not checked apart: every row was read
+def files_report(screen: ScreenReport, skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """Files found, read (decodable) and left out, with each left-out file and its reason, and the reason counts;
+    the audio files a folder's metadata does not list (left out) are counted and named apart."""
     return {
-        "found": found,
-        "read": stats.get("files_read", found),
+        "found": screen.found,
+        "read": screen.read,
         "skipped": len(skipped),
         "reasons": reason_counts(skipped),
         "skipped_files": skipped,
+        # only where a folder's metadata left audio files out, so reports of complete listings keep their shape
+        **(
+            {"not_listed": len(screen.not_listed), "not_listed_files": list(screen.not_listed)}
+            if screen.not_listed
+            else {}
+        ),
     }
 
 
@@ -94,37 +221,6 @@ def _low_confidence_line(left: dict[str, Any], shown: int = 5) -> str:
     )
 
 
-def split_report(dataset: datasets.Dataset, stats: dict[str, Any], frame_rate: float, maximum: float) -> dict[str, Any]:
-    """One split's part of the data report."""
-    lengths = [len(codes[0]) / frame_rate for codes in dataset["codes"]]
-    padded = stats.get("padded_frames", 0) / frame_rate
-    return {
-        "tracks": stats["tracks"],
-        "examples": len(dataset),
-        "hours_found": stats["seconds_found"] / 3600,
-        "hours_kept": sum(lengths) / 3600,
-        "seconds_padded_with_silence": padded,
-        "seconds_seen_twice_by_overlap": stats.get("overlap_frames", 0) / frame_rate,
-        "length_histogram": _histogram(lengths, maximum),
-        "captions": {
-            "tracks_with_own_caption": stats["own_captions"],
-            "tracks_with_added_tempo_key": stats["auto_captioned"],
-            "tracks_with_final_caption": stats.get("final_captions", 0),
-            "coverage": stats["own_captions"] / max(stats["tracks"], 1),
-            "left_out_low_confidence": low_confidence_report(stats.get("low_confidence", [])),
-        },
-        "left_out": {
-            "too_short_tracks": stats["too_short"],
-            "too_short_seconds": stats["seconds_too_short"],
-            "silent_tracks": stats["silent_tracks"],
-            "silent_chunks": stats.get("silent_chunks", 0),
-            "dropped_tail_seconds": stats.get("dropped_tail_frames", 0) / frame_rate,
-        },
-        "files": files_report(stats),
-        **({"tempo_key": tempo_key_report(stats["track_metadata"])} if "track_metadata" in stats else {}),
-    }
-
-
 def summary(report: dict[str, Any]) -> str:
     """The few lines printed at the end of ``prepare``."""
     lines = []
@@ -151,6 +247,7 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(
             f"  files: {files['found']} found, {files['read']} read, {files['skipped']} left out"
             + (f" ({counts_text(files['skipped_files'])}; each listed in {REPORT_NAME})" if files["skipped"] else "")
+            + (f", {files['not_listed']} not listed in the metadata" if files.get("not_listed") else "")
         )
         if "tempo_key" in part:
             tempo_key = part["tempo_key"]

@@ -13,7 +13,6 @@ machine rather than the file (a missing file, a format that needs FFmpeg) are no
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
@@ -25,11 +24,12 @@ import datasets
 from ..audio.io import AudioProblem, describe_source, probe_audio
 from ..errors import UserError
 from ..files import atomic_write_json, file_identity
+from .report import ScreenReport, counts_text, skipped_entry
 
 logger = logging.getLogger(__name__)
 
 
-PROBE_VERSION = 1  # bump when probe_audio checks more, so cached results are redone
+PROBE_VERSION = 2  # bump when probe_audio checks more, so cached results are redone (2: sample rate, length)
 
 
 UNCACHED_KINDS = (
@@ -60,28 +60,11 @@ def cached_probe(source: Any, cache_root: Path) -> AudioProblem | None:
     return problem
 
 
-def skipped_entry(path: str, reason: str) -> dict[str, str]:
-    """One line of the data report's list of files left out: ``{"path": ..., "reason": "<kind>: <detail>"}``."""
-    return {"path": path, "reason": reason}
-
-
-def reason_counts(skipped: list[dict[str, str]]) -> dict[str, int]:
-    """How many files were left out for each kind of reason (``{"unreadable": 2, "silent": 1}``)."""
-    return dict(collections.Counter(entry["reason"].split(":", 1)[0] for entry in skipped))
-
-
-def counts_text(skipped: list[dict[str, str]]) -> str:
-    """``"2 unreadable, 1 silent"``."""
-    return ", ".join(f"{n} {kind}" for kind, n in reason_counts(skipped).items())
-
-
 def screen_split(
-    raw: datasets.Dataset, dataset_name: str, split: str, cache_root: Path, strict: bool, stats: dict[str, Any]
-) -> datasets.Dataset:
-    """The rows of ``raw`` whose audio (and conditional audio) is usable; the others are skipped with a warning.
-
-    Fills ``stats`` with ``files_found``, ``files_read`` and ``skipped_files`` (report entries, see
-    :func:`skipped_entry`; later steps add the tracks they leave out).
+    raw: datasets.Dataset, dataset_name: str, split: str, cache_root: Path, strict: bool
+) -> tuple[datasets.Dataset, ScreenReport]:
+    """The rows of ``raw`` whose audio (and conditional audio) is usable, and what was found; the others are skipped
+    with a warning.
 
     Raises:
         UserError: with ``strict``, at the first bad file; otherwise when every file is bad.
@@ -101,13 +84,11 @@ def screen_split(
             raise UserError(f"{problem} (strict is on: bad audio files stop the run; set strict false to skip them)")
         logger.warning("Skipping a bad audio file: %s", problem)
         problems.append(problem)
-    stats.update(files_found=len(raw), files_read=len(keep))
-    stats["skipped_files"] = [skipped_entry(p.name, p.reason) for p in problems]
+    skipped = [skipped_entry(p.name, p.reason) for p in problems]
     if problems and not keep:
         raise UserError(
             f"all {len(raw)} audio file(s) of '{dataset_name}' ({split} split) were skipped "
-            f"({counts_text(stats['skipped_files'])}; each is named "
-            f"in the warnings above), the first because {problems[0]}"
+            f"({counts_text(skipped)}; each is named in the warnings above), the first because {problems[0]}"
         )
     if problems:
         logger.warning(
@@ -116,6 +97,6 @@ def screen_split(
             len(problems),
             len(raw),
             split,
-            counts_text(stats["skipped_files"]),
+            counts_text(skipped),
         )
-    return raw.select(keep) if problems else raw
+    return (raw.select(keep) if problems else raw), ScreenReport(found=len(raw), read=len(keep), skipped=skipped)

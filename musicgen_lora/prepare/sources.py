@@ -6,6 +6,7 @@ a local folder (metadata.jsonl/.csv or .txt captions), a Hub dataset (downloaded
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,59 @@ METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 # A metadata column saying that the row's text is the final caption (captions.jsonl, reviewed and copied in as
 # metadata.jsonl, sets it): trained on as written, without the template or measured fields.
 FINAL_COLUMN = "caption_is_final"
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """One source split as listed: its tracks (columns ``audio``, ``text``, and ``caption_final`` /
+    ``conditional_audio`` where given), and what the listing left out.
+
+    Attributes:
+        not_listed: audio files in a folder whose metadata does not list them (named relative to the folder).
+        duplicates: data report entries (``{"path", "reason"}``) of links to a file that is already listed.
+    """
+
+    tracks: datasets.Dataset
+    not_listed: tuple[str, ...] = ()
+    duplicates: tuple[dict[str, str], ...] = ()
+
+
+def _audio_files(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """Every audio file under ``folder`` (sorted), following linked subfolders (each real folder once), with links
+    whose target is missing kept (screening reports them); and the report entries of links to a file that is
+    already there under another name (left out: the same audio would be trained twice).
+
+    Subfolders with a metadata file of their own (another split) are not entered.
+    """
+    extensions = AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
+    found, seen_folders = [], set()
+    for current, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen_folders:  # a link back up the tree, or a second link to the same folder
+            folders[:] = []
+            continue
+        seen_folders.add(real)
+        folders[:] = sorted(f for f in folders if not any((Path(current) / f / m).is_file() for m in METADATA_FILES))
+        for name in files:
+            path = os.path.join(current, name)
+            if Path(name).suffix.lower() in extensions and (os.path.isfile(path) or os.path.islink(path)):
+                found.append(path)
+    by_target: dict[str, list[str]] = {}
+    for path in sorted(found):
+        by_target.setdefault(os.path.realpath(path), []).append(path)
+    paths, duplicates = [], []
+    for same in by_target.values():
+        kept = next((p for p in same if not os.path.islink(p)), same[0])  # the file itself over a link to it
+        paths.append(kept)
+        for other in same:
+            if other != kept:
+                logger.warning(
+                    "'%s' is a link to '%s', which is already listed: left out (the same audio would be trained twice)",
+                    other,
+                    kept,
+                )
+                duplicates.append({"path": other, "reason": f"duplicate: a link to {kept}"})
+    return sorted(paths), duplicates
 
 
 def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path] | None:
@@ -64,7 +118,7 @@ def _read_metadata(folder: Path) -> tuple[list[tuple[int, dict[str, Any]]], Path
     return rows, path
 
 
-def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Dataset:
+def _load_local_folder(folder: Path, data_args: DataArguments) -> Listing:
     metadata = _read_metadata(folder)
     if metadata is None:
         if data_args.conditional_audio_column_name is not None:
@@ -113,7 +167,27 @@ def _load_local_folder(folder: Path, data_args: DataArguments) -> datasets.Datas
             str(folder / _relative_path(rows[i][1].get(conditional), conditional, f"{source} line {rows[i][0]}"))
             for i in keep
         ]
-    return datasets.Dataset.from_dict(table)
+    return Listing(datasets.Dataset.from_dict(table), not_listed=_not_listed(folder, table["audio"], source))
+
+
+def _not_listed(folder: Path, listed: list[str], metadata: Path) -> tuple[str, ...]:
+    """The audio files under ``folder`` that its metadata does not list (they are left out), with a warning."""
+    known = {os.path.realpath(path) for path in listed}
+    files, _ = _audio_files(folder)
+    missing = tuple(
+        os.path.relpath(path, folder) for path in files if os.path.realpath(path) not in known and os.path.exists(path)
+    )
+    if missing:
+        logger.warning(
+            "%d audio file(s) in '%s' are not listed in %s and are left out (%s%s); add a row for each to train on "
+            "them",
+            len(missing),
+            folder,
+            metadata.name,
+            ", ".join(missing[:3]),
+            ", ..." if len(missing) > 3 else "",
+        )
+    return missing
 
 
 def _flag(value: Any, column: str, where: str) -> bool:
@@ -143,21 +217,23 @@ def _relative_path(value: Any, column: str, where: str) -> str:
     return value.strip()
 
 
-def _load_audio_files(folder: Path, data_args: DataArguments) -> datasets.Dataset:
+def _load_audio_files(folder: Path, data_args: DataArguments) -> Listing:
     """A folder of audio files without metadata, each captioned by a same-named ``.txt`` (if any)."""
     # formats that need FFmpeg are picked up too: without it they are skipped and reported, not ignored
-    extensions = AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS
-    paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    paths, duplicates = _audio_files(folder)
     if not paths:
         raise UserError(
-            f"dataset folder '{folder}' holds no audio files ({', '.join(extensions)}); point dataset_name at your "
-            "music folder"
+            f"dataset folder '{folder}' holds no audio files ({', '.join(AUDIO_EXTENSIONS + FFMPEG_EXTENSIONS)}); "
+            "point dataset_name at your music folder"
         )
     texts = []
     for path in paths:
         caption_file = Path(path).with_suffix(".txt")
-        texts.append(read_user_text(caption_file, "caption file").strip() or None if caption_file.is_file() else None)
-    return datasets.Dataset.from_dict({"audio": paths, "text": texts})
+        where = f"caption file '{caption_file}'"
+        texts.append(
+            caption_of(read_user_text(caption_file, "caption file"), where) if caption_file.is_file() else None
+        )
+    return Listing(datasets.Dataset.from_dict({"audio": paths, "text": texts}), duplicates=tuple(duplicates))
 
 
 # Endings that make a dataset_name a file, never a Hub id (Hub ids are 'user/name' and have no file extension).
@@ -227,6 +303,15 @@ def load_split(data_args: DataArguments, split: str, cache_dir: str | None = Non
     Raises:
         UserError: missing path, empty folder, missing columns, or a dataset the Hub cannot give.
     """
+    return list_source(data_args, split, cache_dir).tracks
+
+
+def list_source(data_args: DataArguments, split: str, cache_dir: str | None = None) -> Listing:
+    """One split of ``dataset_name`` as listed, with what the listing left out (see :class:`Listing`).
+
+    Raises:
+        UserError: as :func:`load_split`.
+    """
     name = data_args.dataset_name
     local = Path(name).expanduser()
     if local.is_dir():
@@ -238,19 +323,20 @@ def load_split(data_args: DataArguments, split: str, cache_dir: str | None = Non
             )
         return _load_local_folder(folder, data_args)
     if local.is_file():  # a CSV, a jsonl manifest or one audio file
-        return load_file_source(local, data_args, split)
+        return Listing(load_file_source(local, data_args, split))
     if _looks_like_path(name):
+        looked = f"looked for '{local}'" if local.is_absolute() else f"looked in '{Path.cwd()}'"  # '~' expanded
         raise UserError(
-            f"dataset path '{name}' not found (looked in '{Path.cwd()}'); check the path (or use a Hub dataset id like "
-            "'user/name')"
+            f"dataset path '{name}' not found ({looked}); check the path (or use a Hub dataset id like 'user/name')"
         )
-    return _load_hub_split(data_args, split, cache_dir)
+    return Listing(_load_hub_split(data_args, split, cache_dir))
 
 
 def source_names(raw: datasets.Dataset, data_args: DataArguments, split: str) -> list[str]:
     """A name for each track of a split as :func:`load_split` returned it, for the ``source`` column of every prepared
     example and for captions.jsonl: the audio file's path relative to the dataset folder (the split's folder, or the
-    manifest's folder) for local data, the file name or ``row N`` for Hub data. Paths outside that folder stay whole.
+    manifest's folder) for local data (``../other/x.wav`` for a file beside it: the path a metadata.jsonl in that
+    folder would give; links are not followed, so a link is named as itself), the file name or ``row N`` for Hub data.
     """
     local = Path(data_args.dataset_name).expanduser()
     base = None
@@ -267,9 +353,9 @@ def source_names(raw: datasets.Dataset, data_args: DataArguments, split: str) ->
             names.append(Path(str(path)).name)
         else:
             try:
-                names.append(Path(str(path)).resolve().relative_to(base.resolve()).as_posix())
-            except ValueError:
-                names.append(str(path))
+                names.append(Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix())
+            except ValueError:  # another drive (Windows): no relative path exists
+                names.append(os.path.abspath(path))
     return names
 
 

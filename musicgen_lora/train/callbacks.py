@@ -13,10 +13,8 @@ from ..errors import UserError
 logger = logging.getLogger(__name__)
 
 
-NONFINITE_FIX = (
-    "checkpoints saved so far are intact; lower learning_rate, prefer bf16 to fp16, or set skip_nonfinite_batches "
-    "to skip such batches"
-)
+# (the run adds which checkpoint, if any, was saved before: see run.train_with_clear_errors)
+NONFINITE_FIX = "lower learning_rate, prefer bf16 to fp16, or set skip_nonfinite_batches to skip such batches"
 
 
 class NonFiniteError(UserError):

@@ -13,12 +13,22 @@ import re
 import shutil
 from pathlib import Path
 
+from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+class CheckpointNotSaved(Exception):
+    """Saving ``checkpoint`` failed (its partial folder is already removed); the cause is chained."""
+
+    def __init__(self, checkpoint: Path, cause: BaseException) -> None:
+        super().__init__(f"saving '{checkpoint}' failed: {cause}")
+        self.checkpoint = checkpoint
+        self.cause = cause
 
 
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
@@ -70,24 +80,41 @@ def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
     return None
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a training run's output folder (its config, or checkpoints in it), not a checkpoint."""
+    return (folder / RESOLVED_CONFIG_NAME).is_file() or bool(checkpoint_folders(folder))
+
+
+def checkpoint_step(checkpoint: str | Path) -> int:
+    """The optimizer step a complete checkpoint was saved at (its trainer state's ``global_step``; 0 if unreadable)."""
+    try:
+        step = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8")).get("global_step")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return step if isinstance(step, int) else 0
+
+
 def resolve_resume(resume_from_checkpoint: str | bool | None, output_dir: str | Path) -> str | None:
-    """The checkpoint a run continues from: None, the newest complete one (``true``), or the given path.
+    """The checkpoint a run continues from: None, the newest complete one (``true``), or the given path (a run's
+    folder given as the path: its newest complete checkpoint).
 
     Raises:
         UserError: ``true`` but no complete checkpoint, or a path that is not a complete checkpoint.
     """
     if resume_from_checkpoint in (None, False, "", "false", "False"):
         return None
-    if resume_from_checkpoint in (True, "true", "True"):
-        checkpoint = newest_complete_checkpoint(output_dir)
-        if checkpoint is None:
+    asked_true = resume_from_checkpoint in (True, "true", "True")
+    checkpoint = Path(output_dir) if asked_true else Path(str(resume_from_checkpoint)).expanduser()
+    if asked_true or (checkpoint.is_dir() and is_run_folder(checkpoint)):  # a run's folder: its newest checkpoint
+        newest = newest_complete_checkpoint(checkpoint)
+        if newest is None:
+            what = "is true but" if asked_true else "names a run's folder, and"
             raise UserError(
-                f"resume_from_checkpoint is true but '{output_dir}' holds no complete checkpoint; start without it "
-                "(set save_steps to get checkpoints) or point resume_from_checkpoint at a checkpoint folder"
+                f"resume_from_checkpoint {what} '{checkpoint}' holds no complete checkpoint; start without it (set "
+                "save_steps to get checkpoints) or point resume_from_checkpoint at a checkpoint-N folder"
             )
-        logger.info("Resuming from %s", checkpoint)
-        return str(checkpoint)
-    checkpoint = Path(str(resume_from_checkpoint))
+        logger.info("Resuming from %s", newest)
+        return str(newest)
     if not checkpoint.is_dir():
         raise UserError(f"resume_from_checkpoint '{checkpoint}' not found; give a checkpoint-N folder or true")
     if not is_complete(checkpoint):

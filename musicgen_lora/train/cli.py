@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..config.demo_paths import require_demo_assets
 from ..config.parsing import parse_config
 from ..errors import exit_on_user_error
 from ..logs import setup_logging
@@ -19,4 +20,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging()
     with exit_on_user_error(argv):
-        return run_training(parse_config(argv))
+        parsed = parse_config(argv)
+        require_demo_assets(parsed)  # a user's config naming the demo's folders: where they come from
+        return run_training(parsed)

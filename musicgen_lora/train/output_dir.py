@@ -17,21 +17,19 @@ replaced (``overwrite_output_dir``) moved aside until the new run has succeeded.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..errors import UserError
-from ..files import LockHeld, check_apart_from_data, ensure_writable_folder, holding_lock, put_back, set_aside
-from ..hub.card import CARD_MARKER, CARD_NAME
+from ..files import LOCK_NAME, check_apart_from_data, ensure_writable_folder, put_back, run_lock, set_aside
+from ..hub.card import CARD_NAME, is_our_card
 from .checkpoints import checkpoint_folders
 
 logger = logging.getLogger(__name__)
 
-LOCK_NAME = ".musicgen-lora.lock"
+__all__ = ["LOCK_NAME", "run_lock", "check_output_dir", "previous_run", "set_previous_run_aside", "settle_previous_run"]
 PREPARED_DIR_NAME = "prepared_data"  # reused by the next run (its own fingerprint says when it is stale); never moved
 # Files that show a folder already holds a run of this project.
 RUN_MARKERS = ("adapter_model.safetensors", "model.safetensors", "trainer_state.json", RESOLVED_CONFIG_NAME)
@@ -80,50 +78,11 @@ def check_output_dir(output_dir: str, dataset_name: str | None, overwrite: bool,
     ensure_writable_folder(folder, "output_dir")
 
 
-def is_our_card(path: Path) -> bool:
-    """Whether a README.md is a model card written by this project (cards from before the marker say how they were
-    trained)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return CARD_MARKER in text or "trained with musicgen-lora" in text
-
-
 def previous_run(folder: Path) -> list[str]:
     """The names that show ``folder`` holds a run of this project (checkpoints, weights, state, its config)."""
     if not folder.is_dir():
         return []
     return [p.name for p in checkpoint_folders(folder)] + [n for n in RUN_MARKERS if (folder / n).exists()]
-
-
-# ------------------------------------------------------------------------------------------------ the lock
-
-
-@contextlib.contextmanager
-def run_lock(output_dir: str | Path, active: bool = True) -> Iterator[None]:
-    """Hold ``output_dir``'s lock for a block (``active`` False: another process of the same launch holds it).
-
-    Raises:
-        UserError: another run holds it.
-    """
-    if not active:
-        yield
-        return
-    held = contextlib.ExitStack()
-    try:
-        left = held.enter_context(holding_lock(Path(output_dir) / LOCK_NAME))
-    except LockHeld as refused:
-        holder = refused.holder
-        who = f" (process {holder['pid']} on {holder.get('host', 'an unknown host')})" if holder else ""
-        raise UserError(
-            f"another training run{who} is writing to '{output_dir}'; wait for it to finish, stop it, or choose "
-            "another output_dir"
-        ) from None
-    with held:
-        if left:
-            logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", left["pid"])
-        yield
 
 
 # ------------------------------------------------------------------------------------------------ overwrite

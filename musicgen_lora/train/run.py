@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 import torch
 from accelerate import PartialState
+from safetensors import SafetensorError
 from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
 from ..compat import warn_about_untested_versions
@@ -25,7 +26,8 @@ from ..logs import apply_process_log_level, progress_bars
 from ..models.loading import check_melody_options, is_melody_model, load_model_and_processor
 from ..models.spec import AudioSpec, chroma_frames_per_code_frame
 from ..prepare.pipeline import load_or_prepare
-from .checkpoints import keep_best, newest_complete_checkpoint
+from .callbacks import NonFiniteError
+from .checkpoints import CHECKPOINT_PATTERN, CheckpointNotSaved, keep_best, newest_complete_checkpoint
 from .collator import MusicgenCollator
 from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
 from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
@@ -121,12 +123,14 @@ def with_window_lengths(dataset: datasets.Dataset, max_frames: int, column: str)
 
 
 def load_datasets(
-    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin
+    parsed: ParsedConfig, model: PreTrainedModel, processor: ProcessorMixin, resume: str | None = None
 ) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """Encoded train (and eval) splits from OUTPUT_DIR/prepared_data, prepared first when missing or stale (see
     :func:`musicgen_lora.prepare.pipeline.load_or_prepare`); with several processes each encodes a share of the
-    audio, the main one assembles the splits and the others load them."""
-    return load_or_prepare(parsed, model, processor)
+    audio, the main one assembles the splits and the others load them. A stopped run that the same command
+    continues (``resume`` found without resume_from_checkpoint) must find the data it was trained on."""
+    asked = str(parsed.training.resume_from_checkpoint or "").lower() not in ("", "false")
+    return load_or_prepare(parsed, model, processor, continuing=None if asked else resume)
 
 
 def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
@@ -134,16 +138,19 @@ def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
     if resume is not None:  # continue the collator's random draws where the checkpoint's batches ended
         state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
         trainer.data_collator.batches_collated = state["global_step"] * trainer.args.gradient_accumulation_steps
+    output_dir = trainer.args.output_dir
     try:
         return trainer.train(resume_from_checkpoint=resume)
+    except CheckpointNotSaved as err:
+        raise UserError(failed_save_message(err.checkpoint, err.cause, output_dir)) from None
+    except NonFiniteError as err:
+        last = newest_complete_checkpoint(output_dir)
+        saved = f"the checkpoint before it, '{last}', is intact" if last else "no checkpoint was saved before it"
+        raise NonFiniteError(f"{err}; {saved}") from None
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
-        last = newest_complete_checkpoint(trainer.args.output_dir)
-        raise UserError(
-            f"disk full while saving to '{trainer.args.output_dir}'; free some space (or lower save_total_limit), then "
-            f"continue with resume_from_checkpoint true (last complete checkpoint: {last or 'none'})"
-        ) from None
+        raise UserError(failed_save_message(Path(output_dir), err, output_dir)) from None
     except RuntimeError as err:
         if resume is None or "size mismatch" not in str(err):
             raise
@@ -152,6 +159,22 @@ def train_with_clear_errors(trainer: Trainer, resume: str | None) -> Any:
             f"checkpoint '{resume}' was trained on another base model ({detail[:200]}); resume with the "
             "model_name_or_path it was trained on, or start a new run"
         ) from None
+
+
+def failed_save_message(target: Path, cause: BaseException, output_dir: str | Path) -> str:
+    """The one line for a save into ``target`` that failed (a full disk, most likely): what, why, and how the same
+    command continues (from the newest complete checkpoint, or from the start without one)."""
+    full = getattr(cause, "errno", None) == errno.ENOSPC or any(
+        sign in str(cause) for sign in ("No space left", "os error 28")
+    )
+    what = "disk full while saving" if full else f"saving failed ({one_line(cause)[:160]}; is the disk full?) for"
+    removed = " (its partial folder was removed)" if CHECKPOINT_PATTERN.match(target.name) else ""
+    last = newest_complete_checkpoint(output_dir)
+    then = f"to continue from '{last}'" if last else "(no checkpoint is complete yet: it starts from the beginning)"
+    return (
+        f"{what} '{target}'{removed}; free some space (or lower save_total_limit), then run the same command again "
+        f"{then}"
+    )
 
 
 def run_training(parsed: ParsedConfig) -> dict[str, Any]:
@@ -231,7 +254,7 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
     )
     check_lora_targets(model, lora_args)  # before the data is prepared: a bad option costs no file
     check_melody_options(model, parsed)
-    train_dataset, eval_dataset = load_datasets(parsed, model, processor)
+    train_dataset, eval_dataset = load_datasets(parsed, model, processor, resume)
     cast_frozen_base(model, base_dtype, lora_args)  # full fine-tuning: the text encoder; EnCodec stays fp32
     model = add_trainable_parts(model, lora_args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
@@ -249,7 +272,10 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
             "starts over"
         )
         raise Interrupted(f"stopped by {stopper.signal_name} at step {step} of {total}; {then}")
-    trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
+    try:
+        trainer.save_model()  # LoRA: adapter_config.json + adapter_model.safetensors; full: the whole model
+    except (OSError, RuntimeError, SafetensorError) as err:
+        raise UserError(failed_save_message(Path(training.output_dir), err, training.output_dir)) from None
     # what training ran in, for the card: on a CPU a requested fp16 ran in fp32 (the config keeps what was asked)
     train_result.metrics["precision"] = "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32"
     trainer.log_metrics("train", train_result.metrics)

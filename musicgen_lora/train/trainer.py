@@ -7,6 +7,7 @@ import logging
 import math
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from ..compat import LengthGroupedSampler, TrainerHooks, get_length_grouped_indices, lora_layers
 from .callbacks import NONFINITE_FIX, NonFiniteError, NonFiniteGradientGuard, SeedPerProcess
+from .checkpoints import CheckpointNotSaved
 from .collator import IGNORE_INDEX
 from .lora_speed import inputs_kept_in_autocast_dtype
 
@@ -176,9 +178,10 @@ class MusicgenTrainer(TrainerHooks):
         with self._deterministic_collator():
             return super().get_test_dataloader(test_dataset)
 
-    def on_failed_checkpoint(self, folder: str) -> None:
+    def on_failed_checkpoint(self, folder: str, error: Exception) -> Exception:
         # A save that fails (disk full, ...) must not leave a half-written checkpoint-N behind.
         shutil.rmtree(folder, ignore_errors=True)
+        return CheckpointNotSaved(Path(folder), error)
 
     def _sum_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.accelerator.reduce(tensor.to(self.accelerator.device), reduction="sum").cpu()

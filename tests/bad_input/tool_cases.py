@@ -157,7 +157,7 @@ def studio(*words: str) -> Any:
 
 GENERATE_CASES: dict[str, Case] = {
     "nothing to do": Case(GENERATE, lambda w: [], r"nothing to do; give --prompt TEXT"),
-    "unknown flag": Case(GENERATE, generate("--out-dir", "x"), r"unrecognized arguments: --out-dir x; run .* --help"),
+    "unknown flag": Case(GENERATE, generate("--outdir", "x"), r"unrecognized arguments: --outdir x; run .* --help"),
     "duration nan": Case(GENERATE, generate("--duration", "nan"), r"--duration: 'nan' is not a finite number"),
     "duration inf": Case(GENERATE, generate("--duration", "inf"), r"--duration: 'inf' is not a finite number"),
     "duration 0.00001": Case(GENERATE, generate("--duration", "0.00001"), r"--duration must be between 0.02 s"),
@@ -249,7 +249,9 @@ GENERATE_CASES: dict[str, Case] = {
         r"cannot load adapter",
     ),
     "adapter without base, no --base_model": Case(
-        GENERATE, lambda w: ["--adapter", str(w.songs("empty", 0)), "--prompt", "x"], r"--base_model is not set"
+        GENERATE,
+        lambda w: ["--adapter", str(w.songs("empty", 0)), "--prompt", "x"],
+        r"cannot load adapter '.*empty': it holds no adapter_config.json",
     ),
     "base model missing": Case(
         GENERATE,
@@ -381,7 +383,7 @@ EVALUATE_CASES: dict[str, Case] = {
 PUSH_CASES: dict[str, Case] = {
     "no arguments": Case(PUSH, lambda w: [], r"the following arguments are required: OUTPUT_DIR, --repo_id"),
     "no repo_id": Case(PUSH, lambda w: [str(w.run)], r"required: --repo_id"),
-    "folder missing": Case(PUSH, lambda w: [str(w.path("none")), "--repo_id", "me/x"], r"holds no adapter"),
+    "folder missing": Case(PUSH, lambda w: [str(w.path("none")), "--repo_id", "me/x"], r"'.*none' not found"),
     "folder without a run": Case(PUSH, lambda w: [str(w.songs("e", 0)), "--repo_id", "me/x"], r"holds no adapter"),
     "repo_id not an id": Case(PUSH, lambda w: [str(w.run), "--repo_id", "not an id"], r"is not a Hub repository id"),
     "attempts 0": Case(PUSH, push("--attempts", "0"), r"--attempts: invalid choice: 0"),

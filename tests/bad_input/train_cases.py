@@ -428,7 +428,7 @@ TRAIN_CASES: dict[str, Case] = {
     ),
     "resume an adapter of another base": Case(
         TRAIN,
-        lambda w: w.train("--resume_from_checkpoint", str(w.other_checkpoint)),
+        lambda w: w.train("--resume_from_checkpoint", str(w.other_checkpoint), "--max_steps", "2"),
         r"checkpoint .*checkpoint-1' was trained on another base model",
     ),
     # ---------------------------------------------------------------- the model

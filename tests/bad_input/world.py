@@ -116,12 +116,13 @@ def deny_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @dataclass(frozen=True)
 class Case:
     """One bad input: ``argv(world)`` gives the command's words (after setting up what it needs); the command must
-    fail with ``code`` and a last line matching ``expect``."""
+    fail with ``code`` and a last line matching ``expect`` (``slow``: the case takes more than a few seconds)."""
 
     command: str
     argv: Callable[[World], list[str]]
     expect: str
     code: int = 2
+    slow: bool = False  # it trains or decodes first: left out of the everyday tier
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from finetune_musicgen import main
 from musicgen_lora.config.arguments import DEFAULT_LORA_TARGETS
-from musicgen_lora.config.parsing import parse_config
+from musicgen_lora.config.parsing import config_differences, parse_config
 from musicgen_lora.demo.assets import DEMO_CONFIG
 from musicgen_lora.errors import UserError
 
@@ -184,3 +184,36 @@ def test_readme_documents_every_option():
     assert not missing, f"README does not document: {missing}"
     for path in EXAMPLES:
         assert path.name in readme
+
+
+ESSENTIALS = ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", "o"]
+
+
+def test_list_options_written_as_json_lists_on_the_command_line_are_their_items(tmp_path):
+    """W7 (2026-12-07): ``--sample_prompts '["lofi ♪"]'`` is the list a config file writes, not one literal prompt."""
+    parsed = parse_config(
+        ESSENTIALS + ["--sample_prompts", '["lofi ♪", "techno, 128 bpm"]', '--lora_target_modules=["q_proj"]']
+    )
+    assert parsed.training.sample_prompts == ["lofi ♪", "techno, 128 bpm"]
+    assert parsed.lora.lora_target_modules == ["q_proj"]
+    assert parsed.requested["sample_prompts"] == ["lofi ♪", "techno, 128 bpm"]  # as finetune_config.json saves it
+    # words in brackets that are no JSON list stay a prompt
+    assert parse_config(ESSENTIALS + ["--sample_prompts", "[drums] lofi [outro]"]).training.sample_prompts == [
+        "[drums] lofi [outro]"
+    ]
+
+
+def test_the_order_of_lora_targets_is_not_another_config():
+    """UC10 (2026-12-07): the same LoRA targets in another order adapt the same modules."""
+    saved = {"lora_target_modules": ["q_proj", "v_proj"], "lora_r": 8}
+    assert config_differences(saved, {"lora_target_modules": ["v_proj", "q_proj"], "lora_r": 8}) == []
+    assert config_differences(saved, {"lora_target_modules": ["q_proj"], "lora_r": 8}) == [
+        'lora_target_modules: ["q_proj", "v_proj"] -> ["q_proj"]'
+    ]
+
+
+def test_progress_bars_are_off_when_the_output_is_not_a_terminal_unless_asked_for(monkeypatch):
+    """UC18 (2026-12-07): README: bars are hidden when the output is not a terminal; the Studio asks for them."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert parse_config(ESSENTIALS).training.disable_tqdm is True
+    assert parse_config(ESSENTIALS + ["--disable_tqdm", "false"]).training.disable_tqdm is False

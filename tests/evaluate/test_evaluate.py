@@ -270,12 +270,13 @@ def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(
     from musicgen_lora.config.arguments import DataArguments, ModelArguments
     from musicgen_lora.models.loading import load_model_and_processor
     from musicgen_lora.prepare.cache_keys import module_fingerprint
-    from musicgen_lora.prepare.pipeline import prepare_split
     from musicgen_lora.train.collator import MusicgenCollator
+
+    from ..prepare.conftest import prepared_split
 
     model, processor = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
     args = DataArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_eval_samples=4)
-    windows = prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), True)
+    windows = prepared_split(args, "train", model, module_fingerprint(model.audio_encoder), True)
     collator = MusicgenCollator(processor.tokenizer, 64, 64, max_frames=1500, random_crop=False)
     batch = collator([windows[i] for i in range(len(windows))])
     with torch.no_grad():
@@ -460,12 +461,13 @@ def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(
     from musicgen_lora.config.arguments import DataArguments, ModelArguments
     from musicgen_lora.models.loading import load_model_and_processor
     from musicgen_lora.prepare.cache_keys import module_fingerprint
-    from musicgen_lora.prepare.pipeline import prepare_split
+
+    from ..prepare.conftest import prepared_split
 
     model, _ = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
     args = DataArguments(dataset_name=str(corpus_dir), data_cache_dir=str(data_cache_dir), max_train_samples=4)
     # the layout `python -m musicgen_lora.prepare` writes: OUTPUT_DIR/prepared_data/{train,eval}/
-    prepared = prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
+    prepared = prepared_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
     prepared.save_to_disk(tmp_path / "prepared_data" / "eval")
     prepared.select(range(2)).save_to_disk(tmp_path / "prepared_data" / "train")
     prompts = tmp_path / "p.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForTextToWaveform, AutoProcessor, pipeline
 from transformers.models.musicgen_melody.processing_musicgen_melody import MusicgenMelodyProcessor
 
-from musicgen_lora.generate.cli import main
+from musicgen_lora.generate.cli import GenerateArguments, main
 from musicgen_lora.generate.long_form import generate_long
 from musicgen_lora.generate.render import generate_audio
 from musicgen_lora.models.codec import encode_clip
@@ -328,3 +329,29 @@ def test_blend_cat_is_exact_for_adapters_of_different_ranks(trained_run, tiny_mo
         main(["--base_model", str(tiny_model_dir), "--adapter", str(first), "--adapter", str(second)]
              + ["--blend", "linear", "--merge", str(tmp_path / "linear")])  # fmt: skip
     assert "try --blend cat" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_shortest_clips_have_their_length_and_the_settings_name_the_base_used(trained_run, tmp_path, capsys):
+    """TB8, UC20, UC18 (2026-12-07): 0.02 s (the range's lower end) and 0.03 s generate; generation_config.json holds
+    every option of GenerateArguments (one definition) and the base taken from the adapter; no progress bar is drawn
+    into output that is not a terminal (pytest's)."""
+    for seconds in (0.02, 0.03):
+        out = tmp_path / str(seconds)
+        main(["--adapter", trained_run["output_dir"], "--prompt", "lofi", "--duration", str(seconds), "--out_dir",
+              str(out)])  # fmt: skip
+        assert sf.info(str(out / "0.wav")).frames == round(seconds * RATE)
+    settings = json.loads((out / "generation_config.json").read_text())
+    recorded = json.loads((Path(trained_run["output_dir"]) / "adapter_config.json").read_text())
+    assert settings["base_model"] == recorded["base_model_name_or_path"] is not None
+    assert set(settings) == {field.name for field in dataclasses.fields(GenerateArguments)} - {"debug"}
+    assert "Loading weights" not in capsys.readouterr().err
+
+
+def test_a_clip_shorter_than_the_delay_pattern_is_the_music_not_undelayed_tokens(tiny):
+    """MusicGen applies the delay pattern only to sequences of 2K-1 steps or more: one frame is asked for as K-1."""
+    model, processor = tiny
+    assert generate_audio(model, processor, ["lofi"], 0.02).shape[-1] == HOP
+    short = generate_long(model, processor, ["lofi"], 0.02)
+    longer = generate_long(model, processor, ["lofi"], 3 * HOP / RATE)  # the same seed: the same first frame
+    np.testing.assert_allclose(short, longer[..., :HOP], atol=1e-5)

@@ -277,6 +277,25 @@ def test_permanent_failure_leaves_output_intact_and_says_how_to_retry(
     assert line.endswith(f"retry with: python -m musicgen_lora.push {run} --repo_id {USER}/broken")
 
 
+def test_pushing_a_checkpoint_leaves_its_files_as_they_were(published, fake_hub, monkeypatch, tmp_path):
+    """UC22 (2026-12-07): the local card is rewritten only in a run's folder, never in a checkpoint."""
+    from musicgen_lora.hub.cli import main
+
+    checkpoint = tmp_path / "checkpoint-3"
+    checkpoint.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(published["out"] / name, checkpoint / name)
+    (checkpoint / "README.md").write_text("---\nlibrary_name: peft\n---\n\n# Model Card for Model ID\n")  # PEFT's
+    bare = tmp_path / "checkpoint-4"
+    shutil.copytree(checkpoint, bare, ignore=shutil.ignore_patterns("README.md"))
+    before = {folder: snapshot(folder) for folder in (checkpoint, bare)}
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    for folder in (checkpoint, bare):
+        main([str(folder), "--repo_id", f"{USER}/{folder.name}"])
+        assert "README.md" in fake_hub.repos[f"{USER}/{folder.name}"].files  # the Hub gets its card
+        assert snapshot(folder) == before[folder]
+
+
 def test_rejected_token_is_not_retried(published, fake_hub, monkeypatch, capsys):
     from musicgen_lora.hub.cli import main
 

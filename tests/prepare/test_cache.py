@@ -18,10 +18,10 @@ from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.prepare.cache_keys import module_fingerprint
 from musicgen_lora.prepare.encoding import encode_dataset
-from musicgen_lora.prepare.pipeline import prepare_split
 from musicgen_lora.prepare.sources import load_split
 
 from ..conftest import base_argv, tone
+from .conftest import prepared_split
 
 
 def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):
@@ -76,31 +76,31 @@ def test_instance_prompt_prefixes_or_replaces_captions(tmp_path, tiny_model_dir,
         sf.write(folder / name, tone(1.2, tremolo_hz=2), 32000)
     (folder / "a.txt").write_text("jazz piano")
     args = args_for(tmp_path, tiny_model_dir, folder, "--instance_prompt", "sks style")
-    split = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
+    split = prepared_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert split["text"] == ["sks style, jazz piano", "sks style"]
     with pytest.raises(UserError, match=r"1 clip\(s\) have no caption .*b.wav.*instance_prompt"):
-        prepare_split(args_for(tmp_path, tiny_model_dir, folder), "train", model, codec_fingerprint, is_eval=False)
+        prepared_split(args_for(tmp_path, tiny_model_dir, folder), "train", model, codec_fingerprint, is_eval=False)
 
 
 def test_second_run_reuses_the_codes_and_a_changed_file_is_encoded_again(
     tmp_path, tiny_model_dir, corpus_dir, model, codec_fingerprint, monkeypatch
 ):
     args = args_for(tmp_path, tiny_model_dir, corpus_dir)
-    first = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
+    first = prepared_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert len(first) == 8 and len(first[0]["codes"]) == 4 and len(first[0]["codes"][0]) == 150  # 3 s at 50 Hz
 
     def must_not_encode(*_args, **_kwargs):
         raise AssertionError("encoded again although nothing changed")
 
     monkeypatch.setattr(encoding, "encode_clip", must_not_encode)
-    second = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
+    second = prepared_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert second["codes"] == first["codes"] and second["text"] == first["text"]
 
     # captions and duration limits are applied after the cache: changing them does not re-encode either
     longer = args_for(
         tmp_path, tiny_model_dir, corpus_dir, "--instance_prompt", "demo", "--min_duration_in_seconds", "2"
     )
-    assert prepare_split(longer, "train", model, codec_fingerprint, is_eval=False)["text"][0].startswith("demo, ")
+    assert prepared_split(longer, "train", model, codec_fingerprint, is_eval=False)["text"][0].startswith("demo, ")
 
     monkeypatch.undo()
     calls = []
@@ -111,16 +111,16 @@ def test_second_run_reuses_the_codes_and_a_changed_file_is_encoded_again(
     for item in corpus_dir.iterdir():
         (changed / item.name).write_bytes(item.read_bytes())
     copy_args = args_for(tmp_path, tiny_model_dir, changed)
-    prepare_split(copy_args, "train", model, codec_fingerprint, is_eval=False)
+    prepared_split(copy_args, "train", model, codec_fingerprint, is_eval=False)
     assert len(calls) == 8
     stat = os.stat(changed / "clip_000.wav")
     os.utime(changed / "clip_000.wav", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was edited
-    prepare_split(copy_args, "train", model, codec_fingerprint, is_eval=False)
+    prepared_split(copy_args, "train", model, codec_fingerprint, is_eval=False)
     assert len(calls) == 16
 
 
 def test_codes_are_varied_and_match_the_audio_length(tmp_path, tiny_model_dir, corpus_dir, model, codec_fingerprint):
-    split = prepare_split(args_for(tmp_path, tiny_model_dir, corpus_dir), "train", model, codec_fingerprint, False)
+    split = prepared_split(args_for(tmp_path, tiny_model_dir, corpus_dir), "train", model, codec_fingerprint, False)
     codes = np.array(split[0]["codes"])  # (K, frames)
     assert codes.shape == (4, 150)
     assert all(len(np.unique(row)) >= 8 for row in codes)  # a real codec, not all zeros
@@ -144,9 +144,9 @@ def test_short_clips_are_left_out_and_eval_uses_fixed_windows(tmp_path, tiny_mod
         "--min_duration_in_seconds",
         "1",
     )
-    train = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
+    train = prepared_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert train["text"] == ["tone 1"]  # the 0.5 s clip is shorter than the minimum
-    evaluation = prepare_split(args, "validation", model, codec_fingerprint, is_eval=True)
+    evaluation = prepared_split(args, "validation", model, codec_fingerprint, is_eval=True)
     # 5 s in windows of 2 s: 2 + 2 + 1 s, the last one kept because it reaches the 1 s minimum
     assert [len(codes[0]) for codes in evaluation["codes"]] == [100, 100, 50]
 
@@ -177,7 +177,7 @@ def test_hub_dataset_path_decodes_audio_bytes_without_ffmpeg(
         "--dataset_config_name",
         "clean",
     )
-    split = prepare_split(args, "train", model, codec_fingerprint, is_eval=False)
+    split = prepared_split(args, "train", model, codec_fingerprint, is_eval=False)
     assert seen == {"name": "someone/tiny-songs", "config": "clean", "split": "train"}
     assert split["text"] == ["lofi"] and len(split[0]["codes"][0]) == 75
     bad = args_for(tmp_path, tiny_model_dir, Path("someone/tiny-songs"), "--audio_column_name", "wave")
@@ -226,7 +226,7 @@ def test_unreadable_audio_names_the_file(tmp_path, tiny_model_dir, model, codec_
     write(folder / "a.wav")
     (folder / "a.txt").write_text("x")
     with pytest.raises(UserError, match=expected):
-        prepare_split(args_for(tmp_path, tiny_model_dir, folder), "train", model, codec_fingerprint, is_eval=False)
+        prepared_split(args_for(tmp_path, tiny_model_dir, folder), "train", model, codec_fingerprint, is_eval=False)
 
 
 def test_interrupted_encoding_leaves_no_cache_entry(tmp_path, tiny_model_dir, corpus_dir, model, monkeypatch):

@@ -18,10 +18,10 @@ from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.prepare import captions, clap_tags, measurements
 from musicgen_lora.prepare.cache_keys import module_fingerprint
-from musicgen_lora.prepare.pipeline import prepare_split
 
 from ..conftest import base_argv
 from ..hub.fake_hub import USER, served_hub
+from .conftest import prepared_split
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def cache(tmp_path_factory) -> Path:
 
 def prepare(tmp_path, model_dir, model, dataset, cache, *extra):
     args = parse_config(base_argv(model_dir, dataset, tmp_path / "out", cache) + list(extra)).data
-    return prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
+    return prepared_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
 
 
 def test_captions_get_tempo_and_key_matching_ground_truth(tmp_path, tiny_model_dir, model, truth_corpus, cache):
@@ -214,7 +214,7 @@ def prepare_with_clap(tmp_path, model_dir, model, dataset, cache, clap, **option
     config = tmp_path / "clap.json"
     config.write_text(json.dumps(values))
     args = parse_config([str(config)] + base_argv(model_dir, dataset, tmp_path / "out", cache)).data
-    return prepare_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
+    return prepared_split(args, "train", model, module_fingerprint(model.audio_encoder), False)
 
 
 def test_clap_excerpts_sit_at_fixed_evenly_spread_places():

@@ -16,10 +16,10 @@ from musicgen_lora.models.codec import encode_clip
 from musicgen_lora.prepare.cache_keys import module_fingerprint
 from musicgen_lora.prepare.chunking import Chunk, plan_chunks, split_tracks
 from musicgen_lora.prepare.encoding import encode_dataset
-from musicgen_lora.prepare.pipeline import prepare_split
 from musicgen_lora.prepare.sources import load_split
 
 from ..conftest import RATE, base_argv, tone
+from .conftest import prepared_split
 
 # ------------------------------------------------------------------------------------ plan_chunks properties
 
@@ -126,7 +126,7 @@ def whole_codes(tracks_dir, model, fingerprint, cache, tmp_path_factory, tiny_mo
 
 
 def test_default_keeps_whole_tracks_for_random_windows(tmp_path, tiny_model_dir, tracks_dir, model, fingerprint, cache):
-    train = prepare_split(args_for(tmp_path, tiny_model_dir, tracks_dir, cache), "train", model, fingerprint, False)
+    train = prepared_split(args_for(tmp_path, tiny_model_dir, tracks_dir, cache), "train", model, fingerprint, False)
     assert sorted(len(c[0]) for c in train["codes"]) == [75, 200, 265]  # the 0.4 s track is below the minimum
     # every example names its file, relative to the dataset folder, and has no chunk offset
     lengths = {source: len(codes[0]) for source, codes in zip(train["source"], train["codes"], strict=True)}
@@ -146,7 +146,7 @@ def test_chunks_are_slices_of_the_track_codes(
     policy, expected, tmp_path, tiny_model_dir, tracks_dir, model, fingerprint, cache, whole_codes
 ):
     args = args_for(tmp_path, tiny_model_dir, tracks_dir, cache, "--chunk_long_tracks", "true", "--tail_policy", policy)
-    train = prepare_split(args, "train", model, fingerprint, False)
+    train = prepared_split(args, "train", model, fingerprint, False)
     seen: dict[str, list] = {}
     for row in train:
         name = Path(row["source"]).stem
@@ -163,7 +163,7 @@ def test_chunks_are_slices_of_the_track_codes(
             np.testing.assert_array_equal(codes[:, length:], silence[:, : 100 - length])
     assert seen == expected
     # no audio lost beyond what the policy says: a second run reads the cache and gives the same chunks
-    again = prepare_split(args, "train", model, fingerprint, False)
+    again = prepared_split(args, "train", model, fingerprint, False)
     assert again["codes"] == train["codes"]
 
 
@@ -180,8 +180,8 @@ def test_split_by_track_keeps_every_chunk_of_a_track_on_one_side(tmp_path, tiny_
         args = args_for(
             tmp_path, tiny_model_dir, folder, cache, "--chunk_long_tracks", "true", "--eval_split_percentage", "34"
         )
-        train = prepare_split(args, "train", model, fingerprint, False, seed=seed)
-        evaluation = prepare_split(args, None, model, fingerprint, True, seed=seed)
+        train = prepared_split(args, "train", model, fingerprint, False, seed=seed)
+        evaluation = prepared_split(args, None, model, fingerprint, True, seed=seed)
         return train, evaluation
 
     train, evaluation = both(seed=0)
@@ -210,7 +210,7 @@ def test_split_needs_two_tracks(tmp_path, tiny_model_dir, model, fingerprint, ca
     (folder / "a.txt").write_text("a")
     args = args_for(tmp_path, tiny_model_dir, folder, cache, "--eval_split_percentage", "20")
     with pytest.raises(UserError, match="needs at least 2 readable tracks"):
-        prepare_split(args, "train", model, fingerprint, False)
+        prepared_split(args, "train", model, fingerprint, False)
 
 
 def test_bad_files_are_screened_before_tracks_are_held_out(tmp_path, tiny_model_dir, cache):

@@ -109,9 +109,8 @@ def test_strict_stops_at_the_first_bad_file(prepared, capsys):
 def test_checks_are_cached_per_file(mixed_corpus, tmp_path, monkeypatch):
     paths = [str(mixed_corpus / name) for name in sorted([*GOOD, *BAD])]
     raw = datasets.Dataset.from_dict({"audio": paths, "text": [None] * len(paths)})
-    first: dict = {}
-    kept = screening.screen_split(raw, "songs", "train", tmp_path, False, first)
-    assert len(kept) == 6 and first["files_found"] == 8  # the silent file is usable audio: left out later
+    kept, first = screening.screen_split(raw, "songs", "train", tmp_path, False)
+    assert len(kept) == 6 and first.found == 8  # the silent file is usable audio: left out later
     changed = tmp_path / "changed.wav"
     sf.write(changed, tone(1.0, 100, rate=8000), 8000)
     assert screening.cached_probe(str(changed), tmp_path) is None
@@ -120,9 +119,9 @@ def test_checks_are_cached_per_file(mixed_corpus, tmp_path, monkeypatch):
         raise AssertionError(f"{source} checked again")
 
     monkeypatch.setattr(screening, "probe_audio", boom)
-    again: dict = {}
-    assert screening.screen_split(raw, "songs", "train", tmp_path, False, again)["audio"] == kept["audio"]
-    assert again["skipped_files"] == first["skipped_files"]
+    kept_again, again = screening.screen_split(raw, "songs", "train", tmp_path, False)
+    assert kept_again["audio"] == kept["audio"]
+    assert again.skipped == first.skipped
     assert screening.cached_probe(str(changed), tmp_path) is None
     sf.write(changed, tone(2.0, 100, rate=8000), 8000)  # rewritten: its identity (size, time) changed, so checked again
     with pytest.raises(AssertionError, match="changed.wav checked again"):
@@ -166,17 +165,16 @@ def test_ffmpeg_formats_without_torchcodec_are_skipped_with_the_fix(tmp_path, mo
     args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).data
     raw = load_split(args, "train")
     assert [Path(p).name for p in raw["audio"]] == ["good.wav", "phone memo.m4a"]  # picked up, so it can be reported
-    stats: dict = {}
-    kept = screening.screen_split(raw, str(folder), "train", tmp_path, False, stats)
+    kept, screened = screening.screen_split(raw, str(folder), "train", tmp_path, False)
     assert kept["audio"] == [str(folder / "good.wav")]
-    assert stats["skipped_files"] == [
+    assert screened.skipped == [
         {
             "path": str(folder / "phone memo.m4a"),
             "reason": "unsupported format: .m4a: torchcodec unavailable: no FFmpeg",
         }
     ]
     with pytest.raises(UserError) as strict:
-        screening.screen_split(raw, str(folder), "train", tmp_path, True, {})
+        screening.screen_split(raw, str(folder), "train", tmp_path, True)
     message = str(strict.value)
     assert "phone memo.m4a" in message and "install FFmpeg and torchcodec" in message
     assert "ffmpeg -i 'phone memo.m4a' 'phone memo.flac'" in message
@@ -243,9 +241,8 @@ def test_a_file_missing_from_the_metadata_is_skipped_and_not_cached(tmp_path):
     rows = [{"file_name": "here.wav", "text": "a"}, {"file_name": "gone.wav", "text": "b"}]
     (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     args = parse_config(base_argv(tmp_path, folder, tmp_path / "out", tmp_path / "cache")).data
-    stats: dict = {}
-    kept = screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, stats)
+    kept, screened = screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False)
     assert kept["text"] == ["a"]
-    assert stats["skipped_files"] == [{"path": str(folder / "gone.wav"), "reason": "missing: file not found"}]
+    assert screened.skipped == [{"path": str(folder / "gone.wav"), "reason": "missing: file not found"}]
     sf.write(folder / "gone.wav", tone(1.0, 300, rate=8000), 8000)  # restored: used on the next run
-    assert len(screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False, {})) == 2
+    assert len(screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False)[0]) == 2

@@ -16,9 +16,9 @@ from musicgen_lora.models.codec import encode_clip
 from musicgen_lora.prepare.cache_keys import module_fingerprint
 from musicgen_lora.prepare.chunking import frame_levels, level_db
 from musicgen_lora.prepare.encoding import normalize_loudness
-from musicgen_lora.prepare.pipeline import prepare_split
 
 from ..conftest import RATE, base_argv, tone
+from .conftest import prepared_split
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def folder(tmp_path_factory) -> Path:
 
 def prepare(tmp_path, model_dir, model, fingerprint, dataset, *extra):
     argv = base_argv(model_dir, dataset, tmp_path / "out", tmp_path / "cache") + ["--max_duration_in_seconds", "2"]
-    return prepare_split(parse_config(argv + list(extra)).data, "train", model, fingerprint, False)
+    return prepared_split(parse_config(argv + list(extra)).data, "train", model, fingerprint, False)
 
 
 def test_levels_in_dbfs():

@@ -100,7 +100,7 @@ def test_corrected_captions_win_without_decoding_or_encoding_again(prepared, rev
 
     for target in (
         "musicgen_lora.prepare.encoding.encode_clip",
-        "musicgen_lora.prepare.encoding.load_audio",
+        "musicgen_lora.prepare.encoding.decode_audio",
         "musicgen_lora.prepare.measurements.decode_audio",
         "musicgen_lora.prepare.screening.probe_audio",
     ):

@@ -12,10 +12,10 @@ from transformers import AutoModelForTextToWaveform
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.prepare.cache_keys import module_fingerprint
-from musicgen_lora.prepare.pipeline import prepare_split
 from musicgen_lora.prepare.sources import load_split
 
 from ..conftest import RATE, base_argv, write_tone
+from .conftest import prepared_split
 
 
 def args_for(tmp_path: Path, model_dir: Path, dataset: Path, *extra: str):
@@ -117,11 +117,11 @@ def test_a_single_long_file_is_chunked(tmp_path, tiny_model_dir):
         "--instance_prompt",
         "sks",
     )
-    chunks = prepare_split(args, "train", model, fingerprint, False)
+    chunks = prepared_split(args, "train", model, fingerprint, False)
     assert [len(c[0]) for c in chunks["codes"]] == [150, 150, 150]  # 0-3, 3-6, 4-7 s (merge)
     assert chunks["offset_seconds"] == [0.0, 3.0, 4.0]
     assert set(chunks["text"]) == {"sks, live jazz"} and set(chunks["source"]) == {track.name}  # beside the file
-    whole = prepare_split(
+    whole = prepared_split(
         args_for(tmp_path, tiny_model_dir, track, "--instance_prompt", "sks"), "train", model, fingerprint, False
     )
     assert [len(c[0]) for c in whole["codes"]] == [350]  # without chunking: one track, random windows in training

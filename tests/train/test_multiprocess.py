@@ -77,8 +77,14 @@ def test_two_processes_equal_one_with_the_same_global_batch(deterministic_model,
     one = load_file(tmp_path / "one" / "adapter_model.safetensors")
     two = load_file(tmp_path / "two" / "adapter_model.safetensors")
     assert one.keys() == two.keys()
+    # Two processes sum the gradients in another order than one (fp32's last bits), and Adam's g / (sqrt(v) + eps)
+    # turns that noise into up to a few % of the learning rate for a weight whose gradient is near eps (CI saw 1 of
+    # 1040 weights off by 0.9 % of it): all but a few weights agree to 1e-5, none by more than 5 % of one step.
+    learning_rate = float(common[common.index("--learning_rate") + 1])
     for key in one:
-        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5)
+        difference = (one[key] - two[key]).abs()
+        assert (difference > 1e-5).float().mean() <= 0.01, key
+        assert difference.max() <= 0.05 * learning_rate, key
 
 
 def test_each_process_gets_its_own_random_stream(monkeypatch):

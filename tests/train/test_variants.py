@@ -132,7 +132,8 @@ def test_melody_trains_on_its_own_chroma_and_reloads(melody_model_dir, melody_so
 def test_chroma_comes_from_the_conditional_audio_column(melody_model_dir, melody_songs, tmp_path):
     from musicgen_lora.config.parsing import parse_config
     from musicgen_lora.prepare.cache_keys import module_fingerprint
-    from musicgen_lora.prepare.pipeline import prepare_split
+
+    from ..prepare.conftest import prepared_split
 
     model = AutoModelForTextToWaveform.from_pretrained(melody_model_dir)
     extractor = load_processor(melody_model_dir).feature_extractor
@@ -142,7 +143,7 @@ def test_chroma_comes_from_the_conditional_audio_column(melody_model_dir, melody
         args = parse_config(
             base_argv(melody_model_dir, melody_songs, tmp_path / "o", tmp_path / "c") + list(extra)
         ).data
-        return prepare_split(args, "train", model, fingerprint, False, extractor)["chroma"]
+        return prepared_split(args, "train", model, fingerprint, False, extractor)["chroma"]
 
     own, hummed = chroma(), chroma("--conditional_audio_column_name", "hum")
     expected = chroma_of(extractor, tone(2.0, 261.6, tremolo_hz=3))  # the first hum, whole clip
