@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config.arguments import RESOLVED_CONFIG_NAME
-from ..memorisation.codes import DEFAULT_COPY_THRESHOLD
-from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
+from ..memorisation.check import DEFAULT_COPY_THRESHOLD, DEFAULT_MELODY_THRESHOLD
 from .bootstrap import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES
 
 # The default number of clips per model (prompts x samples): with fewer, the verdict changes from one seed to another

@@ -141,6 +141,7 @@ class Comparison:
     def compare(self, other: Evidence) -> dict[str, Any]:
         """The comparison block of one model (see the module docstring)."""
         metrics: dict[str, dict[str, Any]] = {}
+        without = [{"metric": k, "why": why} for k, why in WITHOUT_INTERVAL.items()]
         for dataset in self.base.windows:
             self._cross_entropy(dataset, other, metrics)
         for dataset, embeddings in self.references.items():
@@ -149,12 +150,15 @@ class Comparison:
                 self._frechet(dataset, embedding, embedding == headline, other, metrics)
         for key, metric in CLIP_METRICS.items():
             base_values, other_values = _clip_values(self.base.records, key), _clip_values(other.records, key)
-            if np.isfinite(base_values).any() or np.isfinite(other_values).any():
-                b, o, d, replicates, base_replicates, pairs = paired_mean(
-                    base_values, other_values, self.clips.clip_counts
-                )
-                metrics[key] = _entry(metric, b, o, d, replicates, "per clip (prompts x samples)", pairs,
-                                      base_replicates)  # fmt: skip
+            if not any(key in r for r in self.base.records + other.records):
+                continue  # not measured in this evaluation (no CLAP, no training data, no tempo in the prompts)
+            b, o, d, replicates, base_replicates, pairs = paired_mean(base_values, other_values, self.clips.clip_counts)
+            if pairs == 0:
+                without.append({"metric": key, "why": "no clip has a value for both models (e.g. no tempo found in "
+                                "either clip), so there is nothing to pair"})  # fmt: skip
+                continue
+            metrics[key] = _entry(metric, b, o, d, replicates, "per clip (prompts x samples)", pairs,
+                                  base_replicates)  # fmt: skip
         if any(v is not None for v in self.base.diversity):
             base_values, other_values = _as_array(self.base.diversity), _as_array(other.diversity)
             b, o, d, replicates, base_replicates, pairs = paired_mean(
@@ -164,7 +168,7 @@ class Comparison:
         return {
             "verdict": verdict(metrics),
             "metrics": metrics,
-            "without_interval": [{"metric": k, "why": why} for k, why in WITHOUT_INTERVAL.items()],
+            "without_interval": without,
             "bootstrap": {
                 "resamples": self.resamples,
                 "seed": self.seed,

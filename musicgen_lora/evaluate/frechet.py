@@ -9,8 +9,9 @@ be resampled without touching the frames again, FAD∞, and per-song FAD.
   1/N (Chong & Forsyth, "Effectively Unbiased FID and Inception Score and where to find them", CVPR 2020). FAD∞
   computes the distance on random subsets of growing size and takes the intercept of a straight line fitted against
   1/N, as Gui et al. did for audio ("Adapting Fréchet Audio Distance for Generative Music Evaluation", ICASSP 2024,
-  microsoft/fadtk): here the subsets are of clips (drawn with replacement, as fadtk draws frames) and N counts their
-  frames.
+  microsoft/fadtk). Here the subsets are of whole clips, drawn without replacement as Chong & Forsyth draw them
+  (fadtk draws frames with replacement, which converges to the distance of the clips at hand, bias included), and
+  N counts their frames.
 - **Per-song FAD** (:func:`per_clip_distances`): each clip's own frames against a reference set, also from Gui et al.:
   one number per clip, so it can be compared clip by clip.
 """
@@ -170,7 +171,8 @@ def fad_infinity(
     rows = np.arange(len(pools))[:, None]
     xs, ys = [], []
     for k in sizes:
-        chosen = pools[rows, rng.integers(0, size, size=(len(pools), k))]  # (r, k) clip indices
+        order = np.argsort(rng.random((len(pools), size)), axis=1)[:, :k]  # k of each pool, without replacement
+        chosen = pools[rows, order]  # (r, k) clip indices
         weights = np.zeros((len(pools), clips))
         np.add.at(weights, (np.broadcast_to(rows, chosen.shape), chosen), 1.0)
         xs.append(1.0 / (weights @ stats.counts))
