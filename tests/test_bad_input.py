@@ -32,6 +32,7 @@ from musicgen_lora.train.checkpoints import is_complete
 from musicgen_lora.train.output_dir import LOCK_NAME
 
 from .bad_input.data_cases import DATA_CASES
+from .bad_input.evaluate_cases import EVALUATE_CASES
 from .bad_input.tool_cases import TOOL_CASES
 from .bad_input.train_cases import TRAIN_CASES
 from .bad_input.world import Case, World, changed_files, check_failure, deny_read, run_case, tree_hashes
@@ -51,7 +52,9 @@ MAINS = {
     "musicgen-lora": console.main,
 }
 CASES: dict[str, Case] = {
-    f"{case.command}: {name}": case for group in (TRAIN_CASES, DATA_CASES, *TOOL_CASES) for name, case in group.items()
+    f"{case.command}: {name}": case
+    for group in (TRAIN_CASES, DATA_CASES, *TOOL_CASES, EVALUATE_CASES)
+    for name, case in group.items()
 }
 
 
@@ -90,6 +93,26 @@ def make_world(monkeypatch, tiny_model_dir, corpus_dir, data_cache_dir, trained_
     return make
 
 
+@pytest.fixture(scope="module")
+def shared_worlds(tmp_path_factory, tiny_model_dir, corpus_dir, data_cache_dir, trained_run, other_base_checkpoint):
+    """The worlds that cases failing at parsing share (:attr:`Case.shared_world`), made on first use."""
+    worlds: dict[str, World] = {}
+    patch = pytest.MonkeyPatch()
+
+    def get(name: str) -> World:
+        if name not in worlds:
+            folder = tmp_path_factory.mktemp(f"shared-{name}")
+            worlds[name] = World(
+                tmp=folder, model=tiny_model_dir, shared_corpus=corpus_dir, cache=data_cache_dir,
+                trained_run=Path(trained_run["output_dir"]), other_checkpoint_factory=other_base_checkpoint,
+                monkeypatch=patch,
+            )  # fmt: skip
+        return worlds[name]
+
+    yield get
+    patch.undo()
+
+
 def never_reached(*args: object, **kwargs: object) -> None:
     """The studio's page builder and the benchmark suite in the catalogue: reaching them fails the case (it never
     blocks)."""
@@ -97,9 +120,9 @@ def never_reached(*args: object, **kwargs: object) -> None:
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, tiny_model_dir, corpus_dir):
+def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, shared_worlds, tiny_model_dir, corpus_dir):
     case = CASES[name]
-    world = make_world(tmp_path / "case")
+    world = shared_worlds(case.shared_world) if case.shared_world else make_world(tmp_path / "case")
     monkeypatch.chdir(world.tmp)
     # a case that got past every check would serve the studio's page until killed, or run the whole benchmark
     monkeypatch.setattr(studio_cli, "build_app", never_reached)

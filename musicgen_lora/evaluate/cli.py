@@ -221,6 +221,15 @@ def _models(args: argparse.Namespace) -> list[ModelSpec]:
     models = []
     if args.config:
         run_dir = _read_config(args.config)[0]
+        if not (run_dir / "adapter_config.json").is_file() and not (run_dir / "config.json").is_file():
+            steps = [int(c.name[11:]) for c in run_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", c.name)]
+            checkpoints = [run_dir / f"checkpoint-{step}" for step in sorted(steps)]
+            latest = f"--model step={checkpoints[-1]} " if checkpoints else ""
+            raise UserError(
+                f"the run in '{run_dir}' has not finished: it has no adapter yet; resume its training to the end, or "
+                f"evaluate a checkpoint with --base_model BASE {latest or '--model step=RUN/checkpoint-N '}"
+                "--prompts ... --output_dir ..."
+            )
         models.append(classify_model_dir("final", str(run_dir)))
         # the best checkpoint: OUTPUT_DIR/best/ (kept by training with load_best_model_at_end), else the one
         # trainer_state.json names, if it still exists
