@@ -1,8 +1,11 @@
-"""evaluate.py end to end on the tiny model with two adapters, its metrics' analytic checks, and the report in
-Chromium."""
+"""evaluate.py end to end on the tiny model with five models besides the base (a trained adapter, the same at half
+strength, a copy of the base weights, a freshly initialised LoRA and one trained 2 steps at learning rate 1e-12), its
+metrics' analytic checks, the comparison's verdicts, and the report in Chromium."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -19,16 +22,21 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from musicgen_lora.audio import analysis
-from musicgen_lora.evaluate.metrics import audio_health, frechet_distance, frechet_distance_from_stats
+from musicgen_lora.evaluate.frechet import frechet_distance, frechet_distance_from_stats
+from musicgen_lora.evaluate.metrics import audio_health
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
 from musicgen_lora.evaluate.spectrogram import write_spectrogram_png
 
-from ..conftest import ROOT
+from ..conftest import ROOT, base_argv
 
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
-MODELS = ("base", "final", "half", "same")  # same: a "fully fine-tuned" folder holding the base weights unchanged
+# same: a "fully fine-tuned" folder holding the base weights unchanged; fresh: a LoRA as initialised, before any step;
+# tiny_lr: trained 2 steps at learning rate 1e-12. The last three equal the base model.
+MODELS = ("base", "final", "half", "same", "fresh", "tiny_lr")
+EQUAL_TO_BASE = ("same", "fresh", "tiny_lr")
 NUM_SAMPLES = 2
 DURATION = 1.5
+GENERATION_BATCH = 3  # batches cross prompts: (0,0) (0,1) (1,0) | (1,1)
 
 
 # ------------------------------------------------------------------------------------------------ Fréchet
@@ -112,6 +120,12 @@ def test_prompts_are_parsed_for_tempo_and_key(tmp_path):
     assert [(p.text, p.bpm, p.key) for p in prompts] == [("jazz, 90 bpm", 90.0, None), ("rock", 140, "E minor")]
     (tmp_path / "p.txt").write_text("one\n\ntwo, C major\n")
     assert [p.key for p in read_prompts(tmp_path / "p.txt")] == [None, "C major"]
+    # a JSON list in a file without .json (W8 of the new user's afternoon) is read as JSON, not as one prompt
+    for name in ("prompts", "prompts.yaml", "prompts.txt"):
+        (tmp_path / name).write_text('["lofi piano", {"text": "rock", "bpm": 120}]')
+        assert [(p.text, p.bpm) for p in read_prompts(tmp_path / name)] == [("lofi piano", None), ("rock", 120)]
+    (tmp_path / "lines").write_text("[intro] lofi piano\n{verse} rock\n")  # not JSON: one prompt per line
+    assert [p.text for p in read_prompts(tmp_path / "lines")] == ["[intro] lofi piano", "{verse} rock"]
 
 
 def test_spectrogram_png_shows_a_tone_as_one_bright_band(tmp_path):
@@ -144,46 +158,65 @@ def half_adapter(trained_run, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def evaluation(trained_run, half_adapter, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> dict:
+def fresh_adapter(tiny_model_dir, tmp_path_factory) -> Path:
+    """A LoRA adapter as training initialises it, before its first step (PEFT's init: lora_B zero)."""
+    from musicgen_lora.config.arguments import LoraArguments, ModelArguments
+    from musicgen_lora.models.loading import load_model_and_processor
+    from musicgen_lora.train.lora import add_trainable_parts
+
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    folder = tmp_path_factory.mktemp("adapters") / "fresh"
+    peft_model = add_trainable_parts(model, LoraArguments())
+    peft_model.save_pretrained(folder)
+    assert all(not v.any() for k, v in load_file(folder / "adapter_model.safetensors").items() if "lora_B" in k)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_lr_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> Path:
+    """The real script, 2 steps at learning rate 1e-12 on the 4 clips (their codes are cached by trained_run)."""
+    from finetune_musicgen import main as train
+
+    output_dir = tmp_path_factory.mktemp("runs") / "tiny-lr"
+    train(base_argv(tiny_model_dir, corpus_dir, output_dir, data_cache_dir) + [
+        "--max_train_samples", "4", "--per_device_train_batch_size", "2", "--max_steps", "2", "--learning_rate",
+        "1e-12", "--lora_dropout", "0",
+    ])  # fmt: skip
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def evaluation(trained_run, half_adapter, fresh_adapter, tiny_lr_run, tiny_model_dir, corpus_dir, data_cache_dir,
+               tmp_path_factory) -> dict:  # fmt: skip
     from evaluate import main
+    from musicgen_lora.evaluate import run
 
     out = tmp_path_factory.mktemp("evaluation") / "eval"
     same = shutil.copytree(tiny_model_dir, out.parent / "same")
     prompts = out.parent / "prompts.json"
     prompts.write_text(json.dumps(PROMPTS))
     argv = [
-        "--base_model",
-        str(tiny_model_dir),
-        "--model",
-        f"final={trained_run['output_dir']}",
-        "--model",
-        f"half={half_adapter}",
-        "--model",
-        f"same={same}",
-        "--prompts",
-        str(prompts),
-        "--duration",
-        str(DURATION),
-        "--num_samples",
-        str(NUM_SAMPLES),
-        "--seed",
-        "0",
+        "--base_model", str(tiny_model_dir), "--model", f"final={trained_run['output_dir']}", "--model",
+        f"half={half_adapter}", "--model", f"same={same}", "--model", f"fresh={fresh_adapter}", "--model",
+        f"tiny_lr={tiny_lr_run}", "--prompts", str(prompts), "--duration", str(DURATION), "--num_samples",
+        str(NUM_SAMPLES), "--seed", "0", "--generation_batch_size", str(GENERATION_BATCH),
         # the 4 clips the adapter was trained on: their codes are cached by the training run (fast)
-        "--eval_dataset",
-        str(corpus_dir),
-        "--max_eval_samples",
-        "4",
-        "--train_dataset",
-        str(corpus_dir),
-        "--max_train_samples",
-        "4",
-        "--data_cache_dir",
-        str(data_cache_dir),
-        "--output_dir",
-        str(out),
-    ]
-    result = main(argv)
-    result["out"] = out
+        "--eval_dataset", str(corpus_dir), "--max_eval_samples", "4", "--train_dataset", str(corpus_dir),
+        "--max_train_samples", "4", "--data_cache_dir", str(data_cache_dir), "--output_dir", str(out),
+        "--bootstrap_resamples", "500",
+    ]  # fmt: skip
+    bars = []
+    real_progress = run.progress
+
+    def recorded(**kwargs):
+        bars.append(kwargs)
+        return real_progress(**kwargs)
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(run, "progress", recorded)
+        result = main(argv)
+    result["out"], result["bars"], result["stdout"] = out, bars, printed.getvalue()
     return result
 
 
@@ -224,7 +257,10 @@ def test_every_output_exists_and_parses(evaluation):
     }
     for record in lines:
         assert (out / record["path"]).is_file() and (out / record["spectrogram"]).is_file()
-        assert record["prompt"] == PROMPTS[record["prompt_index"]] and record["seed"] == record["prompt_index"]
+        assert record["prompt"] == PROMPTS[record["prompt_index"]]
+        position = record["prompt_index"] * NUM_SAMPLES + record["sample"]  # batches mix prompts and samples
+        assert (record["batch"], record["batch_row"]) == divmod(position, GENERATION_BATCH)
+        assert record["seed"] == record["batch"]  # --seed 0: batch b uses seed b, for every model
         assert record["duration"] == pytest.approx(DURATION) and record["duration_ratio"] == pytest.approx(1.0)
         assert record["target_bpm"] == [84.0, 128.0][record["prompt_index"]]
         assert record["nan_samples"] == 0 and record["inf_samples"] == 0
@@ -236,13 +272,68 @@ def test_every_output_exists_and_parses(evaluation):
     nulls = [
         p
         for p in _nulls(metrics)
-        if not p.startswith(".settings") and not p.endswith((".path", "tempo_rel_error_mean"))
+        if not p.startswith(".settings")
+        and not p.endswith((".path", "tempo_rel_error_mean"))
+        and not (p.startswith(".comparison") and p.endswith((".direction", ".better")))  # unchanged; no better way
     ]
     assert nulls == [], nulls
+    assert not (out / ".evaluate.lock").exists()  # the folder's lock is gone with the evaluation
+    # one progress bar over models x prompts
+    (bar,) = [b for b in evaluation["bars"] if b.get("desc") == "Rendering"]
+    assert bar["total"] == len(MODELS) * len(PROMPTS) and bar["unit"] == "prompt"
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
     for record in lines:
         assert f'src="{record["path"]}"' in html and f'src="{record["spectrogram"]}"' in html
+
+
+def test_models_equal_to_the_base_are_judged_no_detectable_change_on_every_metric(evaluation):
+    """A copy of the base weights, a LoRA as initialised (lora_B zero) and one trained 2 steps at lr 1e-12."""
+    comparison = evaluation["metrics"]["comparison"]
+    assert list(comparison) == list(MODELS[1:])
+    for name in EQUAL_TO_BASE:
+        block = comparison[name]
+        assert block["verdict"].startswith("no detectable change"), (name, block["verdict"])
+        assert not [k for k, e in block["metrics"].items() if e["changed"]], name
+        assert f"{name} against base: no detectable change" in evaluation["stdout"]
+    out = evaluation["out"]
+    for name in ("same", "fresh"):  # exactly the base's clips (the adapter adds zeros)
+        assert all((out / name / p.name).read_bytes() == p.read_bytes() for p in (out / "base").glob("*.wav"))
+
+
+def test_the_trained_adapter_is_a_detectable_change_in_words_and_numbers(evaluation):
+    block = evaluation["metrics"]["comparison"]["final"]
+    ce = block["metrics"]["cross_entropy[eval]"]
+    models = evaluation["metrics"]["models"]
+    assert ce["delta"] == pytest.approx(
+        models["final"]["cross_entropy"]["eval"]["ce"] - models["base"]["cross_entropy"]["eval"]["ce"]
+    )
+    assert ce["changed"] and ce["verdict"] == "better" and ce["ci95"][1] < 0 and ce["other_side_of_zero"] == 0.0
+    assert ce["resampled"] == "per evaluation window" and ce["pairs"] == 4 and ce["resamples"] == 500
+    song = block["metrics"]["per_song_fad"]
+    assert song["changed"] and song["words"] == "closer to the training music" and song["relative_ci95"][1] < 0
+    assert block["verdict"].startswith("predicts the 'eval' music better: cross-entropy on 'eval' −")
+    assert "closer to the training music: per-song FAD to the training files" in block["verdict"]
+    assert f"final against base: {block['verdict']}" in evaluation["stdout"]
+    for entry in block["metrics"].values():  # the shape the Studio reads
+        assert {"label", "delta", "ci95", "other_side_of_zero", "changed"} <= set(entry) and len(entry["ci95"]) == 2
+    assert block["bootstrap"]["resamples"] == 500 and evaluation["metrics"]["settings"]["bootstrap_seed"] == 0
+    page = Path(evaluation["report"]).read_text()
+    assert page.index("final</b> against <b>base</b>: predicts") < page.index('<table id="metrics">')
+
+
+def test_the_model_card_carries_the_verdict(evaluation, trained_run, tmp_path):
+    from musicgen_lora.hub.card import build_model_card
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["output_dir"], run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    (run / "evaluation").mkdir()
+    shutil.copy(evaluation["out"] / "metrics.json", run / "evaluation" / "metrics.json")
+    card = str(build_model_card(run))
+    verdict = evaluation["metrics"]["comparison"]["final"]["verdict"]
+    assert f"**final** against the base model: {verdict}" in card
+    assert "**fresh** against the base model: no detectable change" in card
+    assert re.search(r"\|---\|---\|---\|---\|---\|---\|\n\| base \|[^\n]*\|\n\| final \|", card)  # one table
 
 
 def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evaluation):
@@ -332,7 +423,7 @@ def test_metric_blocks_are_complete(evaluation):
             <= memorisation["longest_copied_run_frames_q1"]
             <= generated_frames
         )
-    assert "not the literature's VGGish FAD" in evaluation["metrics"]["notes"]["frechet"].replace("Not", "not")
+    assert "not the vggish fad of musicgen's paper" in evaluation["metrics"]["notes"]["frechet"].lower()
 
 
 def test_config_mode_reads_everything_back_from_the_training_run(trained_run, half_adapter, tmp_path):
