@@ -1,15 +1,17 @@
 """Paired bootstrap intervals for the difference between an adapter and the base model.
 
 Every model renders the same prompts with the same seeds, so clip ``(prompt p, sample s)`` of an adapter and of the
-base differ only by the weights: the comparison is *paired*. One set of resamples serves every metric and every
-model (the same resampled clips for the base and the adapter, and for all metrics, so that the intervals are
-comparable):
+base differ only by the weights: the comparison is *paired* (the paired bootstrap of Koehn 2004, over test items).
+One set of resamples serves every metric and every model (the same resampled clips for the base and the adapter,
+and for all metrics, so that the intervals are comparable):
 
-- **clips** (prompts x samples): a two-stage bootstrap, prompts drawn with replacement, then, within each drawn
-  prompt, its samples drawn with replacement. A per-clip metric's replicate is the weighted mean of its per-clip
-  differences (pairs with a value on both sides only); a per-prompt metric (diversity) uses the prompt draws; a
-  distribution-level metric (a Fréchet distance) is recomputed on the resampled clips of each model, against the
-  fixed reference, and differenced.
+- **clips** (prompts x seeds): the prompts x samples clip pairs drawn with replacement. A per-clip metric's
+  replicate is the mean of its resampled per-clip differences (pairs with a value on both sides only); a
+  distribution-level metric (a Fréchet distance) is recomputed on each model's resampled clips, against the fixed
+  reference, and differenced. The prompts are those given: the interval says whether the adapter changed the music
+  *on these prompts* beyond what the sampling seed changes (a two-stage resampling of the prompts themselves would
+  need many prompts; with the 2-4 sample prompts of a run it is degenerate).
+- **prompts** (a per-prompt metric: the diversity of a prompt's samples): the prompts drawn with replacement.
 - **windows** (held-out cross-entropy): the evaluation windows drawn with replacement; a replicate is the ratio of the
   summed cross-entropy to the summed targets, as the point value is.
 
@@ -30,11 +32,11 @@ DEFAULT_BOOTSTRAP_SEED = 0
 
 @dataclass(frozen=True)
 class ClipResamples:
-    """Bootstrap weights over a prompts x samples grid of clips.
+    """Bootstrap counts over a prompts x samples grid of clips.
 
     Attributes:
-        prompt_counts: (resamples, prompts) how often each prompt was drawn.
-        clip_counts: (resamples, prompts * samples) how often each clip was drawn (prompt-major order).
+        prompt_counts: (resamples, prompts) how often each prompt was drawn (per-prompt metrics).
+        clip_counts: (resamples, prompts * samples) how often each clip pair was drawn (prompt-major order).
     """
 
     prompt_counts: np.ndarray
@@ -43,26 +45,24 @@ class ClipResamples:
     @classmethod
     def draw(cls, prompts: int, samples: int, resamples: int, seed: int) -> ClipResamples:
         rng = np.random.default_rng(seed)
-        chosen = rng.integers(0, prompts, size=(resamples, prompts))  # stage 1: prompts
-        prompt_counts = np.zeros((resamples, prompts))
-        np.add.at(prompt_counts, (np.arange(resamples)[:, None], chosen), 1.0)
-        picks = rng.integers(0, samples, size=(resamples, prompts, samples))  # stage 2: samples of each drawn prompt
-        clips = chosen[:, :, None] * samples + picks  # (resamples, prompts, samples) clip indices
-        clip_counts = np.zeros((resamples, prompts * samples))
-        np.add.at(clip_counts, (np.arange(resamples)[:, None, None], clips), 1.0)
-        return cls(prompt_counts, clip_counts)
+        return cls(_counts(rng, prompts, resamples), _counts(rng, prompts * samples, resamples))
 
     @property
     def resamples(self) -> int:
         return len(self.clip_counts)
 
 
+def _counts(rng: np.random.Generator, units: int, resamples: int) -> np.ndarray:
+    """(resamples, units): how often each unit is drawn in each of ``resamples`` draws of ``units`` with
+    replacement."""
+    counts = np.zeros((resamples, units))
+    np.add.at(counts, (np.arange(resamples)[:, None], rng.integers(0, units, size=(resamples, units))), 1.0)
+    return counts
+
+
 def window_resamples(windows: int, resamples: int, seed: int) -> np.ndarray:
     """(resamples, windows) bootstrap counts of evaluation windows."""
-    rng = np.random.default_rng(seed)
-    counts = np.zeros((resamples, windows))
-    np.add.at(counts, (np.arange(resamples)[:, None], rng.integers(0, windows, size=(resamples, windows))), 1.0)
-    return counts
+    return _counts(np.random.default_rng(seed), windows, resamples)
 
 
 @dataclass(frozen=True)

@@ -172,8 +172,8 @@ class Comparison:
             "bootstrap": {
                 "resamples": self.resamples,
                 "seed": self.seed,
-                "clips": "two-stage: prompts with replacement, then each drawn prompt's samples with replacement; "
-                "the same resamples for the base model and this one (paired)",
+                "clips": "the prompts x samples clip pairs drawn with replacement, the same resamples for the base "
+                "model and this one (paired); the prompts are those given (per-prompt metrics: prompts drawn)",
                 "windows": "evaluation windows with replacement (cross-entropy: summed loss / summed targets)",
                 "interval": "2.5th-97.5th percentile of the resampled differences",
                 "frechet_resamples": min(self.resamples, FRECHET_RESAMPLES),
