@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class _ModelOutputs:
+class ModelOutputs:
     """One model's block of metrics, its clips, its per-window cross-entropy and its clips' Fréchet statistics."""
 
     block: dict[str, Any]
@@ -41,6 +41,10 @@ class _ModelOutputs:
     def records(self) -> list[dict[str, Any]]:
         return [clip.record for clip in self.clips]
 
+    def evidence(self) -> Evidence:
+        """What the comparison with the base needs (after :func:`model_level_metrics`)."""
+        return Evidence(self.records, self.windows, self.block["diversity"]["per_prompt"], self.clip_stats)
+
 
 def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
     """Generate, measure, compare and report; see the package docstring.
@@ -51,11 +55,11 @@ def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
     started = time.perf_counter()
     context = set_up(settings)
     specs = [ModelSpec(BASE, None, "base"), *settings.models]
-    outputs: dict[str, _ModelOutputs] = {}
+    outputs: dict[str, ModelOutputs] = {}
     with progress(total=len(specs) * len(settings.prompts), desc="Rendering", unit="prompt") as bar:
         for spec in specs:
-            outputs[spec.name] = _evaluate_model(context, spec, bar)
-    _model_level_metrics(context, outputs)
+            outputs[spec.name] = evaluate_model(context, spec, bar)
+    model_level_metrics(context, outputs)
     comparison = _compare(context, outputs)
     records = [record for output in outputs.values() for record in output.records]
     metrics = _metrics(context, {name: output.block for name, output in outputs.items()}, comparison, started)
@@ -69,12 +73,12 @@ def run_evaluation(settings: EvalSettings) -> dict[str, Any]:
     return {"output_dir": str(out), "metrics": metrics, "records": records, "report": str(report)}
 
 
-def _evaluate_model(context: EvalContext, model_spec: ModelSpec, bar: Any) -> _ModelOutputs:
+def evaluate_model(context: EvalContext, model_spec: ModelSpec, bar: Any) -> ModelOutputs:
     """One model: its held-out cross-entropy (and, for an adapter, with the adapter disabled), then every clip of the
     grid rendered and measured."""
     settings = context.settings
     logger.info("Evaluating model '%s'%s", model_spec.name, f" ({model_spec.path})" if model_spec.path else "")
-    output = _ModelOutputs({"path": model_spec.path, "kind": model_spec.kind})
+    output = ModelOutputs({"path": model_spec.path, "kind": model_spec.kind})
     with adapted(context.base, model_spec, settings.cache_dir) as model:
         output.block["cross_entropy"] = {}
         for data in context.eval_data:
@@ -97,7 +101,7 @@ def _evaluate_model(context: EvalContext, model_spec: ModelSpec, bar: Any) -> _M
     return output
 
 
-def _model_level_metrics(context: EvalContext, outputs: dict[str, _ModelOutputs]) -> None:
+def model_level_metrics(context: EvalContext, outputs: dict[str, ModelOutputs]) -> None:
     """Fréchet distances (and FAD∞), diversity, per-song FAD and memorisation, which need all of a model's clips
     (and, for the diversity, one scale common to every model)."""
     vectors = [clip.vector for output in outputs.values() for clip in output.clips]
@@ -151,22 +155,23 @@ def _frechet_block(stats: ClipStats, reference: Any) -> dict[str, Any]:
     return block
 
 
-def _compare(context: EvalContext, outputs: dict[str, _ModelOutputs]) -> dict[str, Any]:
-    """Each other model against the base: ``metrics.json["comparison"][name]`` (see :mod:`.comparison`)."""
-    settings = context.settings
-    references = {
+def reference_gaussians(context: EvalContext) -> dict[str, dict[str, Any]]:
+    """Per evaluation dataset and embedding, the reference Gaussian of the Fréchet distances."""
+    return {
         dataset: {name: reference.gaussian for name, reference in found.items()}
         for dataset, found in context.references.items()
     }
 
-    def evidence(output: _ModelOutputs) -> Evidence:
-        return Evidence(output.records, output.windows, output.block["diversity"]["per_prompt"], output.clip_stats)
 
+def _compare(context: EvalContext, outputs: dict[str, ModelOutputs]) -> dict[str, Any]:
+    """Each other model against the base: ``metrics.json["comparison"][name]`` (see :mod:`.comparison`)."""
+    settings = context.settings
+    references = reference_gaussians(context)
     comparison = Comparison(
-        evidence(outputs[BASE]), references, len(settings.prompts), settings.num_samples,
+        outputs[BASE].evidence(), references, len(settings.prompts), settings.num_samples,
         settings.bootstrap_resamples, settings.bootstrap_seed,
     )  # fmt: skip
-    return {name: comparison.compare(evidence(output)) for name, output in outputs.items() if name != BASE}
+    return {name: comparison.compare(output.evidence()) for name, output in outputs.items() if name != BASE}
 
 
 def _metrics(

@@ -424,6 +424,18 @@ def test_metric_blocks_are_complete(evaluation):
             <= generated_frames
         )
     assert "not the vggish fad of musicgen's paper" in evaluation["metrics"]["notes"]["frechet"].lower()
+    for name, block in evaluation["metrics"]["models"].items():
+        for kind in ("encodec_latent", "descriptor"):
+            fad_inf = block["frechet"]["eval"][kind]["fad_inf"]
+            assert math.isfinite(fad_inf["value"]) and fad_inf["subset_clips"][-1] == len(PROMPTS) * NUM_SAMPLES
+        per_song = [r["per_song_fad"] for r in evaluation["records"] if r["model"] == name]
+        assert len(per_song) == len(PROMPTS) * NUM_SAMPLES and block["per_song_fad"]["mean"] == pytest.approx(
+            np.mean(per_song)
+        )
+    # no --clap_model: the CLAP metrics are left out with one line naming the option, in the log and metrics.json
+    (line,) = [x for x in evaluation["metrics"]["left_out"] if "CLAP" in x]
+    assert "left out: give --clap_model FOLDER (laion/larger_clap_music" in line
+    assert "clap" not in evaluation["metrics"]["models"]["base"]["frechet"]["eval"]
 
 
 def test_config_mode_reads_everything_back_from_the_training_run(trained_run, half_adapter, tmp_path):
@@ -456,7 +468,7 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
     assert len((run / "evaluation" / "comparison_results.jsonl").read_text().splitlines()) == 6
 
 
-def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, tmp_path):
+def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, corpus_dir, data_cache_dir, tmp_path):
     from transformers import ClapModel, ClapProcessor
 
     from evaluate import main
@@ -465,22 +477,16 @@ def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, tmp_
     clap = tiny_clap_dir
     prompts = tmp_path / "p.json"
     prompts.write_text('["techno, 128 bpm"]')
-    result = main(
-        [
-            "--base_model",
-            str(tiny_model_dir),
-            "--prompts",
-            str(prompts),
-            "--duration",
-            "1",
-            "--num_samples",
-            "2",
-            "--output_dir",
-            str(tmp_path / "o"),
-            "--clap_model",
-            str(clap),
-        ]
-    )
+    result = main([
+        "--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples", "2",
+        "--output_dir", str(tmp_path / "o"), "--clap_model", str(clap), "--eval_dataset", str(corpus_dir),
+        "--max_eval_samples", "2", "--data_cache_dir", str(data_cache_dir),
+    ])  # fmt: skip
+    # FAD on CLAP embeddings: one 10 s window per second of audio (fadtk's protocol), 48 kHz
+    fad = result["metrics"]["models"]["base"]["frechet"]["eval"]["clap"]
+    assert fad["generated_clips"] == 2 and fad["generated_frames"] == 2 and fad["value"] >= 0
+    assert fad["reference_clips"] == 2 and fad["reference_frames"] >= 2
+    assert not [x for x in result["metrics"]["left_out"] if "CLAP" in x]
     records = result["records"]
     assert all(-1 <= r["clap_score"] <= 1 for r in records)
     assert result["metrics"]["models"]["base"]["clap_score_mean"] == pytest.approx(
