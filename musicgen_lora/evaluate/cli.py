@@ -178,7 +178,7 @@ def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
     Raises:
         UserError: another evaluation holds the folder, it is not writable, or it holds an earlier evaluation.
     """
-    created = not out.exists()
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # made here, innermost first
     ensure_writable_folder(out, "--output_dir")
     lock = filelock.FileLock(out / LOCK_NAME, timeout=0)
     try:
@@ -196,8 +196,9 @@ def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
             lock.release()
             (out / LOCK_NAME).unlink(missing_ok=True)
     finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        for folder in created:  # each only while empty: never what this evaluation wrote, nor anyone's files
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _check_earlier_evaluation(out: Path, overwrite: bool) -> None:

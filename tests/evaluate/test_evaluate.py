@@ -27,7 +27,7 @@ from musicgen_lora.evaluate.metrics import audio_health
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
 from musicgen_lora.evaluate.spectrogram import write_spectrogram_png
 
-from ..conftest import ROOT, base_argv
+from ..conftest import ROOT, base_argv, write_tone
 
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
 # same: a "fully fine-tuned" folder holding the base weights unchanged; fresh: a LoRA as initialised, before any step;
@@ -78,6 +78,7 @@ def test_frechet_distance_matches_the_closed_form_for_gaussians():
     assert frechet_distance(x, y) == pytest.approx(closed, rel=0.02)
 
 
+@pytest.mark.slow
 def test_frechet_distance_grows_with_distortion(corpus_dir):
     clips = [sf.read(p, dtype="float32")[0] for p in sorted(corpus_dir.glob("clip_*.wav"))[:6]]
     reference = np.concatenate([analysis.frame_descriptors(c, 32000) for c in clips])
@@ -242,6 +243,7 @@ def _nulls(value, path=""):
         yield path
 
 
+@pytest.mark.slow
 def test_every_output_exists_and_parses(evaluation):
     out = evaluation["out"]
     for model in MODELS:
@@ -287,6 +289,7 @@ def test_every_output_exists_and_parses(evaluation):
         assert f'src="{record["path"]}"' in html and f'src="{record["spectrogram"]}"' in html
 
 
+@pytest.mark.slow
 def test_models_equal_to_the_base_are_judged_no_detectable_change_on_every_metric(evaluation):
     """A copy of the base weights, a LoRA as initialised (lora_B zero) and one trained 2 steps at lr 1e-12."""
     comparison = evaluation["metrics"]["comparison"]
@@ -301,6 +304,7 @@ def test_models_equal_to_the_base_are_judged_no_detectable_change_on_every_metri
         assert all((out / name / p.name).read_bytes() == p.read_bytes() for p in (out / "base").glob("*.wav"))
 
 
+@pytest.mark.slow
 def test_the_trained_adapter_is_a_detectable_change_in_words_and_numbers(evaluation):
     block = evaluation["metrics"]["comparison"]["final"]
     ce = block["metrics"]["cross_entropy[eval]"]
@@ -322,6 +326,7 @@ def test_the_trained_adapter_is_a_detectable_change_in_words_and_numbers(evaluat
     assert page.index("final</b> against <b>base</b>: predicts") < page.index('<table id="metrics">')
 
 
+@pytest.mark.slow
 def test_the_model_card_carries_the_verdict(evaluation, trained_run, tmp_path):
     from musicgen_lora.hub.card import build_model_card
 
@@ -336,6 +341,7 @@ def test_the_model_card_carries_the_verdict(evaluation, trained_run, tmp_path):
     assert re.search(r"\|---\|---\|---\|---\|---\|---\|\n\| base \|[^\n]*\|\n\| final \|", card)  # one table
 
 
+@pytest.mark.slow
 def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evaluation):
     models = evaluation["metrics"]["models"]
     base = models["base"]["cross_entropy"]["eval"]
@@ -354,6 +360,7 @@ def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evalua
     assert base["ce"] == pytest.approx(ce_mean, rel=1e-6)  # equal-length windows: equal targets per codebook
 
 
+@pytest.mark.slow
 def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(
     evaluation, tiny_model_dir, corpus_dir, data_cache_dir
 ):
@@ -376,6 +383,7 @@ def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(
     )
 
 
+@pytest.mark.slow
 def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation):
     out = evaluation["out"]
     # a model folder with the base weights renders byte-identical files and scores the same cross-entropy
@@ -398,6 +406,7 @@ def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation
     assert all(len(s) == 1 for s in seeds.values())  # every model rendered each prompt with the same seed
 
 
+@pytest.mark.slow
 def test_metric_blocks_are_complete(evaluation):
     for block in evaluation["metrics"]["models"].values():
         frechet = block["frechet"]["eval"]
@@ -438,6 +447,7 @@ def test_metric_blocks_are_complete(evaluation):
     assert "clap" not in evaluation["metrics"]["models"]["base"]["frechet"]["eval"]
 
 
+@pytest.mark.slow
 def test_config_mode_reads_everything_back_from_the_training_run(trained_run, half_adapter, tmp_path):
     from evaluate import main
 
@@ -468,6 +478,7 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
     assert len((run / "evaluation" / "comparison_results.jsonl").read_text().splitlines()) == 6
 
 
+@pytest.mark.slow
 def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, corpus_dir, data_cache_dir, tmp_path):
     from transformers import ClapModel, ClapProcessor
 
@@ -509,6 +520,7 @@ def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, corp
     assert records[0]["clap_score"] == pytest.approx(expected, abs=2e-3)  # the WAV is 16-bit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["stereo", "melody"])
 def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_path):
     from evaluate import main
@@ -548,6 +560,7 @@ def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_pat
     assert result["records"][0]["generated_frames"] == 50 and block["memorisation"]["training_clips"] == 2
 
 
+@pytest.mark.slow
 def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(
     evaluation, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path
 ):
@@ -606,6 +619,27 @@ def _error(capsys, argv) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and err[-1].startswith("error: ")
     return err[-1]
+
+
+@pytest.mark.slow
+def test_the_config_of_a_stopped_run_leaves_no_evaluation_folder(trained_run, tmp_path, capsys):
+    """UC23 of the new user's afternoon: the refusal left an empty RUN/evaluation/ behind."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["output_dir"], run, ignore=shutil.ignore_patterns("samples", "adapter_*"))
+    message = _error(capsys, ["--config", str(run), "--duration", "0.5", "--num_samples", "1"])
+    assert "has not finished: it has no adapter yet" in message
+    assert not (run / "evaluation").exists()
+
+
+def test_an_evaluation_that_fails_removes_the_folder_it_created(tiny_model_dir, tmp_path, capsys):
+    songs = tmp_path / "songs"
+    write_tone(songs / "a.wav", 2.0)
+    (songs / "metadata.jsonl").write_text('{"file_name": 3, "text": "x"}\n')
+    (tmp_path / "p.json").write_text('["jazz"]')
+    out = tmp_path / "new" / "eval"
+    message = _error(capsys, ["--base_model", str(tiny_model_dir), "--prompts", str(tmp_path / "p.json"),
+                              "--eval_dataset", str(songs), "--output_dir", str(out)])  # fmt: skip
+    assert "'file_name' is 3" in message and not (tmp_path / "new").exists()
 
 
 def test_clap_without_a_local_checkpoint_is_a_one_line_error(capsys, tiny_model_dir, tmp_path):
@@ -697,6 +731,8 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_chromium
 def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp_path):
     page = Path(evaluation["report"])
@@ -724,6 +760,8 @@ def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp
         shutil.copy(shot, artifacts / "report.png")
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_chromium
 def test_the_browser_check_notices_a_missing_file(evaluation, tmp_path):
     """The same check on a copy of the page with one WAV and one PNG deleted must report both."""
