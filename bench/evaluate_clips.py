@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pickle
 import platform
 import tempfile
 import time
@@ -74,7 +75,13 @@ def _width(entry: dict[str, Any]) -> float:
     return float(high - low)
 
 
-def intervals(args: argparse.Namespace) -> dict[str, Any]:
+def _pool(args: argparse.Namespace) -> tuple[dict[str, ModelOutputs], dict[str, Any], float]:
+    """Every model's clips of the pool, the references and the seconds the rendering took (read from
+    ``--pool_cache`` when it exists, else rendered and written there)."""
+    cache = Path(args.pool_cache) if args.pool_cache else None
+    if cache is not None and cache.is_file():
+        with cache.open("rb") as handle:
+            return pickle.load(handle)
     pool_prompts, pool_samples = args.pool_prompts, args.pool_samples
     with tempfile.TemporaryDirectory() as folder:
         settings = EvalSettings(
@@ -103,8 +110,17 @@ def intervals(args: argparse.Namespace) -> dict[str, Any]:
                 outputs[spec.name] = evaluate_model(own_context, spec, bar)
         rendering = time.perf_counter() - started
         model_level_metrics(context, outputs)
+    pool = (outputs, reference_gaussians(context), rendering)
+    if cache is not None:
+        with cache.open("wb") as handle:
+            pickle.dump(pool, handle)
+    return pool
+
+
+def intervals(args: argparse.Namespace) -> dict[str, Any]:
+    pool_prompts, pool_samples = args.pool_prompts, args.pool_samples
+    outputs, references, rendering = _pool(args)
     scale = np.stack([clip.vector for output in outputs.values() for clip in output.clips]).std(axis=0) + 1e-9
-    references = reference_gaussians(context)
     rng = np.random.default_rng(args.seed)
     rows = []
     for prompts_count, samples_count in [s for s in SIZES if s[0] <= pool_prompts and s[1] <= pool_samples]:
@@ -204,6 +220,7 @@ def main() -> None:
     widths.add_argument("--draws", type=int, default=20)
     widths.add_argument("--resamples", type=int, default=1000)
     widths.add_argument("--seed", type=int, default=0)
+    widths.add_argument("--pool_cache", help="keep the rendered pool in this pickle (reused when it exists)")
     clock = commands.add_parser("speed")
     clock.add_argument("--base_model", help="a model folder (default: build a random one of --architecture)")
     clock.add_argument("--architecture", default="small")

@@ -5,7 +5,8 @@
 "ci95": [low, high], "other_side_of_zero", "base", "model", "changed", ...}}, "without_interval": [...],
 "bootstrap": {...}}``. A metric counts as *changed* when its 95 % interval excludes zero and the difference is at
 least the metric's resolution (the smallest change worth a word: 1e-4 nats of cross-entropy, 0.1 LU of loudness,
-0.1 % of a Fréchet distance...), so float round-off never reads as a change. The verdict names every changed
+0.1 % of a Fréchet distance...), so float round-off never reads as a change, and when at least 8 independent units
+(clip pairs, prompts, windows) were resampled (:data:`~.bootstrap.MIN_UNITS`). The verdict names every changed
 headline metric with its direction, interval and words, counts the other changed metrics, and lists the unchanged
 headline metrics with their intervals; "no detectable change" when no metric changed. No metric is left out of the
 comparison for the way it moved; the model-level summaries that have no per-clip value (a maximum over clips, a
@@ -21,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .bootstrap import ClipResamples, Interval, paired_mean, paired_ratio, window_resamples
+from .bootstrap import MIN_UNITS, ClipResamples, Interval, paired_mean, paired_ratio, window_resamples
 from .frechet import ClipStats, Gaussian, fad_infinity
 
 FRECHET_RESAMPLES = 500  # at most: each replicate is one eigendecomposition of a dim x dim matrix per model
 FAD_INF_RESAMPLES = 100  # at most: each replicate fits FAD∞ on 10 subset sizes
+UNIT_NAMES = {"per clip (prompts x samples)": "clip pairs", "per prompt": "prompts", "per evaluation window": "windows",
+              "clips resampled": "clips"}  # fmt: skip
 EMBEDDING_NAMES = {
     "clap": "CLAP embeddings",
     "encodec_latent": "EnCodec latents",
@@ -175,7 +178,9 @@ class Comparison:
                 "clips": "the prompts x samples clip pairs drawn with replacement, the same resamples for the base "
                 "model and this one (paired); the prompts are those given (per-prompt metrics: prompts drawn)",
                 "windows": "evaluation windows with replacement (cross-entropy: summed loss / summed targets)",
-                "interval": "2.5th-97.5th percentile of the resampled differences",
+                "interval": "expanded percentile interval of the resampled differences (Hesterberg 2015: the "
+                "percentiles at Phi(-+sqrt(n/(n-1)) t_(n-1, 0.975)) for n units); no change is called with fewer than "
+                f"{MIN_UNITS} units",
                 "frechet_resamples": min(self.resamples, FRECHET_RESAMPLES),
                 "fad_inf_resamples": min(self.resamples, FAD_INF_RESAMPLES),
             },
@@ -247,7 +252,7 @@ def _as_array(values: list[Any]) -> np.ndarray:
 def _entry(metric: Metric, base: float, model: float, delta: float, replicates: np.ndarray, unit: str,
            pairs: int, base_replicates: np.ndarray) -> dict[str, Any]:  # fmt: skip
     """One metric's comparison entry (see the module docstring)."""
-    interval = Interval.of(delta, replicates)
+    interval = Interval.of(delta, replicates, pairs)
     entry: dict[str, Any] = {
         "label": metric.label,
         "base": base,
@@ -257,7 +262,7 @@ def _entry(metric: Metric, base: float, model: float, delta: float, replicates: 
         "other_side_of_zero": interval.other_side_of_zero,
         "better": metric.better,
         "resampled": unit,
-        "pairs": pairs,
+        "pairs": pairs,  # independent units resampled: clip pairs, prompts or windows
         "resamples": interval.resamples,
         "resolution": metric.resolution,
         "headline": metric.headline,
@@ -267,10 +272,13 @@ def _entry(metric: Metric, base: float, model: float, delta: float, replicates: 
         # each replicate relative to its own resampled base value, so a distance never falls by more than 100 %
         with np.errstate(invalid="ignore", divide="ignore"):
             own_base = np.where(base_replicates > 0, base_replicates, np.nan)
-            relative = Interval.of(delta / base, np.asarray(replicates) / own_base)
+            relative = Interval.of(delta / base, np.asarray(replicates) / own_base, pairs)
         entry.update(relative=relative.delta, relative_ci95=[relative.low, relative.high])
         size = abs(delta / base)
     entry["changed"] = bool(interval.excludes_zero() and size >= metric.resolution)
+    if not interval.enough_units:
+        units = UNIT_NAMES.get(unit, "units")
+        entry["too_few"] = f"{pairs} {units} resampled; at least {MIN_UNITS} are needed to call a change"
     entry["direction"] = ("higher" if delta > 0 else "lower") if entry["changed"] else None
     if entry["changed"] and metric.better:
         entry["verdict"] = "better" if entry["direction"] == metric.better else "worse"
@@ -303,13 +311,19 @@ def verdict(metrics: dict[str, dict[str, Any]]) -> str:
     changed, and the unchanged headline metrics; "no detectable change" when nothing changed."""
     changed = [e for e in metrics.values() if e["changed"]]
     if not changed:
-        return f"no detectable change: every one of the {len(metrics)} metrics' 95 % intervals includes zero"
+        few = [key for key, e in metrics.items() if "too_few" in e]
+        note = f"; {len(few)} of them on too few clips, prompts or windows to call a change ({', '.join(few)})"
+        return f"no detectable change in any of the {len(metrics)} metrics compared" + (note if few else "")
     headline = [e for e in changed if e["headline"]]
     parts = [f"{e['words']}: {describe(e)}" for e in headline]
     others = [key for key, e in metrics.items() if e["changed"] and not e["headline"]]
     if others:
         parts.append(f"{len(others)} other metric{'s' if len(others) > 1 else ''} changed ({', '.join(others)})")
-    steady = [describe(e) for e in metrics.values() if e["headline"] and not e["changed"]]
+    steady = [
+        describe(e) + (f" (only {e['too_few'].split(' resampled')[0]}: too few to call)" if "too_few" in e else "")
+        for e in metrics.values()
+        if e["headline"] and not e["changed"]
+    ]
     if steady:
         parts.append("unchanged: " + ", ".join(steady))
     return "; ".join(parts)

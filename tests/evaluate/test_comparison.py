@@ -54,7 +54,7 @@ def test_the_interval_covers_a_known_shift_about_95_times_in_100():
         base = prompt_effect + rng.normal(0, 1.0, PROMPTS * SAMPLES)
         other = prompt_effect + 0.3 + rng.normal(0, 1.0, PROMPTS * SAMPLES)
         _, _, delta, replicates, _, pairs = paired_mean(base, other, draws.clip_counts)
-        interval = Interval.of(delta, replicates)
+        interval = Interval.of(delta, replicates, pairs)
         covered += interval.low <= 0.3 <= interval.high
         assert pairs == PROMPTS * SAMPLES
     assert 0.88 <= covered / trials <= 0.99, covered
@@ -64,7 +64,7 @@ def test_identical_values_give_a_zero_interval_and_pairs_only_count_both_sides()
     draws = ClipResamples.draw(PROMPTS, SAMPLES, 300, seed=0)
     values = np.arange(PROMPTS * SAMPLES, dtype=float)
     _, _, delta, replicates, _, _ = paired_mean(values, values.copy(), draws.clip_counts)
-    interval = Interval.of(delta, replicates)
+    interval = Interval.of(delta, replicates, PROMPTS * SAMPLES)
     assert (interval.delta, interval.low, interval.high, interval.other_side_of_zero) == (0, 0, 0, 1.0)
     assert not interval.excludes_zero()
     other = values + 1.0
@@ -72,6 +72,21 @@ def test_identical_values_give_a_zero_interval_and_pairs_only_count_both_sides()
     base_mean, other_mean, delta, _, _, pairs = paired_mean(values, other, draws.clip_counts)
     assert pairs == PROMPTS * SAMPLES - 5 and delta == pytest.approx(1.0)
     assert base_mean == pytest.approx(values[5:].mean())
+
+
+@pytest.mark.parametrize("units", [4, 8, 16])
+def test_nothing_changed_is_called_a_change_about_one_time_in_twenty_or_less(units):
+    """Paired differences that are pure noise: the interval excludes zero in at most ~5 % of evaluations at 8 units
+    or more (the expanded percentile interval), and never with fewer than 8 (where a plain percentile interval
+    would call 'changed' whenever every difference has one sign: 12.5 % of the time at 4)."""
+    rng = np.random.default_rng(units)
+    draws = ClipResamples.draw(units, 1, 1000, seed=0)
+    calls = 0
+    for _ in range(400):
+        base, other = rng.normal(0, 1, units), rng.normal(0, 1, units)
+        _, _, delta, replicates, _, pairs = paired_mean(base, other, draws.clip_counts)
+        calls += Interval.of(delta, replicates, pairs).excludes_zero()
+    assert calls / 400 <= (0.0 if units < 8 else 0.075), calls
 
 
 def test_window_resamples_are_plain_draws_with_replacement():
