@@ -42,7 +42,7 @@ from musicgen_lora.evaluate.frechet import ClipStats
 from musicgen_lora.evaluate.metrics import pairwise_distance
 from musicgen_lora.evaluate.models import BASE, ModelSpec, classify_model_dir
 from musicgen_lora.evaluate.prompts import Prompt
-from musicgen_lora.evaluate.run import ModelOutputs, evaluate_model, model_level_metrics, reference_gaussians
+from musicgen_lora.evaluate.run import ModelOutputs, evaluate_model, reference_gaussians
 from musicgen_lora.logs import progress
 
 GENRES = ["lofi hip hop", "techno", "jazz trio", "ambient pads", "punk rock", "drum and bass", "folk guitar",
@@ -79,9 +79,13 @@ def _pool(args: argparse.Namespace) -> tuple[dict[str, ModelOutputs], dict[str, 
     """Every model's clips of the pool, the references and the seconds the rendering took (read from
     ``--pool_cache`` when it exists, else rendered and written there)."""
     cache = Path(args.pool_cache) if args.pool_cache else None
-    if cache is not None and cache.is_file():
+    outputs: dict[str, ModelOutputs] = {}
+    rendering = 0.0
+    if cache is not None and cache.is_file():  # rendered before: only the models not in it are rendered now
         with cache.open("rb") as handle:
-            return pickle.load(handle)
+            outputs, references, rendering = pickle.load(handle)
+        if all(item.split("=", 1)[0] in outputs for item in args.model):
+            return outputs, references, rendering
     pool_prompts, pool_samples = args.pool_prompts, args.pool_samples
     with tempfile.TemporaryDirectory() as folder:
         settings = EvalSettings(
@@ -102,14 +106,13 @@ def _pool(args: argparse.Namespace) -> tuple[dict[str, ModelOutputs], dict[str, 
         context = set_up(settings)
         reseeded = dataclasses.replace(context, settings=dataclasses.replace(settings, seed=100_000))
         started = time.perf_counter()
-        outputs: dict[str, ModelOutputs] = {}
         specs = [(context, ModelSpec(BASE, None)), (reseeded, ModelSpec("base_reseeded", None)),
                  *[(context, spec) for spec in settings.models]]  # fmt: skip
+        specs = [(own, spec) for own, spec in specs if spec.name not in outputs]
         with progress(total=len(specs) * pool_prompts, desc="Rendering the pool", unit="prompt") as bar:
             for own_context, spec in specs:
                 outputs[spec.name] = evaluate_model(own_context, spec, bar)
-        rendering = time.perf_counter() - started
-        model_level_metrics(context, outputs)
+        rendering += time.perf_counter() - started
     pool = (outputs, reference_gaussians(context), rendering)
     if cache is not None:
         with cache.open("wb") as handle:

@@ -287,8 +287,8 @@ def _entry(metric: Metric, base: float, model: float, delta: float, replicates: 
     return entry
 
 
-def _signed(value: float, decimals: int) -> str:
-    if not np.isfinite(value):
+def _signed(value: float | None, decimals: int) -> str:
+    if value is None or not math.isfinite(value):  # no interval (one unit), or JSON's null for it
         return "n/a"
     if round(value, decimals) == 0:
         return f"{0:.{decimals}f}"  # no sign on a difference that rounds to nothing

@@ -213,6 +213,18 @@ def test_a_fall_never_reads_as_more_than_minus_100_percent():
     assert entry["words"] == "closer to the training music"
 
 
+def test_one_unit_has_no_interval_and_says_so():
+    from musicgen_lora.evaluate.comparison import CLIP_METRICS, _entry, describe
+
+    entry = _entry(CLIP_METRICS["loudness_lufs"], -20.0, -19.0, 1.0, np.ones(100), "per clip (prompts x samples)", 1,
+                   np.full(100, -20.0))  # fmt: skip
+    assert not entry["changed"] and "1 clip pairs resampled" in entry["too_few"]
+    assert describe(entry) == "loudness +1.0 [n/a, n/a] LU"
+    assert (
+        describe(json.loads(json.dumps(entry).replace("NaN", "null"))) == "loudness +1.0 [n/a, n/a] LU"
+    )  # as read back
+
+
 def test_a_change_below_the_resolution_is_no_change():
     entry = {"label": "cross-entropy", "changed": False, "headline": True, "delta": 3e-6, "ci95": [2e-6, 4e-6],
              "resolution": 1e-4, "unit": " nats"}  # fmt: skip

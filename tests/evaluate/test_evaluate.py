@@ -324,7 +324,7 @@ def test_the_trained_adapter_is_a_detectable_change_in_words_and_numbers(evaluat
         assert {"label", "delta", "ci95", "other_side_of_zero", "changed"} <= set(entry) and len(entry["ci95"]) == 2
     assert block["bootstrap"]["resamples"] == 500 and evaluation["metrics"]["settings"]["bootstrap_seed"] == 0
     page = Path(evaluation["report"]).read_text()
-    assert page.index("final</b> against <b>base</b>: predicts") < page.index('<table id="metrics">')
+    assert page.index("final</b> against <b>base</b>: closer to") < page.index('<table id="metrics">')
 
 
 @pytest.mark.slow
