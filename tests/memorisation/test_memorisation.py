@@ -353,10 +353,9 @@ def hub_dataset_stand_in(memorised_run, tmp_path_factory, monkeypatch_module) ->
     cache = tmp_path_factory.mktemp("hub-cache") / "datasets--someone--my-songs" / "snapshots" / "abc123" / "data"
     cache.mkdir(parents=True)
     shutil.copy(memorised_run["corpus"] / "clip_000.wav", cache / "clip_000.wav")
-    features = datasets.Features({"audio": datasets.Audio(decode=False), "text": datasets.Value("string")})
-    saved = cache.parent / "saved"
-    rows = {"audio": [{"path": str(cache / "clip_000.wav"), "bytes": None}], "text": [memorised_run["caption"]]}
-    datasets.Dataset.from_dict(rows, features=features).save_to_disk(saved)
+    saved = cache.parent / "saved"  # saved with the audio bytes inside, as a Hub dataset's parquet holds them
+    rows = {"audio": [str(cache / "clip_000.wav")], "text": [memorised_run["caption"]]}
+    datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(decode=False)).save_to_disk(saved)
     real = datasets.load_dataset
 
     def load_dataset(name, *args, **kwargs):
