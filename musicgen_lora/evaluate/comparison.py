@@ -299,8 +299,8 @@ def describe(entry: dict[str, Any]) -> str:
     """``label +x [low, high]``: in % of the base value for a distance, else with as many decimals as the metric's
     resolution has."""
     if "relative" in entry:
-        low, high = (_signed(100 * v, 0) for v in entry["relative_ci95"])
-        return f"{entry['label']} {_signed(100 * entry['relative'], 0)} % [{low} %, {high} %]"
+        low, high, value = (None if v is None else 100 * v for v in (*entry["relative_ci95"], entry["relative"]))
+        return f"{entry['label']} {_signed(value, 0)} % [{_signed(low, 0)} %, {_signed(high, 0)} %]"
     decimals = max(0, -math.floor(math.log10(entry["resolution"])))
     low, high = (_signed(v, decimals) for v in entry["ci95"])
     return f"{entry['label']} {_signed(entry['delta'], decimals)} [{low}, {high}]{entry.get('unit', '')}"
