@@ -223,6 +223,9 @@ def test_one_unit_has_no_interval_and_says_so():
     assert (
         describe(json.loads(json.dumps(entry).replace("NaN", "null"))) == "loudness +1.0 [n/a, n/a] LU"
     )  # as read back
+    distance = _entry(CLIP_METRICS["per_song_fad"], 2.0, 1.0, -1.0, -np.ones(100), "per clip (prompts x samples)", 1,
+                      np.full(100, 2.0))  # fmt: skip
+    assert describe(json.loads(json.dumps(distance).replace("NaN", "null"))).endswith("−50 % [n/a %, n/a %]")
 
 
 def test_a_change_below_the_resolution_is_no_change():
