@@ -10,12 +10,14 @@ from ..config.arguments import RESOLVED_CONFIG_NAME
 from ..memorisation.check import DEFAULT_COPY_THRESHOLD, DEFAULT_MELODY_THRESHOLD
 from .bootstrap import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES
 
-# The default number of clips per model (prompts x samples): with fewer, the verdict changes from one seed to another
-# more often (bench/RESULTS.md, "How many clips a verdict needs"); --num_samples is chosen to reach it.
+# The default number of clips per model (prompts x samples), from bench/RESULTS.md ("How many clips a verdict needs"):
+# intervals narrow as 1/sqrt(clips); at 32 a per-clip change of about 10 % is called the same way from one seed to
+# another, and below 8 no change is called at all (bootstrap.MIN_UNITS). --num_samples is chosen to reach it.
 MIN_CLIPS = 32
 FEWER_CLIPS_COST = (
-    "intervals widen as 1/sqrt(clips): 8 clips give intervals about twice as wide as 32, and on the tiny model's "
-    "measurements the verdict then differed between seeds for about one adapter in three (bench/RESULTS.md)"
+    "intervals widen as 1/sqrt(clips): 8 clips give intervals twice as wide as 32 (per-song FAD on the tiny model: 12 "
+    "%% vs 5 %% of the base value), so smaller changes go unseen or are called differently with another seed, and "
+    "with fewer than 8 clips no change is called at all (bench/RESULTS.md)"
 )
 
 

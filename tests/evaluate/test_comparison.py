@@ -272,6 +272,7 @@ def test_options_are_defined_once_and_help_says_what_fewer_clips_cost(capsys):
                    "--copy_threshold", "--train_dataset"):  # fmt: skip
         assert option in text
     assert f"enough for {MIN_CLIPS} clips per model" in text and "intervals widen as 1/sqrt(clips)" in text
+    assert "fewer than 8 clips no change is called at all" in text
     assert "laion/larger_clap_music" in text
     args = parser.parse_args(["--model", "a=x", "--model", "b=y", "c=z", "--skip_melody", "--duration", "2"])
     assert args.model == ["a=x", "b=y", "c=z"] and args.skip_melody is True and args.duration == 2.0
