@@ -33,6 +33,7 @@ from musicgen_lora.train.output_dir import LOCK_NAME
 
 from .bad_input.afternoon_cases import AFTERNOON_CASES
 from .bad_input.data_cases import DATA_CASES
+from .bad_input.evaluate_cases import EVALUATE_CASES
 from .bad_input.prepare_afternoon_cases import PREPARE_AFTERNOON_CASES
 from .bad_input.tool_cases import TOOL_CASES
 from .bad_input.train_cases import TRAIN_CASES
@@ -54,7 +55,7 @@ MAINS = {
 }
 CASES: dict[str, Case] = {
     f"{case.command}: {name}": case
-    for group in (TRAIN_CASES, DATA_CASES, PREPARE_AFTERNOON_CASES, *TOOL_CASES, *AFTERNOON_CASES)
+    for group in (TRAIN_CASES, DATA_CASES, PREPARE_AFTERNOON_CASES, *TOOL_CASES, *AFTERNOON_CASES, EVALUATE_CASES)
     for name, case in group.items()
 }
 
@@ -94,6 +95,26 @@ def make_world(monkeypatch, tiny_model_dir, corpus_dir, data_cache_dir, trained_
     return make
 
 
+@pytest.fixture(scope="module")
+def shared_worlds(tmp_path_factory, tiny_model_dir, corpus_dir, data_cache_dir, trained_run, other_base_checkpoint):
+    """The worlds that cases failing at parsing share (:attr:`Case.shared_world`), made on first use."""
+    worlds: dict[str, World] = {}
+    patch = pytest.MonkeyPatch()
+
+    def get(name: str) -> World:
+        if name not in worlds:
+            folder = tmp_path_factory.mktemp(f"shared-{name}")
+            worlds[name] = World(
+                tmp=folder, model=tiny_model_dir, shared_corpus=corpus_dir, cache=data_cache_dir,
+                trained_run=Path(trained_run["output_dir"]), other_checkpoint_factory=other_base_checkpoint,
+                monkeypatch=patch,
+            )  # fmt: skip
+        return worlds[name]
+
+    yield get
+    patch.undo()
+
+
 def never_reached(*args: object, **kwargs: object) -> None:
     """The studio's page builder and the benchmark suite in the catalogue: reaching them fails the case (it never
     blocks)."""
@@ -103,9 +124,9 @@ def never_reached(*args: object, **kwargs: object) -> None:
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=pytest.mark.slow) if case.slow else name for name, case in CASES.items()]
 )
-def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, tiny_model_dir, corpus_dir):
+def test_bad_input(name, tmp_path, monkeypatch, capsys, make_world, shared_worlds, tiny_model_dir, corpus_dir):
     case = CASES[name]
-    world = make_world(tmp_path / "case")
+    world = shared_worlds(case.shared_world) if case.shared_world else make_world(tmp_path / "case")
     monkeypatch.chdir(world.tmp)
     # a case that got past every check would serve the studio's page until killed, or run the whole benchmark
     monkeypatch.setattr(studio_cli, "build_app", never_reached)

@@ -142,6 +142,7 @@ def test_the_package_builds_a_wheel_with_the_script_and_its_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "musicgen_lora").rglob("*.py")}
     assert modules <= names and "musicgen_lora/hub/card_template.md" in names
+    assert "musicgen_lora/evaluate/report_template.html" in names  # report.html is rendered from it
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "musicgen-lora = musicgen_lora.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()

@@ -13,151 +13,63 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import re
 import sys
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME
+import filelock
+from transformers import HfArgumentParser
+
+from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME, DataArguments
 from ..config.parsing import check_json_values, load_json_config, parse_config
-from ..errors import CommandLineParser, UserError, exit_on_user_error, finite_number, seed_number
+from ..errors import DefaultsHelpFormatter, UserError, exit_on_user_error, finite_number, one_line, seed_number
 from ..files import ensure_writable_folder, kept_aside, read_json_object
 from ..logs import setup_logging
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.loading import pick_device
 from ..train.copy_score import DEFAULT_COPY_THRESHOLD
+from .arguments import ARGUMENT_GROUPS, MIN_CLIPS
 from .data import DatasetSpec, EvalSettings, resolve_split
 from .models import BASE, ModelSpec, classify_model_dir
 from .prompts import Prompt, read_prompts
 from .run import run_evaluation
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LOCK_NAME = ".evaluate.lock"  # held while an evaluation writes into its --output_dir
+
+
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose usage errors are one-line UserErrors, and whose float options take finite numbers
+    only ('nan', 'inf' and '1e999' are refused, as every other command refuses them)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ARGUMENT_GROUPS,
+            prog="evaluate.py",
+            description="Render the same prompts with the base MusicGen and each fine-tuned model (same seeds), and "
+            "write WAVs, comparison_results.jsonl, metrics.json (held-out cross-entropy per codebook, Fréchet "
+            "distances and FAD, prompt adherence, audio health, diversity, memorisation, optional CLAP; each adapter "
+            "against the base with 95 % intervals and a verdict) and report.html. --debug shows full tracebacks.",
+            allow_abbrev=False,
+            formatter_class=DefaultsHelpFormatter,
+        )
+        for action in self._actions:
+            if action.type is float:
+                action.type = finite_number
+            elif action.dest in ("seed", "bootstrap_seed"):
+                action.type = seed_number
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(f"{one_line(message)}; run {self.prog} --help for the options")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = CommandLineParser(
-        prog="evaluate.py",
-        description="Render the same prompts with the base MusicGen and each fine-tuned model (same seeds), and "
-        "write WAVs, comparison_results.jsonl, metrics.json (held-out cross-entropy per codebook, Fréchet distances, "
-        "prompt adherence, audio health, diversity, memorisation, optional CLAP) and report.html. --debug shows "
-        "full tracebacks.",
-        allow_abbrev=False,
-    )
-    for add_options in (_add_models_and_prompts, _add_sampling, _add_data, _add_memorisation, _add_output):
-        add_options(parser)
-    return parser
-
-
-def _add_models_and_prompts(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument_group("models and prompts").add_argument
-    add(
-        "--config",
-        help=f"a training {RESOLVED_CONFIG_NAME} (or its output folder): base model, adapter "
-        "(as 'final', plus OUTPUT_DIR/best/ as 'best' when there is one), data and prompts are read from it",
-    )
-    add("--base_model", help="base MusicGen: Hub id or local folder (always evaluated, as 'base')")
-    add(
-        "--model",
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="a fine-tuned model to compare: a LoRA output_dir, a checkpoint-N folder, or a fully fine-tuned model "
-        "folder (repeatable)",
-    )
-    add(
-        "--prompts",
-        help='JSON list of prompts (strings, or {"text", "bpm", "key"} objects) or a .txt file, one '
-        "per line; default with --config: its sample_prompts",
-    )
-
-
-def _add_sampling(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument_group("sampling").add_argument
-    add(
-        "--duration",
-        type=finite_number,
-        help="seconds of audio per sample (default: the config's sample_duration_in_seconds, else 8)",
-    )
-    add("--num_samples", type=int, default=2, help="samples per prompt and model (diversity needs >= 2)")
-    add(
-        "--seed",
-        type=seed_number,
-        help="seed of the first prompt (prompt i uses seed + i, for every model); default: config's seed, else 0",
-    )
-    add("--guidance_scale", type=finite_number, help="classifier-free guidance (1: none); default: config's, else 3")
-
-
-def _add_data(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument_group("data").add_argument
-    add(
-        "--eval_dataset",
-        action="append",
-        default=[],
-        metavar="[NAME=]PATH",
-        help="held-out data for the cross-entropy and the Fréchet reference: a local audio folder (as for training), "
-        "a prepared dataset folder (datasets.save_to_disk with codes and text, e.g. a run's prepared_data/), or a "
-        "Hub id; repeatable, e.g. in_domain=... out_of_domain=... to measure forgetting. Default with --config: its "
-        "eval split, else its "
-        "training data (labelled not held out)",
-    )
-    add(
-        "--eval_split",
-        help="split of --eval_dataset (default: a local folder's validation/, test/ or eval/ "
-        "subfolder if it has one, else the whole folder)",
-    )
-    add("--train_dataset", help="training data for the memorisation check (default with --config: its dataset)")
-    add(
-        "--max_train_samples",
-        type=int,
-        help="use only the first N clips of --train_dataset, as training did (default: config's max_train_samples)",
-    )
-    add("--max_eval_samples", type=int, help="use only the first N clips of each evaluation dataset")
-    add(
-        "--max_duration_in_seconds", type=finite_number, help="cross-entropy window length (default: config's, else 30)"
-    )
-    add("--instance_prompt", help="caption prefix used in training (default: config's)")
-    add("--text_column_name", help="caption column (default: config's, else text)")
-    add("--audio_column_name", help="audio column (default: config's, else audio)")
-    add("--data_cache_dir", help="EnCodec codes cache (default: config's, else $HF_HOME/musicgen_lora)")
-    add("--cache_dir", help="Hugging Face download cache")
-
-
-def _add_memorisation(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument_group("memorisation check").add_argument
-    add(
-        "--copy_threshold",
-        type=finite_number,
-        default=DEFAULT_COPY_THRESHOLD,
-        help="flag a clip as a copy when this share of its code frames lines up with one training clip (copy_score, "
-        "0-1; an adapter that memorised a clip scores about 1, the base model 0)",
-    )
-    add(
-        "--melody_threshold",
-        type=finite_number,
-        default=DEFAULT_MELODY_THRESHOLD,
-        help="flag a clip as a melodic copy at this chroma correlation with a training excerpt (0-1; the same tune on "
-        "another instrument scores about 0.9)",
-    )
-    add(
-        "--skip_melody",
-        action="store_true",
-        help="skip the melodic similarity, which decodes every training clip "
-        "with EnCodec (minutes per hour of training audio on a CPU)",
-    )
-
-
-def _add_output(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument_group("output and run").add_argument
-    add("--output_dir", help="where to write everything (default with --config: OUTPUT_DIR/evaluation)")
-    add("--overwrite", action="store_true", help="replace an earlier evaluation in --output_dir")
-    add(
-        "--clap_model",
-        help="a local CLAP checkpoint folder (transformers format, e.g. laion/clap-htsat-unfused "
-        "downloaded with hf download) for text-audio similarity; off by default",
-    )
-    add("--batch_size", type=int, default=4, help="evaluation windows per forward pass (cross-entropy)")
-    add("--device", help="torch device (default: cuda if available, else cpu)")
-    add("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    """evaluate.py's options, one group per dataclass of :mod:`.arguments`."""
+    return _Parser()
 
 
 def _config_file(path: str) -> Path:
@@ -187,7 +99,8 @@ def _split_name(value: str, default: str) -> tuple[str, str]:
 
 
 def settings_from_args(args: argparse.Namespace) -> EvalSettings:
-    """Turn the parsed options (and the training config, with --config) into :class:`EvalSettings`.
+    """Turn the parsed options (and the training config, with --config) into :class:`EvalSettings`; nothing is
+    written (the output folder is made by :func:`output_folder`).
 
     Raises:
         UserError: anything missing, out of range or inconsistent.
@@ -205,19 +118,29 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         prompts = [Prompt.parse(p) for p in config["sample_prompts"]]
     else:
         raise UserError("no prompts; give --prompts prompts.json (a JSON list of prompts)")
-    numbers = _checked_numbers(args, config)
+    numbers = _checked_numbers(args, config, len(prompts))
     eval_datasets, train_dataset = _datasets(args)
+    if train_dataset is None:
+        given = [f"--{o}" for o in ("copy_threshold", "melody_threshold") if getattr(args, o) is not None]
+        if given:
+            raise UserError(
+                f"{' and '.join(given)} set, but there is no training data to compare the clips with; add "
+                "--train_dataset DATA (a training run, its prepared_data/, an audio folder or a Hub dataset id) or "
+                f"--config RUN, or leave {' and '.join(given)} out"
+            )
+    models = _models(args)
     output_dir = args.output_dir or (str(_read_config(args.config)[0] / "evaluation") if args.config else None)
     if not output_dir:
         raise UserError("no --output_dir; give the folder to write the WAVs, metrics and report.html to")
-    _check_output_dir(Path(output_dir), args.overwrite)
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output_dir '{out}' is a file, not a folder; choose a folder")
     pick_device(args.device)
     return EvalSettings(
         base_model=base_model,
-        models=_models(args),
+        models=models,
         prompts=prompts,
-        output_dir=Path(output_dir),
-        num_samples=args.num_samples,
+        output_dir=out,
         seed=args.seed if args.seed is not None else int(config.get("seed", 0)),
         eval_datasets=eval_datasets,
         train_dataset=train_dataset,
@@ -232,9 +155,12 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         data_cache_dir=args.data_cache_dir or config.get("data_cache_dir"),
         cache_dir=args.cache_dir or config.get("cache_dir"),
         device=args.device,
-        copy_threshold=args.copy_threshold,
-        melody_threshold=args.melody_threshold,
+        copy_threshold=DEFAULT_COPY_THRESHOLD if args.copy_threshold is None else args.copy_threshold,
+        melody_threshold=DEFAULT_MELODY_THRESHOLD if args.melody_threshold is None else args.melody_threshold,
         melody_check=not args.skip_melody,
+        generation_batch_size=args.generation_batch_size,
+        bootstrap_resamples=args.bootstrap_resamples,
+        bootstrap_seed=args.bootstrap_seed,
         **numbers,
     )
 
@@ -242,18 +168,48 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
 EVALUATION_FILES = ("metrics.json", "comparison_results.jsonl", "report.html")
 
 
-def _check_output_dir(out: Path, overwrite: bool) -> None:
-    """Raises UserError when --output_dir is a file, not writable, or holds an earlier evaluation (without
-    --overwrite, which lets this one replace it)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output_dir '{out}' is a file, not a folder; choose a folder")
+@contextlib.contextmanager
+def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
+    """``--output_dir`` for the length of one evaluation: created if missing, locked (``.evaluate.lock``, so that a
+    second ``evaluate.py`` into the same folder is refused instead of replacing this one's results), and checked for
+    an earlier evaluation (which only ``--overwrite`` may replace). A folder this evaluation created is removed again
+    when it fails before writing anything there.
+
+    Raises:
+        UserError: another evaluation holds the folder, it is not writable, or it holds an earlier evaluation.
+    """
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]  # made here, innermost first
+    ensure_writable_folder(out, "--output_dir")
+    lock = filelock.FileLock(out / LOCK_NAME, timeout=0)
+    try:
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise UserError(
+                f"--output_dir '{out}' is in use by another evaluate.py (it holds {out / LOCK_NAME}); wait until it "
+                "has finished, or choose another --output_dir"
+            ) from None
+        try:
+            _check_earlier_evaluation(out, overwrite)
+            yield
+        finally:
+            lock.release()
+            (out / LOCK_NAME).unlink(missing_ok=True)
+    finally:
+        for folder in created:  # each only while empty: never what this evaluation wrote, nor anyone's files
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _check_earlier_evaluation(out: Path, overwrite: bool) -> None:
+    """Raises UserError when --output_dir holds an earlier evaluation (without --overwrite, which lets this one
+    replace it)."""
     earlier = [name for name in EVALUATION_FILES if (out / name).exists()]
     if earlier and not overwrite:
         raise UserError(
             f"--output_dir '{out}' holds an earlier evaluation ({', '.join(earlier)}); choose another --output_dir, or "
             "add --overwrite to replace it"
         )
-    ensure_writable_folder(out, "--output_dir")
 
 
 def _models(args: argparse.Namespace) -> list[ModelSpec]:
@@ -266,6 +222,15 @@ def _models(args: argparse.Namespace) -> list[ModelSpec]:
     models = []
     if args.config:
         run_dir = _read_config(args.config)[0]
+        if not (run_dir / "adapter_config.json").is_file() and not (run_dir / "config.json").is_file():
+            steps = [int(c.name[11:]) for c in run_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", c.name)]
+            checkpoints = [run_dir / f"checkpoint-{step}" for step in sorted(steps)]
+            latest = f"--model step={checkpoints[-1]} " if checkpoints else ""
+            raise UserError(
+                f"the run in '{run_dir}' has not finished: it has no adapter yet; resume its training to the end, or "
+                f"evaluate a checkpoint with --base_model BASE {latest or '--model step=RUN/checkpoint-N '}"
+                "--prompts ... --output_dir ..."
+            )
         models.append(classify_model_dir("final", str(run_dir)))
         # the best checkpoint: OUTPUT_DIR/best/ (kept by training with load_best_model_at_end), else the one
         # trainer_state.json names, if it still exists
@@ -291,8 +256,9 @@ def _models(args: argparse.Namespace) -> list[ModelSpec]:
     return models
 
 
-def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
-    """The numeric settings (each option, else the run's config, else the default), checked.
+def _checked_numbers(args: argparse.Namespace, config: dict[str, Any], prompts: int) -> dict[str, Any]:
+    """The numeric settings (each option, else the run's config, else the default), checked; ``--num_samples`` by
+    default gives every model at least MIN_CLIPS clips (and 2 samples per prompt, for the diversity).
 
     Raises:
         UserError: a number out of range, naming the option.
@@ -302,16 +268,22 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
         raise UserError(
             f"--duration must be in (0, {MODEL_MAX_SECONDS:g}] seconds (MusicGen's window), got {duration:g}"
         )
-    if args.num_samples < 1:
-        raise UserError(f"--num_samples must be >= 1, got {args.num_samples}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch_size must be >= 1, got {args.batch_size}")
+    num_samples = max(2, math.ceil(MIN_CLIPS / prompts)) if args.num_samples is None else args.num_samples
+    if num_samples < 1:
+        raise UserError(f"--num_samples must be >= 1, got {num_samples}")
+    for option in ("batch_size", "generation_batch_size"):
+        if getattr(args, option) < 1:
+            raise UserError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    if args.bootstrap_resamples < 100:
+        raise UserError(
+            f"--bootstrap_resamples must be >= 100 (a 95 % interval needs its tails), got {args.bootstrap_resamples}"
+        )
     for option in ("max_eval_samples", "max_train_samples"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option} must be >= 1, got {value}")
     for option in ("copy_threshold", "melody_threshold"):
-        if not 0 <= getattr(args, option) <= 1:
+        if getattr(args, option) is not None and not 0 <= getattr(args, option) <= 1:
             raise UserError(f"--{option} must be between 0 and 1, got {getattr(args, option):g}")
     guidance = args.guidance_scale if args.guidance_scale is not None else config.get("guidance_scale", 3.0)
     if guidance < 1:
@@ -329,6 +301,7 @@ def _checked_numbers(args: argparse.Namespace, config: dict[str, Any]) -> dict[s
         else (config.get("max_train_samples") if not args.train_dataset else None)
     )
     return {
+        "num_samples": num_samples,
         "duration": float(duration),
         "guidance_scale": float(guidance),
         "max_duration_in_seconds": float(window),
@@ -349,11 +322,7 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
         eval_datasets.append(DatasetSpec(name, source, resolve_split(source, args.eval_split)))
     run, seed = None, 42
     if args.config:  # the run's data options, so its data is prepared exactly as training prepared it
-        parsed = parse_config([str(_config_file(args.config))])
-        run = dataclasses.replace(
-            parsed.data, data_cache_dir=args.data_cache_dir or parsed.data.data_cache_dir, push_metadata_repo_id=None
-        )  # prepared as in training, never pushed again
-        seed = parsed.training.seed
+        run, seed = _run_data(args.config, args.data_cache_dir)
     if not eval_datasets and run is not None:
         if run.eval_split_name or run.eval_split_percentage > 0:
             eval_datasets.append(DatasetSpec("eval", run.dataset_name, run.eval_split_name, True, run, seed))
@@ -363,11 +332,25 @@ def _datasets(args: argparse.Namespace) -> tuple[list[DatasetSpec], DatasetSpec 
     if len(set(names)) < len(names):
         raise UserError(f"evaluation dataset names {names} repeat; name them, e.g. --eval_dataset in_domain=PATH")
     train_dataset = None
-    if args.train_dataset:
+    if args.train_dataset and (Path(args.train_dataset).expanduser() / RESOLVED_CONFIG_NAME).is_file():
+        # a training run's folder: the clips it trained on, prepared as it prepared them
+        trained = _run_data(args.train_dataset, args.data_cache_dir)
+        train_dataset = DatasetSpec("train", trained[0].dataset_name, trained[0].train_split_name, True, *trained)
+    elif args.train_dataset:
         train_dataset = DatasetSpec("train", args.train_dataset, None)
     elif run is not None:
         train_dataset = DatasetSpec("train", run.dataset_name, run.train_split_name, True, run, seed)
     return eval_datasets, train_dataset
+
+
+def _run_data(path: str, data_cache_dir: str | None) -> tuple[DataArguments, int]:
+    """A training run's data options and seed, so its data is prepared exactly as training prepared it (never pushed
+    again)."""
+    parsed = parse_config([str(_config_file(path))])
+    data = dataclasses.replace(
+        parsed.data, data_cache_dir=data_cache_dir or parsed.data.data_cache_dir, push_metadata_repo_id=None
+    )
+    return data, parsed.training.seed
 
 
 def earlier_evaluation(out: Path) -> list[Path]:
@@ -384,7 +367,7 @@ def earlier_evaluation(out: Path) -> list[Path]:
 
 
 def _replacing_earlier_evaluation(out: Path, models: list[str]) -> contextlib.AbstractContextManager:
-    """An earlier evaluation in ``out`` (only with --overwrite: see _check_output_dir) kept aside until this one has
+    """An earlier evaluation in ``out`` (only with --overwrite: see output_folder) kept aside until this one has
     succeeded; after a failure, what this one wrote is removed (not folders it found and wrote into)."""
     earlier = earlier_evaluation(out)
     found = {out / name for name in (BASE, *models) if (out / name).exists()} - set(earlier)
@@ -403,7 +386,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with exit_on_user_error(argv):
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
-        with _replacing_earlier_evaluation(settings.output_dir, [m.name for m in settings.models]):
-            result = run_evaluation(settings)
+        with output_folder(settings.output_dir, args.overwrite):
+            with _replacing_earlier_evaluation(settings.output_dir, [m.name for m in settings.models]):
+                result = run_evaluation(settings)
     print(f"wrote {len(result['records'])} clips, metrics.json and {result['report']}")
+    for name, compared in result["metrics"]["comparison"].items():
+        print(f"{name} against {BASE}: {compared['verdict']}")
     return result

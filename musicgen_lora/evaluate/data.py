@@ -25,8 +25,9 @@ from ..prepare.context import PrepareContext
 from ..prepare.encoding import encode_dataset
 from ..prepare.pipeline import prepare_split
 from ..prepare.screening import screen_split
-from ..prepare.sources import load_split
+from ..prepare.sources import load_split, source_names
 from ..train.copy_score import DEFAULT_COPY_THRESHOLD
+from .bootstrap import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES
 from .models import ModelSpec
 from .prompts import Prompt
 
@@ -73,6 +74,9 @@ class EvalSettings:
     copy_threshold: float = DEFAULT_COPY_THRESHOLD
     melody_threshold: float = DEFAULT_MELODY_THRESHOLD
     melody_check: bool = True  # decode the training codes for the melodic similarity
+    generation_batch_size: int = 8  # clips per generate() call, prompts and samples mixed
+    bootstrap_resamples: int = DEFAULT_RESAMPLES
+    bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED
 
 
 def _data_args(settings: EvalSettings, spec: DatasetSpec) -> DataArguments:
@@ -184,4 +188,7 @@ def load_training_codes(
         raw = raw.select(range(min(settings.max_train_samples, len(raw))))
     root = cache_root(settings.data_cache_dir)
     raw, _ = screen_split(raw, args.dataset_name, args.train_split_name, root, args.strict)  # as training
-    return encode_dataset(raw, model, root, codec_fingerprint)
+    encoded = encode_dataset(raw, model, root, codec_fingerprint)
+    if "source" not in encoded.column_names:  # each clip named as training names it (the file, as in the dataset)
+        encoded = encoded.add_column("source", source_names(raw, args, args.train_split_name))
+    return encoded

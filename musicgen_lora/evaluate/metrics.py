@@ -1,5 +1,5 @@
-"""Numbers for generated audio: Fréchet distances, audio health, prompt adherence, diversity, and the per-model
-summaries.
+"""Numbers for generated audio: audio health, prompt adherence, diversity, and the per-model summaries (the
+Fréchet distances are in :mod:`.frechet`).
 """
 
 from __future__ import annotations
@@ -21,44 +21,15 @@ CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped (the WAV files
 
 
 FRECHET_NOTE = (
-    "Frame-level Fréchet distance (float64, symmetric eigendecomposition form) between generated and reference "
-    "audio (the evaluation windows' codes decoded by the same EnCodec, so both sides carry its artefacts): "
-    "'encodec_latent' on the evaluated model's own EnCodec encoder output (50 frames/s), 'descriptor' on "
-    "weight-free MFCC(20)+chroma(12) frames. Not the literature's VGGish FAD: compare models within this evaluation "
-    "only. Lower is closer to the reference; with few frames (see the counts) the estimate is biased upwards."
+    "Fréchet distances (float64, symmetric eigendecomposition form) between the generated clips and each evaluation "
+    "dataset's reference audio (its windows' codes decoded by the same EnCodec, so both sides carry its artefacts), "
+    "on three embeddings: 'clap' (FAD as in fadtk's clap-laion-music: laion/larger_clap_music, 10 s windows every "
+    "second at 48 kHz; only with --clap_model), 'encodec_latent' (the evaluated model's own EnCodec encoder output, "
+    "50 frames/s) and 'descriptor' (weight-free MFCC(20)+chroma(12) frames). Lower is closer to the reference. With "
+    "few frames the estimate is biased upwards: 'fad_inf' extrapolates it to infinitely many (Chong & Forsyth 2020, "
+    "as fadtk's FAD∞; 'r2' says how straight the line was). Not the VGGish FAD of MusicGen's paper: compare models "
+    "within this evaluation only."
 )
-
-
-def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two sets of vectors, (n, dim) and (m, dim), in float64."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"need two (n, dim) arrays with the same dim, got {x.shape} and {y.shape}")
-    if len(x) < 2 or len(y) < 2:
-        raise ValueError("need at least two vectors in each set")
-    return frechet_distance_from_stats(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
-
-
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-
-
-def frechet_distance_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """``|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2)``.
-
-    The trace term uses only symmetric eigendecompositions (``S1^1/2`` and the eigenvalues of the symmetric
-    ``S1^1/2 S2 S1^1/2``, negative round-off clipped to 0) instead of ``sqrtm(S1 S2)`` of a non-symmetric product,
-    whose complex round-off the usual FID code has to discard; the result is never negative.
-    """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    root1 = _psd_sqrt(sigma1)
-    middle = root1 @ sigma2 @ root1
-    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
-    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
-    value = float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
-    return max(value, 0.0)
 
 
 def audio_health(audio: np.ndarray, sr: int, requested_seconds: float) -> dict[str, Any]:
@@ -122,20 +93,6 @@ def adherence(audio: np.ndarray, sr: int, prompt: Prompt) -> dict[str, Any]:
 def mean_of(values: list[float | None]) -> float | None:
     values = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(values)) if values else None
-
-
-def frechet_block(generated: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, Any]:
-    gen, ref = np.concatenate(generated), np.concatenate(reference)
-    block: dict[str, Any] = {
-        "generated_clips": len(generated),
-        "generated_frames": int(len(gen)),
-        "reference_clips": len(reference),
-        "reference_frames": int(len(ref)),
-        "dim": int(gen.shape[1]),
-    }
-    block["value"] = frechet_distance(gen, ref) if len(gen) >= 2 and len(ref) >= 2 else None
-    block["reliable"] = bool(min(len(gen), len(ref)) >= 2 * gen.shape[1])  # enough frames for a full-rank covariance
-    return block
 
 
 def pairwise_distance(vectors: list[np.ndarray]) -> float | None:

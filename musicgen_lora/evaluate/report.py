@@ -1,6 +1,8 @@
-"""``report.html``: one page to listen from and read the numbers, with the base model as the reference.
+"""``report.html``: one page to listen from and read the numbers, with the base model as the reference: each adapter's
+verdict first, then its change on every metric with the 95 % interval, the metrics of every model, and the clips.
 
-The page is self-contained: inline CSS and script, and only relative links to the WAVs and spectrogram PNGs beside
+The page is rendered by Jinja2 from ``report_template.html`` (autoescaped: every prompt, path and name is text). It
+is self-contained: inline CSS and script, and only relative links to the WAVs and spectrogram PNGs beside
 it, so the whole evaluation folder can be copied or zipped and opened anywhere, offline. A small inline script marks
 each ``<audio>`` with ``data-ready`` once the browser has read its metadata (and ``data-error`` if it cannot), and the
 ``<html>`` element with ``data-audio-ready="N/M"``, ``data-images-ready`` and ``data-missing`` (resources that failed
@@ -9,12 +11,18 @@ to load), which is what the headless-browser test reads."""
 from __future__ import annotations
 
 import functools
-import html
 import math
 import operator
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import jinja2
+
+from .arguments import MIN_CLIPS
+from .comparison import EMBEDDING_NAMES, describe
+
+TEMPLATE = "report_template.html"
 
 # (label, how to read the value from a model block, which direction is better: "lower", "higher" or None, format)
 Row = tuple[str, Callable[[dict[str, Any]], Any], str | None, str]
@@ -73,6 +81,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .clip { margin-bottom: .6em; } .clip img { display: block; width: 320px; height: 96px; image-rendering: auto; }
 .clip audio { width: 320px; } .meta { font-size: .8em; color: #555; }
 .note { font-size: .85em; color: #555; max-width: 70em; }
+#verdict li { margin: .3em 0; } .verdict.steady { color: #555; } td.changed { font-weight: 600; }
 .copy-badge { display: inline-block; background: #b3261e; color: #fff; border-radius: 3px; padding: 1px 6px;
   font-size: .8em; font-weight: 600; margin: 2px 0; } .copied { border-left: 3px solid #b3261e; padding-left: 4px; }
 """
@@ -142,13 +151,19 @@ def _cross_entropy_sections(first: dict[str, Any]) -> list[tuple[str, list[Row]]
 def _frechet_sections(first: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     sections = []
     counts = "{generated_frames} / {reference_frames} ({generated_clips} / {reference_clips})".format
-    for dataset in first.get("frechet", {}):
+    for dataset, embeddings in first.get("frechet", {}).items():
         rows: list[Row] = []
-        for kind, name in (("encodec_latent", "EnCodec latents"), ("descriptor", "MFCC+chroma descriptor")):
+        for kind in embeddings:
+            name = EMBEDDING_NAMES.get(kind, kind)
             rows.append((name, _read("frechet", dataset, kind, "value"), "lower", ".4g"))
+            rows.append((f"{name}: FAD∞", _read("frechet", dataset, kind, "fad_inf", "value"), "lower", ".4g"))
             read_counts = lambda b, d=dataset, k=kind: counts(**b["frechet"][d][k])  # noqa: E731
             rows.append((f"{name}: frames generated / reference (clips)", read_counts, None, "s"))
-        sections.append((f"Fréchet distance to '{dataset}' (frame-level; not VGGish FAD)", rows))
+        sections.append((f"Fréchet distance to '{dataset}' (not VGGish FAD)", rows))
+    if "per_song_fad" in first:
+        rows = [("per-song FAD to the training files, mean over clips (EnCodec code latents)",
+                 _read("per_song_fad", "mean"), None, ".4g")]  # fmt: skip
+        sections.append(("Per-song FAD", rows))
     return sections
 
 
@@ -181,18 +196,17 @@ def _diversity_rows(first: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
-def _cell(value: Any, base: Any, better: str | None, spec: str, is_base: bool) -> str:
-    text = html.escape(_fmt(value, spec))
+def _cell(value: Any, base: Any, better: str | None, spec: str, is_base: bool) -> tuple[str, str, str]:
+    """A table cell: ``(value, difference to the base model, "better" or "worse")`` (the last two empty when there is
+    no difference to show)."""
+    text = _fmt(value, spec)
     if is_base or better is None or not isinstance(value, (int, float)) or not isinstance(base, (int, float)):
-        return f'<td class="num">{text}</td>'
+        return text, "", ""
     delta = value - base
     if delta == 0:
-        return f'<td class="num">{text}</td>'
+        return text, "", ""
     good = (delta < 0) == (better == "lower")
-    sign = "+" if delta > 0 else "−"
-    shown = _fmt(abs(delta), spec)
-    verdict = "better" if good else "worse"
-    return f'<td class="num">{text}<span class="delta {verdict}">{sign}{html.escape(shown)}</span></td>'
+    return text, ("+" if delta > 0 else "−") + _fmt(abs(delta), spec), "better" if good else "worse"
 
 
 def _safe(getter: Callable[[dict[str, Any]], Any], block: dict[str, Any]) -> Any:
@@ -202,30 +216,64 @@ def _safe(getter: Callable[[dict[str, Any]], Any], block: dict[str, Any]) -> Any
         return None
 
 
-def _copy_html(record: dict[str, Any]) -> str:
-    """A warning badge and a player of the training excerpt for a clip flagged as a copy ('' otherwise)."""
+def _copy_text(record: dict[str, Any]) -> str | None:
+    """What a clip flagged as a copy copies, naming the training file (None for a clip not flagged)."""
     if not record.get("copy"):
-        return ""
+        return None
     if record.get("copy_kind") == "codes":
         name = record.get("copy_training_file") or f"training example {record['copy_training_index']}"
-        what = f"copies {100 * record['copy_score']:.0f} % of {name} from {record['copy_offset_seconds']:.2f} s"
-    else:
-        name = record.get("melody_training_file") or f"training example {record['melody_training_index']}"
-        shift = record.get("melody_transposition") or 0
-        key = f", {shift:+d} semitones" if shift else ""
-        where, similarity = record["melody_offset_seconds"], record["melody_similarity"]
-        what = f"melody of {name} from {where:.2f} s (r = {similarity:.2f}{key})"
-    parts = [
-        f'<div class="copied"><span class="copy-badge" title="memorisation check">⚠ COPY</span> '
-        f'<span class="meta">{html.escape(what)}</span>'
-    ]
-    if record.get("copy_excerpt"):
-        excerpt = html.escape(record["copy_excerpt"])
-        parts.append(
-            f'<div class="meta">the training excerpt:</div><audio class="excerpt" controls preload="metadata" '
-            f'src="{excerpt}"></audio>'
+        return f"copies {100 * record['copy_score']:.0f} % of {name} from {record['copy_offset_seconds']:.2f} s"
+    name = record.get("melody_training_file") or f"training example {record['melody_training_index']}"
+    shift = record.get("melody_transposition") or 0
+    key = f", {shift:+d} semitones" if shift else ""
+    where, similarity = record["melody_offset_seconds"], record["melody_similarity"]
+    return f"melody of {name} from {where:.2f} s (r = {similarity:.2f}{key})"
+
+
+def _clip(record: dict[str, Any]) -> tuple[str, str, int, str, str | None, str | None]:
+    """A clip of the Listen table: ``(wav, spectrogram, sample, what was measured, what it copies, the copied
+    excerpt's wav)``."""
+    meta = " · ".join(
+        x
+        for x in (
+            f"{record['duration']:.2f} s",
+            f"{record['estimated_bpm']:g} bpm" if record.get("estimated_bpm") else "",
+            record.get("estimated_key") or "",
+            f"{record['loudness_lufs']:.1f} LUFS" if record.get("loudness_lufs") is not None else "silent",
         )
-    return "".join(parts) + "</div>"
+        if x
+    )
+    copied = _copy_text(record)
+    excerpt = record.get("copy_excerpt") if copied else None
+    return record["path"], record["spectrogram"], record["sample"], meta, copied, excerpt
+
+
+def _comparison_rows(comparison: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """One row per compared metric (in the order the first model lists them), one cell per model."""
+    keys: list[str] = []
+    for block in comparison.values():
+        keys += [k for k in block["metrics"] if k not in keys]
+    rows = []
+    for key in keys:
+        entries = [block["metrics"].get(key) for block in comparison.values()]
+        label = next(e["label"] for e in entries if e)
+        cells = []
+        for entry in entries:
+            if entry is None:
+                cells.append(("–", ""))
+                continue
+            text = describe(entry).removeprefix(entry["label"]).strip()
+            cells.append((text, entry.get("verdict") or ("changed" if entry["changed"] else "")))
+        rows.append((label, cells))
+    return rows
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, trim_blocks=True, lstrip_blocks=True
+    )
+    return environment.get_template(TEMPLATE)
 
 
 def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str:
@@ -233,77 +281,50 @@ def render_report(metrics: dict[str, Any], records: list[dict[str, Any]]) -> str
     settings = metrics["settings"]
     names = list(metrics["models"])
     base_name = names[0]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>MusicGen evaluation</title>",
-        f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
-        "<h1>MusicGen evaluation</h1>",
-        "<p>Base model <code>{}</code>; {} prompt(s) × {} sample(s) of {:g} s, seed {} (the same seeds for every "
-        "model, so differences come from the weights), guidance {:g}.</p>".format(
-            html.escape(str(settings["base_model"])),
-            len(settings["prompts"]),
-            settings["num_samples"],
-            settings["duration"],
-            settings["seed"],
-            settings["guidance_scale"],
-        ),
-        "<h2>Metrics</h2>",
-        f'<p class="note">Coloured numbers are the difference to <b>{html.escape(base_name)}</b> '
-        "(green: better, red: worse, where one direction is better).</p>",
-        '<table id="metrics"><tr><th>metric</th>' + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>",
-    ]
-    for section, rows in _rows(metrics):
-        parts.append(f'<tr><th colspan="{len(names) + 1}">{html.escape(section)}</th></tr>')
+    blocks = metrics["models"]
+    sections = []
+    for title, rows in _rows(metrics):
+        table = []
         for label, getter, better, spec in rows:
-            base_value = _safe(getter, metrics["models"][base_name])
-            cells = "".join(
-                _cell(_safe(getter, metrics["models"][n]), base_value, better, spec, n == base_name) for n in names
+            base_value = _safe(getter, blocks[base_name])
+            table.append(
+                (label, [_cell(_safe(getter, blocks[n]), base_value, better, spec, n == base_name) for n in names])
             )
-            parts.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
-    parts.append("</table>")
-    checks = metrics.get("checks", {}).get("adapter_disabled_ce_max_abs_diff_from_base") or {}
-    if checks:
-        text = ", ".join(f"{html.escape(k)}: {v:.2e}" for k, v in checks.items())
-        parts.append(
-            f'<p class="note">Check: cross-entropy of each adapter with its adapter disabled minus the base '
-            f"model's (should be ~0): {text}.</p>"
-        )
-    parts.append(f'<p class="note">{html.escape(metrics["notes"]["frechet"])}</p>')
-
-    parts.append("<h2>Listen</h2>")
-    parts.append(
-        '<table id="clips"><tr><th>prompt</th>' + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
-    )
-    by_cell: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        sections.append((title, table))
+    by_cell: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
     for record in records:
-        by_cell.setdefault((record["prompt_index"], record["model"]), []).append(record)
-    for index, prompt in enumerate(settings["prompts"]):
-        parts.append(f"<tr><td>{index}. {html.escape(prompt['text'])}</td>")
-        for name in names:
-            clips = []
-            for record in by_cell.get((index, name), []):
-                meta = " · ".join(
-                    x
-                    for x in (
-                        f"{record['duration']:.2f} s",
-                        f"{record['estimated_bpm']:g} bpm" if record.get("estimated_bpm") else "",
-                        record.get("estimated_key") or "",
-                        f"{record['loudness_lufs']:.1f} LUFS" if record.get("loudness_lufs") is not None else "silent",
-                    )
-                    if x
-                )
-                src, png = html.escape(record["path"]), html.escape(record["spectrogram"])
-                clips.append(
-                    f'<div class="clip"><audio controls preload="metadata" src="{src}"></audio>'
-                    f'<img src="{png}" alt="spectrogram of {src}" width="320" height="96">'
-                    f'<div class="meta">sample {record["sample"]}: {html.escape(meta)}</div>{_copy_html(record)}</div>'
-                )
-            parts.append(f"<td>{''.join(clips)}</td>")
-        parts.append("</tr>")
-    parts.append("</table></body></html>")
-    return "\n".join(parts) + "\n"
+        by_cell.setdefault((record["prompt_index"], record["model"]), []).append(_clip(record))
+    listen = [
+        (index, prompt["text"], [by_cell.get((index, name), []) for name in names])
+        for index, prompt in enumerate(settings["prompts"])
+    ]
+    comparison = metrics.get("comparison") or {}
+    first = next(iter(comparison.values()), {})
+    clips = len(settings["prompts"]) * settings["num_samples"]
+    checks = metrics.get("checks", {}).get("adapter_disabled_ce_max_abs_diff_from_base") or {}
+    return _template().render(
+        style=_STYLE,
+        script=_SCRIPT,
+        base=base_name,
+        names=names,
+        columns=len(names) + 1,
+        settings=settings,
+        verdicts=[
+            {"model": name, "text": block["verdict"], "steady": block["verdict"].startswith("no detectable change")}
+            for name, block in comparison.items()
+        ],
+        bootstrap=first.get("bootstrap", {}),
+        clips=clips,
+        few_clips=clips < MIN_CLIPS,
+        min_clips=MIN_CLIPS,
+        compared=list(comparison),
+        comparison_rows=_comparison_rows(comparison),
+        left_out=metrics.get("left_out", []),
+        sections=sections,
+        checks=list(checks.items()),
+        frechet_note=metrics["notes"]["frechet"],
+        listen=listen,
+    )
 
 
 def write_report(out_dir: Path, metrics: dict[str, Any], records: list[dict[str, Any]]) -> Path:

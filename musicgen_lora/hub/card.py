@@ -402,12 +402,19 @@ def _evaluations(run: _RunFiles) -> list[dict[str, Any]]:
                     _number(health.get("loudness_lufs_mean")),
                 ]
             )
+        comparison = run.evaluation.get("comparison") or {}
         tables.append(
             {
                 "title": "evaluate.py, the base model against this one (same prompts and seeds; "
                 "`evaluation/report.html` to listen):",
                 "header": header,
                 "rows": rows,
+                # each model against the base in words: paired bootstrap, 95 % intervals (evaluate.py's verdict)
+                "verdicts": [
+                    (name, block["verdict"])
+                    for name, block in comparison.items()
+                    if isinstance(block, dict) and isinstance(block.get("verdict"), str)
+                ],
             }
         )
     return tables

@@ -106,11 +106,14 @@ class CopyChecker:
         record["copied_run_frames"] = match.longest_run_frames
         record["copied_run_frames_q1"] = self.first_codebook.match(np.asarray(codes)[:1]).longest_run_frames
         record["generated_frames"] = match.frames
-        kind = "codes" if match.score >= self.copy_threshold else None
+        # a clip is flagged only where something lined up: with a threshold of 0, every clip with a matched run
+        # (never a clip that matched nothing, which has no training excerpt to show)
+        kind = "codes" if match.example is not None and match.score >= self.copy_threshold else None
         if self.melody is not None and audio is not None and sampling_rate:
             melody = self.melody.match(audio, sampling_rate)
             record.update(melody.record())
-            if kind is None and melody.similarity >= self.melody_threshold:
+            found = record.get("melody_training_index") is not None
+            if kind is None and found and melody.similarity >= self.melody_threshold:
                 kind = "melody"
         record["copy"] = kind is not None
         record["copy_kind"] = kind  # what flagged it: "codes", "melody" or None
@@ -141,7 +144,7 @@ class CopyChecker:
             "copy_score": max(scores, default=None),
             "copy_score_mean": float(np.mean(scores)) if scores else None,
             "copy_score_exact": max((r["copy_score_exact"] for r in records), default=None),
-            "copies": sum(1 for s in scores if s >= self.copy_threshold),
+            "copies": sum(1 for r in records if r.get("copy_kind") == "codes"),
             "copy_threshold": self.copy_threshold,
             "longest_copied_run_frames": max((r["copied_run_frames"] for r in records), default=0),
             "longest_copied_run_seconds": max((r["copied_run_frames"] for r in records), default=0)
@@ -154,7 +157,12 @@ class CopyChecker:
             block.update(
                 melody_similarity=max(melody, default=None),
                 melody_similarity_mean=float(np.mean(melody)) if melody else None,
-                melody_copies=sum(1 for s in melody if s >= self.melody_threshold),
+                melody_copies=sum(
+                    1
+                    for r in records
+                    if r.get("melody_training_index") is not None
+                    and r.get("melody_similarity", -1.0) >= self.melody_threshold
+                ),
                 melody_threshold=self.melody_threshold,
             )
         block["note"] = COPY_NOTE

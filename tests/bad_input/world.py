@@ -116,13 +116,17 @@ def deny_read(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @dataclass(frozen=True)
 class Case:
     """One bad input: ``argv(world)`` gives the command's words (after setting up what it needs); the command must
-    fail with ``code`` and a last line matching ``expect`` (``slow``: the case takes more than a few seconds)."""
+    fail with ``code`` and a last line matching ``expect`` (``slow``: the case takes more than a few seconds).
+
+    ``shared_world``: the name of a world that cases failing while their options are parsed (before anything is
+    written) share, so each does not pay for its own copies of the run and corpus; None: the case's own world."""
 
     command: str
     argv: Callable[[World], list[str]]
     expect: str
     code: int = 2
     slow: bool = False  # it trains or decodes first: left out of the everyday tier
+    shared_world: str | None = None
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

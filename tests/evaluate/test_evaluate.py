@@ -1,8 +1,11 @@
-"""evaluate.py end to end on the tiny model with two adapters, its metrics' analytic checks, and the report in
-Chromium."""
+"""evaluate.py end to end on the tiny model with five models besides the base (a trained adapter, the same at half
+strength, a copy of the base weights, a freshly initialised LoRA and one trained 2 steps at learning rate 1e-12), its
+metrics' analytic checks, the comparison's verdicts, and the report in Chromium."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -19,16 +22,21 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from musicgen_lora.audio import analysis
-from musicgen_lora.evaluate.metrics import audio_health, frechet_distance, frechet_distance_from_stats
+from musicgen_lora.evaluate.frechet import frechet_distance, frechet_distance_from_stats
+from musicgen_lora.evaluate.metrics import audio_health
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
 from musicgen_lora.evaluate.spectrogram import write_spectrogram_png
 
-from ..conftest import ROOT
+from ..conftest import ROOT, base_argv, write_tone
 
 PROMPTS = ["lofi hip hop, 84 bpm, A minor, piano", "techno, 128 bpm, F minor, saw synth"]
-MODELS = ("base", "final", "half", "same")  # same: a "fully fine-tuned" folder holding the base weights unchanged
-NUM_SAMPLES = 2
+# same: a "fully fine-tuned" folder holding the base weights unchanged; fresh: a LoRA as initialised, before any step;
+# tiny_lr: trained 2 steps at learning rate 1e-12. The last three equal the base model.
+MODELS = ("base", "final", "half", "same", "fresh", "tiny_lr")
+EQUAL_TO_BASE = ("same", "fresh", "tiny_lr")
+NUM_SAMPLES = 4  # 8 clips per model: the fewest for which the comparison calls a change (bootstrap.MIN_UNITS)
 DURATION = 1.5
+GENERATION_BATCH = 3  # batches cross prompts: (0,0) (0,1) (0,2) | (0,3) (1,0) (1,1) | (1,2) (1,3)
 
 
 # ------------------------------------------------------------------------------------------------ Fréchet
@@ -70,6 +78,7 @@ def test_frechet_distance_matches_the_closed_form_for_gaussians():
     assert frechet_distance(x, y) == pytest.approx(closed, rel=0.02)
 
 
+@pytest.mark.slow
 def test_frechet_distance_grows_with_distortion(corpus_dir):
     clips = [sf.read(p, dtype="float32")[0] for p in sorted(corpus_dir.glob("clip_*.wav"))[:6]]
     reference = np.concatenate([analysis.frame_descriptors(c, 32000) for c in clips])
@@ -112,6 +121,12 @@ def test_prompts_are_parsed_for_tempo_and_key(tmp_path):
     assert [(p.text, p.bpm, p.key) for p in prompts] == [("jazz, 90 bpm", 90.0, None), ("rock", 140, "E minor")]
     (tmp_path / "p.txt").write_text("one\n\ntwo, C major\n")
     assert [p.key for p in read_prompts(tmp_path / "p.txt")] == [None, "C major"]
+    # a JSON list in a file without .json (W8 of the new user's afternoon) is read as JSON, not as one prompt
+    for name in ("prompts", "prompts.yaml", "prompts.txt"):
+        (tmp_path / name).write_text('["lofi piano", {"text": "rock", "bpm": 120}]')
+        assert [(p.text, p.bpm) for p in read_prompts(tmp_path / name)] == [("lofi piano", None), ("rock", 120)]
+    (tmp_path / "lines").write_text("[intro] lofi piano\n{verse} rock\n")  # not JSON: one prompt per line
+    assert [p.text for p in read_prompts(tmp_path / "lines")] == ["[intro] lofi piano", "{verse} rock"]
 
 
 def test_spectrogram_png_shows_a_tone_as_one_bright_band(tmp_path):
@@ -144,46 +159,65 @@ def half_adapter(trained_run, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def evaluation(trained_run, half_adapter, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> dict:
+def fresh_adapter(tiny_model_dir, tmp_path_factory) -> Path:
+    """A LoRA adapter as training initialises it, before its first step (PEFT's init: lora_B zero)."""
+    from musicgen_lora.config.arguments import LoraArguments, ModelArguments
+    from musicgen_lora.models.loading import load_model_and_processor
+    from musicgen_lora.train.lora import add_trainable_parts
+
+    model, _ = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    folder = tmp_path_factory.mktemp("adapters") / "fresh"
+    peft_model = add_trainable_parts(model, LoraArguments())
+    peft_model.save_pretrained(folder)
+    assert all(not v.any() for k, v in load_file(folder / "adapter_model.safetensors").items() if "lora_B" in k)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_lr_run(tiny_model_dir, corpus_dir, data_cache_dir, tmp_path_factory) -> Path:
+    """The real script, 2 steps at learning rate 1e-12 on the 4 clips (their codes are cached by trained_run)."""
+    from finetune_musicgen import main as train
+
+    output_dir = tmp_path_factory.mktemp("runs") / "tiny-lr"
+    train(base_argv(tiny_model_dir, corpus_dir, output_dir, data_cache_dir) + [
+        "--max_train_samples", "4", "--per_device_train_batch_size", "2", "--max_steps", "2", "--learning_rate",
+        "1e-12", "--lora_dropout", "0",
+    ])  # fmt: skip
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def evaluation(trained_run, half_adapter, fresh_adapter, tiny_lr_run, tiny_model_dir, corpus_dir, data_cache_dir,
+               tmp_path_factory) -> dict:  # fmt: skip
     from evaluate import main
+    from musicgen_lora.evaluate import run
 
     out = tmp_path_factory.mktemp("evaluation") / "eval"
     same = shutil.copytree(tiny_model_dir, out.parent / "same")
     prompts = out.parent / "prompts.json"
     prompts.write_text(json.dumps(PROMPTS))
     argv = [
-        "--base_model",
-        str(tiny_model_dir),
-        "--model",
-        f"final={trained_run['output_dir']}",
-        "--model",
-        f"half={half_adapter}",
-        "--model",
-        f"same={same}",
-        "--prompts",
-        str(prompts),
-        "--duration",
-        str(DURATION),
-        "--num_samples",
-        str(NUM_SAMPLES),
-        "--seed",
-        "0",
+        "--base_model", str(tiny_model_dir), "--model", f"final={trained_run['output_dir']}", "--model",
+        f"half={half_adapter}", "--model", f"same={same}", "--model", f"fresh={fresh_adapter}", "--model",
+        f"tiny_lr={tiny_lr_run}", "--prompts", str(prompts), "--duration", str(DURATION), "--num_samples",
+        str(NUM_SAMPLES), "--seed", "0", "--generation_batch_size", str(GENERATION_BATCH),
         # the 4 clips the adapter was trained on: their codes are cached by the training run (fast)
-        "--eval_dataset",
-        str(corpus_dir),
-        "--max_eval_samples",
-        "4",
-        "--train_dataset",
-        str(corpus_dir),
-        "--max_train_samples",
-        "4",
-        "--data_cache_dir",
-        str(data_cache_dir),
-        "--output_dir",
-        str(out),
-    ]
-    result = main(argv)
-    result["out"] = out
+        "--eval_dataset", str(corpus_dir), "--max_eval_samples", "4", "--train_dataset", str(corpus_dir),
+        "--max_train_samples", "4", "--data_cache_dir", str(data_cache_dir), "--output_dir", str(out),
+        "--bootstrap_resamples", "500",
+    ]  # fmt: skip
+    bars = []
+    real_progress = run.progress
+
+    def recorded(**kwargs):
+        bars.append(kwargs)
+        return real_progress(**kwargs)
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(run, "progress", recorded)
+        result = main(argv)
+    result["out"], result["bars"], result["stdout"] = out, bars, printed.getvalue()
     return result
 
 
@@ -209,6 +243,7 @@ def _nulls(value, path=""):
         yield path
 
 
+@pytest.mark.slow
 def test_every_output_exists_and_parses(evaluation):
     out = evaluation["out"]
     for model in MODELS:
@@ -224,7 +259,10 @@ def test_every_output_exists_and_parses(evaluation):
     }
     for record in lines:
         assert (out / record["path"]).is_file() and (out / record["spectrogram"]).is_file()
-        assert record["prompt"] == PROMPTS[record["prompt_index"]] and record["seed"] == record["prompt_index"]
+        assert record["prompt"] == PROMPTS[record["prompt_index"]]
+        position = record["prompt_index"] * NUM_SAMPLES + record["sample"]  # batches mix prompts and samples
+        assert (record["batch"], record["batch_row"]) == divmod(position, GENERATION_BATCH)
+        assert record["seed"] == record["batch"]  # --seed 0: batch b uses seed b, for every model
         assert record["duration"] == pytest.approx(DURATION) and record["duration_ratio"] == pytest.approx(1.0)
         assert record["target_bpm"] == [84.0, 128.0][record["prompt_index"]]
         assert record["nan_samples"] == 0 and record["inf_samples"] == 0
@@ -236,15 +274,75 @@ def test_every_output_exists_and_parses(evaluation):
     nulls = [
         p
         for p in _nulls(metrics)
-        if not p.startswith(".settings") and not p.endswith((".path", "tempo_rel_error_mean"))
+        if not p.startswith(".settings")
+        and not p.endswith((".path", "tempo_rel_error_mean"))
+        and not (p.startswith(".comparison") and p.endswith((".direction", ".better")))  # unchanged; no better way
     ]
     assert nulls == [], nulls
+    assert not (out / ".evaluate.lock").exists()  # the folder's lock is gone with the evaluation
+    # one progress bar over models x prompts
+    (bar,) = [b for b in evaluation["bars"] if b.get("desc") == "Rendering"]
+    assert bar["total"] == len(MODELS) * len(PROMPTS) and bar["unit"] == "prompt"
     html = (out / "report.html").read_text()
     assert "http://" not in html and "https://" not in html  # nothing from the network
     for record in lines:
         assert f'src="{record["path"]}"' in html and f'src="{record["spectrogram"]}"' in html
 
 
+@pytest.mark.slow
+def test_models_equal_to_the_base_are_judged_no_detectable_change_on_every_metric(evaluation):
+    """A copy of the base weights, a LoRA as initialised (lora_B zero) and one trained 2 steps at lr 1e-12."""
+    comparison = evaluation["metrics"]["comparison"]
+    assert list(comparison) == list(MODELS[1:])
+    for name in EQUAL_TO_BASE:
+        block = comparison[name]
+        assert block["verdict"].startswith("no detectable change"), (name, block["verdict"])
+        assert not [k for k, e in block["metrics"].items() if e["changed"]], name
+        assert f"{name} against base: no detectable change" in evaluation["stdout"]
+    out = evaluation["out"]
+    for name in ("same", "fresh"):  # exactly the base's clips (the adapter adds zeros)
+        assert all((out / name / p.name).read_bytes() == p.read_bytes() for p in (out / "base").glob("*.wav"))
+
+
+@pytest.mark.slow
+def test_the_trained_adapter_is_a_detectable_change_in_words_and_numbers(evaluation):
+    block = evaluation["metrics"]["comparison"]["final"]
+    song = block["metrics"]["per_song_fad"]
+    assert song["changed"] and song["words"] == "closer to the training music" and song["relative_ci95"][1] < 0
+    assert song["pairs"] == len(PROMPTS) * NUM_SAMPLES and song["resampled"] == "per clip (prompts x samples)"
+    assert block["verdict"].startswith("closer to the training music: per-song FAD to the training files")
+    # 4 evaluation windows: the cross-entropy fell a lot, its interval says so, but 4 units are too few to call it
+    ce = block["metrics"]["cross_entropy[eval]"]
+    models = evaluation["metrics"]["models"]
+    expected = models["final"]["cross_entropy"]["eval"]["ce"] - models["base"]["cross_entropy"]["eval"]["ce"]
+    assert ce["delta"] == pytest.approx(expected) and ce["ci95"][1] < 0 and ce["other_side_of_zero"] == 0.0
+    assert ce["resampled"] == "per evaluation window" and ce["pairs"] == 4 and ce["resamples"] == 500
+    assert not ce["changed"] and "at least 8 are needed" in ce["too_few"]
+    assert "too_few" in block["metrics"]["diversity"]  # 2 prompts: per-prompt metrics cannot be called
+    assert f"final against base: {block['verdict']}" in evaluation["stdout"]
+    for entry in block["metrics"].values():  # the shape the Studio reads
+        assert {"label", "delta", "ci95", "other_side_of_zero", "changed"} <= set(entry) and len(entry["ci95"]) == 2
+    assert block["bootstrap"]["resamples"] == 500 and evaluation["metrics"]["settings"]["bootstrap_seed"] == 0
+    page = Path(evaluation["report"]).read_text()
+    assert page.index("final</b> against <b>base</b>: closer to") < page.index('<table id="metrics">')
+
+
+@pytest.mark.slow
+def test_the_model_card_carries_the_verdict(evaluation, trained_run, tmp_path):
+    from musicgen_lora.hub.card import build_model_card
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["output_dir"], run, ignore=shutil.ignore_patterns("checkpoint-*"))
+    (run / "evaluation").mkdir()
+    shutil.copy(evaluation["out"] / "metrics.json", run / "evaluation" / "metrics.json")
+    card = str(build_model_card(run))
+    verdict = evaluation["metrics"]["comparison"]["final"]["verdict"]
+    assert f"**final** against the base model: {verdict}" in card
+    assert "**fresh** against the base model: no detectable change" in card
+    assert re.search(r"\|---\|---\|---\|---\|---\|---\|\n\| base \|[^\n]*\|\n\| final \|", card)  # one table
+
+
+@pytest.mark.slow
 def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evaluation):
     models = evaluation["metrics"]["models"]
     base = models["base"]["cross_entropy"]["eval"]
@@ -263,6 +361,7 @@ def test_base_cross_entropy_equals_each_adapter_with_the_adapter_disabled(evalua
     assert base["ce"] == pytest.approx(ce_mean, rel=1e-6)  # equal-length windows: equal targets per codebook
 
 
+@pytest.mark.slow
 def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(
     evaluation, tiny_model_dir, corpus_dir, data_cache_dir
 ):
@@ -286,6 +385,7 @@ def test_cross_entropy_equals_musicgens_own_loss_on_the_training_labels(
     )
 
 
+@pytest.mark.slow
 def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation):
     out = evaluation["out"]
     # a model folder with the base weights renders byte-identical files and scores the same cross-entropy
@@ -308,6 +408,7 @@ def test_same_seeds_across_models_and_the_weights_make_the_difference(evaluation
     assert all(len(s) == 1 for s in seeds.values())  # every model rendered each prompt with the same seed
 
 
+@pytest.mark.slow
 def test_metric_blocks_are_complete(evaluation):
     for block in evaluation["metrics"]["models"].values():
         frechet = block["frechet"]["eval"]
@@ -333,9 +434,22 @@ def test_metric_blocks_are_complete(evaluation):
             <= memorisation["longest_copied_run_frames_q1"]
             <= generated_frames
         )
-    assert "not the literature's VGGish FAD" in evaluation["metrics"]["notes"]["frechet"].replace("Not", "not")
+    assert "not the vggish fad of musicgen's paper" in evaluation["metrics"]["notes"]["frechet"].lower()
+    for name, block in evaluation["metrics"]["models"].items():
+        for kind in ("encodec_latent", "descriptor"):
+            fad_inf = block["frechet"]["eval"][kind]["fad_inf"]
+            assert math.isfinite(fad_inf["value"]) and fad_inf["subset_clips"][-1] == len(PROMPTS) * NUM_SAMPLES
+        per_song = [r["per_song_fad"] for r in evaluation["records"] if r["model"] == name]
+        assert len(per_song) == len(PROMPTS) * NUM_SAMPLES and block["per_song_fad"]["mean"] == pytest.approx(
+            np.mean(per_song)
+        )
+    # no --clap_model: the CLAP metrics are left out with one line naming the option, in the log and metrics.json
+    (line,) = [x for x in evaluation["metrics"]["left_out"] if "CLAP" in x]
+    assert "left out: give --clap_model FOLDER (laion/larger_clap_music" in line
+    assert "clap" not in evaluation["metrics"]["models"]["base"]["frechet"]["eval"]
 
 
+@pytest.mark.slow
 def test_config_mode_reads_everything_back_from_the_training_run(trained_run, half_adapter, tmp_path):
     from evaluate import main
 
@@ -366,7 +480,8 @@ def test_config_mode_reads_everything_back_from_the_training_run(trained_run, ha
     assert len((run / "evaluation" / "comparison_results.jsonl").read_text().splitlines()) == 6
 
 
-def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, tmp_path):
+@pytest.mark.slow
+def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, corpus_dir, data_cache_dir, tmp_path):
     from transformers import ClapModel, ClapProcessor
 
     from evaluate import main
@@ -375,22 +490,16 @@ def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, tmp_
     clap = tiny_clap_dir
     prompts = tmp_path / "p.json"
     prompts.write_text('["techno, 128 bpm"]')
-    result = main(
-        [
-            "--base_model",
-            str(tiny_model_dir),
-            "--prompts",
-            str(prompts),
-            "--duration",
-            "1",
-            "--num_samples",
-            "2",
-            "--output_dir",
-            str(tmp_path / "o"),
-            "--clap_model",
-            str(clap),
-        ]
-    )
+    result = main([
+        "--base_model", str(tiny_model_dir), "--prompts", str(prompts), "--duration", "1", "--num_samples", "2",
+        "--output_dir", str(tmp_path / "o"), "--clap_model", str(clap), "--eval_dataset", str(corpus_dir),
+        "--max_eval_samples", "2", "--data_cache_dir", str(data_cache_dir),
+    ])  # fmt: skip
+    # FAD on CLAP embeddings: one 10 s window per second of audio (fadtk's protocol), 48 kHz
+    fad = result["metrics"]["models"]["base"]["frechet"]["eval"]["clap"]
+    assert fad["generated_clips"] == 2 and fad["generated_frames"] == 2 and fad["value"] >= 0
+    assert fad["reference_clips"] == 2 and fad["reference_frames"] >= 2
+    assert not [x for x in result["metrics"]["left_out"] if "CLAP" in x]
     records = result["records"]
     assert all(-1 <= r["clap_score"] <= 1 for r in records)
     assert result["metrics"]["models"]["base"]["clap_score_mean"] == pytest.approx(
@@ -413,6 +522,7 @@ def test_clap_scores_with_a_local_checkpoint(tiny_model_dir, tiny_clap_dir, tmp_
     assert records[0]["clap_score"] == pytest.approx(expected, abs=2e-3)  # the WAV is 16-bit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["stereo", "melody"])
 def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_path):
     from evaluate import main
@@ -452,6 +562,7 @@ def test_stereo_and_melody_models_evaluate(variant, request, corpus_dir, tmp_pat
     assert result["records"][0]["generated_frames"] == 50 and block["memorisation"]["training_clips"] == 2
 
 
+@pytest.mark.slow
 def test_a_prepared_dataset_gives_the_same_cross_entropy_as_its_audio_folder(
     evaluation, tiny_model_dir, corpus_dir, data_cache_dir, tmp_path
 ):
@@ -511,6 +622,27 @@ def _error(capsys, argv) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and err[-1].startswith("error: ")
     return err[-1]
+
+
+@pytest.mark.slow
+def test_the_config_of_a_stopped_run_leaves_no_evaluation_folder(trained_run, tmp_path, capsys):
+    """UC23 of the new user's afternoon: the refusal left an empty RUN/evaluation/ behind."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["output_dir"], run, ignore=shutil.ignore_patterns("samples", "adapter_*"))
+    message = _error(capsys, ["--config", str(run), "--duration", "0.5", "--num_samples", "1"])
+    assert "has not finished: it has no adapter yet" in message
+    assert not (run / "evaluation").exists()
+
+
+def test_an_evaluation_that_fails_removes_the_folder_it_created(tiny_model_dir, tmp_path, capsys):
+    songs = tmp_path / "songs"
+    write_tone(songs / "a.wav", 2.0)
+    (songs / "metadata.jsonl").write_text('{"file_name": 3, "text": "x"}\n')
+    (tmp_path / "p.json").write_text('["jazz"]')
+    out = tmp_path / "new" / "eval"
+    message = _error(capsys, ["--base_model", str(tiny_model_dir), "--prompts", str(tmp_path / "p.json"),
+                              "--eval_dataset", str(songs), "--output_dir", str(out)])  # fmt: skip
+    assert "'file_name' is 3" in message and not (tmp_path / "new").exists()
 
 
 def test_clap_without_a_local_checkpoint_is_a_one_line_error(capsys, tiny_model_dir, tmp_path):
@@ -602,6 +734,8 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_chromium
 def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp_path):
     page = Path(evaluation["report"])
@@ -629,6 +763,8 @@ def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp
         shutil.copy(shot, artifacts / "report.png")
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 @needs_chromium
 def test_the_browser_check_notices_a_missing_file(evaluation, tmp_path):
     """The same check on a copy of the page with one WAV and one PNG deleted must report both."""

@@ -309,7 +309,8 @@ def test_an_adapter_trained_normally_on_many_clips_scores_low(trained_run):
 def memorised_evaluation(memorised_run, tmp_path_factory) -> dict:
     run = tmp_path_factory.mktemp("eval-run") / "run"
     shutil.copytree(memorised_run["output_dir"], run, ignore=shutil.ignore_patterns("samples"))
-    return evaluate_main(["--config", str(run), "--duration", "1", "--num_samples", "2", "--max_eval_samples", "1"])
+    # 2 prompts x 4 samples: 8 clip pairs, the fewest for which the comparison calls a change
+    return evaluate_main(["--config", str(run), "--duration", "1", "--num_samples", "4", "--max_eval_samples", "1"])
 
 
 def test_evaluate_flags_the_memorised_clip_and_names_the_copied_file(memorised_evaluation, memorised_run):
@@ -319,7 +320,7 @@ def test_evaluate_flags_the_memorised_clip_and_names_the_copied_file(memorised_e
     assert base["copy_score"] < 0.2 and base["copies"] == 0 and base["copy_score_mean"] < 0.2
     assert final["copy_score_mean"] <= final["copy_score"] and "melody_similarity" in final
     caption = [r for r in records if r["model"] == "final" and r["prompt"] == memorised_run["caption"]]
-    assert len(caption) == 2
+    assert len(caption) == 4
     for record in caption:
         assert record["copy_score"] >= 0.8 and record["copy"] and record["copy_kind"] == "codes"
         assert record["copy_training_file"].endswith("clip_000.wav") and record["copy_offset_seconds"] == 0.0
@@ -331,6 +332,72 @@ def test_evaluate_flags_the_memorised_clip_and_names_the_copied_file(memorised_e
     ]
     assert [x["copy_score"] for x in lines] == [r["copy_score"] for r in records]
     assert all("copy_excerpt" not in r for r in records if r["model"] == "base")
+
+
+def test_the_comparison_shows_the_memorised_clip_as_a_change(memorised_evaluation):
+    """The adapter that memorised a clip, against the base: copy score up and per-song FAD to the training files
+    down, both with intervals that exclude zero, and said so in the verdict."""
+    block = memorised_evaluation["metrics"]["comparison"]["final"]
+    copy, song = block["metrics"]["copy_score"], block["metrics"]["per_song_fad"]
+    assert copy["changed"] and copy["verdict"] == "worse" and copy["ci95"][0] > 0.3
+    assert song["changed"] and song["relative_ci95"][1] < 0
+    assert "copies more of the training music: copy score +" in block["verdict"]
+    assert "closer to the training music: per-song FAD" in block["verdict"]
+    assert not block["verdict"].startswith("no detectable change")
+
+
+@pytest.fixture(scope="module")
+def hub_dataset_stand_in(memorised_run, tmp_path_factory, monkeypatch_module) -> str:
+    """The fake Hub of tests/hub serves uploads only, not downloads: a local ``datasets`` dataset saved to disk
+    stands in for a Hub dataset, as ``datasets.load_dataset`` would return it (audio files in a download cache)."""
+    cache = tmp_path_factory.mktemp("hub-cache") / "datasets--someone--my-songs" / "snapshots" / "abc123" / "data"
+    cache.mkdir(parents=True)
+    shutil.copy(memorised_run["corpus"] / "clip_000.wav", cache / "clip_000.wav")
+    saved = cache.parent / "saved"  # saved with the audio bytes inside, as a Hub dataset's parquet holds them
+    rows = {"audio": [str(cache / "clip_000.wav")], "text": [memorised_run["caption"]]}
+    datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(decode=False)).save_to_disk(saved)
+    real = datasets.load_dataset
+
+    def load_dataset(name, *args, **kwargs):
+        return datasets.load_from_disk(str(saved)) if name == "someone/my-songs" else real(name, *args, **kwargs)
+
+    monkeypatch_module.setattr(datasets, "load_dataset", load_dataset)
+    return "someone/my-songs"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["run", "prepared folder", "raw folder", "Hub dataset id"])
+def test_memorisation_names_the_training_file_for_every_train_dataset_form(form, memorised_run, tiny_model_dir,
+                                                                           hub_dataset_stand_in, tmp_path):  # fmt: skip
+    """Issue 27 item 5: copy_training_file and the report name the file as the dataset names it, whatever form
+    --train_dataset takes. The raw folder is also evaluated with --copy_threshold 0 (TB7 of the new user's
+    afternoon: a TypeError before), which flags the copying clip and not the base model's."""
+    run = Path(memorised_run["output_dir"])
+    forms = {"run": run, "prepared folder": run / "prepared_data", "raw folder": memorised_run["corpus"]}
+    source = str(forms[form]) if form in forms else hub_dataset_stand_in
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps([memorised_run["caption"]]))
+    extra = ["--copy_threshold", "0"] if form == "raw folder" else []
+    result = evaluate_main([
+        "--base_model", str(tiny_model_dir), "--model", f"final={run}", "--prompts", str(prompts), "--duration", "1",
+        "--num_samples", "1", "--skip_melody", "--train_dataset", source, "--output_dir", str(tmp_path / "eval"),
+        "--bootstrap_resamples", "100", *extra,
+    ])  # fmt: skip
+    (copying,) = [r for r in result["records"] if r["model"] == "final"]
+    (base,) = [r for r in result["records"] if r["model"] == "base"]
+    assert copying["copy"] and copying["copy_score"] >= 0.8 and copying["copy_training_file"] == "clip_000.wav"
+    assert not base["copy"] and "copy_excerpt" not in base
+    page = (tmp_path / "eval" / "report.html").read_text()
+    assert f"copies {100 * copying['copy_score']:.0f} % of clip_000.wav from" in page
+    assert "training example" not in page
+    line = json.loads((tmp_path / "eval" / "comparison_results.jsonl").read_text().splitlines()[1])
+    assert line["model"] == "final" and line["copy_training_file"] == "clip_000.wav"
 
 
 def test_the_report_puts_a_badge_and_the_training_excerpt_beside_a_copying_clip(memorised_evaluation):
