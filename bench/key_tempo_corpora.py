@@ -3,7 +3,7 @@
 Usage::
 
     python bench/key_tempo_corpora.py OUT_DIR [--corpora chorales,classical,folk,openmsx] [--per-corpus N]
-        [--split tune|test] [--no-accents]
+        [--split tune|test] [--no-accents] [--tempo-range LOW,HIGH] [--tempo-scale F]
         [--seconds 30] [--sr 22050] [--soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2]
 
 writes ``OUT_DIR/<corpus>/<id>.wav`` and ``OUT_DIR/manifest.jsonl`` (one row per excerpt: ``id``, ``file``,
@@ -51,6 +51,11 @@ note louder (velocity +25), the other strong beats (each dotted beat of a compou
 +15, a player's timing (+-8 ms); pickups and drums keep the notated bar (the kick on the downbeat, the hi-hat on the
 eighths of a compound beat). ``--no-accents`` plays every note at one velocity, as these corpora did before: a jig of
 running eighths then carries no grouping in threes (bench/RESULTS.md reports both).
+
+Tempi: by default each piece's tempo is drawn log-uniformly from its genre's range (below; the ranges the captions'
+constants were first chosen on). ``--tempo-range 50,200`` draws every piece's tempo (OpenMSX included: its MIDI
+tempo is rewritten) uniformly from one range instead, and ``--tempo-scale 1.5`` multiplies whatever was drawn: the
+same pieces, in the same instrumentations, played faster or slower (bench/RESULTS.md "Captions at every tempo").
 
 Tempo convention (the truth's "beat"): the denominator's note in simple metres (the quarter in 2/4, 3/4, 4/4; the
 half note in 2/2, 3/2, 4/2), the dotted note in compound metres (the dotted quarter in 6/8, 9/8, 12/8; the dotted
@@ -260,9 +265,28 @@ def _openmsx_midis(deb: str | None) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted(Path(tmp).rglob("openmsx/*.mid"))}
 
 
+def _retimed(midi, bpm: float):
+    """The MIDI file played at ``bpm`` quarter notes per minute: every tempo event set to it (one added if none)."""
+    import mido
+
+    tempo = mido.bpm2tempo(bpm)
+    found = False
+    for track in midi.tracks:
+        for index, message in enumerate(track):
+            if message.type == "set_tempo":
+                track[index] = message.copy(tempo=tempo)
+                found = True
+    if not found:
+        midi.tracks[0].insert(0, mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    return midi
+
+
 def openmsx(
-    deb: str | None, out: Path, soundfont: str, sr: int, seconds: float, split: str | None = None
-) -> list[dict]:
+    deb: str | None, out: Path, soundfont: str, sr: int, seconds: float, split: str | None = None,
+    tempo_range: tuple[float, float] | None = None, tempo_scale: float = 1.0,
+) -> list[dict]:  # fmt: skip
+    """The OpenMSX pieces at their files' tempo, or (``tempo_range``, ``tempo_scale``) at one drawn as
+    :func:`draw_bpm` draws it, the MIDI tempo rewritten."""
     import mido
 
     rows = []
@@ -278,6 +302,13 @@ def openmsx(
         if len(tempos) > 1:
             continue  # a changing tempo has no single truth
         bpm = mido.tempo2bpm(tempos.pop()) if tempos else 120.0
+        piece = f"openmsx/{Path(name).stem}"
+        if tempo_range is not None or tempo_scale != 1.0:
+            bpm = draw_bpm(_rng(piece), (bpm, bpm), tempo_range, tempo_scale)
+            buffer = io.BytesIO()
+            _retimed(midi, bpm).save(file=buffer)
+            data = buffer.getvalue()
+            midi = mido.MidiFile(file=io.BytesIO(data))
         # first note time and the lowest non-drum pitch in the first second after it
         now, onsets = 0.0, []
         for message in midi:
@@ -296,7 +327,6 @@ def openmsx(
             )
             mode = "minor" if text.endswith("m") else "major"
             key = f"{NOTE_NAMES[tonic]} {mode}" if bass == tonic else None
-        piece = f"openmsx/{Path(name).stem}"
         if split not in (None, split_of(piece)):
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -319,12 +349,28 @@ TEMPO_RANGES = {"chorale": (60, 110), "classical": (66, 160), "string quartet": 
                 "folk song": (66, 126)}  # fmt: skip
 
 
+def draw_bpm(
+    rng: random.Random, genre_range: tuple[float, float], tempo_range: tuple[float, float] | None = None,
+    scale: float = 1.0,
+) -> float:  # fmt: skip
+    """A piece's tempo: log-uniform in its genre's range, or uniform in ``tempo_range``; times ``scale``. Either way
+    one number is drawn from ``rng``, so the rest of the piece's random choices (timing, velocities) stay the same."""
+    if tempo_range is None:
+        low, high = genre_range
+        bpm = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        bpm = rng.uniform(*tempo_range)
+    return round(bpm * scale, 1)
+
+
 def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30.0, sr: int = 22050,
           soundfont: str = DEFAULT_SOUNDFONT, openmsx_deb: str | None = None, log=print,
-          split: str | None = None, accents: bool = True) -> list[dict]:  # fmt: skip
+          split: str | None = None, accents: bool = True, tempo_range: tuple[float, float] | None = None,
+          tempo_scale: float = 1.0) -> list[dict]:  # fmt: skip
     """Render the corpora into ``out`` and write ``out/manifest.jsonl``; returns its rows. ``split`` (``"tune"`` or
     ``"test"``): render only that split's pieces (``per_corpus`` still counts the pieces read before the split).
-    ``accents``: play the scores with the metric stress of DOWNBEAT_STRESS (OpenMSX keeps its composers' own)."""
+    ``accents``: play the scores with the metric stress of DOWNBEAT_STRESS (OpenMSX keeps its composers' own).
+    ``tempo_range``, ``tempo_scale``: how each piece's tempo is drawn (:func:`draw_bpm`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -336,7 +382,7 @@ def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30
     }
     for name in corpora:
         if name == "openmsx":
-            rows += openmsx(openmsx_deb, out, soundfont, sr, seconds, split)
+            rows += openmsx(openmsx_deb, out, soundfont, sr, seconds, split, tempo_range, tempo_scale)
             log(f"openmsx: {sum(r['corpus'] == 'openmsx' for r in rows)} excerpts")
             continue
         maker, bands = makers[name]
@@ -346,8 +392,7 @@ def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30
             if split not in (None, split_of(piece.piece)):
                 continue  # skipped after counting, so a piece keeps its number and instrumentation in either build
             rng = _rng(piece.piece)
-            low, high = TEMPO_RANGES[piece.genre]
-            bpm = round(math.exp(rng.uniform(math.log(low), math.log(high))), 1)
+            bpm = draw_bpm(rng, TEMPO_RANGES[piece.genre], tempo_range, tempo_scale)
             band = bands[index % len(bands)]
             ident = f"{name}/{index:03d}"
             audio = synth.render(piece_events(piece, bpm, band, seconds, rng, accents), INSTRUMENTATIONS[band], seconds)
@@ -362,6 +407,17 @@ def build(out: Path, corpora=CORPORA, per_corpus: int = 500, seconds: float = 30
     return rows
 
 
+def _tempo_range(text: str) -> tuple[float, float]:
+    """``"50,200"`` -> (50.0, 200.0); argparse shows the message of a bad one."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH in bpm (e.g. 50,200)") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 < LOW <= HIGH in bpm (LOW,HIGH, e.g. 50,200)")
+    return low, high
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to write the excerpts and manifest.jsonl into")
@@ -372,6 +428,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sr", type=int, default=22050, help="sample rate of the written audio")
     parser.add_argument("--soundfont", default=DEFAULT_SOUNDFONT, help="General MIDI .sf2 file")
     parser.add_argument("--no-accents", action="store_true", help="play every note alike (no metric stress)")
+    parser.add_argument(
+        "--tempo-range",
+        type=_tempo_range,
+        default=None,
+        help="LOW,HIGH: draw every tempo uniformly from this range (default: per genre, log-uniform)",
+    )
+    parser.add_argument("--tempo-scale", type=float, default=1.0, help="multiply every drawn tempo by this")
     parser.add_argument("--openmsx-deb", default=None, help="openttd-openmsx .deb (when the package is not installed)")
     args = parser.parse_args(argv)
     rows = build(
@@ -384,6 +447,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.openmsx_deb,
         split=args.split,
         accents=not args.no_accents,
+        tempo_range=args.tempo_range,
+        tempo_scale=args.tempo_scale,
     )
     return {"excerpts": len(rows), "out": str(args.out)}
 

@@ -96,3 +96,43 @@ def test_bar_positions_of_a_score_with_a_pickup(scores):
     notes = scores._notes(score)
     assert [n.bar_position for n in notes[:8]] == [2.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0.0]
     assert notes[-1].bar_position == 1.5  # G3 G2: the second G on the bar's second dotted beat
+
+
+def test_tempo_range_and_scale_draw_the_same_pieces_at_other_tempi(corpora):
+    genre = corpora.TEMPO_RANGES["chorale"]
+    drawn = [corpora.draw_bpm(random.Random(seed), genre) for seed in range(200)]
+    assert all(genre[0] <= bpm <= genre[1] for bpm in drawn)
+    uniform = [corpora.draw_bpm(random.Random(seed), genre, (50.0, 200.0)) for seed in range(2000)]
+    assert 50 <= min(uniform) < 52 and 198 < max(uniform) <= 200
+    # uniform, not log-uniform: as many tempi above the middle of the range as below it
+    assert 0.45 < np.mean(np.array(uniform) > 125) < 0.55
+    scaled = [corpora.draw_bpm(random.Random(seed), genre, scale=1.5) for seed in range(200)]
+    np.testing.assert_allclose(scaled, 1.5 * np.array(drawn), atol=0.11)
+    # one number is drawn either way, so the piece's later random choices (timing, velocity) stay the same
+    a, b = random.Random(7), random.Random(7)
+    corpora.draw_bpm(a, genre)
+    corpora.draw_bpm(b, genre, (50.0, 200.0))
+    assert a.random() == b.random()
+
+
+def test_tempo_range_option_is_checked(corpora, capsys):
+    for bad in ("200", "0,100", "120,60", "fast,slow"):
+        with pytest.raises(SystemExit) as raised:
+            corpora.main(["unused", "--tempo-range", bad])
+        assert raised.value.code == 2
+        assert "LOW,HIGH" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_an_openmsx_file_is_retimed(corpora):
+    mido = pytest.importorskip("mido", reason="pip install mido (the OpenMSX pieces are MIDI files)")
+    midi = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100), time=0)])
+    track += [mido.Message("note_on", note=60, velocity=90, time=480 * (i > 0)) for i in range(9)]
+    midi.tracks.append(track)
+    retimed = corpora._retimed(midi, 150.0)
+    messages = list(retimed)  # times in seconds, at the new tempo
+    onsets = np.cumsum([m.time for m in messages])[[m.type == "note_on" for m in messages]]
+    np.testing.assert_allclose(np.diff(onsets), 60 / 150, atol=1e-4)
+    untimed = mido.MidiFile(ticks_per_beat=480)  # no tempo event: MIDI's 120 until one is added
+    untimed.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, time=480 * (i > 0)) for i in range(3)]))
+    assert sum(m.time for m in corpora._retimed(untimed, 60.0)) == pytest.approx(2.0)
