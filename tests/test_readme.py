@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from packaging.specifiers import SpecifierSet
 from safetensors.torch import load_file, save_file
 
 from evaluate import main as evaluate_main
@@ -283,6 +284,8 @@ SKIPPED: dict[str, str] = {
     "pip install torch==2.13.0 -r requirements-dev.txt": "installs packages (network); CI installs them the same way",
     "python -m pytest -q -p no:cacheprovider": "the test suite itself",
     "pip install torch==2.13.0 -r requirements.txt -r requirements-studio.txt": "installs packages (network)",
+    "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu": "installs torch from PyTorch's CPU "
+    "index (network); test_a_cpu_only_machine_is_told_to_take_torch_from_the_cpu_index holds its URL",
     "python -m musicgen_lora.studio": "serves a web page until stopped; tests/studio/ drive the studio",
     "python -m musicgen_lora.studio --projects_dir ~/music-lora --port 7861 [--host 0.0.0.0] [--share]": "serves a "
     "web page until stopped; tests/studio/ test its options",
@@ -478,6 +481,8 @@ def test_use_the_adapter_snippet_runs_as_written(stand_ins, tmp_path, monkeypatc
     (_, snippet), *others = readme_blocks("python")
     assert not others, "a new python snippet in the README: run it here too"
     assert '"facebook/musicgen-small"' in snippet and "max_new_tokens=256" in snippet
+    # a device and a dtype: the model and the inputs on the GPU where there is one, the base loaded in that dtype
+    assert 'from_pretrained("facebook/musicgen-small", dtype=dtype)' in snippet and snippet.count(".to(device)") == 2
     copy_run(stand_ins["trained"], tmp_path / "outputs" / "musicgen-small-my-songs")
     monkeypatch.chdir(tmp_path)
     code = snippet.replace('"facebook/musicgen-small"', repr(stand_ins["tiny"]))
@@ -542,3 +547,31 @@ def test_help_prints_the_defaults_the_readme_gives_not_the_demos(capsys):
     # the offline demo's own values (used only for an empty command line) are not what --help calls the defaults
     for name in ("lora_r", "learning_rate", "num_train_epochs", "per_device_train_batch_size"):
         assert not same_value(str(DEMO_CONFIG[name]), shown[name]), name
+
+
+# ------------------------------------------------------------------------------------------------ installing torch
+
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"  # pytorch.org's instruction for a CPU-only machine
+
+
+def test_a_cpu_only_machine_is_told_to_take_torch_from_the_cpu_index():
+    """A version pin chooses torch's version, not its build (PyPI's Linux torch is the CUDA build): every CPU-only
+    instruction of the README and of requirements.txt installs torch from PyTorch's CPU index, at the version the
+    README's commands pin, which the CPU build's version then satisfies."""
+    text = README.read_text(encoding="utf-8")
+    indexed = [line for line in readme_commands() if line.startswith("pip install torch") and "--index" in line]
+    assert indexed, "the README gives no command that installs torch's CPU build"
+    for command in indexed:
+        words = command.split()
+        assert words[words.index("--index-url") + 1] == CPU_INDEX, command
+    quickstart = text[text.index("## Quickstart") : text.index("\n## ", text.index("## Quickstart") + 1)]
+    assert "CPU-only" in quickstart and CPU_INDEX in quickstart
+    (cuda_trouble,) = re.findall(r"^- \*\*pip downloads gigabytes of CUDA libraries\*\*.*?(?=^- )", text, re.M | re.S)
+    assert CPU_INDEX in " ".join(cuda_trouble.split())
+    comment = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("#")]
+    assert any(f"--index-url {CPU_INDEX}" in line for line in comment)
+    # "2.13.0+cpu satisfies torch==2.13.0": the CPU build installed first keeps commands 1 and 2 from replacing it
+    pins = {re.search(r"torch==([\d.]+)", command).group(1) for command in readme_commands() if "torch==" in command}
+    (version,) = pins
+    assert f"`{version}+cpu` satisfies `torch=={version}`" in text
+    assert SpecifierSet(f"=={version}").contains(f"{version}+cpu")

@@ -30,6 +30,7 @@ from .callbacks import NonFiniteError
 from .checkpoints import CHECKPOINT_PATTERN, CheckpointNotSaved, keep_best, newest_complete_checkpoint
 from .collator import MusicgenCollator
 from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
+from .optimizer_steps import warn_if_few_steps
 from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
 from .plots import plot_loss_curves_if_possible
 from .rerun import config_written_for_this_run, finished_run_results, plan_rerun
@@ -255,6 +256,7 @@ def _train(parsed: ParsedConfig, resume: str | None) -> tuple[Trainer, Processor
     check_lora_targets(model, lora_args)  # before the data is prepared: a bad option costs no file
     check_melody_options(model, parsed)
     train_dataset, eval_dataset = load_datasets(parsed, model, processor, resume)
+    warn_if_few_steps(len(train_dataset), training, parsed.data.chunk_long_tracks)  # before the first step
     cast_frozen_base(model, base_dtype, lora_args)  # full fine-tuning: the text encoder; EnCodec stays fp32
     model = add_trainable_parts(model, lora_args)
     trainer = build_trainer(parsed, model, processor, train_dataset, eval_dataset)
