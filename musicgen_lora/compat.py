@@ -27,6 +27,7 @@ import transformers.modeling_utils
 from packaging.version import Version
 from safetensors import SafetensorError
 from transformers import (
+    HfArgumentParser,
     MusicgenForConditionalGeneration,
     MusicgenMelodyForConditionalGeneration,
     PreTrainedModel,
@@ -49,11 +50,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "LengthGroupedSampler", "MusicgenMelodyFeatureExtractor", "MusicgenMelodyProcessor", "TESTED_ON", "TESTED_RANGES",
-    "TrainerHooks", "attention_kernel", "compute_in_fp32", "get_length_grouped_indices", "half_precision_loading",
-    "insert_before_reporters", "keep_in_eval_mode", "kept_in_fp32_names", "lora_input_casting", "lora_layers",
-    "melody_extractor_without_torchaudio", "replace_lora_dropout", "set_decoder_dropout", "untested_versions",
-    "warn_about_untested_versions",
+    "FieldHookArgumentParser", "LengthGroupedSampler", "MusicgenMelodyFeatureExtractor", "MusicgenMelodyProcessor",
+    "TESTED_ON", "TESTED_RANGES", "TrainerHooks", "attention_kernel", "compute_in_fp32", "get_length_grouped_indices",
+    "half_precision_loading", "insert_before_reporters", "keep_in_eval_mode", "kept_in_fp32_names",
+    "lora_input_casting", "lora_layers", "melody_extractor_without_torchaudio", "replace_lora_dropout",
+    "set_decoder_dropout", "untested_versions", "warn_about_untested_versions",
 ]  # fmt: skip
 
 # ---------------------------------------------------------------------------------------------------- versions
@@ -94,6 +95,24 @@ def warn_about_untested_versions() -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ transformers
+
+
+class FieldHookArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` with a hook for the fields it cannot make: :meth:`add_special_field` adds a field's
+    argument itself and returns True, or returns False for HfArgumentParser's own ``--name`` flag.
+
+    Replaces: nothing public (HfArgumentParser makes one ``--name`` flag per field; a positional argument or a flag
+    given once per value needs its own ``add_argument``). Overrides the private ``_parse_dataclass_field``, a
+    staticmethod that ``_add_dataclass_arguments`` calls as ``self._parse_dataclass_field(parser, field)`` once per
+    field. Tested on transformers 5.23-5.25 (tests/generate/test_generate.py, tests/hub/test_hub.py, tests/test_bad_input.py)."""
+
+    def add_special_field(self, parser: Any, field: Any) -> bool:
+        """Add ``field``'s argument to ``parser`` (an argument group) and return True, or return False."""
+        return False
+
+    def _parse_dataclass_field(self, parser: Any, field: Any) -> None:
+        if not self.add_special_field(parser, field):
+            HfArgumentParser._parse_dataclass_field(parser, field)
 
 
 @contextlib.contextmanager

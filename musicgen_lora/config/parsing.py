@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import HfArgumentParser
 
+from ..compat import FieldHookArgumentParser
 from ..errors import DefaultsHelpFormatter, UserError, one_line, program_name
 from ..files import read_user_text
 from .arguments import (
@@ -36,17 +37,37 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class OptionsParser(HfArgumentParser):
-    """``HfArgumentParser`` for a command whose options are dataclasses (one definition each: ``--help``, JSON and
-    the code read the same fields): usage errors are one-line UserErrors naming the command's ``--help``, ``--help``
-    shows the defaults, and ``prog`` is the name the command was started by."""
+class OptionsParser(FieldHookArgumentParser):
+    """``HfArgumentParser`` for a command whose options are dataclasses (one definition each: ``--help``, JSON, the
+    Studio and the code read the same fields): usage errors are one-line UserErrors naming the option as the docs
+    spell it and the command's ``--help``, ``--help`` shows the defaults, and ``prog`` is the name the command was
+    started by. Two kinds of field it makes besides HfArgumentParser's flags:
+
+    - ``metadata={"positional": True}``: a positional argument (shown as ``metadata["metavar"]``);
+    - ``metadata={"repeat": True}`` on a ``list`` field: a flag given once per value (``--prompt a --prompt b``).
+    """
 
     def __init__(self, dataclass_types: Any, prog: str, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(dataclass_types, prog=program_name(prog), **kwargs)
 
+    def add_special_field(self, parser: Any, field: dataclasses.Field) -> bool:
+        metadata = dict(field.metadata)
+        if metadata.pop("positional", False):
+            parser.add_argument(field.name, **metadata)
+            return True
+        if metadata.pop("repeat", False):
+            (element,) = typing.get_args(field.type)
+            flags = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+            parser.add_argument(*flags, action="append", type=element, default=[], **metadata)
+            return True
+        return False
+
     def error(self, message: str) -> typing.NoReturn:
-        raise UserError(f"{one_line(message)}; run {self.prog} --help for the options")
+        # "argument --out_dir/--out-dir: ..." names the option as the docs write it: its first spelling
+        message = re.sub(r"(--\w+)(/--[\w-]+)+", r"\1", one_line(message))
+        raise UserError(f"{message}; run {self.prog} --help for the options")
 
     def parse(self, argv: list[str] | None) -> tuple[Any, ...]:
         """The dataclasses filled from ``argv`` (then a namespace of any arguments added by hand, e.g. a

@@ -16,18 +16,14 @@ import dataclasses
 import math
 import re
 import sys
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import filelock
-from transformers import HfArgumentParser
-
 from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME, DataArguments
-from ..config.parsing import check_json_values, load_json_config, parse_config
-from ..errors import DefaultsHelpFormatter, UserError, exit_on_user_error, finite_number, one_line, seed_number
-from ..files import ensure_writable_folder, kept_aside, read_json_object
+from ..config.parsing import OptionsParser, check_json_values, load_json_config, parse_config
+from ..errors import UserError, exit_on_user_error, finite_number, seed_number
+from ..files import LockHeld, ensure_writable_folder, holding_lock, kept_aside, read_json_object
 from ..logs import setup_logging
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.loading import pick_device
@@ -42,29 +38,24 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LOCK_NAME = ".evaluate.lock"  # held while an evaluation writes into its --output_dir
 
 
-class _Parser(HfArgumentParser):
-    """HfArgumentParser whose usage errors are one-line UserErrors, and whose float options take finite numbers
-    only ('nan', 'inf' and '1e999' are refused, as every other command refuses them)."""
+class _Parser(OptionsParser):
+    """evaluate.py's options, whose float options take finite numbers only ('nan', 'inf' and '1e999' are refused, as
+    every other command refuses them)."""
 
     def __init__(self) -> None:
         super().__init__(
             ARGUMENT_GROUPS,
-            prog="evaluate.py",
+            "evaluate.py",
             description="Render the same prompts with the base MusicGen and each fine-tuned model (same seeds), and "
             "write WAVs, comparison_results.jsonl, metrics.json (held-out cross-entropy per codebook, Fréchet "
             "distances and FAD, prompt adherence, audio health, diversity, memorisation, optional CLAP; each adapter "
             "against the base with 95 % intervals and a verdict) and report.html. --debug shows full tracebacks.",
-            allow_abbrev=False,
-            formatter_class=DefaultsHelpFormatter,
         )
         for action in self._actions:
             if action.type is float:
                 action.type = finite_number
             elif action.dest in ("seed", "bootstrap_seed"):
                 action.type = seed_number
-
-    def error(self, message: str) -> typing.NoReturn:
-        raise UserError(f"{one_line(message)}; run {self.prog} --help for the options")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,21 +171,18 @@ def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
     """
     created = [folder for folder in (out, *out.parents) if not folder.exists()]  # made here, innermost first
     ensure_writable_folder(out, "--output_dir")
-    lock = filelock.FileLock(out / LOCK_NAME, timeout=0)
     try:
+        held = contextlib.ExitStack()
         try:
-            lock.acquire()
-        except filelock.Timeout:
+            held.enter_context(holding_lock(out / LOCK_NAME, what="evaluate"))  # removes its file when released
+        except LockHeld:
             raise UserError(
                 f"--output_dir '{out}' is in use by another evaluate.py (it holds {out / LOCK_NAME}); wait until it "
                 "has finished, or choose another --output_dir"
             ) from None
-        try:
+        with held:
             _check_earlier_evaluation(out, overwrite)
             yield
-        finally:
-            lock.release()
-            (out / LOCK_NAME).unlink(missing_ok=True)
     finally:
         for folder in created:  # each only while empty: never what this evaluation wrote, nor anyone's files
             if folder.is_dir() and not any(folder.iterdir()):

@@ -8,11 +8,9 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from ..errors import UserError
-from ..files import ensure_writable_folder
+from ..files import LockHeld, ensure_writable_folder, holding_lock
 
 LOCK_NAME = ".musicgen-lora-generate.lock"
 RECORDS = ("prompts.txt", "generation_config.json")  # what a generation writes besides its numbered clips
@@ -72,15 +70,12 @@ def out_dir_lock(out: Path) -> Iterator[None]:
     Raises:
         UserError: another generation holds it.
     """
-    lock = FileLock(out / LOCK_NAME, timeout=0)
+    held = contextlib.ExitStack()
     try:
-        lock.acquire()
-    except Timeout:
+        held.enter_context(holding_lock(out / LOCK_NAME, what="generate"))  # removes its file when released
+    except LockHeld:
         raise UserError(
             f"another generation is writing to --out_dir '{out}'; wait for it to finish, or choose another --out_dir"
         ) from None
-    try:
+    with held:
         yield
-    finally:
-        lock.release()
-        (out / LOCK_NAME).unlink(missing_ok=True)  # no stray file in the user's folder
