@@ -29,6 +29,8 @@ from finetune_musicgen import main
 from musicgen_lora.demo.synth import synthesize_corpus
 from musicgen_lora.demo.tiny import save_tiny_musicgen
 
+from .system_packages import chromium_or_skip
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -232,3 +234,10 @@ def process_lines(result: subprocess.CompletedProcess, rank: int) -> list[str]:
     """What process ``rank`` of :func:`run_in_two_processes` printed."""
     prefix = f"[default{rank}]:"
     return [line[len(prefix) :] for line in (result.stdout + result.stderr).splitlines() if line.startswith(prefix)]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A chromium that renders pages headless (session-scoped, so a test without one skips before the expensive
+    fixtures it also asks for are built)."""
+    return chromium_or_skip()

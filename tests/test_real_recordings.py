@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from .conftest import base_argv
+from .system_packages import asc_music_or_skip
 
-ASC_MUSIC = Path("/usr/share/games/asc/music")
 PIECE_SECONDS = 12.0
 CHUNK_SECONDS = 4.0
 FRAME_RATE = 50  # the tiny model's codec frames per second
@@ -29,9 +29,7 @@ KEY = re.compile(r"\b[A-G][#b]? (major|minor)\b")
 
 @pytest.fixture(scope="module")
 def pieces(tmp_path_factory) -> Path:
-    tracks = sorted(ASC_MUSIC.glob("*.mp3"))
-    if len(tracks) < 3:
-        pytest.skip("the Debian package asc-music is not installed (apt-get install asc-music; .ci/run installs it)")
+    tracks = asc_music_or_skip(3)
     folder = tmp_path_factory.mktemp("asc") / "songs"
     folder.mkdir()
     for track in tracks:

@@ -9,13 +9,9 @@ subset of 29 excerpts.
 
 from __future__ import annotations
 
-import ctypes.util
-import importlib
 import math
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +20,7 @@ from musicgen_lora.audio.key import KEY_CONFIDENCE_THRESHOLD, estimate_key
 from musicgen_lora.audio.tempo import TEMPO_CONFIDENCE_THRESHOLD, estimate_tempo
 
 from ..conftest import load_bench_script
+from ..system_packages import fluidsynth_or_skip
 
 SR = 32000
 
@@ -33,53 +30,17 @@ def _harmonic(freq: float, seconds: float, amplitude: float, sr: int = SR) -> np
     return sum(amplitude / h * np.sin(2 * np.pi * h * freq * t) for h in range(1, 7) if h * freq < sr / 2)
 
 
-def import_or_skip(module: str, install: str):
-    """``module``, or a skip naming ``install`` when it cannot be imported for any reason: pytest.importorskip skips
-    only a missing module, but pyfluidsynth without the FluidSynth library raises a plain ImportError ("Couldn't find
-    the FluidSynth library.") and a broken library an OSError from ctypes."""
-    try:
-        return importlib.import_module(module)
-    except Exception as err:  # noqa: BLE001 -- any failure to import means the renders cannot be made here
-        pytest.skip(f"{module} cannot be imported ({type(err).__name__}: {err}); {install}")
-
-
-def require_renderer(soundfont: str) -> None:
-    """Skip, with what to install, unless music21, pyfluidsynth, the FluidSynth library and the sound font load."""
-    import_or_skip("music21", "pip install music21 (the real pieces' scores)")
-    import_or_skip("fluidsynth", "pip install pyfluidsynth and apt-get install -y fluidsynth")
-    if not Path(soundfont).exists():
-        pytest.skip("apt-get install -y fluid-soundfont-gm (the General MIDI instrument samples)")
-
-
 @pytest.fixture(scope="session")
 def real_music(tmp_path_factory):
     """(manifest rows, folder): the `test`-split pieces (never seen when the key model was fitted) among the first 45
     chorales and 45 folk tunes, excerpts of 20 s rendered by FluidSynth: 19 chorales and 10 folk tunes."""
     corpora = load_bench_script("key_tempo_corpora")
-    require_renderer(corpora.DEFAULT_SOUNDFONT)
+    fluidsynth_or_skip(corpora.DEFAULT_SOUNDFONT)
     folder = tmp_path_factory.mktemp("real_music")
     rows = corpora.build(
         folder, ["chorales", "folk"], per_corpus=45, seconds=20.0, sr=22050, log=lambda *_: None, split="test"
     )
     return rows, folder
-
-
-@pytest.mark.parametrize("library", [None, "/nonexistent/libfluidsynth.so.3"], ids=["not found", "broken"])
-def test_renders_skip_with_the_reason_when_fluidsynth_cannot_load(monkeypatch, library):
-    # hide the FluidSynth library from pyfluidsynth (it looks it up with ctypes.util.find_library when imported):
-    # not found, it raises ImportError (not the ModuleNotFoundError that pytest.importorskip catches); a broken path
-    # makes ctypes raise OSError
-    pytest.importorskip("fluidsynth", reason="pyfluidsynth is not installed: nothing to hide")
-    monkeypatch.delitem(sys.modules, "fluidsynth")
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: library)
-    with pytest.raises(pytest.skip.Exception) as skipped:
-        require_renderer(load_bench_script("key_tempo_corpora").DEFAULT_SOUNDFONT)
-    reason = str(skipped.value)
-    assert "fluidsynth cannot be imported" in reason and "apt-get install -y fluidsynth" in reason
-    assert ("ImportError" if library is None else "OSError") in reason
-    with pytest.raises(pytest.skip.Exception, match="fluid-soundfont-gm"):  # the library there, the sound font not
-        monkeypatch.undo()
-        require_renderer("/nonexistent/FluidR3_GM.sf2")
 
 
 def _evaluate(rows, folder):

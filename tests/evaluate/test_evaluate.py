@@ -697,16 +697,7 @@ def test_bad_prompt_files_give_one_line_errors(capsys, tiny_model_dir, tmp_path)
 # ------------------------------------------------------------------------------------------------ browser
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _chromium_run(page: Path, profile: Path, *args: str) -> str:
-    binary = _chromium()
+def _chromium_run(binary: str, page: Path, profile: Path, *args: str) -> str:
     command = [
         binary,
         "--headless",
@@ -729,17 +720,11 @@ def _chromium_run(page: Path, profile: Path, *args: str) -> str:
     return result.stdout
 
 
-needs_chromium = pytest.mark.skipif(
-    _chromium() is None, reason="chromium not found (bash .ci/run installs Debian's chromium with apt-get)"
-)
-
-
 @pytest.mark.slow
 @pytest.mark.browser
-@needs_chromium
-def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp_path):
+def test_report_loads_in_a_real_browser_and_every_audio_can_play(chromium, evaluation, tmp_path):
     page = Path(evaluation["report"])
-    dom = _chromium_run(page, tmp_path / "profile", "--dump-dom")
+    dom = _chromium_run(chromium, page, tmp_path / "profile", "--dump-dom")
     root = re.search(r"<html[^>]*>", dom).group(0)
     files = len(MODELS) * len(PROMPTS) * NUM_SAMPLES
     assert f'data-audio-ready="{files}/{files}"' in root, root
@@ -753,7 +738,12 @@ def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp
     # a screenshot of the page, kept as a test artefact
     shot = tmp_path / "report.png"
     _chromium_run(
-        page, tmp_path / "profile-shot", "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}"
+        chromium,
+        page,
+        tmp_path / "profile-shot",
+        "--hide-scrollbars",
+        "--window-size=1280,2000",
+        f"--screenshot={shot}",
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     artifacts = ROOT / "tests" / "artifacts"
@@ -765,14 +755,13 @@ def test_report_loads_in_a_real_browser_and_every_audio_can_play(evaluation, tmp
 
 @pytest.mark.slow
 @pytest.mark.browser
-@needs_chromium
-def test_the_browser_check_notices_a_missing_file(evaluation, tmp_path):
+def test_the_browser_check_notices_a_missing_file(chromium, evaluation, tmp_path):
     """The same check on a copy of the page with one WAV and one PNG deleted must report both."""
     copy = tmp_path / "eval"
     shutil.copytree(evaluation["out"], copy)
     (copy / "half" / "1-1.wav").unlink()
     (copy / "base" / "0-0.png").unlink()
-    dom = _chromium_run(copy / "report.html", tmp_path / "profile", "--dump-dom")
+    dom = _chromium_run(chromium, copy / "report.html", tmp_path / "profile", "--dump-dom")
     root = re.search(r"<html[^>]*>", dom).group(0)
     files = len(MODELS) * len(PROMPTS) * NUM_SAMPLES
     assert f'data-audio-ready="{files - 1}/{files}"' in root, root
