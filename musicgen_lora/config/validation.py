@@ -22,6 +22,7 @@ from .arguments import (
     INDEXED_LORA_TARGET,
     LORA_TARGET_NAMES,
     MODEL_MAX_SECONDS,
+    QUANTIZE_BASE_CHOICES,
     TAIL_POLICIES,
     DataArguments,
     LoraArguments,
@@ -62,6 +63,11 @@ def check_options(model: ModelArguments, data: DataArguments, lora: LoraArgument
     check_model_options(model)
     check_data_options(data)
     check_lora_options(lora)
+    _require(
+        model.quantize_base is None or lora.use_lora,
+        f"quantize_base '{model.quantize_base}' needs use_lora true (a quantized decoder cannot be fine-tuned whole); "
+        "set use_lora true or quantize_base null",
+    )
     check_training_options(training)
 
 
@@ -74,6 +80,11 @@ def check_model_options(model: ModelArguments) -> None:
     _require(
         model.attn_implementation in ATTN_IMPLEMENTATIONS,
         f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {model.attn_implementation!r}",
+    )
+    _require(
+        model.quantize_base is None or model.quantize_base in QUANTIZE_BASE_CHOICES,
+        f"quantize_base must be null, {' or '.join(repr(c) for c in QUANTIZE_BASE_CHOICES)}, "
+        f"got {model.quantize_base!r}",
     )
 
 

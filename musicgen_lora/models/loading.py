@@ -25,6 +25,7 @@ from ..config.arguments import ModelArguments, ParsedConfig
 from ..errors import UserError, one_line
 from ..files import is_local_path
 from .processors import load_processor
+from .quantize import quantized_loading
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def load_model_and_processor(
                     "decoder": model_args.attn_implementation,
                     "text_encoder": model_args.attn_implementation,
                 },
+                **quantized_loading(model_args.quantize_base, dtype),  # quantize_base: the decoder in 8 or 4 bits
             )
         processor = load_processor(name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
     except ImportError as err:  # melody processors need torchaudio unless the model is a local folder
