@@ -16,6 +16,7 @@ from .errors import UserError, exit_on_user_error
 from .evaluate.cli import main as evaluate_main
 from .generate.cli import main as generate_main
 from .hub.cli import main as push_main
+from .plan.cli import main as plan_main
 from .prepare.cli import main as prepare_main
 from .studio.__main__ import main as studio_main
 from .train.cli import main as train_main
@@ -50,6 +51,8 @@ COMMANDS: dict[str, Command] = {
                         "report.html"),
     "push": Command(push_main, "python -m musicgen_lora.push", "share a trained run on the Hugging Face Hub"),
     "bench": Command(bench_main, "python -m musicgen_lora.bench", "measure speed and memory, write bench/RESULTS.md"),
+    "plan": Command(plan_main, "musicgen-lora plan", "predict the peak memory of training a config (--fit 12GB: "
+                    "the largest batch x seconds that fits)"),
     "demo": Command(run_demo, "python finetune_musicgen.py (no arguments)", "the offline demo: train on a tiny "
                     "random MusicGen and a synthetic corpus"),
     "studio": Command(studio_main, "python -m musicgen_lora.studio", "a local web page to prepare, train, listen, "

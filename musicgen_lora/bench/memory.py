@@ -1,0 +1,141 @@
+"""The memory planner's measurements: the peak memory of real training steps, each configuration in a fresh process,
+kept in ``bench/memory_measurements.json`` beside the planner's prediction (the tests hold the planner to them).
+
+    python -m musicgen_lora.bench.memory [--device cpu|cuda] [--only NAME ...] [--out bench/memory_measurements.json]
+
+On the CPU the measured figure is the whole process' peak resident memory (``VmHWM``: loading, training steps, and
+what torch and the libraries hold), which ``musicgen_lora plan --device cpu`` predicts; on a GPU it is
+``torch.cuda.max_memory_allocated`` from the start of training (``--device cuda``). Models are random with the real
+architectures (:func:`~.cases.save_random_model`), saved as fp32 folders and loaded as training loads them; each case
+runs two optimizer steps (the second holds the optimizer state and the peak)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import CommandLineParser, UserError, exit_on_user_error
+from ..logs import setup_logging
+from .cases import Case, case_argv, run_case_in_subprocess, save_random_model
+from .suite import check_device, machine_info
+
+logger = logging.getLogger(__name__)
+
+GIB = 2**30
+HUB_IDS = {"tiny": None, "small": "facebook/musicgen-small", "medium": "facebook/musicgen-medium",
+           "large": "facebook/musicgen-large"}  # fmt: skip
+
+
+def memory_cases(device: str, quick: bool = False) -> list[Case]:
+    """The measured configurations: precision, checkpointing, batch, duration, quantization and optimizer varied on
+    musicgen-small, and musicgen-medium with checkpointing (bf16, nf4); ``quick``: two tiny cases (a smoke test)."""
+    one = dict(steps=1, warmup=1, bare=False, count_flops=False, device=device)
+    if quick:
+        return [
+            Case("tiny bf16", architecture="tiny", seconds=2.0, batch_size=2, **one),
+            Case("tiny bf16 nf4", architecture="tiny", seconds=2.0, batch_size=2, quantize="nf4", **one),
+        ]
+    seconds = 30.0 if device == "cuda" else 10.0
+    small = dict(architecture="small", seconds=seconds, **one)
+    medium = dict(architecture="medium", seconds=seconds, checkpointing=True, **one)
+    return [
+        Case("small bf16", **small),
+        Case("small fp32", precision="fp32", **small),
+        Case("small bf16 checkpointing batch 2", checkpointing=True, **{**small, "batch_size": 2}),
+        Case("small bf16 nf4", quantize="nf4", **small),
+        Case("small bf16 int8", quantize="int8", **small),
+        Case("small bf16 adamw_bnb_8bit", optim="adamw_bnb_8bit", **small),
+        Case("small bf16 checkpointing 30 s", checkpointing=True, **{**small, "seconds": 30.0}),
+        Case("small bf16 batch 4 x 5 s", **{**small, "batch_size": 4, "seconds": 5.0}),
+        Case("small fp32 nf4 checkpointing", precision="fp32", quantize="nf4", checkpointing=True, **small),
+        Case("medium bf16 checkpointing", **medium),
+        Case("medium bf16 nf4 checkpointing", quantize="nf4", **medium),
+    ]
+
+
+def plan_config(case: Case) -> dict[str, Any]:
+    """The case as the planner reads a config: the training options of :func:`~.cases.case_argv`, with the model
+    named by its Hub id (the planner's table) instead of the random folder."""
+    argv = case_argv(case, Path("out"))
+    config: dict[str, Any] = {}
+    for key, value in zip(argv[0::2], argv[1::2], strict=True):
+        config[key.removeprefix("--")] = value
+    if HUB_IDS.get(case.architecture):
+        config["model_name_or_path"] = HUB_IDS[case.architecture]
+    return config
+
+
+def measured_bytes(result: dict[str, Any], device: str) -> int | None:
+    """The figure the planner predicts: the whole process' peak RSS on the CPU, peak allocated on a GPU."""
+    key = "peak_allocated_bytes" if device == "cuda" else "peak_rss_process_bytes"
+    return result.get(key)
+
+
+def run_memory_cases(cases: list[Case], device: str, out: Path | None, timeout: float = 1800.0) -> dict[str, Any]:
+    """Measure each case in a fresh process; returns (and writes to ``out`` after each case) the records."""
+    results: dict[str, Any] = {"device": device, "machine": machine_info(device), "cases": []}
+    if out is not None and out.is_file():  # keep earlier cases' records (``--only`` reruns some)
+        results["cases"] = [c for c in json.loads(out.read_text())["cases"] if c["name"] not in {k.name for k in cases}]
+    with tempfile.TemporaryDirectory(prefix="musicgen-memory-") as workdir:
+        saved: dict[str, str] = {}
+        for case in cases:
+            if case.architecture not in saved:
+                saved[case.architecture] = str(save_random_model(case.architecture, Path(workdir)))
+            case.model_dir = saved[case.architecture]
+            logger.info("memory: %s ...", case.name)
+            start = time.perf_counter()
+            result = run_case_in_subprocess(case, timeout)
+            config = plan_config(case)
+            record = {"name": case.name, "config": config, "device": device}
+            record["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+            record["measured_bytes"] = measured_bytes(result, device)
+            record["error"] = result.get("error")
+            record["wall_s"] = round(time.perf_counter() - start, 1)
+            results["cases"].append(record)
+            if out is not None:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return results
+
+
+def format_pairs(results: dict[str, Any]) -> str:
+    """The measured-vs-predicted table (Markdown), as bench/RESULTS.md shows it."""
+    lines = ["| configuration | measured | predicted | deviation |", "|---|---|---|---|"]
+    for record in results["cases"]:
+        if not record.get("measured_bytes"):
+            lines.append(f"| {record['name']} | failed: {record.get('error')} | | |")
+            continue
+        measured, predicted = record["measured_bytes"] / GIB, record["predicted_bytes"] / GIB
+        lines.append(
+            f"| {record['name']} | {measured:.2f} GiB | {predicted:.2f} GiB | {100 * record['deviation']:+.1f} % |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = CommandLineParser(prog="python -m musicgen_lora.bench.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the training steps run")
+    parser.add_argument("--quick", action="store_true", help="two tiny cases (a smoke test, meaningless numbers)")
+    parser.add_argument("--only", nargs="+", default=None, help="run only the cases with these names")
+    parser.add_argument("--out", default="bench/memory_measurements.json", help="JSON file of the records")
+    with exit_on_user_error(argv):
+        args = parser.parse_args(argv)
+        check_device(args.device)
+        cases = memory_cases(args.device, args.quick)
+        if args.only:
+            unknown = sorted(set(args.only) - {c.name for c in cases})
+            if unknown:
+                raise UserError(f"--only: no case named {unknown[0]!r}; cases: {', '.join(c.name for c in cases)}")
+            cases = [c for c in cases if c.name in args.only]
+    setup_logging()
+    results = run_memory_cases(cases, args.device, Path(args.out) if args.out else None)
+    print(format_pairs(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

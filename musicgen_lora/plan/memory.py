@@ -1,0 +1,243 @@
+"""The memory planner: the peak memory of training a config, predicted before anything is loaded.
+
+The formula (bytes; ``a`` = bytes per activation: 2 under bf16/fp16 autocast, 4 in fp32; ``w`` = bytes per frozen
+weight: the frozen base's dtype, ``base_model_dtype`` 'auto' following the precision):
+
+    peak = runtime + weights + trainable x (4 + 4 + optimizer state) + activations + logits
+
+- **runtime**: what the process holds before any model, on a CPU: the interpreter, torch, transformers, peft,
+  datasets (``RUNTIME_CPU``, measured: the process peak of training the tiny model); on a GPU nothing (the figure
+  is ``torch.cuda.max_memory_allocated``; the CUDA context, about 0.5 GB, shows only in nvidia-smi).
+- **weights**: EnCodec in fp32 (4 bytes per tensor element); the T5 text encoder in ``w``; the decoder's layer
+  weights in ``w``, or with ``quantize_base`` at bitsandbytes' bytes per weight (nf4 0.52, int8 1, see
+  :data:`~musicgen_lora.models.quantize.BYTES_PER_WEIGHT`); its embeddings, heads, norms and projections in ``w``.
+  Full fine-tuning (``use_lora`` false): the decoder in fp32, and it is what trains.
+- **trainable**: LoRA's A and B of every targeted module (r x (in + out) each, fp32), with their fp32 gradients and
+  the optimizer's state per parameter (:data:`OPTIMIZER_STATE_BYTES`: AdamW 8, 8-bit AdamW 2, Lion 8-bit 1, SGD 0).
+- **activations**: per decoder position (``batch x (frames + delays)``, frames = 50 per second, delays = codebooks
+  per channel - 1; melody adds the text and chroma it prepends) and layer, what the backward pass keeps:
+  ``(ACT_PER_HIDDEN x hidden + ACT_PER_FFN x ffn) x a`` bytes (layer-norm inputs and outputs, q, k, v, attention
+  output, feed-forward activations, LoRA's dropped inputs; melody layers have no cross-attention). With gradient
+  checkpointing each layer keeps only its input (``hidden x a``) plus one layer's full set while it is recomputed.
+  Eager attention adds each layer's ``heads x positions^2`` scores and probabilities; SDPA does not.
+- **logits**: ``positions x codebooks x vocab x (a + 4 + 4)``: the heads' output, its fp32 copy and the log-probs
+  the cross-entropy keeps (its gradient reuses them).
+- ``ACTIVATION_SCALE`` multiplies activations and logits: what the allocator holds beyond the live tensors (the
+  CPU allocator's caches; on a GPU, the caching allocator's blocks), fitted to the measurements.
+
+The constants are calibrated on the measurements in ``bench/memory_measurements.json`` (random models of the real
+sizes; ``python -m musicgen_lora.bench.memory``), and the tests hold every prediction to within 15 % of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config.arguments import ARGUMENT_GROUPS, DEFAULT_LORA_TARGETS
+from ..config.parsing import load_json_config
+from ..errors import UserError
+from ..models.quantize import BYTES_PER_WEIGHT
+from .architecture import Architecture, architecture_of, chroma_frames
+
+GIB = 2**30
+FRAME_RATE = 50  # MusicGen's codes: 50 frames per second of audio
+DEFAULT_TEXT_TOKENS = 32  # a caption of a dozen words, with the trigger word
+
+# Calibrated on bench/memory_measurements.json (see the module docstring).
+RUNTIME_CPU = 0.60 * GIB
+ACT_PER_HIDDEN = 20
+ACT_PER_FFN = 3
+ACTIVATION_SCALE = {"cpu": 1.0, "cuda": 1.0}
+
+# Optimizer state per trainable parameter (bytes), by Trainer ``optim`` (anything unlisted: AdamW's 8).
+OPTIMIZER_STATE_BYTES = {
+    "sgd": 0, "adagrad": 4, "rmsprop": 4, "adafactor": 0.1, "lion_32bit": 4, "paged_lion_32bit": 4, "lion_8bit": 1,
+    "paged_lion_8bit": 1, "adamw_bnb_8bit": 2, "adamw_8bit": 2, "paged_adamw_8bit": 2, "ademamix_8bit": 3,
+    "paged_ademamix_8bit": 3, "ademamix": 12, "paged_ademamix_32bit": 12, "rmsprop_bnb_8bit": 1,
+    "rmsprop_bnb": 4, "rmsprop_bnb_32bit": 4, "adamw_torch_8bit": 2, "adamw_torch_4bit": 1,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options that memory depends on, read from a config (missing keys: the options' defaults)."""
+
+    model: str
+    batch: int
+    seconds: float
+    precision: str  # fp32 | bf16 | fp16 (what the step computes in)
+    base_bytes: int  # bytes per frozen base weight
+    quantize: str | None
+    checkpointing: bool
+    attn: str
+    optim: str
+    use_lora: bool
+    lora_r: int
+    targets: list[str]
+    train_text_encoder: bool
+    text_tokens: int = DEFAULT_TEXT_TOKENS
+
+
+@dataclass
+class MemoryPlan:
+    """A prediction: the peak and its parts (bytes), for the settings it was made for."""
+
+    settings: Settings
+    device: str
+    parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def peak_bytes(self) -> int:
+        return int(sum(self.parts.values()))
+
+    @property
+    def peak_memory_gib(self) -> float:
+        return self.peak_bytes / GIB
+
+    def fits(self, memory_bytes: float) -> bool:
+        return self.peak_bytes <= memory_bytes
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"peak_memory_gib": ..., "parts": {name: GiB}, "device": ..., "settings": {...}}``."""
+        return {
+            "peak_memory_gib": round(self.peak_memory_gib, 3),
+            "parts": {name: round(value / GIB, 3) for name, value in self.parts.items()},
+            "device": self.device,
+            "settings": dataclasses.asdict(self.settings),
+        }
+
+
+def _defaults() -> dict[str, Any]:
+    """Every option's default, as a config without that key gets it."""
+    values: dict[str, Any] = {}
+    for group in ARGUMENT_GROUPS:
+        for f in dataclasses.fields(group):
+            if f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+    return values
+
+
+def _as_bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
+
+
+def settings_of(config: dict[str, Any], device: str, text_tokens: int = DEFAULT_TEXT_TOKENS) -> Settings:
+    """The memory-relevant settings of a config (JSON keys as in a config file, values as JSON or as text)."""
+    values = {**_defaults(), **config}
+    if not values.get("model_name_or_path"):
+        raise UserError("the config names no model_name_or_path; set it (e.g. facebook/musicgen-small)")
+    bf16, fp16 = _as_bool(values.get("bf16")), _as_bool(values.get("fp16"))
+    precision = "bf16" if bf16 else "fp16" if fp16 and device == "cuda" else "fp32"  # fp16 trains in fp32 on a CPU
+    dtype = str(values.get("base_model_dtype", "auto"))
+    base_bytes = {"float32": 4, "bfloat16": 2, "float16": 2}.get(dtype, 4 if precision == "fp32" else 2)
+    targets = values.get("lora_target_modules") or list(DEFAULT_LORA_TARGETS)
+    if isinstance(targets, str):
+        targets = targets.split()
+    quantize = values.get("quantize_base")
+    return Settings(
+        model=str(values["model_name_or_path"]),
+        batch=int(values.get("per_device_train_batch_size", 8)),
+        seconds=float(values.get("max_duration_in_seconds", 30.0)),
+        precision=precision,
+        base_bytes=base_bytes,
+        quantize=None if quantize in (None, "null", "none", "") else str(quantize),
+        checkpointing=_as_bool(values.get("gradient_checkpointing")),
+        attn=str(values.get("attn_implementation", "sdpa")),
+        optim=str(getattr(values.get("optim"), "value", values.get("optim"))),
+        use_lora=_as_bool(values.get("use_lora", True)),
+        lora_r=int(values.get("lora_r", 16)),
+        targets=list(targets),
+        train_text_encoder=_as_bool(values.get("train_text_encoder")),
+        text_tokens=text_tokens,
+    )
+
+
+def lora_params(arch: Architecture, settings: Settings) -> int:
+    """Trainable LoRA parameters: r x (in + out) per adapted module (the text encoder's q, k, v, o too with
+    train_text_encoder)."""
+    total = sum(
+        count * settings.lora_r * (fan_in + fan_out) for count, fan_in, fan_out in arch.lora_targets(settings.targets)
+    )
+    if settings.train_text_encoder:
+        inner = arch.text_heads * arch.text_d_kv
+        total += arch.text_layers * 4 * settings.lora_r * (arch.text_d + inner)
+    return total
+
+
+def positions(arch: Architecture, settings: Settings) -> int:
+    """Decoder positions of one step: batch x (frames + the delay pattern's extra steps [+ melody's prefix])."""
+    steps = int(settings.seconds * FRAME_RATE) + arch.delays
+    if arch.melody:  # text and chroma are prepended to the decoder's input
+        steps += settings.text_tokens + chroma_frames(settings.seconds)
+    return settings.batch * steps
+
+
+def plan_settings(arch: Architecture, settings: Settings, device: str) -> MemoryPlan:
+    """The plan of ``settings`` on ``arch`` (see the module docstring for the formula)."""
+    w, a = settings.base_bytes, 4 if settings.precision == "fp32" else 2
+    parts: dict[str, float] = {"runtime": RUNTIME_CPU if device == "cpu" else 0}
+    parts["codec"] = 4 * arch.codec_tensors
+    text = arch.text_encoder_params()
+    trainable = 0
+    if settings.use_lora:
+        linear = BYTES_PER_WEIGHT[settings.quantize] if settings.quantize else w
+        parts["text_encoder"] = w * text
+        parts["decoder"] = linear * arch.decoder_linear_params() + w * arch.decoder_other_params()
+        trainable = lora_params(arch, settings)
+    else:  # full fine-tuning: the decoder trains in fp32 (the text encoder too with train_text_encoder)
+        decoder = arch.decoder_linear_params() + arch.decoder_other_params()
+        parts["text_encoder"] = (4 if settings.train_text_encoder else w) * text
+        parts["decoder"] = 4 * decoder
+        trainable = decoder + (text if settings.train_text_encoder else 0)
+    state = OPTIMIZER_STATE_BYTES.get(settings.optim, 8)
+    parts["trainable_weights"] = 4 * trainable if settings.use_lora else 0
+    parts["gradients"] = 4 * trainable
+    parts["optimizer_states"] = state * trainable
+    p = positions(arch, settings)
+    per_layer = (ACT_PER_HIDDEN * arch.hidden + ACT_PER_FFN * arch.ffn) * p * a
+    if arch.melody:  # no cross-attention: its layer norm, query, output and LoRA inputs are not kept
+        per_layer -= 7 * arch.hidden * p * a
+    if settings.attn == "eager":
+        per_layer += 2 * arch.heads * settings.batch * (p // settings.batch) ** 2 * a
+    if settings.checkpointing:
+        activations = arch.layers * arch.hidden * p * a + per_layer
+    else:
+        activations = arch.layers * per_layer
+    scale = ACTIVATION_SCALE.get(device, 1.0)
+    parts["activations"] = scale * activations
+    parts["logits"] = scale * p * arch.codebooks * arch.vocab * (a + 8)
+    return MemoryPlan(settings, device, {name: int(value) for name, value in parts.items()})
+
+
+def read_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A config as a dict: given as one, or a JSON file's path (errors as one-line UserErrors)."""
+    return config if isinstance(config, dict) else load_json_config(config)
+
+
+def plan_memory(
+    config: str | Path | dict[str, Any] | Any, device: str = "cuda", text_tokens: int = DEFAULT_TEXT_TOKENS
+) -> MemoryPlan:
+    """Predict the peak memory of training ``config`` on ``device`` ('cuda': torch.cuda.max_memory_allocated;
+    'cpu': the whole process' peak resident memory), before anything is loaded.
+
+    Args:
+        config: a config dict (keys as in a JSON config file), the path of a JSON config, or a ParsedConfig.
+        text_tokens: caption length in tokens (T5), which melody models prepend to the decoder's input.
+
+    Returns:
+        A :class:`MemoryPlan` (``.peak_bytes``, ``.parts``, ``.as_json()``).
+
+    Raises:
+        UserError: the model is neither a local MusicGen folder nor a published one, or the file is not a config.
+    """
+    if device not in ("cuda", "cpu"):
+        raise UserError(f"device must be 'cuda' or 'cpu', got {device!r}")
+    if hasattr(config, "requested"):  # a ParsedConfig: what the user asked for
+        config = config.requested
+    settings = settings_of(read_config(config), device, text_tokens)
+    return plan_settings(architecture_of(settings.model), settings, device)
