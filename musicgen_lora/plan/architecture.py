@@ -18,6 +18,7 @@ from ..errors import UserError
 
 # facebook/encodec_32khz, which every MusicGen uses: parameters and buffers (counted on the meta device).
 ENCODEC_32KHZ_TENSORS = 56_884_674 + 2_105_420
+TINY_CODEC_TENSORS = 180_046 + 16_716  # musicgen_lora.tiny's codec (the name "musicgen-lora-tiny" plans that model)
 CHROMA_FRAMES_PER_SECOND = 32000 / 4096  # MusicGen-Melody's chroma: 7.8125 frames per second
 NUM_CHROMA = 12
 LORA_EMBEDDING_EXTRA = 1  # the embeddings hold codebook_size + 1 rows (the special token)
@@ -160,6 +161,8 @@ def architecture_of(model: str) -> Architecture:
             sizes, melody, int(decoder.get("audio_channels", 1)), _codec_tensors(config["audio_encoder"])
         )
     name = model.rstrip("/").split("/")[-1]
+    if name == "musicgen-lora-tiny":
+        return _from_sizes(ARCHITECTURES["tiny"], False, 1, TINY_CODEC_TENSORS)
     if name in PUBLISHED:
         size, melody, channels = PUBLISHED[name]
         return _from_sizes(ARCHITECTURES[size], melody, channels, ENCODEC_32KHZ_TENSORS)
