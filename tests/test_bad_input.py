@@ -32,6 +32,7 @@ from musicgen_lora.train.checkpoints import is_complete
 from musicgen_lora.train.output_dir import LOCK_NAME
 
 from .bad_input.data_cases import DATA_CASES
+from .bad_input.dependency_cases import DEPENDENCY_CASES
 from .bad_input.tool_cases import TOOL_CASES
 from .bad_input.train_cases import TRAIN_CASES
 from .bad_input.world import Case, World, changed_files, check_failure, deny_read, run_case, tree_hashes
@@ -51,7 +52,9 @@ MAINS = {
     "musicgen-lora": console.main,
 }
 CASES: dict[str, Case] = {
-    f"{case.command}: {name}": case for group in (TRAIN_CASES, DATA_CASES, *TOOL_CASES) for name, case in group.items()
+    f"{case.command}: {name}": case
+    for group in (TRAIN_CASES, DATA_CASES, DEPENDENCY_CASES, *TOOL_CASES)
+    for name, case in group.items()
 }
 
 

@@ -98,17 +98,23 @@ def require(option: str, package: Package) -> None:
         raise _missing(option, package)
 
 
-def require_bitsandbytes(option: str) -> None:
-    """bitsandbytes installed and importable (a build without a backend for this machine fails on import).
+def require_importable(option: str, package: Package, module: str | None = None) -> None:
+    """``package`` installed and its ``module`` (default: its first) importable: a build that cannot run here (no
+    bitsandbytes backend for this machine, a demucs missing its own dependencies) fails on import.
 
     Raises:
-        UserError: with the install command.
+        UserError: naming ``option`` and the install command.
     """
-    require(option, BITSANDBYTES)
+    require(option, package)
     try:  # optional and heavy: imported only when an option needs it
-        importlib.import_module("bitsandbytes")
+        importlib.import_module(module or package.modules[0])
     except Exception as err:  # noqa: BLE001 - any failure of the import means it cannot run here
-        raise _missing(option, BITSANDBYTES, f" in a usable build ({one_line(err)[:160]})") from None
+        raise _missing(option, package, f" in a usable build ({one_line(err)[:160]})") from None
+
+
+def require_bitsandbytes(option: str) -> None:
+    """Raises UserError unless bitsandbytes is installed and importable (see :func:`require_importable`)."""
+    require_importable(option, BITSANDBYTES)
 
 
 def _report_names(report_to: Any) -> list[str]:
@@ -137,7 +143,7 @@ def check_installed(model: Any, data: Any, lora: Any, training: dict[str, Any]) 
     for name in _report_names(training.get("report_to")):
         if name in REPORTERS:
             require(f"report_to {name}", REPORTERS[name])
-    if getattr(data, "demucs_model_path", None):
+    if getattr(data, "demucs_model_path", None):  # (validation.check_demucs_path imports it once the path is good)
         require("demucs_model_path", DEMUCS)
 
 
