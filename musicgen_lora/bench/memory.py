@@ -18,9 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import CommandLineParser, UserError, exit_on_user_error
 from ..logs import setup_logging
-from ..plan.memory import plan_memory
+from ..plan.architecture import architecture_of
+from ..plan.memory import plan_memory, raw_parts, settings_of
 from .cases import Case, case_argv, run_case_in_subprocess, save_random_model
 from .suite import check_device, machine_info
 
@@ -103,6 +106,42 @@ def run_memory_cases(cases: list[Case], device: str, out: Path | None, timeout: 
     return results
 
 
+def suite_records(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The memory figures of a benchmark-suite run (``python -m musicgen_lora.bench``'s results.json: the same
+    instrument, each case in a fresh process) as records of this file, marked with their source."""
+    records = []
+    for result in results.get("cases", []):
+        case_options = result["case"]
+        # torch.compile's peak is the compiler's; PEFT's own dropout (fast_lora off) is no option a config can set
+        if not result.get("peak_rss_process_bytes") or case_options["compile"] or not case_options["fast_lora"]:
+            continue
+        case = Case(**result["case"])
+        records.append({
+            "name": f"{case.architecture} {case.name} (suite)", "config": plan_config(case), "device": "cpu",
+            "date_utc": results["machine"]["date_utc"], "measured_bytes": result["peak_rss_process_bytes"],
+            "source": "bench/results.json (python -m musicgen_lora.bench)",
+        })  # fmt: skip
+    return records
+
+
+FITTED = ("frozen_weights", "activations", "lora_dropout", "residual_dropout")
+
+
+def fit_calibration(records: list[dict[str, Any]], device: str) -> dict[str, float]:
+    """The multipliers of the planner's fitted terms (:data:`FITTED`) that best match ``records`` (least squares on
+    the bytes; the other terms count as they are): what plan/memory.py's CALIBRATION holds."""
+    rows, targets = [], []
+    for record in records:
+        if record["device"] != device or not record.get("measured_bytes"):
+            continue
+        settings = settings_of(record["config"], device)
+        raw = raw_parts(architecture_of(settings.model), settings, device)
+        rows.append([raw[name] for name in FITTED])
+        targets.append(record["measured_bytes"] - sum(v for k, v in raw.items() if k not in FITTED))
+    solution, *_ = np.linalg.lstsq(np.array(rows), np.array(targets), rcond=None)
+    return {name: round(float(value), 3) for name, value in zip(FITTED, solution, strict=True)}
+
+
 def predicted_bytes(record: dict[str, Any]) -> int:
     """The planner's prediction for a measured record (made now: the records keep only what was measured)."""
     return plan_memory(record["config"], device=record["device"]).peak_bytes
@@ -127,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = CommandLineParser(prog="python -m musicgen_lora.bench.memory", description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the training steps run")
     parser.add_argument("--quick", action="store_true", help="two tiny cases (a smoke test, meaningless numbers)")
-    parser.add_argument("--only", nargs="+", default=None, help="run only the cases with these names")
+    parser.add_argument("--only", nargs="+", default=None, help="run only the cases with these names, in this order")
     parser.add_argument("--out", default="bench/memory_measurements.json", help="JSON file of the records")
     with exit_on_user_error(argv):
         args = parser.parse_args(argv)
@@ -137,7 +176,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             unknown = sorted(set(args.only) - {c.name for c in cases})
             if unknown:
                 raise UserError(f"--only: no case named {unknown[0]!r}; cases: {', '.join(c.name for c in cases)}")
-            cases = [c for c in cases if c.name in args.only]
+            by_name = {c.name: c for c in cases}
+            cases = [by_name[name] for name in dict.fromkeys(args.only)]  # in the order given
     setup_logging()
     results = run_memory_cases(cases, args.device, Path(args.out) if args.out else None)
     print(format_pairs(results))

@@ -3,6 +3,7 @@ recommend for a model on a GPU of a given size (the README's "Which GPU" table a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -52,13 +53,13 @@ class Fit:
 def largest_fits(config: str | dict[str, Any], memory_bytes: float, device: str = "cuda") -> list[Fit]:
     """Each batch size of :data:`BATCHES` with the longest window that fits ``memory_bytes`` (those where 1 s fits)."""
     values = read_config(config)
-    arch = architecture_of(settings_of(values, device).model)
+    settings = settings_of(values, device)
+    arch = architecture_of(settings.model)
     fits = []
     for batch in BATCHES:
         best = None
-        for seconds in range(int(MODEL_MAX_SECONDS), 0, -1):
-            options = {**values, "per_device_train_batch_size": batch, "max_duration_in_seconds": seconds}
-            plan = plan_settings(arch, settings_of(options, device), device)
+        for seconds in range(int(MODEL_MAX_SECONDS), 0, -1):  # memory grows with seconds: the first that fits
+            plan = plan_settings(arch, dataclasses.replace(settings, batch=batch, seconds=float(seconds)), device)
             if plan.fits(memory_bytes):
                 best = Fit(batch, seconds, plan)
                 break

@@ -32,6 +32,7 @@ sizes; ``python -m musicgen_lora.bench.memory``), and the tests hold every predi
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,14 @@ DEFAULT_TEXT_TOKENS = 32  # a caption of a dozen words, with the trigger word
 
 # Calibrated on bench/memory_measurements.json (see the module docstring).
 RUNTIME_CPU = 0.60 * GIB
-ACT_PER_HIDDEN = 20
-ACT_PER_FFN = 3
-ACTIVATION_SCALE = {"cpu": 1.0, "cuda": 1.0}
+ACT_PER_HIDDEN = 10  # self-attention: LN input, q, k, v, output (5 d); cross: LN input, q, output (3 d); FFN (2 d)
+ACT_PER_FFN = 2  # fc1's output and GELU's output
+# Each term's multiplier, fitted (least squares) to the measurements: python -m musicgen_lora.bench.memory --fit.
+# frozen_weights > 1 on the CPU: what loading leaves in the allocator beyond the weights themselves.
+CALIBRATION: dict[str, dict[str, float]] = {
+    "cpu": {"frozen_weights": 1.5, "activations": 1.0, "lora_dropout": 1.0, "residual_dropout": 1.0},
+    "cuda": {},  # not measured on a GPU yet: the terms as counted
+}
 
 # Optimizer state per trainable parameter (bytes), by Trainer ``optim`` (anything unlisted: AdamW's 8).
 OPTIMIZER_STATE_BYTES = {
@@ -78,6 +84,8 @@ class Settings:
     lora_r: int
     targets: list[str]
     train_text_encoder: bool
+    lora_dropout: float = 0.05
+    decoder_dropout: float = 0.1  # None in a config: the checkpoint's, 0.1 in every published MusicGen
     text_tokens: int = DEFAULT_TEXT_TOKENS
 
 
@@ -110,8 +118,9 @@ class MemoryPlan:
         }
 
 
+@functools.cache
 def _defaults() -> dict[str, Any]:
-    """Every option's default, as a config without that key gets it."""
+    """Every option's default, as a config without that key gets it (read-only: callers copy it)."""
     values: dict[str, Any] = {}
     for group in ARGUMENT_GROUPS:
         for f in dataclasses.fields(group):
@@ -153,6 +162,10 @@ def settings_of(config: dict[str, Any], device: str, text_tokens: int = DEFAULT_
         lora_r=int(values.get("lora_r", 16)),
         targets=list(targets),
         train_text_encoder=_as_bool(values.get("train_text_encoder")),
+        lora_dropout=float(values.get("lora_dropout", 0.05)),
+        decoder_dropout=0.1
+        if values.get("decoder_dropout") in (None, "None", "null")
+        else float(values["decoder_dropout"]),
         text_tokens=text_tokens,
     )
 
@@ -177,40 +190,46 @@ def positions(arch: Architecture, settings: Settings) -> int:
     return settings.batch * steps
 
 
-def plan_settings(arch: Architecture, settings: Settings, device: str) -> MemoryPlan:
-    """The plan of ``settings`` on ``arch`` (see the module docstring for the formula)."""
+def raw_parts(arch: Architecture, settings: Settings, device: str) -> dict[str, float]:
+    """The planner's terms before calibration (bytes): see the module docstring."""
     w, a = settings.base_bytes, 4 if settings.precision == "fp32" else 2
-    parts: dict[str, float] = {"runtime": RUNTIME_CPU if device == "cpu" else 0}
-    parts["codec"] = 4 * arch.codec_tensors
+    parts: dict[str, float] = {"runtime": RUNTIME_CPU if device == "cpu" else 0.0}
     text = arch.text_encoder_params()
-    trainable = 0
     if settings.use_lora:
         linear = BYTES_PER_WEIGHT[settings.quantize] if settings.quantize else w
-        parts["text_encoder"] = w * text
-        parts["decoder"] = linear * arch.decoder_linear_params() + w * arch.decoder_other_params()
+        frozen = 4 * arch.codec_tensors + w * text + linear * arch.decoder_linear_params()
+        frozen += w * arch.decoder_other_params()
         trainable = lora_params(arch, settings)
+        parts["frozen_weights"] = frozen
+        parts["trainable_weights"] = 4 * trainable
     else:  # full fine-tuning: the decoder trains in fp32 (the text encoder too with train_text_encoder)
         decoder = arch.decoder_linear_params() + arch.decoder_other_params()
-        parts["text_encoder"] = (4 if settings.train_text_encoder else w) * text
-        parts["decoder"] = 4 * decoder
+        parts["frozen_weights"] = 4 * arch.codec_tensors + (0 if settings.train_text_encoder else w * text)
         trainable = decoder + (text if settings.train_text_encoder else 0)
-    state = OPTIMIZER_STATE_BYTES.get(settings.optim, 8)
-    parts["trainable_weights"] = 4 * trainable if settings.use_lora else 0
+        parts["trainable_weights"] = 4 * trainable
     parts["gradients"] = 4 * trainable
-    parts["optimizer_states"] = state * trainable
+    parts["optimizer_states"] = OPTIMIZER_STATE_BYTES.get(settings.optim, 8) * trainable
     p = positions(arch, settings)
-    per_layer = (ACT_PER_HIDDEN * arch.hidden + ACT_PER_FFN * arch.ffn) * p * a
-    if arch.melody:  # no cross-attention: its layer norm, query, output and LoRA inputs are not kept
-        per_layer -= 7 * arch.hidden * p * a
-    if settings.attn == "eager":
-        per_layer += 2 * arch.heads * settings.batch * (p // settings.batch) ** 2 * a
-    if settings.checkpointing:
-        activations = arch.layers * arch.hidden * p * a + per_layer
-    else:
-        activations = arch.layers * per_layer
-    scale = ACTIVATION_SCALE.get(device, 1.0)
-    parts["activations"] = scale * activations
-    parts["logits"] = scale * p * arch.codebooks * arch.vocab * (a + 8)
+    # per position and layer, in activation elements: what the backward keeps of the layer itself, LoRA's dropped
+    # inputs (q, k, v, out of self-attention; q, out of cross-attention; fc1's d and fc2's ffn), residual dropout
+    base = ACT_PER_HIDDEN * arch.hidden + ACT_PER_FFN * arch.ffn - (7 * arch.hidden if arch.melody else 0)
+    lora_dropout = (7 - (2 if arch.melody else 0)) * arch.hidden + arch.ffn if settings.lora_dropout > 0 else 0
+    residual_dropout = 3 * arch.hidden if settings.decoder_dropout > 0 else 0
+    if settings.attn == "eager" and device == "cuda":  # (the CPU's SDPA kernel keeps the scores too: measured)
+        base += 2 * arch.heads * (p // settings.batch)
+    layers = 1 if settings.checkpointing else arch.layers  # checkpointing: one layer's set while it is recomputed
+    kept_inputs = arch.layers * arch.hidden * p * a if settings.checkpointing else 0.0
+    parts["activations"] = layers * base * p * a + kept_inputs
+    parts["lora_dropout"] = layers * lora_dropout * p * a
+    parts["residual_dropout"] = layers * residual_dropout * p * a
+    parts["logits"] = p * arch.codebooks * arch.vocab * (a + 8)
+    return parts
+
+
+def plan_settings(arch: Architecture, settings: Settings, device: str) -> MemoryPlan:
+    """The plan of ``settings`` on ``arch``: the raw terms times their calibration (see the module docstring)."""
+    calibration = CALIBRATION[device]
+    parts = {name: value * calibration.get(name, 1.0) for name, value in raw_parts(arch, settings, device).items()}
     return MemoryPlan(settings, device, {name: int(value) for name, value in parts.items()})
 
 
