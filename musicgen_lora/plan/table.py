@@ -44,9 +44,10 @@ def measured_on_gpu(model: str, options: dict[str, Any]) -> bool:
         config = record.get("config", {})
         if record.get("device") != "cuda" or config.get("model_name_or_path") != hub_id(model):
             continue
-        if str(config.get("quantize_base")) == str(options.get("quantize_base")) and str(
-            config.get("gradient_checkpointing")
-        ).lower() == str(options.get("gradient_checkpointing")).lower():
+        if (
+            str(config.get("quantize_base")) == str(options.get("quantize_base"))
+            and str(config.get("gradient_checkpointing")).lower() == str(options.get("gradient_checkpointing")).lower()
+        ):
             return True
     return False
 
