@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import CommandLineParser, UserError, exit_on_user_error
 from ..logs import setup_logging
@@ -32,6 +33,11 @@ logger = logging.getLogger(__name__)
 GIB = 2**30
 HUB_IDS = {"tiny": "musicgen-lora-tiny", "small": "facebook/musicgen-small", "medium": "facebook/musicgen-medium",
            "large": "facebook/musicgen-large"}  # fmt: skip
+
+
+def torch_cuda_available() -> bool:
+    """Whether this machine has a CUDA GPU (the ``--device cuda`` path needs one)."""
+    return torch.cuda.is_available()
 
 
 def memory_cases(device: str, quick: bool = False) -> list[Case]:
