@@ -1,32 +1,34 @@
 """The memory planner: the peak memory of training a config, predicted before anything is loaded.
 
 The formula (bytes; ``a`` = bytes per activation: 2 under bf16/fp16 autocast, 4 in fp32; ``w`` = bytes per frozen
-weight: the frozen base's dtype, ``base_model_dtype`` 'auto' following the precision):
+weight: the frozen base's dtype, ``base_model_dtype`` 'auto' following the precision; ``P`` = decoder positions of a
+step, ``batch x (50 x seconds + codebooks per channel - 1)``, melody adding the text and chroma it prepends)::
 
-    peak = runtime + weights + trainable x (4 + 4 + optimizer state) + activations + logits
+    peak = runtime + k_w x frozen_weights + trainable x (4 + 4 + optimizer state)
+           + k_a x activations + k_l x lora_dropout + k_r x residual_dropout + logits
 
 - **runtime**: what the process holds before any model, on a CPU: the interpreter, torch, transformers, peft,
   datasets (``RUNTIME_CPU``, measured: the process peak of training the tiny model); on a GPU nothing (the figure
   is ``torch.cuda.max_memory_allocated``; the CUDA context, about 0.5 GB, shows only in nvidia-smi).
-- **weights**: EnCodec in fp32 (4 bytes per tensor element); the T5 text encoder in ``w``; the decoder's layer
-  weights in ``w``, or with ``quantize_base`` at bitsandbytes' bytes per weight (nf4 0.52, int8 1, see
-  :data:`~musicgen_lora.models.quantize.BYTES_PER_WEIGHT`); its embeddings, heads, norms and projections in ``w``.
-  Full fine-tuning (``use_lora`` false): the decoder in fp32, and it is what trains.
-- **trainable**: LoRA's A and B of every targeted module (r x (in + out) each, fp32), with their fp32 gradients and
-  the optimizer's state per parameter (:data:`OPTIMIZER_STATE_BYTES`: AdamW 8, 8-bit AdamW 2, Lion 8-bit 1, SGD 0).
-- **activations**: per decoder position (``batch x (frames + delays)``, frames = 50 per second, delays = codebooks
-  per channel - 1; melody adds the text and chroma it prepends) and layer, what the backward pass keeps:
-  ``(ACT_PER_HIDDEN x hidden + ACT_PER_FFN x ffn) x a`` bytes (layer-norm inputs and outputs, q, k, v, attention
-  output, feed-forward activations, LoRA's dropped inputs; melody layers have no cross-attention). With gradient
-  checkpointing each layer keeps only its input (``hidden x a``) plus one layer's full set while it is recomputed.
-  Eager attention adds each layer's ``heads x positions^2`` scores and probabilities; SDPA does not.
-- **logits**: ``positions x codebooks x vocab x (a + 4 + 4)``: the heads' output, its fp32 copy and the log-probs
-  the cross-entropy keeps (its gradient reuses them).
-- ``ACTIVATION_SCALE`` multiplies activations and logits: what the allocator holds beyond the live tensors (the
-  CPU allocator's caches; on a GPU, the caching allocator's blocks), fitted to the measurements.
+- **frozen_weights**: EnCodec in fp32; the T5 text encoder in ``w``; the decoder's layer weights in ``w``, or with
+  ``quantize_base`` at bitsandbytes' bytes per weight (nf4 0.52, int8 1: ``models.quantize.BYTES_PER_WEIGHT``); its
+  embeddings, heads, norms, positions and projections in ``w``. Full fine-tuning: the decoder is trainable instead.
+- **trainable**: LoRA's A and B of every targeted module (``r x (in + out)``, fp32; the default targets of small:
+  10.6 M), their fp32 gradients and the optimizer's state (``OPTIMIZER_STATE_BYTES``: AdamW 8, 8-bit AdamW 2, ...).
+- **activations**: per position and layer, what the backward keeps of the layer: ``(ACT_PER_HIDDEN x hidden +
+  ACT_PER_FFN x ffn) x a`` (layer-norm inputs, q, k, v, attention outputs, the feed-forward's; melody layers have
+  no cross-attention). With gradient checkpointing, each layer's input (``hidden x a``) plus one layer's set.
+  Eager attention on a GPU adds ``2 x heads x steps`` per position (scores and probabilities); on the CPU SDPA keeps
+  them too (measured: eager and SDPA peak alike), so the term is in the fit there.
+- **lora_dropout** (when ``lora_dropout > 0``): the dropped copies of LoRA's inputs, ``(7 x hidden + ffn) x a`` per
+  position and layer; **residual_dropout** (``decoder_dropout``, 0.1 in the checkpoints): ``3 x hidden x a``.
+- **logits**: ``P x codebooks x vocab x (a + 8)``: the heads' output, its fp32 copy and the log-probs the
+  cross-entropy keeps.
 
-The constants are calibrated on the measurements in ``bench/memory_measurements.json`` (random models of the real
-sizes; ``python -m musicgen_lora.bench.memory``), and the tests hold every prediction to within 15 % of them.
+The multipliers ``k`` (``CALIBRATION``) are fitted by least squares to the measured peaks of random models of the
+real sizes kept in ``bench/memory_measurements.json`` (``python -m musicgen_lora.bench.memory``; the fit:
+``musicgen_lora.bench.memory.fit_calibration``); ``k_w`` above 1 on the CPU is what loading leaves in the process
+beyond the weights. The tests hold every prediction to within 15 % of those measurements.
 """
 
 from __future__ import annotations
@@ -53,9 +55,12 @@ ACT_PER_HIDDEN = 10  # self-attention: LN input, q, k, v, output (5 d); cross: L
 ACT_PER_FFN = 2  # fc1's output and GELU's output
 # Each term's multiplier, fitted (least squares) to the measurements: python -m musicgen_lora.bench.memory --fit.
 # frozen_weights > 1 on the CPU: what loading leaves in the allocator beyond the weights themselves.
+_CPU_FIT = {"frozen_weights": 1.5, "activations": 1.0, "lora_dropout": 1.0, "residual_dropout": 1.0}
 CALIBRATION: dict[str, dict[str, float]] = {
-    "cpu": {"frozen_weights": 1.5, "activations": 1.0, "lora_dropout": 1.0, "residual_dropout": 1.0},
-    "cuda": {},  # not measured on a GPU yet: the terms as counted
+    "cpu": _CPU_FIT,
+    # Not measured on a GPU yet: the activation terms count tensors the backward keeps on any device, so the CPU's
+    # multipliers are used; the frozen weights' CPU excess (what loading leaves in the allocator) is not.
+    "cuda": {**_CPU_FIT, "frozen_weights": 1.0},
 }
 
 # Optimizer state per trainable parameter (bytes), by Trainer ``optim`` (anything unlisted: AdamW's 8).
