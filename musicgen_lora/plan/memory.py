@@ -22,6 +22,8 @@ step, ``batch x (50 x seconds + codebooks per channel - 1)``, melody adding the 
   them too (measured: eager and SDPA peak alike), so the term is in the fit there.
 - **lora_dropout** (when ``lora_dropout > 0``): the dropped copies of LoRA's inputs, ``(7 x hidden + ffn) x a`` per
   position and layer; **residual_dropout** (``decoder_dropout``, 0.1 in the checkpoints): ``3 x hidden x a``.
+- **mapped_checkpoint** (CPU, ``quantize_base`` with an fp32 base): the fp32 checkpoint file, memory-mapped by
+  the load and read whole by the quantization, counts in the process (measured: nf4 saves little on a CPU in fp32).
 - **logits**: ``P x codebooks x vocab x (a + 8)``: the heads' output, its fp32 copy and the log-probs the
   cross-entropy keeps.
 
@@ -55,7 +57,7 @@ ACT_PER_HIDDEN = 10  # self-attention: LN input, q, k, v, output (5 d); cross: L
 ACT_PER_FFN = 2  # fc1's output and GELU's output
 # Each term's multiplier, fitted (least squares) to the measurements: python -m musicgen_lora.bench.memory --fit.
 # frozen_weights > 1 on the CPU: what loading leaves in the allocator beyond the weights themselves.
-_CPU_FIT = {"frozen_weights": 1.5, "activations": 1.0, "lora_dropout": 1.0, "residual_dropout": 1.0}
+_CPU_FIT = {"frozen_weights": 1.402, "activations": 0.532, "lora_dropout": 2.976, "residual_dropout": 4.784}
 CALIBRATION: dict[str, dict[str, float]] = {
     "cpu": _CPU_FIT,
     # Not measured on a GPU yet: the activation terms count tensors the backward keeps on any device, so the CPU's
@@ -207,6 +209,11 @@ def raw_parts(arch: Architecture, settings: Settings, device: str) -> dict[str, 
         trainable = lora_params(arch, settings)
         parts["frozen_weights"] = frozen
         parts["trainable_weights"] = 4 * trainable
+        if device == "cpu" and settings.quantize and w == 4:
+            # an fp32 load memory-maps the (fp32) checkpoint file; quantizing reads every page of it, which then
+            # counts in the process' memory (a half-precision load reads the file instead: models.loading)
+            parts["mapped_checkpoint"] = 4 * (arch.codec_tensors + text + arch.decoder_linear_params())
+            parts["mapped_checkpoint"] += 4 * arch.decoder_other_params()
     else:  # full fine-tuning: the decoder trains in fp32 (the text encoder too with train_text_encoder)
         decoder = arch.decoder_linear_params() + arch.decoder_other_params()
         parts["frozen_weights"] = 4 * arch.codec_tensors + (0 if settings.train_text_encoder else w * text)
