@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import transformers.modeling_utils as modeling_utils
 from safetensors import SafetensorError
 from transformers import (
     AutoModelForTextToWaveform,
@@ -50,7 +51,7 @@ def load_model_and_processor(
             f"model folder '{name}' not found; check the path, or give a MusicGen Hub id (e.g. facebook/musicgen-small)"
         )
     try:
-        with _half_precision_loading(dtype):
+        with _read_not_mapped_loading(dtype, model_args.quantize_base):
             model = AutoModelForTextToWaveform.from_pretrained(
                 name,
                 cache_dir=model_args.cache_dir,
@@ -91,22 +92,26 @@ def load_model_and_processor(
 
 
 @contextlib.contextmanager
-def _half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
-    """While loading in half precision: EnCodec stays fp32, and checkpoint files are read, not memory-mapped.
+def _read_not_mapped_loading(dtype: torch.dtype | None, quantize: str | None) -> Iterator[None]:
+    """While loading in half precision or quantized, checkpoint files are read, not memory-mapped; in half precision
+    EnCodec also stays fp32.
 
     transformers' "keep these modules in fp32 whatever dtype is asked" list names the codec. Its fp32 tensors would
     otherwise be views into the memory-mapped checkpoint, which then stays mapped (its pages resident: the whole fp32
     file, 2.2 GB for musicgen-small, counted in the process' memory for the rest of the run); reading each tensor
-    (safetensors' pread backend) peaks at the half-precision model plus one tensor.
+    (safetensors' pread backend) peaks at the half-precision model plus one tensor. A quantized load (``quantize``)
+    reads every fp32 weight it quantizes through the same mapping, whose pages then count in the process as well
+    (measured on musicgen-small, fp32 base: 1.75 GiB of mapped file resident after an nf4 or int8 load; read, not
+    mapped: bench/RESULTS.md, *Memory planner*). An unquantized fp32 load keeps the mapping: its weights are the mapped
+    pages, so mapping costs nothing extra there.
     """
-    if dtype is None or dtype == torch.float32:
+    half = dtype is not None and dtype != torch.float32
+    if not half and quantize is None:
         yield
         return
-    import transformers.modeling_utils as loading
-
     classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration]
     saved = [cls.__dict__.get("_keep_in_fp32_modules_strict") for cls in classes]
-    safe_open = loading.safe_open
+    safe_open = modeling_utils.safe_open
 
     def read_not_mapped(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("backend") == "mmap":
@@ -114,13 +119,14 @@ def _half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
         return safe_open(*args, **kwargs)
 
     try:
-        for cls in classes:
-            cls._keep_in_fp32_modules_strict = ["audio_encoder"]
-        loading.safe_open = read_not_mapped
+        if half:
+            for cls in classes:
+                cls._keep_in_fp32_modules_strict = ["audio_encoder"]
+        modeling_utils.safe_open = read_not_mapped
         yield
     finally:
-        loading.safe_open = safe_open
-        for cls, value in zip(classes, saved, strict=False):
+        modeling_utils.safe_open = safe_open
+        for cls, value in zip(classes, saved, strict=False) if half else ():
             if value is None:
                 del cls._keep_in_fp32_modules_strict
             else:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers.modeling_utils as modeling_utils
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForTextToWaveform
@@ -17,7 +18,7 @@ from transformers import AutoModelForTextToWaveform
 from finetune_musicgen import main
 from musicgen_lora.config.arguments import ModelArguments
 from musicgen_lora.models.loading import load_model_and_processor
-from musicgen_lora.models.quantize import quantized_linear_layers
+from musicgen_lora.models.quantize import quantized_linear_layers, quantized_loading
 
 from ..conftest import base_argv
 
@@ -78,6 +79,35 @@ def test_the_decoder_layers_are_really_4_or_8_bit_and_the_rest_is_not(quantized_
     bf16, _ = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)), dtype=torch.bfloat16)
     ratio = decoder_linear_bytes(model) / decoder_linear_bytes(bf16)
     assert ratio <= (0.30 if kind == "nf4" else 0.55), ratio  # 4 bits + scales = 0.27; 8 bits = 0.5
+
+
+@pytest.mark.parametrize("kind", ["nf4", "int8"])
+def test_a_quantized_load_reads_the_checkpoint_and_gives_the_mapped_loads_weights(kind, tiny_model_dir, monkeypatch):
+    # a quantized load reads the fp32 checkpoint (safetensors' pread backend) instead of memory-mapping it, whose
+    # pages would stay resident after quantizing (bench/RESULTS.md, *Memory planner*); the weights are the same
+    mapped = AutoModelForTextToWaveform.from_pretrained(tiny_model_dir, **quantized_loading(kind, None))
+    backends = []
+    safe_open = modeling_utils.safe_open
+
+    def recording(*args, **kwargs):
+        backends.append(kwargs.get("backend"))
+        return safe_open(*args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "safe_open", recording)
+    read, _ = load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir), quantize_base=kind))
+    # every tensor is read (pread); the one call without a backend is transformers' dtype probe, which reads only the
+    # header onto the meta device (load_state_dict(map_location="meta")) and closes the file
+    assert "pread" in backends and set(backends) <= {"pread", None}, backends
+    assert modeling_utils.safe_open is recording  # put back after the load
+    assert quantized_linear_layers(read) == quantized_linear_layers(mapped) != {}
+    expected = mapped.state_dict()
+    assert read.state_dict().keys() == expected.keys()
+    for name, tensor in read.state_dict().items():
+        assert tensor.dtype == expected[name].dtype, name
+        torch.testing.assert_close(tensor, expected[name], rtol=0, atol=0, msg=name)
+    backends.clear()  # an unquantized fp32 load keeps the mapping (its weights are the mapped pages)
+    load_model_and_processor(ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    assert "mmap" in backends and "pread" not in backends, backends
 
 
 def test_lora_trains_on_the_quantized_base(quantized_run):
