@@ -69,21 +69,22 @@ def memory_cases(device: str, quick: bool = False) -> list[Case]:
 def cpu_memory_cases(one: dict[str, Any]) -> list[Case]:
     """The CPU's cases, in fp32: when they were measured, this shared host's bf16 matmuls ran 57x slower than fp32
     (a 1024^3 matmul: 22 s vs 0.39 s, other jobs holding the cores), so bf16 steps of the real sizes did not finish
-    in 30 minutes; the bf16 configurations come from the benchmark suite's run (bench/results.json)."""
+    in 30 minutes; the bf16 configurations come from the benchmark suite's run (bench/results.json). Short windows
+    (5 s) keep a real-size step within minutes: the peak, not the speed, is measured."""
     small = dict(architecture="small", precision="fp32", seconds=5.0, **one)
+    medium = dict(small, architecture="medium", checkpointing=True)
     return [
         Case("small fp32 nf4 5 s", quantize="nf4", **small),
         Case("small fp32 batch 4 x 5 s", **{**small, "batch_size": 4}),
         Case("small fp32 adamw_bnb_8bit 10 s", optim="adamw_bnb_8bit", **{**small, "seconds": 10.0}),
         Case("small fp32 int8 5 s", quantize="int8", **small),
+        Case("small fp32 int8 batch 2 x 10 s", quantize="int8", **{**small, "batch_size": 2, "seconds": 10.0}),
         Case("small fp32 checkpointing 30 s", checkpointing=True, **{**small, "seconds": 30.0}),
-        Case(
-            "medium fp32 nf4 checkpointing 5 s",
-            quantize="nf4",
-            checkpointing=True,
-            **{**small, "architecture": "medium"},
-        ),
         Case("small fp32 nf4 checkpointing batch 2", quantize="nf4", checkpointing=True, **{**small, "batch_size": 2}),
+        Case("medium fp32 checkpointing 5 s", **medium),
+        Case("medium fp32 nf4 checkpointing 5 s", quantize="nf4", **medium),
+        Case("medium fp32 int8 checkpointing 5 s", quantize="int8", **medium),
+        Case("medium fp32 adamw_bnb_8bit checkpointing 5 s", optim="adamw_bnb_8bit", **medium),
     ]
 
 
@@ -105,16 +106,28 @@ def measured_bytes(result: dict[str, Any], device: str) -> int | None:
     return result.get(key)
 
 
-def run_memory_cases(cases: list[Case], device: str, out: Path | None, timeout: float = 1800.0) -> dict[str, Any]:
-    """Measure each case in a fresh process; returns (and writes to ``out`` after each case) the records."""
+def run_memory_cases(
+    cases: list[Case], device: str, out: Path | None, timeout: float = 1800.0, models_dir: Path | None = None
+) -> dict[str, Any]:
+    """Measure each case in a fresh process; returns (and writes to ``out`` after each case) the records.
+
+    ``models_dir``: keep the saved random models there and reuse those already saved (building and saving one takes
+    minutes: musicgen-medium's is a 6.4 GB file); by default they are saved in a temporary folder.
+    """
     results: dict[str, Any] = {"device": device, "machine": machine_info(device), "cases": []}
-    if out is not None and out.is_file():  # keep earlier cases' records (``--only`` reruns some)
-        results["cases"] = [c for c in json.loads(out.read_text())["cases"] if c["name"] not in {k.name for k in cases}]
+    if out is not None and out.is_file():  # keep earlier cases' records (``--only`` reruns some) and the notes
+        kept = json.loads(out.read_text())
+        results = {**kept, **results, "cases": [c for c in kept["cases"] if c["name"] not in {k.name for k in cases}]}
     with tempfile.TemporaryDirectory(prefix="musicgen-memory-") as workdir:
+        folder = models_dir or Path(workdir)
         saved: dict[str, str] = {}
         for case in cases:
             if case.architecture not in saved:
-                saved[case.architecture] = str(save_random_model(case.architecture, Path(workdir)))
+                kept_model = folder / f"random-{case.architecture}"
+                if (kept_model / "config.json").is_file():
+                    saved[case.architecture] = str(kept_model)
+                else:
+                    saved[case.architecture] = str(save_random_model(case.architecture, folder))
             case.model_dir = saved[case.architecture]
             logger.info("memory: %s ...", case.name)
             start = time.perf_counter()
@@ -125,6 +138,7 @@ def run_memory_cases(cases: list[Case], device: str, out: Path | None, timeout: 
             record["measured_bytes"] = measured_bytes(result, device)
             record["error"] = result.get("error")
             record["wall_s"] = round(time.perf_counter() - start, 1)
+            record["source"] = "python -m musicgen_lora.bench.memory"
             results["cases"].append(record)
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="two tiny cases (a smoke test, meaningless numbers)")
     parser.add_argument("--only", nargs="+", default=None, help="run only the cases with these names, in this order")
     parser.add_argument("--out", default="bench/memory_measurements.json", help="JSON file of the records")
+    parser.add_argument("--models_dir", default=None, help="keep the saved random models here and reuse them")
     with exit_on_user_error(argv):
         args = parser.parse_args(argv)
         check_device(args.device)
@@ -205,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             by_name = {c.name: c for c in cases}
             cases = [by_name[name] for name in dict.fromkeys(args.only)]  # in the order given
     setup_logging()
-    results = run_memory_cases(cases, args.device, Path(args.out) if args.out else None)
+    models_dir = Path(args.models_dir) if args.models_dir else None
+    results = run_memory_cases(cases, args.device, Path(args.out) if args.out else None, models_dir=models_dir)
     print(format_pairs(results))
     return results
 

@@ -62,3 +62,26 @@ def test_the_cpu_path_measures_the_tiny_model_in_fresh_processes(tmp_path):
         assert record["error"] is None and 0.3 * 2**30 < record["measured_bytes"] < 3 * 2**30
     table = memory.format_pairs(results)
     assert table.count("| tiny bf16") == 2 and "%" in table
+
+
+def test_models_dir_keeps_the_random_models_and_reuses_them(tmp_path, monkeypatch, capsys):
+    built = []
+
+    def save(architecture, folder):
+        built.append(architecture)
+        (folder / f"random-{architecture}").mkdir(parents=True)
+        (folder / f"random-{architecture}" / "config.json").write_text("{}")
+        return folder / f"random-{architecture}"
+
+    ran = []
+    monkeypatch.setattr(memory, "save_random_model", save)
+    monkeypatch.setattr(memory, "run_case_in_subprocess", lambda case, timeout: ran.append(case.model_dir) or {})
+    monkeypatch.setattr(memory, "format_pairs", lambda results: "")
+    names = ["small fp32 int8 5 s", "medium fp32 nf4 checkpointing 5 s", "small fp32 nf4 5 s"]
+    argv = ["--device", "cpu", "--only", *names, "--out", str(tmp_path / "m.json"), "--models_dir", str(tmp_path)]
+    memory.main(argv)
+    memory.main(argv)  # the second run builds nothing: both models are kept
+    assert built == ["small", "medium"]
+    assert ran == [str(tmp_path / f"random-{a}") for a in ["small", "medium", "small"] * 2]
+    kept = json.loads((tmp_path / "m.json").read_text())["cases"]
+    assert [r["name"] for r in kept] == names
