@@ -79,6 +79,7 @@ def cpu_memory_cases(one: dict[str, Any]) -> list[Case]:
         Case("small fp32 adamw_bnb_8bit 10 s", optim="adamw_bnb_8bit", **{**small, "seconds": 10.0}),
         Case("small fp32 int8 5 s", quantize="int8", **small),
         Case("small fp32 int8 batch 2 x 10 s", quantize="int8", **{**small, "batch_size": 2, "seconds": 10.0}),
+        Case("small fp32 nf4 batch 2 x 10 s", quantize="nf4", **{**small, "batch_size": 2, "seconds": 10.0}),
         Case("small fp32 checkpointing 30 s", checkpointing=True, **{**small, "seconds": 30.0}),
         Case("small fp32 nf4 checkpointing batch 2", quantize="nf4", checkpointing=True, **{**small, "batch_size": 2}),
         Case("medium fp32 checkpointing 5 s", **medium),

@@ -5,7 +5,7 @@ weight: the frozen base's dtype, ``base_model_dtype`` 'auto' following the preci
 step, ``batch x (50 x seconds + codebooks per channel - 1)``, melody adding the text and chroma it prepends)::
 
     peak = runtime + k_w x frozen_weights + trainable x (4 + 4 + optimizer state)
-           + k_a x activations + k_l x lora_dropout + k_r x residual_dropout + logits
+           + k_a x activations + k_l x lora_dropout + k_r x residual_dropout + int8_inputs + logits
 
 - **runtime**: what the process holds before any model, on a CPU: the interpreter, torch, transformers, peft,
   datasets (``RUNTIME_CPU``, measured: the process peak of training the tiny model); on a GPU nothing (the figure
@@ -22,8 +22,22 @@ step, ``batch x (50 x seconds + codebooks per channel - 1)``, melody adding the 
   them too (measured: eager and SDPA peak alike), so the term is in the fit there.
 - **lora_dropout** (when ``lora_dropout > 0``): the dropped copies of LoRA's inputs, ``(7 x hidden + ffn) x a`` per
   position and layer; **residual_dropout** (``decoder_dropout``, 0.1 in the checkpoints): ``3 x hidden x a``.
-- **mapped_checkpoint** (CPU, ``quantize_base`` with an fp32 base): the fp32 checkpoint file, memory-mapped by
-  the load and read whole by the quantization, counts in the process (measured: nf4 saves little on a CPU in fp32).
+- **int8_inputs** (``quantize_base: int8``): bitsandbytes' int8 matmul keeps each int8 layer's input for its
+  backward (``ctx.A`` of ``MatMul8bitFp`` on the CPU; ``MatMul8bitLt`` keeps it on a GPU too), even though the frozen
+  weight needs no gradient, where a frozen ``nn.Linear`` (and bitsandbytes' nf4 matmul) keeps none. The inputs that
+  nothing else keeps are the three layer norms' outputs (self-attention's q/k/v, cross-attention's q, fc1) and the
+  GELU's output (fc2): ``(3 x hidden + ffn) x a`` per position and layer (melody: ``2 x hidden + ffn``, no cross-
+  attention), one layer's set with checkpointing. Counted, not fitted (multiplier 1): walking the autograd graph of a
+  4-layer decoder of musicgen-small's sizes (fp32, batch 2 x 503 steps, LoRA defaults) found int8 keeping 110.1 MiB
+  more than the unquantized base, exactly 7 x hidden x 4 bytes per position and layer, and nf4 keeping nothing more.
+  Without this term the int8 rows were the planner's misses (musicgen-small fp32 int8, batch 2 x 10 s: 8.90 GiB
+  measured, 7.58 predicted, -14.8 %).
+- No term for the checkpoint file: a quantized or half-precision load reads it tensor by tensor instead of
+  memory-mapping it (``models.loading``), so its fp32 pages do not stay resident (they did while a quantized load
+  mapped it: 1.75 GiB of musicgen-small's file after quantizing, and the int8 row came out 20.8 % above this formula
+  with a term for it). Measured without the mapping, musicgen-small fp32 5 s: int8 3.68 GiB, nf4 3.41 GiB, within
+  2 % of the formula without such a term (bench/RESULTS.md, *Memory planner*). An unquantized fp32 load keeps the
+  mapping, whose pages are the weights themselves (counted in frozen_weights).
 - **logits**: ``P x codebooks x vocab x (a + 8)``: the heads' output, its fp32 copy and the log-probs the
   cross-entropy keeps.
 
@@ -209,11 +223,6 @@ def raw_parts(arch: Architecture, settings: Settings, device: str) -> dict[str, 
         trainable = lora_params(arch, settings)
         parts["frozen_weights"] = frozen
         parts["trainable_weights"] = 4 * trainable
-        if device == "cpu" and settings.quantize and w == 4:
-            # an fp32 load memory-maps the (fp32) checkpoint file; quantizing reads every page of it, which then
-            # counts in the process' memory (a half-precision load reads the file instead: models.loading)
-            parts["mapped_checkpoint"] = 4 * (arch.codec_tensors + text + arch.decoder_linear_params())
-            parts["mapped_checkpoint"] += 4 * arch.decoder_other_params()
     else:  # full fine-tuning: the decoder trains in fp32 (the text encoder too with train_text_encoder)
         decoder = arch.decoder_linear_params() + arch.decoder_other_params()
         parts["frozen_weights"] = 4 * arch.codec_tensors + (0 if settings.train_text_encoder else w * text)
@@ -234,6 +243,8 @@ def raw_parts(arch: Architecture, settings: Settings, device: str) -> dict[str, 
     parts["activations"] = layers * base * p * a + kept_inputs
     parts["lora_dropout"] = layers * lora_dropout * p * a
     parts["residual_dropout"] = layers * residual_dropout * p * a
+    int8_inputs = (3 - (1 if arch.melody else 0)) * arch.hidden + arch.ffn if settings.quantize == "int8" else 0
+    parts["int8_inputs"] = layers * int8_inputs * p * a if settings.use_lora else 0.0
     parts["logits"] = p * arch.codebooks * arch.vocab * (a + 8)
     return parts
 
