@@ -47,6 +47,8 @@ COMMANDS: dict[str, Command] = {
                      "bench/RESULTS.md"),
     "demo": Command("musicgen_lora.demo.cli", f"python {SCRIPT} (no arguments)", "the offline demo: train on a tiny "
                     "random MusicGen and a synthetic corpus"),
+    "plan": Command("musicgen_lora.plan.cli", "musicgen-lora plan", "predict the peak memory of training a config "
+                    "(--fit 12GB: the largest batch x seconds that fits)"),
     "studio": Command("musicgen_lora.studio.__main__", "python -m musicgen_lora.studio", "a local web page to prepare, "
                       "train, listen, evaluate and share (pip install .[studio])"),
 }  # fmt: skip

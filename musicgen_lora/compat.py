@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "FieldHookArgumentParser", "LengthGroupedSampler", "MusicgenMelodyFeatureExtractor", "MusicgenMelodyProcessor",
     "TESTED_ON", "TESTED_RANGES", "TrainerHooks", "attention_kernel", "compute_in_fp32", "get_length_grouped_indices",
-    "half_precision_loading", "insert_before_reporters", "keep_in_eval_mode", "kept_in_fp32_names",
+    "read_not_mapped_loading", "insert_before_reporters", "keep_in_eval_mode", "kept_in_fp32_names",
     "lora_input_casting", "lora_layers", "melody_extractor_without_torchaudio", "replace_lora_dropout",
     "set_decoder_dropout", "untested_versions", "warn_about_untested_versions",
 ]  # fmt: skip
@@ -104,7 +104,8 @@ class FieldHookArgumentParser(HfArgumentParser):
     Replaces: nothing public (HfArgumentParser makes one ``--name`` flag per field; a positional argument or a flag
     given once per value needs its own ``add_argument``). Overrides the private ``_parse_dataclass_field``, a
     staticmethod that ``_add_dataclass_arguments`` calls as ``self._parse_dataclass_field(parser, field)`` once per
-    field. Tested on transformers 5.23-5.25 (tests/generate/test_generate.py, tests/hub/test_hub.py, tests/test_bad_input.py)."""
+    field. Tested on transformers 5.23-5.25 (tests/generate/test_generate.py, tests/hub/test_hub.py,
+    tests/test_bad_input.py)."""
 
     def add_special_field(self, parser: Any, field: Any) -> bool:
         """Add ``field``'s argument to ``parser`` (an argument group) and return True, or return False."""
@@ -116,23 +117,29 @@ class FieldHookArgumentParser(HfArgumentParser):
 
 
 @contextlib.contextmanager
-def half_precision_loading(dtype: torch.dtype | None) -> Iterator[None]:
-    """While ``from_pretrained(dtype=half)`` runs: EnCodec stays fp32, and checkpoint files are read, not mapped.
+def read_not_mapped_loading(dtype: torch.dtype | None, quantize: str | None = None) -> Iterator[None]:
+    """While ``from_pretrained`` loads in half precision (``dtype``) or quantized (``quantize``): checkpoint files are
+    read, not memory-mapped, and in half precision EnCodec stays fp32.
 
     Replaces: a public "keep this sub-model in fp32" option (none: ``dtype={"audio_encoder": ...}`` per sub-model is
     deprecated in transformers 5 and sets one dtype for all), and ``from_pretrained(disable_mmap=True)``, which reads
     each file whole into memory (peak: the fp32 file plus the model) where safetensors' ``pread`` backend reads one
     tensor at a time. Without it the codec's fp32 tensors stay views into the memory-mapped file, which then stays
-    resident for the whole run (2.2 GB for musicgen-small).
+    resident for the whole run (2.2 GB for musicgen-small); a quantized load reads every fp32 weight it quantizes
+    through the same mapping, whose pages then count in the process too (measured on musicgen-small, fp32 base: 1.75
+    GiB resident after an nf4 or int8 load; bench/RESULTS.md, *Memory planner*). An unquantized fp32 load keeps the
+    mapping: its weights are the mapped pages, so mapping costs nothing extra there.
 
     How: the classes' ``_keep_in_fp32_modules_strict`` (the list transformers keeps in fp32 for fp16 and bf16) names
     the codec, and ``transformers.modeling_utils.safe_open`` is wrapped to ask for ``backend="pread"`` instead of
-    ``"mmap"``; both restored afterwards. Tested on transformers 5.23, 5.24, 5.25 (tests/train/test_half_precision.py).
+    ``"mmap"``; both restored afterwards. Tested on transformers 5.23, 5.24, 5.25 (tests/train/test_half_precision.py,
+    tests/train/test_quantize.py).
     """
-    if dtype is None or dtype == torch.float32:
+    half = dtype is not None and dtype != torch.float32
+    if not half and quantize is None:
         yield
         return
-    classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration]
+    classes = [MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration] if half else []
     saved = [cls.__dict__.get("_keep_in_fp32_modules_strict") for cls in classes]
     safe_open = transformers.modeling_utils.safe_open
 

@@ -33,6 +33,7 @@ from musicgen_lora.train.output_dir import LOCK_NAME
 
 from .bad_input.afternoon_cases import AFTERNOON_CASES
 from .bad_input.data_cases import DATA_CASES
+from .bad_input.dependency_cases import DEPENDENCY_CASES
 from .bad_input.evaluate_cases import EVALUATE_CASES
 from .bad_input.prepare_afternoon_cases import PREPARE_AFTERNOON_CASES
 from .bad_input.tool_cases import TOOL_CASES
@@ -55,7 +56,15 @@ MAINS = {
 }
 CASES: dict[str, Case] = {
     f"{case.command}: {name}": case
-    for group in (TRAIN_CASES, DATA_CASES, PREPARE_AFTERNOON_CASES, *TOOL_CASES, *AFTERNOON_CASES, EVALUATE_CASES)
+    for group in (
+        TRAIN_CASES,
+        DATA_CASES,
+        PREPARE_AFTERNOON_CASES,
+        DEPENDENCY_CASES,
+        *TOOL_CASES,
+        *AFTERNOON_CASES,
+        EVALUATE_CASES,
+    )
     for name, case in group.items()
 }
 

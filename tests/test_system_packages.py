@@ -69,8 +69,8 @@ def test_asc_music_missing_skips_with_the_reason(monkeypatch, tmp_path):
 def test_no_test_reaches_a_system_package_except_through_its_gate():
     """A test that looked for chromium, FluidSynth or asc-music by itself could fail where the package is missing
     instead of skipping: only the gates name them."""
-    reaches = re.compile(r"""["'](chromium|chromium-browser|google-chrome)["']|/usr/share/games/asc|import fluidsynth\b|"""
-                         r"""importorskip\(\s*["']fluidsynth""")  # fmt: skip
+    reaches = re.compile(r"""["'](chromium|chromium-browser|google-chrome)["']|/usr/share/games/asc|"""
+                         r"""import fluidsynth\b|importorskip\(\s*["']fluidsynth""")  # fmt: skip
     gates = {Path(system_packages.__file__).resolve(), Path(__file__).resolve()}
     offenders = [
         f"{path.relative_to(ROOT)}:{number}"

@@ -80,6 +80,7 @@ class Case:
     decoder_dropout: float | None = None  # None: the checkpoint's (0.1), as a default config trains
     fast_lora: bool = True  # packed-bits LoRA dropout and no fp32 copy of LoRA inputs under autocast (lora_speed)
     model_dir: str | None = None  # a saved random model, loaded as training loads it (else built in memory)
+    quantize: str | None = None  # quantize_base (needs model_dir: quantization happens in from_pretrained)
 
 
 def case_argv(case: Case, workdir: Path) -> list[str]:
@@ -124,6 +125,8 @@ def case_argv(case: Case, workdir: Path) -> list[str]:
     ]
     if case.decoder_dropout is not None:
         argv += ["--decoder_dropout", str(case.decoder_dropout)]
+    if case.quantize is not None:
+        argv += ["--quantize_base", case.quantize]
     if case.precision == "bf16":
         argv += ["--bf16", "true"]
     elif case.precision == "fp16":

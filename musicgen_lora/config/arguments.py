@@ -50,6 +50,9 @@ BASE_MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention")
 
 
+QUANTIZE_BASE_CHOICES = ("int8", "nf4")  # quantize_base values besides null (models/quantize.py loads them)
+
+
 @dataclass
 class ModelArguments:
     """The base model: which checkpoint, how it is loaded, and the dtype and attention kernel of its frozen weights."""
@@ -88,6 +91,15 @@ class ModelArguments:
         metadata={
             "help": "Attention kernel of the decoder and text encoder: 'sdpa' (torch scaled_dot_product_attention, "
             "fused, less memory), 'eager' (plain matmuls), or 'flash_attention_2' / 'flex_attention' where installed."
+        },
+    )
+    quantize_base: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hold the decoder's frozen linear layers in 8 bits ('int8') or 4 bits ('nf4', QLoRA) with "
+            "bitsandbytes (pip install .[quant]); LoRA adapters train in full precision on top, the text encoder, "
+            "EnCodec, embeddings and output heads stay unquantized. Needs use_lora. The adapter loads onto the "
+            "unquantized base. null: no quantization."
         },
     )
 

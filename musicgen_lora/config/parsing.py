@@ -29,6 +29,7 @@ from .arguments import (
     MusicgenTrainingArguments,
     ParsedConfig,
 )
+from .dependencies import check_installed
 from .foreign_configs import translate_foreign_keys
 from .validation import check_options
 
@@ -359,6 +360,7 @@ def parse_config(
         f.name: merged[f.name] for f in dataclasses.fields(MusicgenTrainingArguments) if f.init and f.name in merged
     }
     check_options(model, data, lora, training_values)
+    check_installed(model, data, lora, training_values)  # before TrainingArguments, which words a missing one badly
     if not (model.model_name_or_path or "").strip():
         state = "empty" if model.model_name_or_path is not None else "not set"
         raise UserError(

@@ -5,7 +5,6 @@ option and the fix.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import os
 import re
@@ -14,7 +13,7 @@ from typing import Any
 
 from transformers.integrations import INTEGRATION_TO_CALLBACK
 
-from ..errors import MAX_SEED, UserError, one_line
+from ..errors import MAX_SEED, UserError
 from ..files import looks_like_hub_id
 from .arguments import (
     ATTN_IMPLEMENTATIONS,
@@ -22,12 +21,14 @@ from .arguments import (
     INDEXED_LORA_TARGET,
     LORA_TARGET_NAMES,
     MODEL_MAX_SECONDS,
+    QUANTIZE_BASE_CHOICES,
     TAIL_POLICIES,
     DataArguments,
     LoraArguments,
     ModelArguments,
 )
 from .caption_template import ANALYSIS_FIELDS, TAG_FIELDS, TAG_SETS, effective_template
+from .dependencies import DEMUCS, require_importable
 
 MAX_INTEGER = MAX_SEED + 1  # every integer option is checked against it: no option needs more
 REPORT_TO_NAMES = ("none", "all", *INTEGRATION_TO_CALLBACK)  # checked before the run (Trainer checks it late)
@@ -62,6 +63,11 @@ def check_options(model: ModelArguments, data: DataArguments, lora: LoraArgument
     check_model_options(model)
     check_data_options(data)
     check_lora_options(lora)
+    _require(
+        model.quantize_base is None or lora.use_lora,
+        f"quantize_base '{model.quantize_base}' needs use_lora true (a quantized decoder cannot be fine-tuned whole); "
+        "set use_lora true or quantize_base null",
+    )
     check_training_options(training)
 
 
@@ -74,6 +80,11 @@ def check_model_options(model: ModelArguments) -> None:
     _require(
         model.attn_implementation in ATTN_IMPLEMENTATIONS,
         f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {model.attn_implementation!r}",
+    )
+    _require(
+        model.quantize_base is None or model.quantize_base in QUANTIZE_BASE_CHOICES,
+        f"quantize_base must be null, {' or '.join(repr(c) for c in QUANTIZE_BASE_CHOICES)}, "
+        f"got {model.quantize_base!r}",
     )
 
 
@@ -327,22 +338,10 @@ def check_clap_folder(path: str, option: str) -> Path:
     return folder
 
 
-INSTALL = "pip install demucs==4.1.0"
-
-
 def require_demucs() -> None:
-    """Check that demucs can be imported (it is optional: needed only with demucs_model_path).
-
-    Raises:
-        UserError: it cannot, with the install command.
-    """
-    try:  # demucs is an optional, heavy dependency: imported only when demucs_model_path is set
-        importlib.import_module("demucs.apply")
-    except ImportError as err:
-        raise UserError(
-            f"demucs_model_path needs the demucs package, which cannot be imported ({one_line(err)}); install it with "
-            f"`{INSTALL}` (it needs no torchaudio), or unset demucs_model_path"
-        ) from None
+    """Raises UserError, with the install command, unless demucs can be imported (needed only with
+    demucs_model_path; the check is :mod:`.dependencies`')."""
+    require_importable("demucs_model_path", DEMUCS, "demucs.apply")
 
 
 def check_demucs_path(path: str) -> Path:

@@ -345,6 +345,9 @@ def _hyperparameters(run: _RunFiles, base: dict[str, Any]) -> list[tuple[str, An
         ("precision", precision),
         ("seed", settings.get("seed")),
     ]
+    if settings.get("quantize_base"):  # the base was quantized for training only; the adapter is not
+        rows.append(("frozen base while training", f"quantize_base {settings['quantize_base']} (bitsandbytes): load "
+                     "the adapter onto the unquantized base, as shown above"))  # fmt: skip
     if settings.get("instance_prompt"):
         rows.append(("instance prompt (trigger word)", f"`{settings['instance_prompt']}`"))
     if isinstance(run.train_results.get("train_loss"), (int, float)):

@@ -12,11 +12,12 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoModelForTextToWaveform, PreTrainedModel, ProcessorMixin
 
-from ..compat import half_precision_loading, keep_in_eval_mode
+from ..compat import keep_in_eval_mode, read_not_mapped_loading
 from ..config.arguments import ModelArguments, ParsedConfig
 from ..errors import UserError, one_line
 from ..files import is_local_path
 from .processors import load_processor
+from .quantize import quantized_loading
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ def load_model_and_processor(
         train_text_encoder: leave the text encoder in training mode (it will be trained); else it stays in eval mode.
         dtype: load the text encoder, decoder and projections in this dtype straight from the checkpoint (EnCodec
             stays fp32, exactly as stored), so a half-precision run never holds the fp32 model: the frozen-base
-            cast of :func:`cast_frozen_base` without its peak (see :func:`musicgen_lora.compat.half_precision_loading`).
+            cast of :func:`cast_frozen_base` without its peak (see
+            :func:`musicgen_lora.compat.read_not_mapped_loading`).
             None: everything as stored (fp32).
 
     Raises:
@@ -42,7 +44,7 @@ def load_model_and_processor(
             f"model folder '{name}' not found; check the path, or give a MusicGen Hub id (e.g. facebook/musicgen-small)"
         )
     try:
-        with half_precision_loading(dtype):  # EnCodec stays fp32; files read, not mapped
+        with read_not_mapped_loading(dtype, model_args.quantize_base):  # EnCodec stays fp32; files read, not mapped
             model = AutoModelForTextToWaveform.from_pretrained(
                 name,
                 cache_dir=model_args.cache_dir,
@@ -53,6 +55,7 @@ def load_model_and_processor(
                     "decoder": model_args.attn_implementation,
                     "text_encoder": model_args.attn_implementation,
                 },
+                **quantized_loading(model_args.quantize_base, dtype),  # quantize_base: the decoder in 8 or 4 bits
             )
         processor = load_processor(name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
     except ImportError as err:  # melody processors need torchaudio unless the model is a local folder

@@ -17,6 +17,7 @@ from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 
 from ..compat import warn_about_untested_versions
 from ..config.arguments import ParsedConfig
+from ..config.dependencies import check_logins
 from ..config.parsing import with_absolute_local_paths
 from ..errors import Interrupted, UserError, one_line
 from ..files import cache_root, ensure_writable_folder, hub_id_of
@@ -192,6 +193,7 @@ def run_training(parsed: ParsedConfig) -> dict[str, Any]:
     training = parsed.training
     apply_process_log_level(training)
     warn_about_untested_versions()  # a library outside the range musicgen_lora/compat.py was tested on
+    check_logins(training)  # a reporting account, before any data is prepared or model loaded
     push = take_push_request(parsed)  # checked before training; the token leaves the arguments the Trainer saves
     plan = plan_rerun(
         training.output_dir, parsed.requested, training.resume_from_checkpoint, training.overwrite_output_dir
