@@ -268,8 +268,9 @@ RUN: dict[str, Run] = {
     ),
     "python evaluate.py --base_model facebook/musicgen-small --model final=outputs/my-run "
     "--model best=outputs/my-run/best --model step400=outputs/my-run/checkpoint-400 --prompts prompts.json "
-    "--duration 15 --num_samples 2 --seed 0 --eval_dataset ~/music/held_out --output_dir eval/": Run(
-        replace=(("--duration 15", "--duration 0.5"),), append=("--data_cache_dir", "{cache}", "--skip_melody"),
+    "--duration 15 --seed 0 --eval_dataset ~/music/held_out --output_dir eval/": Run(
+        replace=(("--duration 15", "--duration 0.5"),),
+        append=("--num_samples", "2", "--data_cache_dir", "{cache}", "--skip_melody"),
         check=check_evaluation("eval", {"base", "final", "best", "step400"}),
     ),
     "python evaluate.py --config outputs/my-run/finetune_config.json": Run(
@@ -564,8 +565,8 @@ def test_a_cpu_only_machine_is_told_to_take_torch_from_the_cpu_index():
     for command in indexed:
         words = command.split()
         assert words[words.index("--index-url") + 1] == CPU_INDEX, command
-    quickstart = text[text.index("## Quickstart") : text.index("\n## ", text.index("## Quickstart") + 1)]
-    assert "CPU-only" in quickstart and CPU_INDEX in quickstart
+    install = text[text.index("## Install") : text.index("\n## ", text.index("## Install") + 1)]
+    assert "CPU-only" in install and CPU_INDEX in install
     (cuda_trouble,) = re.findall(r"^- \*\*pip downloads gigabytes of CUDA libraries\*\*.*?(?=^- )", text, re.M | re.S)
     assert CPU_INDEX in " ".join(cuda_trouble.split())
     comment = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("#")]
