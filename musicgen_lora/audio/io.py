@@ -46,8 +46,9 @@ _SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OS
 class AudioProblem(UserError):
     """An audio source that cannot be used, with what is wrong (``kind``, ``detail``) and the fix.
 
-    ``kind`` is one of ``missing``, ``permission denied``, ``unreadable``, ``empty``, ``too short``, ``not finite``
-    and ``unsupported format``; ``reason`` (``"<kind>: <detail>"``) is what the data report lists for the file.
+    ``kind`` is one of ``missing``, ``permission denied``, ``unreadable``, ``empty``, ``too short``, ``not finite``,
+    ``silent`` (digital silence) and ``unsupported format``; ``reason`` (``"<kind>: <detail>"``) is what the data
+    report lists for the file.
     """
 
     FIXES = {
@@ -57,6 +58,7 @@ class AudioProblem(UserError):
         "empty": "remove it from the dataset",
         "too short": "re-export it or remove it from the dataset",
         "not finite": "re-export it or remove it from the dataset",
+        "silent": "re-export it or remove it from the dataset",
     }
 
     def __init__(self, kind: str, name: str, detail: str, fix: str | None = None) -> None:
@@ -69,6 +71,7 @@ class AudioProblem(UserError):
             "empty": f"audio file '{name}' is empty ({self.detail})",
             "too short": f"audio file '{name}' holds {self.detail}",
             "not finite": f"audio file '{name}' contains {self.detail}",
+            "silent": f"audio file '{name}' holds {self.detail}",
             "unsupported format": f"audio file '{name}' is in a format that needs FFmpeg ({self.detail})",
         }[kind]
         super().__init__(f"{problem}; {self.fix}")
