@@ -29,6 +29,7 @@ from .collator import MusicgenCollator
 from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, frozen_base_dtype
 from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
 from .plots import plot_loss_curves_if_possible
+from .progress_log import ProgressLog
 from .rerun import config_written_for_this_run, finished_run_results, plan_rerun
 from .samples import SampleCallback
 from .stopping import StopOnSignal
@@ -104,6 +105,7 @@ def build_trainer(
         ) from None
     for callback in callbacks:
         callback.attach(trainer)  # before the reporting integrations, so it can still log at the end of training
+    trainer.add_callback(ProgressLog())  # last: it reports the samples rendered at the step it sees end
     return trainer
 
 
