@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 
 from ..config.arguments import ModelArguments
 from ..errors import UserError, one_line
-from ..files import hub_id_of
+from ..files import hub_id_of, readable_weights
 from ..models.loading import load_model_and_processor, pick_device
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def merge_and_save(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
+    readable_weights(out)
     processor.save_pretrained(out)
     base_id = hub_id_of(base_model)
     data = ModelCardData(

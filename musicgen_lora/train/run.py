@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, ProcessorMixin, Trainer, set_seed
 from ..config.arguments import ParsedConfig
 from ..config.parsing import with_absolute_local_paths
 from ..errors import Interrupted, UserError, one_line
-from ..files import cache_root, ensure_writable_folder, hub_id_of
+from ..files import cache_root, ensure_writable_folder, hub_id_of, readable_weights
 from ..hub.card import PLOT_NAME, fix_adapter_config, write_model_card
 from ..hub.upload import PushRequest, push_folder, take_push_request
 from ..logs import apply_process_log_level, progress_bars
@@ -276,6 +276,7 @@ def _outputs(
     output_dir = Path(parsed.training.output_dir)
     hub_url = None
     if trainer.is_world_process_zero():
+        readable_weights(output_dir)  # the adapter, checkpoints and best/ (safetensors 0.8 writes them 0600)
         processor.save_pretrained(output_dir)
         best = keep_best(trainer.state.best_model_checkpoint, output_dir)
         if best is not None:
