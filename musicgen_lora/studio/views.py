@@ -373,6 +373,7 @@ def train_view(
             codebooks,
             gallery(progress, run_dir),
             "",
+            tracker_link(config, "", tb_url),
         )
     progress = read_progress(run_dir, since=state.fresh_since - 1)
     status, phase, fraction = status_line(state, progress, run_dir, shown_run)

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_run_s_models_are_listed_newest_first(studio_run):
     # rendering them is tested in the browser (test_browser.py), where the page's Render button runs it
     assert list(outputs.models(studio_run["studio"], "tiny")) == ["final", "checkpoint-6", "checkpoint-3"]
+    assert outputs.default_models(outputs.models(studio_run["studio"], "tiny")) == ["final"]
 
 
 @pytest.mark.parametrize(
@@ -34,23 +35,29 @@ def test_the_run_s_models_are_listed_newest_first(studio_run):
     ],
 )
 def test_bad_render_values_are_messages(studio_run, prompt, duration, seed, guidance, chosen, message):
-    text, results = outputs.render(studio_run["studio"], "tiny", prompt, duration, seed, guidance, chosen)
-    assert text.startswith("**Error:** ") and message in text and results == []
+    steps = list(outputs.render(studio_run["studio"], "tiny", prompt, duration, seed, guidance, chosen))
+    assert len(steps) == 1 and steps[0].done and steps[0].results == []
+    assert steps[0].message.startswith("**Error:** ") and message in steps[0].message
 
 
 def test_evaluate_shows_the_comparison_numbers_and_the_report(studio_run):
-    message, table, report = outputs.evaluate(studio_run["studio"], "tiny")
-    assert message.startswith("Evaluated"), message
+    steps = list(outputs.evaluate(studio_run["studio"], "tiny"))
+    last = steps[-1]
+    assert last.done and "Evaluated" in last.message, last.message
+    table, report = last.results
     assert Path(report).is_file() and Path(report).name == "report.html"
-    assert list(table.columns) == ["metric", "base", "final"]
+    assert list(table.columns) == ["metric", "base", "final", "final vs base"]
     rows = table.set_index("metric")
-    assert rows.loc["cross_entropy.train.ce", "final"] < rows.loc["cross_entropy.train.ce", "base"]  # it learnt
+    ce = rows.loc["Cross-entropy on 'train' (training data, not held out): ce (mean over all targets, nats)"]
+    assert float(ce["final"]) < float(ce["base"]) and ce["final vs base"].endswith("(better)")  # it learnt
 
 
 def test_merge_writes_a_standalone_model(studio_run):
     message, folder = outputs.merge(studio_run["studio"], "tiny")
     assert message.startswith("Merged"), message
     assert (Path(folder) / "config.json").is_file() and not (Path(folder) / "adapter_config.json").exists()
+    config_mode = (Path(folder) / "config.json").stat().st_mode & 0o777
+    assert (Path(folder) / "model.safetensors").stat().st_mode & 0o777 == config_mode  # not owner-only
 
 
 @pytest.fixture
@@ -137,4 +144,4 @@ def test_only_the_studio_page_imports_gradio():
             )
             if any(name.split(".")[0] == "gradio" for name in names):
                 importers.append(path.relative_to(ROOT).as_posix())
-    assert importers == ["musicgen_lora/studio/app.py"]
+    assert importers and all(path.startswith("musicgen_lora/studio/page/") for path in importers), importers
