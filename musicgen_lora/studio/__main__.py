@@ -21,13 +21,6 @@ from .backend import UserError
 from .handlers import Studio
 from .project import DEMO_PROJECT, check_project_name
 
-try:
-    from .page import CSS, build_app
-except ModuleNotFoundError as missing:  # gradio is optional (requirements-studio.txt): main() says how to install it
-    if missing.name != "gradio":
-        raise
-    CSS, build_app = "", None
-
 logger = logging.getLogger(__name__)
 DEFAULT_PORT = 7860
 
@@ -84,8 +77,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_port(options.host, options.port)
         check_project_name(options.project)
         ensure_writable_folder(options.projects_dir, "--projects_dir")
-        if build_app is None:  # said before the demo assets take their time
-            raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
+        try:  # gradio is optional (requirements-studio.txt), imported on use; said before the demo assets are built
+            from .page import CSS, build_app
+        except ModuleNotFoundError as missing:
+            if (missing.name or "").split(".")[0] != "gradio":
+                raise
+            raise UserError(
+                "the studio needs gradio; install it with: pip install -r requirements-studio.txt"
+            ) from None
         studio = Studio(options.projects_dir, host=options.host)
         studio.defaults(options.project)  # builds the demo's model and corpus before the page opens
         app = build_app(studio, options.project)

@@ -406,11 +406,12 @@ def write_config(project: Project, config: dict[str, Any]) -> Path:
     Raises:
         UserError: the option training would refuse, in training's words.
     """
-    project.folder.mkdir(parents=True, exist_ok=True)
-    staging = project.config_path.with_name(f".config.{os.getpid()}.tmp.json")
+    project.root.mkdir(parents=True, exist_ok=True)
+    staging = project.root / f".config.{project.name}.{os.getpid()}.tmp.json"  # a refused project gets no folder
     try:
         staging.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         backend.check_config(staging)
+        project.folder.mkdir(exist_ok=True)
         os.replace(staging, project.config_path)
     finally:
         staging.unlink(missing_ok=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from musicgen_lora.studio import __main__ as studio_command
 from musicgen_lora.studio import outputs
 from musicgen_lora.studio.__main__ import main as studio_main
 
@@ -118,7 +118,9 @@ def test_a_busy_port_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_without_gradio_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(studio_command, "build_app", None)  # what the module holds when gradio failed to import
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as on a machine without it: importing it fails
+    for name in [m for m in sys.modules if m.startswith("musicgen_lora.studio.page")]:
+        monkeypatch.delitem(sys.modules, name)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -75,7 +75,7 @@ class DataTab:
             elem_id="tracks",
             max_height=420,
             static_columns=[i for i, c in enumerate(TRACK_COLUMNS) if c not in EDITABLE_COLUMNS],
-            column_widths=["5%", "13%", "6%", "8%", "17%", "20%", "6%", "9%", "16%"],
+            column_widths=["7%", "13%", "6%", "8%", "16%", "19%", "6%", "9%", "16%"],
         )
         with gr.Row():
             with gr.Column(scale=2):
