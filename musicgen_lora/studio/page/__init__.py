@@ -31,149 +31,169 @@ STORAGE_KEY = "musicgen-lora-studio-project"  # the browser remembers the projec
 def build_app(studio: Studio, project: str = DEMO_PROJECT) -> gr.Blocks:
     """The page. ``project`` is the one a browser opens on the first time (later: the one it had open)."""
     with gr.Blocks(title="MusicGen LoRA Studio", analytics_enabled=False) as app:
+        page = Page(studio, project)
+        page.wire_projects(app)
+        page.wire_runs()
+        page.wire_presets()
+    return app
+
+
+def collect(*values: object) -> RunForm:
+    """The form's values, in :func:`form_fields` order, as a :class:`RunForm`."""
+    return RunForm(**dict(zip(form_fields(), values, strict=True)))
+
+
+def form_values(values: RunForm) -> list:
+    return [getattr(values, name) for name in form_fields()]
+
+
+class Page:
+    """The page's components: the project bar and the five tabs."""
+
+    def __init__(self, studio: Studio, project: str) -> None:
+        self.studio, self.default = studio, project
         gr.Markdown(INTRO)
-        remembered = gr.BrowserState(project, storage_key=STORAGE_KEY)
+        self.remembered = gr.BrowserState(project, storage_key=STORAGE_KEY)
         with gr.Row():
-            project_box = gr.Dropdown(
-                [project],
-                value=project,
-                label="Project",
-                allow_custom_value=True,
-                info="type a new name to start a project",
-                elem_id="project",
-                scale=1,
-            )
+            self.project = gr.Dropdown(
+                [project], value=project, label="Project", allow_custom_value=True,
+                info="type a new name to start a project", elem_id="project", scale=1,
+            )  # fmt: skip
             base_model = gr.Textbox(
-                label="Base model",
-                info="Hub id (facebook/musicgen-small) or a model folder",
-                elem_id="base_model",
+                label="Base model", info="Hub id (facebook/musicgen-small) or a model folder", elem_id="base_model",
                 scale=2,
-            )
+            )  # fmt: skip
         with gr.Accordion("Rename or delete this project", open=False, elem_id="manage"):
             with gr.Row():
-                new_name = gr.Textbox(label="New name", elem_id="new_name", scale=2)
-                rename = gr.Button("Rename", elem_id="rename", scale=1)
-                delete = gr.Button("Delete the project…", variant="stop", elem_id="delete", scale=1)
-            with gr.Row(visible=False) as confirm_row:
-                confirm_text = gr.Markdown(elem_id="delete_question")
-                confirm = gr.Button("Yes, delete it and its files", variant="stop", elem_id="confirm_delete")
-                keep = gr.Button("No, keep it", elem_id="keep_project")
-        project_msg = gr.Markdown(elem_id="project_msg")
+                self.new_name = gr.Textbox(label="New name", elem_id="new_name", scale=2)
+                self.rename = gr.Button("Rename", elem_id="rename", scale=1)
+                self.delete = gr.Button("Delete the project…", variant="stop", elem_id="delete", scale=1)
+            with gr.Row(visible=False) as self.confirm_row:
+                self.confirm_text = gr.Markdown(elem_id="delete_question")
+                self.confirm = gr.Button("Yes, delete it and its files", variant="stop", elem_id="confirm_delete")
+                self.keep = gr.Button("No, keep it", elem_id="keep_project")
+        self.message = gr.Markdown(elem_id="project_msg")
         with gr.Tabs():
             with gr.Tab("1. Data", id="data"):
-                data = DataTab(studio, project_box)
+                self.data = DataTab(studio, self.project)
             with gr.Tab("2. Train", id="train"):
-                train = TrainTab(studio, project_box)
-            with gr.Tab("3. Listen", id="listen") as listen_tab:
-                listen = ListenTab(studio, project_box)
+                self.train = TrainTab(studio, self.project)
+            with gr.Tab("3. Listen", id="listen") as self.listen_tab:
+                self.listen = ListenTab(studio, self.project)
             with gr.Tab("4. Evaluate", id="evaluate"):
-                evaluate = EvaluateTab(studio, project_box)
+                self.evaluate = EvaluateTab(studio, self.project)
             with gr.Tab("5. Share", id="share"):
-                share = ShareTab(studio, project_box)
-
-        form_inputs = {"base_model": base_model, **data.form, **train.form}
-        form = [form_inputs[name] for name in form_fields()]
-
-        def collect(*values: object) -> RunForm:
-            return RunForm(**dict(zip(form_fields(), values, strict=True)))
-
-        def form_values(values: RunForm) -> list:
-            return [getattr(values, name) for name in form_fields()]
-
-        # ---------------------------------------------------------------------------------- opening a project
-        opened = [
-            project_msg, *form, *data.report, *data.cleared_outputs, *train.cleared_outputs, listen.adapters,
-            listen.auto, *listen.cleared_outputs, *evaluate.cleared_outputs, *share.cleared_outputs, remembered,
+                self.share = ShareTab(studio, self.project)
+        fields = {"base_model": base_model, **self.data.form, **self.train.form}
+        self.form = [fields[name] for name in form_fields()]
+        self.opened = [
+            self.message, *self.form, *self.data.report, *self.data.cleared_outputs, *self.train.cleared_outputs,
+            self.listen.adapters, self.listen.auto, *self.listen.cleared_outputs, *self.evaluate.cleared_outputs,
+            *self.share.cleared_outputs, self.remembered,
         ]  # fmt: skip
 
-        def open_project(name: str):
-            """Everything the page shows of a project; nothing of the project shown before stays."""
-            message = ""
-            try:
-                values = studio.defaults(name)
-            except Exception as err:  # noqa: BLE001 - the project's own form, empty, with the problem said
-                message, values = error_text(err), RunForm(base_model="facebook/musicgen-small", dataset="")
-            try:
-                view = studio.data_view(name)
-            except Exception as err:  # noqa: BLE001
-                message, view = message or error_text(err), None
-            adapters, auto = listen.choices(name, [], [])
-            return [
-                message, *form_values(values), *report_values(view or DataView()), *data.cleared,
-                *train.cleared(), adapters, auto, *listen.cleared(), *evaluate.opened(name), *share.cleared(), name,
-            ]  # fmt: skip
+    # ------------------------------------------------------------------------------------------------ projects
 
-        def projects(name: str):
-            """The project list as it is on disk now (projects made since the page loaded, or in another tab)."""
-            return gr.update(choices=sorted({name, *studio.projects()}))
+    def open_project(self, name: str) -> list:
+        """Everything the page shows of a project; nothing of the project shown before stays."""
+        message = ""
+        try:
+            values = self.studio.defaults(name)
+        except Exception as err:  # noqa: BLE001 - the project's own form, empty, with the problem said
+            message, values = error_text(err), RunForm(base_model="facebook/musicgen-small", dataset="")
+        try:
+            view = self.studio.data_view(name)
+        except Exception as err:  # noqa: BLE001
+            message, view = message or error_text(err), DataView()
+        adapters, auto = self.listen.choices(name, [], [])
+        return [
+            message, *form_values(values), *report_values(view), *self.data.cleared, *self.train.cleared(), adapters,
+            auto, *self.listen.cleared(), *self.evaluate.opened(name), *self.share.cleared(), name,
+        ]  # fmt: skip
 
+    def _open_keeping_message(self, name: str, message: str) -> list:
+        """:meth:`open_project` after a rename or a delete, whose message stays."""
+        values = self.open_project(name)
+        return [values[0] or message, *values[1:]]
+
+    def _listed(self, name: str, *more: str):
+        return gr.update(choices=sorted({name, *more, *self.studio.projects()}), value=name)
+
+    def wire_projects(self, app: gr.Blocks) -> None:
         def restore(stored: str | None):
-            name = stored if stored and (stored in studio.projects() or stored == project) else project
-            return gr.update(choices=sorted({name, *studio.projects()}), value=name)
+            known = stored and (stored in self.studio.projects() or stored == self.default)
+            return self._listed(stored if known else self.default)
 
-        app.load(restore, remembered, project_box).then(open_project, project_box, opened)
-        project_box.input(open_project, project_box, opened)
-        project_box.focus(projects, project_box, project_box, show_progress="hidden")
+        def renamed(name: str, new: str):
+            message, now = self.studio.rename(name, new)
+            return message, self._listed(now), ""
+
+        def deleted(name: str):
+            message, now = self.studio.delete(name)
+            return message, self._listed(now), gr.update(visible=False)
 
         def ask(name: str):
             question = f"Delete project **{name}** and every file in its folder (data, runs, renders)?"
             return gr.update(visible=True), question
 
-        def renamed(name: str, new: str):
-            message, now = studio.rename(name, new)
-            return message, gr.update(choices=sorted({now, *studio.projects()}), value=now), ""
-
-        def deleted(name: str):
-            message, now = studio.delete(name)
-            return message, gr.update(choices=sorted({now, *studio.projects()}), value=now), gr.update(visible=False)
-
-        rename.click(renamed, [project_box, new_name], [project_msg, project_box, new_name]).then(
-            _keep_message(open_project), [project_box, project_msg], opened
+        app.load(restore, self.remembered, self.project).then(self.open_project, self.project, self.opened)
+        self.project.input(self.open_project, self.project, self.opened)
+        # the list as it is on disk now: projects made since the page loaded, or in another tab
+        self.project.focus(
+            lambda name: gr.update(choices=sorted({name, *self.studio.projects()})),
+            self.project,
+            self.project,
+            show_progress="hidden",
         )
-        delete.click(ask, project_box, [confirm_row, confirm_text])
-        keep.click(lambda: gr.update(visible=False), None, confirm_row)
-        confirm.click(deleted, project_box, [project_msg, project_box, confirm_row]).then(
-            _keep_message(open_project), [project_box, project_msg], opened
+        reopen = (self._open_keeping_message, [self.project, self.message], self.opened)
+        self.rename.click(renamed, [self.project, self.new_name], [self.message, self.project, self.new_name]).then(
+            *reopen
         )
+        self.delete.click(ask, self.project, [self.confirm_row, self.confirm_text])
+        self.keep.click(lambda: gr.update(visible=False), None, self.confirm_row)
+        self.confirm.click(deleted, self.project, [self.message, self.project, self.confirm_row]).then(*reopen)
 
-        # ------------------------------------------------------------------------------------ data and training
+    # ---------------------------------------------------------------------------------- preparing and training
+
+    def wire_runs(self) -> None:
+        data, train, listen = self.data, self.train, self.listen
+
         def prepare(name: str, *values: object):
-            hold = gr.update(interactive=False)
-            for step in studio.prepare(name, collect(*values)):
+            for step in self.studio.prepare(name, collect(*values)):
                 done = step.view is not None or not step.message.startswith("**Preparing")
-                button = gr.update(interactive=True) if done else hold
                 bar = bar_html(None, "") if done else bar_html(step.fraction, "", busy=True)
-                yield [button, bar, step.message, step.log, *report_values(step.view)]
+                yield [gr.update(interactive=done), bar, step.message, step.log, *report_values(step.view)]
+
+        def start(name: str, start_over: bool, aside: str, *values: object) -> str:
+            return self.studio.start_training(name, collect(*values), start_over, aside)
 
         data.prepare.click(
             prepare,
-            [project_box, *form],
+            [self.project, *self.form],
             [data.prepare, data.bar, data.message, data.log, *data.report],
             concurrency_limit=None,
             show_progress="hidden",
         )
-
-        def start(name: str, start_over: bool, aside: str, *values: object) -> str:
-            return studio.start_training(name, collect(*values), start_over, aside)
-
-        train.start.click(start, [project_box, train.start_over, train.aside_name, *form], train.message)
+        train.start.click(start, [self.project, train.start_over, train.aside_name, *self.form], train.message)
         train.timer.tick(
-            train.refresh, [project_box, train.last], [*train.live, train.message, train.last], show_progress="hidden"
+            train.refresh, [self.project, train.last], [*train.live, train.message, train.last], show_progress="hidden"
         )
         # the models to listen to follow the run (a finished run's final adapter is ticked, not a stale checkpoint)
-        for trigger in (listen_tab.select, train.status.change):
-            trigger(listen.choices, [project_box, listen.adapters, listen.auto], [listen.adapters, listen.auto])
+        for trigger in (self.listen_tab.select, train.status.change):
+            trigger(listen.choices, [self.project, listen.adapters, listen.auto], [listen.adapters, listen.auto])
 
-        # ------------------------------------------------------------------------ presets and the command line
+    # -------------------------------------------------------------------------- presets and the command line
+
+    def wire_presets(self) -> None:
+        studio, train, form = self.studio, self.train, self.form
+
         def profile(name: str | None, *values: object):
             try:
                 changed = apply_profile(collect(*values), name or "")
             except Exception as err:  # noqa: BLE001
                 return [*[gr.skip()] * len(form), error_text(err)]
-            note = (
-                f"Applied the *{name}* profile: base model, batch, accumulation, clip length, precision, checkpointing."
-            )
-            return [*form_values(changed), note]
+            what = "base model, batch, accumulation, clip length, precision, checkpointing"
+            return [*form_values(changed), f"Applied the *{name}* profile: {what}."]
 
         def saved(name: str | None, *values: object):
             try:
@@ -193,16 +213,5 @@ def build_app(studio: Studio, project: str = DEMO_PROJECT) -> gr.Blocks:
         train.save_preset.click(saved, [train.preset, *form], [train.presets_msg, train.preset])
         train.load_preset.click(loaded, [train.preset, *form], [*form, train.presets_msg])
         train.show_command.click(
-            lambda name, *values: studio.command_lines(name, collect(*values)), [project_box, *form], train.presets_msg
+            lambda name, *values: studio.command_lines(name, collect(*values)), [self.project, *form], train.presets_msg
         )
-    return app
-
-
-def _keep_message(open_project):
-    """``open_project`` that keeps the message the action before it wrote (a rename, a delete)."""
-
-    def opened(name: str, message: str):
-        values = open_project(name)
-        return [values[0] or message, *values[1:]]
-
-    return opened

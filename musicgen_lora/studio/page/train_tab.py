@@ -28,23 +28,32 @@ class TrainTab:
 
     def __init__(self, studio: Studio, project_box: gr.Dropdown) -> None:
         self.studio = studio
+        self._presets()
+        self.form = self._settings()
+        self._controls()
+        self._live()
+        self.stop.click(studio.stop_training, project_box, self.message)
+        self.resume.click(studio.resume_training, project_box, self.message)
+        self.open_board.click(self._open_tensorboard, project_box, self.tracker)
+
+    def _presets(self) -> None:
         with gr.Accordion("Presets, memory profiles and the command line", open=False):
             with gr.Row():
                 self.profile = gr.Dropdown(
-                    list(MEMORY_PROFILES),
-                    value=None,
-                    label="Start from a memory profile",
-                    info="settings chosen to fit the machine",
-                    elem_id="profile",
-                )
+                    list(MEMORY_PROFILES), value=None, label="Start from a memory profile",
+                    info="settings chosen to fit the machine", elem_id="profile",
+                )  # fmt: skip
                 self.apply_profile = gr.Button("Apply the profile", elem_id="apply_profile")
                 self.preset = gr.Dropdown(
-                    list_presets(studio.root), label="Preset", allow_custom_value=True, elem_id="preset"
+                    list_presets(self.studio.root), label="Preset", allow_custom_value=True, elem_id="preset"
                 )
                 self.save_preset = gr.Button("Save the form as this preset", elem_id="save_preset")
                 self.load_preset = gr.Button("Load the preset", elem_id="load_preset")
             self.show_command = gr.Button("Show the command line", elem_id="show_command")
             self.presets_msg = gr.Markdown(elem_id="presets_msg")
+
+    def _settings(self) -> dict:
+        """The run's fields, by :class:`RunForm` name."""
         with gr.Row():
             steps = _number("Steps", "steps", "0: train for the epochs")
             epochs = _number("Epochs", "epochs")
@@ -71,10 +80,19 @@ class TrainTab:
                 label="Any other option of the training command, as JSON (see README *Options*)",
                 elem_id="extra_json",
             )
+        return {
+            "steps": steps, "epochs": epochs, "learning_rate": learning_rate, "rank": rank, "batch_size": batch,
+            "accumulation": accumulation, "clip_seconds": clip_seconds, "precision": precision,
+            "gradient_checkpointing": checkpointing, "sample_prompts": prompts, "sample_every_steps": sample_every,
+            "save_steps": save_steps, "logging_steps": logging_steps, "sample_seconds": sample_seconds,
+            "tracker": tracker, "extra_json": extra,
+        }  # fmt: skip
+
+    def _controls(self) -> None:
         with gr.Row():
             self.start = gr.Button("Start", variant="primary", elem_id="start")
-            stop = gr.Button("Stop", variant="stop", elem_id="stop")
-            resume = gr.Button("Resume", elem_id="resume")
+            self.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+            self.resume = gr.Button("Resume", elem_id="resume")
             with gr.Column():
                 self.start_over = gr.Checkbox(
                     label="Start over (the run so far is kept in the run history)", elem_id="start_over"
@@ -83,11 +101,14 @@ class TrainTab:
                     label="Name for the earlier run", placeholder="run-<date>", elem_id="aside_name"
                 )
         self.message = gr.Markdown(elem_id="train_msg")
+
+    def _live(self) -> None:
+        """The run as it goes: status and bar, device, tracker, curves, samples gallery, log (see :meth:`refresh`)."""
         self.status = gr.HTML(bar_html(None, ""), elem_id="train_status")
         with gr.Row():
             self.device = gr.Markdown(elem_id="device")
             self.tracker = gr.Markdown(elem_id="tracker_link")
-            open_board = gr.Button("Open TensorBoard", size="sm", elem_id="open_tensorboard", scale=0)
+            self.open_board = gr.Button("Open TensorBoard", size="sm", elem_id="open_tensorboard", scale=0)
         with gr.Row():
             self.losses = line_plot("Loss", "curve", "loss_plot")
             self.codebooks = line_plot("Cross-entropy per codebook", "codebook", "codebook_plot")
@@ -111,30 +132,9 @@ class TrainTab:
 
         with gr.Accordion("Training log", open=False) as log_box:
             self.log = gr.Textbox(lines=14, max_lines=14, show_label=False, elem_id="train_log", autoscroll=True)
+        log_box.expand(None, None, None, js=scroll_to_end("train_log"))
         self.timer = gr.Timer(TIMER_SECONDS)
         self.last = gr.State(())
-        self.form = {
-            "steps": steps,
-            "epochs": epochs,
-            "learning_rate": learning_rate,
-            "rank": rank,
-            "batch_size": batch,
-            "accumulation": accumulation,
-            "clip_seconds": clip_seconds,
-            "precision": precision,
-            "gradient_checkpointing": checkpointing,
-            "sample_prompts": prompts,
-            "sample_every_steps": sample_every,
-            "save_steps": save_steps,
-            "logging_steps": logging_steps,
-            "sample_seconds": sample_seconds,
-            "tracker": tracker,
-            "extra_json": extra,
-        }
-        log_box.expand(None, None, None, js=scroll_to_end("train_log"))
-        stop.click(studio.stop_training, project_box, self.message)
-        resume.click(studio.resume_training, project_box, self.message)
-        open_board.click(self._open_tensorboard, project_box, self.tracker)
 
     def _open_tensorboard(self, name: str) -> str:
         return outputs.open_tensorboard(self.studio, name)
