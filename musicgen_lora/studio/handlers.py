@@ -35,7 +35,7 @@ from .project import (
     write_config,
 )
 from .runs import RunManager, package_command
-from .views import DataView, TrainView, clock, data_view, finished_steps, page_words, stamp, train_view
+from .views import DataView, TrainView, data_view, finished_steps, page_words, prepare_message, stamp, train_view
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # how often a button that waits for its command refreshes the page
@@ -215,14 +215,9 @@ class Studio:
         while state.returncode is None:  # (not `running`: the exit status is recorded just after the process ends)
             text = read_text(Path(state.log))
             bar = last_bar(text)
-            if state.stop_requested:
-                message = "**Cancelling** the preparation…"
-            elif bar is None:
-                message = "**Preparing**: loading the codec and listing the files…"
-            else:
-                left = f", about {clock(bar.remaining_s)} left" if bar.remaining_s is not None else ""
-                message = f"**Preparing**: {bar.what or 'working'} {bar.done}/{bar.total}{left}"
-            yield PrepareStep(message, bar.fraction if bar else None, tail(text), None)
+            yield PrepareStep(
+                prepare_message(bar, state.stop_requested), bar.fraction if bar else None, tail(text), None
+            )
             time.sleep(POLL_SECONDS)
             state = self.runs.state(project.folder) or state
         text = read_text(Path(state.log))

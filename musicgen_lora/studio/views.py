@@ -14,7 +14,7 @@ import pandas as pd
 import soundfile as sf
 
 from . import backend
-from .progress import RunProgress, error_line, last_bar, latest_start, read_progress, read_text, tail
+from .progress import Bar, RunProgress, error_line, last_bar, latest_start, read_progress, read_text, tail
 from .project import FIELD_LABELS
 from .runs import UNKNOWN_EXIT, RunState
 
@@ -95,6 +95,51 @@ def report_summary(report: dict[str, Any]) -> str:
             "with tempo/key added."
         )
     return "\n\n".join(lines)
+
+
+def _edit_captions(table: pd.DataFrame, change) -> tuple[pd.DataFrame, int]:
+    table = table.copy()
+    changed = 0
+    for index, caption in table["caption"].items():
+        new = change(str(caption or ""))
+        if new != str(caption or ""):
+            table.at[index, "caption"] = new
+            changed += 1
+    return table, changed
+
+
+def replace_in_captions(table: pd.DataFrame, find: str, replace: str) -> tuple[pd.DataFrame, int]:
+    """The table with ``find`` replaced in every caption; and how many captions changed."""
+    return _edit_captions(table, lambda caption: caption.replace(find, replace))
+
+
+def write_trigger_word(table: pd.DataFrame, word: str) -> tuple[pd.DataFrame, int]:
+    """The table with ``word`` at the start of every caption that does not start with it."""
+    return _edit_captions(
+        table, lambda caption: caption if caption.startswith(word) else ", ".join(filter(None, [word, caption]))
+    )
+
+
+def fill_from_tags(table: pd.DataFrame, tags: dict[str, str]) -> tuple[pd.DataFrame, int]:
+    """The table with each empty caption filled from its file's tags (``{file: "genre, mood, ..."}``)."""
+    table = table.copy()
+    filled = 0
+    for index, row in table.iterrows():
+        found = tags.get(str(row["file"]))
+        if found and not str(row["caption"] or "").strip():
+            table.at[index, "caption"] = found
+            filled += 1
+    return table, filled
+
+
+def prepare_message(bar: Bar | None, cancelling: bool) -> str:
+    """What *Prepare* says while it runs: the step it is at, how far, and the time left."""
+    if cancelling:
+        return "**Cancelling** the preparation…"
+    if bar is None:
+        return "**Preparing**: loading the codec and listing the files…"
+    left = f", about {clock(bar.remaining_s)} left" if bar.remaining_s is not None else ""
+    return f"**Preparing**: {bar.what or 'working'} {bar.done}/{bar.total}{left}"
 
 
 def seconds_of_file(path: str) -> float | None:

@@ -9,15 +9,25 @@ import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from musicgen_lora.studio import backend, evaluation, outputs
 from musicgen_lora.studio.handlers import Studio
-from musicgen_lora.studio.progress import read_progress
+from musicgen_lora.studio.progress import last_bar, read_progress
 from musicgen_lora.studio.runs import RunState
-from musicgen_lora.studio.views import data_view, page_words, status_line, tracker_link
+from musicgen_lora.studio.views import (
+    data_view,
+    fill_from_tags,
+    page_words,
+    prepare_message,
+    replace_in_captions,
+    status_line,
+    tracker_link,
+    write_trigger_word,
+)
 
-from .conftest import wait_until
+from .conftest import tiny_form, wait_until
 
 METRICS = {
     "settings": {"base_model": "m", "prompts": ["a"], "num_samples": 1, "duration": 1, "seed": 0, "guidance_scale": 3},
@@ -191,3 +201,60 @@ def test_the_key_chart_counts_kept_files_only(tmp_path, tiny_model_dir, corpus_d
     assert dict(zip(view.tempi["tempo"], view.tempi["tracks"], strict=True)) == {"120-130 bpm": 1}
     status = dict(zip(view.tracks["file"], view.tracks["status"], strict=True))
     assert status == {"clip_000.wav": "kept", "clip_001.wav": "left out: too short: clip_001.wav"}  # no full path
+
+
+def test_the_caption_tools_change_the_table_only():
+    table = pd.DataFrame({"file": ["a.wav", "b.wav", "c.wav"], "caption": ["lofi piano", "", "sks, techno"]})
+    replaced, changed = replace_in_captions(table, "lofi", "jazzy")
+    assert list(replaced["caption"]) == ["jazzy piano", "", "sks, techno"] and changed == 1
+    assert list(table["caption"]) == ["lofi piano", "", "sks, techno"]  # saved only by *Save changes*
+    written, changed = write_trigger_word(table, "sks")
+    assert list(written["caption"]) == ["sks, lofi piano", "sks", "sks, techno"] and changed == 2
+    filled, changed = fill_from_tags(table, {"b.wav": "electronic, energetic", "a.wav": "jazz"})
+    assert list(filled["caption"]) == ["lofi piano", "electronic, energetic", "sks, techno"] and changed == 1
+
+
+def test_prepare_says_what_it_does_and_the_time_left():
+    log = "=== studio: x\nLoading weights: 100%|###| 171/171 [00:01<00:00]\n"
+    log += "Encoding:  25%|#  | 4/16 [00:02<00:06, 2it/s]\r"
+    bar = last_bar(log)
+    assert prepare_message(bar, False) == "**Preparing**: Encoding 4/16, about 0:06 left"
+    assert bar.fraction == 0.25
+    assert prepare_message(None, False) == "**Preparing**: loading the codec and listing the files…"
+    assert prepare_message(bar, True) == "**Cancelling** the preparation…"
+
+
+def test_the_clap_tags_of_the_last_preparation_fill_captions(tmp_path):
+    studio = Studio(tmp_path)
+    project = studio.project("songs")
+    assert "enter a *CLAP model folder*" in str(pytest.raises(backend.UserError, studio.clap_tags, "songs").value)
+    prepared = project.run_dir / backend.PREPARED_DIR_NAME
+    prepared.mkdir(parents=True)
+    rows = [
+        {"file_name": "a.wav", "text": "x", "genre": "jazz", "genre_best": "jazz", "mood": None, "mood_best": "calm"},
+        {"file_name": "b.wav", "text": "y", "genre": "techno", "genre_best": "techno", "instrument": "synth"},
+    ]
+    (prepared / backend.CAPTIONS_NAME).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert studio.clap_tags("songs") == {"a.wav": "jazz", "b.wav": "techno, synth"}  # a tag below threshold is left out
+
+
+def test_start_over_keeps_the_run_in_the_history_and_listen_offers_it(
+    tmp_path, tiny_model_dir, corpus_dir, monkeypatch
+):
+    studio = Studio(tmp_path)
+    project = studio.project("songs")
+    project.run_dir.mkdir(parents=True)
+    (project.run_dir / "adapter_model.safetensors").write_bytes(b"x")
+    (project.run_dir / backend.FINISHED_MARKER).write_text("{}")
+    started = []
+    monkeypatch.setattr(studio.runs, "start", lambda folder, kind, argv, **_: started.append(argv))
+    form = tiny_form(tiny_model_dir, corpus_dir)
+    assert studio.start_training("songs", form).startswith("**Error:** this project's run has finished")
+    refused = studio.start_training("songs", form, start_over=True, aside_name="first bad")
+    assert refused.startswith("**Error:** name for the earlier run 'first bad' is not allowed")
+    assert (project.run_dir / "adapter_model.safetensors").exists()  # nothing moved
+    message = studio.start_training("songs", form, start_over=True, aside_name="first")
+    assert message.startswith("Training started. The earlier run is kept as *first* in the run history.")
+    assert started[-1][1:] == ["-m", "musicgen_lora.train", str(project.config_path)]
+    assert not (project.run_dir / "adapter_model.safetensors").exists()
+    assert outputs.models(studio, "songs") == {"history/first": str(project.history_dir / "first")}

@@ -7,7 +7,15 @@ import gradio as gr
 import pandas as pd
 
 from ..handlers import Studio, error_text
-from ..views import EDITABLE_COLUMNS, TRACK_COLUMNS, TRACK_TYPES, DataView
+from ..views import (
+    EDITABLE_COLUMNS,
+    TRACK_COLUMNS,
+    TRACK_TYPES,
+    DataView,
+    fill_from_tags,
+    replace_in_captions,
+    write_trigger_word,
+)
 from .widgets import bar_html, bar_plot, bar_update, scroll_to_end
 
 INTRO = (
@@ -128,29 +136,18 @@ class DataTab:
         return [message, *report_values(view)]
 
     @staticmethod
-    def _captions(table: pd.DataFrame, change) -> tuple[pd.DataFrame, int]:
-        table = table.copy()
-        changed = 0
-        for index, caption in table["caption"].items():
-            new = change(str(caption or ""))
-            if new != str(caption or ""):
-                table.at[index, "caption"] = new
-                changed += 1
-        return table, changed
-
-    def _replace(self, table: pd.DataFrame, find: str, replace: str):
+    def _replace(table: pd.DataFrame, find: str, replace: str):
         if not find:
             return gr.skip(), "**Error:** enter the text to find"
-        table, changed = self._captions(table, lambda caption: caption.replace(find, replace or ""))
+        table, changed = replace_in_captions(table, find, replace or "")
         return table, f"Replaced in {changed} caption(s); press *Save changes* to write them."
 
-    def _add_trigger(self, table: pd.DataFrame, trigger: str):
+    @staticmethod
+    def _add_trigger(table: pd.DataFrame, trigger: str):
         word = (trigger or "").strip()
         if not word:
             return gr.skip(), gr.skip(), "**Error:** the *Trigger word* is empty; type it first"
-        table, changed = self._captions(
-            table, lambda caption: caption if caption.startswith(word) else ", ".join(filter(None, [word, caption]))
-        )
+        table, changed = write_trigger_word(table, word)
         return (
             table,
             "",
@@ -163,11 +160,5 @@ class DataTab:
             tags = self.studio.clap_tags(name)
         except Exception as err:  # noqa: BLE001
             return gr.skip(), error_text(err)
-        table = table.copy()
-        filled = 0
-        for index, row in table.iterrows():
-            found = tags.get(str(row["file"]))
-            if found and not str(row["caption"] or "").strip():
-                table.at[index, "caption"] = found
-                filled += 1
+        table, filled = fill_from_tags(table, tags)
         return table, f"Filled {filled} empty caption(s) from the CLAP tags; press *Save changes* to write them."
