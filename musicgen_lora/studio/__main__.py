@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import os
 import socket
@@ -65,6 +66,27 @@ def check_port(host: str, port: int) -> None:
             raise UserError(f"cannot serve on {host}:{port} ({err.strerror}); check --host and --port") from None
 
 
+def gradio_installed() -> bool:
+    """Whether gradio, an optional extra (``requirements-studio.txt``), is installed (it is imported on use only)."""
+    try:
+        return importlib.util.find_spec("gradio") is not None
+    except ValueError:  # sys.modules holds None for it: known to be missing
+        return False
+
+
+def build_app(studio: Studio, project: str) -> Any:
+    """The page (:mod:`.page`, the part of the package that imports gradio, imported on use)."""
+    from .page import build_app as build_page
+
+    return build_page(studio, project)
+
+
+def page_css() -> str:
+    from .page import CSS
+
+    return CSS
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse the options, check the port, build the demo assets if needed, and serve the page until Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -77,14 +99,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_port(options.host, options.port)
         check_project_name(options.project)
         ensure_writable_folder(options.projects_dir, "--projects_dir")
-        try:  # gradio is optional (requirements-studio.txt), imported on use; said before the demo assets are built
-            from .page import CSS, build_app
-        except ModuleNotFoundError as missing:
-            if (missing.name or "").split(".")[0] != "gradio":
-                raise
-            raise UserError(
-                "the studio needs gradio; install it with: pip install -r requirements-studio.txt"
-            ) from None
+        if not gradio_installed():  # said before the demo assets take their time
+            raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
         studio = Studio(options.projects_dir, host=options.host)
         studio.defaults(options.project)  # builds the demo's model and corpus before the page opens
         app = build_app(studio, options.project)
@@ -98,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         show_error=False,
         quiet=True,
         footer_links=[],
-        css=CSS,
+        css=page_css(),
     )
     return {"url": f"http://{options.host}:{options.port}", "projects_dir": str(studio.root)}
 
