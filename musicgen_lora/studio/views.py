@@ -25,9 +25,10 @@ _OPTION = re.compile(r"'?\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b'?")
 _WANDB_RUN = re.compile(r"https://wandb\.ai/\S+/runs/[\w-]+")
 
 
-def page_words(text: str) -> str:
+def page_words(text: str, markdown: bool = True) -> str:
     """A message of a command in the page's words: an option that is a field is named by its label (*Trigger
-    word*), any other by its name and where to set it; command-line advice is left out."""
+    word*), any other by its name and where to set it; command-line advice is left out (``markdown`` False: plain
+    text, for a table's cell)."""
     text = re.sub(r"\s*\(see --help\)", "", text)
     text = re.sub(r" in the config file or with --\w+", "", text)
     text = re.sub(r" in '[^']*\.json'", "", text)  # the config the page wrote: the page is where it is set
@@ -36,9 +37,9 @@ def page_words(text: str) -> str:
     def named(found: re.Match) -> str:
         option = found.group(1)
         if option in FIELD_LABELS:
-            return f"*{FIELD_LABELS[option]}*"
+            return f"*{FIELD_LABELS[option]}*" if markdown else FIELD_LABELS[option]
         if option in backend.option_names():
-            return f"`{option}` (*More options* → JSON)"
+            return f"`{option}` (*More options* → JSON)" if markdown else f"{option} (More options → JSON)"
         return found.group(0)
 
     return _OPTION.sub(named, text)
@@ -152,7 +153,7 @@ def seconds_of_file(path: str) -> float | None:
 def short_reason(reason: str, path: str, root: Path) -> str:
     """A left-out reason without the absolute paths it may carry (the row names the file)."""
     reason = reason.replace(path, Path(path).name).replace(str(root) + "/", "")
-    return page_words(reason)
+    return page_words(reason, markdown=False)
 
 
 def track_rows(

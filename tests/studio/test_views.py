@@ -22,6 +22,7 @@ from musicgen_lora.studio.views import (
     page_words,
     prepare_message,
     replace_in_captions,
+    short_reason,
     status_line,
     tracker_link,
     write_trigger_word,
@@ -141,6 +142,15 @@ def test_the_status_line_around_the_ends_of_a_run(tmp_path):
 )  # fmt: skip
 def test_messages_use_the_page_s_words(command_said, page_says):
     assert page_words(command_said) == page_says
+
+
+def test_a_table_cell_gets_the_page_s_words_as_plain_text(tmp_path):
+    """A data-table cell shows no Markdown: the left-out reason names the field without stars or backticks."""
+    reason = f"too short: 0.50 s < min_duration_in_seconds ({tmp_path}/data/beep.wav)"
+    assert short_reason(reason, f"{tmp_path}/data/beep.wav", tmp_path) == (
+        "too short: 0.50 s < min_duration_in_seconds (More options → JSON) (beep.wav)"
+    )
+    assert page_words("set instance_prompt", markdown=False) == "set Trigger word"
 
 
 def test_the_tracker_link_and_tensorboard(tmp_path):

@@ -17,7 +17,7 @@ from ..views import DataView
 from .data_tab import DataTab, report_values
 from .output_tabs import EvaluateTab, ListenTab, ShareTab
 from .train_tab import TrainTab
-from .widgets import CSS, bar_html
+from .widgets import CSS, QUIET, bar_html
 
 __all__ = ["CSS", "build_app"]
 
@@ -136,8 +136,11 @@ class Page:
             question = f"Delete project **{name}** and every file in its folder (data, runs, renders)?"
             return gr.update(visible=True), question
 
-        app.load(restore, self.remembered, self.project).then(self.open_project, self.project, self.opened)
-        self.project.input(self.open_project, self.project, self.opened)
+        # Gradio's progress timer would show in every output while a project opens: the page shows none
+        app.load(restore, self.remembered, self.project, **QUIET).then(
+            self.open_project, self.project, self.opened, **QUIET
+        )
+        self.project.input(self.open_project, self.project, self.opened, **QUIET)
         # the list as it is on disk now: projects made since the page loaded, or in another tab
         self.project.focus(
             lambda name: gr.update(choices=sorted({name, *self.studio.projects()})),
@@ -146,12 +149,14 @@ class Page:
             show_progress="hidden",
         )
         reopen = (self._open_keeping_message, [self.project, self.message], self.opened)
-        self.rename.click(renamed, [self.project, self.new_name], [self.message, self.project, self.new_name]).then(
-            *reopen
+        self.rename.click(
+            renamed, [self.project, self.new_name], [self.message, self.project, self.new_name], **QUIET
+        ).then(*reopen, **QUIET)
+        self.delete.click(ask, self.project, [self.confirm_row, self.confirm_text], **QUIET)
+        self.keep.click(lambda: gr.update(visible=False), None, self.confirm_row, **QUIET)
+        self.confirm.click(deleted, self.project, [self.message, self.project, self.confirm_row], **QUIET).then(
+            *reopen, **QUIET
         )
-        self.delete.click(ask, self.project, [self.confirm_row, self.confirm_text])
-        self.keep.click(lambda: gr.update(visible=False), None, self.confirm_row)
-        self.confirm.click(deleted, self.project, [self.message, self.project, self.confirm_row]).then(*reopen)
 
     # ---------------------------------------------------------------------------------- preparing and training
 
@@ -174,13 +179,15 @@ class Page:
             concurrency_limit=None,
             show_progress="hidden",
         )
-        train.start.click(start, [self.project, train.start_over, train.aside_name, *self.form], train.message)
+        train.start.click(start, [self.project, train.start_over, train.aside_name, *self.form], train.message, **QUIET)
         train.timer.tick(
             train.refresh, [self.project, train.last], [*train.live, train.message, train.last], show_progress="hidden"
         )
         # the models to listen to follow the run (a finished run's final adapter is ticked, not a stale checkpoint)
         for trigger in (self.listen_tab.select, train.status.change):
-            trigger(listen.choices, [self.project, listen.adapters, listen.auto], [listen.adapters, listen.auto])
+            trigger(
+                listen.choices, [self.project, listen.adapters, listen.auto], [listen.adapters, listen.auto], **QUIET
+            )
 
     # -------------------------------------------------------------------------- presets and the command line
 
@@ -209,9 +216,12 @@ class Page:
                 return [*[gr.skip()] * len(form), error_text(err)]
             return [*form_values(changed), f"Loaded the preset `{name}` (the audio folder is this project's)."]
 
-        train.apply_profile.click(profile, [train.profile, *form], [*form, train.presets_msg])
-        train.save_preset.click(saved, [train.preset, *form], [train.presets_msg, train.preset])
-        train.load_preset.click(loaded, [train.preset, *form], [*form, train.presets_msg])
+        train.apply_profile.click(profile, [train.profile, *form], [*form, train.presets_msg], **QUIET)
+        train.save_preset.click(saved, [train.preset, *form], [train.presets_msg, train.preset], **QUIET)
+        train.load_preset.click(loaded, [train.preset, *form], [*form, train.presets_msg], **QUIET)
         train.show_command.click(
-            lambda name, *values: studio.command_lines(name, collect(*values)), [self.project, *form], train.presets_msg
+            lambda name, *values: studio.command_lines(name, collect(*values)),
+            [self.project, *form],
+            train.presets_msg,
+            **QUIET,
         )

@@ -16,7 +16,7 @@ from ..views import (
     replace_in_captions,
     write_trigger_word,
 )
-from .widgets import bar_html, bar_plot, bar_update, scroll_to_end
+from .widgets import QUIET, bar_html, bar_plot, bar_update, scroll_to_end
 
 INTRO = (
     "Pick the folder of your songs (captions in `metadata.jsonl`/`.csv` or `.txt` files beside the audio), or upload "
@@ -56,7 +56,9 @@ class DataTab:
                         elem_id="clap_model",
                     )
             with gr.Column(scale=1):
-                uploads = gr.File(file_count="multiple", type="filepath", label="Upload audio files or a zip")
+                uploads = gr.File(
+                    file_count="multiple", type="filepath", label="Upload audio files or a zip", elem_id="uploads"
+                )
                 upload = gr.Button("Add the uploads to the project", elem_id="upload")
         with gr.Row():
             self.prepare = gr.Button("Prepare", variant="primary", elem_id="prepare", scale=3)
@@ -104,13 +106,13 @@ class DataTab:
         self.form = {"dataset": dataset, "trigger_word": trigger, "add_metadata": add_metadata, "clap_model": clap}
 
         log_box.expand(None, None, None, js=scroll_to_end("prepare_log"))
-        self.tracks.select(self._select, [project_box, self.tracks], self.player)
-        upload.click(self._upload, [project_box, uploads], [self.message, dataset])
-        cancel.click(studio.cancel_prepare, project_box, self.message, show_progress="hidden")
-        save.click(self._save, [project_box, self.tracks], [self.saved, *self.report], show_progress="hidden")
-        replace_all.click(self._replace, [self.tracks, find, replace], [self.tracks, self.saved])
-        add_trigger.click(self._add_trigger, [self.tracks, trigger], [self.tracks, trigger, self.saved])
-        fill_clap.click(self._fill_clap, [project_box, self.tracks], [self.tracks, self.saved])
+        self.tracks.select(self._select, [project_box, self.tracks], self.player, **QUIET)
+        upload.click(self._upload, [project_box, uploads], [self.message, dataset], **QUIET)
+        cancel.click(studio.cancel_prepare, project_box, self.message, **QUIET)
+        save.click(self._save, [project_box, self.tracks], [self.saved, *self.report], **QUIET)
+        replace_all.click(self._replace, [self.tracks, find, replace], [self.tracks, self.saved], **QUIET)
+        add_trigger.click(self._add_trigger, [self.tracks, trigger], [self.tracks, trigger, self.saved], **QUIET)
+        fill_clap.click(self._fill_clap, [project_box, self.tracks], [self.tracks, self.saved], **QUIET)
 
     @property
     def cleared(self) -> list:

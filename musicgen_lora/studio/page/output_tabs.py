@@ -8,7 +8,7 @@ import gradio as gr
 from .. import outputs
 from ..evaluation import empty_table
 from ..handlers import Studio
-from .widgets import bar_html
+from .widgets import QUIET, bar_html
 
 
 class ListenTab:
@@ -46,7 +46,7 @@ class ListenTab:
             [project_box, prompt, duration, seed, guidance, self.adapters],
             [self.render, self.bar, self.message, self.results],
             concurrency_limit=None,
-            show_progress="hidden",
+            **QUIET,
         )
 
     def _run(self, name, text, seconds, seed_value, guidance_value, chosen):
@@ -94,7 +94,7 @@ class EvaluateTab:
             project_box,
             [button, self.bar, self.message, self.table, self.report],
             concurrency_limit=None,
-            show_progress="hidden",
+            **QUIET,
         )
 
     def _run(self, name: str):
@@ -111,7 +111,9 @@ class EvaluateTab:
         link = f'<a href="/gradio_api/file={page}" target="_blank">Open the report page</a>' if page else ""
         if table is None or not len(table):
             return [message, gr.update(value=empty_table(), visible=False), link]
-        return [message, gr.update(value=table, visible=True), link]
+        others = len(table.columns) - 1  # the metric's name gets the room it needs; the numbers share the rest
+        widths = ["40%", *[f"{60 / others:.1f}%"] * others]
+        return [message, gr.update(value=table, visible=True, column_widths=widths), link]
 
     @property
     def cleared_outputs(self) -> list:
@@ -138,13 +140,17 @@ class ShareTab:
         gr.Markdown("Or write a standalone model with the adapter merged in (loads without PEFT):")
         merge = gr.Button("Merge into a standalone model", elem_id="merge")
         self.merged = gr.Markdown(elem_id="merge_msg")
-        push.click(
-            lambda *a: outputs.push(studio, *a)[0],
-            [project_box, repo_id, private, token],
-            self.pushed,
-            concurrency_limit=None,
-        )
-        merge.click(lambda name: outputs.merge(studio, name)[0], project_box, self.merged, concurrency_limit=None)
+
+        def pushing(*values):
+            yield "**Pushing** the run to the Hub…"
+            yield outputs.push(studio, *values)[0]
+
+        def merging(name: str):
+            yield "**Merging** the adapter into the base model…"
+            yield outputs.merge(studio, name)[0]
+
+        push.click(pushing, [project_box, repo_id, private, token], self.pushed, concurrency_limit=None, **QUIET)
+        merge.click(merging, project_box, self.merged, concurrency_limit=None, **QUIET)
 
     @property
     def cleared_outputs(self) -> list:

@@ -13,7 +13,7 @@ from ..handlers import Studio, error_text
 from ..presets import MEMORY_PROFILES, list_presets
 from ..project import PRECISIONS, TRACKERS
 from ..views import TrainView
-from .widgets import bar_html, curve_names, line_plot, scroll_to_end
+from .widgets import QUIET, bar_html, curve_names, line_plot, scroll_to_end
 
 TIMER_SECONDS = 2.0  # how often the Train tab refreshes while the page is open
 
@@ -32,9 +32,9 @@ class TrainTab:
         self.form = self._settings()
         self._controls()
         self._live()
-        self.stop.click(studio.stop_training, project_box, self.message)
-        self.resume.click(studio.resume_training, project_box, self.message)
-        self.open_board.click(self._open_tensorboard, project_box, self.tracker)
+        self.stop.click(studio.stop_training, project_box, self.message, **QUIET)
+        self.resume.click(studio.resume_training, project_box, self.message, **QUIET)
+        self.open_board.click(self._open_tensorboard, project_box, self.tracker, **QUIET)
 
     def _presets(self) -> None:
         with gr.Accordion("Presets, memory profiles and the command line", open=False):

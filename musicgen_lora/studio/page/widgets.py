@@ -22,6 +22,11 @@ CSS = """
 """
 
 
+# Gradio shows a timer in an event's outputs while it runs, over the message a person should read (and grey): the
+# page's events run quietly and say what they do themselves (a progress bar, a "Pushing…" message).
+QUIET = {"show_progress": "hidden"}
+
+
 def scroll_to_end(elem_id: str) -> str:
     """JavaScript that shows a log box's end once its accordion has opened (Gradio keeps a box's scroll position at
     the top otherwise): it waits for the box to have a height, a few frames at most."""
