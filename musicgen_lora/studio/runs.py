@@ -136,7 +136,8 @@ class RunManager:
 
     def _save(self, project_dir: Path, state: RunState) -> None:
         path = self._studio_dir(project_dir) / STATE_NAME
-        staging = path.with_suffix(".tmp")
+        # one staging file per thread: the thread reaping a run and a page's Stop or Cancel may save at once
+        staging = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         staging.write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
         os.replace(staging, path)
 
@@ -257,15 +258,16 @@ class RunManager:
         Raises:
             UserError: no run is going.
         """
-        state = self.state(project_dir)
-        if state is None or not state.running:
-            raise backend.UserError("no run is going in this project; nothing to stop")
-        try:
-            os.killpg(state.pid, signal.SIGINT)  # the run leads its own process group (start_new_session)
-        except ProcessLookupError:
-            pass  # it ended in the meantime
-        state.stop_requested = True
-        self._save(project_dir, state)
+        with self._guard:  # not between the reaper's read and write of the state (its exit status would be lost)
+            state = self.state(project_dir)
+            if state is None or not state.running:
+                raise backend.UserError("no run is going in this project; nothing to stop")
+            try:
+                os.killpg(state.pid, signal.SIGINT)  # the run leads its own process group (start_new_session)
+            except ProcessLookupError:
+                pass  # it ended in the meantime
+            state.stop_requested = True
+            self._save(project_dir, state)
         return state
 
     def wait(self, project_dir: Path, timeout: float | None = None) -> RunState | None:

@@ -342,8 +342,6 @@ def test_a_broken_zip_is_a_clear_error(tmp_path):
 
 
 def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny_model_dir, tmp_path):
-    from musicgen_lora.studio.handlers import Studio
-
     folder = tmp_path / "songs"
     folder.mkdir()
     shutil.copy(corpus_dir / "clip_000.wav", folder / "good.wav")
@@ -378,3 +376,18 @@ def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny
     )
     assert rows.loc["good.wav", "status"] == "kept" and rows.loc["good.wav", "training caption"] == "jazz"
     assert list(view.lengths["clips"]) == [1] and view.tempi.empty
+
+
+def test_cancel_stops_a_preparation_and_nothing_is_reported_as_prepared(corpus_dir, tiny_model_dir, tmp_path):
+    """*Cancel* while *Prepare* runs (the real command, stopped while it starts): it stops, says so, writes no data
+    report, and the table lists the folder's files as not prepared; a second *Cancel* has nothing to cancel."""
+    studio = Studio(tmp_path / "projects")
+    steps = studio.prepare("songs", tiny_form(tiny_model_dir, corpus_dir))
+    assert next(steps).message.startswith("**Preparing**")
+    assert studio.cancel_prepare("songs") == "**Cancelling** the preparation…"
+    last = list(steps)[-1]
+    assert last.message.startswith("**Cancelled**: the preparation stopped") and last.fraction is None
+    assert not studio.project("songs").report_path.exists()
+    assert last.view.summary.startswith("**Not prepared**: the last *Prepare*")
+    assert set(last.view.tracks["status"]) == {"not prepared yet", "not used (max_train_samples)"}
+    assert studio.cancel_prepare("songs").startswith("**Error:** no preparation is going in this project")
