@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from musicgen_lora.studio import outputs
+from musicgen_lora.studio.__main__ import check_port
 from musicgen_lora.studio.__main__ import main as studio_main
 
 from ..hub.fake_hub import USER, FakeHub
@@ -115,6 +116,23 @@ def test_a_busy_port_is_a_one_line_error(tmp_path, capsys):
         == f"error: port {port} on 127.0.0.1 is busy (another studio or program uses it); stop it or choose another "
         f"port: --port {port + 1}"
     )
+
+
+def test_a_port_whose_last_connections_linger_in_time_wait_is_free(tmp_path):
+    """A studio stopped a moment ago (it closed its connections first, as a server does) leaves them in TIME-WAIT on
+    its port for a minute: the next studio binds the port (the probe binds as uvicorn does, with SO_REUSEADDR)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's listening socket
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as browser:
+            connection, _ = server.accept()
+            connection.close()  # the server's side closes first: it lingers in TIME-WAIT
+            browser.recv(1)
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # the lingering connection holds the port for a plain bind
+    check_port("127.0.0.1", port)  # no "port is busy"
 
 
 def test_without_gradio_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
