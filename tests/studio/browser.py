@@ -120,18 +120,27 @@ def wait_for_project(page, project: str, folder: str) -> None:
     )
 
 
+# An element's text as a person sees it: Gradio keeps an event's timer ("0.3s", "processing | 0.2/0.3s") in the DOM of
+# every output while the event runs, transparent (opacity 0) where the event hides its progress; it is left out.
+SHOWN = (
+    "const shown = (e) => { if (!e) return ''; let x = e.innerText; for (const t of e.querySelectorAll("
+    "'[data-testid=status-tracker]')) if (getComputedStyle(t).opacity === '0' && t.innerText) x = x.replace("
+    "t.innerText, ''); return x.trim(); };"
+)
+
+
 def text(page, selector: str) -> str:
-    return page.inner_text(selector).strip()
+    return page.evaluate(f"(s) => {{ {SHOWN} return shown(document.querySelector(s)); }}", selector)
 
 
 def wait_text(page, selector: str, *texts: str, timeout: int = SLOW, old: str | None = None) -> str:
-    """Wait until the element's text contains one of ``texts`` and no longer holds ``old``; return the text."""
+    """Wait until the element's text contains one of ``texts`` and no longer holds ``old``; return that text (as
+    it was then: the page may replace a message soon after, as the Train tab's refresh does when a run starts)."""
     script = (
-        "([s, t, old]) => { const x = document.querySelector(s)?.innerText || ''; "
-        "return !(old && x.includes(old)) && t.some(w => x.includes(w)); }"
+        f"([s, t, old]) => {{ {SHOWN} const x = shown(document.querySelector(s)); "
+        "return !(old && x.includes(old)) && t.some(w => x.includes(w)) && x; }"
     )
-    page.wait_for_function(script, arg=[selector, list(texts), old], timeout=timeout)
-    return text(page, selector)
+    return page.wait_for_function(script, arg=[selector, list(texts), old], timeout=timeout).json_value()
 
 
 def click(page, button: str, message: str, *texts: str) -> str:
@@ -197,9 +206,10 @@ def bars(page, selector: str) -> dict[str, float]:
 
 
 def table_rows(page, selector: str = "#tracks") -> list[list[str]]:
+    """A table's rows as shown (Gradio draws the rows in view of a long table only)."""
     return page.evaluate(
-        "(s) => Array.from(document.querySelectorAll(`${s} tbody tr`)).map(r => Array.from(r.querySelectorAll('td'))"
-        ".map(c => c.innerText.trim()))",
+        "(s) => Array.from(document.querySelectorAll(`${s} .virtual-row`)).map(r => Array.from(r.querySelectorAll("
+        "'.body-cell')).map(c => c.innerText.trim()))",
         selector,
     )
 

@@ -22,6 +22,7 @@ from .browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     NEEDS_A_BROWSER,
+    SHOWN,
     SLOW,
     StudioServer,
     bars,
@@ -48,10 +49,14 @@ STEP_AT_LEAST = (
     "([n]) => { const m = /step (\\d+)\\//.exec(document.querySelector('#train_status')?.innerText || ''); "
     "return m !== null && Number(m[1]) >= n; }"
 )
+SCROLLED_TO_END = (
+    "(s) => { const b = document.querySelector(`${s} textarea`); return b && b.scrollHeight > b.clientHeight && "
+    "b.scrollTop + b.clientHeight >= b.scrollHeight - 2; }"
+)
 # every status line the page shows, as it changes (what a person watching would have read)
 WATCH_STATUS = (
-    "() => { window.seen = []; new MutationObserver(() => window.seen.push(document.querySelector('#train_status')"
-    ".innerText.trim())).observe(document.querySelector('#train_status'), {subtree: true, childList: true, "
+    f"() => {{ {SHOWN} window.seen = []; new MutationObserver(() => window.seen.push(shown(document.querySelector("
+    "'#train_status')))).observe(document.querySelector('#train_status'), {subtree: true, childList: true, "
     "characterData: true}); }"
 )
 
@@ -95,11 +100,7 @@ def demo_run(server, browser, problems) -> dict:
     seen: dict = {"page": page}
     seen["prepared"] = click(page, "#prepare", "#data_msg", "Prepared", "Error")
     page.click("text=Preparation log")
-    page.wait_for_function(
-        "() => { const b = document.querySelector('#prepare_log textarea'); return b && b.scrollHeight > "
-        "b.clientHeight && b.scrollTop + b.clientHeight >= b.scrollHeight - 2; }",
-        timeout=30_000,
-    )  # opened at its end
+    page.wait_for_function(SCROLLED_TO_END, arg="#prepare_log", timeout=30_000)  # opened at its end
     seen["prepare_log"] = value(page, "#prepare_log")
 
     page.get_by_role("tab", name="2. Train").click()
@@ -126,6 +127,8 @@ def demo_run(server, browser, problems) -> dict:
     seen["second_start"] = click(second, "#start", "#train_msg", "Error", "started")
     seen["second_resume"] = click(second, "#resume", "#train_msg", "Error", "Resuming")
     page.wait_for_function(STEP_AT_LEAST, arg=[3], timeout=SLOW)  # checkpoint-2 is saved
+    seen["training"] = (text(page, "#train_status"), page.locator("#train_status progress").is_visible())
+    seen["device_training"] = text(page, "#device")
     seen["stopping"] = click(page, "#stop", "#train_msg", "Stopping", "Error")
     seen["stopped"] = wait_text(page, "#train_status", "Stopped", "Finished", "failed")
     seen["second_status"] = wait_text(second, "#train_status", "Stopped", "Finished", "failed")
@@ -134,11 +137,15 @@ def demo_run(server, browser, problems) -> dict:
     seen["resuming"] = click(page, "#resume", "#train_msg", "Resuming", "Error")
     seen["resume_status"] = wait_text(page, "#train_status", "Resuming from", "Training", "Finished", "failed")
 
+    down = len(problems)
     server.restart()  # SIGTERM while the resumed run trains, and a new studio on the same port at once
     (server.projects / "demo" / "run" / "evaluation").mkdir(parents=True, exist_ok=True)  # for the Evaluate tab
     (server.projects / "demo" / "run" / "evaluation" / "metrics.json").write_text(json.dumps(METRICS))
     page.reload()
     wait_for_project(page, "demo", "demo/data")
+    # while the studio was down, the open page could not reach it: expected, and all it complained of
+    seen["while_down"] = problems[down:]
+    del problems[down:]
     page.get_by_role("tab", name="2. Train").click()
     page.evaluate(WATCH_STATUS)
     seen["finished"] = wait_text(page, "#train_status", "Finished", "failed", "Stopped")
@@ -149,7 +156,15 @@ def demo_run(server, browser, problems) -> dict:
         "document.querySelectorAll('#samples [data-testid=\"waveform-controls\"]').length === 8",
         timeout=SLOW,
     )
+    # what the screenshot shows: every field and text of the page (no test machine's temporary folder in it)
+    seen["shown"] = page.evaluate(
+        "() => [document.body.innerText, ...Array.from(document.querySelectorAll('input, textarea'))"
+        ".filter(e => e.checkVisibility()).map(e => e.value)].join('\\n')"
+    )
     keep_screenshot(page.screenshot(full_page=True))  # the README's docs/studio.png
+    page.click("text=Training log")
+    page.wait_for_function(SCROLLED_TO_END, arg="#train_log", timeout=30_000)  # opened at its end
+    seen["train_log"] = value(page, "#train_log")
     seen["resume_finished"] = click(page, "#resume", "#train_msg", "Error", "Resuming")
     seen["start_finished"] = click(page, "#start", "#train_msg", "Error", "started")
     seen["progress"] = [
@@ -197,6 +212,12 @@ def test_a_run_that_finishes_while_the_studio_restarts_says_finished(demo_run, s
     assert demo_run["message_after_end"] == ""  # no older message above the end
 
 
+def test_the_readme_s_screenshot_shows_no_temporary_folder(demo_run, server):
+    shown = demo_run["shown"]
+    assert str(server.projects) not in shown and "pytest-of" not in shown and "/tmp/" not in shown
+    assert "demo/tiny-musicgen" in shown and "The adapter is in demo/run" in shown  # paths as the projects folder's
+
+
 def test_stop_resume_and_the_messages_around_them(demo_run):
     assert demo_run["resume_before_checkpoint"] == (
         "Error: no checkpoint to resume from yet; the first is saved at step 20 (Save a checkpoint every N steps, "
@@ -225,15 +246,21 @@ def test_an_option_training_refuses_is_not_saved(demo_run, server, browser, prob
     # a new project whose first Start is refused keeps its own form (not the demo's) and leaves no folder
     page = open_page(browser, server.url, problems)
     choose_project(page, "fresh")
+    fill(page, "#dataset", "demo/data")  # on the Data tab
     page.get_by_role("tab", name="2. Train").click()
     page.click("text=More options")
-    fill(page, "#dataset", "demo/data")
     _code(page, "#extra_json", '{"lora_dropout": "lots"}')
     assert click(page, "#start", "#train_msg", "Error", "started").startswith("Error: option lora_dropout")
     assert not (server.projects / "fresh").exists()
     choose_project(page, "demo", "demo/data")
-    choose_project(page, "fresh")
-    assert value(page, "#base_model") == "facebook/musicgen-small" and value(page, "#steps") == "0"
+    page.fill("#project input", "fresh")
+    page.keyboard.press("Enter")
+    page.wait_for_function(  # its own form again: not the demo's model, nor the folder of the refused Start
+        "() => document.querySelector('#project input')?.value === 'fresh' && "
+        "document.querySelector('#base_model textarea, #base_model input')?.value === 'facebook/musicgen-small'",
+        timeout=60_000,
+    )
+    assert value(page, "#steps") == "0" and value(page, "#dataset") != "demo/data"
     page.close()
 
 
@@ -242,11 +269,22 @@ def test_the_logs_show_each_progress_bar_once(demo_run):
     assert "\r" not in log and log.count("Loading weights") <= 1  # its last redraw, not 34 of them
     assert "written to" in log.splitlines()[-1] or "train:" in log  # the summary at the end is in the box
     assert demo_run["prepared"].startswith("Prepared.")
+    train_log = demo_run["train_log"]
+    bars = [line for line in train_log.splitlines() if re.search(r"\|\s*\d+/60 \[", line)]
+    assert "\r" not in train_log and len(bars) <= 6, bars  # the training bar drawn 60+ times is at most a few lines
+    assert "train_runtime" in train_log  # the end of the run is in the box
+
+
+def test_training_shows_a_progress_bar_with_the_time_left_and_the_device(demo_run):
+    status, bar_seen = demo_run["training"]
+    assert re.match(r"Training: step \d+/60 \(\d+ %\), [\d:]+ elapsed, about \d+:\d\d left", status), status
+    assert bar_seen
+    assert re.match(r"Device: CPU · .+ · [\d.]+ [KMG]B used by training of [\d.]+ GB", demo_run["device_training"])
 
 
 def test_the_device_and_the_listen_tab_follow_the_run(demo_run):
     page = demo_run["page"]
-    assert text(page, "#device").startswith("Device: CPU")
+    assert re.match(r"Device: CPU · .+ · [\d.]+ GB memory", text(page, "#device"))  # this machine's, after the run
     page.get_by_role("tab", name="3. Listen").click()
     page.wait_for_function("() => document.querySelectorAll('#adapters input[type=checkbox]').length >= 2")
     ticked = page.evaluate(
@@ -269,9 +307,12 @@ def test_render_holds_its_button_shows_progress_and_switching_project_clears_eve
     page.wait_for_function("() => document.querySelector('#render').disabled", timeout=30_000)
     assert text(page, "#render") == "Rendering…"  # a second click cannot be lost: the button is held
     wait_text(page, "#render_bar", "Rendering base (1 of 2), seed 2", timeout=60_000)
+    assert page.locator("#render_bar .studio-bar-text").is_visible()  # seen, not only in the DOM
+    assert text(page, "#listen_msg") == ""  # the seed's error went: it is not this render's
     assert wait_text(page, "#listen_msg", "Rendered", "Error").startswith(
         "Rendered 2 version(s) of the prompt with seed 2"
     )
+    page.wait_for_function("() => document.querySelectorAll('#renders [data-testid=\"block-label\"]').length === 4")
     labels = [t.strip() for t in page.locator("#renders [data-testid='block-label']").all_inner_texts()]
     assert labels == ["base · seed 2", "base · seed 2: WAV and MP3", "final · seed 2", "final · seed 2: WAV and MP3"]
     assert not page.evaluate("() => document.querySelector('#render').disabled")
@@ -282,13 +323,21 @@ def test_render_holds_its_button_shows_progress_and_switching_project_clears_eve
     fill(page, "#repo_id", "someone/demo-lora")
     pushed = click(page, "#push", "#push_msg", "Error", "Pushed")
     assert pushed.startswith("Error: cannot push to the Hub") and "push_to_hub" not in pushed  # no CLI advice
+    page.get_by_role("tab", name="1. Data").click()
+    page.locator("#tracks .virtual-row").first.locator(".body-cell").nth(1).click()  # a row played
+    page.wait_for_function("() => document.querySelector('#track_player [data-testid=\"waveform-controls\"]')")
     choose_project(page, "another")  # everything of the demo goes
+    assert page.locator("#track_player [data-testid='waveform-controls']").count() == 0
+    page.click("text=Preparation log")  # (closed since the reload)
+    assert value(page, "#prepare_log") == ""
     for selector in ("#listen_msg", "#push_msg", "#merge_msg", "#train_msg", "#data_msg", "#save_msg"):
         assert text(page, selector) == "", selector
     assert page.locator("#renders [data-testid='block-label']").count() == 0
     assert page.locator("#samples [data-testid='block-label']").count() == 0
     assert not page.locator("#metrics").is_visible() and table_rows(page) == []
     assert text(page, "#data_summary").startswith("No data report yet")
+    # the demo's bars go (they stayed when the plot was given an empty frame); the plot draws after the switch
+    page.wait_for_function("() => document.querySelectorAll('#key_plot .mark-rect path').length === 0", timeout=15_000)
     assert bars(page, "#key_plot") == {} and plot_lines(page, "#loss_plot") == []
     mode = stat.S_IMODE((server.projects / "demo" / "run" / "adapter_model.safetensors").stat().st_mode)
     assert mode == stat.S_IMODE((server.projects / "demo" / "run" / "adapter_config.json").stat().st_mode)
@@ -329,10 +378,17 @@ def uploads(tmp_path_factory, server) -> list[str]:
 def test_a_project_from_uploads(demo_run, server, browser, problems, uploads):
     page = open_page(browser, server.url, problems)
     choose_project(page, "uploaded")
-    page.set_input_files("input[type=file]", uploads)
-    page.wait_for_function("() => document.body.innerText.includes('song_c.wav')", timeout=60_000)  # uploaded
+    page.set_input_files("#uploads input[type=file]", uploads)
+    page.wait_for_function(  # the seven files listed: uploaded to the page
+        "() => (document.querySelector('#uploads').innerText.match(/⇣/g) || []).length === 7", timeout=60_000
+    )
     assert click(page, "#upload", "#data_msg", "Added", "Error").startswith("Added 7 file(s) to uploaded/data")
     fill(page, "#base_model", "demo/tiny-musicgen")
+    assert click(page, "#prepare", "#data_msg", "Preparing", "Error").startswith("Preparing")
+    assert page.locator("#prepare_bar progress").is_visible()
+    cancelled = click(page, "#cancel_prepare", "#data_msg", "Cancelled", "Error")
+    assert cancelled.startswith("Cancelled: the preparation stopped"), cancelled
+    assert text(page, "#data_summary").startswith("Not prepared: the last Prepare")
     failed = click(page, "#prepare", "#data_msg", "Error", "Prepared")
     assert "have no caption" in failed and "set Trigger word" in failed and "instance_prompt" not in failed
     assert text(page, "#data_summary").startswith("Not prepared: the last Prepare")
@@ -360,7 +416,7 @@ def test_a_project_from_uploads(demo_run, server, browser, problems, uploads):
     fill(page, "#replace", "jazzy")
     assert click(page, "#replace_all", "#save_msg", "Replaced").startswith("Replaced in 1 caption(s)")
     data = server.projects / "uploaded" / "data"
-    page.locator("#tracks tbody tr").filter(has_text="song_b.wav").locator("input[type=checkbox]").click()
+    page.locator("#tracks .virtual-row").filter(has_text="song_b.wav").locator("input[type=checkbox]").click()
     saved = click(page, "#save_captions", "#save_msg", "Saved", "Error", "No change")
     assert saved.startswith("Saved 1 caption(s) and 1 change(s) of what is trained on")
     assert (data / "song_a.txt").read_text().strip() == "jazzy piano, dusty drums"
@@ -409,6 +465,10 @@ def test_presets_memory_profiles_and_the_command_line(demo_run, server, browser,
 
 
 def test_nothing_went_wrong_behind_the_page(demo_run, server, problems):
+    connection = ("Failed to load resource", "Failed to fetch", "Connection errored out", "Connection lost")
+    connection += ("AbortError", "Error reading from localStorage")  # the reload's first read, while it came back
+    others = [problem for problem in demo_run["while_down"] if not any(c in problem for c in connection)]
+    assert others == []
     log = server.log.read_text()
     assert "Traceback" not in log, log[log.find("Traceback") - 200 : log.find("Traceback") + 2000]
     assert problems == []

@@ -8,8 +8,6 @@ import html
 import gradio as gr
 import pandas as pd
 
-from ..views import counts_frame
-
 CSS = """
 .studio-bar { display: flex; align-items: center; gap: .6em; margin: .2em 0 .4em; }
 .studio-bar progress { flex: 1; height: 1.1em; accent-color: var(--color-accent); }
@@ -52,8 +50,9 @@ def bar_html(fraction: float | None, text: str, busy: bool = False) -> str:
 
 
 def bar_plot(x: str, y: str, title: str, elem_id: str) -> gr.BarPlot:
+    """A bar plot that starts empty (``None``, see :func:`bar_update`)."""
     return gr.BarPlot(
-        counts_frame(x, y),
+        None,
         x=x,
         y=y,
         title=title,
@@ -67,8 +66,12 @@ def bar_plot(x: str, y: str, title: str, elem_id: str) -> gr.BarPlot:
 
 def bar_update(frame: pd.DataFrame) -> dict:
     """A bar plot's new data, its bins in the given order and its y axis in whole numbers (at least 0-5, so the axis
-    never ticks at fractions of a track)."""
-    top = int(frame.iloc[:, 1].max()) if len(frame) else 0
+    never ticks at fractions of a track). No data is ``None``: Gradio 6.31 keeps drawing a bar plot's previous bars
+    when it is given an empty frame (another project's keys stayed up after a switch), and draws nothing it is
+    given after that; a plot that starts from ``None`` and is emptied with ``None`` draws each update."""
+    if not len(frame):
+        return gr.update(value=None)
+    top = int(frame.iloc[:, 1].max())
     return gr.update(value=frame, sort=list(frame.iloc[:, 0]), y_lim=[0, max(5, top)])
 
 
