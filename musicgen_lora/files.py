@@ -64,6 +64,36 @@ def files_fingerprint(path: str | Path) -> str:
     return hashlib.sha256(json.dumps([os.fspath(target), entries]).encode()).hexdigest()[:16]
 
 
+# ------------------------------------------------------------------------------------------------ file modes
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it (os.umask would, for a moment, in every thread)
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def readable_weights(folder: str | Path) -> list[Path]:
+    """Give the ``.safetensors`` files under ``folder`` the mode any other written file gets (``0o666 & ~umask``).
+
+    safetensors 0.8 writes through a temporary file that is always created ``0600`` and then renamed
+    (safetensors#782): the adapter and a merged model were readable by their owner only, unlike the configs and
+    the card beside them, so another user (a shared machine, a container) could not load them. Returns the files
+    changed.
+    """
+    mode = 0o666 & ~_umask()
+    changed = []
+    for path in Path(folder).rglob("*.safetensors"):
+        if path.is_file() and (path.stat().st_mode & 0o777) != mode and path.stat().st_uid == os.getuid():
+            path.chmod(mode)
+            changed.append(path)
+    return changed
+
+
 # ------------------------------------------------------------------------------------------------ atomic writes
 
 

@@ -86,3 +86,12 @@ def test_remote_code_is_off_unless_asked(tiny_model_dir, tmp_path, monkeypatch):
     load_model_and_processor(parse_config(argv).model)
     load_model_and_processor(parse_config(argv + ["--trust_remote_code", "true"]).model)
     assert seen == [False, True]
+
+
+def test_saved_weights_are_as_readable_as_the_files_beside_them(trained_run):
+    """safetensors 0.8 creates its files 0600 (safetensors#782): the adapter must get the mode of the config beside
+    it, or another user of a shared machine cannot load it."""
+    out = Path(trained_run["output_dir"])
+    weights = list(out.rglob("*.safetensors"))
+    config_mode = (out / "adapter_config.json").stat().st_mode & 0o777
+    assert weights and {p.stat().st_mode & 0o777 for p in weights} == {config_mode}

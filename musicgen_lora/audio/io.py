@@ -58,8 +58,8 @@ class AudioProblem(UserError):
     """An audio source that cannot be used, with what is wrong (``kind``, ``detail``) and the fix.
 
     ``kind`` is one of ``missing``, ``permission denied``, ``unreadable``, ``empty``, ``too short``, ``not finite``,
-    ``bad sample rate``, ``too long`` and ``unsupported format``; ``reason`` (``"<kind>: <detail>"``) is what the data
-    report lists for the file.
+    ``bad sample rate``, ``too long``, ``silent`` (digital silence) and ``unsupported format``; ``reason``
+    (``"<kind>: <detail>"``) is what the data report lists for the file.
     """
 
     FIXES = {
@@ -71,6 +71,7 @@ class AudioProblem(UserError):
         "not finite": "re-export it or remove it from the dataset",
         "bad sample rate": "re-export it at 32 kHz or more, or remove it from the dataset",
         "too long": "cut it into parts (e.g. ffmpeg -i IN -f segment -segment_time 600 -c copy OUT-%03d.wav)",
+        "silent": "re-export it or remove it from the dataset",
     }
 
     def __init__(self, kind: str, name: str, detail: str, fix: str | None = None) -> None:
@@ -83,6 +84,7 @@ class AudioProblem(UserError):
             "empty": f"audio file '{name}' is empty ({self.detail})",
             "too short": f"audio file '{name}' holds {self.detail}",
             "not finite": f"audio file '{name}' contains {self.detail}",
+            "silent": f"audio file '{name}' holds {self.detail}",
             "unsupported format": f"audio file '{name}' is in a format that needs FFmpeg ({self.detail})",
             "bad sample rate": f"audio file '{name}' has {self.detail}",
             "too long": f"audio file '{name}' is {self.detail}",

@@ -132,6 +132,22 @@ def _rows(metrics: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     return sections
 
 
+def metric_sections(metrics: dict[str, Any]) -> list[tuple[str, list[Row]]]:
+    """The report's tables, for other pages that show the same numbers (the Studio's *Evaluate* tab): a title and
+    its rows ``(label, read(model block), "lower" | "higher" | None, format)``."""
+    return _rows(metrics)
+
+
+def format_value(value: Any, spec: str) -> str:
+    """A metric as the report writes it (``spec``: a format spec, or ``"pct"``; ``–`` where there is none)."""
+    return _fmt(value, spec)
+
+
+def read_value(getter: Callable[[dict[str, Any]], Any], block: dict[str, Any]) -> Any:
+    """A row's value in one model's block (None where the block has none)."""
+    return _safe(getter, block)
+
+
 def _cross_entropy_sections(first: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     sections = []
     counts = "{targets} / {windows}".format

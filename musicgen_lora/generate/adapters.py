@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 
 from ..config.arguments import ModelArguments
 from ..errors import UserError, one_line
-from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_object
+from ..files import hub_id_of, is_local_path, looks_like_hub_id, read_json_object, readable_weights
 from ..models.loading import load_model_and_processor, pick_device
 
 logger = logging.getLogger(__name__)
@@ -237,6 +237,7 @@ def merge_and_save(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out)
+    readable_weights(out)
     processor.save_pretrained(out)
     base_id = hub_id_of(base_model)
     data = ModelCardData(

@@ -7,6 +7,10 @@ decode only where a problem could hide). A bad file is logged as a warning and l
 report; with ``strict: true`` the first one stops the run with an error naming it and the fix. When no file is left,
 the error says how many were skipped and why.
 
+A file of digital silence (every sample within one 16-bit step of zero: an all-zero export, a placeholder) is left out
+here too, as ``silent``: it would teach the model that a caption sounds like nothing, and with no caption of its own
+it stops the run. Reading stops at the first louder block, so music costs one block.
+
 A check's result is cached as a small JSON file under ``<data_cache_dir>/analysis/``, keyed by the file's identity
 (path, size, modification time; or a hash of the bytes), so re-runs check nothing again. Results that depend on this
 machine rather than the file (a missing file, a format that needs FFmpeg) are not cached."""
@@ -20,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
+import soundfile as sf
 
-from ..audio.io import AudioProblem, describe_source, probe_audio
+from ..audio.io import AUDIO_EXTENSIONS, AudioProblem, decode_audio, describe_source, probe_audio
 from ..errors import UserError
 from ..files import atomic_write_json, file_identity
 from .report import ScreenReport, counts_text, skipped_entry
@@ -29,7 +35,9 @@ from .report import ScreenReport, counts_text, skipped_entry
 logger = logging.getLogger(__name__)
 
 
-PROBE_VERSION = 2  # bump when probe_audio checks more, so cached results are redone (2: sample rate, length)
+PROBE_VERSION = 3  # bump when the checks change, so cached results are redone (2: sample rate, length; 3: silence)
+SILENCE_PEAK = 2.0**-15  # one step of 16-bit audio: a file with no sample above it holds no sound (-90 dBFS)
+SILENCE_BLOCK = 1 << 16  # frames read at a time while looking for a sound
 
 
 UNCACHED_KINDS = (
@@ -52,12 +60,24 @@ def cached_probe(source: Any, cache_root: Path) -> AudioProblem | None:
     try:
         result = {"ok": True, **probe_audio(source)}
         problem = None
+        if is_digital_silence(source):
+            raise AudioProblem("silent", describe_source(source), "digital silence (no sample above -90 dBFS)")
     except AudioProblem as err:
         result = {"ok": False, "kind": err.kind, "detail": err.detail}
         problem = err
     if path is not None and (problem is None or problem.kind not in UNCACHED_KINDS):
         atomic_write_json(path, result)
     return problem
+
+
+def is_digital_silence(source: Any) -> bool:
+    """Whether no sample of a (probed, readable) audio source rises above :data:`SILENCE_PEAK`; a file is read a
+    block at a time and only until its first louder sample."""
+    if isinstance(source, (str, Path)) and Path(source).suffix.lower() in AUDIO_EXTENSIONS:
+        with sf.SoundFile(str(source)) as handle:
+            return not any(np.abs(block).max(initial=0.0) > SILENCE_PEAK for block in handle.blocks(SILENCE_BLOCK))
+    audio, _ = decode_audio(source)  # bytes, a dataset's dict, a format that needs FFmpeg
+    return not np.abs(audio).max(initial=0.0) > SILENCE_PEAK
 
 
 def screen_split(

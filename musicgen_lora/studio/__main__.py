@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import os
 import socket
@@ -20,13 +21,6 @@ from ..files import ensure_writable_folder
 from .backend import UserError
 from .handlers import Studio
 from .project import DEMO_PROJECT, check_project_name
-
-try:
-    from .app import build_app
-except ModuleNotFoundError as missing:  # gradio is optional (requirements-studio.txt): main() says how to install it
-    if missing.name != "gradio":
-        raise
-    build_app = None
 
 logger = logging.getLogger(__name__)
 DEFAULT_PORT = 7860
@@ -51,12 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 def check_port(host: str, port: int) -> None:
     """Fail with a one-line message when the port cannot be served on (Gradio's own error is a traceback).
 
+    The probe binds as the server will (``SO_REUSEADDR``, like uvicorn and Gradio): connections of a studio that just
+    stopped linger in TIME-WAIT for a minute, and must not make a restart say the port is busy.
+
     Raises:
         UserError: the port is busy, or the address is not one of this machine's.
     """
     if not 0 < port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {port}")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as err:
@@ -66,6 +64,27 @@ def check_port(host: str, port: int) -> None:
                     f"port: --port {port + 1}"
                 ) from None
             raise UserError(f"cannot serve on {host}:{port} ({err.strerror}); check --host and --port") from None
+
+
+def gradio_installed() -> bool:
+    """Whether gradio, an optional extra (``requirements-studio.txt``), is installed (it is imported on use only)."""
+    try:
+        return importlib.util.find_spec("gradio") is not None
+    except ValueError:  # sys.modules holds None for it: known to be missing
+        return False
+
+
+def build_app(studio: Studio, project: str) -> Any:
+    """The page (:mod:`.page`, the part of the package that imports gradio, imported on use)."""
+    from .page import build_app as build_page
+
+    return build_page(studio, project)
+
+
+def page_css() -> str:
+    from .page import CSS
+
+    return CSS
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -80,9 +99,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_port(options.host, options.port)
         check_project_name(options.project)
         ensure_writable_folder(options.projects_dir, "--projects_dir")
-        if build_app is None:  # said before the demo assets take their time
+        if not gradio_installed():  # said before the demo assets take their time
             raise UserError("the studio needs gradio; install it with: pip install -r requirements-studio.txt")
-        studio = Studio(options.projects_dir)
+        studio = Studio(options.projects_dir, host=options.host)
         studio.defaults(options.project)  # builds the demo's model and corpus before the page opens
         app = build_app(studio, options.project)
     print(f"MusicGen LoRA Studio on http://{options.host}:{options.port} (projects in {studio.root}); Ctrl-C stops it")
@@ -95,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         show_error=False,
         quiet=True,
         footer_links=[],
+        css=page_css(),
     )
     return {"url": f"http://{options.host}:{options.port}", "projects_dir": str(studio.root)}
 

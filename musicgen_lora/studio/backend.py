@@ -9,30 +9,45 @@ so a reorganisation of the package changes this module's imports and nothing els
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import io
 import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
-from ..config.arguments import RESOLVED_CONFIG_NAME, DataArguments
+from ..config.arguments import (
+    RESOLVED_CONFIG_NAME,
+    DataArguments,
+    LoraArguments,
+    ModelArguments,
+    MusicgenTrainingArguments,
+)
 from ..config.caption_template import effective_template
 from ..config.parsing import parse_config
 from ..demo.assets import DEMO_CONFIG, build_demo_assets
 from ..errors import UserError, one_line
+from ..evaluate.report import format_value, metric_sections, read_value
 from ..files import cache_root
 from ..prepare.captions import track_fields
 from ..prepare.measurements import cached_measures, measure
-from ..prepare.report import REPORT_NAME
+from ..prepare.report import CAPTIONS_NAME, REPORT_NAME, tempo_key_report
 from ..prepare.reuse import PREPARED_DIR_NAME
 from ..prepare.sources import load_split
 from ..train.checkpoints import checkpoint_folders, is_complete, newest_complete_checkpoint
 from ..train.output_dir import RUN_MARKERS
+from ..train.progress_log import PROGRESS_FILE, device_info
+from ..train.rerun import FINISHED_MARKER
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "DEMO_CONFIG", "FFMPEG_EXTENSIONS", "PREPARED_DIR_NAME", "REPORT_NAME", "RESOLVED_CONFIG_NAME",
-    "RUN_MARKERS", "UserError", "check_config", "checkpoint_folders", "ensure_demo_assets", "final_caption",
-    "is_complete", "list_tracks", "measured_fields", "newest_complete_checkpoint", "one_line",
+    "AUDIO_EXTENSIONS", "CAPTIONS_NAME", "DEMO_CONFIG", "FFMPEG_EXTENSIONS", "FINISHED_MARKER", "PREPARED_DIR_NAME",
+    "PROGRESS_FILE", "REPORT_NAME", "RESOLVED_CONFIG_NAME", "RUN_MARKERS", "UserError", "check_config",
+    "checkpoint_folders", "ensure_demo_assets", "final_caption", "format_value", "is_complete", "list_tracks",
+    "machine_device", "measured_fields", "metric_sections", "newest_complete_checkpoint", "one_line", "option_names",
+    "read_value", "tempo_key_report",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -45,6 +60,23 @@ def ensure_demo_assets(model_dir: Path, corpus_dir: Path) -> None:
     """Build the demo's tiny random MusicGen and its synthetic captioned corpus where they are missing (the same
     assets ``python finetune_musicgen.py`` builds for its offline demo)."""
     build_demo_assets(model_dir, corpus_dir)
+
+
+@functools.lru_cache(maxsize=1)
+def option_names() -> frozenset[str]:
+    """Every option of the training command (what a config file or the page's JSON box may hold)."""
+    groups = (ModelArguments, DataArguments, LoraArguments, MusicgenTrainingArguments)
+    return frozenset(f.name for group in groups for f in dataclasses.fields(group))
+
+
+@functools.lru_cache(maxsize=1)
+def machine_device() -> dict[str, Any]:
+    """The device a run started now would train on, as the run reports it (``{"kind", "name", "memory_total"}``)."""
+    if torch.cuda.is_available():
+        return device_info(torch.device("cuda", 0))
+    if torch.backends.mps.is_available():
+        return device_info(torch.device("mps"))
+    return device_info(torch.device("cpu"))
 
 
 def check_config(config_path: Path, extra: list[str] | None = None) -> DataArguments:

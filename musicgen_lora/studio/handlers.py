@@ -1,122 +1,109 @@
-"""What each of the page's buttons does, in plain Python (no Gradio here, so it is tested without a browser).
+"""What the page's project bar, Data and Train tabs do, in plain Python (no Gradio here, so it is tested without a
+browser).
 
 Every public method of :class:`Studio` takes the page's values and returns plain data (Markdown strings, pandas
-DataFrames, file paths); problems come back as a message (``**Error:** ...``), never as a traceback. The work itself is
-done by the project's commands, started through :mod:`.runs`.
+frames, views); problems come back as a message (``**Error:** ...``), never as a traceback. The work itself is done by
+the package's commands, started through :mod:`.runs`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
+import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
-import soundfile as sf
 
-from . import backend
-from .progress import Progress, loss_history, read_log
-from .project import DEMO_PROJECT, Project, RunForm, add_uploads, build_config, save_captions, write_config
-from .runs import RunManager, RunState, python_command, script
+from . import backend, dataset_files, presets
+from .progress import error_line, last_bar, read_text, tail
+from .project import (
+    DEMO_PROJECT,
+    FORM_OPTIONS,
+    Project,
+    RunForm,
+    build_config,
+    delete_project,
+    list_projects,
+    rename_project,
+    set_run_aside,
+    shown_path,
+    write_config,
+)
+from .runs import RunManager, package_command
+from .views import DataView, TrainView, data_view, finished_steps, page_words, prepare_message, stamp, train_view
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 POLL_SECONDS = 1.0  # how often a button that waits for its command refreshes the page
-LOG_TAIL_CHARS = 4000
 
 
 def error_text(err: BaseException) -> str:
-    """The page's message for a problem: the one-line user error, or a short note for anything unexpected (whose
-    traceback goes to the studio's terminal, not the page)."""
+    """The page's message for a problem: the one-line user error in the page's words, or a short note for anything
+    unexpected (whose traceback goes to the studio's terminal, not the page)."""
     if isinstance(err, backend.UserError):
-        return f"**Error:** {backend.one_line(err)}"
+        return f"**Error:** {page_words(backend.one_line(err))}"
     logger.exception("unexpected error in the studio")
     problem = f"{type(err).__name__}: {backend.one_line(err)[:300]}"
     return f"**Error:** unexpected problem ({problem}); the studio's terminal shows the details"
 
 
-def tail(text: str, chars: int = LOG_TAIL_CHARS) -> str:
-    """The end of a log as it looks in a terminal (each ``\\r``-redrawn progress line shown once)."""
-    lines = [line.rsplit("\r", 1)[-1] for line in text[-4 * chars :].split("\n")]
-    return "\n".join(line for line in lines if line.strip())[-chars:]
-
-
-def _duration(path: str) -> float | None:
-    try:
-        return round(sf.info(path).duration, 2)
-    except (RuntimeError, OSError, sf.LibsndfileError):
-        return None
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
-
-
-TRACK_COLUMNS = ["file", "split", "seconds", "status", "caption", "bpm", "key", "training caption"]
-CAPTION_COLUMN = TRACK_COLUMNS.index("caption")
-
-
-def counts_frame(label: str, unit: str, counts: dict[str, int] | None = None) -> pd.DataFrame:
-    """A bar plot's data: one row per bin (``label``: text) with its count (``unit``); typed even when empty, so the
-    plot treats the bins as categories."""
-    counts = counts or {}
-    return pd.DataFrame(
-        {label: pd.Series(list(counts), dtype=object), unit: pd.Series(list(counts.values()), dtype=int)}
-    )
-
-
 @dataclass
-class DataView:
-    """The Data tab's report."""
+class PrepareStep:
+    """One refresh of the Data tab while *Prepare* runs."""
 
-    summary: str = ""
-    lengths: pd.DataFrame = field(default_factory=lambda: counts_frame("length", "clips"))
-    tempi: pd.DataFrame = field(default_factory=lambda: counts_frame("tempo", "tracks"))
-    keys: pd.DataFrame = field(default_factory=lambda: counts_frame("key", "tracks"))
-    tracks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TRACK_COLUMNS))
-
-
-@dataclass
-class TrainView:
-    """The Train tab's live state."""
-
-    status: str
-    running: bool
-    losses: pd.DataFrame  # long format: step, value, curve
-    codebooks: pd.DataFrame  # long format: step, value, codebook
-    samples: list[tuple[str, str]]  # (label, wav path), oldest render first
+    message: str
+    fraction: float | None  # the progress bar (None: none)
     log: str
+    view: DataView | None  # the report, at the end
 
 
 class Studio:
     """The page's actions on the projects of one folder."""
 
-    def __init__(self, projects_dir: str | Path) -> None:
+    def __init__(self, projects_dir: str | Path, host: str = "127.0.0.1") -> None:
         self.root = Path(projects_dir).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.host = host
         self.runs = RunManager()
+        self.tensorboards: dict[Path, tuple[subprocess.Popen, str]] = {}
 
     def project(self, name: str) -> Project:
         return Project.open(self.root, name)
 
-    # ------------------------------------------------------------------------------------------ form defaults
+    def shown(self, path: str | Path | None) -> str:
+        return shown_path(self.root, path)
+
+    def projects(self) -> list[str]:
+        return list_projects(self.root)
+
+    @staticmethod
+    def config_of(project: Project) -> dict[str, Any]:
+        try:
+            return json.loads(project.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _refuse_while_running(self, project: Project, what: str) -> None:
+        state = self.runs.state(project.folder) if project.exists else None
+        if state is not None and state.running:
+            raise backend.UserError(
+                f"a {state.kind} run is going in this project; {what} once it has ended (or stop it)"
+            )
+
+    # ------------------------------------------------------------------------------------------ projects
 
     def defaults(self, name: str) -> RunForm:
         """The form for a project: its saved config if it has one, else the demo's or generic values."""
         project = self.project(name)
         if project.config_path.is_file():
-            return form_from_config(json.loads(project.config_path.read_text(encoding="utf-8")))
+            return self.form_from_config(self.config_of(project))
         if name == DEMO_PROJECT:
             return self.demo_form()
-        folder = str(project.data_dir) if project.data_dir.is_dir() else ""
+        folder = self.shown(project.data_dir) if project.data_dir.is_dir() else ""
         return RunForm(base_model="facebook/musicgen-small", dataset=folder, batch_size=4)
 
     def demo_form(self) -> RunForm:
@@ -125,15 +112,16 @@ class Studio:
         project = self.project(DEMO_PROJECT)
         backend.ensure_demo_assets(project.demo_model_dir, project.data_dir)
         demo = backend.DEMO_CONFIG
-        rest = {k: demo[k] for k in ("max_duration_in_seconds", "min_duration_in_seconds", "lora_alpha", "seed")}
+        rest = {k: demo[k] for k in ("min_duration_in_seconds", "lora_alpha", "seed")}
         return RunForm(
-            base_model=str(project.demo_model_dir),
-            dataset=str(project.data_dir),
+            base_model=self.shown(project.demo_model_dir),
+            dataset=self.shown(project.data_dir),
             steps=40,
             epochs=1,
             learning_rate=demo["learning_rate"],
             rank=demo["lora_r"],
             batch_size=demo["per_device_train_batch_size"],
+            clip_seconds=demo["max_duration_in_seconds"],
             sample_prompts="\n".join(demo["sample_prompts"]),
             sample_every_steps=20,
             save_steps=20,
@@ -142,271 +130,289 @@ class Studio:
             extra_json=json.dumps(rest, indent=1),
         )
 
-    def _config(self, project: Project, form: RunForm, **overrides: Any) -> tuple[Path, list[str]]:
-        """Write the form's config into the project and check it as training will (UserError if it is bad)."""
-        config, notices = build_config(project, form)
-        config.update(overrides)
-        path = write_config(project, config)
-        backend.check_config(path)
-        return path, notices
+    def form_from_config(self, config: dict[str, Any]) -> RunForm:
+        """The form that writes ``config`` (the inverse of :func:`.project.build_config`), the rest as JSON."""
+        defaults = asdict(RunForm(base_model="", dataset=""))
+        values = {name: config.get(key, defaults[name]) for name, key in FORM_OPTIONS.items()}
+        values["trigger_word"] = values["trigger_word"] or ""
+        values["clap_model"] = self.shown(values["clap_model"]) if values["clap_model"] else ""
+        report_to = config.get("report_to") or "none"
+        report_to = report_to[0] if isinstance(report_to, list) and report_to else report_to
+        used = set(FORM_OPTIONS.values()) | {
+            "model_name_or_path", "dataset_name", "max_steps", "bf16", "fp16", "sample_prompts", "save_strategy",
+            "output_dir", "data_cache_dir", "report_to",
+        }  # fmt: skip
+        rest = {
+            k: v
+            for k, v in config.items()
+            if k not in used and not (k == "lora_alpha" and v == 2 * config.get("lora_r", 0))
+        }
+        steps = config.get("max_steps", -1)
+        return RunForm(
+            **values,
+            base_model=self.shown(config.get("model_name_or_path", "")),
+            dataset=self.shown(config.get("dataset_name", "")),
+            steps=steps if steps and steps > 0 else 0,
+            precision="bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32",
+            sample_prompts="\n".join(config.get("sample_prompts", [])),
+            tracker=report_to if isinstance(report_to, str) else "none",
+            extra_json=json.dumps(rest, indent=1) if rest else "",
+        )
+
+    def rename(self, name: str, new: str) -> tuple[str, str]:
+        """Rename a project; returns ``(message, the name the page shows now)``."""
+        try:
+            self._refuse_while_running(self.project(name), "rename it")
+            target = rename_project(self.root, name, new)
+        except Exception as err:  # noqa: BLE001
+            return error_text(err), name
+        return f"Renamed '{name}' to '{target.name}'.", target.name
+
+    def delete(self, name: str) -> tuple[str, str]:
+        """Delete a project and its files (the page asked first); returns ``(message, the project shown next)``."""
+        try:
+            project = self.project(name)
+            self._refuse_while_running(project, "delete it")
+            delete_project(self.root, name)
+        except Exception as err:  # noqa: BLE001
+            return error_text(err), name
+        left = [p for p in self.projects() if p != name]
+        return f"Deleted project '{name}' and its files.", DEMO_PROJECT if DEMO_PROJECT in left or not left else left[0]
 
     # ---------------------------------------------------------------------------------------------- data tab
 
-    def upload(self, name: str, files: list[str] | None) -> tuple[str, str]:
-        """Copy uploaded audio (or zips of it) into the project's data folder. Returns ``(message, folder)``."""
-        project = self.project(name)
-        if not files:
-            return "**Error:** no files chosen; pick audio files (wav, flac, ogg, mp3, ...) or a zip of them", ""
-        added, skipped = add_uploads(files, project.data_dir)
-        message = f"Added {len(added)} file(s) to `{project.data_dir}`."
-        if skipped:
-            message += " Left out: " + "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-        return message, str(project.data_dir)
+    def _config(self, project: Project, form: RunForm) -> tuple[Path, list[str]]:
+        """Write the form's config into the project once training would accept it (UserError if not: the project's
+        config stays as it was)."""
+        config, notices = build_config(project, form)
+        return write_config(project, config), notices
 
-    def prepare(self, name: str, form: RunForm) -> Iterator[tuple[str, str, DataView | None]]:
-        """Run ``python -m musicgen_lora.prepare`` on the form's config; yields ``(message, log, view)`` while it
-        runs and once at the end with the data report (``view`` None until then)."""
+    def upload(self, name: str, files: list[str] | None) -> tuple[str, str | None]:
+        """Copy uploaded audio (or zips of it) into the project's data folder. Returns ``(message, folder)``."""
         try:
             project = self.project(name)
-            config_path, notices = self._config(project, form)
-            state = self.runs.start(
-                project.folder, "prepare", python_command("-m", "musicgen_lora.prepare", str(config_path))
-            )
+            if not files:
+                raise backend.UserError("no files chosen; pick audio files (wav, flac, ogg, mp3, ...) or a zip of them")
+            added, skipped = dataset_files.add_uploads(files, project.data_dir)
+        except Exception as err:  # noqa: BLE001
+            return error_text(err), None
+        message = f"Added {len(added)} file(s) to `{self.shown(project.data_dir)}`; press *Prepare* to read them."
+        if skipped:
+            message += " Left out: " + "; ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+        return message, self.shown(project.data_dir)
+
+    def prepare(self, name: str, form: RunForm) -> Iterator[PrepareStep]:
+        """Run ``python -m musicgen_lora.prepare`` on the form's config, yielding the progress while it runs and the
+        report at the end (on failure or *Cancel*: the folder's files as they are now, marked not prepared)."""
+        try:
+            project = self.project(name)
+            self._refuse_while_running(project, "prepare")
+            config_path, _ = self._config(project, form)
+            state = self.runs.start(project.folder, "prepare", package_command("prepare", str(config_path)))
         except Exception as err:  # noqa: BLE001 - every problem becomes the page's message
-            yield error_text(err), "", None
+            yield PrepareStep(error_text(err), None, "", None)
             return
-        for note in notices:
-            logger.info(note)
         while state.returncode is None:  # (not `running`: the exit status is recorded just after the process ends)
-            yield "Preparing the data…", tail(Path(state.log).read_text(encoding="utf-8", errors="replace")), None
+            text = read_text(Path(state.log))
+            bar = last_bar(text)
+            yield PrepareStep(
+                prepare_message(bar, state.stop_requested), bar.fraction if bar else None, tail(text), None
+            )
             time.sleep(POLL_SECONDS)
             state = self.runs.state(project.folder) or state
-        log = tail(Path(state.log).read_text(encoding="utf-8", errors="replace"))
-        if state.returncode != 0:
-            error = read_log(Path(state.log)).error
-            message = (
-                f"**Error:** {error}"
-                if error
-                else f"**Error:** preparation failed (exit status {state.returncode}); see the log"
-            )
-            yield message, log, None
+        text = read_text(Path(state.log))
+        if state.returncode == 0:
+            message = "**Prepared.** The report is below; edit captions in the table and press *Save changes*."
+            yield PrepareStep(message, 1.0, tail(text), self.data_view(name))
             return
-        yield (
-            "Prepared. The report is below; edit captions in the table and press *Save captions*.",
-            log,
-            self.data_view(name),
+        if state.stopped:
+            message = "**Cancelled**: the preparation stopped; nothing it had not finished was kept."
+        else:
+            error = error_line(text)
+            message = f"**Error:** {page_words(error)}" if error else "**Error:** preparation failed (exit status "
+            message += "" if error else f"{state.returncode}); see the log"
+        note = (
+            f"**Not prepared**: the last *Prepare* ({stamp(state.started)}) did not finish; the table lists the files"
         )
+        yield PrepareStep(message, None, tail(text), self.data_view(name, stale_note=note + " as they are now."))
 
-    def data_view(self, name: str) -> DataView:
-        """The data report of the project's last preparation, and its per-file table."""
+    def cancel_prepare(self, name: str) -> str:
+        try:
+            project = self.project(name)
+            state = self.runs.state(project.folder) if project.exists else None
+            if state is None or state.kind != "prepare" or not state.running:
+                raise backend.UserError("no preparation is going in this project; nothing to cancel")
+            self.runs.stop(project.folder)
+        except Exception as err:  # noqa: BLE001
+            return error_text(err)
+        return "**Cancelling** the preparation…"
+
+    def data_view(self, name: str, stale_note: str | None = None) -> DataView:
+        """The data report of the project's last preparation and its per-file table (``stale_note``: the last
+        preparation failed, so the table shows the folder's files as they are, not prepared)."""
         project = self.project(name)
-        if not project.report_path.is_file() or not project.config_path.is_file():
+        if not project.config_path.is_file():
             return DataView(summary="No data report yet: choose a folder and press *Prepare*.")
+        args = backend.check_config(project.config_path)
+        excluded = dataset_files.excluded_files(args.dataset_name, args.text_column_name)
+        if stale_note is not None or not project.report_path.is_file():
+            return data_view(args, None, excluded, stale_note or "")
         report = json.loads(project.report_path.read_text(encoding="utf-8"))
-        args = backend.check_config(project.config_path)
-        view = DataView(summary=report_summary(report))
-        lengths, tempi, keys, skipped = {}, {}, {}, {}
-        for split in report["splits"].values():
-            for label, count in split.get("length_histogram", {}).items():
-                lengths[label] = lengths.get(label, 0) + count
-            tempo_key = split.get("tempo_key") or {}
-            for label, count in tempo_key.get("bpm_histogram", {}).items():
-                tempi[label] = tempi.get(label, 0) + count
-            for label, count in tempo_key.get("keys", {}).items():
-                keys[label] = keys.get(label, 0) + count
-            for entry in split.get("files", {}).get("skipped_files", []):
-                skipped[str(Path(entry["path"]).resolve())] = entry["reason"]
-        view.lengths = counts_frame("length", "clips", lengths)
-        view.tempi = counts_frame("tempo", "tracks", tempi)
-        view.keys = counts_frame("key", "tracks", keys)
-        view.tracks = self._track_table(args, skipped)
-        return view
+        when = stamp(project.report_path.stat().st_mtime)
+        return data_view(args, report, excluded, f"Prepared at {when}.")
 
-    @staticmethod
-    def _track_table(args: Any, skipped: dict[str, str]) -> pd.DataFrame:
-        root = Path(args.dataset_name)
-        rows = []
-        for track in backend.list_tracks(args):
-            path = str(Path(track["path"]).resolve())
-            reason = skipped.get(path)
-            status = "kept" if reason is None else f"left out: {reason}"
-            if not track["used"]:
-                reason = status = (
-                    "not used (max_train_samples)"
-                    if track["split"] == args.train_split_name
-                    else "not used (max_eval_samples)"
-                )
-            measured = {}
-            if args.add_metadata and reason is None:
-                try:
-                    measured = backend.measured_fields(args, path) or {}
-                except Exception as err:  # noqa: BLE001 - an unreadable file shows as such, the table still loads
-                    reason = f"unreadable: {backend.one_line(err)[:80]}"
-                    status = f"left out: {reason}"
-            name = str(Path(path).relative_to(root.resolve())) if root.resolve() in Path(path).parents else path
-            rows.append(
-                [
-                    name,
-                    track["split"],
-                    _duration(path),
-                    status,
-                    track["caption"] or "",
-                    measured.get("bpm"),
-                    measured.get("key") or "",
-                    backend.final_caption(args, track["caption"], measured) if reason is None else "",
-                ]
-            )
-        return pd.DataFrame(rows, columns=TRACK_COLUMNS)
+    def save_table(self, name: str, table: pd.DataFrame | None) -> tuple[str, DataView | None]:
+        """Write the table's edits into the folder: changed captions, and files ticked out of (or back into)
+        training."""
+        try:
+            project = self.project(name)
+            if table is None or len(table) == 0 or not project.config_path.is_file():
+                raise backend.UserError("nothing to save; prepare a folder first")
+            args = backend.check_config(project.config_path)
+            root = Path(args.dataset_name).resolve()
+            excluded = dataset_files.excluded_files(root, args.text_column_name)
+            rows = [row for _, row in table.iterrows() if str(row["file"] or "").strip()]  # new rows: no file
+            changes = 0
+            for row in rows:
+                path = str((root / str(row["file"])).resolve())
+                use = str(row["use"]).lower() not in ("false", "0", "")
+                if use and path in excluded:
+                    dataset_files.include_file(root, path)
+                    changes += 1
+                elif not use and path not in excluded:
+                    dataset_files.exclude_file(root, path)
+                    changes += 1
+            captions = {
+                str((root / str(row["file"])).resolve()): str(row["caption"] or "")
+                for row in rows
+                if str(row["use"]).lower() not in ("false", "0", "")
+            }
+            changed = dataset_files.save_captions(root, captions, args.text_column_name)
+        except Exception as err:  # noqa: BLE001
+            return error_text(err), None
+        if not changed and not changes:
+            return "No change to save.", None
+        message = f"Saved {changed} caption(s) and {changes} change(s) of what is trained on in `{self.shown(root)}`."
+        note = "**Changed since the last *Prepare***: press *Prepare* to see the report of the folder as it is now."
+        return message + " Training uses them.", self.data_view(name, stale_note=note if changes else None)
 
-    def save_captions(self, name: str, table: pd.DataFrame | None) -> str:
-        """Write the table's captions into the folder's caption files (only those that changed)."""
+    def clap_tags(self, name: str) -> dict[str, str]:
+        """The CLAP tags of each file from the last preparation's ``captions.jsonl`` (``{file: "genre, mood, ..."}``).
+
+        Raises:
+            UserError: the last preparation had no CLAP model.
+        """
         project = self.project(name)
-        if table is None or len(table) == 0 or not project.config_path.is_file():
-            return "**Error:** nothing to save; prepare a folder first"
-        args = backend.check_config(project.config_path)
-        root = Path(args.dataset_name).resolve()
-        captions = {  # rows added in the page (no file) are ignored
-            str((root / str(row["file"])).resolve()): str(row["caption"] or "")
-            for _, row in table.iterrows()
-            if str(row["file"] or "").strip()
+        path = project.run_dir / backend.PREPARED_DIR_NAME / backend.CAPTIONS_NAME
+        rows = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
+        tags = {
+            row["file_name"]: ", ".join(str(row[k]) for k in ("genre", "mood", "instrument") if row.get(k))
+            for row in rows
+            if any(f"{k}_best" in row for k in ("genre", "mood", "instrument"))
         }
-        changed = save_captions(root, captions, args.text_column_name)
-        if not changed:
-            return "No caption changed."
-        return (
-            f"Saved {changed} caption(s) in `{root}`. Training uses them (it prepares the data again, from cached "
-            "codes)."
-        )
+        if not tags:
+            raise backend.UserError(
+                "the last preparation has no CLAP tags; enter a *CLAP model folder* (a local transformers ClapModel, "
+                "e.g. laion/clap-htsat-unfused) and press *Prepare* first"
+            )
+        return tags
 
     def audio_of_row(self, name: str, table: pd.DataFrame | None, row: int) -> str | None:
         """The audio file of a table row, for the player."""
         project = self.project(name)
         if table is None or not 0 <= row < len(table) or not project.config_path.is_file():
             return None
-        root = Path(json.loads(project.config_path.read_text(encoding="utf-8"))["dataset_name"])
-        path = root / str(table.iloc[row]["file"])
-        return str(path) if path.is_file() else None
+        path = Path(self.config_of(project)["dataset_name"]) / str(table.iloc[row]["file"])
+        for candidate in (path, path.with_name(path.name + dataset_files.EXCLUDED_SUFFIX)):
+            if candidate.is_file():
+                return str(candidate)
+        return None
 
     # --------------------------------------------------------------------------------------------- train tab
 
-    def start_training(self, name: str, form: RunForm, start_over: bool = False) -> str:
-        """Start ``python finetune_musicgen.py config.json`` (refused while a run is going, or when the project
-        holds a previous run and ``start_over`` is not ticked)."""
+    def start_training(self, name: str, form: RunForm, start_over: bool = False, aside_name: str = "") -> str:
+        """Start ``python -m musicgen_lora.train config.json`` (refused while a run is going, or when the project
+        holds a run and ``start_over`` is not ticked; with it, that run is set aside in the history)."""
         try:
             project = self.project(name)
-            state = self.runs.state(project.folder)
+            state = self.runs.state(project.folder) if project.exists else None
             if state is not None and state.running:  # said first: a second tab's Start while the run goes
                 return f"**Error:** a {state.kind} run is already going in this project; wait for it or stop it first"
             previous = previous_run(project.run_dir)
             if previous and not start_over:
+                steps = finished_steps(project.run_dir)
+                if steps is not None:
+                    return (
+                        f"**Error:** this project's run has finished ({steps} steps); to train a new one, tick *Start "
+                        "over* (the finished run is kept in the run history, to listen to on the *Listen* tab)"
+                    )
                 return (
-                    f"**Error:** this project already holds a run ({previous}); press *Resume* to continue it, or tick "
-                    "*Start over* to replace it (kept aside until the new run succeeds, then deleted)"
+                    f"**Error:** this project holds an unfinished run ({previous}); press *Resume* to continue it, or "
+                    "tick *Start over* to begin a new one (this one is kept in the run history)"
                 )
-            config_path, notices = self._config(project, form, overwrite_output_dir=bool(start_over))
-            self.runs.start(project.folder, "train", python_command(script("finetune_musicgen.py"), str(config_path)))
+            config_path, notices = self._config(project, form)  # checked before the old run moves
+            aside = set_run_aside(project, aside_name) if start_over else None
+            self.runs.start(project.folder, "train", package_command("train", str(config_path)))
         except Exception as err:  # noqa: BLE001
             return error_text(err)
-        return "Training started." + "".join(f" Note: {n}." for n in notices)
+        kept = f" The earlier run is kept as *{aside}* in the run history." if aside else ""
+        return "Training started." + kept + "".join(f" Note: {n}." for n in notices)
 
     def resume_training(self, name: str) -> str:
         """Continue the project's run from its newest complete checkpoint, with the config it was started with."""
         try:
             project = self.project(name)
+            state = self.runs.state(project.folder) if project.exists else None
+            if state is not None and state.running:
+                return f"**Error:** a {state.kind} run is going in this project; it cannot be resumed while it runs"
+            steps = finished_steps(project.run_dir)
+            if steps is not None:
+                return (
+                    f"**Error:** the run has finished ({steps} steps): there is nothing to resume. To train a new "
+                    "one, tick *Start over* and press *Start* (this one is kept in the run history)"
+                )
             checkpoint = backend.newest_complete_checkpoint(project.run_dir)
             if checkpoint is None or not project.config_path.is_file():
+                every = self.config_of(project).get("save_steps")
+                when = f" the first is saved at step {every}" if every else " one is saved every N steps"
                 return (
-                    "**Error:** no checkpoint to resume from yet; press *Start* (checkpoints are saved every *save "
-                    "every N steps*)"
+                    f"**Error:** no checkpoint to resume from yet;{when} (*Save a checkpoint every N steps*, under "
+                    "*More options*). Press *Start* to train"
                 )
             # as a flag, so a config edited in the page since the run started still continues it (see train.rerun)
-            argv = python_command(
-                script("finetune_musicgen.py"), str(project.config_path), "--resume_from_checkpoint", "true"
-            )
-            self.runs.start(project.folder, "train", argv, resume=True)
+            argv = package_command("train", str(project.config_path), "--resume_from_checkpoint", "true")
+            self.runs.start(project.folder, "train", argv, resume=True, resumed_from=checkpoint.name)
         except Exception as err:  # noqa: BLE001
             return error_text(err)
         return f"Resuming from {checkpoint.name}."
 
     def stop_training(self, name: str) -> str:
         try:
-            self.runs.stop(self.project(name).folder)
+            project = self.project(name)
+            state = self.runs.state(project.folder) if project.exists else None
+            if state is None or state.kind != "train" or not state.running:
+                raise backend.UserError("no training is going in this project; nothing to stop")
+            self.runs.stop(project.folder)
         except Exception as err:  # noqa: BLE001
             return error_text(err)
         return "Stopping: training saves a checkpoint, then ends."
 
     def train_view(self, name: str) -> TrainView:
-        """The Train tab's live state: status line, loss curves, samples rendered so far, the log's end."""
+        """The Train tab's live state: status line and bar, device, curves, samples so far, the log's end."""
         project = self.project(name)
-        state = self.runs.state(project.folder)
-        if state is None or state.kind != "train":
-            return TrainView(
-                "No training run yet: set the options and press *Start*.",
-                False,
-                _empty_losses(),
-                _empty_losses(),
-                samples_of(project.run_dir),
-                "",
-            )
-        text = Path(state.log).read_text(encoding="utf-8", errors="replace") if Path(state.log).is_file() else ""
-        progress = read_log(Path(state.log))
-        train, evals = loss_history(project.run_dir, progress, since=state.fresh_since)
-        losses, codebooks = loss_frames(train, evals)
-        return TrainView(
-            status_line(state, progress, project.run_dir),
-            state.running,
-            losses,
-            codebooks,
-            samples_of(project.run_dir),
-            tail(text),
-        )
+        state = self.runs.state(project.folder) if project.exists else None
+        url = self.tensorboards.get(project.folder, (None, None))[1]
+        return train_view(state, project, self.shown(project.run_dir), self.config_of(project), url)
 
-
-def form_from_config(config: dict[str, Any]) -> RunForm:
-    """The form that writes ``config`` (the inverse of :func:`project.build_config`), the rest as JSON."""
-    precision = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "fp32"
-    steps = config.get("max_steps", -1)
-    mapped = {
-        "base_model": "model_name_or_path",
-        "dataset": "dataset_name",
-        "trigger_word": "instance_prompt",
-        "add_metadata": "add_metadata",
-        "epochs": "num_train_epochs",
-        "learning_rate": "learning_rate",
-        "rank": "lora_r",
-        "batch_size": "per_device_train_batch_size",
-        "gradient_checkpointing": "gradient_checkpointing",
-        "sample_every_steps": "sample_every_steps",
-        "save_steps": "save_steps",
-        "logging_steps": "logging_steps",
-        "sample_seconds": "sample_duration_in_seconds",
-    }
-    defaults = asdict(RunForm(base_model="", dataset=""))
-    values = {name: config.get(key, defaults[name]) for name, key in mapped.items()}
-    values["trigger_word"] = values["trigger_word"] or ""
-    used = set(mapped.values()) | {
-        "max_steps",
-        "bf16",
-        "fp16",
-        "sample_prompts",
-        "save_strategy",
-        "disable_tqdm",
-        "output_dir",
-        "overwrite_output_dir",
-        "data_cache_dir",
-    }
-    rest = {
-        k: v
-        for k, v in config.items()
-        if k not in used and not (k == "lora_alpha" and v == 2 * config.get("lora_r", 0))
-    }
-    return RunForm(
-        **values,
-        steps=steps if steps and steps > 0 else 0,
-        precision=precision,
-        sample_prompts="\n".join(config.get("sample_prompts", [])),
-        extra_json=json.dumps(rest, indent=1) if rest else "",
-    )
+    def command_lines(self, name: str, form: RunForm) -> str:
+        """The command the form runs, exactly, and as one self-contained line (Markdown)."""
+        try:
+            project = self.project(name)
+            config, _ = build_config(project, form)
+            exact, flags = presets.command_lines(project.config_path, config)
+        except Exception as err:  # noqa: BLE001
+            return error_text(err)
+        return f"*Start* runs:\n```\n{exact}\n```\nThe same run without the config file:\n```\n{flags}\n```"
 
 
 def form_fields() -> list[str]:
@@ -420,102 +426,3 @@ def previous_run(run_dir: Path) -> str | None:
     if checkpoints:
         return checkpoints[-1].name
     return next((name for name in backend.RUN_MARKERS if (run_dir / name).exists()), None)
-
-
-def report_summary(report: dict[str, Any]) -> str:
-    """The data report's numbers as Markdown: files found, read and left out (with reasons), hours, captions."""
-    lines = []
-    for name, split in report["splits"].items():
-        files = split.get("files", {})
-        reasons = ", ".join(f"{n} {kind}" for kind, n in files.get("reasons", {}).items())
-        left = split.get("left_out", {})
-        lines.append(
-            f"**{name}**: {files.get('found', split['tracks'])} files found, {files.get('read', split['tracks'])} "
-            f"read, "
-            f"{files.get('skipped', 0)} left out{f' ({reasons})' if reasons else ''}; {split['tracks']} tracks, "
-            f"{split['examples']} examples; {split['hours_found']:.3f} h found, {split['hours_kept']:.3f} h kept; "
-            f"{left.get('too_short_tracks', 0)} too short, {left.get('silent_tracks', 0)} silent; captions: "
-            f"{split.get('captions', {}).get('tracks_with_own_caption', 0)} own, "
-            f"{split.get('captions', {}).get('tracks_with_added_tempo_key', 0)} with tempo/key added."
-        )
-    return "\n\n".join(lines)
-
-
-def _empty_losses() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"step": pd.Series(dtype=float), "value": pd.Series(dtype=float), "curve": pd.Series(dtype=str)}
-    )
-
-
-def loss_frames(train: list[dict[str, float]], evals: list[dict[str, float]]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Long-format frames for the plots: the train (and eval) loss, and each codebook's cross-entropy."""
-    losses = [{"step": r["step"], "value": r["loss"], "curve": "train loss"} for r in train if "loss" in r]
-    losses += [{"step": r["step"], "value": r["eval_loss"], "curve": "eval loss"} for r in evals if "eval_loss" in r]
-    codebooks = [
-        {"step": r["step"], "value": value, "curve": key.replace("ce_", "")}
-        for r in train
-        for key, value in r.items()
-        if key.startswith("ce_q")
-    ]
-    empty = _empty_losses()
-    return (pd.DataFrame(losses) if losses else empty), (pd.DataFrame(codebooks) if codebooks else empty)
-
-
-def _stage_order(folder: Path) -> tuple[int, int]:
-    if folder.name == "base":
-        return 0, 0
-    if folder.name.startswith("step-") and folder.name[5:].isdigit():
-        return 1, int(folder.name[5:])
-    return 2, 0  # final
-
-
-def samples_of(run_dir: Path) -> list[tuple[str, str]]:
-    """The listening samples rendered so far, ``(label, wav)``: base first, then each step, then final."""
-    samples = []
-    stages = [p for p in (run_dir / "samples").glob("*") if p.is_dir()] if (run_dir / "samples").is_dir() else []
-    for stage in sorted(stages, key=_stage_order):
-        prompts = {}
-        if (stage / "prompts.txt").is_file():
-            for line in (stage / "prompts.txt").read_text(encoding="utf-8").splitlines():
-                file_name, _, prompt = line.partition("\t")
-                prompts[file_name] = prompt
-        for wav in sorted(stage.glob("*.wav"), key=lambda p: (len(p.stem), p.stem)):
-            samples.append((f"{stage.name} · {prompts.get(wav.name, wav.stem)}", str(wav)))
-    return samples
-
-
-def status_line(state: RunState, progress: Progress, run_dir: Path) -> str:
-    """One Markdown line saying where the run is."""
-    if state.returncode is None:  # going, or just ended and its exit status not recorded yet
-        if state.stop_requested:
-            return f"**Stopping** at step {progress.step}: saving a checkpoint…"
-        if not progress.total:
-            return "**Starting**: loading the model and preparing the data…"
-        percent = 100 * progress.fraction
-        return (
-            f"**Training**: step {progress.step}/{progress.total} ({percent:.0f} %), {_clock(progress.elapsed_s)} "
-            f"elapsed, "
-            f"about {_clock(progress.remaining_s)} left"
-        )
-    if state.returncode == 0:
-        return f"**Finished**: {progress.step} steps. The adapter is in `{run_dir}`; listen on the *Listen* tab."
-    checkpoint = backend.newest_complete_checkpoint(run_dir)
-    if state.stopped:
-        saved = f"{checkpoint.name} is saved" if checkpoint else "no checkpoint was saved"
-        return f"**Stopped** at step {progress.step}; {saved}. Press *Resume* to continue."
-    reason = progress.error or "see the log below"
-    resume = f" *Resume* continues from {checkpoint.name}." if checkpoint else ""
-    return f"**Training failed** (exit status {state.returncode}): {reason}.{resume}"
-
-
-def guarded(function: Callable[..., T]) -> Callable[..., T | str]:
-    """Wrap a handler so that any problem comes back as the page's message instead of an exception."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001
-            return error_text(err)
-
-    return wrapper

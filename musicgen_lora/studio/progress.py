@@ -1,50 +1,60 @@
-"""Read a training run's progress from its log: the step, the time left, and the logged losses per step.
+"""How far a run has got: training from its ``progress.jsonl`` (written by the run itself, see
+:mod:`musicgen_lora.train.progress_log`), preparation from the progress bars in its log, and the log's end as a
+terminal would show it.
 
-The training command prints, on its merged stdout/stderr, Trainer's progress bar (``40%|####  | 4/10 [00:02<00:03,
-...]``, no description) and one Python dict per logging step (``{'loss': '4.153', 'ce_q1': '4.139', ..., 'epoch':
-'1'}``). The studio starts it with ``TQDM_MININTERVAL=0`` so the bar is drawn at every step: a dict then belongs to
-the step the bar showed last. These values are rounded to 4 significant digits; once a checkpoint (or the end of the
-run) writes ``trainer_state.json``, its exact ``log_history`` replaces them up to its step (:func:`loss_history`).
+The training file is structured: losses are Trainer's exact values, samples are announced with their paths when
+written, and the device and its memory come with them. Only a preparation (which has no such file) is read from its
+log: the last progress bar drawn (``Encoding: 50%|#####     | 8/16 [00:02<00:02, 3.1it/s]``) says what it does, how
+far it is and the time left.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Trainer's bar has no description, so its text starts with the percentage; the data preparation's bars
-# ("Encoding: 50%|...") have one and do not match.
-_BAR = re.compile(r"^\s*(\d+)%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+)")
-_DICT = re.compile(r"^\s*(\{'.*\})\s*$")
-_RESUME = re.compile(r"Resuming from (\S*checkpoint-(\d+))")
-START_MARKER = "=== studio: "  # the run manager writes one such line before each start of the command
+from . import backend
+
+START_MARKER = "=== studio: "  # the run manager writes one such line before each start of a command
+LOG_TAIL_CHARS = 4000
+# tqdm's bar: "[desc: ]NN%|bar| n/total [elapsed<remaining, rate]"
+_BAR = re.compile(
+    r"^\s*(?:(?P<desc>[^|]*?):\s*)?(?P<pct>\d+)%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*"
+    r"\[(?P<el>[\d:]+)<(?P<left>[\d:?]+)"
+)
 
 
-@dataclass
-class Progress:
-    """What the log says so far about the latest start of the run."""
-
-    step: int = 0
-    total: int = 0
-    elapsed_s: float | None = None
-    remaining_s: float | None = None
-    train: dict[int, dict[str, float]] = field(default_factory=dict)  # step -> logged values (all starts)
-    eval: dict[int, dict[str, float]] = field(default_factory=dict)
-    summary: dict[str, float] | None = None  # the final {'train_runtime': ...} record
-    error: str | None = None  # the command's one-line "error: ..." message
-    resumed_from: int | None = None
-    starts: int = 0
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total if self.total else 0.0
+def read_text(path: Path) -> str:
+    """A log as written, ``\\r`` kept (``Path.read_text`` turns each into a line break, so every redraw of a
+    progress bar became a line of its own)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return ""
 
 
-def _seconds(text: str) -> float | None:
+def tail(text: str, chars: int = LOG_TAIL_CHARS) -> str:
+    """The end of a log as it looks in a terminal: each progress bar at its last redraw, empty lines left out."""
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text[-4 * chars :].split("\n")]
+    return "\n".join(line for line in lines if line.strip())[-chars:]
+
+
+def latest_start(text: str) -> str:
+    """The part of a log written by the latest start of its command."""
+    return text[text.rfind(START_MARKER) :] if START_MARKER in text else text
+
+
+def error_line(text: str) -> str | None:
+    """The command's one-line ``error: ...`` message in the latest start's log, if any."""
+    errors = [line for line in re.split(r"[\r\n]", latest_start(text)) if line.startswith("error: ")]
+    return errors[-1][len("error: ") :].strip() if errors else None
+
+
+def seconds_of(text: str) -> float | None:
     """tqdm's ``[H:]MM:SS`` as seconds; ``?`` (unknown) as None."""
     if "?" in text:
         return None
@@ -54,103 +64,124 @@ def _seconds(text: str) -> float | None:
     return seconds
 
 
-def _as_numbers(record: dict[str, Any]) -> dict[str, float]:
-    numbers = {}
-    for key, value in record.items():
+@dataclass
+class Bar:
+    """A progress bar as last drawn in a log."""
+
+    what: str  # its description ("Encoding", "Map"; "" when it has none)
+    done: int
+    total: int
+    elapsed_s: float | None
+    remaining_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+def last_bar(text: str) -> Bar | None:
+    """The last progress bar drawn in the latest start's log."""
+    for segment in reversed(re.split(r"[\r\n]", latest_start(text))):
+        found = _BAR.match(segment)
+        if found is not None:
+            return Bar(
+                (found["desc"] or "").strip(),
+                int(found["n"]),
+                int(found["total"]),
+                seconds_of(found["el"]),
+                seconds_of(found["left"]),
+            )
+    return None
+
+
+# -------------------------------------------------------------------------------------------- progress.jsonl
+
+
+@dataclass
+class RunProgress:
+    """What a run's ``progress.jsonl`` says, over all its starts (a resumed start supersedes what the one before it
+    logged after its checkpoint)."""
+
+    step: int = 0
+    max_steps: int = 0
+    start: dict[str, Any] | None = None  # the latest `start` line
+    end: dict[str, Any] | None = None  # the latest start's `end` line (None while it trains)
+    last_step: dict[str, Any] | None = None  # the latest start's latest `step` line
+    train: list[dict[str, Any]] = field(default_factory=list)  # `log` lines, by step
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # `sample` lines, latest per folder, in order
+    seconds_per_step: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.max_steps if self.max_steps else 0.0
+
+    @property
+    def remaining_s(self) -> float | None:
+        if self.seconds_per_step is None:
+            return None
+        return max(0.0, (self.max_steps - self.step) * self.seconds_per_step)
+
+    @property
+    def elapsed_s(self) -> float | None:
+        return self.last_step["seconds"] if self.last_step else None
+
+
+def _lines(path: Path, since: float) -> list[dict[str, Any]]:
+    lines = []
+    for text in read_text(path).splitlines():
         try:
-            numbers[key] = float(value)
-        except (TypeError, ValueError):
-            continue  # e.g. a string metric; the plots need numbers only
-    return numbers
+            line = json.loads(text)
+        except ValueError:
+            continue  # a line being written right now
+        if isinstance(line, dict) and line.get("time", 0) >= since:
+            lines.append(line)
+    return lines
 
 
-def parse_log(text: str) -> Progress:
-    """The progress of every start recorded in a training log (see the module docstring for the format)."""
-    progress = Progress()
-    bar_total: int | None = None  # the training bar's total; evaluation bars (other totals) are ignored
-    for segment in re.split(r"[\r\n]", text):
-        if segment.startswith(START_MARKER):
-            progress.starts += 1
-            progress.error, progress.summary, bar_total = None, None, None
-            continue
-        if (bar := _BAR.match(segment)) is not None:
-            step, total = int(bar.group(2)), int(bar.group(3))
-            if bar_total is None:
-                bar_total = total
-            if total == bar_total:
-                progress.step, progress.total = step, total
-                progress.elapsed_s, progress.remaining_s = _seconds(bar.group(4)), _seconds(bar.group(5))
-            continue
-        if (found := _DICT.match(segment)) is not None:
-            try:
-                record = ast.literal_eval(found.group(1))  # a dict of literals only: never evaluates code
-            except (ValueError, SyntaxError):
-                continue
-            if not isinstance(record, dict):
-                continue
-            numbers = _as_numbers(record)
-            if "train_runtime" in record:
-                progress.summary = numbers
-            elif "eval_loss" in record:
-                progress.eval[progress.step] = numbers
-            elif "loss" in record:
-                progress.train[progress.step] = numbers
-            continue
-        if segment.startswith("error: "):
-            progress.error = segment[len("error: ") :].strip()
-        elif (resumed := _RESUME.search(segment)) is not None:
-            progress.resumed_from = int(resumed.group(2))
+def read_progress(run_dir: Path, since: float = 0.0) -> RunProgress:
+    """The run's progress (empty before its first start line).
+
+    Args:
+        since: ignore lines written before this time (``time.time()``): a run this one replaced.
+    """
+    progress = RunProgress()
+    steps: list[dict[str, Any]] = []  # the latest start's step lines
+    train: dict[int, dict[str, Any]] = {}
+    evals: dict[int, dict[str, Any]] = {}
+    samples: dict[str, dict[str, Any]] = {}
+    for line in _lines(run_dir / backend.PROGRESS_FILE, since):
+        event, step = line.get("event"), int(line.get("step", 0))
+        if event == "start":
+            progress.start, progress.end, steps = line, None, []
+            train = {s: v for s, v in train.items() if s <= step}
+            evals = {s: v for s, v in evals.items() if s <= step}
+            samples = {k: v for k, v in samples.items() if v["step"] <= step or v["kind"] == "base"}
+        elif event == "step":
+            steps.append(line)
+        elif event == "log":
+            train[step] = line
+        elif event == "eval":
+            evals[step] = line
+        elif event == "sample":
+            samples.pop(line["folder"], None)  # rendered again (base, at a resume): shown in its new place
+            samples[line["folder"]] = line
+        elif event == "end":
+            progress.end = line
+        progress.step, progress.max_steps = step if event != "sample" else progress.step, line.get("max_steps", 0)
+    progress.train = [train[s] for s in sorted(train)]
+    progress.evals = [evals[s] for s in sorted(evals)]
+    progress.samples = list(samples.values())
+    if steps:
+        progress.last_step = steps[-1]
+        first_step = progress.start["step"] if progress.start else 0
+        first, last = steps[0], steps[-1]
+        if last["step"] > first["step"]:  # the pace between steps (the first one also loaded data and rendered)
+            progress.seconds_per_step = (last["seconds"] - first["seconds"]) / (last["step"] - first["step"])
+        elif last["step"] > first_step:
+            progress.seconds_per_step = last["seconds"] / (last["step"] - first_step)
     return progress
 
 
-def read_log(path: Path) -> Progress:
-    """:func:`parse_log` of a log file (an empty progress when there is none yet)."""
-    try:
-        return parse_log(path.read_text(encoding="utf-8", errors="replace"))
-    except FileNotFoundError:
-        return Progress()
-
-
-def _state_files(run_dir: Path) -> list[Path]:
-    """The run's ``trainer_state.json`` files (the final one and each checkpoint's)."""
-    files = [run_dir / "trainer_state.json"] if (run_dir / "trainer_state.json").is_file() else []
-    return files + sorted(run_dir.glob("checkpoint-*/trainer_state.json"))
-
-
-def exact_history(run_dir: Path, since: float = 0.0) -> tuple[int, list[dict[str, Any]]]:
-    """The most advanced ``log_history`` written by the run (final state or newest checkpoint), and its step.
-
-    Args:
-        since: ignore files last written before this time (``time.time()``): those of a run this one started over.
-    """
-    best_step, best_history = 0, []
-    for path in _state_files(run_dir):
-        try:
-            if path.stat().st_mtime < since:
-                continue
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # a checkpoint being written right now
-        if state.get("global_step", 0) >= best_step:
-            best_step, best_history = state.get("global_step", 0), state.get("log_history", [])
-    return best_step, best_history
-
-
-def loss_history(
-    run_dir: Path, progress: Progress, since: float = 0.0
-) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """Train and eval records (each with its ``step``), exact from ``trainer_state.json`` up to its step and from
-    the log after it, in step order (``since``: see :func:`exact_history`)."""
-    exact_step, history = exact_history(run_dir, since)
-    train: dict[int, dict[str, float]] = {s: v for s, v in progress.train.items() if s > exact_step}
-    evals: dict[int, dict[str, float]] = {s: v for s, v in progress.eval.items() if s > exact_step}
-    for record in history:
-        step = int(record.get("step", 0))
-        if "loss" in record:
-            train[step] = _as_numbers(record)
-        elif "eval_loss" in record:
-            evals[step] = _as_numbers(record)
-    return (
-        [{**train[s], "step": float(s)} for s in sorted(train)],
-        [{**evals[s], "step": float(s)} for s in sorted(evals)],
-    )
+def has_progress(run_dir: Path) -> bool:
+    return (run_dir / backend.PROGRESS_FILE).is_file()

@@ -1,9 +1,11 @@
-"""The run manager: the project's commands in their own processes, one at a time per project.
+"""The run manager: the project's long commands in their own processes, one at a time per project.
 
-A training (or preparation) run is ``python finetune_musicgen.py CONFIG.json`` (``python -m musicgen_lora.prepare
-CONFIG.json``) started in a new session, its stdout and stderr written to a log file in the project: the page only
-reads that file, so it stays responsive, a crash of training is a line in the log and an exit status, and a run
-survives a restart of the studio (the next studio finds it through its lock file and shows it again).
+A training (or preparation) run is ``python -m musicgen_lora.train CONFIG.json`` (``python -m musicgen_lora.prepare
+CONFIG.json``), commands of the installed package, started in a new session under a small parent
+(:mod:`.supervise`) that records its exit status; its stdout and stderr go to a log file in the project. The page
+reads that log and the run's ``progress.jsonl`` only, so it stays responsive, a crash of training is a line in the
+log and an exit status, and a run survives a restart of the studio: the next studio finds it through its lock file,
+shows it again, and reads how it ended from the status file.
 
 One run per project: a lock file (``studio/run.lock``, created with ``O_EXCL``, holding the process id) refuses a
 second start from another tab, another studio or a double click; a lock whose process is gone is stale and removed.
@@ -27,9 +29,11 @@ from typing import Any
 from . import backend
 from .progress import START_MARKER
 
-REPO_ROOT = Path(__file__).resolve().parents[2]  # where finetune_musicgen.py and evaluate.py live
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding musicgen_lora (a checkout or site-packages)
 LOCK_NAME = "run.lock"
 STATE_NAME = "run-state.json"
+EXIT_NAME = "run-exit.json"  # written by .supervise when the command ends
+UNKNOWN_EXIT = -1  # the run's parent vanished without writing its status (killed with SIGKILL, a machine restart)
 STOPPED_CODES = (130, -signal.SIGINT)  # exit status after Ctrl-C: the training's own (130), or Python's default
 
 
@@ -37,21 +41,16 @@ def command_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of the project's commands: the package importable from any folder, unbuffered output, and
     Trainer's progress bar drawn at every step (read by :mod:`.progress`)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_PARENT), *filter(None, [env.get("PYTHONPATH")])])
     env.update({"PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "0", "HF_HUB_DISABLE_TELEMETRY": "1"})
     env.update(extra or {})
     return env
 
 
-def script(name: str) -> str:
-    """The path of a top-level script of the project (``finetune_musicgen.py``, ``evaluate.py``)."""
-    path = REPO_ROOT / name
-    if not path.is_file():
-        raise backend.UserError(
-            f"{name} not found in '{REPO_ROOT}'; run the studio from the project's checkout (git clone), where the "
-            "scripts sit beside the musicgen_lora package"
-        )
-    return str(path)
+def package_command(module: str, *words: str) -> list[str]:
+    """``[python, -m, musicgen_lora.MODULE, *words]``: a command of the package the studio runs from (installed or a
+    checkout), never a script file of a checkout."""
+    return python_command("-m", f"musicgen_lora.{module}", *words)
 
 
 def pid_alive(pid: int) -> bool:
@@ -82,6 +81,7 @@ class RunState:
     returncode: int | None = None
     ended: float | None = None
     stop_requested: bool = False
+    resumed_from: str | None = None  # the checkpoint a Resume continues from
     history: list[str] = field(default_factory=list)  # earlier starts of the same run (resumes), for the record
 
     @property
@@ -109,8 +109,9 @@ class RunManager:
         return folder
 
     def state(self, project_dir: Path) -> RunState | None:
-        """The project's latest run (None if it never had one); a run whose process vanished without a recorded
-        exit (the studio was killed with it) reads as ended with status -1."""
+        """The project's latest run (None if it never had one). A run that ended while another studio (or none)
+        watched it reads its exit status from the status file its parent wrote; without one (the parent was killed
+        too) it reads as ended with :data:`UNKNOWN_EXIT`."""
         path = self._studio_dir(project_dir) / STATE_NAME
         try:
             state = RunState(**json.loads(path.read_text(encoding="utf-8")))
@@ -118,13 +119,25 @@ class RunManager:
             return None
         process = self._processes.get(project_dir)
         if state.returncode is None and process is None and not pid_alive(state.pid):
-            state.returncode, state.ended = -1, time.time()
+            exit_status = self.exit_status(project_dir, state.pid)
+            state.returncode, state.ended = exit_status or (UNKNOWN_EXIT, time.time())
             self._save(project_dir, state)
         return state
 
+    def exit_status(self, project_dir: Path, pid: int) -> tuple[int, float] | None:
+        """``(returncode, ended)`` that the run with this parent process id left in its status file, if any."""
+        try:
+            found = json.loads((self._studio_dir(project_dir) / EXIT_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(found, dict) or found.get("pid") != pid:
+            return None  # an earlier run's
+        return int(found["returncode"]), float(found["ended"])
+
     def _save(self, project_dir: Path, state: RunState) -> None:
         path = self._studio_dir(project_dir) / STATE_NAME
-        staging = path.with_suffix(".tmp")
+        # one staging file per thread: the thread reaping a run and a page's Stop or Cancel may save at once
+        staging = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
         staging.write_text(json.dumps(asdict(state), indent=1), encoding="utf-8")
         os.replace(staging, path)
 
@@ -157,7 +170,9 @@ class RunManager:
 
     # ----------------------------------------------------------------------------------------------- runs
 
-    def start(self, project_dir: Path, kind: str, argv: list[str], resume: bool = False) -> RunState:
+    def start(
+        self, project_dir: Path, kind: str, argv: list[str], resume: bool = False, resumed_from: str | None = None
+    ) -> RunState:
         """Start a command for a project, refusing while another of its runs is going.
 
         Args:
@@ -178,6 +193,9 @@ class RunManager:
             lock = self._take_lock(project_dir, kind)
             try:
                 state = self._spawn(project_dir, kind, argv, resume, previous, lock)
+                if resumed_from:
+                    state.resumed_from = resumed_from
+                    self._save(project_dir, state)
             except BaseException:
                 lock.unlink(missing_ok=True)
                 raise
@@ -187,12 +205,14 @@ class RunManager:
         self, project_dir: Path, kind: str, argv: list[str], resume: bool, previous: RunState | None, lock: Path
     ) -> RunState:
         log = self._studio_dir(project_dir) / f"{kind}.log"
+        exit_file = self._studio_dir(project_dir) / EXIT_NAME
+        exit_file.unlink(missing_ok=True)
         now = time.time()
         with log.open("a" if resume else "w", encoding="utf-8") as out:
             out.write(f"{START_MARKER}{time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n")
             out.flush()
             process = subprocess.Popen(
-                argv,
+                python_command("-m", "musicgen_lora.studio.supervise", str(exit_file), *argv),
                 cwd=project_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -218,11 +238,13 @@ class RunManager:
 
     def _wait(self, project_dir: Path, process: subprocess.Popen, lock: Path) -> None:
         """Reap the process, record how it ended and free the project."""
-        returncode = process.wait()
+        process.wait()
         with self._guard:
             state = self.state(project_dir)
             if state is not None and state.pid == process.pid:
-                state.returncode, state.ended = returncode, time.time()
+                # the command's own status (a signal as -N), which the parent's exit code can only say as 128 + N
+                ended = self.exit_status(project_dir, process.pid) or (UNKNOWN_EXIT, time.time())
+                state.returncode, state.ended = ended
                 self._save(project_dir, state)
             self._processes.pop(project_dir, None)
             holder = self._lock_holder(lock)
@@ -236,15 +258,16 @@ class RunManager:
         Raises:
             UserError: no run is going.
         """
-        state = self.state(project_dir)
-        if state is None or not state.running:
-            raise backend.UserError("no run is going in this project; nothing to stop")
-        try:
-            os.killpg(state.pid, signal.SIGINT)  # the run leads its own process group (start_new_session)
-        except ProcessLookupError:
-            pass  # it ended in the meantime
-        state.stop_requested = True
-        self._save(project_dir, state)
+        with self._guard:  # not between the reaper's read and write of the state (its exit status would be lost)
+            state = self.state(project_dir)
+            if state is None or not state.running:
+                raise backend.UserError("no run is going in this project; nothing to stop")
+            try:
+                os.killpg(state.pid, signal.SIGINT)  # the run leads its own process group (start_new_session)
+            except ProcessLookupError:
+                pass  # it ended in the meantime
+            state.stop_requested = True
+            self._save(project_dir, state)
         return state
 
     def wait(self, project_dir: Path, timeout: float | None = None) -> RunState | None:
@@ -278,6 +301,14 @@ def run_command(
     except subprocess.TimeoutExpired as err:
         return -1, (err.output or "") + f"\nerror: the command did not finish within {timeout:.0f} s"
     return done.returncode, done.stdout
+
+
+def start_logged(argv: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """Start a command whose output goes to ``log`` (replaced), for a tab that shows its progress while it runs."""
+    with log.open("w", encoding="utf-8") as out:
+        return subprocess.Popen(
+            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=command_env()
+        )
 
 
 def python_command(*words: str) -> list[str]:

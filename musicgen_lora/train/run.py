@@ -20,7 +20,7 @@ from ..config.arguments import ParsedConfig
 from ..config.dependencies import check_logins
 from ..config.parsing import with_absolute_local_paths
 from ..errors import Interrupted, UserError, one_line
-from ..files import cache_root, ensure_writable_folder, hub_id_of
+from ..files import cache_root, ensure_writable_folder, hub_id_of, readable_weights
 from ..hub.card import PLOT_NAME, fix_adapter_config, write_model_card
 from ..hub.upload import PushRequest, push_folder, take_push_request
 from ..logs import apply_process_log_level, progress_bars
@@ -34,6 +34,7 @@ from .lora import add_trainable_parts, cast_frozen_base, check_lora_targets, fro
 from .optimizer_steps import warn_if_few_steps
 from .output_dir import check_output_dir, run_lock, set_previous_run_aside, settle_previous_run
 from .plots import plot_loss_curves_if_possible
+from .progress_log import ProgressLog
 from .rerun import config_written_for_this_run, finished_run_results, plan_rerun
 from .samples import SampleCallback
 from .stopping import StopOnSignal
@@ -109,6 +110,7 @@ def build_trainer(
         ) from None
     for callback in callbacks:
         callback.attach(trainer)  # before the reporting integrations, so it can still log at the end of training
+    trainer.add_callback(ProgressLog())  # last: it reports the samples rendered at the step it sees end
     return trainer
 
 
@@ -306,6 +308,7 @@ def _outputs(
     output_dir = Path(parsed.training.output_dir)
     hub_url = None
     if trainer.is_world_process_zero():
+        readable_weights(output_dir)  # the adapter, checkpoints and best/ (safetensors 0.8 writes them 0600)
         processor.save_pretrained(output_dir)
         best = keep_best(trainer.state.best_model_checkpoint, output_dir)
         if best is not None:

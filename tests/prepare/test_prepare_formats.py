@@ -72,11 +72,12 @@ def test_mixed_corpus_lists_the_bad_files_and_loses_nothing_else(prepared, mixed
         json.dumps(report)
     )
     files = report["splits"]["train"]["files"]
-    assert (files["found"], files["read"], files["skipped"]) == (8, 6, 3)  # the silent file was read, then left out
+    assert (files["found"], files["read"], files["skipped"]) == (8, 5, 3)  # the all-zero file: left out at screening
     assert files["reasons"] == {"unreadable": 1, "empty": 1, "silent": 1}
     reasons = {Path(entry["path"]).name: entry["reason"] for entry in files["skipped_files"]}
     assert {name: reason.split(":")[0] for name, reason in reasons.items()} == BAD
     assert "empty: 0 bytes" == reasons["empty.flac"] and "corrupt.wav" in reasons["corrupt.wav"]
+    assert reasons["silent.wav"] == "silent: digital silence (no sample above -90 dBFS)"
     # every good file is there, whole: one chunk per track (all shorter than 30 s), as long as the file
     train = datasets.load_from_disk(str(prepared["root"] / "out" / "prepared_data" / "train"))
     lengths = {
@@ -92,7 +93,7 @@ def test_mixed_corpus_lists_the_bad_files_and_loses_nothing_else(prepared, mixed
     assert set(train["text"]) == {"sks", "sks, lofi piano"}
     from musicgen_lora.prepare.report import summary
 
-    assert "files: 8 found, 6 read, 3 left out (1 unreadable, 1 empty, 1 silent; each listed in data_report.json)" in (
+    assert "files: 8 found, 5 read, 3 left out (1 unreadable, 1 empty, 1 silent; each listed in data_report.json)" in (
         summary(report)
     )
 
@@ -110,7 +111,7 @@ def test_checks_are_cached_per_file(mixed_corpus, tmp_path, monkeypatch):
     paths = [str(mixed_corpus / name) for name in sorted([*GOOD, *BAD])]
     raw = datasets.Dataset.from_dict({"audio": paths, "text": [None] * len(paths)})
     kept, first = screening.screen_split(raw, "songs", "train", tmp_path, False)
-    assert len(kept) == 6 and first.found == 8  # the silent file is usable audio: left out later
+    assert len(kept) == 5 and first.found == 8  # corrupt, empty and all-zero files left out
     changed = tmp_path / "changed.wav"
     sf.write(changed, tone(1.0, 100, rate=8000), 8000)
     assert screening.cached_probe(str(changed), tmp_path) is None
@@ -246,3 +247,28 @@ def test_a_file_missing_from_the_metadata_is_skipped_and_not_cached(tmp_path):
     assert screened.skipped == [{"path": str(folder / "gone.wav"), "reason": "missing: file not found"}]
     sf.write(folder / "gone.wav", tone(1.0, 300, rate=8000), 8000)  # restored: used on the next run
     assert len(screening.screen_split(load_split(args, "train"), str(folder), "train", tmp_path, False)[0]) == 2
+
+
+def test_digital_silence_is_left_out_with_its_reason(tmp_path, tiny_model_dir):
+    """An all-zero upload, or one with 16-bit dither only, is no training example (before, it was kept with the
+    trigger word as its caption, or stopped the run for want of a caption); a quiet real sound is kept."""
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    sf.write(folder / "song.wav", tone(2.0, 330), 32000)
+    sf.write(folder / "quiet.wav", tone(2.0, 440, amplitude=0.001), 32000)  # -60 dBFS: music, softly
+    (folder / "song.txt").write_text("lofi piano")
+    (folder / "quiet.txt").write_text("ambient drone")
+    sf.write(folder / "zeros.wav", np.zeros(8 * 32000, np.float32), 32000, subtype="PCM_16")
+    dither = np.random.default_rng(0).integers(-1, 2, 3 * 32000).astype(np.int16)
+    sf.write(folder / "dither.flac", dither, 32000)
+    out = tmp_path / "out"
+    report = prepare_main(base_argv(tiny_model_dir, folder, out, tmp_path / "cache"))  # no trigger word: no fallback
+    files = report["splits"]["train"]["files"]
+    reasons = {Path(entry["path"]).name: entry["reason"] for entry in files["skipped_files"]}
+    silent = "silent: digital silence (no sample above -90 dBFS)"
+    assert reasons == {"dither.flac": silent, "zeros.wav": silent}
+    assert (files["found"], files["read"], files["reasons"]) == (4, 2, {"silent": 2})
+    written = json.loads((out / "prepared_data" / "data_report.json").read_text())
+    assert written["splits"]["train"]["files"]["skipped_files"] == files["skipped_files"]
+    train = datasets.load_from_disk(str(out / "prepared_data" / "train"))
+    assert sorted(Path(source).name for source in train["source"]) == ["quiet.wav", "song.wav"]

@@ -108,7 +108,7 @@ def test_silent_tracks_and_chunks_are_left_out(tmp_path, tiny_model_dir, model, 
 def test_all_silent_is_an_error_and_options_are_validated(tmp_path, tiny_model_dir, model, fingerprint):
     quiet = tmp_path / "quiet"
     quiet.mkdir()
-    sf.write(quiet / "x.wav", np.zeros(RATE * 2, np.float32), RATE)
+    sf.write(quiet / "x.wav", tone(2.0, amplitude=0.001), RATE)  # -60 dBFS (digital silence is left out earlier)
     (quiet / "x.txt").write_text("x")
     for extra in ([], ["--chunk_long_tracks", "true"]):
         with pytest.raises(UserError, match="quieter than silence_threshold_db=-50 dBFS; lower the threshold"):

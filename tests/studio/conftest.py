@@ -40,7 +40,9 @@ def tiny_form(model_dir: Path, dataset: Path, /, **changes) -> RunForm:
         "save_steps": 3,
         "logging_steps": 2,
         "sample_seconds": 0.5,
-        "extra_json": json.dumps({"max_train_samples": 4, "max_duration_in_seconds": 2, "seed": 0}),
+        "clip_seconds": 2,
+        "accumulation": 1,
+        "extra_json": json.dumps({"max_train_samples": 4, "seed": 0}),
     }
     values.update(changes)
     return RunForm(**values)

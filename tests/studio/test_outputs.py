@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ast
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from musicgen_lora.studio import __main__ as studio_command
 from musicgen_lora.studio import outputs
+from musicgen_lora.studio.__main__ import check_port
 from musicgen_lora.studio.__main__ import main as studio_main
 
 from ..hub.fake_hub import USER, FakeHub
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_run_s_models_are_listed_newest_first(studio_run):
     # rendering them is tested in the browser (test_browser.py), where the page's Render button runs it
     assert list(outputs.models(studio_run["studio"], "tiny")) == ["final", "checkpoint-6", "checkpoint-3"]
+    assert outputs.default_models(outputs.models(studio_run["studio"], "tiny")) == ["final"]
 
 
 @pytest.mark.parametrize(
@@ -34,23 +36,29 @@ def test_the_run_s_models_are_listed_newest_first(studio_run):
     ],
 )
 def test_bad_render_values_are_messages(studio_run, prompt, duration, seed, guidance, chosen, message):
-    text, results = outputs.render(studio_run["studio"], "tiny", prompt, duration, seed, guidance, chosen)
-    assert text.startswith("**Error:** ") and message in text and results == []
+    steps = list(outputs.render(studio_run["studio"], "tiny", prompt, duration, seed, guidance, chosen))
+    assert len(steps) == 1 and steps[0].done and steps[0].results == []
+    assert steps[0].message.startswith("**Error:** ") and message in steps[0].message
 
 
 def test_evaluate_shows_the_comparison_numbers_and_the_report(studio_run):
-    message, table, report = outputs.evaluate(studio_run["studio"], "tiny")
-    assert message.startswith("Evaluated"), message
+    steps = list(outputs.evaluate(studio_run["studio"], "tiny"))
+    last = steps[-1]
+    assert last.done and "Evaluated" in last.message, last.message
+    table, report = last.results
     assert Path(report).is_file() and Path(report).name == "report.html"
-    assert list(table.columns) == ["metric", "base", "final"]
+    assert list(table.columns) == ["metric", "base", "final", "final vs base"]
     rows = table.set_index("metric")
-    assert rows.loc["cross_entropy.train.ce", "final"] < rows.loc["cross_entropy.train.ce", "base"]  # it learnt
+    ce = rows.loc["Cross-entropy on 'train' (training data, not held out): ce (mean over all targets, nats)"]
+    assert float(ce["final"]) < float(ce["base"]) and ce["final vs base"].endswith("(better)")  # it learnt
 
 
 def test_merge_writes_a_standalone_model(studio_run):
     message, folder = outputs.merge(studio_run["studio"], "tiny")
     assert message.startswith("Merged"), message
     assert (Path(folder) / "config.json").is_file() and not (Path(folder) / "adapter_config.json").exists()
+    config_mode = (Path(folder) / "config.json").stat().st_mode & 0o777
+    assert (Path(folder) / "model.safetensors").stat().st_mode & 0o777 == config_mode  # not owner-only
 
 
 @pytest.fixture
@@ -110,8 +118,27 @@ def test_a_busy_port_is_a_one_line_error(tmp_path, capsys):
     )
 
 
+def test_a_port_whose_last_connections_linger_in_time_wait_is_free(tmp_path):
+    """A studio stopped a moment ago (it closed its connections first, as a server does) leaves them in TIME-WAIT on
+    its port for a minute: the next studio binds the port (the probe binds as uvicorn does, with SO_REUSEADDR)."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's listening socket
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as browser:
+            connection, _ = server.accept()
+            connection.close()  # the server's side closes first: it lingers in TIME-WAIT
+            browser.recv(1)
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # the lingering connection holds the port for a plain bind
+    check_port("127.0.0.1", port)  # no "port is busy"
+
+
 def test_without_gradio_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(studio_command, "build_app", None)  # what the module holds when gradio failed to import
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as on a machine without it: importing it fails
+    for name in [m for m in sys.modules if m.startswith("musicgen_lora.studio.page")]:
+        monkeypatch.delitem(sys.modules, name)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -137,4 +164,4 @@ def test_only_the_studio_page_imports_gradio():
             )
             if any(name.split(".")[0] == "gradio" for name in names):
                 importers.append(path.relative_to(ROOT).as_posix())
-    assert importers == ["musicgen_lora/studio/app.py"]
+    assert importers and all(path.startswith("musicgen_lora/studio/page/") for path in importers), importers

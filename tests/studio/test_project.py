@@ -1,12 +1,16 @@
-"""The studio's project folder: the config written from the form, caption edits in every layout, uploads."""
+"""The studio's project folder: the config written from the form (and never a config training would refuse), presets,
+memory profiles and the command line, rename, delete and the run history, caption edits and exclusions in every
+layout, uploads."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shlex
 import shutil
 import zipfile
 from dataclasses import asdict
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +19,24 @@ import pytest
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
 from musicgen_lora.studio import backend
-from musicgen_lora.studio.handlers import form_from_config
-from musicgen_lora.studio.project import Project, add_uploads, build_config, save_captions, write_config
+from musicgen_lora.studio.dataset_files import (
+    add_uploads,
+    exclude_file,
+    excluded_files,
+    include_file,
+    save_captions,
+)
+from musicgen_lora.studio.handlers import Studio
+from musicgen_lora.studio.presets import MEMORY_PROFILES, apply_profile, command_lines, load_preset, save_preset
+from musicgen_lora.studio.project import (
+    Project,
+    build_config,
+    history_runs,
+    list_projects,
+    rename_project,
+    set_run_aside,
+    write_config,
+)
 
 from .conftest import tiny_form
 
@@ -24,6 +44,12 @@ from .conftest import tiny_form
 @pytest.fixture
 def project(tmp_path) -> Project:
     return Project.open(tmp_path / "projects", "songs")
+
+
+def test_a_project_folder_is_made_by_its_first_write(project, tiny_model_dir, corpus_dir):
+    assert not project.exists and list_projects(project.root) == []  # a name typed and abandoned leaves nothing
+    write_config(project, build_config(project, tiny_form(tiny_model_dir, corpus_dir))[0])
+    assert list_projects(project.root) == ["songs"]
 
 
 def test_the_config_from_the_form_parses_as_training_parses_it(project, tiny_model_dir, corpus_dir):
@@ -36,7 +62,7 @@ def test_the_config_from_the_form_parses_as_training_parses_it(project, tiny_mod
     assert data.instance_prompt == "sks" and parsed.lora.lora_r == 4 and parsed.lora.lora_alpha == 8  # alpha = 2 x r
     assert parsed.training.sample_prompts == ["lofi hip hop, piano"] and data.max_train_samples == 4  # the JSON box
     assert config["max_steps"] == 6 and config["bf16"] is True and config["fp16"] is False
-    assert config["gradient_checkpointing"] is True and config["disable_tqdm"] is False
+    assert config["gradient_checkpointing"] is True and config["report_to"] == "none"
     assert config["output_dir"] == str(project.run_dir) and config["data_cache_dir"] == str(project.cache_dir)
 
 
@@ -48,12 +74,108 @@ def test_form_fields_replace_the_json_and_say_so(project, tiny_model_dir, corpus
 
 
 def test_the_form_round_trips_through_the_saved_config(project, tiny_model_dir, corpus_dir):
+    studio = Studio(project.root)
     form = tiny_form(tiny_model_dir, corpus_dir, precision="fp16", trigger_word="sks style", steps=0, epochs=2.0)
-    form.dataset = str(Path(form.dataset).resolve())
+    form.dataset, form.tracker, form.accumulation = str(Path(form.dataset).resolve()), "tensorboard", 4
     config, _ = build_config(project, form)
-    again = form_from_config(json.loads(write_config(project, config).read_text()))
+    again = studio.form_from_config(json.loads(write_config(project, config).read_text()))
     assert asdict(again) | {"extra_json": None} == asdict(form) | {"extra_json": None}
     assert json.loads(again.extra_json) == json.loads(form.extra_json)
+
+
+def test_paths_inside_the_projects_folder_are_shown_and_typed_relative_to_it(project, corpus_dir, tiny_model_dir):
+    data = project.root / "songs" / "data"
+    shutil.copytree(corpus_dir, data)
+    shutil.copytree(tiny_model_dir, project.root / "models" / "tiny")
+    form = tiny_form("models/tiny", "songs/data")
+    config, _ = build_config(project, form)
+    assert config["dataset_name"] == str(data) and config["model_name_or_path"] == str(project.root / "models/tiny")
+    shown = Studio(project.root).form_from_config(config)
+    assert (shown.base_model, shown.dataset) == ("models/tiny", "songs/data")  # no machine's absolute path
+
+
+def test_a_config_training_refuses_is_never_written(project, tiny_model_dir, corpus_dir):
+    """A rejected option at Start used to be saved, and the project then reopened with another project's form."""
+    good, _ = build_config(project, tiny_form(tiny_model_dir, corpus_dir))
+    write_config(project, good)
+    before = project.config_path.read_text()
+    for extra in ('{"lora_dropout": "lots"}', '{"lora_dropou": 0.1}'):
+        bad, _ = build_config(project, tiny_form(tiny_model_dir, corpus_dir, extra_json=extra))
+        with pytest.raises(UserError) as refused:
+            write_config(project, bad)
+        assert "lora_dropou" in str(refused.value) and ".json" not in str(refused.value).split("lora_dropou")[0]
+    assert project.config_path.read_text() == before and sorted(p.name for p in project.folder.iterdir()) == [
+        "config.json"
+    ]
+    fresh = Project.open(project.root, "fresh")
+    bad, _ = build_config(fresh, tiny_form(tiny_model_dir, corpus_dir, extra_json='{"lora_dropout": "lots"}'))
+    with pytest.raises(UserError):
+        write_config(fresh, bad)
+    assert not fresh.config_path.exists()
+    defaults = Studio(project.root).defaults("fresh")  # its own empty form, not the demo's
+    assert (defaults.base_model, defaults.steps) == ("facebook/musicgen-small", 0)
+
+
+def test_presets_profiles_and_the_command_line(project, tiny_model_dir, corpus_dir):
+    form = tiny_form(tiny_model_dir, corpus_dir, trigger_word="sks")
+    save_preset(project.root, "quick", form)
+    other = tiny_form(tiny_model_dir, project.root, steps=99, rank=32)
+    loaded = load_preset(project.root, "quick", other)
+    assert loaded.steps == form.steps and loaded.rank == form.rank and loaded.dataset == str(project.root)
+    with pytest.raises(UserError, match="no preset called 'nope'"):
+        load_preset(project.root, "nope", form)
+    for name, profile in MEMORY_PROFILES.items():  # every profile makes a config training accepts
+        applied = apply_profile(form, name)
+        assert (applied.batch_size, applied.precision) == (profile.batch_size, profile.precision)
+        config, _ = build_config(project, dataclass_replace(applied, base_model=str(tiny_model_dir)))
+        backend.check_config(write_config(project, config))
+    config, _ = build_config(project, form)
+    exact, flags = command_lines(project.config_path, config)
+    assert exact == f"python -m musicgen_lora.train {project.config_path}"
+    words = shlex.split(flags)
+    assert words[:2] == ["musicgen-lora", "train"]
+    from_flags = parse_config(words[2:])
+    from_file = parse_config([str(write_config(project, config))])
+    assert from_flags.data == from_file.data and from_flags.lora == from_file.lora
+    assert from_flags.training.to_dict() == from_file.training.to_dict()
+
+
+def test_rename_moves_the_project_and_the_paths_its_files_hold(tmp_path, tiny_model_dir, corpus_dir):
+    studio = Studio(tmp_path / "projects")
+    project = studio.project("songs")
+    write_config(project, build_config(project, tiny_form(tiny_model_dir, corpus_dir))[0])
+    (project.run_dir / "checkpoint-2").mkdir(parents=True)
+    (project.run_dir / backend.RESOLVED_CONFIG_NAME).write_text(json.dumps({"output_dir": str(project.run_dir)}))
+    renamed = rename_project(studio.root, "songs", "jazz")
+    assert not project.folder.exists() and list_projects(studio.root) == ["jazz"]
+    assert json.loads(renamed.config_path.read_text())["output_dir"] == str(renamed.run_dir)
+    assert json.loads((renamed.run_dir / backend.RESOLVED_CONFIG_NAME).read_text())["output_dir"] == str(
+        renamed.run_dir
+    )
+    studio.project("other").folder.mkdir()
+    with pytest.raises(UserError, match="exists already"):
+        rename_project(studio.root, "jazz", "other")
+    assert studio.rename("jazz", "bad name")[0].startswith("**Error:** new name 'bad name' is not allowed")
+    message, shown = studio.delete("jazz")
+    assert message == "Deleted project 'jazz' and its files." and not renamed.folder.exists() and shown == "other"
+
+
+def test_start_over_keeps_the_earlier_run_in_the_history(project):
+    run = project.run_dir
+    (run / "prepared_data").mkdir(parents=True)
+    (run / "checkpoint-4").mkdir()
+    (run / "adapter_model.safetensors").write_bytes(b"x")
+    with pytest.raises(UserError, match="name for the earlier run 'first try' is not allowed"):
+        set_run_aside(project, "first try")
+    assert set_run_aside(project, "first-try") == "first-try"
+    kept = project.history_dir / "first-try"
+    assert sorted(p.name for p in kept.iterdir()) == ["adapter_model.safetensors", "checkpoint-4"]
+    assert [p.name for p in run.iterdir()] == ["prepared_data"]  # the next run reuses the prepared data
+    assert set_run_aside(project) is None  # nothing left to set aside
+    assert history_runs(project) == {"first-try": kept}
+    (run / "adapter_model.safetensors").write_bytes(b"y")
+    with pytest.raises(UserError, match="already holds 'first-try'"):
+        set_run_aside(project, "first-try")
 
 
 @pytest.mark.parametrize(
@@ -68,6 +190,10 @@ def test_the_form_round_trips_through_the_saved_config(project, tiny_model_dir, 
         ({"rank": 2.5}, "LoRA rank must be a whole number"),
         ({"learning_rate": None}, "learning rate is empty"),
         ({"batch_size": 0}, "batch size must be at least 1"),
+        ({"steps": -5}, "steps must be at least 0, got -5"),
+        ({"sample_seconds": 0}, "sample length must be more than 0"),
+        ({"clip_seconds": 0}, "clip length must be more than 0"),
+        ({"tracker": "mlflow"}, "the tracker must be one of none, tensorboard, wandb"),
         ({"precision": "int4"}, "precision must be one of"),
     ],
 )
@@ -80,7 +206,7 @@ def test_bad_form_values_are_one_line_errors(project, tiny_model_dir, corpus_dir
 def test_a_value_training_refuses_is_caught_before_any_process_starts(project, tiny_model_dir, corpus_dir):
     config, _ = build_config(project, tiny_form(tiny_model_dir, corpus_dir, extra_json='{"lora_dropout": 1.5}'))
     with pytest.raises(UserError, match="lora_dropout"):
-        backend.check_config(write_config(project, config))
+        write_config(project, config)
 
 
 def test_project_names_cannot_leave_the_projects_folder(tmp_path):
@@ -156,6 +282,29 @@ def test_edits_of_a_folder_without_metadata_go_into_txt_files(corpus_dir, tmp_pa
     assert _tracks(folder) == {"clip_000.wav": "techno", "clip_001.wav": "had one"}
 
 
+@pytest.mark.parametrize("layout", ["metadata.jsonl", "metadata.csv", "txt"])
+def test_a_file_left_out_is_not_read_by_preparation_and_comes_back(corpus_dir, tmp_path, layout):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for name in ("clip_000.wav", "clip_001.wav"):
+        shutil.copy(corpus_dir / name, folder / name)
+    if layout == "metadata.jsonl":
+        (folder / layout).write_text(
+            "".join(json.dumps({"file_name": n, "text": n[:-4]}) + "\n" for n in ("clip_000.wav", "clip_001.wav"))
+        )
+    elif layout == "metadata.csv":
+        (folder / layout).write_text("file_name,text\nclip_000.wav,clip_000\nclip_001.wav,clip_001\n")
+    else:
+        for name in ("clip_000", "clip_001"):
+            (folder / f"{name}.txt").write_text(name)
+    exclude_file(folder, folder / "clip_001.wav")
+    assert _tracks(folder) == {"clip_000.wav": "clip_000"}  # preparation does not see it
+    assert excluded_files(folder) == {str(folder / "clip_001.wav"): "clip_001"}
+    assert len(list(folder.glob("clip_001*"))) >= 1  # not deleted
+    include_file(folder, folder / "clip_001.wav")
+    assert _tracks(folder) == {"clip_000.wav": "clip_000", "clip_001.wav": "clip_001"} and excluded_files(folder) == {}
+
+
 def test_a_file_outside_the_folder_is_refused(corpus_dir, tmp_path):
     with pytest.raises(UserError, match="not inside the audio folder"):
         save_captions(corpus_dir, {str(tmp_path / "elsewhere.wav"): "x"})
@@ -193,8 +342,6 @@ def test_a_broken_zip_is_a_clear_error(tmp_path):
 
 
 def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny_model_dir, tmp_path):
-    from musicgen_lora.studio.handlers import Studio
-
     folder = tmp_path / "songs"
     folder.mkdir()
     shutil.copy(corpus_dir / "clip_000.wav", folder / "good.wav")
@@ -229,3 +376,18 @@ def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny
     )
     assert rows.loc["good.wav", "status"] == "kept" and rows.loc["good.wav", "training caption"] == "jazz"
     assert list(view.lengths["clips"]) == [1] and view.tempi.empty
+
+
+def test_cancel_stops_a_preparation_and_nothing_is_reported_as_prepared(corpus_dir, tiny_model_dir, tmp_path):
+    """*Cancel* while *Prepare* runs (the real command, stopped while it starts): it stops, says so, writes no data
+    report, and the table lists the folder's files as not prepared; a second *Cancel* has nothing to cancel."""
+    studio = Studio(tmp_path / "projects")
+    steps = studio.prepare("songs", tiny_form(tiny_model_dir, corpus_dir))
+    assert next(steps).message.startswith("**Preparing**")
+    assert studio.cancel_prepare("songs") == "**Cancelling** the preparation…"
+    last = list(steps)[-1]
+    assert last.message.startswith("**Cancelled**: the preparation stopped") and last.fraction is None
+    assert not studio.project("songs").report_path.exists()
+    assert last.view.summary.startswith("**Not prepared**: the last *Prepare*")
+    assert set(last.view.tracks["status"]) == {"not prepared yet", "not used (max_train_samples)"}
+    assert studio.cancel_prepare("songs").startswith("**Error:** no preparation is going in this project")

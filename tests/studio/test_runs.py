@@ -4,6 +4,8 @@ real training run's log."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,23 +15,29 @@ import pytest
 import soundfile as sf
 
 from musicgen_lora.errors import UserError
-from musicgen_lora.studio.handlers import samples_of, status_line
-from musicgen_lora.studio.progress import START_MARKER, exact_history, loss_history, parse_log, read_log
-from musicgen_lora.studio.runs import LOCK_NAME, RunManager
+from musicgen_lora.studio.progress import START_MARKER, read_progress
+from musicgen_lora.studio.runs import EXIT_NAME, LOCK_NAME, UNKNOWN_EXIT, RunManager
+from musicgen_lora.studio.views import gallery, loss_frames, status_line
 
 from .conftest import RUN_STEPS, tiny_form, wait_until
 
-# A stand-in for finetune_musicgen.py with the behaviour the studio relies on: Trainer's bar and log dicts, a
-# checkpoint and exit status 130 on SIGINT, or an "error: ..." line and status 2.
+# A stand-in for the training command with the behaviour the studio relies on: progress.jsonl lines, a checkpoint and
+# exit status 130 on SIGINT, an "error: ..." line and status 2, or a clean end (status 0, train_results.json).
 FAKE_TRAINING = textwrap.dedent(
     """
-    import json, signal, sys
+    import json, signal, sys, time
     from pathlib import Path
 
     run, mode = Path(sys.argv[1]), sys.argv[2]
     first = 1 + max([int(p.name.split("-")[1]) for p in run.glob("checkpoint-*")] or [0])
+    progress = run / "progress.jsonl"
+
+    def line(event, step, **values):
+        with progress.open("a") as out:
+            record = {"event": event, "time": time.time(), "step": step, "max_steps": 10, **values}
+            out.write(json.dumps(record) + "\\n")
+
     if mode == "crash":
-        print("  0%|          | 0/10 [00:00<?, ?it/s]", flush=True)
         message = "error: training stopped: the loss became NaN at step 1; lower learning_rate"
         print(message, file=sys.stderr, flush=True)
         sys.exit(2)
@@ -39,15 +47,20 @@ FAKE_TRAINING = textwrap.dedent(
         folder = run / f"checkpoint-{step}"
         folder.mkdir(parents=True)
         (folder / "adapter_model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")  # empty, but whole
-        history = [{"loss": 5.0 - s / 10, "step": s} for s in range(1, step + 1)]
-        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": history}))
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        line("end", step, stopped=True, seconds=1.0)
         print(f"Saved {folder.name}; continue with --resume_from_checkpoint true", flush=True)
         sys.exit(130)
 
     signal.signal(signal.SIGINT, save_and_exit)
+    line("start", step, resumed_from=step or None, device={"kind": "cpu", "name": "test", "memory_total": 2**33})
     for step in range(first, first + 2):
-        print(f" {step * 10}%|#         | {step}/10 [00:0{step}<00:0{9 - step}, 1.00it/s]", end="\\r", flush=True)
-        print("{'loss': '%.4g', 'ce_q1': '4.2', 'epoch': '0.1'}" % (5.0 - step / 10), flush=True)
+        line("step", step, seconds=float(step), memory_used=2**30, memory_peak=None)
+        line("log", step, loss=5.0 - step / 10, ce_q1=4.2, seconds=float(step))
+    if mode == "finish":
+        (run / "train_results.json").write_text("{}")
+        line("end", step, stopped=False, seconds=3.0)
+        sys.exit(0)
     print("waiting", flush=True)
     signal.pause()
     """
@@ -73,6 +86,11 @@ def _log(state) -> str:
     return Path(state.log).read_text(encoding="utf-8")
 
 
+def _status(state, fake, project="a") -> str:
+    run = fake[project] / "run"
+    return status_line(state, read_progress(run), run, "a/run")[0]
+
+
 def test_one_run_per_project_stop_saves_and_resume_continues(fake):
     runs, other_studio = RunManager(), RunManager()
     state = runs.start(fake["a"], "train", _argv(fake, "a"))
@@ -88,25 +106,22 @@ def test_one_run_per_project_stop_saves_and_resume_continues(fake):
     state = runs.wait(fake["a"], timeout=60)
     assert state.returncode == 130 and state.stopped and not state.running
     assert not (fake["a"] / "studio" / LOCK_NAME).exists()
-    progress = read_log(Path(state.log))
-    assert (
-        status_line(state, progress, fake["a"] / "run")
-        == "**Stopped** at step 2; checkpoint-2 is saved. Press *Resume* to continue."
-    )
+    assert _status(state, fake) == "**Stopped** at step 2; checkpoint-2 is saved. Press *Resume* to continue."
     with pytest.raises(UserError, match="nothing to stop"):
         runs.stop(fake["a"])
 
-    resumed = runs.start(fake["a"], "train", _argv(fake, "a") + ["--resume_from_checkpoint", "true"], resume=True)
+    resumed = runs.start(
+        fake["a"], "train", _argv(fake, "a") + ["--resume_from_checkpoint", "true"], resume=True,
+        resumed_from="checkpoint-2",
+    )  # fmt: skip
     assert resumed.fresh_since == state.fresh_since and len(resumed.history) == 1
     wait_until(lambda: _log(resumed).count("waiting") == 2, 60, "the resumed run to start")
     runs.stop(fake["a"])
     assert runs.wait(fake["a"], timeout=60).returncode == 130
-    progress = read_log(Path(resumed.log))
-    assert progress.starts == 2 and _log(resumed).count(START_MARKER) == 2  # one log for both starts
-    assert progress.step == 4 and sorted(progress.train) == [1, 2, 3, 4]
-    train, _ = loss_history(fake["a"] / "run", progress)
-    assert [r["step"] for r in train] == [1, 2, 3, 4]  # checkpoint-4's exact values, then the log's
-    assert train[0]["loss"] == pytest.approx(4.9)
+    assert _log(resumed).count(START_MARKER) == 2  # one log for both starts
+    progress = read_progress(fake["a"] / "run")
+    assert progress.step == 4 and [r["step"] for r in progress.train] == [1, 2, 3, 4]  # one curve across both starts
+    assert progress.train[0]["loss"] == pytest.approx(4.9)
     runs.stop(fake["b"])
     assert runs.wait(fake["b"], timeout=60).returncode == 130 and other.kind == "train"
 
@@ -116,10 +131,8 @@ def test_a_crash_is_reported_in_one_line_and_frees_the_project(fake):
     runs.start(fake["a"], "train", _argv(fake, "a", "crash"))
     state = runs.wait(fake["a"], timeout=60)
     assert state.returncode == 2 and not state.stopped
-    line = status_line(state, read_log(Path(state.log)), fake["a"] / "run")
-    assert (
-        line
-        == "**Training failed** (exit status 2): training stopped: the loss became NaN at step 1; lower learning_rate."
+    assert _status(state, fake) == (
+        "**Training failed** (exit status 2): training stopped: the loss became NaN at step 1; lower *Learning rate*."
     )
     runs.start(fake["a"], "train", _argv(fake, "a", "crash"))  # the lock was released
     assert runs.wait(fake["a"], timeout=60).returncode == 2
@@ -147,39 +160,72 @@ def test_a_new_studio_finds_a_running_run_and_can_stop_it(fake):
     assert first.wait(fake["a"], timeout=60).returncode == 130
 
 
+def test_a_run_that_ends_while_another_studio_watches_keeps_its_exit_status(fake):
+    """The studio that started a run was stopped (its process gone, as after SIGTERM); a new one finds the run ended:
+    it reads the status the run's parent wrote, so a finished run says Finished (it used to say failed, -1)."""
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from musicgen_lora.studio.runs import RunManager
+        state = RunManager().start(Path({str(fake["a"])!r}), "train", {_argv(fake, "a", "finish")!r})
+        print(state.pid)
+        """
+    )  # a studio process that starts the run and exits at once, as a stopped studio leaves its runs going
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    restarted = RunManager()
+    state = wait_until(lambda: (found := restarted.state(fake["a"])).returncode is not None and found, 60, "the end")
+    assert state.returncode == 0 and _status(state, fake).startswith("**Finished**: 2 steps")
+    assert json.loads((fake["a"] / "studio" / EXIT_NAME).read_text())["returncode"] == 0
+
+
+def test_a_run_whose_parent_vanished_says_so(fake):
+    runs = RunManager()
+    state = runs.start(fake["a"], "train", _argv(fake, "a"))
+    wait_until(lambda: "waiting" in _log(state), 60, "the fake run to start")
+    os.killpg(state.pid, signal.SIGKILL)  # the parent and the command, with no chance to write a status
+    state = runs.wait(fake["a"], timeout=60)
+    assert state.returncode == UNKNOWN_EXIT
+    assert "ended while no studio was watching, without an exit status" in _status(state, fake)
+
+
 # ---------------------------------------------------------------------------------- a real training run
 
 
-def test_the_log_gives_progress_and_the_losses_trainer_state_records(studio_run):
-    progress = parse_log(studio_run["log"])
-    assert (progress.step, progress.total) == (RUN_STEPS, RUN_STEPS) and progress.remaining_s == 0
-    assert progress.error is None and progress.summary["train_loss"] > 0
-    _, history = exact_history(studio_run["project"].run_dir)
+def test_the_progress_file_gives_the_curves_and_the_samples(studio_run):
+    run_dir = studio_run["project"].run_dir
+    progress = read_progress(run_dir, since=studio_run["state"].fresh_since)
+    assert (progress.step, progress.max_steps) == (RUN_STEPS, RUN_STEPS) and progress.end["stopped"] is False
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
     exact = {record["step"]: record for record in history if "loss" in record}
-    assert sorted(progress.train) == sorted(exact) == [2, 4, 6]
-    for step, logged in progress.train.items():  # the log rounds to 4 significant digits
+    assert [r["step"] for r in progress.train] == sorted(exact) == [2, 4, 6]
+    for record in progress.train:  # Trainer's own values, not the log's rounded ones
         for key in ("loss", "ce_q1", "ce_q2", "ce_q3", "ce_q4", "grad_norm"):
-            assert logged[key] == pytest.approx(exact[step][key], rel=1e-3), (step, key)
-    train, _ = loss_history(studio_run["project"].run_dir, progress, since=studio_run["state"].fresh_since)
-    assert [r["loss"] for r in train] == [exact[s]["loss"] for s in (2, 4, 6)]  # exact values once saved
+            assert record[key] == exact[record["step"]][key], (record["step"], key)
+    losses, codebooks = loss_frames(progress)
+    assert list(losses["step"]) == [2, 4, 6] and sorted(set(codebooks["curve"])) == ["q1", "q2", "q3", "q4"]
+    rows = gallery(progress, run_dir)
+    assert [prompt for prompt, _ in rows] == ["lofi hip hop, piano"]
+    assert [label for label, _ in rows[0][1]] == ["base", "step 3", "step 6", "final"]
+    for _, path in rows[0][1]:
+        assert sf.info(path).duration == pytest.approx(0.5, abs=0.05)
 
 
 def test_the_train_view_shows_the_finished_run_its_curves_and_samples(studio_run):
     view = studio_run["studio"].train_view("tiny")
-    assert not view.running and view.status.startswith(f"**Finished**: {RUN_STEPS} steps")
+    assert not view.running and view.status.startswith(f"**Finished**: {RUN_STEPS} steps in ")
+    assert "The adapter is in `tiny/run`" in view.status and view.fraction == 1.0
     assert sorted(set(view.losses["curve"])) == ["train loss"] and list(view.losses["step"]) == [2.0, 4.0, 6.0]
     assert sorted(set(view.codebooks["curve"])) == ["q1", "q2", "q3", "q4"]
-    assert [label for label, _ in view.samples] == [
-        f"{stage} · lofi hip hop, piano" for stage in ("base", "step-3", "step-6", "final")
-    ]
-    for _, path in view.samples:
-        assert sf.info(path).duration == pytest.approx(0.5, abs=0.05)
-    assert samples_of(studio_run["project"].run_dir) == view.samples
+    assert view.device.startswith("**Device**: CPU")
 
 
-def test_a_second_start_is_refused_until_start_over_is_ticked(studio_run):
-    message = studio_run["studio"].start_training("tiny", studio_run["form"])
-    assert message.startswith("**Error:** this project already holds a run (checkpoint-6)"), message
+def test_start_and_resume_on_a_finished_run_say_what_to_do(studio_run):
+    studio = studio_run["studio"]
+    message = studio.start_training("tiny", studio_run["form"])
+    assert message.startswith(f"**Error:** this project's run has finished ({RUN_STEPS} steps); to train a new one, "
+                              "tick *Start over*"), message  # fmt: skip
+    message = studio.resume_training("tiny")
+    assert message.startswith(f"**Error:** the run has finished ({RUN_STEPS} steps): there is nothing to resume")
 
 
 def test_the_data_view_lists_every_file_with_what_preparation_measured(studio_run, corpus_dir):
@@ -191,22 +237,27 @@ def test_the_data_view_lists_every_file_with_what_preparation_measured(studio_ru
     first = json.loads((corpus_dir / "metadata.jsonl").read_text().splitlines()[0])
     assert view.tracks["caption"][0] == first["text"]
     assert view.tracks["training caption"][0].startswith(first["text"])  # own caption first, as in training
-    assert view.lengths["clips"].sum() == 4 and view.keys["tracks"].sum() == 4
+    assert view.lengths["clips"].sum() == 4 and view.keys["tracks"].sum() == 4  # only the kept files' keys
 
 
 def test_stop_then_resume_a_real_run_continues_from_its_checkpoint(studio_run, tiny_model_dir, corpus_dir):
     studio = studio_run["studio"]
     form = tiny_form(tiny_model_dir, corpus_dir, steps=40, save_steps=2, logging_steps=1, sample_prompts="")
+    assert studio.resume_training("stopped").startswith("**Error:** no checkpoint to resume from yet; one is saved")
     assert studio.start_training("stopped", form).startswith("Training started")
     project = studio.project("stopped")
-    state = studio.runs.state(project.folder)
-    wait_until(lambda: read_log(Path(state.log)).step >= 3, 300, "three training steps")
+    assert studio.resume_training("stopped") == (
+        "**Error:** a train run is going in this project; it cannot be resumed while it runs"
+    )
+    wait_until(lambda: read_progress(project.run_dir).step >= 3, 300, "three training steps")
     assert studio.stop_training("stopped").startswith("Stopping")
     state = studio.runs.wait(project.folder, timeout=120)
     assert state.stopped and state.returncode != 0
     view = studio.train_view("stopped")
     assert view.status.startswith("**Stopped** at step") and "is saved. Press *Resume* to continue." in view.status
-    assert studio.resume_training("stopped").startswith("Resuming from checkpoint-")
+    message = studio.resume_training("stopped")
+    assert message.startswith("Resuming from checkpoint-")
+    assert studio.train_view("stopped").status.startswith(f"**Resuming from {message.split()[-1][:-1]}**")
     state = studio.runs.wait(project.folder, timeout=600)
     assert state.returncode == 0, Path(state.log).read_text()[-3000:]
     view = studio.train_view("stopped")
