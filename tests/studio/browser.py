@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,6 @@ from PIL import Image
 from ..conftest import ROOT
 from .conftest import wait_until
 
-CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
@@ -39,9 +37,7 @@ NEEDS_A_BROWSER = [
         importlib.util.find_spec("playwright") is None,
         reason="playwright not installed (pip install playwright; it drives the system chromium)",
     ),
-    pytest.mark.skipif(
-        CHROMIUM is None, reason="chromium not found (bash .ci/run installs Debian's chromium with apt-get)"
-    ),
+    # chromium itself: the session's `chromium` fixture (tests/system_packages.py), which the `browser` fixture takes
 ]
 
 

@@ -19,7 +19,6 @@ import pytest
 import soundfile as sf
 
 from .browser import (
-    CHROMIUM,
     CHROMIUM_ARGS,
     NEEDS_A_BROWSER,
     SHOWN,
@@ -71,13 +70,13 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="module")
