@@ -11,6 +11,8 @@ import pytest
 from .conftest import ROOT
 from .hub.fake_hub import USER, served_hub
 
+pytestmark = pytest.mark.slow  # executes the Colab notebook end to end
+
 nbformat = pytest.importorskip("nbformat", reason="the notebook test needs nbformat, nbclient, ipykernel (.[notebook])")
 nbclient = pytest.importorskip("nbclient", reason="the notebook test needs nbclient (pip install .[notebook])")
 pytest.importorskip("ipykernel", reason="the notebook test needs ipykernel (pip install .[notebook])")

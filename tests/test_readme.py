@@ -46,6 +46,8 @@ from musicgen_lora.prepare.cli import main as prepare_main
 from .conftest import RATE, ROOT, tone
 from .hub.fake_hub import FakeHub, served_hub
 
+pytestmark = pytest.mark.slow  # runs the README's commands (trainings, evaluations, the demo)
+
 README = ROOT / "README.md"
 TOKEN = "hf_testReadmeToken789"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)

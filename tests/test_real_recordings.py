@@ -21,6 +21,8 @@ import soundfile as sf
 from .conftest import base_argv
 from .system_packages import asc_music_or_skip
 
+pytestmark = pytest.mark.slow  # prepares and trains on real MP3s
+
 PIECE_SECONDS = 12.0
 CHUNK_SECONDS = 4.0
 FRAME_RATE = 50  # the tiny model's codec frames per second

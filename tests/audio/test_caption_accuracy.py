@@ -22,6 +22,8 @@ from musicgen_lora.audio.tempo import TEMPO_CONFIDENCE_THRESHOLD, estimate_tempo
 from ..conftest import load_bench_script
 from ..system_packages import fluidsynth_or_skip
 
+pytestmark = pytest.mark.slow  # renders real music with FluidSynth
+
 SR = 32000
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from ..conftest import load_bench_script
 
+pytestmark = pytest.mark.slow  # renders the benchmark's corpora
+
 # abc2midi 20230208 (Debian abcmidi), default settings, a bar of sixteenth notes in each metre: A = velocity 105,
 # b = 95, . = 80 (read from the MIDI file it wrote)
 ABC2MIDI_STRESS = {

@@ -9,6 +9,8 @@ import pytest
 
 from musicgen_lora.bench import cases, suite, table
 
+pytestmark = pytest.mark.slow  # runs the benchmark suite's cases (real training steps)
+
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> dict:

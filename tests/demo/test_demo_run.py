@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 import torch
 from peft import PeftModel
@@ -15,6 +16,8 @@ from transformers import AutoModelForTextToWaveform
 from musicgen_lora.demo.assets import DEMO_CLIPS, DEMO_CONFIG, DEMO_CORPUS, DEMO_MODEL
 
 from ..conftest import RATE
+
+pytestmark = pytest.mark.slow  # runs the whole offline demo (40 epochs)
 
 
 def test_the_demo_writes_the_adapter_samples_and_card_the_readme_names(demo_run):

@@ -64,6 +64,8 @@ def test_shares_are_whole_interleaved_shards():
     assert share_rows(2, 1, 2) == []  # more processes than shards: nothing to do
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_each_encode_half_and_prepare_the_same_data_as_one(
     one_process, tiny_model_dir, corpus_dir, tmp_path
 ):
@@ -76,6 +78,8 @@ def test_two_processes_each_encode_half_and_prepare_the_same_data_as_one(
     assert all(text.endswith(" LUFS") for text in two["text"])  # the measured loudness is in the captions
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_an_interrupted_two_process_preparation_continues_with_what_it_finished(
     one_process, tiny_model_dir, corpus_dir, tmp_path
 ):
@@ -97,6 +101,8 @@ def test_an_interrupted_two_process_preparation_continues_with_what_it_finished(
     assert prepared_train(tmp_path / "out")["codes"] == one_process["codes"]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_one_line_error_in_one_process_is_the_error_of_every_process(tiny_model_dir, corpus_dir, tmp_path):
     argv = base_argv(tiny_model_dir, corpus_dir, tmp_path / "out", tmp_path / "cache")
     result, _ = in_two_processes(argv, tmp_path, FAIL_RANK="1", FAIL_AT="1", FAIL_WITH="user")

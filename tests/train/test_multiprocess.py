@@ -33,6 +33,8 @@ def deterministic_model(tiny_model_dir, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_equal_one_with_the_same_global_batch(deterministic_model, corpus_dir, data_cache_dir, tmp_path):
     common = [
         "--max_steps",
@@ -103,6 +105,8 @@ PROBE = "import os, pathlib\nworld = os.environ.get('WORLD_SIZE', '1')\n" + (
 )
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not installed")
 @pytest.mark.parametrize("launcher, processes", [("--cpu", 1), ("--multi_gpu", 2)])
 def test_accelerate_launch_cpu_starts_one_process_and_multi_gpu_two(launcher, processes, tmp_path):

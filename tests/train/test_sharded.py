@@ -92,6 +92,8 @@ def assert_same(expected: dict, found: dict, atol: float, rtol: float = 1e-4) ->
         torch.testing.assert_close(found[key], value, rtol=rtol, atol=atol)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @needs_deepspeed
 def test_lora_under_deepspeed_zero2_saves_the_one_process_adapter_resumes_and_loads(
     tiny_model_dir, corpus_dir, data_cache_dir, tmp_path
@@ -105,6 +107,8 @@ def test_lora_under_deepspeed_zero2_saves_the_one_process_adapter_resumes_and_lo
     assert_same(zero2, get_peft_model_state_dict(loaded), atol=0, rtol=0)  # the adapter as PeftModel holds it
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @needs_deepspeed
 def test_full_decoder_fine_tuning_under_deepspeed_zero2_saves_the_one_process_model_resumes_and_loads(
     tiny_model_dir, corpus_dir, data_cache_dir, tmp_path
