@@ -22,10 +22,12 @@ TABLE_MODELS = ("small", "medium", "large", "melody", "melody-large")
 START, END = "<!-- which-gpu table: python -m musicgen_lora.plan.table -->", "<!-- end of the which-gpu table -->"
 
 # The rest of a preset: the options of example_configs/musicgen_small_lora_my_songs.json that memory does not change.
+CLIPS_PER_STEP = 4  # the README's recipe: 2 x 2 clips (2 min of audio) an optimizer step
 PRESET_BASE: dict[str, Any] = {
     "dataset_name": "./my_songs", "instance_prompt": None, "min_duration_in_seconds": 5, "lora_r": 16,
     "lora_alpha": 32, "lora_dropout": 0.05, "learning_rate": 2e-4, "lr_scheduler_type": "cosine",
-    "warmup_steps": 0.05, "num_train_epochs": 4, "logging_steps": 10, "save_steps": 200, "save_total_limit": 3,
+    "warmup_steps": 0.05, "num_train_epochs": 4, "chunk_long_tracks": True, "logging_steps": 10, "save_steps": 50,
+    "save_total_limit": 3,
     "seed": 42, "report_to": "none", "sample_duration_in_seconds": 10,
     "sample_prompts": ["a calm lofi hip hop beat with warm piano", "an energetic rock song with distorted guitars"],
 }  # fmt: skip
@@ -76,19 +78,20 @@ def markdown_table(recs: dict[str, list[Recommendation]] | None = None) -> str:
 
 def presets(recs: dict[str, list[Recommendation]] | None = None) -> dict[str, dict[str, Any]]:
     """One preset per model: the smallest GPU on which batch 1 x 30 s fits, with the recommended settings, the
-    largest batch that fits 30 s windows there, and accumulation to about 16 clips per optimizer step."""
+    largest batch that fits 30 s windows there up to the README's recipe's 4 clips per optimizer step, and
+    accumulation to those 4 clips (the recipe's other settings: songs chunked into 30 s windows, 4 epochs, lr 2e-4)."""
     recs = recs or recommendations()
     result = {}
     for model, row in recs.items():
         rec = next((r for r in row if r.fits and r.fits[0].seconds >= 30), None)
         if rec is None:
             continue
-        batch = max(f.batch for f in rec.fits if f.seconds >= 30)
+        batch = min(CLIPS_PER_STEP, max(f.batch for f in rec.fits if f.seconds >= 30))
         name = f"musicgen_{model.replace('-', '_')}_lora_{rec.gpu_gb}gb.json"
         result[name] = {
             "model_name_or_path": hub_id(model), **PRESET_BASE,
             "output_dir": f"outputs/musicgen-{model}-{rec.gpu_gb}gb", "max_duration_in_seconds": 30,
-            "per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, 16 // batch), **rec.options,
+            "per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, CLIPS_PER_STEP // batch), **rec.options,
         }  # fmt: skip
     return result
 
