@@ -38,7 +38,8 @@ RUN_FILES = (
     *RUN_MARKERS, "adapter_config.json", "adapter_model.bin", "model.safetensors.index.json", "config.json",
     "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
     "processor_config.json", "preprocessor_config.json", "training_args.bin", "train_results.json",
-    "eval_results.json", "all_results.json", "loss_curves.png", "memorisation.json", CARD_NAME, "best", "samples",
+    "eval_results.json", "all_results.json", "loss_curves.png", "memorisation.json", "progress.jsonl", CARD_NAME, "best",
+    "samples",
     "runs", "evaluation",
 )  # fmt: skip
 

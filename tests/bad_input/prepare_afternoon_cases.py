@@ -10,7 +10,6 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import struct
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import datasets
 
 import finetune_musicgen
+from musicgen_lora.files import run_lock
 
 from ..conftest import base_argv
 from .world import Case, World
@@ -31,8 +31,7 @@ def _prepare_over_the_run(*extra: str) -> Any:
 
 
 def _run_locked_by_a_live_training(w: World) -> list[str]:
-    lock = {"pid": os.getppid(), "host": socket.gethostname()}  # the test runner's parent: alive
-    w.write(f"{w.run.name}/.musicgen-lora.lock", json.dumps(lock))
+    w.resources.enter_context(run_lock(w.run))  # held as a running training holds it, until the case ends
     return base_argv(w.model, w.shared_corpus, w.run, w.cache) + ["--max_duration_in_seconds", "4"]
 
 

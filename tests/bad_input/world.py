@@ -129,22 +129,31 @@ class Case:
     shared_world: str | None = None
 
 
+APPEND_ONLY = ("progress.jsonl",)  # a run's event log: a later attempt (a failed resume too) appends its lines
+
+
 def tree_hashes(folder: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` (relative POSIX path -> hex digest)."""
+    """SHA-256 of every file under ``folder`` (relative POSIX path -> hex digest); an append-only log is kept whole
+    (``"log:" + its text``), so that an appended line is no change but any other edit is."""
     hashes = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.is_symlink():
+            name = path.relative_to(folder).as_posix()
+            if path.name in APPEND_ONLY:
+                hashes[name] = "log:" + path.read_text(encoding="utf-8", errors="replace")
+                continue
             with open(path, "rb") as handle:
-                hashes[path.relative_to(folder).as_posix()] = hashlib.file_digest(handle, "sha256").hexdigest()
+                hashes[name] = hashlib.file_digest(handle, "sha256").hexdigest()
     return hashes
 
 
 def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Files that were there before and are now missing or different (new files are allowed)."""
+    """Files that were there before and are now missing or different (new files are allowed; an append-only log may
+    grow, keeping every earlier line)."""
     return [
         f"{name} ({'missing' if name not in after else 'changed'})"
         for name, digest in before.items()
-        if after.get(name) != digest
+        if after.get(name) != digest and not (digest.startswith("log:") and after.get(name, "").startswith(digest))
     ]
 
 

@@ -146,6 +146,21 @@ def click(page, button: str, message: str, *texts: str) -> str:
     return wait_text(page, message, *texts, old=old)
 
 
+def click_then_either(page, button: str, *places: tuple[str, tuple[str, ...]]) -> str:
+    """Click ``button`` and wait until one of ``places`` (selector, texts) shows one of its texts; return that text.
+
+    For a click whose own message the page may replace at once: *Stop* says "Stopping" in the message area, and the
+    status line says it too; on a fast machine the run has stopped, and the refresh has cleared the message (its
+    phase changed), before a poll sees it."""
+    page.click(button)
+    checks = " || ".join(
+        f"(() => {{ const x = shown(document.querySelector({selector!r})); "
+        f"return {list(texts)!r}.some(w => x.includes(w)) && x; }})()"
+        for selector, texts in places
+    )
+    return page.wait_for_function(f"() => {{ {SHOWN} return {checks}; }}", timeout=SLOW).json_value()
+
+
 def fill(page, selector: str, value: str) -> None:
     page.fill(f"{selector} input, {selector} textarea", value)
 

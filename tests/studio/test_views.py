@@ -67,7 +67,7 @@ def test_the_evaluation_table_is_readable_with_the_verdict_first():
     rows = table.set_index("metric")
     ce = rows.loc["Cross-entropy on 'train': ce (mean over all targets, nats)"]
     assert (ce["base"], ce["final"], ce["final vs base"]) == ("4.1589", "3.9000", "−0.2589 (better)")
-    tiny = rows.loc["Fréchet distance to 'train' (frame-level; not VGGish FAD): EnCodec latents"]
+    tiny = rows.loc["Fréchet distance to 'train' (not VGGish FAD): EnCodec latents"]
     assert (tiny["base"], tiny["final vs base"]) == ("2.597e-05", "+1.403e-05 (worse)")  # 4 digits, not 17
     assert rows.loc["Prompt adherence: tempo within 4 %", "final vs base"] == "+100.0 % (better)"
     assert rows.loc["Audio health: loudness (LUFS, BS.1770)", "final vs base"] == "+2.0"  # no better direction
