@@ -91,7 +91,8 @@ def presets(recs: dict[str, list[Recommendation]] | None = None) -> dict[str, di
         result[name] = {
             "model_name_or_path": hub_id(model), **PRESET_BASE,
             "output_dir": f"outputs/musicgen-{model}-{rec.gpu_gb}gb", "max_duration_in_seconds": 30,
-            "per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, CLIPS_PER_STEP // batch), **rec.options,
+            "per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, CLIPS_PER_STEP // batch),
+            **rec.options,
         }  # fmt: skip
     return result
 

@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..files import LOCK_NAME, check_apart_from_data, ensure_writable_folder, put_back, run_lock, set_aside
 from ..hub.card import CARD_NAME, is_our_card
 from .checkpoints import checkpoint_folders
+from .progress_log import PROGRESS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ RUN_FILES = (
     *RUN_MARKERS, "adapter_config.json", "adapter_model.bin", "model.safetensors.index.json", "config.json",
     "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model",
     "processor_config.json", "preprocessor_config.json", "training_args.bin", "train_results.json",
-    "eval_results.json", "all_results.json", "loss_curves.png", "memorisation.json", "progress.jsonl", CARD_NAME, "best",
+    "eval_results.json", "all_results.json", "loss_curves.png", "memorisation.json", PROGRESS_FILE, CARD_NAME, "best",
     "samples",
     "runs", "evaluation",
 )  # fmt: skip
@@ -114,9 +115,12 @@ def settle_previous_run(aside: Path | None, output_dir: str | Path, succeeded: b
         shutil.rmtree(aside)
         logger.info("Deleted the previous run (%s): this run has replaced it", aside)
         return ""
-    # the config the new run wrote when it started is not worth keeping: it goes, and the previous one comes back
-    if not [path for path in _run_files(folder) if path.name != RESOLVED_CONFIG_NAME]:
-        (folder / RESOLVED_CONFIG_NAME).unlink(missing_ok=True)
+    # the config and the progress log the new run wrote when it started are not worth keeping: they go, and the
+    # previous run's come back
+    started = (RESOLVED_CONFIG_NAME, PROGRESS_FILE)
+    if not [path for path in _run_files(folder) if path.name not in started]:
+        for name in started:
+            (folder / name).unlink(missing_ok=True)
         put_back(aside, folder)
         return f"the previous run in '{folder}' is back in place"
     return f"the previous run is kept in '{aside}'"

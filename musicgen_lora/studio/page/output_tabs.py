@@ -11,21 +11,6 @@ from ..handlers import Studio
 from .widgets import QUIET, bar_html
 
 
-class AdapterChoices(gr.CheckboxGroup):
-    """The Listen tab's adapters: a ticked value this page session does not list (yet) is dropped, not an error.
-
-    The page's load and the run's status change both send the ticked list; gradio 6.31 can check the second against
-    the session's choices before the first's are recorded, and then failed the event with "Value: 'final' ... is not
-    in the list of choices: []" (a traceback in the studio's log). The handlers tick the run's models again anyway."""
-
-    def get_block_name(self) -> str:
-        return "checkboxgroup"  # the frontend's component: this class only changes what the server accepts
-
-    def preprocess(self, payload: list[str | int | float]) -> list[str | int | float] | list[int | None]:
-        listed = {value for _, value in self.choices}
-        return super().preprocess([value for value in payload or [] if value in listed])
-
-
 class ListenTab:
     def __init__(self, studio: Studio, project_box: gr.Dropdown) -> None:
         self.studio = studio
@@ -39,7 +24,9 @@ class ListenTab:
             duration = gr.Number(2, label="Seconds", elem_id="listen_duration")
             seed = gr.Number(0, label="Seed", elem_id="listen_seed")
             guidance = gr.Number(3, label="Guidance", elem_id="listen_guidance")
-            self.adapters = AdapterChoices([], label="Adapters (the base model is always rendered)", elem_id="adapters")
+            self.adapters = gr.CheckboxGroup(
+                [], label="Adapters (the base model is always rendered)", elem_id="adapters"
+            )
         self.auto = gr.State([])  # what the page ticked by itself (a choice of the user's is kept)
         self.render = gr.Button("Render", variant="primary", elem_id="render")
         self.bar = gr.HTML(bar_html(None, ""), elem_id="render_bar")
