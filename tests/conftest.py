@@ -241,3 +241,22 @@ def chromium() -> str:
     """A chromium that renders pages headless (session-scoped, so a test without one skips before the expensive
     fixtures it also asks for are built)."""
     return chromium_or_skip()
+
+
+# ------------------------------------------------------------------------------------------------ tiers
+
+# Fixtures that train, render or serve before their first test (minutes on a 2-core CPU): a test that uses one is in
+# the slow tier, so the everyday tier never pays for them.
+EXPENSIVE_FIXTURES = {"trained_run", "demo_run", "studio_run"}
+MEASURED_SLOW = {
+    line.strip()
+    for line in (Path(__file__).parent / "slow_tests.txt").read_text(encoding="utf-8").splitlines()
+    if line.strip() and not line.startswith("#")
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `slow` each test measured at 2 s or more (tests/slow_tests.txt) and each that uses an expensive fixture."""
+    for item in items:
+        if item.nodeid in MEASURED_SLOW or EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
