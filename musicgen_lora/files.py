@@ -320,21 +320,32 @@ def run_lock(output_dir: str | Path, active: bool = True, what: str = "training"
     if not active:
         yield
         return
-    held = contextlib.ExitStack()
-    try:
-        left = held.enter_context(holding_lock(Path(output_dir).expanduser() / LOCK_NAME, what=what))
-    except LockHeld as refused:
-        holder = refused.holder
+
+    def refusal(holder: dict[str, Any]) -> str:
         who = f" (process {holder['pid']} on {holder.get('host', 'an unknown host')})" if holder else ""
         name = "preparation" if holder.get("what") == "prepare" else "training run"
-        raise UserError(
+        return (
             f"another {name}{who} is writing to '{output_dir}'; wait for it to finish, stop it, or choose another "
             "output_dir"
-        ) from None
-    with held:
+        )
+
+    with lock_or_refuse(Path(output_dir).expanduser() / LOCK_NAME, what, refusal) as left:
         if left:
             logger.warning("Taking over the lock of a run that ended without releasing it (process %s)", left["pid"])
         yield
+
+
+@contextlib.contextmanager
+def lock_or_refuse(path: Path, what: str, refusal: Callable[[dict[str, Any]], str]) -> Iterator[dict[str, Any]]:
+    """:func:`holding_lock` for a command: held for the block, or a UserError whose message is ``refusal(holder)``
+    (the holder's record, ``{}`` when unreadable). Yields what a previous holder that died left in the file."""
+    held = contextlib.ExitStack()
+    try:
+        left = held.enter_context(holding_lock(path, what=what))
+    except LockHeld as refused:
+        raise UserError(refusal(refused.holder)) from None
+    with held:
+        yield left
 
 
 # ------------------------------------------------------------------------------------------------ path or Hub id

@@ -23,7 +23,7 @@ from typing import Any
 from ..config.arguments import MODEL_MAX_SECONDS, RESOLVED_CONFIG_NAME, DataArguments
 from ..config.parsing import OptionsParser, check_json_values, load_json_config, parse_config
 from ..errors import UserError, exit_on_user_error, finite_number, seed_number
-from ..files import LockHeld, ensure_writable_folder, holding_lock, kept_aside, read_json_object
+from ..files import ensure_writable_folder, kept_aside, lock_or_refuse, read_json_object
 from ..logs import setup_logging
 from ..memorisation.melody import DEFAULT_MELODY_THRESHOLD
 from ..models.loading import pick_device
@@ -172,15 +172,11 @@ def output_folder(out: Path, overwrite: bool) -> Iterator[None]:
     created = [folder for folder in (out, *out.parents) if not folder.exists()]  # made here, innermost first
     ensure_writable_folder(out, "--output_dir")
     try:
-        held = contextlib.ExitStack()
-        try:
-            held.enter_context(holding_lock(out / LOCK_NAME, what="evaluate"))  # removes its file when released
-        except LockHeld:
-            raise UserError(
-                f"--output_dir '{out}' is in use by another evaluate.py (it holds {out / LOCK_NAME}); wait until it "
-                "has finished, or choose another --output_dir"
-            ) from None
-        with held:
+        refusal = (
+            f"--output_dir '{out}' is in use by another evaluate.py (it holds {out / LOCK_NAME}); wait until it has "
+            "finished, or choose another --output_dir"
+        )
+        with lock_or_refuse(out / LOCK_NAME, "evaluate", lambda holder: refusal):  # removes its file when released
             _check_earlier_evaluation(out, overwrite)
             yield
     finally:

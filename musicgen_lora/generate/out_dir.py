@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..audio.io import AUDIO_EXTENSIONS, FFMPEG_EXTENSIONS
 from ..errors import UserError
-from ..files import LockHeld, ensure_writable_folder, holding_lock
+from ..files import ensure_writable_folder, lock_or_refuse
 
 LOCK_NAME = ".musicgen-lora-generate.lock"
 RECORDS = ("prompts.txt", "generation_config.json")  # what a generation writes besides its numbered clips
@@ -70,12 +70,6 @@ def out_dir_lock(out: Path) -> Iterator[None]:
     Raises:
         UserError: another generation holds it.
     """
-    held = contextlib.ExitStack()
-    try:
-        held.enter_context(holding_lock(out / LOCK_NAME, what="generate"))  # removes its file when released
-    except LockHeld:
-        raise UserError(
-            f"another generation is writing to --out_dir '{out}'; wait for it to finish, or choose another --out_dir"
-        ) from None
-    with held:
+    refusal = f"another generation is writing to --out_dir '{out}'; wait for it to finish, or choose another --out_dir"
+    with lock_or_refuse(out / LOCK_NAME, "generate", lambda holder: refusal):  # removes its file when released
         yield
