@@ -38,6 +38,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # (and waits for its timeouts) instead of failing at once
 hub_constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in ("1", "ON", "YES", "TRUE")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `-n 2`: the workers share the cores instead of each using all of them
+    os.environ["OMP_NUM_THREADS"] = "1"  # the processes the tests start, too
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 32000  # the tiny model's sampling rate (and musicgen-small's)
 
@@ -256,7 +260,15 @@ MEASURED_SLOW = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark `slow` each test measured at 2 s or more (tests/slow_tests.txt) and each that uses an expensive fixture."""
+    """Mark `slow` each test measured at 2 s or more (tests/slow_tests.txt) and each that uses an expensive fixture.
+
+    Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command) each worker builds the session fixtures
+    its tests use: a test that uses an expensive one runs in that fixture's group (one worker builds it), every
+    other test in its file's group (a module-scoped fixture, such as the benchmark's smoke run, is built once too).
+    The expensive groups go first, so that no worker is left with minutes of them at the end."""
     for item in items:
-        if item.nodeid in MEASURED_SLOW or EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        used = EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if item.nodeid in MEASURED_SLOW or used:
             item.add_marker(pytest.mark.slow)
+        item.add_marker(pytest.mark.xdist_group(min(used) if used else item.nodeid.split("::")[0]))
+    items.sort(key=lambda item: not EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())))

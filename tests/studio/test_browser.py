@@ -256,15 +256,17 @@ def test_an_option_training_refuses_is_not_saved(demo_run, server, browser, prob
     _code(page, "#extra_json", '{"lora_dropout": "lots"}')
     assert click(page, "#start", "#train_msg", "Error", "started").startswith("Error: option lora_dropout")
     assert not (server.projects / "fresh").exists()
-    choose_project(page, "demo", "demo/data")
+    choose_project(page, "demo", "demo/data")  # the folder typed above is demo/data too: wait for the demo's model
+    page.wait_for_function("() => document.querySelector('#base_model textarea')?.value === 'demo/tiny-musicgen'")
     page.fill("#project input", "fresh")
     page.keyboard.press("Enter")
-    page.wait_for_function(  # its own form again: not the demo's model, nor the folder of the refused Start
-        "() => document.querySelector('#project input')?.value === 'fresh' && "
-        "document.querySelector('#base_model textarea, #base_model input')?.value === 'facebook/musicgen-small'",
+    shown = page.wait_for_function(  # its own form again: not the demo's model, nor the folder of the refused Start
+        "() => { const v = (s) => document.querySelector(`${s} textarea, ${s} input`)?.value; "
+        "return v('#project') === 'fresh' && v('#base_model') === 'facebook/musicgen-small' && "
+        "[v('#steps'), v('#dataset')]; }",
         timeout=60_000,
-    )
-    assert value(page, "#steps") == "0" and value(page, "#dataset") != "demo/data"
+    ).json_value()
+    assert shown == ["0", ""]
     page.close()
 
 
