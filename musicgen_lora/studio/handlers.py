@@ -8,8 +8,11 @@ the package's commands, started through :mod:`.runs`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -39,6 +42,9 @@ from .views import DataView, TrainView, data_view, finished_steps, page_words, p
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # how often a button that waits for its command refreshes the page
+# A Ctrl-C that lands while the preparation still imports its libraries can be swallowed by one of them (seen on a
+# loaded machine: the preparation went on and finished): *Cancel* then ends it with SIGTERM after this long.
+CANCEL_GRACE_SECONDS = 5.0
 
 
 def error_text(err: BaseException) -> str:
@@ -212,6 +218,7 @@ class Studio:
         except Exception as err:  # noqa: BLE001 - every problem becomes the page's message
             yield PrepareStep(error_text(err), None, "", None)
             return
+        cancelled_at = None
         while state.returncode is None:  # (not `running`: the exit status is recorded just after the process ends)
             text = read_text(Path(state.log))
             bar = last_bar(text)
@@ -220,6 +227,12 @@ class Studio:
             )
             time.sleep(POLL_SECONDS)
             state = self.runs.state(project.folder) or state
+            if state.stop_requested and cancelled_at is None:
+                cancelled_at = time.monotonic()
+            elif cancelled_at is not None and time.monotonic() - cancelled_at > CANCEL_GRACE_SECONDS:
+                with contextlib.suppress(backend.UserError):  # it ended in the meantime
+                    self.runs.stop(project.folder, signal.SIGTERM)
+                cancelled_at = math.inf  # once
         text = read_text(Path(state.log))
         if state.returncode == 0:
             message = "**Prepared.** The report is below; edit captions in the table and press *Save changes*."

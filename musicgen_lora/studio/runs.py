@@ -251,9 +251,9 @@ class RunManager:
             if holder is None or holder.get("pid") == process.pid:
                 lock.unlink(missing_ok=True)
 
-    def stop(self, project_dir: Path) -> RunState:
+    def stop(self, project_dir: Path, how: signal.Signals = signal.SIGINT) -> RunState:
         """Ask the project's run to stop as Ctrl-C would (SIGINT to its process group): training saves a
-        checkpoint first.
+        checkpoint first. ``how``: another signal (SIGTERM ends a preparation that did not stop on Ctrl-C).
 
         Raises:
             UserError: no run is going.
@@ -263,7 +263,7 @@ class RunManager:
             if state is None or not state.running:
                 raise backend.UserError("no run is going in this project; nothing to stop")
             try:
-                os.killpg(state.pid, signal.SIGINT)  # the run leads its own process group (start_new_session)
+                os.killpg(state.pid, how)  # the run leads its own process group (start_new_session)
             except ProcessLookupError:
                 pass  # it ended in the meantime
             state.stop_requested = True

@@ -71,7 +71,9 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(chromium):
+def browser(chromium, server):
+    """Chromium, closed before the studio stops (``server``: set up first, torn down last), so that no open page
+    holds the studio's shutdown (it waited 30 s for the pages' connections, then was killed)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -8,6 +8,7 @@ import csv
 import json
 import shlex
 import shutil
+import sys
 import zipfile
 from dataclasses import asdict
 from dataclasses import replace as dataclass_replace
@@ -18,7 +19,7 @@ import pytest
 
 from musicgen_lora.config.parsing import parse_config
 from musicgen_lora.errors import UserError
-from musicgen_lora.studio import backend
+from musicgen_lora.studio import backend, handlers
 from musicgen_lora.studio.dataset_files import (
     add_uploads,
     exclude_file,
@@ -376,6 +377,27 @@ def test_the_data_view_shows_each_left_out_file_with_its_reason(corpus_dir, tiny
     )
     assert rows.loc["good.wav", "status"] == "kept" and rows.loc["good.wav", "training caption"] == "jazz"
     assert list(view.lengths["clips"]) == [1] and view.tempi.empty
+
+
+# A preparation that Ctrl-C does not stop, as one whose signal landed in a library that swallowed it
+DEAF_TO_CTRL_C = (
+    "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('ign' + 'oring', flush=True); "
+    "time.sleep(300)"
+)
+
+
+def test_cancel_ends_a_preparation_that_ctrl_c_did_not_stop(corpus_dir, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(handlers, "package_command", lambda *args: [sys.executable, "-c", DEAF_TO_CTRL_C])
+    monkeypatch.setattr(handlers, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(handlers, "CANCEL_GRACE_SECONDS", 0.5)
+    studio = Studio(tmp_path / "projects")
+    steps = studio.prepare("songs", tiny_form(tiny_model_dir, corpus_dir))
+    assert next(step for step in steps if "ignoring" in step.log).message.startswith("**Preparing**")
+    assert studio.cancel_prepare("songs") == "**Cancelling** the preparation…"
+    last = list(steps)[-1]  # within seconds, not the 300 s it would sleep
+    assert last.message.startswith("**Cancelled**: the preparation stopped")
+    folder = studio.project("songs").folder
+    assert studio.runs.state(folder).returncode == -15  # SIGTERM, after the Ctrl-C
 
 
 def test_cancel_stops_a_preparation_and_nothing_is_reported_as_prepared(corpus_dir, tiny_model_dir, tmp_path):

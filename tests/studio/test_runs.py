@@ -122,6 +122,7 @@ def test_one_run_per_project_stop_saves_and_resume_continues(fake):
     progress = read_progress(fake["a"] / "run")
     assert progress.step == 4 and [r["step"] for r in progress.train] == [1, 2, 3, 4]  # one curve across both starts
     assert progress.train[0]["loss"] == pytest.approx(4.9)
+    wait_until(lambda: "waiting" in _log(other), 60, "the other project's run to start")  # its handler is set
     runs.stop(fake["b"])
     assert runs.wait(fake["b"], timeout=60).returncode == 130 and other.kind == "train"
 

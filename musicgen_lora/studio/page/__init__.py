@@ -88,8 +88,8 @@ class Page:
         self.form = [fields[name] for name in form_fields()]
         self.opened = [
             self.message, *self.form, *self.data.report, *self.data.cleared_outputs, *self.train.cleared_outputs,
-            self.listen.adapters, self.listen.auto, *self.listen.cleared_outputs, *self.evaluate.cleared_outputs,
-            *self.share.cleared_outputs, self.remembered,
+            self.listen.adapters, self.listen.auto, self.listen.ticked, *self.listen.cleared_outputs,
+            *self.evaluate.cleared_outputs, *self.share.cleared_outputs, self.remembered,
         ]  # fmt: skip
 
     # ------------------------------------------------------------------------------------------------ projects
@@ -105,10 +105,10 @@ class Page:
             view = self.studio.data_view(name)
         except Exception as err:  # noqa: BLE001
             message, view = message or error_text(err), DataView()
-        adapters, auto = self.listen.choices(name, [], [])
+        adapters, auto, ticked = self.listen.choices(name, [], [])
         return [
             message, *form_values(values), *report_values(view), *self.data.cleared, *self.train.cleared(), adapters,
-            auto, *self.listen.cleared(), *self.evaluate.opened(name), *self.share.cleared(), name,
+            auto, ticked, *self.listen.cleared(), *self.evaluate.opened(name), *self.share.cleared(), name,
         ]  # fmt: skip
 
     def _open_keeping_message(self, name: str, message: str) -> list:
@@ -186,7 +186,10 @@ class Page:
         # the models to listen to follow the run (a finished run's final adapter is ticked, not a stale checkpoint)
         for trigger in (self.listen_tab.select, train.status.change):
             trigger(
-                listen.choices, [self.project, listen.adapters, listen.auto], [listen.adapters, listen.auto], **QUIET
+                listen.choices,
+                [self.project, listen.ticked, listen.auto],
+                [listen.adapters, listen.auto, listen.ticked],
+                **QUIET,
             )
 
     # -------------------------------------------------------------------------- presets and the command line

@@ -28,6 +28,11 @@ class ListenTab:
                 [], label="Adapters (the base model is always rendered)", elem_id="adapters"
             )
         self.auto = gr.State([])  # what the page ticked by itself (a choice of the user's is kept)
+        # What is ticked, as the server last saw it: the refresh of the choices reads this, not the boxes. Gradio
+        # checks a CheckboxGroup's input against the choices of the server's session, and a studio restarted under an
+        # open page has none yet ("Value 'final' is not in the list of choices: []" on the next status change).
+        self.ticked = gr.State([])
+        self.adapters.input(lambda chosen: chosen, self.adapters, self.ticked, **QUIET)
         self.render = gr.Button("Render", variant="primary", elem_id="render")
         self.bar = gr.HTML(bar_html(None, ""), elem_id="render_bar")
         self.message = gr.Markdown(elem_id="listen_msg")
@@ -65,7 +70,7 @@ class ListenTab:
         ticked = [label for label in ticked or [] if label in found]
         default = outputs.default_models(found)
         value = default if not ticked or ticked == (auto or []) else ticked
-        return gr.update(choices=list(found), value=value), default if value == default else auto or []
+        return gr.update(choices=list(found), value=value), default if value == default else auto or [], value
 
     @property
     def cleared_outputs(self) -> list:
