@@ -6,6 +6,9 @@ documented rule for the double/half ambiguity.
   four beat periods (favours the beat and its slower multiples) times its Fourier magnitude at the beat frequency
   and its harmonics (favours the beat and its faster multiples), so octave errors in either direction are penalised.
 * **Double/half rule** (:func:`tempo_from_envelope`): see the function.
+* **Octave decision** (:func:`octave_features`, :func:`fast_octave_probability`): the pulse and its double (or half)
+  weighed by a logistic regression fitted on real music at every tempo; where the octave stays in doubt the estimate
+  names the other one too (``alternative``), and a caption says both ("85 or 170 bpm").
 
 Accuracy and cost on real music: bench/RESULTS.md ("Captions you can trust").
 """
@@ -42,7 +45,8 @@ TEMPO_CLEAR_PULSE = (0.25, 0.75)
 
 # Below this a caption leaves the tempo out. Every noise and drone measured scores 0 (no pulse); on the corpora
 # (bench/RESULTS.md) it drops 10 of 632 right tempi, those with the faintest pulse, and none of the 44 wrong ones:
-# those are octave and metre errors with a clear pulse, which no confidence built from the pulse can see.
+# those are octave and metre errors with a clear pulse, which no confidence built from the pulse can see. (With the
+# octave decision the octave's doubt is said in the caption instead: "Captions at every tempo" in RESULTS.md.)
 TEMPO_CONFIDENCE_THRESHOLD = 0.1
 
 
@@ -98,8 +102,11 @@ def onset_envelope(audio: np.ndarray, sr: int) -> np.ndarray:
 # below OCTAVE_PAIR_SPLIT_BPM, so the pair covers 50-200 bpm), and a logistic regression on the evidence for each
 # (octave_features) gives the probability that FAST is the beat. Fitted by bench/tempo_octave_fit.py on the `tune`
 # pieces only, rendered at tempi drawn per genre and uniformly over 50-200 bpm (bench/RESULTS.md "Captions at every
-# tempo"). Where neither octave reaches TEMPO_OCTAVE_SURE the estimate names the other one too (``alternative``)
-# and a caption says both ("85 or 170 bpm").
+# tempo"). The prior's pulse stays the tempo unless its octave's probability is under OCTAVE_SWITCH; where the
+# tempo's probability stays under TEMPO_OCTAVE_SURE the estimate names the other octave too (``alternative``) and a
+# caption says both ("85 or 170 bpm"). Both chosen on the tune split by a rule fixed first (RESULTS.md): the single
+# value at the genres' tempi within 1 point of before, two-valued captions at most a third, then the most captions
+# right (at 0.3 the single value loses 1.3 points; at 0.8 35 % of captions name two tempi).
 OCTAVE_PAIR_SPLIT_BPM = 100.0
 OCTAVE_FEATURES = ("salience_fast_over_slow", "slow_octaves_from_90", "fast_beats_heard", "fast_eighths_heard",
                    "fast_beats_even", "slow_half_beats", "slow_beats_even")  # fmt: skip
