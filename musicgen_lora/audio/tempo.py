@@ -104,7 +104,7 @@ def onset_envelope(audio: np.ndarray, sr: int) -> np.ndarray:
 # pieces only, rendered at tempi drawn per genre and uniformly over 50-200 bpm (bench/RESULTS.md "Captions at every
 # tempo"). The prior's pulse stays the tempo unless its octave's probability is under OCTAVE_SWITCH; where the
 # tempo's probability stays under TEMPO_OCTAVE_SURE the estimate names the other octave too (``alternative``) and a
-# caption says both ("85 or 170 bpm"). Both chosen on the tune split by a rule fixed first (RESULTS.md): the single
+# caption says both ("85 or 170 bpm"). Both chosen on the tune split only, by a rule (RESULTS.md): the single
 # value at the genres' tempi within 1 point of before, two-valued captions at most a third, then the most captions
 # right (at 0.3 the single value loses 1.3 points; at 0.8 35 % of captions name two tempi).
 OCTAVE_PAIR_SPLIT_BPM = 100.0
