@@ -15,7 +15,7 @@ from musicgen_lora.audio import tempo as tempo_module
 from musicgen_lora.audio.key import estimate_key
 from musicgen_lora.audio.tempo import estimate_tempo
 
-from ..conftest import tone
+from ..conftest import load_bench_script, tone
 
 SR = 32000
 
@@ -137,6 +137,24 @@ def test_octave_decision_weighs_the_evidence_for_each_octave():
         assert features.shape == (len(tempo_module.OCTAVE_FEATURES),)
         probability[name] = tempo_module.fast_octave_probability(features)
     assert probability["fast"] > 0.5 > probability["slow"], probability
+
+
+def test_octave_fitting_script_learns_which_octave_from_labelled_pairs():
+    # bench/tempo_octave_fit.py, which fitted OCTAVE_WEIGHTS: labels, the logistic fit, the switch/sure table
+    script = load_bench_script("tempo_octave_fit")
+    assert script.label({"slow": 85.0, "bpm": 170.0}) == 1 and script.label({"slow": 85.0, "bpm": 86.0}) == 0
+    assert script.label({"slow": 60.0, "bpm": 180.0}) is None  # a 3/4 bar read as the beat: neither octave
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3)) * [1.0, 5.0, 0.2] + [0.0, 3.0, 1.0]  # unscaled features, as octave_features
+    y = (x[:, 0] - 0.1 * (x[:, 1] - 3.0) > 0).astype(float)
+    weights, bias = script.fit(x, y, 0.001)
+    assert np.mean((script.probability(x, weights, bias) >= 0.5) == y) > 0.95 and weights[0] > 0 > weights[1]
+    rows = [{"folder": "wide/folk", "slow": 85.0, "bpm": 170.0 if t else 85.0, "x": f, "pulse_is_fast": False}
+            for f, t in zip(x[:20], y[:20], strict=True)]  # fmt: skip
+    table = script.caption_table(rows, weights, bias, [(0.0, 0.5), (0.5, 0.5)])
+    never_switched, model_alone = table.splitlines()[2:4]
+    assert "| 0.00 | 0.50 | 20 |" in never_switched and f"{100 * (1 - y[:20].mean()):.1f} %" in never_switched
+    assert "| 0.50 | 0.50 | 20 |" in model_alone
 
 
 def test_no_tempo_for_silence_or_a_steady_tone():
