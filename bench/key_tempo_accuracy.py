@@ -7,10 +7,11 @@ Usage::
 prints, per corpus, genre and instrumentation and for the ``tune`` / ``test`` splits: tempo within 4 % (the exact
 octave), tempo within 4 % allowing a factor 2 or 3, key with its mode exactly right, and the MIREX weighted key
 score; then how the confidence thresholds of :mod:`musicgen_lora.audio.tempo` and :mod:`musicgen_lora.audio.key`
-sort right from wrong estimates. ``--analysis-module`` measures another version of the estimators: one file with
-``estimate_tempo``, ``estimate_key``, ``tempo_error``, ``key_score`` and ``parse_key`` (e.g. ``git show
-e2d5858:musicgen_lora/audio/analysis.py``, the code before this work, saved to a file: the "before" column of
-bench/RESULTS.md).
+sort right from wrong estimates; and what captions say of the tempo (one value, two where the octave is in doubt, or
+none below the confidence threshold) and how often that is right. ``--analysis-module`` measures another version of
+the estimators: one file with ``estimate_tempo``, ``estimate_key``, ``tempo_error``, ``key_score`` and ``parse_key``
+(e.g. ``git show e2d5858:musicgen_lora/audio/analysis.py``, the code before this work, saved to a file: the "before"
+column of bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def evaluate(
             result.update(est_bpm=tempo and tempo.bpm, tempo_conf=tempo and float(getattr(tempo, "confidence", np.nan)),
                           tempo_hit=bool(error and error["rel_error"] <= 0.04),
                           tempo_hit_any_octave=bool(error and error["rel_error_any_octave"] <= 0.04))  # fmt: skip
+            result.update(caption_tempo(tempo, row["bpm"], getattr(module, "TEMPO_CONFIDENCE_THRESHOLD", 0.0)))
         if row.get("key"):
             score, relation = (
                 module.key_score((key.tonic, key.mode), module.parse_key(row["key"])) if key else (0.0, "none")
@@ -86,6 +88,44 @@ def evaluate(
     return results
 
 
+def caption_tempo(tempo, truth: float, threshold: float) -> dict:
+    """What a caption says of the tempo (the values it names: one, two where the octave is in doubt, none below
+    ``threshold``) and whether it is right: one of the values it names within 4 % of ``truth``; a caption that leaves
+    the tempo out is not right."""
+    if tempo is None or getattr(tempo, "confidence", 1.0) < threshold:
+        named = []
+    else:
+        named = [tempo.bpm] + ([tempo.alternative] if getattr(tempo, "alternative", None) else [])
+    return {
+        "caption_bpms": named,
+        "caption_two_valued": len(named) == 2,
+        "caption_left_out": not named,
+        "caption_hit": any(abs(value / truth - 1) <= 0.04 for value in named),
+    }
+
+
+def caption_table(results: list[dict], kinds=("corpus",)) -> str:
+    """A markdown table of what captions say of the tempo, per group and split: single value right (the estimate's
+    one value, as before), caption right (one of the values it names), two-valued, tempo left out."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in results:
+        if "caption_hit" not in r:
+            continue
+        for split in (r["split"], "all"):
+            groups[("ALL", split)].append(r)
+            for kind in kinds:
+                groups[(f"{kind} {r[kind]}", split)].append(r)
+    lines = [
+        "| group | split | n | single value within 4 % | caption right | two-valued | tempo left out |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (group, split), rows in sorted(groups.items(), key=lambda item: (item[0][0] != "ALL", item[0][0], item[0][1])):
+        cells = [f"{100 * np.mean([r[name] for r in rows]):.1f} %"
+                 for name in ("tempo_hit", "caption_hit", "caption_two_valued", "caption_left_out")]  # fmt: skip
+        lines.append(f"| {group} | {split} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(results: list[dict]) -> dict[str, float | int]:
     """Tempo and key accuracy of a group of result rows."""
     tempo = [r for r in results if "tempo_hit" in r]
@@ -93,6 +133,8 @@ def summarise(results: list[dict]) -> dict[str, float | int]:
     out: dict[str, float | int] = {"tempo_n": len(tempo), "key_n": len(key)}
     if tempo:
         out["tempo_4pct"] = float(np.mean([r["tempo_hit"] for r in tempo]))
+        out["caption_right"] = float(np.mean([r["caption_hit"] for r in tempo]))
+        out["caption_two_valued"] = float(np.mean([r["caption_two_valued"] for r in tempo]))
         out["tempo_4pct_any_octave"] = float(np.mean([r["tempo_hit_any_octave"] for r in tempo]))
     if key:
         out["key_exact"] = float(np.mean([r["key_hit"] for r in key]))
@@ -158,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = [r for folder in args.corpus_dirs for r in evaluate(folder, module, args.seconds)]
     before = json.loads(args.before.read_text()) if args.before else None
     print(table(results, before))
+    print("\n" + caption_table(results))
     times = [r["seconds_taken"] for r in results]
     print(f"\ntime per excerpt (tempo + key): median {np.median(times):.3f} s, max {max(times):.3f} s")
     if hasattr(module, "TEMPO_CONFIDENCE_THRESHOLD"):

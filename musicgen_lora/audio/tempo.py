@@ -6,6 +6,9 @@ documented rule for the double/half ambiguity.
   four beat periods (favours the beat and its slower multiples) times its Fourier magnitude at the beat frequency
   and its harmonics (favours the beat and its faster multiples), so octave errors in either direction are penalised.
 * **Double/half rule** (:func:`tempo_from_envelope`): see the function.
+* **Octave decision** (:func:`octave_features`, :func:`fast_octave_probability`): the pulse and its double (or half)
+  weighed by a logistic regression fitted on real music at every tempo; where the octave stays in doubt the estimate
+  names the other one too (``alternative``), and a caption says both ("85 or 170 bpm").
 
 Accuracy and cost on real music: bench/RESULTS.md ("Captions you can trust").
 """
@@ -42,7 +45,8 @@ TEMPO_CLEAR_PULSE = (0.25, 0.75)
 
 # Below this a caption leaves the tempo out. Every noise and drone measured scores 0 (no pulse); on the corpora
 # (bench/RESULTS.md) it drops 10 of 632 right tempi, those with the faintest pulse, and none of the 44 wrong ones:
-# those are octave and metre errors with a clear pulse, which no confidence built from the pulse can see.
+# those are octave and metre errors with a clear pulse, which no confidence built from the pulse can see. (With the
+# octave decision the octave's doubt is said in the caption instead: "Captions at every tempo" in RESULTS.md.)
 TEMPO_CONFIDENCE_THRESHOLD = 0.1
 
 
@@ -94,11 +98,31 @@ def onset_envelope(audio: np.ndarray, sr: int) -> np.ndarray:
     return np.maximum(flux - local, 0.0)
 
 
+# The octave in doubt: the pulse found is read as a pair of tempi an octave apart, SLOW and FAST = 2 x SLOW (SLOW
+# below OCTAVE_PAIR_SPLIT_BPM, so the pair covers 50-200 bpm), and a logistic regression on the evidence for each
+# (octave_features) gives the probability that FAST is the beat. Fitted by bench/tempo_octave_fit.py on the `tune`
+# pieces only, rendered at tempi drawn per genre and uniformly over 50-200 bpm (bench/RESULTS.md "Captions at every
+# tempo"). The prior's pulse stays the tempo unless its octave's probability is under OCTAVE_SWITCH; where the
+# tempo's probability stays under TEMPO_OCTAVE_SURE the estimate names the other octave too (``alternative``) and a
+# caption says both ("85 or 170 bpm"). Both chosen on the tune split only, by a rule (RESULTS.md): the single
+# value at the genres' tempi within 1 point of before, two-valued captions at most a third, then the most captions
+# right (at 0.3 the single value loses 1.3 points; at 0.8 35 % of captions name two tempi).
+OCTAVE_PAIR_SPLIT_BPM = 100.0
+OCTAVE_FEATURES = ("salience_fast_over_slow", "slow_octaves_from_90", "fast_beats_heard", "fast_eighths_heard",
+                   "fast_beats_even", "slow_half_beats", "slow_beats_even")  # fmt: skip
+OCTAVE_WEIGHTS = (1.293, -1.620, 4.172, 2.527, 1.020, 0.457, 4.046)
+OCTAVE_BIAS = -8.945
+OCTAVE_SWITCH = 0.2
+TEMPO_OCTAVE_SURE = 0.75
+
+
 @dataclass
 class TempoEstimate:
     bpm: float
-    confidence: float  # in [0, 1]: rhythmic clarity times the chosen octave's share (see tempo_from_envelope)
+    confidence: float  # in [0, 1]: rhythmic clarity times the chosen octave's probability (see tempo_from_envelope)
     salience_ratio: float = math.inf  # the winner's salience over the best candidate a factor 2 away (> 1: clear)
+    alternative: float | None = None  # the tempo an octave away, when the octave is in doubt (see TEMPO_OCTAVE_SURE)
+    octave_probability: float = 1.0  # the probability that ``bpm``, not its double or half, is the beat
 
 
 def autocorrelation(env: np.ndarray) -> np.ndarray:
@@ -175,19 +199,53 @@ def is_eighth_note_pulse(env: np.ndarray, bpm: float, frame_rate: float = ONSET_
     return min(even, odd) < OFFBEAT_CONTRAST * max(even, odd) and half_beats < EMPTY_HALF_BEATS
 
 
-def tempo_from_envelope(
+def _salience_near(bpms: np.ndarray, salience: np.ndarray, bpm: float) -> float:
+    """The highest salience within 2 % of ``bpm`` (0 outside ``bpms``)."""
+    near = salience[(bpms >= 0.98 * bpm) & (bpms <= 1.02 * bpm)]
+    return float(near.max()) if len(near) else 0.0
+
+
+def _beats_heard(env: np.ndarray, bpm: float, frame_rate: float) -> tuple[float, float, float]:
+    """Of a pulse at ``bpm``: the share of its beats that carry an onset (over 0.3 of its strong beats' strength), how
+    even alternate beats are (the weaker half's strength over the stronger's), and the half-beats' strength relative
+    to the beats' (see :func:`beat_strengths`)."""
+    beats, half_beats = beat_strengths(env, bpm, frame_rate)
+    if len(beats) < 4:
+        return 0.0, 1.0, half_beats
+    even, odd = float(beats[0::2].mean()), float(beats[1::2].mean())
+    heard = float(np.mean(beats > 0.3 * np.percentile(beats, 90)))
+    return heard, min(even, odd) / max(even, odd, 1e-12), half_beats
+
+
+def octave_features(
+    env: np.ndarray, bpms: np.ndarray, salience: np.ndarray, slow: float, frame_rate: float = ONSET_FRAME_RATE
+) -> np.ndarray:
+    """The evidence that a beat at ``2 * slow`` rather than ``slow`` bpm is the music's (OCTAVE_FEATURES, in order):
+    the log salience ratio of the two; where ``slow`` lies (octaves from 90 bpm: the prior); the share of the fast
+    pulse's beats heard and of its eighth notes' (a beat that is really the eighth notes of a slower one is heard only
+    where the melody moves in eighths, and then has no eighths of its own); how even the fast pulse's beats are; how
+    strong the slow pulse's half-beats are; and how even the slow pulse's beats are (with the bar's stress, a slow
+    beat that is really every other beat of a fast one alternates less)."""
+    fast = 2.0 * slow
+    ratio = math.log((_salience_near(bpms, salience, fast) + 1e-3) / (_salience_near(bpms, salience, slow) + 1e-3))
+    fast_heard, fast_even, _ = _beats_heard(env, fast, frame_rate)
+    eighths_heard = _beats_heard(env, 2.0 * fast, frame_rate)[0]
+    _, slow_even, slow_half_beats = _beats_heard(env, slow, frame_rate)
+    position = math.log2(slow / 90.0)
+    return np.array([ratio, position, fast_heard, eighths_heard, fast_even, slow_half_beats, slow_even])
+
+
+def fast_octave_probability(features: np.ndarray) -> float:
+    """The probability (logistic regression, OCTAVE_WEIGHTS) that the fast tempo of the pair is the beat."""
+    return float(1.0 / (1.0 + math.exp(-(OCTAVE_BIAS + float(np.dot(OCTAVE_WEIGHTS, features))))))
+
+
+def pulse_octaves(
     env: np.ndarray, min_bpm: float = MIN_BPM, max_bpm: float = MAX_BPM, frame_rate: float = ONSET_FRAME_RATE
-) -> TempoEstimate | None:
-    """The tempo of an onset envelope (see :func:`estimate_tempo`).
-
-    **Double/half rule**, in two steps: (1) the tempo with the highest periodicity salience times the prior over
-    tempi (:func:`tempo_prior`) wins, so of two candidates a factor 2 apart with alike evidence the one nearer
-    TEMPO_PRIOR_BPM is taken; (2) beat- against eighth-level evidence: a winner of at least HALVE_FROM_BPM whose beats
-    alternate strong and weak with nothing between them is halved (:func:`is_eighth_note_pulse`).
-
-    ``confidence`` (0 to 1) = rhythmic clarity (TEMPO_CLEAR_PULSE: 0 for noise and drones) x the winner's share
-    against the best candidate a factor 2 away. Below TEMPO_CONFIDENCE_THRESHOLD a caption should leave it out.
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float] | None:
+    """The pulse of an onset envelope and the slower tempo of its octave pair (see :func:`tempo_from_envelope`):
+    ``(bpms, salience, weighted, slow, pulse)``, the tempo grid, the salience and the salience times the prior on
+    it; None without a pulse."""
     if len(env) < frame_rate or not np.any(env > 0):
         return None
     bpms = np.arange(min_bpm, max_bpm + 0.05, 0.1)
@@ -196,19 +254,54 @@ def tempo_from_envelope(
     best = int(np.argmax(weighted))
     if weighted[best] <= 0:
         return None
-    bpm = float(bpms[best])
-    if is_eighth_note_pulse(env, bpm, frame_rate):  # the double/half rule
-        best = int(np.argmin(np.abs(bpms - bpm / 2)))
-        bpm = float(bpms[best])
+    pulse_bpm = float(bpms[best])
+    if is_eighth_note_pulse(env, pulse_bpm, frame_rate):  # the double/half rule
+        pulse_bpm = float(bpms[int(np.argmin(np.abs(bpms - pulse_bpm / 2)))])
+    slow = pulse_bpm if pulse_bpm < OCTAVE_PAIR_SPLIT_BPM else pulse_bpm / 2
+    return bpms, salience, weighted, slow, pulse_bpm
+
+
+def tempo_from_envelope(
+    env: np.ndarray, min_bpm: float = MIN_BPM, max_bpm: float = MAX_BPM, frame_rate: float = ONSET_FRAME_RATE
+) -> TempoEstimate | None:
+    """The tempo of an onset envelope (see :func:`estimate_tempo`).
+
+    **The pulse**: the tempo with the highest periodicity salience times the prior over tempi (:func:`tempo_prior`)
+    wins, and a winner of at least HALVE_FROM_BPM whose beats alternate strong and weak with nothing between them is
+    halved (:func:`is_eighth_note_pulse`).
+
+    **Its octave**: the pulse is read as a pair, SLOW and FAST = 2 x SLOW (SLOW under OCTAVE_PAIR_SPLIT_BPM); the
+    pulse stays the tempo unless its probability (:func:`fast_octave_probability` of :func:`octave_features`) is
+    under OCTAVE_SWITCH, and where the tempo's probability is under TEMPO_OCTAVE_SURE the other is the
+    ``alternative``.
+
+    ``confidence`` (0 to 1) = rhythmic clarity (TEMPO_CLEAR_PULSE: 0 for noise and drones) x the chosen octave's
+    probability. Below TEMPO_CONFIDENCE_THRESHOLD a caption should leave it out.
+    """
+    pair = pulse_octaves(env, min_bpm, max_bpm, frame_rate)
+    if pair is None:
+        return None
+    bpms, salience, weighted, slow, pulse_bpm = pair
+    fast_probability = fast_octave_probability(octave_features(env, bpms, salience, slow, frame_rate))
+    bpm, other = (2 * slow, slow) if pulse_bpm != slow else (slow, 2 * slow)
+    octave_probability = fast_probability if pulse_bpm != slow else 1.0 - fast_probability
+    if octave_probability < OCTAVE_SWITCH:  # the evidence for the other octave outweighs the prior's choice
+        bpm, other, octave_probability = other, bpm, 1.0 - octave_probability
+    best = int(np.argmin(np.abs(bpms - bpm)))
     rivals = [weighted[int(np.argmin(np.abs(bpms - bpm * f)))] for f in (0.5, 2.0) if min_bpm <= bpm * f <= max_bpm]
     rival = max(rivals) if rivals else 0.0
     ratio = float(weighted[best] / rival) if rival > 0 else math.inf
-    octave_share = weighted[best] / (weighted[best] + rival)
     period = frame_rate * 60.0 / bpm
     pulse = float(_pulse_autocorrelation(autocorrelation(env), np.array([period]))[0]) * math.sqrt(len(env) / period)
     low, high = TEMPO_CLEAR_PULSE
     clarity = float(np.clip((pulse - low) / (high - low), 0.0, 1.0))
-    return TempoEstimate(bpm=round(bpm, 1), confidence=float(clarity * octave_share), salience_ratio=ratio)
+    return TempoEstimate(
+        bpm=round(bpm, 1),
+        confidence=float(clarity * octave_probability),
+        salience_ratio=ratio,
+        alternative=round(other, 1) if octave_probability < TEMPO_OCTAVE_SURE else None,
+        octave_probability=octave_probability,
+    )
 
 
 def estimate_tempo(

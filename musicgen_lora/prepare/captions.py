@@ -20,6 +20,8 @@ What is measured, and when:
   CLAP's 48 kHz, and the excerpt embeddings are averaged.
 * Every tempo and key estimate carries a confidence (0 to 1); below :data:`CONFIDENCE_THRESHOLDS` the field is
   left out of the caption (no word rather than a wrong word), and the data report counts and lists those tracks.
+  Where the tempo's octave is in doubt (:data:`~musicgen_lora.audio.tempo.TEMPO_OCTAVE_SURE`) the caption names
+  both tempi, slower first: ``"85 or 170 bpm"`` (:func:`tempo_words`).
 * ``prepared_data/captions.jsonl`` (:func:`review_row`) shows every track's final caption with the estimates and
   their confidences. Corrected and copied into the dataset folder as ``metadata.jsonl``, its rows
   (``caption_is_final: true``) are trained on as written: no template, nothing measured or decoded.
@@ -143,6 +145,13 @@ def low_confidence(metadata: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def tempo_words(bpm: int, alternative: int | None = None) -> str:
+    """The ``{bpm}`` field: ``"85"``, or where the octave is in doubt both tempi, slower first (``"85 or 170"``)."""
+    if alternative is None or alternative == bpm:
+        return str(bpm)
+    return f"{min(bpm, alternative)} or {max(bpm, alternative)}"
+
+
 def track_fields(
     caption: str | None,
     instance_prompt: str | None,
@@ -165,7 +174,7 @@ def track_fields(
     metadata = measured.get("metadata") or {}
     unsure = low_confidence(metadata)
     if metadata.get("bpm") is not None and "bpm" not in unsure and not _BPM_WORDS.search(stated):
-        values["bpm"] = str(metadata["bpm"])
+        values["bpm"] = tempo_words(metadata["bpm"], metadata.get("bpm_alternative"))
     if metadata.get("key") and "key" not in unsure and not _states_key(stated):
         values["key"] = metadata["key"]
     level = measured.get("level")
@@ -344,7 +353,7 @@ def review_row(
     """
     row: dict[str, Any] = {"file_name": name, "text": caption, "caption_is_final": True, "own_caption": own_caption}
     metadata = found.get("metadata") or {}
-    for field in ("bpm", "bpm_confidence", "key", "key_confidence"):
+    for field in ("bpm", "bpm_alternative", "bpm_confidence", "key", "key_confidence"):
         if field in metadata:
             row[field] = metadata[field]
     unsure = low_confidence(metadata)

@@ -22,7 +22,8 @@ from ..files import atomic_write_json, file_identity
 EXCERPT_SECONDS = 60.0
 
 
-ANALYSIS_VERSION = 4  # bump when the estimators change, so cached estimates are redone (4: EMPTY_HALF_BEATS 0.15)
+ANALYSIS_VERSION = 5  # bump when the estimators change, so cached estimates are redone (4: EMPTY_HALF_BEATS 0.15;
+# 5: the octave decision and bpm_alternative)
 
 
 def _central(mono: np.ndarray, sr: int) -> np.ndarray:
@@ -36,6 +37,7 @@ def _central(mono: np.ndarray, sr: int) -> np.ndarray:
 def measure(audio: np.ndarray, sr: int) -> dict[str, Any]:
     """Tempo (bpm, rounded) and key of (channels, samples) audio on its central excerpt, each with its confidence
     (0 to 1, see :mod:`musicgen_lora.audio.tempo` and :mod:`musicgen_lora.audio.key`); None where not measurable.
+    ``bpm_alternative``: the tempo an octave away (rounded) where the octave is in doubt, else None.
 
     Every estimate is kept, however low its confidence: the caption leaves out those below the thresholds
     (:func:`musicgen_lora.prepare.captions.track_fields`), and captions.jsonl shows them all for review.
@@ -46,6 +48,7 @@ def measure(audio: np.ndarray, sr: int) -> dict[str, Any]:
     return {
         "bpm": None if tempo is None else int(round(tempo.bpm)),
         "bpm_confidence": None if tempo is None else round(tempo.confidence, 3),
+        "bpm_alternative": None if tempo is None or tempo.alternative is None else int(round(tempo.alternative)),
         "key": None if key is None else key.key,
         "key_confidence": None if key is None else round(key.confidence, 3),
     }

@@ -20,6 +20,7 @@ from ..models.processors import load_processor
 from ..models.spec import AudioSpec
 from .cache_keys import chroma_settings, remembered_codec_fingerprint, source_fingerprint
 from .context import Sources
+from .measurements import ANALYSIS_VERSION
 from .report import REPORT_NAME
 from .sources import source_names
 
@@ -107,6 +108,8 @@ def fingerprint_options(parsed: ParsedConfig) -> dict[str, Any]:
     for option in WEIGHT_OPTIONS:
         if getattr(data_args, option) and Path(getattr(data_args, option)).expanduser().exists():
             options[f"files of {option}"] = files_fingerprint(getattr(data_args, option))
+    if data_args.add_metadata:  # new estimators write new captions: measured again, and the prepared data redone
+        options["version of the tempo and key estimators"] = ANALYSIS_VERSION
     return options
 
 

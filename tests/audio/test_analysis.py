@@ -15,7 +15,7 @@ from musicgen_lora.audio import tempo as tempo_module
 from musicgen_lora.audio.key import estimate_key
 from musicgen_lora.audio.tempo import estimate_tempo
 
-from ..conftest import tone
+from ..conftest import load_bench_script, tone
 
 SR = 32000
 
@@ -100,15 +100,61 @@ def _onset_pulses(bpm: float, seconds: float, strengths: list[float]) -> np.ndar
 
 def test_double_half_rule_halves_eighth_notes_with_nothing_between_them():
     # a chorale in eighth notes at 63 bpm: onsets at 126 bpm alternating strong and weak, silence between them; the
-    # salience alone prefers 126 (salience_ratio < 1: the half tempo loses), the rule halves it
+    # salience alone prefers 126, the rule halves the pulse (the octave decision then weighs 63 against 126)
     chorale = _onset_pulses(126, 20.0, [1.0, 0.35])
-    estimate = tempo_module.tempo_from_envelope(chorale)
-    assert estimate.bpm == pytest.approx(63, rel=0.01) and estimate.salience_ratio < 1
+    assert tempo_module.is_eighth_note_pulse(chorale, 126.0)
+    assert tempo_module.pulse_octaves(chorale)[4] == pytest.approx(63, rel=0.01)
     # a reel at 120 bpm played with beats 1 and 3 stressed: its beats alternate too, but soft eighth notes sound
     # between them, so it is not the eighths of a 60 bpm beat (halved while EMPTY_HALF_BEATS was 0.5)
     reel = _onset_pulses(240, 20.0, [1.0, 0.2, 0.45, 0.2, 0.9, 0.2, 0.45, 0.2])
     assert not tempo_module.is_eighth_note_pulse(reel, 120.0)
     assert tempo_module.tempo_from_envelope(reel).bpm == pytest.approx(120, rel=0.01)
+
+
+def test_octave_in_doubt_names_both_tempi_and_a_clear_one_names_one():
+    # a clear pulse: quarter notes at 85 bpm, the bar's first beat stressed: one tempo, no alternative
+    clear = tempo_module.tempo_from_envelope(_onset_pulses(85, 20.0, [1.0, 0.6, 0.8, 0.6]))
+    assert clear.bpm == pytest.approx(85, rel=0.01) and clear.alternative is None
+    assert clear.octave_probability >= tempo_module.TEMPO_OCTAVE_SURE
+    # even eighth notes at 170 with a strong beat on every other one: 85 with eighths, or 170 with a backbeat; the
+    # evidence leans to 170 but not enough to overrule the prior's 85, so both are named and the confidence is low
+    doubt = tempo_module.tempo_from_envelope(_onset_pulses(170, 20.0, [1.0, 0.4, 0.9, 0.4]))
+    assert doubt.alternative is not None, doubt
+    assert sorted([doubt.bpm, doubt.alternative]) == pytest.approx([85, 170], rel=0.01), doubt
+    assert doubt.octave_probability < tempo_module.TEMPO_OCTAVE_SURE and doubt.confidence < clear.confidence
+
+
+def test_octave_decision_weighs_the_evidence_for_each_octave():
+    # the same pulse pair (85 and 170 bpm), evidence for each: every fast beat heard and evenly played (170), or only
+    # every other fast beat carrying an onset (85 with occasional eighths)
+    bpms = np.arange(40.0, 240.05, 0.1)
+    fast_env = _onset_pulses(170, 20.0, [1.0, 1.0])
+    slow_env = _onset_pulses(170, 20.0, [1.0, 0.0, 1.0, 0.0, 1.0, 0.3, 1.0, 0.0])
+    probability = {}
+    for name, env in (("fast", fast_env), ("slow", slow_env)):
+        salience = tempo_module.tempo_salience(env, bpms)
+        features = tempo_module.octave_features(env, bpms, salience, 85.0)
+        assert features.shape == (len(tempo_module.OCTAVE_FEATURES),)
+        probability[name] = tempo_module.fast_octave_probability(features)
+    assert probability["fast"] > 0.5 > probability["slow"], probability
+
+
+def test_octave_fitting_script_learns_which_octave_from_labelled_pairs():
+    # bench/tempo_octave_fit.py, which fitted OCTAVE_WEIGHTS: labels, the logistic fit, the switch/sure table
+    script = load_bench_script("tempo_octave_fit")
+    assert script.label({"slow": 85.0, "bpm": 170.0}) == 1 and script.label({"slow": 85.0, "bpm": 86.0}) == 0
+    assert script.label({"slow": 60.0, "bpm": 180.0}) is None  # a 3/4 bar read as the beat: neither octave
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 3)) * [1.0, 5.0, 0.2] + [0.0, 3.0, 1.0]  # unscaled features, as octave_features
+    y = (x[:, 0] - 0.1 * (x[:, 1] - 3.0) > 0).astype(float)
+    weights, bias = script.fit(x, y, 0.001)
+    assert np.mean((script.probability(x, weights, bias) >= 0.5) == y) > 0.95 and weights[0] > 0 > weights[1]
+    rows = [{"folder": "wide/folk", "slow": 85.0, "bpm": 170.0 if t else 85.0, "x": f, "pulse_is_fast": False}
+            for f, t in zip(x[:20], y[:20], strict=True)]  # fmt: skip
+    table = script.caption_table(rows, weights, bias, [(0.0, 0.5), (0.5, 0.5)])
+    never_switched, model_alone = table.splitlines()[2:4]
+    assert "| 0.00 | 0.50 | 20 |" in never_switched and f"{100 * (1 - y[:20].mean()):.1f} %" in never_switched
+    assert "| 0.50 | 0.50 | 20 |" in model_alone
 
 
 def test_no_tempo_for_silence_or_a_steady_tone():

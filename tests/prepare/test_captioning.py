@@ -118,7 +118,7 @@ def test_unmeasurable_track_without_caption_still_needs_one(tmp_path, tiny_model
     folder.mkdir()
     # a DC offset: no beat, no key worth a caption (digital silence would be left out before captioning)
     sf.write(folder / "quiet.wav", np.full(32000 * 2, 0.01, np.float32), 32000)
-    nothing = {"bpm": None, "bpm_confidence": None, "key": None, "key_confidence": None}
+    nothing = {"bpm": None, "bpm_confidence": None, "bpm_alternative": None, "key": None, "key_confidence": None}
     assert measurements.measure(np.zeros((1, 32000 * 2), np.float32), 32000) == nothing
     with pytest.raises(UserError, match="1 clip.* have no caption"):
         prepare(tmp_path, tiny_model_dir, model, folder, cache, "--add_metadata", "true")
@@ -142,6 +142,32 @@ def test_template_parts_with_an_empty_field_vanish_with_their_separator():
     assert (shown["bpm"], shown["key"]) == ("", "")
     hidden = captions.track_fields("lofi, 85 bpm, A minor", "sks", measured, caption_shown=False)
     assert (hidden["bpm"], hidden["key"]) == ("84", "A minor")
+
+
+def test_tempo_in_doubt_is_captioned_with_both_octaves_and_a_faint_one_is_left_out():
+    template = caption_template.CaptionTemplate(caption_template.DEFAULT_TEMPLATE)
+
+    def caption(**metadata):
+        return template.render(captions.track_fields("lofi", "sks", {"metadata": metadata}))
+
+    threshold = captions.CONFIDENCE_THRESHOLDS["bpm"]
+    assert caption(bpm=85, bpm_confidence=0.9, bpm_alternative=None) == "sks, lofi, 85 bpm"
+    # the octave in doubt: both tempi, the slower first, whichever the estimate preferred
+    assert caption(bpm=170, bpm_confidence=0.5, bpm_alternative=85) == "sks, lofi, 85 or 170 bpm"
+    assert caption(bpm=85, bpm_confidence=threshold, bpm_alternative=170) == "sks, lofi, 85 or 170 bpm"
+    # below the confidence threshold no tempo at all, with or without an alternative
+    assert caption(bpm=85, bpm_confidence=threshold / 2, bpm_alternative=170) == "sks, lofi"
+    assert caption(bpm=85, bpm_confidence=threshold / 2) == "sks, lofi"
+    # a caption that states a tempo keeps it; the own caption's words are not doubled
+    stated = captions.track_fields("lofi, 90 bpm", "sks", {"metadata": {"bpm": 85, "bpm_alternative": 170}})
+    assert stated["bpm"] == ""
+    assert captions.tempo_words(120) == "120" and captions.tempo_words(120, 120) == "120"
+
+
+def test_review_row_shows_the_alternative_tempo():
+    found = {"metadata": {"bpm": 85, "bpm_confidence": 0.4, "bpm_alternative": 170, "key": None}}
+    row = captions.review_row("a.wav", "sks, 85 or 170 bpm", None, found)
+    assert (row["bpm"], row["bpm_alternative"], row["text"]) == (85, 170, "sks, 85 or 170 bpm")
 
 
 def _parse(tmp_path, *extra):

@@ -191,6 +191,13 @@ def test_new_weights_at_the_same_path_or_a_new_push_target_make_prepared_data_st
     assert stale_reason(folder, fingerprint(["--push_metadata_repo_id", "me/captions"])) == (
         "push_metadata_repo_id changed since it was prepared"
     )
+    # captions measured by another version of the tempo and key estimators (ANALYSIS_VERSION) are prepared again
+    measured = fingerprint(["--add_metadata", "true"])
+    older = json.loads(json.dumps(measured))
+    older["options"]["version of the tempo and key estimators"] -= 1
+    (folder / FINGERPRINT_NAME).write_text(json.dumps(older))
+    assert stale_reason(folder, measured) == "version of the tempo and key estimators changed since it was prepared"
+    assert "version of the tempo and key estimators" not in fingerprint([])["options"]
 
 
 def test_a_rerun_with_nothing_to_prepare_does_not_load_the_model(tiny_model_dir, corpus_dir, tmp_path, monkeypatch):
