@@ -262,25 +262,18 @@ MEASURED_SLOW = {
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark `slow` each test measured at 2 s or more (tests/slow_tests.txt) and each that uses an expensive fixture.
 
-    Under pytest-xdist (`-n 2 --dist loadgroup`, the README's test command) each worker builds the fixtures its tests
-    use: a test that uses an expensive session fixture runs in that fixture's group (one worker builds it), every
-    other test in its file's group (so a module-scoped fixture, such as the Studio page's trained demo or the
-    benchmark's smoke run, is built once). The groups that build an expensive fixture go first, so that no worker is
-    left with minutes of them at the end."""
-    group: dict[pytest.Item, str] = {}
+    Under pytest-xdist (`-n 2 --dist loadfile`, the README's test command) each file runs whole in one worker, so a
+    module-scoped fixture (the Studio page's trained demo, the benchmark's smoke run) is built once; the files that
+    build an expensive fixture go first, so that no worker is left with minutes of them at the end. (Not
+    `--dist loadgroup`: xdist 3.8 writes its groups into the tests' ids through an attribute pytest 9.2 no longer
+    reads, so every test became its own group.)"""
     for item in items:
-        used = EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ()))
-        if item.nodeid in MEASURED_SLOW or used:
+        if item.nodeid in MEASURED_SLOW or EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        definitions = getattr(item, "_fixtureinfo", None)
-        shared = sorted(
-            name for name in used if definitions and definitions.name2fixturedefs[name][-1].scope == "session"
-        )
-        group[item] = shared[0] if shared else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group[item]))
-    expensive = {group[item] for item in items if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    file = {item: item.nodeid.split("::")[0] for item in items}
+    expensive = {file[item] for item in items if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ()))}
     first = {}
     for index, item in enumerate(items):
-        first.setdefault(group[item], index)
-    order = {item: index for index, item in enumerate(items)}  # within a group, the order of collection
-    items.sort(key=lambda item: (group[item] not in expensive, first[group[item]], order[item]))
+        first.setdefault(file[item], index)
+    order = {item: index for index, item in enumerate(items)}  # within a file, the order of collection
+    items.sort(key=lambda item: (file[item] not in expensive, first[file[item]], order[item]))

@@ -285,7 +285,7 @@ NEEDS_GPUS = "needs several GPUs (this machine and CI have none)"
 SKIPPED: dict[str, str] = {
     "pip install torch==2.13.0 -r requirements.txt": "installs packages (network); CI installs them the same way",
     "pip install torch==2.13.0 -r requirements-dev.txt": "installs packages (network); CI installs them the same way",
-    "python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup": "the test suite itself",
+    "python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile": "the test suite itself",
     "pip install torch==2.13.0 -r requirements.txt -r requirements-studio.txt": "installs packages (network)",
     "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu": "installs torch from PyTorch's CPU "
     "index (network); test_a_cpu_only_machine_is_told_to_take_torch_from_the_cpu_index holds its URL",
