@@ -66,17 +66,20 @@ def adherence(audio: np.ndarray, sr: int, prompt: Prompt) -> dict[str, Any]:
     """Estimated tempo and key of ``audio``, and their error against what the prompt asked for."""
     tempo = estimate_tempo(audio, sr)
     key = estimate_key(audio, sr)
+    targets = [bpm for bpm in (prompt.bpm, prompt.bpm_alternative) if bpm is not None]
+    if tempo is not None and targets:  # of "85 or 170 bpm", the one nearer what was played
+        targets.sort(key=lambda bpm: abs(tempo.bpm - bpm) / bpm)
     result: dict[str, Any] = {
         "estimated_bpm": tempo.bpm if tempo else None,
         "estimated_key": key.key if key else None,
-        "target_bpm": prompt.bpm,
+        "target_bpm": targets[0] if targets else None,
         "target_key": prompt.key,
     }
-    if prompt.bpm is not None:
+    if targets:
         if tempo is None:
             result.update(tempo_rel_error=None, tempo_within_4pct=False, tempo_within_4pct_any_octave=False)
         else:
-            error = analysis.tempo_error(tempo.bpm, prompt.bpm)
+            error = analysis.tempo_error(tempo.bpm, targets[0])
             result.update(
                 tempo_abs_error=error["abs_error_bpm"],
                 tempo_rel_error=error["rel_error"],

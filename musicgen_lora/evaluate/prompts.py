@@ -20,12 +20,16 @@ class Prompt:
     text: str
     bpm: float | None = None
     key: str | None = None
+    bpm_alternative: float | None = None  # "85 or 170 bpm" (a caption unsure of the octave) asks for either
 
     @classmethod
     def parse(cls, text: str, bpm: float | None = None, key: str | None = None) -> Prompt:
+        alternative = None
         if bpm is None:
-            match = re.search(r"(\d{2,3}(?:\.\d+)?)\s*bpm\b", text, flags=re.IGNORECASE)
+            number = r"(\d{2,3}(?:\.\d+)?)"
+            match = re.search(rf"{number}(?:\s+or\s+{number})?\s*bpm\b", text, flags=re.IGNORECASE)
             bpm = float(match.group(1)) if match else None
+            alternative = float(match.group(2)) if match and match.group(2) else None
         if key is None:
             match = re.search(r"\b([A-G][#b♯♭]?)\s*(major|minor|maj|min)\b", text, flags=re.IGNORECASE)
             if match:
@@ -33,7 +37,7 @@ class Prompt:
                 key = analysis.key_name(*parsed) if parsed else None
         elif analysis.parse_key(key) is None:
             raise UserError(f"prompt {text!r} has key {key!r}; write a key as '<root> major|minor', e.g. 'A minor'")
-        return cls(text, bpm, key)
+        return cls(text, bpm, key, alternative)
 
 
 PROMPT_KEYS = ("text", "prompt", "bpm", "key")  # "prompt" is another name for "text"

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import librosa
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from musicgen_lora.audio import analysis
+from musicgen_lora.evaluate import metrics
 from musicgen_lora.evaluate.frechet import frechet_distance, frechet_distance_from_stats
 from musicgen_lora.evaluate.metrics import audio_health
 from musicgen_lora.evaluate.prompts import Prompt, read_prompts
@@ -127,6 +129,17 @@ def test_prompts_are_parsed_for_tempo_and_key(tmp_path):
         assert [(p.text, p.bpm) for p in read_prompts(tmp_path / name)] == [("lofi piano", None), ("rock", 120)]
     (tmp_path / "lines").write_text("[intro] lofi piano\n{verse} rock\n")  # not JSON: one prompt per line
     assert [p.text for p in read_prompts(tmp_path / "lines")] == ["[intro] lofi piano", "{verse} rock"]
+
+
+def test_a_prompt_unsure_of_the_octave_asks_for_either_tempo(monkeypatch):
+    prompt = Prompt.parse("lofi piano, 85 or 170 bpm, A minor")  # a caption's wording where the octave is in doubt
+    assert (prompt.bpm, prompt.bpm_alternative, prompt.key) == (85.0, 170.0, "A minor")
+    assert Prompt.parse("jazz, 90 bpm").bpm_alternative is None
+    for played in (86.0, 169.0):  # either is right; the nearer one is the target
+        monkeypatch.setattr(metrics, "estimate_tempo", lambda audio, sr, bpm=played: SimpleNamespace(bpm=bpm))
+        monkeypatch.setattr(metrics, "estimate_key", lambda audio, sr: None)
+        result = metrics.adherence(np.zeros(32000), 32000, prompt)
+        assert result["target_bpm"] == (85.0 if played < 100 else 170.0) and result["tempo_within_4pct"]
 
 
 def test_spectrogram_png_shows_a_tone_as_one_bright_band(tmp_path):
