@@ -117,6 +117,9 @@ def demo_run(server, browser, problems) -> dict:
     wait_for_project(page, "demo", "demo/data")
     page.get_by_role("tab", name="2. Train").click()
     page.click("text=More options")
+    page.wait_for_function(  # the code box is drawn when its accordion opens, empty for a moment
+        "() => (document.querySelector('#extra_json .cm-content')?.innerText || '').trim().length > 0"
+    )
     seen["json_after_reload"] = text(page, "#extra_json .cm-content")
     fill(page, "#steps", "-5")
     seen["negative_steps"] = click(page, "#start", "#train_msg", "Error", "started")
