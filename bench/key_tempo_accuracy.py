@@ -104,17 +104,21 @@ def caption_tempo(tempo, truth: float, threshold: float) -> dict:
     }
 
 
-def caption_table(results: list[dict], kinds=("corpus",)) -> str:
-    """A markdown table of what captions say of the tempo, per group and split: single value right (the estimate's
-    one value, as before), caption right (one of the values it names), two-valued, tempo left out."""
+def grouped(results: list[dict], kinds) -> dict[tuple[str, str], list[dict]]:
+    """The result rows by (group, split): ALL and each value of each of ``kinds``, per split and for "all"."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in results:
-        if "caption_hit" not in r:
-            continue
         for split in (r["split"], "all"):
             groups[("ALL", split)].append(r)
             for kind in kinds:
                 groups[(f"{kind} {r[kind]}", split)].append(r)
+    return groups
+
+
+def caption_table(results: list[dict], kinds=("corpus",)) -> str:
+    """A markdown table of what captions say of the tempo, per group and split: single value right (the estimate's
+    one value, as before), caption right (one of the values it names), two-valued, tempo left out."""
+    groups = grouped([r for r in results if "caption_hit" in r], kinds)
     lines = [
         "| group | split | n | single value within 4 % | caption right | two-valued | tempo left out |",
         "|---|---|---|---|---|---|---|",
@@ -146,12 +150,7 @@ def table(results: list[dict], before: list[dict] | None = None, kinds=("corpus"
     """A markdown table: all, then every corpus, genre and instrumentation, split into tune / test / all; with
     ``before`` (results of another version on the same excerpts), its figures in parentheses."""
     earlier = {r["id"]: r for r in before or []}
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in results:
-        for split in (r["split"], "all"):
-            groups[("ALL", split)].append(r)
-            for kind in kinds:
-                groups[(f"{kind} {r[kind]}", split)].append(r)
+    groups = grouped(results, kinds)
     lines = [
         "| group | split | tempo n | tempo 4 % | any octave | key n | key exact | MIREX |",
         "|---|---|---|---|---|---|---|---|",
