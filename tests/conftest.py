@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,23 @@ def load_bench_script(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def run_script(monkeypatch, script: Path | str, *argv: str) -> int:
+    """``python SCRIPT ARGV...`` (a path) or ``python -m SCRIPT ARGV...`` (a module name) in this process, its
+    ``__main__`` block run with ``sys.argv`` as the shell sets it: its exit status. A new interpreter would only add
+    seconds of imports; tests start one where the process itself is under test (signals, torchrun, the wheel)."""
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    try:
+        if isinstance(script, Path):
+            runpy.run_path(str(script), run_name="__main__")
+        else:
+            with warnings.catch_warnings():  # runpy warns when the module was imported before (by a test): harmless
+                warnings.simplefilter("ignore", RuntimeWarning)
+                runpy.run_module(script, run_name="__main__", alter_sys=True)
+    except SystemExit as done:
+        return 0 if done.code is None else done.code
+    return 0
 
 
 def tone(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from musicgen_lora.config.parsing import config_differences, parse_config
 from musicgen_lora.demo.assets import DEMO_CONFIG
 from musicgen_lora.errors import UserError
 
-from ..conftest import ROOT
+from ..conftest import ROOT, run_script
 
 EXAMPLES = sorted((ROOT / "example_configs").glob("*.json"))
 
@@ -143,24 +142,19 @@ def test_config_must_be_an_object(tmp_path, capsys):
     assert "JSON object" in run_main_expecting_error([str(path)], capsys)
 
 
-def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
+def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path, capsys, monkeypatch):
+    script = ROOT / "finetune_musicgen.py"
     config = write_config(tmp_path, {**MINIMAL, "lora_r": -1})
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "finetune_musicgen.py"), config], capture_output=True, text=True, cwd=tmp_path
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
+    assert run_script(monkeypatch, script, config) == 2
+    stderr = capsys.readouterr().err
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (
         "error: lora_r must be a positive integer, got -1; change 'lora_r' in the config file or with --lora_r"
     )
-    debug = subprocess.run(
-        [sys.executable, str(ROOT / "finetune_musicgen.py"), config, "--debug"], capture_output=True, text=True
-    )
-    assert debug.returncode != 0 and "Traceback" in debug.stderr  # --debug shows where it happened
-    helped = subprocess.run(
-        [sys.executable, str(ROOT / "finetune_musicgen.py"), "--help"], capture_output=True, text=True
-    )
-    assert helped.returncode == 0
+    with pytest.raises(UserError, match="lora_r must be a positive integer"):  # --debug: the error itself, traceback
+        run_script(monkeypatch, script, config, "--debug")  # and all, reaches the interpreter
+    assert run_script(monkeypatch, script, "--help") == 0
+    helped = capsys.readouterr().out
     for option in (
         "--model_name_or_path",
         "--lora_target_modules",
@@ -169,8 +163,8 @@ def test_real_script_prints_no_traceback_and_help_lists_options(tmp_path):
         "--text_column_name",
         "--sample_prompts",
     ):
-        assert option in helped.stdout
-    assert "LoRA rank" in helped.stdout  # help texts, not just names
+        assert option in helped
+    assert "LoRA rank" in helped  # help texts, not just names
 
 
 def test_readme_documents_every_option():

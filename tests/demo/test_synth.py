@@ -4,9 +4,6 @@ line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ from musicgen_lora.demo.composition import KEYS
 from musicgen_lora.demo.styles import GENRES
 from musicgen_lora.demo.synth import main, synthesize_corpus
 
-from ..conftest import ROOT
+from ..conftest import run_script
 
 CORPUS_SR = 16000
 CORPUS_SECONDS = 2.5
@@ -194,21 +191,11 @@ def test_help_documents_every_flag(capsys):
         assert flag in text
 
 
-def test_module_runs_as_a_script(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "musicgen_lora.synth"]
-    ok = subprocess.run(
-        [*command, str(tmp_path / "ok"), "--clips", "1", "--seconds", "0.5", "--sample_rate", "16000"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert ok.returncode == 0, ok.stderr
+def test_module_runs_as_a_script(tmp_path, capsys, monkeypatch):
+    command = "musicgen_lora.synth"  # python -m musicgen_lora.synth, the name the README gives
+    argv = [str(tmp_path / "ok"), "--clips", "1", "--seconds", "0.5", "--sample_rate", "16000"]
+    assert run_script(monkeypatch, command, *argv) == 0, capsys.readouterr().err
     assert (tmp_path / "ok" / "clip_000.wav").is_file()
-    bad = subprocess.run(
-        [*command, str(tmp_path / "bad"), "--clips", "0"], capture_output=True, text=True, env=env, cwd=tmp_path
-    )
-    assert bad.returncode != 0
-    assert bad.stderr.strip().splitlines() == ["error: clips must be >= 1, got 0"]
+    capsys.readouterr()
+    assert run_script(monkeypatch, command, str(tmp_path / "bad"), "--clips", "0") == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: clips must be >= 1, got 0"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -14,7 +12,7 @@ import soundfile as sf
 
 from musicgen_lora.prepare.cli import main as prepare_main
 
-from ..conftest import RATE, ROOT, base_argv, tone
+from ..conftest import RATE, base_argv, run_script, tone
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +124,12 @@ def test_training_after_prepare_reuses_the_work(prepared, monkeypatch):
     assert np.isfinite(result["train"]["train_loss"])
 
 
-def test_summary_is_printed_and_errors_are_one_line(prepared, tmp_path):
+def test_summary_is_printed_and_errors_are_one_line(prepared, tmp_path, capsys, monkeypatch):
     from musicgen_lora.prepare.report import summary
 
     text = summary(prepared["report"])
     assert text.splitlines()[0].startswith("train: 9 examples from 5 tracks")
     assert "left out: 1 too short, 0 silent tracks, 1 silent chunks, 0.0 s of tails" in text
     assert "files: 5 found, 5 read, 1 left out (1 too short; each listed in data_report.json)" in text
-    missing = subprocess.run(
-        [sys.executable, "-m", "musicgen_lora.prepare", str(tmp_path / "nope.json")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert missing.returncode == 2 and missing.stderr.strip().splitlines()[-1].startswith("error: config file")
+    assert run_script(monkeypatch, "musicgen_lora.prepare", str(tmp_path / "nope.json")) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: config file")
