@@ -87,6 +87,12 @@ def page_css() -> str:
     return CSS
 
 
+def page_head() -> str:
+    from .page import HEAD
+
+    return HEAD
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse the options, check the port, build the demo assets if needed, and serve the page until Ctrl-C."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         quiet=True,
         footer_links=[],
         css=page_css(),
+        head=page_head(),
     )
     return {"url": f"http://{options.host}:{options.port}", "projects_dir": str(studio.root)}
 

@@ -100,10 +100,16 @@ def open_page(browser, url: str, problems: list[str], project: str = "demo", fol
     """A new tab on the studio, once it shows ``project`` (its audio folder ``folder``)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    page.on("pageerror", lambda err: problems.append(f"page error: {err} ({where(err)})"))
     page.goto(url)
     wait_for_project(page, project, folder)
     return page
+
+
+def where(err) -> str:
+    """The first place of a page error's stack (the script and position that threw), to tell which part failed."""
+    frames = [line.strip() for line in (getattr(err, "stack", "") or "").splitlines() if line.strip().startswith("at ")]
+    return frames[0] if frames else "no stack"
 
 
 def wait_for_project(page, project: str, folder: str) -> None:

@@ -480,12 +480,6 @@ def test_presets_memory_profiles_and_the_command_line(demo_run, server, browser,
     page.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 25, defect 17's last case, open: gradio 6.31 can fail the Listen tab's adapter list with \"Value: "
-    "'final' ... is not in the list of choices: []\" (a traceback in the studio's log) when the page's load and a "
-    "status change race",
-)
 def test_nothing_went_wrong_behind_the_page(demo_run, server, problems):
     connection = ("Failed to load resource", "Failed to fetch", "Connection errored out", "Connection lost")
     connection += ("AbortError", "Error reading from localStorage")  # the reload's first read, while it came back

@@ -1,5 +1,5 @@
-"""Pieces the tabs share: the page's CSS, the progress bar, plots that draw what they are given, and the log boxes
-that open at their end."""
+"""Pieces the tabs share: the page's CSS and head script, the progress bar, plots that draw what they are given, and
+the log boxes that open at their end."""
 
 from __future__ import annotations
 
@@ -19,6 +19,27 @@ CSS = """
 .gallery-row { align-items: stretch; }
 """
 
+
+# Gradio 6.31's plots watch their chart's size with a ResizeObserver and never stop watching an old chart. When a plot
+# in a hidden tab is emptied (None: another project with no data), Chromium reports the removed chart's size, and the
+# plot's handler reads its container, gone by then: "TypeError: Cannot read properties of null (reading
+# 'offsetWidth')" in the page, once per stale observer (six to ten after one switch of project). A size report about an
+# element that is no longer in the page is of no use to anyone, so the page does not deliver it. Gradio runs the
+# head's scripts before it draws the components, so every observer is made by this class.
+HEAD = """<script>
+(() => {
+  const Native = window.ResizeObserver;
+  if (!Native) return;
+  window.ResizeObserver = class extends Native {
+    constructor(callback) {
+      super((entries, observer) => {
+        const shown = entries.filter((entry) => entry.target.isConnected);
+        if (shown.length) callback(shown, observer);
+      });
+    }
+  };
+})();
+</script>"""
 
 # Gradio shows a timer in an event's outputs while it runs, over the message a person should read (and grey): the
 # page's events run quietly and say what they do themselves (a progress bar, a "Pushing…" message).
