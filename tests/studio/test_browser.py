@@ -53,6 +53,12 @@ SCROLLED_TO_END = (
     "(s) => { const b = document.querySelector(`${s} textarea`); return b && b.scrollHeight > b.clientHeight && "
     "b.scrollTop + b.clientHeight >= b.scrollHeight - 2; }"
 )
+# each row of the data table by its file: its height on the page; and the height of a line of its text
+ROW_HEIGHTS = (
+    "() => [Object.fromEntries(Array.from(document.querySelectorAll('#tracks .virtual-row')).map(r => [r.querySelector"
+    "All('.body-cell')[1].innerText.trim(), r.getBoundingClientRect().height])), parseFloat(getComputedStyle(document"
+    ".querySelector('#tracks .body-cell')).lineHeight)]"
+)
 # every status line the page shows, as it changes (what a person watching would have read)
 WATCH_STATUS = (
     f"() => {{ {SHOWN} window.seen = []; new MutationObserver(() => window.seen.push(shown(document.querySelector("
@@ -426,6 +432,10 @@ def test_a_project_from_uploads(demo_run, server, browser, problems, uploads):
         "h.getBoundingClientRect().height, h.scrollWidth <= h.clientWidth + 1])"
     )
     assert all(fits and height < 30 for _, height, fits in headers), headers  # one line each, none cut
+    heights, line = page.evaluate(ROW_HEIGHTS)
+    one_line = min(heights.values())
+    assert one_line < 2 * line, heights  # the shortest row holds one line of text
+    assert heights["beep.wav"] <= one_line + 2 * line + 1, (heights, line)  # its reason in 3 lines (a path made 10)
 
     # caption tools: find and replace, leave a file out, saved into the folder
     fill(page, "#find", "lofi")

@@ -15,6 +15,7 @@ CSS = """
 #tracks th .header { white-space: nowrap !important; word-break: keep-all !important;
   overflow-wrap: normal !important; }
 #tracks td { word-break: normal; overflow-wrap: anywhere; }
+#tracks .body-cell, #tracks th { font-family: var(--font); }  /* prose: a third more a line than mono */
 .gallery-prompt { font-weight: 600; padding-top: .5em; }
 .gallery-row { align-items: stretch; }
 """
