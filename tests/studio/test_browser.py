@@ -53,6 +53,7 @@ SCROLLED_TO_END = (
     "(s) => { const b = document.querySelector(`${s} textarea`); return b && b.scrollHeight > b.clientHeight && "
     "b.scrollTop + b.clientHeight >= b.scrollHeight - 2; }"
 )
+REPORT_PAGE = "<html><body><h1>Evaluation report</h1></body></html>"  # evaluate's report.html, as the link opens it
 # each row of the data table by its file: its height on the page; and the height of a line of its text
 ROW_HEIGHTS = (
     "() => [Object.fromEntries(Array.from(document.querySelectorAll('#tracks .virtual-row')).map(r => [r.querySelector"
@@ -156,6 +157,7 @@ def demo_run(server, browser, problems) -> dict:
     server.restart()  # SIGTERM while the resumed run trains, and a new studio on the same port at once
     (server.projects / "demo" / "run" / "evaluation").mkdir(parents=True, exist_ok=True)  # for the Evaluate tab
     (server.projects / "demo" / "run" / "evaluation" / "metrics.json").write_text(json.dumps(METRICS))
+    (server.projects / "demo" / "run" / "evaluation" / "report.html").write_text(REPORT_PAGE)
     try:
         page.reload()
     except Exception as err:  # Chromium lost the tab whose studio went away (seen once): a person opens it again
@@ -378,6 +380,9 @@ def test_the_evaluate_tab_reads_well(demo_run, server, browser, problems):
     ]
     headers = [t.strip().split("\n")[0] for t in page.locator("#metrics thead th").all_inner_texts()]
     assert headers == ["metric", "base", "final", "final vs base"]
+    link = page.locator("#report_link a", has_text="Open the report page")
+    opened = page.request.get(server.url.rstrip("/") + link.get_attribute("href"))  # what the link opens
+    assert opened.status == 200 and opened.text() == REPORT_PAGE
     page.close()
 
 

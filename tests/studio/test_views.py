@@ -86,7 +86,9 @@ def test_the_evaluate_tab_shows_the_project_s_last_evaluation(tmp_path):
     (project.run_dir / "evaluation" / "metrics.json").write_text(json.dumps(METRICS))
     message, _, (table, report) = outputs.shown_evaluation(studio, project)
     assert message.startswith("**final**: final is closer to the training data") and "songs/run/evaluation" in message
-    assert len(table) > 5 and report.endswith("report.html")
+    assert len(table) > 5 and report is None  # no report page: no link to one
+    (project.run_dir / "evaluation" / "report.html").write_text("<html></html>")
+    assert outputs.shown_evaluation(studio, project)[2][1] == str(project.run_dir / "evaluation" / "report.html")
 
 
 def _progress(run_dir: Path, *lines: dict) -> None:
