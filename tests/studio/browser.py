@@ -96,6 +96,19 @@ class StudioServer:
         self.start()
 
 
+def child_processes(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from Linux's /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(status.read_text().rsplit(")", 1)[1].split()[1])  # (the name in brackets may hold spaces)
+        except (OSError, IndexError, ValueError):
+            continue  # it ended while the list was read
+        if parent == pid:
+            found.append(int(status.parent.name))
+    return found
+
+
 def open_page(browser, url: str, problems: list[str], project: str = "demo", folder: str = "demo/data"):
     """A new tab on the studio, once it shows ``project`` (its audio folder ``folder``)."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

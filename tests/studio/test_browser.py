@@ -25,6 +25,7 @@ from .browser import (
     SLOW,
     StudioServer,
     bars,
+    child_processes,
     choose_project,
     click,
     click_then_either,
@@ -40,6 +41,7 @@ from .browser import (
     wait_text,
     y_ticks,
 )
+from .conftest import wait_until
 from .test_views import METRICS
 
 pytestmark = NEEDS_A_BROWSER
@@ -442,15 +444,42 @@ def test_a_project_from_uploads(demo_run, server, browser, problems, uploads):
     assert one_line < 2 * line, heights  # the shortest row holds one line of text
     assert heights["beep.wav"] <= one_line + 2 * line + 1, (heights, line)  # its reason in 3 lines (a path made 10)
 
-    # caption tools: find and replace, leave a file out, saved into the folder
+    # CLAP tags need a CLAP checkpoint, whose weights this machine does not have: one line says what to do
+    assert click(page, "#fill_clap", "#save_msg", "Error", "Filled") == (
+        "Error: the last preparation has no CLAP tags; enter a CLAP model folder (a local transformers ClapModel, "
+        "e.g. laion/clap-htsat-unfused) and press Prepare first"
+    )
+    fill(page, "#clap_model", "laion/clap-htsat-unfused")  # the model's Hub id, as its page names it
+    refused = click(page, "#prepare", "#data_msg", "Error", "Prepared")
+    assert refused.startswith("Error: CLAP model folder '") and "\n" not in refused, refused
+    assert "is not a local CLAP checkpoint folder (no config.json there); download one elsewhere (hf download " in (
+        refused
+    )
+    assert page.locator("#data_msg").is_visible() and page.locator("#save_msg").is_visible()
+    fill(page, "#clap_model", "")
+
+    # caption tools: find and replace, the trigger word into every caption, leave a file out, saved into the folder
     fill(page, "#find", "lofi")
     fill(page, "#replace", "jazzy")
     assert click(page, "#replace_all", "#save_msg", "Replaced").startswith("Replaced in 1 caption(s)")
+    wrote = click(page, "#add_trigger", "#save_msg", "Wrote", "Error")
+    assert wrote.startswith("Wrote 'sks' into 5 caption(s) and emptied Trigger word"), wrote
+    assert {row[1]: row[5] for row in table_rows(page)} == {
+        "beep.wav": "sks", "silence.wav": "sks", "song_a.wav": "sks, jazzy piano, dusty drums",
+        "song_b.wav": "sks, techno, saw synth", "song_c.wav": "sks",
+    }  # fmt: skip
+    assert value(page, "#trigger_word") == ""  # training does not put it before the captions a second time
+    page.locator("#tracks .virtual-row").filter(has_text="song_c.wav").locator(".body-cell").nth(5).dblclick()
+    page.keyboard.press("Control+A")  # a caption typed into its cell
+    page.keyboard.type("sks, ambient pads")
+    page.keyboard.press("Enter")
     data = server.projects / "uploaded" / "data"
     page.locator("#tracks .virtual-row").filter(has_text="song_b.wav").locator("input[type=checkbox]").click()
     saved = click(page, "#save_captions", "#save_msg", "Saved", "Error", "No change")
-    assert saved.startswith("Saved 1 caption(s) and 1 change(s) of what is trained on")
-    assert (data / "song_a.txt").read_text().strip() == "jazzy piano, dusty drums"
+    assert saved.startswith("Saved 4 caption(s) and 1 change(s) of what is trained on"), saved
+    assert (data / "song_a.txt").read_text().strip() == "sks, jazzy piano, dusty drums"
+    assert (data / "song_c.txt").read_text().strip() == "sks, ambient pads"
+    assert (data / "beep.txt").read_text().strip() == "sks"
     assert (data / "song_b.wav.excluded").is_file() and not (data / "song_b.wav").exists()
     assert {row[1]: row[4] for row in table_rows(page)}["song_b.wav"] == "excluded (not trained on)"
 
@@ -492,6 +521,31 @@ def test_presets_memory_profiles_and_the_command_line(demo_run, server, browser,
     assert (value(page, "#batch_size"), value(page, "#base_model")) == ("2", "facebook/musicgen-small")
     assert click(page, "#load_preset", "#presets_msg", "Loaded", "Error").startswith("Loaded the preset quick")
     assert value(page, "#base_model") == "demo/tiny-musicgen" and value(page, "#steps") == "60"
+    page.close()
+
+
+def test_start_over_keeps_the_run_to_listen_to_beside_the_new_one(demo_run, server, browser, problems):
+    """Run history: *Start over* sets the finished run aside under a name, and *Listen* offers it. (Last of the demo's
+    tests: the demo's run is set aside, and the new one is stopped as soon as its process runs.)"""
+    page = open_page(browser, server.url, problems)
+    page.get_by_role("tab", name="2. Train").click()
+    page.check("#start_over input")
+    fill(page, "#aside_name", "first-try")
+    started = click(page, "#start", "#train_msg", "started", "Error")
+    assert started.startswith("Training started. The earlier run is kept as first-try in the run history."), started
+    # Stop once the training process runs (a Ctrl-C sent before its parent started it would not reach it)
+    parent = json.loads((server.projects / "demo" / "studio" / "run-state.json").read_text())["pid"]
+    wait_until(lambda: child_processes(parent), 60, "the training process to start")
+    click_then_either(page, "#stop", ("#train_msg", ("Stopping", "Error")), ("#train_status", ("Stopping", "Stopped")))
+    wait_text(page, "#train_status", "Stopped", "failed", "Finished")
+    history = server.projects / "demo" / "history" / "first-try"
+    assert (history / "adapter_model.safetensors").is_file() and (history / "progress.jsonl").is_file()
+    page.get_by_role("tab", name="3. Listen").click()
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('#adapters label')).some(l => l.innerText.trim() === "
+        "'history/first-try')",
+        timeout=60_000,
+    )
     page.close()
 
 
