@@ -211,6 +211,9 @@ def test_the_loss_curves_are_drawn_with_a_point_per_logged_step(demo_run):
     assert len(codebooks) == 4 and all(line["stroke"] and line["points"] == 60 for line in codebooks)
     assert len({line["stroke"] for line in codebooks}) == 4
     assert legend(page, "#loss_plot") == ["train loss"] and legend(page, "#codebook_plot") == ["q1", "q2", "q3", "q4"]
+    titles = "(s) => Array.from(document.querySelectorAll(`${s} .role-axis-title text`)).map(t => t.textContent)"
+    assert page.evaluate(titles, "#loss_plot") == ["step", "loss (nats)"]  # what the y axis measures, not "value"
+    assert page.evaluate(titles, "#codebook_plot") == ["step", "cross-entropy (nats)"]
 
 
 def test_the_samples_are_a_gallery_one_row_per_prompt(demo_run):

@@ -16,7 +16,8 @@ CSS = """
   overflow-wrap: normal !important; }
 #tracks td { word-break: normal; overflow-wrap: anywhere; }
 #tracks .body-cell, #tracks th { font-family: var(--font); }  /* prose: a third more a line than mono */
-.gallery-prompt { font-weight: 600; padding-top: .5em; }
+.gallery-prompt { padding-top: .5em; }
+.gallery-prompt, .gallery-prompt p { font-weight: 600; }
 .gallery-row { align-items: stretch; }
 """
 
@@ -97,7 +98,7 @@ def bar_update(frame: pd.DataFrame) -> dict:
     return gr.update(value=frame, sort=list(frame.iloc[:, 0]), y_lim=[0, max(5, top)])
 
 
-def line_plot(title: str, color_title: str, elem_id: str) -> gr.LinePlot:
+def line_plot(title: str, y_title: str, color_title: str, elem_id: str) -> gr.LinePlot:
     """A line plot that starts empty (``None``): Gradio 6 fixes a plot's colour scale at the first data it draws, and
     a plot that started from an empty frame draws its lines with no stroke (see :func:`curves`)."""
     return gr.LinePlot(
@@ -106,6 +107,7 @@ def line_plot(title: str, color_title: str, elem_id: str) -> gr.LinePlot:
         y="value",
         color="curve",
         title=title,
+        y_title=y_title,  # (the frame's column is "value")
         color_title=color_title,
         height=260,
         x_axis_format="d",
