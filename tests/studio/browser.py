@@ -125,6 +125,21 @@ def where(err) -> str:
     return frames[0] if frames else "no stack"
 
 
+# What Gradio's client logs as a page unloads for a reload: its close() (on beforeunload) aborts the page's event
+# stream, and the stream's reader reports it on the console (seen once in seven runs of this file, and in 2 of 12
+# reloads in a row: "AbortError: signal is aborted without reason ... at kn.close", "Unexpected error Connection
+# errored out.").
+UNLOADING = ("AbortError: signal is aborted without reason", "Connection errored out")
+
+
+def reload(page, problems: list[str]) -> None:
+    """Reload the page as a person does; what Gradio's client logs while the old page unloads is no problem of the
+    page (see :data:`UNLOADING`), anything else stays in ``problems``."""
+    before = len(problems)
+    page.reload()
+    problems[before:] = [problem for problem in problems[before:] if not any(u in problem for u in UNLOADING)]
+
+
 def wait_for_project(page, project: str, folder: str) -> None:
     """Until the page shows ``project``: its name in the list and its audio folder in the form."""
     page.wait_for_function(

@@ -34,6 +34,7 @@ from .browser import (
     legend,
     open_page,
     plot_lines,
+    reload,
     table_rows,
     text,
     value,
@@ -122,7 +123,7 @@ def demo_run(server, browser, problems) -> dict:
     _code(page, "#extra_json", '{"lora_dropout": "lots"}')
     seen["bad_option"] = click(page, "#start", "#train_msg", "Error", "started")
     seen["config_after"] = config.read_text()
-    page.reload()
+    reload(page, problems)
     wait_for_project(page, "demo", "demo/data")
     page.get_by_role("tab", name="2. Train").click()
     page.click("text=More options")
@@ -489,7 +490,7 @@ def test_a_project_from_uploads(demo_run, server, browser, problems, uploads):
     assert {row[1]: row[4] for row in table_rows(page)}["song_b.wav"] == "excluded (not trained on)"
 
     # made after the studio started: listed, and opened again after a reload
-    page.reload()
+    reload(page, problems)
     wait_for_project(page, "uploaded", "uploaded/data")
     page.click("#project input")
     options = page.locator("ul[role=listbox] li").all_inner_texts()
