@@ -81,10 +81,11 @@ def build_app(studio: Studio, project: str) -> Any:
     return build_page(studio, project)
 
 
-def page_css() -> str:
-    from .page import CSS
+def page_style() -> dict[str, str]:
+    """The page's own CSS and head script, as ``launch`` takes them."""
+    from .page import CSS, HEAD
 
-    return CSS
+    return {"css": CSS, "head": HEAD}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         show_error=False,
         quiet=True,
         footer_links=[],
-        css=page_css(),
+        **page_style(),
     )
     return {"url": f"http://{options.host}:{options.port}", "projects_dir": str(studio.root)}
 

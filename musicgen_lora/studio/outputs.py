@@ -190,7 +190,8 @@ def evaluate(studio: Studio, name: str) -> Iterator[Progress]:
 
 
 def shown_evaluation(studio: Studio, project: Project) -> tuple[str, float | None, list[Any]]:
-    """``(message, fraction, [table, report path])`` of the project's last evaluation (an empty table if none)."""
+    """``(message, fraction, [table, report path or None])`` of the project's last evaluation (an empty table if
+    none)."""
     folder = project.run_dir / "evaluation"
     try:
         metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
@@ -200,7 +201,8 @@ def shown_evaluation(studio: Studio, project: Project) -> tuple[str, float | Non
     message = "\n\n".join(
         [*verdicts, f"Evaluated; the report with players and spectrograms: `{studio.shown(folder)}`."]
     )
-    return message, 1.0, [evaluation.metrics_table(metrics), str(folder / "report.html")]
+    report = folder / "report.html"  # (a link only to a page that is there)
+    return message, 1.0, [evaluation.metrics_table(metrics), str(report) if report.is_file() else None]
 
 
 def push(studio: Studio, name: str, repo_id: str, private: bool, token: str | None) -> tuple[str, str | None]:

@@ -150,10 +150,18 @@ def seconds_of_file(path: str) -> float | None:
         return None
 
 
+# A left-out reason in the table: at most about three lines of its status column (a decoder's message can run to
+# 300 characters, ten lines); the preparation log and data_report.json keep it whole.
+REASON_CHARS = 90
+
+
 def short_reason(reason: str, path: str, root: Path) -> str:
-    """A left-out reason without the absolute paths it may carry (the row names the file)."""
-    reason = reason.replace(path, Path(path).name).replace(str(root) + "/", "")
-    return page_words(reason, markdown=False)
+    """A left-out reason without the absolute paths it may carry (the row names the file), cut at a word after
+    :data:`REASON_CHARS` characters."""
+    reason = page_words(reason.replace(path, Path(path).name).replace(str(root) + "/", ""), markdown=False)
+    if len(reason) <= REASON_CHARS:
+        return reason
+    return reason[:REASON_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:(") + " …"
 
 
 def track_rows(

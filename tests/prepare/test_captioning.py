@@ -251,6 +251,21 @@ def test_clap_excerpts_sit_at_fixed_evenly_spread_places():
     assert [len(e) for e in clap_tags.clap_excerpts(mono[:800], 100, 10.0)] == [800]  # shorter: the whole clip
 
 
+def test_a_clap_folder_without_its_weights_is_one_line_with_the_fix(tmp_path, clap_dir):
+    """The weights of a CLAP checkpoint are not on a machine that cannot reach the Hub: a folder holding only its
+    config (a download that stopped) says so in one line, with what the folder must hold (the Studio shows it)."""
+    from musicgen_lora.prepare.clap import Clap
+
+    folder = tmp_path / "clap"
+    shutil.copytree(clap_dir, folder, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    with pytest.raises(UserError) as refused:
+        Clap(str(folder), "clap_model_name_or_path")
+    message = str(refused.value)
+    assert message.startswith(f"cannot load the CLAP checkpoint '{folder}' (clap_model_name_or_path): ")
+    assert message.endswith("pass a folder holding a transformers ClapModel (config.json, weights, processor files)")
+    assert "\n" not in message and "model.safetensors" in message  # what is missing, named
+
+
 def test_clap_tags_are_zero_shot_probabilities_and_cached(
     tmp_path, tiny_model_dir, model, truth_corpus, cache, clap_dir, monkeypatch
 ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import socket
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from musicgen_lora.studio import outputs
-from musicgen_lora.studio.__main__ import check_port
+from musicgen_lora.studio.__main__ import build_parser, check_port
 from musicgen_lora.studio.__main__ import main as studio_main
 
 from ..hub.fake_hub import USER, FakeHub
@@ -133,6 +134,30 @@ def test_a_port_whose_last_connections_linger_in_time_wait_is_free(tmp_path):
     with socket.socket() as plain, pytest.raises(OSError):
         plain.bind(("127.0.0.1", port))  # the lingering connection holds the port for a plain bind
     check_port("127.0.0.1", port)  # no "port is busy"
+
+
+def test_the_page_is_served_on_loopback_without_a_share_link_or_analytics(tmp_path, monkeypatch):
+    """README Studio: http://127.0.0.1:7860 on the demo by default, projects in studio_projects/; only --host serves
+    beyond this machine, only --share opens Gradio's public link, and Gradio's analytics are off (the page is built
+    as the command builds it; its serving is recorded instead of started)."""
+    gradio = pytest.importorskip("gradio", reason="gradio not installed (pip install -r requirements-studio.txt)")
+    served = []
+    monkeypatch.setattr(gradio.Blocks, "launch", lambda app, **options: served.append((app, options)))
+    monkeypatch.delenv("GRADIO_ANALYTICS_ENABLED", raising=False)  # (set again by the command; restored after)
+    defaults = build_parser().parse_args([])
+    assert (defaults.host, defaults.port, defaults.projects_dir, defaults.project, defaults.share) == (
+        "127.0.0.1", 7860, "studio_projects", "demo", False,
+    )  # fmt: skip
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    said = studio_main(["--port", port, "--projects_dir", str(tmp_path), "--project", "mine"])
+    app, options = served[-1]
+    assert (options["server_name"], options["server_port"], options["share"]) == ("127.0.0.1", int(port), False)
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and app.analytics_enabled is False
+    assert said["url"] == f"http://127.0.0.1:{port}" and "isConnected" in options["head"]  # the page's own script
+    studio_main(["--port", port, "--projects_dir", str(tmp_path), "--project", "mine", "--host", "0.0.0.0", "--share"])
+    assert (served[-1][1]["server_name"], served[-1][1]["share"]) == ("0.0.0.0", True)
 
 
 def test_without_gradio_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):

@@ -17,6 +17,7 @@ from musicgen_lora.studio.handlers import Studio
 from musicgen_lora.studio.progress import last_bar, read_progress
 from musicgen_lora.studio.runs import RunState
 from musicgen_lora.studio.views import (
+    REASON_CHARS,
     data_view,
     fill_from_tags,
     page_words,
@@ -85,7 +86,9 @@ def test_the_evaluate_tab_shows_the_project_s_last_evaluation(tmp_path):
     (project.run_dir / "evaluation" / "metrics.json").write_text(json.dumps(METRICS))
     message, _, (table, report) = outputs.shown_evaluation(studio, project)
     assert message.startswith("**final**: final is closer to the training data") and "songs/run/evaluation" in message
-    assert len(table) > 5 and report.endswith("report.html")
+    assert len(table) > 5 and report is None  # no report page: no link to one
+    (project.run_dir / "evaluation" / "report.html").write_text("<html></html>")
+    assert outputs.shown_evaluation(studio, project)[2][1] == str(project.run_dir / "evaluation" / "report.html")
 
 
 def _progress(run_dir: Path, *lines: dict) -> None:
@@ -151,6 +154,17 @@ def test_a_table_cell_gets_the_page_s_words_as_plain_text(tmp_path):
         "too short: 0.50 s < min_duration_in_seconds (More options → JSON) (beep.wav)"
     )
     assert page_words("set instance_prompt", markdown=False) == "set Trigger word"
+
+
+def test_a_long_left_out_reason_is_cut_at_a_word_for_its_table_cell(tmp_path):
+    """A decoder's message can run to 300 characters (ten lines of the status column): the cell keeps its start."""
+    path = f"{tmp_path}/data/song.m4a"
+    detail = "Invalid data found when processing input while reading the header of the stream " * 4
+    cell = short_reason(f"unreadable: FFmpeg: {path}: {detail}", path, tmp_path)
+    assert cell.startswith("unreadable: FFmpeg: song.m4a: Invalid data found") and cell.endswith(" …")
+    assert len(cell) <= REASON_CHARS + 2 and cell[:-2] in f"unreadable: FFmpeg: song.m4a: {detail}"
+    assert f"unreadable: FFmpeg: song.m4a: {detail}".startswith(cell[:-2] + " ")  # cut between words
+    assert short_reason("silent: digital silence", path, tmp_path) == "silent: digital silence"  # short: as it is
 
 
 def test_the_tracker_link_and_tensorboard(tmp_path):

@@ -17,9 +17,9 @@ from ..views import DataView
 from .data_tab import DataTab, report_values
 from .output_tabs import EvaluateTab, ListenTab, ShareTab
 from .train_tab import TrainTab
-from .widgets import CSS, QUIET, bar_html
+from .widgets import CSS, HEAD, QUIET, bar_html
 
-__all__ = ["CSS", "build_app"]
+__all__ = ["CSS", "HEAD", "build_app"]
 
 INTRO = """# MusicGen LoRA Studio
 Fine-tune MusicGen on your music with LoRA: **1.** prepare a folder of songs, **2.** train, **3.** listen to the

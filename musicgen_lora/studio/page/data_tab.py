@@ -85,7 +85,8 @@ class DataTab:
             elem_id="tracks",
             max_height=420,
             static_columns=[i for i, c in enumerate(TRACK_COLUMNS) if c not in EDITABLE_COLUMNS],
-            column_widths=["7%", "13%", "6%", "8%", "16%", "19%", "6%", "9%", "16%"],
+            # the status column holds a left-out file's reason: wide enough for it in three lines or fewer
+            column_widths=["6%", "12%", "6%", "8%", "21%", "17%", "6%", "8%", "16%"],
         )
         with gr.Row():
             with gr.Column(scale=2):

@@ -110,8 +110,10 @@ class TrainTab:
             self.tracker = gr.Markdown(elem_id="tracker_link")
             self.open_board = gr.Button("Open TensorBoard", size="sm", elem_id="open_tensorboard", scale=0)
         with gr.Row():
-            self.losses = line_plot("Loss", "curve", "loss_plot")
-            self.codebooks = line_plot("Cross-entropy per codebook", "codebook", "codebook_plot")
+            self.losses = line_plot("Loss", "loss (nats)", "curve", "loss_plot")
+            self.codebooks = line_plot(
+                "Cross-entropy per codebook", "cross-entropy (nats)", "codebook", "codebook_plot"
+            )
         gr.Markdown(
             "**Samples**: one row per prompt, one column per render (the same seed every time: the base model "
             "before training, then every N steps, then the final adapter)."

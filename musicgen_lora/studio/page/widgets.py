@@ -1,5 +1,5 @@
-"""Pieces the tabs share: the page's CSS, the progress bar, plots that draw what they are given, and the log boxes
-that open at their end."""
+"""Pieces the tabs share: the page's CSS and head script, the progress bar, plots that draw what they are given, and
+the log boxes that open at their end."""
 
 from __future__ import annotations
 
@@ -15,10 +15,33 @@ CSS = """
 #tracks th .header { white-space: nowrap !important; word-break: keep-all !important;
   overflow-wrap: normal !important; }
 #tracks td { word-break: normal; overflow-wrap: anywhere; }
-.gallery-prompt { font-weight: 600; padding-top: .5em; }
+#tracks .body-cell, #tracks th { font-family: var(--font); }  /* prose: a third more a line than mono */
+.gallery-prompt { padding-top: .5em; }
+.gallery-prompt, .gallery-prompt p { font-weight: 600; }
 .gallery-row { align-items: stretch; }
 """
 
+
+# Gradio 6.31's plots watch their chart's size with a ResizeObserver and never stop watching an old chart. When a plot
+# in a hidden tab is emptied (None: another project with no data), Chromium reports the removed chart's size, and the
+# plot's handler reads its container, gone by then: "TypeError: Cannot read properties of null (reading
+# 'offsetWidth')" in the page, once per stale observer (six to ten after one switch of project). A size report about an
+# element that is no longer in the page is of no use to anyone, so the page does not deliver it. Gradio runs the
+# head's scripts before it draws the components, so every observer is made by this class.
+HEAD = """<script>
+(() => {
+  const Native = window.ResizeObserver;
+  if (!Native) return;
+  window.ResizeObserver = class extends Native {
+    constructor(callback) {
+      super((entries, observer) => {
+        const shown = entries.filter((entry) => entry.target.isConnected);
+        if (shown.length) callback(shown, observer);
+      });
+    }
+  };
+})();
+</script>"""
 
 # Gradio shows a timer in an event's outputs while it runs, over the message a person should read (and grey): the
 # page's events run quietly and say what they do themselves (a progress bar, a "Pushing…" message).
@@ -75,7 +98,7 @@ def bar_update(frame: pd.DataFrame) -> dict:
     return gr.update(value=frame, sort=list(frame.iloc[:, 0]), y_lim=[0, max(5, top)])
 
 
-def line_plot(title: str, color_title: str, elem_id: str) -> gr.LinePlot:
+def line_plot(title: str, y_title: str, color_title: str, elem_id: str) -> gr.LinePlot:
     """A line plot that starts empty (``None``): Gradio 6 fixes a plot's colour scale at the first data it draws, and
     a plot that started from an empty frame draws its lines with no stroke (see :func:`curves`)."""
     return gr.LinePlot(
@@ -84,6 +107,7 @@ def line_plot(title: str, color_title: str, elem_id: str) -> gr.LinePlot:
         y="value",
         color="curve",
         title=title,
+        y_title=y_title,  # (the frame's column is "value")
         color_title=color_title,
         height=260,
         x_axis_format="d",
