@@ -7,7 +7,7 @@ Usage::
 prints, per corpus, genre and instrumentation and for the ``tune`` / ``test`` splits: tempo within 4 % (the exact
 octave), tempo within 4 % allowing a factor 2 or 3, key with its mode exactly right, and the MIREX weighted key
 score; then how the confidence thresholds of :mod:`musicgen_lora.audio.tempo` and :mod:`musicgen_lora.audio.key`
-sort right from wrong estimates; and what captions say of the tempo (one value, two where the octave is in doubt, or
+sort right from wrong estimates; and what captions say of the tempo (one value, two where the tempo is in doubt, or
 none below the confidence threshold) and how often that is right. ``--analysis-module`` measures another version of
 the estimators: one file with ``estimate_tempo``, ``estimate_key``, ``tempo_error``, ``key_score`` and ``parse_key``
 (e.g. ``git show e2d5858:musicgen_lora/audio/analysis.py``, the code before this work, saved to a file: the "before"
@@ -89,7 +89,7 @@ def evaluate(
 
 
 def caption_tempo(tempo, truth: float, threshold: float) -> dict:
-    """What a caption says of the tempo (the values it names: one, two where the octave is in doubt, none below
+    """What a caption says of the tempo (the values it names: one, two where the tempo is in doubt, none below
     ``threshold``) and whether it is right: one of the values it names within 4 % of ``truth``; a caption that leaves
     the tempo out is not right."""
     if tempo is None or getattr(tempo, "confidence", 1.0) < threshold:

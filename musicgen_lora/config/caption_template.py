@@ -32,7 +32,7 @@ FIELDS = ("prompt", "caption", *ANALYSIS_FIELDS, *TAG_FIELDS)
 FIELD_HELP = {
     "prompt": "instance_prompt",
     "caption": "the track's own caption",
-    "bpm": "estimated tempo, a whole number ('85'; '85 or 170' where the octave is in doubt; write '{bpm} bpm')",
+    "bpm": "estimated tempo, a whole number ('85'; '85 or 170' where the tempo is in doubt; write '{bpm} bpm')",
     "key": "estimated key with mode ('A minor')",
     "lufs": "integrated loudness ('-14 LUFS')",
     "loudness": "loudness as a word (LOUDNESS_WORDS)",

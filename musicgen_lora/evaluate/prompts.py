@@ -20,7 +20,7 @@ class Prompt:
     text: str
     bpm: float | None = None
     key: str | None = None
-    bpm_alternative: float | None = None  # "85 or 170 bpm" (a caption unsure of the octave) asks for either
+    bpm_alternative: float | None = None  # "85 or 170 bpm" (a caption unsure of the tempo) asks for either
 
     @classmethod
     def parse(cls, text: str, bpm: float | None = None, key: str | None = None) -> Prompt:

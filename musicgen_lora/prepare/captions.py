@@ -20,8 +20,9 @@ What is measured, and when:
   CLAP's 48 kHz, and the excerpt embeddings are averaged.
 * Every tempo and key estimate carries a confidence (0 to 1); below :data:`CONFIDENCE_THRESHOLDS` the field is
   left out of the caption (no word rather than a wrong word), and the data report counts and lists those tracks.
-  Where the tempo's octave is in doubt (:data:`~musicgen_lora.audio.tempo.TEMPO_OCTAVE_SURE`) the caption names
-  both tempi, slower first: ``"85 or 170 bpm"`` (:func:`tempo_words`).
+  Where the tempo is in doubt (:data:`~musicgen_lora.audio.tempo.TEMPO_SURE`: its octave, or a triple metre's
+  level) the caption names the two likeliest tempi, slower first: ``"85 or 170 bpm"``, ``"60 or 90 bpm"``
+  (:func:`tempo_words`).
 * ``prepared_data/captions.jsonl`` (:func:`review_row`) shows every track's final caption with the estimates and
   their confidences. Corrected and copied into the dataset folder as ``metadata.jsonl``, its rows
   (``caption_is_final: true``) are trained on as written: no template, nothing measured or decoded.
@@ -146,7 +147,7 @@ def low_confidence(metadata: dict[str, Any]) -> dict[str, float]:
 
 
 def tempo_words(bpm: int, alternative: int | None = None) -> str:
-    """The ``{bpm}`` field: ``"85"``, or where the octave is in doubt both tempi, slower first (``"85 or 170"``)."""
+    """The ``{bpm}`` field: ``"85"``, or where the tempo is in doubt both tempi, slower first (``"85 or 170"``)."""
     if alternative is None or alternative == bpm:
         return str(bpm)
     return f"{min(bpm, alternative)} or {max(bpm, alternative)}"

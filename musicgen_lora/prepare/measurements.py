@@ -22,8 +22,8 @@ from ..files import atomic_write_json, file_identity
 EXCERPT_SECONDS = 60.0
 
 
-ANALYSIS_VERSION = 5  # bump when the estimators change, so cached estimates are redone (4: EMPTY_HALF_BEATS 0.15;
-# 5: the octave decision and bpm_alternative)
+ANALYSIS_VERSION = 6  # bump when the estimators change, so cached estimates are redone (4: EMPTY_HALF_BEATS 0.15;
+# 5: the octave decision and bpm_alternative; 6: a triple metre's levels and the bass among the evidence)
 
 
 def _central(mono: np.ndarray, sr: int) -> np.ndarray:
@@ -37,7 +37,8 @@ def _central(mono: np.ndarray, sr: int) -> np.ndarray:
 def measure(audio: np.ndarray, sr: int) -> dict[str, Any]:
     """Tempo (bpm, rounded) and key of (channels, samples) audio on its central excerpt, each with its confidence
     (0 to 1, see :mod:`musicgen_lora.audio.tempo` and :mod:`musicgen_lora.audio.key`); None where not measurable.
-    ``bpm_alternative``: the tempo an octave away (rounded) where the octave is in doubt, else None.
+    ``bpm_alternative``: the next likeliest tempo (rounded: an octave away, or x 3/2, x 2/3, x 3 of a triple
+    metre) where the tempo is in doubt, else None.
 
     Every estimate is kept, however low its confidence: the caption leaves out those below the thresholds
     (:func:`musicgen_lora.prepare.captions.track_fields`), and captions.jsonl shows them all for review.

@@ -67,7 +67,7 @@ def test_tempo_and_key_of_real_music(real_music):
     # MIREX 0.88 (the profiles before the fitted model: 72 %, 0.86, on the unstressed renders); the thresholds leave
     # room for two more misses
     assert np.mean(tempo) >= 0.85, misses
-    # what the captions say: one of the tempi they name right (two where the octave is in doubt, none below the
+    # what the captions say: one of the tempi they name right (two where the tempo is in doubt, none below the
     # confidence threshold) on 85 % at least, and most of them name one tempo (bench/RESULTS.md "Captions at every
     # tempo": 24 % two-valued on the tune split of these corpora at their genres' tempi)
     assert np.mean([r["caption_hit"] for r in results if "caption_hit" in r]) >= 0.85, misses

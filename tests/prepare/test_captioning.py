@@ -155,6 +155,8 @@ def test_tempo_in_doubt_is_captioned_with_both_octaves_and_a_faint_one_is_left_o
     # the octave in doubt: both tempi, the slower first, whichever the estimate preferred
     assert caption(bpm=170, bpm_confidence=0.5, bpm_alternative=85) == "sks, lofi, 85 or 170 bpm"
     assert caption(bpm=85, bpm_confidence=threshold, bpm_alternative=170) == "sks, lofi, 85 or 170 bpm"
+    # a triple metre's level in doubt (a 6/8 beat or two thirds of it): the same wording
+    assert caption(bpm=90, bpm_confidence=0.5, bpm_alternative=60) == "sks, lofi, 60 or 90 bpm"
     # below the confidence threshold no tempo at all, with or without an alternative
     assert caption(bpm=85, bpm_confidence=threshold / 2, bpm_alternative=170) == "sks, lofi"
     assert caption(bpm=85, bpm_confidence=threshold / 2) == "sks, lofi"
